@@ -1,0 +1,246 @@
+//! Typed Raft commands and what applying each one does to the tables.
+//!
+//! `apply` is deterministic: it reads only the tables (through [`Txn`]) and the command itself, so every
+//! node reaches the same state from the same log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+use crate::codec::{self, CodecError};
+use crate::model::{ClusterRecord, Extension, MemberRecord, Setting, UserAccount, VipConfig};
+use crate::tables::{Record, Table};
+
+/// A change to the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Command {
+    /// Write the cluster identity; refused if one exists (a cluster is initialised once).
+    InitCluster(ClusterRecord),
+    SetVip(VipConfig),
+    PutMember(MemberRecord),
+    RemoveMember {
+        node_id: NodeId,
+    },
+    /// Create an extension; `Conflict` if the number is taken.
+    CreateExtension(Extension),
+    /// Replace an existing extension; `NotFound` if there is none.
+    UpdateExtension(Extension),
+    DeleteExtension {
+        number: String,
+    },
+    /// Create a web account; `Conflict` if the name is taken.
+    CreateUser(UserAccount),
+    /// Replace an existing web account; `NotFound` if there is none.
+    UpdateUser(UserAccount),
+    DeleteUser {
+        username: String,
+    },
+    PutSetting(Setting),
+    DeleteSetting {
+        key: String,
+    },
+}
+
+/// The state machine's answer to one command, returned to the proposer once it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Applied (also the answer to membership and blank entries).
+    Ok,
+    /// Refused because the key already exists.
+    Conflict { table: String, key: String },
+    /// Refused because the key does not exist.
+    NotFound { table: String, key: String },
+}
+
+/// The view of the tables `apply` works on: reads see the writes made earlier in the same batch.
+pub trait Txn {
+    fn get(&self, table: Table, key: &str) -> Option<Vec<u8>>;
+    fn put(&mut self, table: Table, key: &str, value: Vec<u8>);
+    fn delete(&mut self, table: Table, key: &str);
+}
+
+impl Command {
+    /// Applies the command to `txn`. A codec failure here means a value could not be encoded, which is a
+    /// bug, not bad input: input was decoded and bounded before it became a command.
+    pub fn apply(&self, txn: &mut dyn Txn) -> Result<Response, CodecError> {
+        match self {
+            Self::InitCluster(rec) => create(txn, rec),
+            Self::SetVip(rec) => put(txn, rec),
+            Self::PutMember(rec) => put(txn, rec),
+            Self::RemoveMember { node_id } => Ok(delete(
+                txn,
+                Table::Members,
+                &format!("{node_id:020}"),
+                false,
+            )),
+            Self::CreateExtension(rec) => create(txn, rec),
+            Self::UpdateExtension(rec) => update(txn, rec),
+            Self::DeleteExtension { number } => Ok(delete(txn, Table::Extensions, number, true)),
+            Self::CreateUser(rec) => create(txn, rec),
+            Self::UpdateUser(rec) => update(txn, rec),
+            Self::DeleteUser { username } => Ok(delete(txn, Table::Users, username, true)),
+            Self::PutSetting(rec) => put(txn, rec),
+            Self::DeleteSetting { key } => Ok(delete(txn, Table::Settings, key, false)),
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InitCluster(_) => "init_cluster",
+            Self::SetVip(_) => "set_vip",
+            Self::PutMember(_) => "put_member",
+            Self::RemoveMember { .. } => "remove_member",
+            Self::CreateExtension(_) => "create_extension",
+            Self::UpdateExtension(_) => "update_extension",
+            Self::DeleteExtension { .. } => "delete_extension",
+            Self::CreateUser(_) => "create_user",
+            Self::UpdateUser(_) => "update_user",
+            Self::DeleteUser { .. } => "delete_user",
+            Self::PutSetting(_) => "put_setting",
+            Self::DeleteSetting { .. } => "delete_setting",
+        }
+    }
+}
+
+fn table_name(table: Table) -> String {
+    table.cf_name().trim_start_matches("t_").to_owned()
+}
+
+fn put<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
+    txn.put(R::TABLE, &rec.key(), codec::encode(rec)?);
+    Ok(Response::Ok)
+}
+
+fn create<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
+    let key = rec.key();
+    if txn.get(R::TABLE, &key).is_some() {
+        return Ok(Response::Conflict {
+            table: table_name(R::TABLE),
+            key,
+        });
+    }
+    put(txn, rec)
+}
+
+fn update<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
+    let key = rec.key();
+    if txn.get(R::TABLE, &key).is_none() {
+        return Ok(Response::NotFound {
+            table: table_name(R::TABLE),
+            key,
+        });
+    }
+    put(txn, rec)
+}
+
+fn delete(txn: &mut dyn Txn, table: Table, key: &str, must_exist: bool) -> Response {
+    if txn.get(table, key).is_none() {
+        return if must_exist {
+            Response::NotFound {
+                table: table_name(table),
+                key: key.to_owned(),
+            }
+        } else {
+            Response::Ok
+        };
+    }
+    txn.delete(table, key);
+    Response::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::SipCredentials;
+
+    #[derive(Default)]
+    struct MemTxn(BTreeMap<(Table, String), Vec<u8>>);
+
+    impl Txn for MemTxn {
+        fn get(&self, table: Table, key: &str) -> Option<Vec<u8>> {
+            self.0.get(&(table, key.to_owned())).cloned()
+        }
+        fn put(&mut self, table: Table, key: &str, value: Vec<u8>) {
+            self.0.insert((table, key.to_owned()), value);
+        }
+        fn delete(&mut self, table: Table, key: &str) {
+            self.0.remove(&(table, key.to_owned()));
+        }
+    }
+
+    fn ext(number: &str) -> Extension {
+        Extension {
+            number: number.into(),
+            display_name: "Reception".into(),
+            credentials: SipCredentials {
+                username: number.into(),
+                realm: "pbx".into(),
+                ha1_md5: "00".into(),
+                ha1_sha256: "11".into(),
+                changed_at: 1,
+            },
+            permission_group: "internal".into(),
+            enabled: true,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    #[test]
+    fn create_refuses_a_duplicate_and_leaves_the_first() {
+        let mut txn = MemTxn::default();
+        assert_eq!(
+            Command::CreateExtension(ext("1001"))
+                .apply(&mut txn)
+                .unwrap(),
+            Response::Ok
+        );
+        let mut other = ext("1001");
+        other.display_name = "Intruder".into();
+        let resp = Command::CreateExtension(other).apply(&mut txn).unwrap();
+        assert_eq!(
+            resp,
+            Response::Conflict {
+                table: "extensions".into(),
+                key: "1001".into()
+            }
+        );
+        let stored: Extension =
+            codec::decode(&txn.get(Table::Extensions, "1001").unwrap()).unwrap();
+        assert_eq!(stored.display_name, "Reception");
+    }
+
+    #[test]
+    fn update_and_delete_of_a_missing_key_are_not_found() {
+        let mut txn = MemTxn::default();
+        let resp = Command::UpdateExtension(ext("2000"))
+            .apply(&mut txn)
+            .unwrap();
+        assert!(matches!(resp, Response::NotFound { .. }));
+        let resp = Command::DeleteExtension {
+            number: "2000".into(),
+        }
+        .apply(&mut txn)
+        .unwrap();
+        assert!(matches!(resp, Response::NotFound { .. }));
+        assert!(txn.0.is_empty());
+    }
+
+    #[test]
+    fn delete_removes_the_row() {
+        let mut txn = MemTxn::default();
+        Command::CreateExtension(ext("1001"))
+            .apply(&mut txn)
+            .unwrap();
+        let resp = Command::DeleteExtension {
+            number: "1001".into(),
+        }
+        .apply(&mut txn)
+        .unwrap();
+        assert_eq!(resp, Response::Ok);
+        assert!(txn.get(Table::Extensions, "1001").is_none());
+    }
+}

@@ -1,0 +1,55 @@
+//! Durable state of the PBX cluster: the Raft log and vote, the replicated state machine, snapshots, and
+//! the data model they carry, all in one RocksDB database.
+//!
+//! Nothing outside this crate touches RocksDB. The cluster crate hands [`LogStore`] and
+//! [`StateMachineStore`] to openraft; the node reads applied state through a cloneable [`StateReader`].
+//!
+//! On disk, under the directory given to [`open`]: `db/` is the RocksDB database (column families
+//! `raft_meta`, `raft_log`, `sm_meta` and one per [`Table`]), `snapshots/` holds the current snapshot
+//! file, `{term}-{index}-{unix_millis}.snap`, in the format of `snapshot_file`.
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod command;
+mod error;
+mod log_store;
+pub mod model;
+mod reader;
+mod snapshot_file;
+mod state_machine;
+pub mod tables;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use command::{Command, Response};
+pub use error::StorageError;
+pub use log_store::LogStore;
+pub use model::NodeAddr;
+pub use reader::StateReader;
+pub use state_machine::StateMachineStore;
+pub use tables::{Record, Table};
+
+/// Raft node identifier. Stable for the life of a node; bound to its TLS certificate.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The Raft type configuration of the PBX cluster.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = NodeId,
+        Node = NodeAddr,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// Opens (or creates) the store in `dir` and returns its three faces, all backed by one database.
+pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore, StateReader), StorageError> {
+    let db = Arc::new(tables::open_db(dir)?);
+    let reader = StateReader::new(Arc::clone(&db));
+    let sm = StateMachineStore::open(Arc::clone(&db), dir.join("snapshots"), reader.clone())?;
+    let log = LogStore::open(db)?;
+    Ok((log, sm, reader))
+}

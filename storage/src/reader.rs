@@ -1,0 +1,133 @@
+//! Read access to the applied state for the rest of the node.
+//!
+//! Reads go straight to the local database: they see what this node has applied, which may trail the
+//! leader. A caller that needs its own write to be visible waits on [`StateReader::watch_applied`] for
+//! the index its proposal committed at.
+
+use std::sync::Arc;
+
+use openraft::LogId;
+use rocksdb::{DB, Direction, IteratorMode};
+use tokio::sync::watch;
+
+use crate::tables::{Record, cf};
+use crate::{NodeId, StorageError, codec};
+
+/// A cheap, cloneable view of the applied tables.
+#[derive(Clone)]
+pub struct StateReader {
+    db: Arc<DB>,
+    applied: Arc<Applied>,
+}
+
+/// Progress of the state machine, published after every apply and snapshot install.
+struct Applied {
+    last: watch::Sender<Option<LogId<NodeId>>>,
+    index: watch::Sender<u64>,
+}
+
+impl StateReader {
+    pub(crate) fn new(db: Arc<DB>) -> Self {
+        let applied = Applied {
+            last: watch::Sender::new(None),
+            index: watch::Sender::new(0),
+        };
+        Self {
+            db,
+            applied: Arc::new(applied),
+        }
+    }
+
+    /// Called by the state machine once a change is durable in the database.
+    pub(crate) fn publish(&self, last_applied: Option<LogId<NodeId>>) {
+        // `last` first, so that whoever wakes on the index sees the matching log id.
+        self.applied.last.send_replace(last_applied);
+        let index = last_applied.map_or(0, |id| id.index);
+        self.applied.index.send_if_modified(|current| {
+            let changed = *current != index;
+            *current = index;
+            changed
+        });
+    }
+
+    /// The record of type `R` stored under `key`.
+    ///
+    /// A table may hold more than one record type (the `Cluster` table holds [`ClusterRecord`] and
+    /// [`VipConfig`]): a row whose decoded key differs from its stored key is of another type and reads
+    /// as absent.
+    ///
+    /// [`ClusterRecord`]: crate::model::ClusterRecord
+    /// [`VipConfig`]: crate::model::VipConfig
+    pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StorageError> {
+        let cf = cf(&self.db, R::TABLE.cf_name())?;
+        let Some(bytes) = self.db.get_pinned_cf(cf, key)? else {
+            return Ok(None);
+        };
+        let record: R = codec::decode(&bytes)?;
+        Ok((record.key() == key).then_some(record))
+    }
+
+    /// Every record of type `R`, in key order.
+    pub fn list<R: Record>(&self) -> Result<Vec<R>, StorageError> {
+        self.scan(None, usize::MAX)
+    }
+
+    /// Up to `limit` records of type `R` with keys after `after` (from the start when `None`), in key
+    /// order. Pass the last key of one page as `after` to get the next.
+    pub fn list_page<R: Record>(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<R>, StorageError> {
+        self.scan(after, limit)
+    }
+
+    /// The number of rows in `R`'s table (every record type that table holds).
+    pub fn count<R: Record>(&self) -> Result<u64, StorageError> {
+        let cf = cf(&self.db, R::TABLE.cf_name())?;
+        let mut n = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The id of the last log entry applied to the tables (through entries or a snapshot).
+    pub fn last_applied(&self) -> Option<LogId<NodeId>> {
+        *self.applied.last.borrow()
+    }
+
+    /// The index of the last applied log entry; 0 when nothing has been applied.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.index.borrow()
+    }
+
+    /// A receiver of the applied index, updated after every apply and snapshot install.
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.applied.index.subscribe()
+    }
+
+    fn scan<R: Record>(&self, after: Option<&str>, limit: usize) -> Result<Vec<R>, StorageError> {
+        let cf = cf(&self.db, R::TABLE.cf_name())?;
+        let mode = match after {
+            Some(after) => IteratorMode::From(after.as_bytes(), Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, mode) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            if after.is_some_and(|after| *key == *after.as_bytes()) {
+                continue;
+            }
+            let record: R = codec::decode(&value)?;
+            if record.key().as_bytes() == &*key {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+}

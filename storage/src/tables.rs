@@ -1,0 +1,110 @@
+//! The state machine's tables. Each table is a RocksDB column family of `key -> codec(value)`.
+//!
+//! Adding a table: add a variant here (and its column family name), a model type implementing
+//! [`Record`], and the commands that write it.
+
+use std::path::Path;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::StorageError;
+
+/// A table of the replicated state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Extensions,
+    Users,
+    Settings,
+    Cluster,
+    Members,
+}
+
+impl Table {
+    /// Every table, in a fixed order (snapshots are written in this order).
+    pub const ALL: [Self; 5] = [
+        Self::Extensions,
+        Self::Users,
+        Self::Settings,
+        Self::Cluster,
+        Self::Members,
+    ];
+
+    /// Column family holding the table.
+    pub const fn cf_name(self) -> &'static str {
+        match self {
+            Self::Extensions => "t_extensions",
+            Self::Users => "t_users",
+            Self::Settings => "t_settings",
+            Self::Cluster => "t_cluster",
+            Self::Members => "t_members",
+        }
+    }
+
+    /// Stable one-byte tag used in snapshot files.
+    pub const fn tag(self) -> u8 {
+        match self {
+            Self::Extensions => 1,
+            Self::Users => 2,
+            Self::Settings => 3,
+            Self::Cluster => 4,
+            Self::Members => 5,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.tag() == tag)
+    }
+}
+
+/// A value stored in a table under a string key.
+pub trait Record: Serialize + DeserializeOwned {
+    const TABLE: Table;
+    fn key(&self) -> String;
+}
+
+/// Column family of the Raft vote, last purged log id and committed log id.
+pub(crate) const CF_RAFT_META: &str = "raft_meta";
+/// Column family of the Raft log, keyed by big-endian index so that keys sort by index.
+pub(crate) const CF_RAFT_LOG: &str = "raft_log";
+/// Column family of the state machine's own metadata (last applied, membership, snapshots).
+pub(crate) const CF_SM_META: &str = "sm_meta";
+
+/// Opens (or creates) the database with every column family the store uses.
+pub fn open_db(dir: &Path) -> Result<DB, StorageError> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("db");
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(DBCompressionType::Lz4);
+
+    let mut names: Vec<String> = [CF_RAFT_META, CF_RAFT_LOG, CF_SM_META]
+        .into_iter()
+        .chain(Table::ALL.into_iter().map(Table::cf_name))
+        .map(str::to_owned)
+        .collect();
+    // RocksDB refuses to open a database without naming all of its column families: keep any that a
+    // newer build added, so that a downgrade still opens.
+    if let Ok(existing) = DB::list_cf(&opts, &path) {
+        for name in existing {
+            if name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME && !names.contains(&name) {
+                tracing::warn!(column_family = %name, "opening a column family this build does not use");
+                names.push(name);
+            }
+        }
+    }
+    let descriptors = names.into_iter().map(|name| {
+        let mut cf_opts = Options::default();
+        cf_opts.set_compression_type(DBCompressionType::Lz4);
+        ColumnFamilyDescriptor::new(name, cf_opts)
+    });
+    Ok(DB::open_cf_descriptors(&opts, &path, descriptors)?)
+}
+
+/// The handle of a column family that [`open_db`] created.
+pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a ColumnFamily, StorageError> {
+    db.cf_handle(name)
+        .ok_or(StorageError::MissingColumnFamily(name))
+}
