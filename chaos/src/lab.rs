@@ -1,0 +1,469 @@
+//! A lab of real `pbx` processes on loopback, for chaos scenarios and the integration tests: certificates from `pbx cert`,
+//! a config file per node, `pbx cluster init`, `pbx run`, `pbx cluster join` — what an operator runs.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::Value;
+
+/// The `pbx` binary: `$PBX_BIN`, or the one cargo built beside this executable (`target/<profile>/pbx`,
+/// found from a test binary in `deps/` or from the `chaos` binary itself).
+pub fn pbx_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PBX_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("pbx"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("pbx"))
+}
+
+/// A port free on loopback right now, for TCP or UDP.
+pub fn free_port(udp: bool) -> u16 {
+    if udp {
+        UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0)
+    } else {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0)
+    }
+}
+
+/// Options for a lab node.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    pub snapshot_after_logs: u64,
+    pub keep_logs_after_snapshot: u64,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self {
+            snapshot_after_logs: 5000,
+            keep_logs_after_snapshot: 1000,
+        }
+    }
+}
+
+pub struct LabNode {
+    pub id: u64,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub raft_port: u16,
+    pub api_port: u16,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl LabNode {
+    pub fn api_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.api_port)
+    }
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+/// A cluster of `pbx` processes in a temporary directory. Dropping it kills every process.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<LabNode>,
+    pub admin_password: String,
+    pub options: LabOptions,
+    http: reqwest::Client,
+}
+
+impl Lab {
+    /// Starts `n` nodes and forms a cluster of all of them.
+    pub async fn start(n: u64) -> anyhow::Result<Self> {
+        Self::start_with(n, LabOptions::default()).await
+    }
+
+    pub async fn start_with(n: u64, options: LabOptions) -> anyhow::Result<Self> {
+        ensure!(
+            pbx_bin().exists(),
+            "{} not built (run cargo build -p pbx)",
+            pbx_bin().display()
+        );
+        let dir = tempfile::tempdir()?;
+        run_pbx(&["cert", "ca", "--dir", &path_str(&dir.path().join("ca"))])?;
+        let ca_pem = std::fs::read(dir.path().join("ca/ca.pem"))?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem)?)
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let mut lab = Self {
+            dir,
+            nodes: Vec::new(),
+            admin_password: String::new(),
+            options,
+            http,
+        };
+        for id in 1..=n {
+            lab.prepare_node(id)?;
+        }
+        let out = run_pbx(&[
+            "cluster",
+            "init",
+            "--config",
+            &path_str(&lab.nodes[0].config),
+        ])?;
+        lab.admin_password = out
+            .lines()
+            .find_map(|l| l.strip_prefix("admin password: "))
+            .and_then(|l| l.split_whitespace().next())
+            .context("init printed no admin password")?
+            .to_owned();
+        for i in 0..lab.nodes.len() {
+            lab.spawn(i)?;
+        }
+        lab.wait_leader(Duration::from_secs(30)).await?;
+        for i in 1..lab.nodes.len() {
+            lab.join(i)?;
+        }
+        Ok(lab)
+    }
+
+    /// Certificates and config for node `id` (not started).
+    pub fn prepare_node(&mut self, id: u64) -> anyhow::Result<usize> {
+        let root = self.dir.path();
+        let tls = root.join(format!("tls-{id}"));
+        run_pbx(&[
+            "cert",
+            "node",
+            "--ca-dir",
+            &path_str(&root.join("ca")),
+            "--id",
+            &id.to_string(),
+            "--out",
+            &path_str(&tls),
+            "--san",
+            "127.0.0.1",
+            "--san",
+            "localhost",
+        ])?;
+        let (raft_port, api_port) = (free_port(true), free_port(false));
+        let data_dir = root.join(format!("node-{id}"));
+        let config = root.join(format!("node-{id}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "node_id = {id}\ndata_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
+                 [api]\nlisten = \"127.0.0.1:{api_port}\"\n[tls]\ndir = \"{}\"\n",
+                path_str(&data_dir),
+                self.options.snapshot_after_logs,
+                self.options.keep_logs_after_snapshot,
+                path_str(&tls)
+            ),
+        )?;
+        let log = root.join(format!("node-{id}.log"));
+        self.nodes.push(LabNode {
+            id,
+            config,
+            data_dir,
+            raft_port,
+            api_port,
+            log,
+            child: None,
+        });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Starts (or restarts) node at index `i`.
+    pub fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
+        let child = Command::new(pbx_bin())
+            .args(["run", "--config", &path_str(&node.config)])
+            .env("RUST_LOG", "info,openraft=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// `pbx cluster join` for node at index `i`, through node 0's API.
+    pub fn join(&self, i: usize) -> anyhow::Result<()> {
+        let via = self
+            .alive_api()
+            .context("no running node to join through")?;
+        let out = Command::new(pbx_bin())
+            .args([
+                "cluster",
+                "join",
+                "--config",
+                &path_str(&self.nodes[i].config),
+                "--via",
+                &via,
+            ])
+            .args(["--ca", &path_str(&self.dir.path().join("ca/ca.pem"))])
+            .env("PBX_PASSWORD", &self.admin_password)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "join failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    fn alive_api(&self) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .map(LabNode::api_url)
+    }
+
+    /// SIGKILL: the process gets no chance to flush or say goodbye.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()?;
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Some(status) = c.try_wait()? {
+                    ensure!(
+                        status.success(),
+                        "node {} exited with {status}",
+                        self.nodes[i].id
+                    );
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    bail!("node {} did not stop within 15 s", self.nodes[i].id);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca/ca.pem")
+    }
+
+    /// A cloneable client for the nodes as they are now (call again after adding a node).
+    pub fn client(&self) -> LabClient {
+        LabClient {
+            http: self.http.clone(),
+            urls: self.nodes.iter().map(LabNode::api_url).collect(),
+            password: self.admin_password.clone(),
+        }
+    }
+
+    pub fn req(&self, i: usize, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client().req(i, method, path)
+    }
+
+    pub fn anon(&self, i: usize, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client().anon(i, method, path)
+    }
+
+    pub async fn health(&self, i: usize) -> anyhow::Result<Value> {
+        self.client().health(i).await
+    }
+
+    pub async fn create_extension(
+        &self,
+        i: usize,
+        number: &str,
+    ) -> anyhow::Result<reqwest::StatusCode> {
+        self.client().create_extension(i, number).await
+    }
+
+    pub async fn extension_numbers(&self, i: usize) -> anyhow::Result<Vec<String>> {
+        self.client().extension_numbers(i).await
+    }
+
+    /// Waits until node `i` answers on its API and knows a leader.
+    pub async fn wait_node(&self, i: usize, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if self
+                .health(i)
+                .await
+                .is_ok_and(|h| h["leader"].as_u64().is_some())
+            {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "node {} not ready within {within:?}",
+                self.nodes[i].id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts node `i` again and waits until it serves.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.spawn(i)?;
+        self.wait_node(i, Duration::from_secs(30)).await
+    }
+
+    /// Waits until some running node names a leader that is itself running; returns its index.
+    pub async fn wait_leader(&mut self, within: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            for i in 0..self.nodes.len() {
+                if !self.nodes[i].is_running() {
+                    continue;
+                }
+                let Ok(h) = self.health(i).await else {
+                    continue;
+                };
+                let Some(leader) = h["leader"].as_u64() else {
+                    continue;
+                };
+                let Some(li) = self.nodes.iter().position(|n| n.id == leader) else {
+                    continue;
+                };
+                // The named leader must be alive and agree that it leads.
+                if self.nodes[li].is_running()
+                    && self
+                        .health(li)
+                        .await
+                        .is_ok_and(|lh| lh["leader"].as_u64() == Some(leader))
+                {
+                    return Ok(li);
+                }
+            }
+            ensure!(Instant::now() < deadline, "no leader within {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The tail of node `i`'s log, for failure messages.
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Talks to the lab's APIs; cheap to clone into concurrent tasks.
+#[derive(Clone)]
+pub struct LabClient {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    password: String,
+}
+
+impl LabClient {
+    /// An admin request to node `i`'s API.
+    pub fn req(&self, i: usize, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.urls[i]))
+            .basic_auth("admin", Some(&self.password))
+    }
+
+    /// The same request without credentials.
+    pub fn anon(&self, i: usize, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.urls[i]))
+    }
+
+    pub async fn health(&self, i: usize) -> anyhow::Result<Value> {
+        let r = self
+            .anon(i, reqwest::Method::GET, "/api/v1/health")
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await?;
+        Ok(r.error_for_status()?.json().await?)
+    }
+
+    /// Creates extension `number` through node `i`; returns the HTTP status.
+    pub async fn create_extension(
+        &self,
+        i: usize,
+        number: &str,
+    ) -> anyhow::Result<reqwest::StatusCode> {
+        let body = serde_json::json!({ "number": number, "display_name": format!("Ext {number}") });
+        Ok(self
+            .req(i, reqwest::Method::POST, "/api/v1/extensions")
+            .json(&body)
+            .send()
+            .await?
+            .status())
+    }
+
+    /// Every extension number node `i` has (linearizable read), following pages.
+    pub async fn extension_numbers(&self, i: usize) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = "/api/v1/extensions?limit=1000".to_owned();
+            if let Some(a) = &after {
+                path.push_str(&format!("&after={a}"));
+            }
+            let page: Value = self
+                .req(i, reqwest::Method::GET, &path)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            for item in page["items"].as_array().context("items")? {
+                out.push(item["number"].as_str().context("number")?.to_owned());
+            }
+            match page["next_after"].as_str() {
+                Some(a) => after = Some(a.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Runs `pbx ARGS`, returning stdout; fails with stderr if the command fails.
+pub fn run_pbx(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(pbx_bin())
+        .args(args)
+        .output()
+        .with_context(|| format!("running pbx {args:?}"))?;
+    ensure!(
+        out.status.success(),
+        "pbx {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,5 @@
+//! Fault scenarios against a cluster of real `pbx` processes.
+#![forbid(unsafe_code)]
+
+pub mod lab;
+pub mod scenarios;

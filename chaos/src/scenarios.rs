@@ -1,0 +1,151 @@
+//! Scenarios: each drives a fault into a lab cluster while clients write, measures what a user would
+//! notice, and checks the invariants (no acknowledged write lost).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use tokio::sync::Mutex;
+
+use crate::lab::{Lab, LabClient};
+
+/// What one scenario run measured.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub rounds: usize,
+    /// Per round: kill -9 of the leader until a write is acknowledged again, in milliseconds.
+    pub failover_ms: Vec<u64>,
+    pub acknowledged_writes: usize,
+    pub lost_writes: usize,
+    pub failed_writes: usize,
+}
+
+impl Report {
+    pub fn percentile(&self, p: f64) -> u64 {
+        let mut v = self.failover_ms.clone();
+        v.sort_unstable();
+        if v.is_empty() {
+            return 0;
+        }
+        let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[idx.min(v.len() - 1)]
+    }
+}
+
+/// Writers that keep creating extensions through every node and remember what was acknowledged.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    failed: Arc<std::sync::atomic::AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    fn start(client: &LabClient, nodes: usize, count: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks = (0..count)
+            .map(|w| {
+                let (client, stop, acked, failed) = (
+                    client.clone(),
+                    Arc::clone(&stop),
+                    Arc::clone(&acked),
+                    Arc::clone(&failed),
+                );
+                tokio::spawn(async move {
+                    let mut seq = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        let number = format!("8{w:02}{seq:06}");
+                        match client.create_extension((w + seq) % nodes, &number).await {
+                            Ok(s) if s == reqwest::StatusCode::CREATED => {
+                                acked.lock().await.push(number)
+                            }
+                            _ => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                        seq += 1;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            acked,
+            failed,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> (Vec<String>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let acked = self.acked.lock().await.clone();
+        (acked, self.failed.load(Ordering::Relaxed))
+    }
+}
+
+/// Kill -9 the leader `rounds` times while writers run; restart it each time.
+pub async fn leader_kill(rounds: usize, nodes: u64) -> anyhow::Result<Report> {
+    let mut lab = Lab::start(nodes).await?;
+    let client = lab.client();
+    let writers = Writers::start(&client, lab.nodes.len(), 4);
+    let mut report = Report {
+        scenario: "leader-kill".into(),
+        rounds,
+        ..Report::default()
+    };
+    for round in 0..rounds {
+        let leader = lab.wait_leader(Duration::from_secs(15)).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let killed_at = Instant::now();
+        lab.kill(leader);
+        let survivor = (leader + 1) % lab.nodes.len();
+        let mut probe = 0;
+        loop {
+            probe += 1;
+            let number = format!("9{round:03}{probe:05}");
+            let ok = client.create_extension(survivor, &number).await.ok()
+                == Some(reqwest::StatusCode::CREATED);
+            if ok {
+                report
+                    .failover_ms
+                    .push(killed_at.elapsed().as_millis() as u64);
+                writers.acked.lock().await.push(number);
+                break;
+            }
+            ensure!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "no write accepted 30 s after killing the leader"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        eprintln!(
+            "round {round}: killed node {}, writes accepted again after {} ms",
+            lab.nodes[leader].id, report.failover_ms[round]
+        );
+        lab.restart(leader).await?;
+    }
+    lab.wait_leader(Duration::from_secs(15)).await?;
+    let (acked, failed) = writers.finish().await;
+    report.acknowledged_writes = acked.len();
+    report.failed_writes = failed;
+    // Every node, including each one that was killed, must hold every acknowledged write.
+    for i in 0..lab.nodes.len() {
+        let have: std::collections::HashSet<String> = lab
+            .extension_numbers(i)
+            .await
+            .with_context(|| format!("reading node {}", lab.nodes[i].id))?
+            .into_iter()
+            .collect();
+        let lost = acked.iter().filter(|n| !have.contains(*n)).count();
+        report.lost_writes = report.lost_writes.max(lost);
+    }
+    Ok(report)
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing the PBX needs on a fresh Debian machine. Idempotent and quiet when
+# everything is already there.
+set -euo pipefail
+
+need=()
+# rocksdb's bindgen needs libclang; the C++ build needs a compiler.
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v c++ >/dev/null 2>&1 || need+=(g++)
+if [ "${PBX_WITH_SIP_TOOLS:-0}" = 1 ]; then
+  command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+  command -v baresip >/dev/null 2>&1 || need+=(baresip)
+  command -v svwar >/dev/null 2>&1 || need+=(sipvicious)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install the stable Rust toolchain (https://rustup.rs) first" >&2
+  exit 1
+fi

@@ -1,0 +1,115 @@
+//! API errors: every failure is a status code and a JSON body `{"error": code, "message": text}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use cluster::ClusterError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("this account may not do that")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "api request failed");
+        }
+        let mut resp = (
+            status,
+            Json(Body {
+                error: code,
+                message: self.to_string(),
+            }),
+        )
+            .into_response();
+        if matches!(self, Self::Unauthorized) {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"pbx\", charset=\"UTF-8\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        match e.http_status() {
+            400 => Self::BadRequest(e.to_string()),
+            404 => Self::NotFound(e.to_string()),
+            409 => Self::Conflict(e.to_string()),
+            500 => Self::Internal(e.to_string()),
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<storage::StorageError> for ApiError {
+    fn from(e: storage::StorageError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<storage::Response> for ApiError {
+    fn from(r: storage::Response) -> Self {
+        match r {
+            storage::Response::Conflict { table, key } => {
+                Self::Conflict(format!("{} {key} already exists", singular(&table)))
+            }
+            storage::Response::NotFound { table, key } => {
+                Self::NotFound(format!("{} {key} does not exist", singular(&table)))
+            }
+            storage::Response::Ok => Self::Internal("unexpected success".into()),
+        }
+    }
+}
+
+fn singular(table: &str) -> &str {
+    table.strip_suffix('s').unwrap_or(table)
+}

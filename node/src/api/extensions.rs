@@ -1,0 +1,286 @@
+//! `/api/v1/extensions`: create, read, update and delete phone extensions.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use storage::Command;
+use storage::model::{ClusterRecord, Extension, UnixMillis};
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
+use super::json::JsonBody;
+use crate::credentials;
+use crate::policy;
+use crate::time::now_millis;
+
+const MAX_PAGE: usize = 1000;
+const DEFAULT_GROUP: &str = "internal";
+
+/// An extension as the API shows it: never the secret, except once when the PBX generated it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ExtensionView {
+    pub number: String,
+    pub display_name: String,
+    pub sip_username: String,
+    pub permission_group: String,
+    pub enabled: bool,
+    pub secret_changed_at: UnixMillis,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    /// Present only in the answer that generated it; it is not stored and cannot be shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_secret: Option<String>,
+}
+
+impl From<Extension> for ExtensionView {
+    fn from(e: Extension) -> Self {
+        Self {
+            number: e.number,
+            display_name: e.display_name,
+            sip_username: e.credentials.username,
+            permission_group: e.permission_group,
+            enabled: e.enabled,
+            secret_changed_at: e.credentials.changed_at,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+            generated_secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateExtension {
+    pub number: String,
+    pub display_name: String,
+    /// SIP secret; generated when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub permission_group: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateExtension {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Replace the secret with a generated one, returned once in the answer.
+    #[serde(default)]
+    pub regenerate_secret: bool,
+    #[serde(default)]
+    pub permission_group: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ExtensionPage {
+    pub items: Vec<ExtensionView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+pub(crate) fn validate_number(number: &str) -> Result<(), ApiError> {
+    if !(2..=15).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest("number must be 2 to 15 digits".into()));
+    }
+    Ok(())
+}
+
+fn validate_display_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "display_name must be 1 to 64 printable characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_group(group: &str) -> Result<(), ApiError> {
+    let ok = (1..=32).contains(&group.len())
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(ApiError::BadRequest(
+            "permission_group must be 1 to 32 letters, digits, '-' or '_'".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a chosen secret, or generates one; returns (secret, generated?).
+fn choose_secret(
+    number: &str,
+    given: Option<String>,
+    force_generate: bool,
+) -> Result<(String, bool), ApiError> {
+    match given {
+        Some(_) if force_generate => Err(ApiError::BadRequest(
+            "give either secret or regenerate_secret, not both".into(),
+        )),
+        Some(s) => {
+            policy::check_password(&s, &[number])
+                .map_err(|e| ApiError::BadRequest(format!("secret {e}")))?;
+            Ok((s, false))
+        }
+        None => Ok((credentials::generate_secret(), true)),
+    }
+}
+
+fn realm(state: &AppState) -> Result<String, ApiError> {
+    let rec = state
+        .cluster
+        .reader()
+        .get::<ClusterRecord>(ClusterRecord::KEY)?
+        .ok_or_else(|| ApiError::Unavailable("cluster not initialised".into()))?;
+    Ok(rec.realm)
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(req): JsonBody<CreateExtension>,
+) -> Result<(StatusCode, Json<ExtensionView>), ApiError> {
+    validate_number(&req.number)?;
+    validate_display_name(&req.display_name)?;
+    let group = req
+        .permission_group
+        .unwrap_or_else(|| DEFAULT_GROUP.to_owned());
+    validate_group(&group)?;
+    let (secret, generated) = choose_secret(&req.number, req.secret, false)?;
+    let now = now_millis();
+    let ext = Extension {
+        credentials: credentials::sip_credentials(&req.number, &realm(&state)?, &secret, now),
+        number: req.number,
+        display_name: req.display_name,
+        permission_group: group,
+        enabled: req.enabled.unwrap_or(true),
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .propose_checked(Command::CreateExtension(ext.clone()))
+        .await?;
+    tracing::info!(extension = %ext.number, "extension created");
+    let mut view = ExtensionView::from(ext);
+    view.generated_secret = generated.then_some(secret);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(number): Path<String>,
+) -> Result<Json<ExtensionView>, ApiError> {
+    validate_number(&number)?;
+    state.cluster.linearizable_barrier().await?;
+    let ext = state
+        .cluster
+        .reader()
+        .get::<Extension>(&number)?
+        .ok_or_else(|| ApiError::NotFound(format!("extension {number} does not exist")))?;
+    Ok(Json(ext.into()))
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ExtensionPage>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    if let Some(after) = &q.after {
+        validate_number(after)?;
+    }
+    state.cluster.linearizable_barrier().await?;
+    let rows = state
+        .cluster
+        .reader()
+        .list_page::<Extension>(q.after.as_deref(), limit + 1)?;
+    let more = rows.len() > limit;
+    let items: Vec<ExtensionView> = rows.into_iter().take(limit).map(Into::into).collect();
+    let next_after = if more {
+        items.last().map(|e| e.number.clone())
+    } else {
+        None
+    };
+    Ok(Json(ExtensionPage { items, next_after }))
+}
+
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(number): Path<String>,
+    JsonBody(req): JsonBody<UpdateExtension>,
+) -> Result<Json<ExtensionView>, ApiError> {
+    validate_number(&number)?;
+    state.cluster.linearizable_barrier().await?;
+    let mut ext = state
+        .cluster
+        .reader()
+        .get::<Extension>(&number)?
+        .ok_or_else(|| ApiError::NotFound(format!("extension {number} does not exist")))?;
+    if let Some(name) = req.display_name {
+        validate_display_name(&name)?;
+        ext.display_name = name;
+    }
+    if let Some(group) = req.permission_group {
+        validate_group(&group)?;
+        ext.permission_group = group;
+    }
+    if let Some(enabled) = req.enabled {
+        ext.enabled = enabled;
+    }
+    let now = now_millis();
+    let mut generated_secret = None;
+    if req.secret.is_some() || req.regenerate_secret {
+        let (secret, generated) = choose_secret(&number, req.secret, req.regenerate_secret)?;
+        ext.credentials = credentials::sip_credentials(&number, &realm(&state)?, &secret, now);
+        generated_secret = generated.then_some(secret);
+    }
+    ext.updated_at = now;
+    state
+        .propose_checked(Command::UpdateExtension(ext.clone()))
+        .await?;
+    tracing::info!(extension = %number, "extension updated");
+    let mut view = ExtensionView::from(ext);
+    view.generated_secret = generated_secret;
+    Ok(Json(view))
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(number): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    validate_number(&number)?;
+    state
+        .propose_checked(Command::DeleteExtension {
+            number: number.clone(),
+        })
+        .await?;
+    tracing::info!(extension = %number, "extension deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,97 @@
+//! The HTTPS admin API: cluster status and membership, extensions, sessions, and `/metrics`.
+
+mod auth;
+mod cluster;
+mod error;
+mod extensions;
+mod json;
+mod serve;
+mod session;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use error::ApiError;
+pub use serve::{ServeError, serve_https};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub cluster: ::cluster::Cluster,
+    pub prometheus: PrometheusHandle,
+}
+
+impl AppState {
+    /// Proposes `cmd` and turns a refusal by the state machine (conflict, not found) into an API error.
+    /// Returns once the command is committed: what the caller is told has happened, has.
+    async fn propose_checked(&self, cmd: storage::Command) -> Result<(), ApiError> {
+        match self.cluster.propose(cmd).await? {
+            storage::Response::Ok => Ok(()),
+            refused => Err(refused.into()),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/health", get(cluster::health))
+        .route("/session", post(session::login))
+        .route("/cluster/status", get(cluster::status))
+        .route(
+            "/cluster/members",
+            get(cluster::members).post(cluster::add_member),
+        )
+        .route(
+            "/cluster/members/{node_id}",
+            axum::routing::delete(cluster::remove_member),
+        )
+        .route(
+            "/extensions",
+            get(extensions::list).post(extensions::create),
+        )
+        .route(
+            "/extensions/{number}",
+            get(extensions::get)
+                .patch(extensions::update)
+                .delete(extensions::delete),
+        );
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(middleware::from_fn(track))
+        .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn metrics_text(State(state): State<AppState>) -> String {
+    state.prometheus.render()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+/// Request counts and latency per route, for `/metrics`.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await.into_response();
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("pbx_api_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("pbx_api_request_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,221 @@
+//! The `pbx` command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::client::AdminClient;
+use crate::config::NodeConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "pbx", version, about = "High-availability clustered PBX")]
+pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a node until SIGINT/SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Create, join, leave or inspect a cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Create the cluster CA and node certificates.
+    #[command(subcommand)]
+    Cert(CertCmd),
+    /// Run a three-node cluster on this machine (loopback), creating it on first use.
+    Demo {
+        /// Where certificates, configs, data and logs live.
+        #[arg(long, default_value = "data/demo")]
+        dir: PathBuf,
+    },
+}
+
+/// Options for commands that call a running node's API.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// API of any running member, e.g. https://127.0.0.1:18001
+    #[arg(long)]
+    pub via: String,
+    /// Cluster CA certificate (PEM) to trust.
+    #[arg(long)]
+    pub ca: PathBuf,
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+    /// Admin password; read from the environment so it stays out of the process list.
+    #[arg(long, env = "PBX_PASSWORD", hide_env_values = true)]
+    pub password: String,
+}
+
+impl ApiArgs {
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        AdminClient::new(&self.via, &self.ca, &self.user, &self.password)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Make this stopped node the first member of a new cluster; prints the admin credentials once.
+    Init {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask the cluster to add this running node (learner, then voter).
+    Join {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove a node from the cluster.
+    Leave {
+        #[arg(long)]
+        node_id: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show members, leader, term, applied index and replication lag.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCmd {
+    /// Create a cluster CA (ca.pem, ca-key.pem) in DIR.
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "pbx")]
+        name: String,
+    },
+    /// Issue a node certificate (node.pem, node-key.pem, and a copy of ca.pem) into OUT.
+    Node {
+        /// Directory holding ca.pem and ca-key.pem.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Extra names or IP addresses the node's API answers on (repeatable).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+}
+
+impl Cmd {
+    pub async fn execute(self) -> anyhow::Result<()> {
+        match self {
+            Self::Run { config } => crate::run::run(NodeConfig::load(&config)?).await,
+            Self::Cluster(c) => c.execute().await,
+            Self::Cert(c) => c.execute(),
+            Self::Demo { dir } => crate::demo::run(&dir).await,
+        }
+    }
+}
+
+impl ClusterCmd {
+    async fn execute(self) -> anyhow::Result<()> {
+        match self {
+            Self::Init { config } => {
+                let cfg = NodeConfig::load(&config)?;
+                let b = crate::run::init_cluster(&cfg).await?;
+                println!(
+                    "cluster {} initialised with node {}",
+                    b.cluster_id, cfg.node_id
+                );
+                println!("admin user: {}", b.username);
+                println!(
+                    "admin password: {}   (shown once; store it now)",
+                    b.password
+                );
+                Ok(())
+            }
+            Self::Join { config, api } => {
+                let cfg = NodeConfig::load(&config)?;
+                join(&api.client()?, &cfg).await?;
+                println!("node {} joined", cfg.node_id);
+                Ok(())
+            }
+            Self::Leave { node_id, api } => {
+                api.client()?
+                    .delete(&format!("/api/v1/cluster/members/{node_id}"))
+                    .await?;
+                println!("node {node_id} removed");
+                Ok(())
+            }
+            Self::Status { api } => {
+                let status: serde_json::Value = api.client()?.get("/api/v1/cluster/status").await?;
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(crate) async fn join(client: &AdminClient, cfg: &NodeConfig) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "node_id": cfg.node_id,
+        "raft_addr": cfg.raft_advertise(),
+        "api_addr": cfg.api_advertise(),
+        "name": cfg.display_name(),
+    });
+    let _: serde_json::Value = client.post("/api/v1/cluster/members", &body).await?;
+    Ok(())
+}
+
+impl CertCmd {
+    fn execute(self) -> anyhow::Result<()> {
+        match self {
+            Self::Ca { dir, name } => {
+                make_ca(&dir, &name)?;
+                println!("cluster CA written to {}", dir.display());
+                Ok(())
+            }
+            Self::Node {
+                ca_dir,
+                id,
+                out,
+                sans,
+            } => {
+                make_node_cert(&ca_dir, id, &out, &sans)?;
+                println!("certificate for node {id} written to {}", out.display());
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(crate) fn make_ca(dir: &Path, name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !dir.join("ca-key.pem").exists(),
+        "{} already holds a CA",
+        dir.display()
+    );
+    let ca = cluster::generate_ca(name).context("generating the CA")?;
+    cluster::tls::write_ca(dir, &ca).with_context(|| format!("writing the CA to {}", dir.display()))
+}
+
+pub(crate) fn make_node_cert(
+    ca_dir: &Path,
+    id: u64,
+    out: &Path,
+    sans: &[String],
+) -> anyhow::Result<()> {
+    let ca = cluster::tls::read_ca(ca_dir)
+        .with_context(|| format!("reading the CA in {}", ca_dir.display()))?;
+    let cert = cluster::issue_node_cert(&ca, id, sans).context("issuing the node certificate")?;
+    cluster::NodeTlsFiles::new(&ca.cert_pem, &cert)
+        .write(out)
+        .with_context(|| format!("writing the certificate to {}", out.display()))
+}

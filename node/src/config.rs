@@ -1,0 +1,252 @@
+//! The node's TOML configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Upper bound on the configuration file: it is small; anything bigger is a mistake.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is larger than {MAX_CONFIG_BYTES} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Everything one node needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Raft node id, unique in the cluster and bound to the node's certificate.
+    pub node_id: u64,
+    /// Human name shown in the API.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where RocksDB and snapshots live.
+    pub data_dir: PathBuf,
+    pub cluster: ClusterSection,
+    pub api: ApiSection,
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub sip: SipSection,
+    #[serde(default)]
+    pub vip: Option<VipSection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// QUIC address Raft RPC listens on.
+    pub listen: SocketAddr,
+    /// Address other nodes dial (defaults to `listen`).
+    #[serde(default)]
+    pub advertise: Option<String>,
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    #[serde(default = "default_election_min_ms")]
+    pub election_min_ms: u64,
+    #[serde(default = "default_election_max_ms")]
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    #[serde(default = "default_snapshot_after_logs")]
+    pub snapshot_after_logs: u64,
+    /// Log entries kept behind a snapshot, so a briefly absent node catches up without one.
+    #[serde(default = "default_keep_logs_after_snapshot")]
+    pub keep_logs_after_snapshot: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// HTTPS admin API address.
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub advertise: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Directory holding `ca.pem`, `node.pem` and `node-key.pem` (see `pbx cert`).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipSection {
+    /// Digest realm, written into the cluster record at `cluster init`.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        Self {
+            realm: default_realm(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipSection {
+    pub address: String,
+    pub interface: String,
+    pub driver: String,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    100
+}
+fn default_election_min_ms() -> u64 {
+    400
+}
+fn default_election_max_ms() -> u64 {
+    800
+}
+fn default_snapshot_after_logs() -> u64 {
+    5000
+}
+fn default_keep_logs_after_snapshot() -> u64 {
+    1000
+}
+fn default_realm() -> String {
+    "pbx".to_owned()
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let read_err = |source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(read_err)?.len();
+        if len > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        let cfg: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        cfg.validate().map_err(|reason| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.node_id == 0 {
+            return Err("node_id must be 1 or more".into());
+        }
+        let c = &self.cluster;
+        if c.heartbeat_ms == 0 || c.election_min_ms <= c.heartbeat_ms * 2 {
+            return Err("cluster.election_min_ms must exceed twice cluster.heartbeat_ms".into());
+        }
+        if c.election_max_ms <= c.election_min_ms {
+            return Err("cluster.election_max_ms must exceed cluster.election_min_ms".into());
+        }
+        if self.sip.realm.is_empty() || self.sip.realm.len() > 128 {
+            return Err("sip.realm must be 1 to 128 characters".into());
+        }
+        Ok(())
+    }
+
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", self.node_id))
+    }
+
+    pub fn raft_advertise(&self) -> String {
+        self.cluster
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.cluster.listen.to_string())
+    }
+
+    pub fn api_advertise(&self) -> String {
+        self.api
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.api.listen.to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        // Serialising our own plain structs cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+node_id = 2
+data_dir = "/var/lib/pbx"
+[cluster]
+listen = "127.0.0.1:7002"
+[api]
+listen = "127.0.0.1:8002"
+[tls]
+dir = "/etc/pbx/tls"
+"#;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pbx.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let (_d, path) = write(SAMPLE);
+        let cfg = NodeConfig::load(&path).unwrap();
+        assert_eq!(cfg.cluster.heartbeat_ms, 100);
+        assert_eq!(cfg.raft_advertise(), "127.0.0.1:7002");
+        assert_eq!(cfg.display_name(), "node-2");
+        assert_eq!(cfg.sip.realm, "pbx");
+        // What we write we can read back.
+        let (_d2, again) = write(&cfg.to_toml());
+        assert_eq!(NodeConfig::load(&again).unwrap(), cfg);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let (_d, path) = write(&format!("{SAMPLE}\nbogus = 1\n"));
+        let err = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let (_d, path) = write(&SAMPLE.replace("node_id = 2", "node_id = 0"));
+        assert!(
+            NodeConfig::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("node_id")
+        );
+        let (_d, path) =
+            write(&SAMPLE.replace("listen = \"127.0.0.1:7002\"", "listen = \"nowhere\""));
+        assert!(matches!(
+            NodeConfig::load(&path),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! The `pbx` node: configuration, command line, admin API and the process lifecycle.
+//!
+//! SIP, media and security gates arrive as their own modules; the cluster and storage crates hold the
+//! replicated state, which this crate reaches only through `cluster::Cluster`.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod demo;
+pub mod policy;
+pub mod run;
+pub mod telemetry;
+mod time;
+
+pub use config::NodeConfig;

@@ -1,0 +1,204 @@
+//! The node's lifecycle: build, serve, wait for a signal, drain. Also the offline `cluster init`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rand::RngCore as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use cluster::{Cluster, ClusterConfig, NodeTlsFiles};
+use storage::Command;
+use storage::model::{ClusterRecord, MemberRecord, NodeAddr, Role, UserAccount, VipConfig};
+
+use crate::api::{self, AppState};
+use crate::config::NodeConfig;
+use crate::time::now_millis;
+use crate::{accounts, credentials, telemetry};
+
+/// The admin account created at `cluster init`.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+pub fn cluster_config(cfg: &NodeConfig) -> anyhow::Result<ClusterConfig> {
+    let tls = NodeTlsFiles::load(&cfg.tls.dir).with_context(|| {
+        format!(
+            "loading the node certificate from {}",
+            cfg.tls.dir.display()
+        )
+    })?;
+    tls.check_identity(cfg.node_id).with_context(|| {
+        format!(
+            "the certificate in {} is not for node {}",
+            cfg.tls.dir.display(),
+            cfg.node_id
+        )
+    })?;
+    let mut c = ClusterConfig::new(
+        cfg.node_id,
+        cfg.cluster.listen,
+        NodeAddr {
+            raft_addr: cfg.raft_advertise(),
+            api_addr: cfg.api_advertise(),
+        },
+        tls,
+    );
+    c.heartbeat_ms = cfg.cluster.heartbeat_ms;
+    c.election_min_ms = cfg.cluster.election_min_ms;
+    c.election_max_ms = cfg.cluster.election_max_ms;
+    c.snapshot_after_logs = cfg.cluster.snapshot_after_logs;
+    c.keep_logs_after_snapshot = cfg.cluster.keep_logs_after_snapshot;
+    Ok(c)
+}
+
+/// Runs the node until SIGINT or SIGTERM.
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    let prometheus = telemetry::prometheus();
+    let config = cluster_config(&cfg)?;
+    let tls =
+        cluster::api_server_config(&config.tls).context("building the API's TLS configuration")?;
+    let cluster = Cluster::start(config, &cfg.data_dir)
+        .await
+        .with_context(|| format!("starting cluster node {}", cfg.node_id))?;
+    let listener = TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("binding the API on {}", cfg.api.listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let router = api::router(AppState {
+        cluster: cluster.clone(),
+        prometheus,
+    });
+    let api_task = tokio::spawn(api::serve_https(listener, tls, router, stop_rx));
+    tracing::info!(node = cfg.node_id, api = %format!("https://{}", cfg.api_advertise()), raft = %cfg.raft_advertise(), "node running");
+
+    wait_for_signal().await;
+    tracing::info!(node = cfg.node_id, "shutting down");
+    let _ = stop_tx.send(true);
+    match api_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "api server ended with error"),
+        Err(e) => tracing::warn!(error = %e, "api server task failed"),
+        Ok(Ok(())) => {}
+    }
+    cluster
+        .shutdown()
+        .await
+        .context("stopping the cluster node")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Credentials created at init, shown once.
+pub struct Bootstrap {
+    pub username: String,
+    pub password: String,
+    pub cluster_id: String,
+}
+
+/// Creates a new cluster whose only member is this (stopped) node, with its identity, secrets and the
+/// bootstrap admin. Refuses if the node already belongs to a cluster.
+pub async fn init_cluster(cfg: &NodeConfig) -> anyhow::Result<Bootstrap> {
+    let cluster = Cluster::start(cluster_config(cfg)?, &cfg.data_dir)
+        .await
+        .context("opening the node's store")?;
+    let result = init_on(&cluster, cfg).await;
+    cluster
+        .shutdown()
+        .await
+        .context("closing the node's store")?;
+    result
+}
+
+async fn init_on(cluster: &Cluster, cfg: &NodeConfig) -> anyhow::Result<Bootstrap> {
+    if cluster.is_initialized() {
+        anyhow::bail!(
+            "node {} already belongs to a cluster (data in {})",
+            cfg.node_id,
+            cfg.data_dir.display()
+        );
+    }
+    cluster
+        .initialize()
+        .await
+        .context("initialising Raft membership")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cluster.current_leader() != Some(cfg.node_id) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no leader elected within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let now = now_millis();
+    let mut secret = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let mut id = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut id);
+    let cluster_id = hex::encode(id);
+    let password = credentials::generate_secret();
+    let hash = accounts::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("hashing the admin password: {e}"))?;
+    let mut commands = vec![
+        Command::InitCluster(ClusterRecord {
+            cluster_id: cluster_id.clone(),
+            realm: cfg.sip.realm.clone(),
+            secret,
+            created_at: now,
+        }),
+        Command::CreateUser(UserAccount {
+            username: BOOTSTRAP_ADMIN.to_owned(),
+            password_hash: hash,
+            role: Role::Admin,
+            extension: None,
+            password_changed_at: now,
+            created_at: now,
+        }),
+        Command::PutMember(MemberRecord {
+            node_id: cfg.node_id,
+            name: cfg.display_name(),
+            addr: NodeAddr {
+                raft_addr: cfg.raft_advertise(),
+                api_addr: cfg.api_advertise(),
+            },
+            joined_at: now,
+        }),
+    ];
+    if let Some(vip) = &cfg.vip {
+        commands.push(Command::SetVip(VipConfig {
+            address: vip.address.clone(),
+            interface: vip.interface.clone(),
+            driver: vip.driver.clone(),
+            updated_at: now,
+        }));
+    }
+    for cmd in commands {
+        let kind = cmd.kind();
+        let resp = cluster
+            .propose(cmd)
+            .await
+            .with_context(|| format!("writing {kind}"))?;
+        anyhow::ensure!(resp == storage::Response::Ok, "{kind} refused: {resp:?}");
+    }
+    Ok(Bootstrap {
+        username: BOOTSTRAP_ADMIN.to_owned(),
+        password,
+        cluster_id,
+    })
+}
