@@ -170,13 +170,15 @@ async fn wait_ready(client: &AdminClient) -> anyhow::Result<()> {
     }
 }
 
-/// Waits for Ctrl-C; reports nodes that exit meanwhile (the others keep serving).
+/// Waits for Ctrl-C or SIGTERM; reports nodes that exit meanwhile (the others keep serving).
 async fn supervise(children: &mut [Child]) {
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     let mut reported = vec![false; children.len()];
+    let signal = crate::run::wait_for_signal();
+    let mut signal = std::pin::pin!(signal);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
+            () = &mut signal => return,
             _ = ticker.tick() => {
                 for (i, child) in children.iter_mut().enumerate() {
                     if let Ok(Some(status)) = child.try_wait() && !reported[i] {

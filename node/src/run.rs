@@ -85,7 +85,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
