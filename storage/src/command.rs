@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 use crate::codec::{self, CodecError};
-use crate::model::{ClusterRecord, Extension, MemberRecord, Setting, UserAccount, VipConfig};
+use crate::model::{
+    Binding, ClusterRecord, Extension, MemberRecord, Setting, UnixMillis, UserAccount, VipConfig,
+};
 use crate::tables::{Record, Table};
 
 /// A change to the replicated state.
@@ -39,6 +41,30 @@ pub enum Command {
     DeleteSetting {
         key: String,
     },
+    /// A batch of registration changes, applied in order. Registrars batch refreshes into one entry so
+    /// that thousands of phones re-registering cost a handful of Raft entries.
+    UpdateBindings(Vec<BindingOp>),
+}
+
+/// One change to the registration table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindingOp {
+    /// Add or replace a binding (new registration or refresh).
+    Put(Binding),
+    Remove {
+        aor: String,
+        contact: String,
+    },
+    /// `Contact: *` with `Expires: 0`: every binding of the extension.
+    RemoveAll {
+        aor: String,
+    },
+    /// Remove the binding only if it is still expired at `now` (a refresh may have raced the sweep).
+    Expire {
+        aor: String,
+        contact: String,
+        now: UnixMillis,
+    },
 }
 
 /// The state machine's answer to one command, returned to the proposer once it is applied.
@@ -55,6 +81,8 @@ pub enum Response {
 /// The view of the tables `apply` works on: reads see the writes made earlier in the same batch.
 pub trait Txn {
     fn get(&self, table: Table, key: &str) -> Option<Vec<u8>>;
+    /// Keys starting with `prefix`, in order, as the batch so far left them.
+    fn keys_with_prefix(&self, table: Table, prefix: &str) -> Vec<String>;
     fn put(&mut self, table: Table, key: &str, value: Vec<u8>);
     fn delete(&mut self, table: Table, key: &str);
 }
@@ -81,6 +109,12 @@ impl Command {
             Self::DeleteUser { username } => Ok(delete(txn, Table::Users, username, true)),
             Self::PutSetting(rec) => put(txn, rec),
             Self::DeleteSetting { key } => Ok(delete(txn, Table::Settings, key, false)),
+            Self::UpdateBindings(ops) => {
+                for op in ops {
+                    apply_binding(txn, op)?;
+                }
+                Ok(Response::Ok)
+            }
         }
     }
 
@@ -99,8 +133,36 @@ impl Command {
             Self::DeleteUser { .. } => "delete_user",
             Self::PutSetting(_) => "put_setting",
             Self::DeleteSetting { .. } => "delete_setting",
+            Self::UpdateBindings(_) => "update_bindings",
         }
     }
+}
+
+fn apply_binding(txn: &mut dyn Txn, op: &BindingOp) -> Result<(), CodecError> {
+    match op {
+        BindingOp::Put(b) => {
+            put(txn, b)?;
+        }
+        BindingOp::Remove { aor, contact } => {
+            delete(txn, Table::Bindings, &Binding::key_for(aor, contact), false);
+        }
+        BindingOp::RemoveAll { aor } => {
+            for key in txn.keys_with_prefix(Table::Bindings, &Binding::aor_prefix(aor)) {
+                txn.delete(Table::Bindings, &key);
+            }
+        }
+        BindingOp::Expire { aor, contact, now } => {
+            let key = Binding::key_for(aor, contact);
+            let current = txn
+                .get(Table::Bindings, &key)
+                .map(|bytes| codec::decode::<Binding>(&bytes))
+                .transpose()?;
+            if current.is_some_and(|b| b.expires_at <= *now) {
+                txn.delete(Table::Bindings, &key);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn table_name(table: Table) -> String {
@@ -162,6 +224,13 @@ mod tests {
     impl Txn for MemTxn {
         fn get(&self, table: Table, key: &str) -> Option<Vec<u8>> {
             self.0.get(&(table, key.to_owned())).cloned()
+        }
+        fn keys_with_prefix(&self, table: Table, prefix: &str) -> Vec<String> {
+            self.0
+                .keys()
+                .filter(|(t, k)| *t == table && k.starts_with(prefix))
+                .map(|(_, k)| k.clone())
+                .collect()
         }
         fn put(&mut self, table: Table, key: &str, value: Vec<u8>) {
             self.0.insert((table, key.to_owned()), value);
@@ -227,6 +296,59 @@ mod tests {
         .unwrap();
         assert!(matches!(resp, Response::NotFound { .. }));
         assert!(txn.0.is_empty());
+    }
+
+    fn binding(aor: &str, contact: &str, expires_at: u64) -> Binding {
+        Binding {
+            aor: aor.into(),
+            contact: contact.into(),
+            expires_at,
+            q: None,
+            call_id: "c".into(),
+            cseq: 1,
+            source: "198.18.0.10:5060".into(),
+            transport: "udp".into(),
+            user_agent: "ua".into(),
+            node_id: 1,
+            registered_at: 0,
+            instance: None,
+        }
+    }
+
+    #[test]
+    fn binding_batch_puts_removes_and_expires_in_order() {
+        let mut txn = MemTxn::default();
+        let ops = vec![
+            BindingOp::Put(binding("1001", "sip:a@x", 100)),
+            BindingOp::Put(binding("1001", "sip:b@x", 100)),
+            BindingOp::Put(binding("10011", "sip:c@x", 100)),
+            BindingOp::Put(binding("1002", "sip:d@x", 500)),
+        ];
+        Command::UpdateBindings(ops).apply(&mut txn).unwrap();
+        assert_eq!(txn.0.len(), 4);
+        // RemoveAll takes 1001's bindings only, not those of 10011 whose number merely starts alike.
+        Command::UpdateBindings(vec![BindingOp::RemoveAll { aor: "1001".into() }])
+            .apply(&mut txn)
+            .unwrap();
+        assert!(
+            txn.get(Table::Bindings, &Binding::key_for("10011", "sip:c@x"))
+                .is_some()
+        );
+        assert_eq!(txn.0.len(), 2);
+        // Expire removes only what is still expired at `now`.
+        let expire = |aor: &str, contact: &str| BindingOp::Expire {
+            aor: aor.into(),
+            contact: contact.into(),
+            now: 200,
+        };
+        Command::UpdateBindings(vec![expire("10011", "sip:c@x"), expire("1002", "sip:d@x")])
+            .apply(&mut txn)
+            .unwrap();
+        assert_eq!(txn.0.len(), 1);
+        assert!(
+            txn.get(Table::Bindings, &Binding::key_for("1002", "sip:d@x"))
+                .is_some()
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod tables;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use command::{Command, Response};
+pub use command::{BindingOp, Command, Response};
 pub use error::StorageError;
 pub use log_store::LogStore;
 pub use model::NodeAddr;

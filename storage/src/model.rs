@@ -164,3 +164,46 @@ impl Record for MemberRecord {
         format!("{:020}", self.node_id)
     }
 }
+
+/// A registered contact of an extension (RFC 3261 §10): where calls to the extension are delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The extension number the binding belongs to (the address of record's user part).
+    pub aor: String,
+    /// The Contact URI exactly as the phone registered it (without header parameters).
+    pub contact: String,
+    pub expires_at: UnixMillis,
+    /// q-value in thousandths (`q=0.5` is 500); absent when the phone sent none.
+    pub q: Option<u16>,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Where the REGISTER came from (`ip:port`), which is where requests go back through NAT.
+    pub source: String,
+    /// `udp`, `tcp` or `tls`.
+    pub transport: String,
+    pub user_agent: String,
+    /// The node that accepted the registration.
+    pub node_id: NodeId,
+    pub registered_at: UnixMillis,
+    /// RFC 5626 `+sip.instance`, when the phone sends one.
+    pub instance: Option<String>,
+}
+
+impl Binding {
+    /// The key of a binding: all of an extension's bindings share the prefix [`Binding::aor_prefix`].
+    pub fn key_for(aor: &str, contact: &str) -> String {
+        format!("{}{contact}", Self::aor_prefix(aor))
+    }
+
+    pub fn aor_prefix(aor: &str) -> String {
+        // NUL cannot occur in an extension number, so one AOR's keys never run into another's.
+        format!("{aor}\u{0}")
+    }
+}
+
+impl Record for Binding {
+    const TABLE: Table = Table::Bindings;
+    fn key(&self) -> String {
+        Self::key_for(&self.aor, &self.contact)
+    }
+}

@@ -82,6 +82,24 @@ impl StateReader {
         self.scan(after, limit)
     }
 
+    /// Every record of type `R` whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<R: Record>(&self, prefix: &str) -> Result<Vec<R>, StorageError> {
+        let cf = cf(&self.db, R::TABLE.cf_name())?;
+        let mode = IteratorMode::From(prefix.as_bytes(), Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let record: R = codec::decode(&value)?;
+            if record.key().as_bytes() == &*key {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
     /// The number of rows in `R`'s table (every record type that table holds).
     pub fn count<R: Record>(&self) -> Result<u64, StorageError> {
         let cf = cf(&self.db, R::TABLE.cf_name())?;

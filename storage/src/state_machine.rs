@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StoredMembership};
-use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +178,39 @@ impl Txn for BatchTxn<'_> {
             self.fail(e);
             None
         })
+    }
+
+    fn keys_with_prefix(&self, table: Table, prefix: &str) -> Vec<String> {
+        let mut keys = std::collections::BTreeSet::new();
+        match cf(self.db, table.cf_name()) {
+            Ok(handle) => {
+                let mode = IteratorMode::From(prefix.as_bytes(), Direction::Forward);
+                for item in self.db.iterator_cf(handle, mode) {
+                    match item {
+                        Ok((key, _)) if key.starts_with(prefix.as_bytes()) => {
+                            keys.insert(String::from_utf8_lossy(&key).into_owned());
+                        }
+                        Ok(_) => break,
+                        Err(e) => {
+                            self.fail(e.into());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+        // The batch's own writes win over what the database holds.
+        for ((t, key), value) in &self.overlay {
+            if *t == table && key.starts_with(prefix) {
+                if value.is_some() {
+                    keys.insert(key.clone());
+                } else {
+                    keys.remove(key);
+                }
+            }
+        }
+        keys.into_iter().collect()
     }
 
     fn put(&mut self, table: Table, key: &str, value: Vec<u8>) {

@@ -19,16 +19,18 @@ pub enum Table {
     Settings,
     Cluster,
     Members,
+    Bindings,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
         Self::Cluster,
         Self::Members,
+        Self::Bindings,
     ];
 
     /// Column family holding the table.
@@ -39,6 +41,7 @@ impl Table {
             Self::Settings => "t_settings",
             Self::Cluster => "t_cluster",
             Self::Members => "t_members",
+            Self::Bindings => "t_bindings",
         }
     }
 
@@ -50,6 +53,7 @@ impl Table {
             Self::Settings => 3,
             Self::Cluster => 4,
             Self::Members => 5,
+            Self::Bindings => 6,
         }
     }
 
