@@ -39,11 +39,29 @@ pub fn free_port(udp: bool) -> u16 {
     }
 }
 
+/// A port free for both UDP and TCP on loopback right now.
+pub fn free_sip_port() -> u16 {
+    for _ in 0..100 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = udp.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    0
+}
+
 /// Options for a lab node.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
     pub snapshot_after_logs: u64,
     pub keep_logs_after_snapshot: u64,
+    /// Extra lines for each node's `[sip]` section.
+    pub sip_extra: String,
 }
 
 impl Default for LabOptions {
@@ -51,6 +69,7 @@ impl Default for LabOptions {
         Self {
             snapshot_after_logs: 5000,
             keep_logs_after_snapshot: 1000,
+            sip_extra: String::new(),
         }
     }
 }
@@ -61,6 +80,8 @@ pub struct LabNode {
     pub data_dir: PathBuf,
     pub raft_port: u16,
     pub api_port: u16,
+    /// SIP over UDP and TCP listen on this port of 127.0.0.1.
+    pub sip_port: u16,
     pub log: PathBuf,
     child: Option<Child>,
 }
@@ -157,17 +178,20 @@ impl Lab {
             "localhost",
         ])?;
         let (raft_port, api_port) = (free_port(true), free_port(false));
+        let sip_port = free_sip_port();
         let data_dir = root.join(format!("node-{id}"));
         let config = root.join(format!("node-{id}.toml"));
         std::fs::write(
             &config,
             format!(
                 "node_id = {id}\ndata_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
-                 [api]\nlisten = \"127.0.0.1:{api_port}\"\n[tls]\ndir = \"{}\"\n",
+                 [api]\nlisten = \"127.0.0.1:{api_port}\"\n[tls]\ndir = \"{}\"\n\
+                 [sip]\nudp = \"127.0.0.1:{sip_port}\"\ntcp = \"127.0.0.1:{sip_port}\"\n{}\n",
                 path_str(&data_dir),
                 self.options.snapshot_after_logs,
                 self.options.keep_logs_after_snapshot,
-                path_str(&tls)
+                path_str(&tls),
+                self.options.sip_extra,
             ),
         )?;
         let log = root.join(format!("node-{id}.log"));
@@ -177,6 +201,7 @@ impl Lab {
             data_dir,
             raft_port,
             api_port,
+            sip_port,
             log,
             child: None,
         });
@@ -421,6 +446,34 @@ impl LabClient {
             .send()
             .await?
             .status())
+    }
+
+    /// Creates extension `number` with a chosen SIP secret through node `i`; returns the HTTP status.
+    pub async fn create_extension_with_secret(
+        &self,
+        i: usize,
+        number: &str,
+        secret: &str,
+    ) -> anyhow::Result<reqwest::StatusCode> {
+        let body = serde_json::json!({ "number": number, "display_name": format!("Ext {number}"), "secret": secret });
+        Ok(self
+            .req(i, reqwest::Method::POST, "/api/v1/extensions")
+            .json(&body)
+            .send()
+            .await?
+            .status())
+    }
+
+    /// Node `i`'s view of extension `number`'s registrations (`status`, `registrations`).
+    pub async fn registrations(&self, i: usize, number: &str) -> anyhow::Result<Value> {
+        let path = format!("/api/v1/extensions/{number}/registrations");
+        Ok(self
+            .req(i, reqwest::Method::GET, &path)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// Every extension number node `i` has (linearizable read), following pages.

@@ -3,3 +3,4 @@
 
 pub mod lab;
 pub mod scenarios;
+pub mod sip_probe;

@@ -91,12 +91,41 @@ pub struct SipSection {
     /// Digest realm, written into the cluster record at `cluster init`.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// Address for SIP over UDP; SIP over UDP is off when absent.
+    #[serde(default)]
+    pub udp: Option<SocketAddr>,
+    /// Address for SIP over TCP.
+    #[serde(default)]
+    pub tcp: Option<SocketAddr>,
+    /// Address for SIP over TLS (the node certificate is presented).
+    #[serde(default)]
+    pub tls: Option<SocketAddr>,
+    /// Shortest registration accepted, seconds (`423` below).
+    #[serde(default = "default_min_expires")]
+    pub min_expires: u32,
+    /// Longest registration granted, seconds.
+    #[serde(default = "default_max_expires")]
+    pub max_expires: u32,
+    /// Contacts one extension may register at once.
+    #[serde(default = "default_max_contacts")]
+    pub max_contacts: usize,
+    /// Digest algorithms offered, in order (RFC 8760: SHA-256 first). Phones that read only the first
+    /// challenge and know only MD5 (sipp, older firmware) need `["MD5"]`.
+    #[serde(default = "default_digest_algorithms")]
+    pub digest_algorithms: Vec<String>,
 }
 
 impl Default for SipSection {
     fn default() -> Self {
         Self {
             realm: default_realm(),
+            udp: None,
+            tcp: None,
+            tls: None,
+            min_expires: default_min_expires(),
+            max_expires: default_max_expires(),
+            max_contacts: default_max_contacts(),
+            digest_algorithms: default_digest_algorithms(),
         }
     }
 }
@@ -123,6 +152,18 @@ fn default_snapshot_after_logs() -> u64 {
 }
 fn default_keep_logs_after_snapshot() -> u64 {
     1000
+}
+fn default_min_expires() -> u32 {
+    60
+}
+fn default_max_expires() -> u32 {
+    3600
+}
+fn default_max_contacts() -> usize {
+    10
+}
+fn default_digest_algorithms() -> Vec<String> {
+    vec!["SHA-256".to_owned(), "MD5".to_owned()]
 }
 fn default_realm() -> String {
     "pbx".to_owned()
@@ -163,8 +204,22 @@ impl NodeConfig {
         if c.election_max_ms <= c.election_min_ms {
             return Err("cluster.election_max_ms must exceed cluster.election_min_ms".into());
         }
-        if self.sip.realm.is_empty() || self.sip.realm.len() > 128 {
-            return Err("sip.realm must be 1 to 128 characters".into());
+        let sip = &self.sip;
+        if sip.realm.is_empty()
+            || sip.realm.len() > 128
+            || !sip.realm.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
+        {
+            return Err("sip.realm must be 1 to 128 printable characters without quotes".into());
+        }
+        if sip.min_expires == 0 || sip.max_expires < sip.min_expires {
+            return Err("sip.min_expires must be positive and no more than sip.max_expires".into());
+        }
+        let known = |a: &String| a == "SHA-256" || a == "MD5";
+        if sip.digest_algorithms.is_empty() || !sip.digest_algorithms.iter().all(known) {
+            return Err("sip.digest_algorithms must list \"SHA-256\" and/or \"MD5\"".into());
+        }
+        if !(1..=100).contains(&sip.max_contacts) {
+            return Err("sip.max_contacts must be 1 to 100".into());
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod demo;
 pub mod policy;
 pub mod run;
+pub mod sip;
 pub mod telemetry;
 mod time;
 

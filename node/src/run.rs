@@ -1,5 +1,6 @@
 //! The node's lifecycle: build, serve, wait for a signal, drain. Also the offline `cluster init`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -59,6 +60,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let cluster = Cluster::start(config, &cfg.data_dir)
         .await
         .with_context(|| format!("starting cluster node {}", cfg.node_id))?;
+    let sip = crate::sip::SipService::start(&cfg.sip, cluster.clone(), Arc::clone(&tls))
+        .await
+        .context("starting SIP")?;
     let listener = TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API on {}", cfg.api.listen))?;
@@ -72,6 +76,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     tracing::info!(node = cfg.node_id, "shutting down");
+    drop(sip);
     let _ = stop_tx.send(true);
     match api_task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "api server ended with error"),

@@ -29,6 +29,7 @@ async fn restarted_node_catches_up_by_log_and_by_snapshot() {
         LabOptions {
             snapshot_after_logs: 50,
             keep_logs_after_snapshot: 10,
+            ..LabOptions::default()
         },
     )
     .await

@@ -5,6 +5,7 @@ mod cluster;
 mod error;
 mod extensions;
 mod json;
+mod registrations;
 mod serve;
 mod session;
 
@@ -54,6 +55,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/extensions",
             get(extensions::list).post(extensions::create),
+        )
+        .route("/registrations", get(registrations::list))
+        .route(
+            "/extensions/{number}/registrations",
+            get(registrations::for_extension),
         )
         .route(
             "/extensions/{number}",

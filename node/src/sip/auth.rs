@@ -1,0 +1,176 @@
+//! Digest authentication of SIP requests against the replicated extensions, with the cluster's shared
+//! nonce key so any node verifies what another challenged.
+//!
+//! Every failure, whatever its cause (unknown user, wrong password, disabled extension, garbage), gets
+//! the same fresh challenge; only a stale nonce from a client that knew the password adds `stale=true`.
+
+use std::sync::Mutex;
+
+use rand::RngCore as _;
+use rsip::Header;
+
+use cluster::Cluster;
+use pbx_sip::digest::{Algorithm, AuthFailure, AuthRequest, DigestConfig, NonceKey, Verifier};
+use storage::model::{ClusterRecord, Extension, UnixMillis};
+
+use super::handler::header_values;
+
+pub(crate) enum AuthOutcome {
+    Authenticated {
+        username: String,
+    },
+    /// Answer 401/407 with these headers.
+    Challenge(Vec<Header>),
+    /// The cluster record (realm, secret) is not replicated here yet.
+    Unavailable,
+}
+
+struct Keyed {
+    secret: Vec<u8>,
+    realm: String,
+    verifier: Verifier,
+}
+
+pub(crate) struct SipAuth {
+    cluster: Cluster,
+    /// Algorithms offered, in the order offered.
+    algorithms: Vec<Algorithm>,
+    state: Mutex<Option<Keyed>>,
+}
+
+impl SipAuth {
+    /// `algorithms` are the tokens `SHA-256` / `MD5`, in the order to offer them.
+    pub(crate) fn new(cluster: Cluster, algorithms: &[String]) -> Self {
+        let algorithms = algorithms
+            .iter()
+            .filter_map(|a| Algorithm::from_token(a))
+            .collect();
+        Self {
+            cluster,
+            algorithms,
+            state: Mutex::new(None),
+        }
+    }
+
+    /// Authenticates `req` (`proxy`: INVITE-style 407 with Proxy-Authorization).
+    pub(crate) fn check(
+        &self,
+        req: &rsip::Request,
+        raw_uri: &str,
+        now: UnixMillis,
+        proxy: bool,
+    ) -> AuthOutcome {
+        let Ok(Some(record)) = self
+            .cluster
+            .reader()
+            .get::<ClusterRecord>(ClusterRecord::KEY)
+        else {
+            return AuthOutcome::Unavailable;
+        };
+        let mut guard = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard
+            .as_ref()
+            .is_none_or(|k| k.secret != record.secret || k.realm != record.realm)
+        {
+            *guard = Some(Keyed {
+                verifier: Verifier::new(NonceKey::new(&record.secret), DigestConfig::default()),
+                secret: record.secret.clone(),
+                realm: record.realm.clone(),
+            });
+        }
+        let Some(keyed) = guard.as_mut() else {
+            return AuthOutcome::Unavailable;
+        };
+        let header = if proxy {
+            "proxy-authorization"
+        } else {
+            "authorization"
+        };
+        let method = req.method.to_string();
+        let request = AuthRequest {
+            realm: &keyed.realm,
+            method: &method,
+            request_uri: raw_uri,
+        };
+        let mut stale = false;
+        let mut failure = None;
+        for value in header_values(req, header) {
+            let Ok(creds) = keyed.verifier.parse_credentials(value) else {
+                continue;
+            };
+            if creds.realm != keyed.realm || !self.algorithms.contains(&creds.algorithm) {
+                continue;
+            }
+            let reader = self.cluster.reader();
+            let result = keyed
+                .verifier
+                .verify(now, &request, &creds, |user, algorithm| {
+                    let ext = reader
+                        .get::<Extension>(user)
+                        .ok()
+                        .flatten()
+                        .filter(|e| e.enabled)?;
+                    Some(match algorithm {
+                        Algorithm::Md5 => ext.credentials.ha1_md5,
+                        Algorithm::Sha256 => ext.credentials.ha1_sha256,
+                    })
+                });
+            match result {
+                Ok(v) => {
+                    return AuthOutcome::Authenticated {
+                        username: v.username,
+                    };
+                }
+                Err(e) => {
+                    stale |= e.is_stale();
+                    failure = Some(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            metrics::counter!("pbx_sip_auth_failures_total", "reason" => reason(e)).increment(1);
+            tracing::debug!(method = %method, reason = %e, "sip authentication failed");
+        }
+        let mut rand = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut rand);
+        let challenge = keyed
+            .verifier
+            .challenge(now, rand, &keyed.realm, proxy, stale);
+        // The verifier offers every algorithm, SHA-256 first; keep the configured ones in their order.
+        let offered = self.algorithms.iter().filter_map(|a| {
+            let token = format!("algorithm={}", a.token());
+            challenge
+                .values
+                .iter()
+                .find(|v| v.contains(&token))
+                .cloned()
+        });
+        let headers = offered
+            .map(|v| {
+                if proxy {
+                    Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::from(v))
+                } else {
+                    Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::from(v))
+                }
+            })
+            .collect();
+        AuthOutcome::Challenge(headers)
+    }
+}
+
+/// A short label for metrics; never sent to the client.
+fn reason(e: AuthFailure) -> &'static str {
+    match e {
+        AuthFailure::StaleNonce => "stale_nonce",
+        AuthFailure::Replay => "replay",
+        AuthFailure::BadNonce => "bad_nonce",
+        AuthFailure::BadResponse | AuthFailure::UnknownUser => "bad_credentials",
+        AuthFailure::RealmMismatch | AuthFailure::UriMismatch | AuthFailure::OpaqueMismatch => {
+            "mismatch"
+        }
+        _ => "malformed",
+    }
+}

@@ -1,0 +1,213 @@
+//! The driver of the transaction layer: one task owns it, feeds it what the transports received and
+//! what the PBX logic answered, sends what it asks to send, and sleeps until its next timer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use pbx_sip::transaction::{
+    ClientTxId, Peer, ServerTxId, TransactionConfig, TransactionLayer, TxEvent, TxId,
+};
+
+use super::handler::Handler;
+use super::transport::{Inbound, Outbound};
+
+/// Commands from the PBX logic to the endpoint.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Respond {
+        tx: ServerTxId,
+        resp: rsip::Response,
+    },
+    /// Send a request as a client transaction; `done` gets its final outcome.
+    Request {
+        req: rsip::Request,
+        peer: Peer,
+        done: oneshot::Sender<ClientOutcome>,
+    },
+}
+
+/// How a request we sent ended.
+#[derive(Debug)]
+pub(crate) enum ClientOutcome {
+    Final(rsip::Response),
+    Timeout,
+    Failed,
+}
+
+/// A handle the PBX logic uses to answer and to send. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct EndpointHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl EndpointHandle {
+    pub(crate) async fn respond(&self, tx: ServerTxId, resp: rsip::Response) {
+        let _ = self.tx.send(Command::Respond { tx, resp }).await;
+    }
+
+    pub(crate) async fn request(&self, req: rsip::Request, peer: Peer) -> ClientOutcome {
+        let (done, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Request { req, peer, done })
+            .await
+            .is_err()
+        {
+            return ClientOutcome::Failed;
+        }
+        wait.await.unwrap_or(ClientOutcome::Failed)
+    }
+}
+
+pub(crate) struct Endpoint {
+    layer: TransactionLayer,
+    out: Outbound,
+    handler: Arc<Handler>,
+    pending: HashMap<ClientTxId, oneshot::Sender<ClientOutcome>>,
+    /// The raw Request-URI of the request just handed to the layer: a new request's event comes out in
+    /// the same turn, so one slot is enough.
+    raw_uri: Option<String>,
+}
+
+impl Endpoint {
+    pub(crate) fn channel() -> (EndpointHandle, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        (EndpointHandle { tx }, rx)
+    }
+
+    pub(crate) fn new(config: TransactionConfig, out: Outbound, handler: Arc<Handler>) -> Self {
+        Self {
+            layer: TransactionLayer::new(config),
+            out,
+            handler,
+            pending: HashMap::new(),
+            raw_uri: None,
+        }
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        loop {
+            let wake = self
+                .layer
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.handle_command(Instant::now(), cmd),
+                    None => return,
+                },
+                msg = inbound.recv() => match msg {
+                    Some(msg) => self.handle_inbound(Instant::now(), msg),
+                    None => return,
+                },
+                () = sleep_until(wake) => self.layer.handle_timeout(Instant::now()),
+            }
+            self.drain();
+            self.raw_uri = None;
+            metrics::gauge!("pbx_sip_transactions").set(self.layer.len() as f64);
+        }
+    }
+
+    fn handle_inbound(&mut self, now: Instant, msg: Inbound) {
+        match msg {
+            Inbound::Message { msg, peer } => match msg.sip {
+                rsip::SipMessage::Request(req) => {
+                    self.raw_uri = msg.raw_uri;
+                    self.layer.handle_request(now, req, peer);
+                }
+                rsip::SipMessage::Response(resp) => self.layer.handle_response(now, resp, peer),
+            },
+            Inbound::Closed(peer) => self.layer.handle_transport_error(now, peer),
+        }
+    }
+
+    fn handle_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Respond { tx, resp } => {
+                if let Err(e) = self.layer.respond(now, tx, resp) {
+                    // The transaction timed out or its transport failed while we were deciding.
+                    tracing::debug!(error = %e, "response not sent");
+                }
+            }
+            Command::Request { req, peer, done } => match self.layer.send_request(now, req, peer) {
+                Ok(tx) => {
+                    self.pending.insert(tx, done);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "request not sent");
+                    let _ = done.send(ClientOutcome::Failed);
+                }
+            },
+        }
+    }
+
+    /// After every input: send everything, then hand every event to the PBX logic, until both are
+    /// empty (answering an event makes more to send).
+    fn drain(&mut self) {
+        loop {
+            while let Some(t) = self.layer.poll_transmit() {
+                if let Err(e) = self.out.send(&t) {
+                    tracing::debug!(peer = %t.peer.addr, error = %e, "send failed");
+                    self.layer.handle_transport_error(Instant::now(), t.peer);
+                }
+            }
+            let Some(ev) = self.layer.poll_event() else {
+                return;
+            };
+            self.handle_event(ev);
+        }
+    }
+
+    fn handle_event(&mut self, ev: TxEvent) {
+        match ev {
+            TxEvent::Request { tx, req, peer } => {
+                let raw_uri = self.raw_uri.take().unwrap_or_else(|| req.uri.to_string());
+                if let Some(resp) = self.handler.on_request(tx, req, raw_uri, peer) {
+                    if let Err(e) = self.layer.respond(Instant::now(), tx, resp) {
+                        tracing::debug!(error = %e, "response not sent");
+                    }
+                }
+            }
+            TxEvent::Response { tx, resp } => {
+                if resp.status_code.code() >= 200 {
+                    if let Some(done) = self.pending.remove(&tx) {
+                        let _ = done.send(ClientOutcome::Final(resp));
+                    }
+                }
+            }
+            TxEvent::Timeout {
+                tx: TxId::Client(tx),
+                ..
+            } => {
+                if let Some(done) = self.pending.remove(&tx) {
+                    let _ = done.send(ClientOutcome::Timeout);
+                }
+            }
+            TxEvent::TransportError {
+                tx: TxId::Client(tx),
+            }
+            | TxEvent::Terminated {
+                tx: TxId::Client(tx),
+            } => {
+                if let Some(done) = self.pending.remove(&tx) {
+                    let _ = done.send(ClientOutcome::Failed);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

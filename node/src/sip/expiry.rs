@@ -1,0 +1,54 @@
+//! Removes bindings whose time has passed, cluster-wide. Only the Raft leader sweeps, so one node
+//! proposes each removal; `BindingOp::Expire` re-checks at apply time, so a refresh that races the sweep
+//! wins.
+
+use std::time::Duration;
+
+use cluster::Cluster;
+use storage::BindingOp;
+use storage::model::Binding;
+
+use super::writer::BindingWriter;
+use crate::time::now_millis;
+
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+const MAX_PER_SWEEP: usize = 4096;
+
+pub(crate) async fn run(cluster: Cluster, writer: BindingWriter) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if cluster.current_leader() != Some(cluster.node_id()) {
+            continue;
+        }
+        let now = now_millis();
+        let expired: Vec<BindingOp> = match cluster.reader().list::<Binding>() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|b| b.expires_at <= now)
+                .take(MAX_PER_SWEEP)
+                .map(|b| BindingOp::Expire {
+                    aor: b.aor,
+                    contact: b.contact,
+                    now,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading bindings for the expiry sweep failed");
+                continue;
+            }
+        };
+        if expired.is_empty() {
+            continue;
+        }
+        let n = expired.len();
+        match writer.commit(expired).await {
+            Ok(()) => {
+                metrics::counter!("pbx_registrations_expired_total").increment(n as u64);
+                tracing::debug!(count = n, "expired bindings removed");
+            }
+            Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! SIP: transports, the transaction-layer driver, the registrar and the answers the PBX gives itself.
+//! The pure cores (codec, transactions, digest) live in the `pbx-sip` crate.
+
+mod auth;
+mod contact;
+mod endpoint;
+mod expiry;
+mod handler;
+mod registrar;
+mod reply;
+mod transport;
+mod writer;
+
+use std::sync::Arc;
+
+use cluster::Cluster;
+use pbx_sip::transaction::TransactionConfig;
+
+pub use registrar::RegistrarConfig;
+
+use crate::config::SipSection;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SipError {
+    #[error("binding SIP listeners: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// The running SIP service; dropping it stops its tasks.
+pub struct SipService {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SipService {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl SipService {
+    /// Binds the configured listeners and starts serving. `None` when no SIP listener is configured.
+    pub async fn start(
+        cfg: &SipSection,
+        cluster: Cluster,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<Option<Self>, SipError> {
+        if cfg.udp.is_none() && cfg.tcp.is_none() && cfg.tls.is_none() {
+            return Ok(None);
+        }
+        // SIP over TLS: the node certificate, without the API's ALPN (phones offer none).
+        let mut sip_tls = (*tls).clone();
+        sip_tls.alpn_protocols.clear();
+        let transports =
+            transport::bind(cfg.udp, cfg.tcp, cfg.tls.map(|a| (a, Arc::new(sip_tls)))).await?;
+        let out = transports.outbound();
+        let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(16 * 1024);
+        let (endpoint_handle, commands) = endpoint::Endpoint::channel();
+        let writer = writer::BindingWriter::start(cluster.clone());
+        let handler = Arc::new(handler::Handler {
+            auth: auth::SipAuth::new(cluster.clone(), &cfg.digest_algorithms),
+            cluster: cluster.clone(),
+            registrar: RegistrarConfig {
+                min_expires: cfg.min_expires,
+                max_expires: cfg.max_expires,
+                default_expires: cfg.max_expires,
+                max_contacts: cfg.max_contacts,
+            },
+            writer: writer.clone(),
+            endpoint: endpoint_handle,
+        });
+        transports.spawn(&out, inbound_tx);
+        let endpoint = endpoint::Endpoint::new(TransactionConfig::default(), out, handler);
+        let tasks = vec![
+            tokio::spawn(endpoint.run(inbound_rx, commands)),
+            tokio::spawn(expiry::run(cluster, writer)),
+        ];
+        tracing::info!(udp = ?cfg.udp, tcp = ?cfg.tcp, tls = ?cfg.tls, "sip listening");
+        Ok(Some(Self { tasks }))
+    }
+}
