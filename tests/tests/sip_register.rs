@@ -143,6 +143,7 @@ async fn refresh_unregister_limits_and_wildcard() {
         .await
         .unwrap();
     assert_eq!(brief.status, 423);
+    assert_eq!(brief.reason, "Interval Too Brief");
     assert_eq!(brief.header("Min-Expires").as_deref(), Some("60"));
 
     // A second contact, then too many (limit 10).

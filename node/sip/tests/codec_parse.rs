@@ -464,14 +464,14 @@ fn base_with(edit: impl FnOnce(String) -> String) -> Vec<u8> {
 /// Checks a 400-style reply: status line, copied Vias in order, From, To with a tag, Call-ID,
 /// CSeq as received (so it may not parse when the CSeq was the problem).
 fn check_reply(reply: &[u8], status_line: &str) {
-    let text = String::from_utf8(reply.to_vec()).unwrap();
+    let text = String::from_utf8(reply.to_vec()).expect("replies are UTF-8");
     assert!(text.starts_with(&format!("{status_line}\r\n")), "{text}");
     let first = text
         .find("\r\nVia: SIP/2.0/UDP 10.0.0.21:5060;branch=z9hG4bKbase\r\n")
-        .unwrap();
+        .expect("top Via copied");
     let second = text
         .find("\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKsecond\r\n")
-        .unwrap();
+        .expect("second Via copied");
     assert!(first < second);
     assert!(text.contains("\r\nFrom: \"A\" <sip:1003@pbx.example.com>;tag=from1\r\n"));
     assert!(text.contains("\r\nTo: <sip:1002@pbx.example.com>;tag="));
@@ -641,7 +641,7 @@ fn truncated_oversized_and_too_many_headers() {
     assert_eq!(parse(&full[..10]).unwrap_err(), CodecError::Truncated);
     assert!(!can_answer(&full[..10]));
 
-    let mut big = full.clone();
+    let mut big = full;
     big.truncate(big.len() - 4);
     big.extend_from_slice(format!("\r\nX-Pad: {}\r\n\r\n", "p".repeat(7000)).as_bytes());
     while big.len() <= MAX_MESSAGE_LEN {

@@ -41,7 +41,7 @@ fn answer(
         .iter()
         .find(|value| value.contains(&format!("algorithm={},", algorithm.token())))
         .expect("one challenge per algorithm");
-    let parsed = DigestChallenge::parse(value).unwrap();
+    let parsed = DigestChallenge::parse(value).expect("our challenge parses");
     assert_eq!(parsed.algorithm, algorithm);
     let header = Credentials::answer(
         &parsed,
@@ -54,7 +54,7 @@ fn answer(
     )
     .to_header_value();
     // What goes over the wire is what the verifier parses.
-    v.parse_credentials(&header).unwrap()
+    v.parse_credentials(&header).expect("our credentials parse")
 }
 
 fn store(user: &str, algorithm: Algorithm) -> Option<String> {

@@ -31,10 +31,9 @@ pub(crate) fn reply(req: &rsip::Request, code: u16, reason: Option<&str>) -> rsi
         }
     }
     headers.push(Header::Server(rsip::headers::Server::from(AGENT)));
-    let status_code = match reason {
-        Some(r) => rsip::StatusCode::Other(code, r.to_owned()),
-        None => rsip::StatusCode::from(code),
-    };
+    // rsip prints known codes by their variant name ("BusyHere"): always give the phrase.
+    let status_code =
+        rsip::StatusCode::Other(code, reason.unwrap_or_else(|| phrase(code)).to_owned());
     rsip::Response {
         status_code,
         version: rsip::Version::V2,
@@ -50,6 +49,38 @@ pub(crate) fn finish(mut resp: rsip::Response) -> rsip::Response {
             "0",
         )));
     resp
+}
+
+/// RFC 3261 §21 reason phrases for the codes the PBX sends.
+pub(crate) fn phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        _ => "Unknown",
+    }
 }
 
 fn has_tag(value: &str) -> bool {
