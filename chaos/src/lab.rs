@@ -82,6 +82,8 @@ pub struct LabNode {
     pub api_port: u16,
     /// SIP over UDP and TCP listen on this port of 127.0.0.1.
     pub sip_port: u16,
+    /// SIP over TLS.
+    pub sip_tls_port: u16,
     pub log: PathBuf,
     child: Option<Child>,
 }
@@ -179,6 +181,7 @@ impl Lab {
         ])?;
         let (raft_port, api_port) = (free_port(true), free_port(false));
         let sip_port = free_sip_port();
+        let sip_tls_port = free_port(false);
         let data_dir = root.join(format!("node-{id}"));
         let config = root.join(format!("node-{id}.toml"));
         std::fs::write(
@@ -186,7 +189,7 @@ impl Lab {
             format!(
                 "node_id = {id}\ndata_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
                  [api]\nlisten = \"127.0.0.1:{api_port}\"\n[tls]\ndir = \"{}\"\n\
-                 [sip]\nudp = \"127.0.0.1:{sip_port}\"\ntcp = \"127.0.0.1:{sip_port}\"\n{}\n",
+                 [sip]\nudp = \"127.0.0.1:{sip_port}\"\ntcp = \"127.0.0.1:{sip_port}\"\ntls = \"127.0.0.1:{sip_tls_port}\"\n{}\n",
                 path_str(&data_dir),
                 self.options.snapshot_after_logs,
                 self.options.keep_logs_after_snapshot,
@@ -202,6 +205,7 @@ impl Lab {
             raft_port,
             api_port,
             sip_port,
+            sip_tls_port,
             log,
             child: None,
         });

@@ -95,6 +95,11 @@ impl SipProbe {
         }
     }
 
+    /// The socket, for a test that takes over answering on it.
+    pub fn into_socket(self) -> UdpSocket {
+        self.sock
+    }
+
     /// Sends raw bytes and waits up to `within` for any datagram back.
     pub async fn send_raw(&self, bytes: &[u8], within: Duration) -> Option<String> {
         self.sock.send_to(bytes, self.server).await.ok()?;

@@ -113,6 +113,9 @@ pub struct SipSection {
     /// challenge and know only MD5 (sipp, older firmware) need `["MD5"]`.
     #[serde(default = "default_digest_algorithms")]
     pub digest_algorithms: Vec<String>,
+    /// Seconds between OPTIONS pings to registered contacts; 0 turns qualifying off.
+    #[serde(default = "default_qualify_interval_secs")]
+    pub qualify_interval_secs: u64,
 }
 
 impl Default for SipSection {
@@ -126,6 +129,7 @@ impl Default for SipSection {
             max_expires: default_max_expires(),
             max_contacts: default_max_contacts(),
             digest_algorithms: default_digest_algorithms(),
+            qualify_interval_secs: default_qualify_interval_secs(),
         }
     }
 }
@@ -161,6 +165,9 @@ fn default_max_expires() -> u32 {
 }
 fn default_max_contacts() -> usize {
     10
+}
+fn default_qualify_interval_secs() -> u64 {
+    30
 }
 fn default_digest_algorithms() -> Vec<String> {
     vec!["SHA-256".to_owned(), "MD5".to_owned()]

@@ -59,6 +59,12 @@ pub enum BindingOp {
     RemoveAll {
         aor: String,
     },
+    /// Record the outcome of OPTIONS pings, if the binding still exists (nothing else changes).
+    SetReachable {
+        aor: String,
+        contact: String,
+        reachable: bool,
+    },
     /// Remove the binding only if it is still expired at `now` (a refresh may have raced the sweep).
     Expire {
         aor: String,
@@ -149,6 +155,21 @@ fn apply_binding(txn: &mut dyn Txn, op: &BindingOp) -> Result<(), CodecError> {
         BindingOp::RemoveAll { aor } => {
             for key in txn.keys_with_prefix(Table::Bindings, &Binding::aor_prefix(aor)) {
                 txn.delete(Table::Bindings, &key);
+            }
+        }
+        BindingOp::SetReachable {
+            aor,
+            contact,
+            reachable,
+        } => {
+            let key = Binding::key_for(aor, contact);
+            let current = txn
+                .get(Table::Bindings, &key)
+                .map(|bytes| codec::decode::<Binding>(&bytes))
+                .transpose()?;
+            if let Some(mut b) = current {
+                b.reachable = Some(*reachable);
+                put(txn, &b)?;
             }
         }
         BindingOp::Expire { aor, contact, now } => {
@@ -312,6 +333,7 @@ mod tests {
             node_id: 1,
             registered_at: 0,
             instance: None,
+            reachable: None,
         }
     }
 

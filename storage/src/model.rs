@@ -187,6 +187,8 @@ pub struct Binding {
     pub registered_at: UnixMillis,
     /// RFC 5626 `+sip.instance`, when the phone sends one.
     pub instance: Option<String>,
+    /// Whether the accepting node's OPTIONS pings get answers; `None` until first checked.
+    pub reachable: Option<bool>,
 }
 
 impl Binding {

@@ -22,6 +22,7 @@ fn binding(aor: &str, contact: &str, expires_at: u64) -> Binding {
         node_id: 2,
         registered_at: 1,
         instance: Some("<urn:uuid:00000000-0000-1000-8000-000000000001>".into()),
+        reachable: None,
     }
 }
 

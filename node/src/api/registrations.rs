@@ -27,6 +27,8 @@ pub(crate) struct RegistrationView {
     pub q: Option<f32>,
     pub registered_at: UnixMillis,
     pub node_id: NodeId,
+    /// Whether the contact answers OPTIONS; `null` until first checked.
+    pub reachable: Option<bool>,
 }
 
 impl RegistrationView {
@@ -42,6 +44,7 @@ impl RegistrationView {
             q: b.q.map(|q| f32::from(q) / 1000.0),
             registered_at: b.registered_at,
             node_id: b.node_id,
+            reachable: b.reachable,
         }
     }
 }
@@ -49,7 +52,8 @@ impl RegistrationView {
 #[derive(Debug, Serialize)]
 pub(crate) struct ExtensionRegistrations {
     pub extension: String,
-    /// `registered` when at least one binding is live, else `unregistered`.
+    /// `unregistered`; `reachable` when a contact answers OPTIONS; `unreachable` when every contact
+    /// was checked and none answers; `registered` while none has been checked yet.
     pub status: &'static str,
     pub registrations: Vec<RegistrationView>,
 }
@@ -76,6 +80,10 @@ pub(crate) async fn for_extension(
         .collect();
     let status = if registrations.is_empty() {
         "unregistered"
+    } else if registrations.iter().any(|r| r.reachable == Some(true)) {
+        "reachable"
+    } else if registrations.iter().all(|r| r.reachable == Some(false)) {
+        "unreachable"
     } else {
         "registered"
     };

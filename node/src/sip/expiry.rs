@@ -19,26 +19,29 @@ pub(crate) async fn run(cluster: Cluster, writer: BindingWriter) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if cluster.current_leader() != Some(cluster.node_id()) {
-            continue;
-        }
         let now = now_millis();
-        let expired: Vec<BindingOp> = match cluster.reader().list::<Binding>() {
-            Ok(all) => all
-                .into_iter()
-                .filter(|b| b.expires_at <= now)
-                .take(MAX_PER_SWEEP)
-                .map(|b| BindingOp::Expire {
-                    aor: b.aor,
-                    contact: b.contact,
-                    now,
-                })
-                .collect(),
+        let all = match cluster.reader().list::<Binding>() {
+            Ok(all) => all,
             Err(e) => {
                 tracing::warn!(error = %e, "reading bindings for the expiry sweep failed");
                 continue;
             }
         };
+        let live = all.iter().filter(|b| b.expires_at > now).count();
+        metrics::gauge!("pbx_registrations_active").set(live as f64);
+        if cluster.current_leader() != Some(cluster.node_id()) {
+            continue;
+        }
+        let expired: Vec<BindingOp> = all
+            .into_iter()
+            .filter(|b| b.expires_at <= now)
+            .take(MAX_PER_SWEEP)
+            .map(|b| BindingOp::Expire {
+                aor: b.aor,
+                contact: b.contact,
+                now,
+            })
+            .collect();
         if expired.is_empty() {
             continue;
         }

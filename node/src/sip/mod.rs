@@ -6,6 +6,7 @@ mod contact;
 mod endpoint;
 mod expiry;
 mod handler;
+mod qualify;
 mod registrar;
 mod reply;
 mod transport;
@@ -69,14 +70,26 @@ impl SipService {
                 max_contacts: cfg.max_contacts,
             },
             writer: writer.clone(),
-            endpoint: endpoint_handle,
+            endpoint: endpoint_handle.clone(),
         });
+        let (qualify_endpoint, qualify_out) = (endpoint_handle, out.clone());
         transports.spawn(&out, inbound_tx);
         let endpoint = endpoint::Endpoint::new(TransactionConfig::default(), out, handler);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(endpoint.run(inbound_rx, commands)),
-            tokio::spawn(expiry::run(cluster, writer)),
+            tokio::spawn(expiry::run(cluster.clone(), writer.clone())),
         ];
+        if cfg.qualify_interval_secs > 0 {
+            let qualifier = qualify::Qualifier {
+                cluster,
+                endpoint: qualify_endpoint,
+                out: qualify_out,
+                writer,
+                interval: std::time::Duration::from_secs(cfg.qualify_interval_secs),
+                realm: cfg.realm.clone(),
+            };
+            tasks.push(tokio::spawn(qualifier.run()));
+        }
         tracing::info!(udp = ?cfg.udp, tcp = ?cfg.tcp, tls = ?cfg.tls, "sip listening");
         Ok(Some(Self { tasks }))
     }

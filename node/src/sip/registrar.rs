@@ -127,12 +127,7 @@ pub(crate) fn decide(cfg: &RegistrarConfig, existing: Vec<Binding>, req: Registe
             }
             continue;
         }
-        let binding = new_binding(
-            &req,
-            &spec,
-            granted,
-            existing.map(|i| current[i].registered_at),
-        );
+        let binding = new_binding(&req, &spec, granted, existing.map(|i| &current[i]));
         match existing {
             Some(i) => current[i] = binding.clone(),
             None => current.push(binding.clone()),
@@ -155,8 +150,10 @@ fn new_binding(
     req: &RegisterInfo,
     spec: &ContactSpec,
     granted: u32,
-    registered_at: Option<UnixMillis>,
+    previous: Option<&Binding>,
 ) -> Binding {
+    // A refresh from the same place keeps what the qualifier learnt; a move starts over.
+    let same_place = previous.filter(|p| p.source == req.source && p.transport == req.transport);
     Binding {
         aor: req.aor.clone(),
         contact: spec.uri.clone(),
@@ -168,8 +165,9 @@ fn new_binding(
         transport: req.transport.clone(),
         user_agent: req.user_agent.clone(),
         node_id: req.node_id,
-        registered_at: registered_at.unwrap_or(req.now),
+        registered_at: previous.map_or(req.now, |p| p.registered_at),
         instance: spec.instance.clone(),
+        reachable: same_place.and_then(|p| p.reachable),
     }
 }
 

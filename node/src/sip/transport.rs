@@ -39,6 +39,8 @@ pub(crate) enum Inbound {
 #[derive(Clone)]
 pub(crate) struct Outbound {
     udp: Option<Arc<UdpSocket>>,
+    /// Our own address per transport, for the Via of requests we send.
+    locals: HashMap<Transport, SocketAddr>,
     streams: Arc<Mutex<HashMap<(Transport, SocketAddr), mpsc::Sender<Vec<u8>>>>>,
 }
 
@@ -55,6 +57,11 @@ pub(crate) enum SendError {
 }
 
 impl Outbound {
+    /// The address we listen on for `transport`.
+    pub(crate) fn local(&self, transport: Transport) -> Option<SocketAddr> {
+        self.locals.get(&transport).copied()
+    }
+
     /// Sends without waiting: UDP with `try_send_to`, streams through their writer's queue.
     pub(crate) fn send(&self, t: &Transmit) -> Result<(), SendError> {
         metrics::counter!("pbx_sip_messages_sent_total", "transport" => transport_name(t.peer.transport)).increment(1);
@@ -100,8 +107,19 @@ pub(crate) struct Transports {
 
 impl Transports {
     pub(crate) fn outbound(&self) -> Outbound {
+        let mut locals = HashMap::new();
+        if let Some(a) = self.udp.as_ref().and_then(|s| s.local_addr().ok()) {
+            locals.insert(Transport::Udp, a);
+        }
+        if let Some(a) = self.tcp.as_ref().and_then(|s| s.local_addr().ok()) {
+            locals.insert(Transport::Tcp, a);
+        }
+        if let Some(a) = self.tls.as_ref().and_then(|(s, _)| s.local_addr().ok()) {
+            locals.insert(Transport::Tls, a);
+        }
         Outbound {
             udp: self.udp.clone(),
+            locals,
             streams: Arc::new(Mutex::new(HashMap::new())),
         }
     }

@@ -46,7 +46,7 @@ fn kept(name: &str) -> Option<Kept> {
 /// A value safe to copy into a response: UTF-8 without control characters other than HT.
 fn clean(value: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(value).ok()?;
-    (!text.chars().any(|c| c.is_control() && c != '\t')).then_some(text.trim())
+    (!text.chars().any(|c| c.is_ascii_control() && c != '\t')).then_some(text.trim())
 }
 
 /// Whether the start line is a request line for a method other than ACK.

@@ -97,12 +97,18 @@ fn standard_reason(code: u16) -> Option<&'static str> {
     })
 }
 
-/// Replaces control characters (CR, LF, NUL, …; not HT) with spaces.
+fn is_bad(c: char) -> bool {
+    c.is_ascii_control() && c != '\t'
+}
+
+/// Replaces ASCII control characters (CR, LF, NUL, DEL, …; not HT) with spaces: those are what
+/// could break the framing. Non-ASCII text (C1 controls included) is UTF-8 that parsing accepts,
+/// so it is kept, and what parses survives serialize → parse unchanged.
 pub(crate) fn sanitize(text: &str) -> Cow<'_, str> {
-    if text.chars().any(|c| c.is_control() && c != '\t') {
+    if text.chars().any(is_bad) {
         Cow::Owned(
             text.chars()
-                .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+                .map(|c| if is_bad(c) { ' ' } else { c })
                 .collect(),
         )
     } else {
