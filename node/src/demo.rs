@@ -15,6 +15,8 @@ use crate::config::{ApiSection, ClusterSection, NodeConfig, SipSection, TlsSecti
 const NODES: u64 = 3;
 const RAFT_PORT_BASE: u16 = 17000;
 const API_PORT_BASE: u16 = 18000;
+const SIP_PORT_BASE: u16 = 15060;
+const SIP_TLS_PORT_BASE: u16 = 15160;
 /// Where the VIP will live in the one-machine demo (loopback driver).
 const DEMO_VIP: &str = "127.0.0.100/32";
 
@@ -40,7 +42,12 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
         tls: TlsSection {
             dir: dir.join(format!("tls/node-{id}")),
         },
-        sip: SipSection::default(),
+        sip: SipSection {
+            udp: Some(([127, 0, 0, 1], SIP_PORT_BASE + id16).into()),
+            tcp: Some(([127, 0, 0, 1], SIP_PORT_BASE + id16).into()),
+            tls: Some(([127, 0, 0, 1], SIP_TLS_PORT_BASE + id16).into()),
+            ..SipSection::default()
+        },
         vip: Some(VipSection {
             address: DEMO_VIP.into(),
             interface: "lo".into(),
@@ -110,8 +117,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     for id in 1..=NODES {
         let c = node_config(&dir, id);
         println!(
-            "  node {id}: admin API https://{}  (log: {})",
+            "  node {id}: admin API https://{}  SIP udp/tcp {} tls {}  (log: {})",
             c.api_advertise(),
+            c.sip.udp.map(|a| a.to_string()).unwrap_or_default(),
+            c.sip.tls.map(|a| a.to_string()).unwrap_or_default(),
             dir.join(format!("node-{id}.log")).display()
         );
     }
