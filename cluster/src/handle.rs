@@ -18,6 +18,7 @@ use storage::{Command, NodeAddr, NodeId, Response, StateReader, TypeConfig};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::batch::Batcher;
 use crate::network::{CallError, NetworkFactory, Transport};
 use crate::rpc::{self, RpcBody, RpcResponse};
 use crate::status::{ClusterStatus, MemberStatus, NodeState};
@@ -32,6 +33,7 @@ pub(crate) struct Inner {
     pub(crate) id: NodeId,
     pub(crate) config: ClusterConfig,
     pub(crate) raft: Raft<TypeConfig>,
+    batcher: Batcher,
     pub(crate) reader: StateReader,
     pub(crate) transport: Arc<Transport>,
     pub(crate) endpoint: quinn::Endpoint,
@@ -124,10 +126,12 @@ impl Cluster {
             }
         }
 
+        let batcher = Batcher::start(raft.clone());
         let inner = Arc::new(Inner {
             id,
             config,
             raft,
+            batcher,
             reader,
             transport,
             endpoint: endpoint.clone(),
@@ -468,10 +472,7 @@ impl Inner {
 
     /// Proposes on this node, which must lead.
     pub(crate) async fn write_local(&self, cmd: Command) -> Result<Response, ClusterError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(e) => Err(client_write_error(e)),
-        }
+        self.batcher.submit(cmd).await
     }
 
     /// Adds a member on this node, which must lead.
@@ -653,7 +654,9 @@ impl Inner {
     }
 }
 
-fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>) -> ClusterError {
+pub(crate) fn client_write_error(
+    e: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>,
+) -> ClusterError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
             leader: f.leader_id,

@@ -11,6 +11,7 @@
 //! openraft types stay inside this crate, except `raft_metrics` for tests and diagnostics.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod config;
 mod error;
 mod handle;

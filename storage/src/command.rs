@@ -44,6 +44,9 @@ pub enum Command {
     /// A batch of registration changes, applied in order. Registrars batch refreshes into one entry so
     /// that thousands of phones re-registering cost a handful of Raft entries.
     UpdateBindings(Vec<BindingOp>),
+    /// Several commands in one log entry, applied in order, each with its own response. The cluster
+    /// layer batches concurrent proposals this way so that one fsync commits many writes.
+    Batch(Vec<Command>),
 }
 
 /// One change to the registration table.
@@ -82,6 +85,8 @@ pub enum Response {
     Conflict { table: String, key: String },
     /// Refused because the key does not exist.
     NotFound { table: String, key: String },
+    /// The responses to a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
 }
 
 /// The view of the tables `apply` works on: reads see the writes made earlier in the same batch.
@@ -115,6 +120,13 @@ impl Command {
             Self::DeleteUser { username } => Ok(delete(txn, Table::Users, username, true)),
             Self::PutSetting(rec) => put(txn, rec),
             Self::DeleteSetting { key } => Ok(delete(txn, Table::Settings, key, false)),
+            Self::Batch(cmds) => {
+                let mut out = Vec::with_capacity(cmds.len());
+                for cmd in cmds {
+                    out.push(cmd.apply(txn)?);
+                }
+                Ok(Response::Batch(out))
+            }
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -140,6 +152,7 @@ impl Command {
             Self::PutSetting(_) => "put_setting",
             Self::DeleteSetting { .. } => "delete_setting",
             Self::UpdateBindings(_) => "update_bindings",
+            Self::Batch(_) => "batch",
         }
     }
 }

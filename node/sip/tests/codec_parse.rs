@@ -379,6 +379,34 @@ Content-Length: 6";
 }
 
 #[test]
+fn non_ascii_text_survives_serialize() {
+    // Found by the fuzzer: a C1 control (U+0085, valid UTF-8) was turned into a space by
+    // serialize, so the message did not parse the same way again. Also: Latin-1 bytes that are
+    // not UTF-8 are kept as U+FFFD.
+    let text = "MESSAGE sip:1002@pbx.example.com SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.21:5060;branch=z9hG4bKnel
+From: \"Jos\u{e9} \u{85}\" <sip:1003@pbx.example.com>;tag=a
+To: <sip:1002@pbx.example.com>
+Call-ID: nel@10.0.0.21
+CSeq: 5 MESSAGE
+Subject: caf\u{e9}\u{85}!
+Content-Length: 0";
+    let mut bytes = wire(text, false);
+    let latin1 = bytes.windows(4).position(|w| w == b"caf\xc3").unwrap() + 3;
+    bytes.splice(latin1..latin1 + 2, [0xe9]);
+    let msg = parse(&bytes).unwrap();
+    assert_eq!(msg.header_value("Subject"), Some("caf\u{fffd}\u{85}!"));
+    let again = parse(&serialize(&msg.sip)).unwrap();
+    assert_eq!(again.sip, msg.sip);
+    // A Via whose sent-by is not a host is refused.
+    let bad = wire(
+        &text.replace("10.0.0.21:5060;", "10.0.0.21\u{85}:5060;"),
+        false,
+    );
+    assert_eq!(parse(&bad).unwrap_err(), CodecError::BadHeaderValue("Via"));
+}
+
+#[test]
 fn serialize_fixes_rsip_display() {
     let msg = parse(&wire(GRANDSTREAM_200_OK, false)).unwrap();
     let SipMessage::Response(mut response) = msg.sip else {

@@ -105,7 +105,7 @@ impl From<storage::Response> for ApiError {
             storage::Response::NotFound { table, key } => {
                 Self::NotFound(format!("{} {key} does not exist", singular(&table)))
             }
-            storage::Response::Ok => Self::Internal("unexpected success".into()),
+            other => Self::Internal(format!("unexpected answer {other:?}")),
         }
     }
 }

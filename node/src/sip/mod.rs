@@ -59,7 +59,7 @@ impl SipService {
         let out = transports.outbound();
         let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(16 * 1024);
         let (endpoint_handle, commands) = endpoint::Endpoint::channel();
-        let writer = writer::BindingWriter::start(cluster.clone());
+        let writer = writer::BindingWriter::new(cluster.clone());
         let handler = Arc::new(handler::Handler {
             auth: auth::SipAuth::new(cluster.clone(), &cfg.digest_algorithms),
             cluster: cluster.clone(),

@@ -428,10 +428,13 @@ pub(crate) fn parse_via(element: &str) -> Option<TopVia> {
         .unwrap_or(rest.len());
     let transport = &rest[..transport_len];
     let sent_by = rest[transport_len..].trim();
+    // sent-by is host[:port]: a hostname, an IPv4 address or a bracketed IPv6 address.
     if transport.is_empty()
         || sent_by.is_empty()
         || !rest[transport_len..].starts_with([' ', '\t'])
-        || sent_by.contains([' ', '\t'])
+        || !sent_by
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_[]:".contains(&b))
     {
         return None;
     }
