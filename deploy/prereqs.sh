@@ -7,7 +7,8 @@ need=()
 # rocksdb's bindgen needs libclang; the C++ build needs a compiler.
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
-if [ "${PBX_WITH_SIP_TOOLS:-0}" = 1 ]; then
+# Real SIP peers for the tests: sipp, baresip, sipvicious.
+if [ "${1:-}" = "--sip-tools" ]; then
   command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
   command -v baresip >/dev/null 2>&1 || need+=(baresip)
   command -v svwar >/dev/null 2>&1 || need+=(sipvicious)

@@ -2,7 +2,7 @@
 # Quick start: install what is needed, then run every check and test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./deploy/prereqs.sh
+./deploy/prereqs.sh --sip-tools
 # Always select the whole workspace with all targets: a narrower selection resolves some build
 # dependencies with other features, which makes cargo compile RocksDB (ten minutes) once more.
 cargo fmt --all -- --check

@@ -306,6 +306,7 @@ impl Lab {
             http: self.http.clone(),
             urls: self.nodes.iter().map(LabNode::api_url).collect(),
             password: self.admin_password.clone(),
+            token: None,
         }
     }
 
@@ -413,14 +414,33 @@ pub struct LabClient {
     http: reqwest::Client,
     urls: Vec<String>,
     password: String,
+    /// A session token, once [`LabClient::with_session`] logged in: saves an argon2 check per request.
+    token: Option<String>,
 }
 
 impl LabClient {
     /// An admin request to node `i`'s API.
     pub fn req(&self, i: usize, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.urls[i]))
-            .basic_auth("admin", Some(&self.password))
+        let builder = self.http.request(method, format!("{}{path}", self.urls[i]));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder.basic_auth("admin", Some(&self.password)),
+        }
+    }
+
+    /// The same client, authenticating with a session token from node 0 instead of the password.
+    pub async fn with_session(mut self) -> anyhow::Result<Self> {
+        let body = serde_json::json!({ "username": "admin", "password": self.password });
+        let resp: Value = self
+            .anon(0, reqwest::Method::POST, "/api/v1/session")
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        self.token = Some(resp["token"].as_str().context("no token")?.to_owned());
+        Ok(self)
     }
 
     /// The same request without credentials.

@@ -1,5 +1,9 @@
-use clap::{Parser, Subcommand};
+use std::time::Duration;
 
+use clap::{Parser, Subcommand};
+use futures::StreamExt as _;
+
+use pbx_chaos::lab::{Lab, LabOptions};
 use pbx_chaos::scenarios;
 
 /// Fault scenarios against a lab cluster of real `pbx` processes on loopback.
@@ -19,12 +23,39 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         nodes: u64,
     },
+    /// Start a lab cluster with extensions FIRST..=LAST (all with SECRET), print its addresses as one
+    /// JSON line, and keep it up for SECONDS (for load tests such as deploy/bench/register.sh).
+    Lab {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        #[arg(long, default_value_t = 1000)]
+        first: u32,
+        #[arg(long, default_value_t = 1999)]
+        last: u32,
+        #[arg(long)]
+        secret: String,
+        /// Extra lines for every node's [sip] section, e.g. 'digest_algorithms = ["MD5"]'.
+        #[arg(long, default_value = "")]
+        sip_extra: String,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().scenario {
         Scenario::LeaderKill { rounds, nodes } => scenarios::leader_kill(rounds, nodes).await?,
+        Scenario::Lab {
+            nodes,
+            first,
+            last,
+            secret,
+            sip_extra,
+            seconds,
+        } => {
+            return run_lab(nodes, first..=last, &secret, sip_extra, seconds).await;
+        }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!(
@@ -42,5 +73,54 @@ async fn main() -> anyhow::Result<()> {
         "invariant broken: {} acknowledged writes lost",
         report.lost_writes
     );
+    Ok(())
+}
+
+async fn run_lab(
+    nodes: u64,
+    extensions: std::ops::RangeInclusive<u32>,
+    secret: &str,
+    sip_extra: String,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let lab = Lab::start_with(
+        nodes,
+        LabOptions {
+            sip_extra,
+            ..LabOptions::default()
+        },
+    )
+    .await?;
+    let client = lab.client().with_session().await?;
+    let ok = futures::stream::iter(extensions)
+        .map(|n| {
+            let client = client.clone();
+            let secret = secret.to_owned();
+            async move {
+                client
+                    .create_extension_with_secret(0, &n.to_string(), &secret)
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|r| {
+            std::future::ready(r.as_ref().is_ok_and(|s| *s == reqwest::StatusCode::CREATED))
+        })
+        .count()
+        .await;
+    let sip: Vec<String> = lab
+        .nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.sip_port))
+        .collect();
+    let api: Vec<String> = lab.nodes.iter().map(|n| n.api_url()).collect();
+    println!(
+        "{}",
+        serde_json::json!({ "ready": true, "extensions": ok, "sip": sip, "api": api, "dir": lab.dir.path() })
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+    }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub enum Command {
     UpdateBindings(Vec<BindingOp>),
     /// Several commands in one log entry, applied in order, each with its own response. The cluster
     /// layer batches concurrent proposals this way so that one fsync commits many writes.
-    Batch(Vec<Command>),
+    Batch(Vec<Self>),
 }
 
 /// One change to the registration table.
@@ -86,7 +86,7 @@ pub enum Response {
     /// Refused because the key does not exist.
     NotFound { table: String, key: String },
     /// The responses to a [`Command::Batch`], in order.
-    Batch(Vec<Response>),
+    Batch(Vec<Self>),
 }
 
 /// The view of the tables `apply` works on: reads see the writes made earlier in the same batch.

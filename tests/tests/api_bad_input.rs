@@ -1,5 +1,6 @@
 //! Bad input to the admin API and to the Raft port: a 4xx with a clear JSON message, no state change,
 //! and the node keeps serving.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Kill -9 the leader while writers run: a new leader takes over, and every write that was acknowledged
 //! is present afterwards on every node, including the killed one once it is back.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,5 @@
 //! Add a fourth node and remove one while writes continue.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

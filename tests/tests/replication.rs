@@ -1,5 +1,6 @@
 //! Three real nodes: a leader is elected, and writes made on the leader or through a follower are visible
 //! on every node.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use reqwest::{Method, StatusCode};
 

@@ -1,5 +1,6 @@
 //! A restarted node rejoins from its own disk; a node that missed more than the snapshot threshold
 //! catches up by snapshot.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::time::Duration;
 

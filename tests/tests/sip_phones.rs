@@ -1,5 +1,6 @@
 //! A real softphone (baresip) registers through the cluster, and registrations survive the loss of the
 //! Raft leader.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};

@@ -1,5 +1,6 @@
 //! Registered contacts are qualified with OPTIONS: a phone that answers shows as reachable, one that
 //! stays silent as unreachable, on every node.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! Phones register through the cluster: sipp over UDP and TCP with digest authentication, every binding
 //! visible through every node's API; refresh, unregister, expiry limits; and the same answers for known
 //! and unknown users.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -147,7 +148,7 @@ async fn refresh_unregister_limits_and_wildcard() {
     assert_eq!(brief.header("Min-Expires").as_deref(), Some("60"));
 
     // A second contact, then too many (limit 10).
-    let second = format!("<sip:4001@127.0.0.1:5999>");
+    let second = "<sip:4001@127.0.0.1:5999>".to_owned();
     assert_eq!(
         register_with_auth(&probe, "4001", SECRET, &second, None, "call-c", 1)
             .await

@@ -1,5 +1,6 @@
 //! A phone registers over SIP/TLS: the node presents its certificate (signed by the cluster CA) and the
 //! binding records the TLS transport.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +19,12 @@ async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> SipResponse {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let text = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-            return SipResponse::parse(&text).unwrap();
+            return SipResponse::parse(&text).expect("a SIP response");
         }
         let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
             .await
-            .unwrap()
-            .unwrap();
+            .expect("an answer within 5 s")
+            .expect("a readable stream");
         assert!(n > 0, "connection closed");
         buf.extend_from_slice(&chunk[..n]);
     }

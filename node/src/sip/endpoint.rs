@@ -169,17 +169,15 @@ impl Endpoint {
         match ev {
             TxEvent::Request { tx, req, peer } => {
                 let raw_uri = self.raw_uri.take().unwrap_or_else(|| req.uri.to_string());
-                if let Some(resp) = self.handler.on_request(tx, req, raw_uri, peer) {
-                    if let Err(e) = self.layer.respond(Instant::now(), tx, resp) {
-                        tracing::debug!(error = %e, "response not sent");
-                    }
+                if let Some(resp) = self.handler.on_request(tx, req, raw_uri, peer)
+                    && let Err(e) = self.layer.respond(Instant::now(), tx, resp)
+                {
+                    tracing::debug!(error = %e, "response not sent");
                 }
             }
-            TxEvent::Response { tx, resp } => {
-                if resp.status_code.code() >= 200 {
-                    if let Some(done) = self.pending.remove(&tx) {
-                        let _ = done.send(ClientOutcome::Final(resp));
-                    }
+            TxEvent::Response { tx, resp } if resp.status_code.code() >= 200 => {
+                if let Some(done) = self.pending.remove(&tx) {
+                    let _ = done.send(ClientOutcome::Final(resp));
                 }
             }
             TxEvent::Timeout {

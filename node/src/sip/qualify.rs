@@ -67,10 +67,10 @@ impl Qualifier {
                 .filter_map(|c| async move { c })
                 .collect()
                 .await;
-            if !changes.is_empty() {
-                if let Err(e) = this.writer.commit(changes).await {
-                    tracing::warn!(error = %e, "recording reachability failed");
-                }
+            if !changes.is_empty()
+                && let Err(e) = this.writer.commit(changes).await
+            {
+                tracing::warn!(error = %e, "recording reachability failed");
             }
         }
     }

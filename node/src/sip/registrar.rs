@@ -228,7 +228,7 @@ mod tests {
         // A refresh with a higher CSeq keeps the first registration time and extends the expiry.
         let (ops, b2) = accepted(decide(
             &cfg,
-            b.clone(),
+            b,
             req(
                 "<sip:1001@198.18.0.20:5062>;expires=600",
                 None,

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rsip::headers::UntypedHeader as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -28,7 +27,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) enum Inbound {
     Message {
-        msg: Message,
+        /// Boxed: a parsed message is large, a close notice tiny.
+        msg: Box<Message>,
         peer: Peer,
     },
     /// A stream to this peer closed or failed: its transactions fail.
@@ -41,8 +41,11 @@ pub(crate) struct Outbound {
     udp: Option<Arc<UdpSocket>>,
     /// Our own address per transport, for the Via of requests we send.
     locals: HashMap<Transport, SocketAddr>,
-    streams: Arc<Mutex<HashMap<(Transport, SocketAddr), mpsc::Sender<Vec<u8>>>>>,
+    streams: Arc<Mutex<StreamTable>>,
 }
+
+/// The writer queue of every open TCP/TLS connection, by transport and peer address.
+type StreamTable = HashMap<(Transport, SocketAddr), mpsc::Sender<Vec<u8>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
@@ -157,10 +160,16 @@ async fn udp_loop(sock: Arc<UdpSocket>, out: Outbound, inbound: mpsc::Sender<Inb
             metrics::counter!("pbx_sip_malformed_total", "reason" => "oversized").increment(1);
             continue;
         }
-        if let Some(msg) = decode(&buf[..n], peer, &out) {
-            if inbound.send(Inbound::Message { msg, peer }).await.is_err() {
-                return;
-            }
+        if let Some(msg) = decode(&buf[..n], peer, &out)
+            && inbound
+                .send(Inbound::Message {
+                    msg: Box::new(msg),
+                    peer,
+                })
+                .await
+                .is_err()
+        {
+            return;
         }
     }
 }
@@ -170,7 +179,9 @@ fn decode(bytes: &[u8], peer: Peer, out: &Outbound) -> Option<Message> {
     metrics::counter!("pbx_sip_messages_received_total", "transport" => transport_name(peer.transport)).increment(1);
     match codec::parse(bytes) {
         Ok(mut msg) => {
-            stamp_received(&mut msg, peer.addr);
+            // RFC 3261 §18.2.1 `received`, RFC 3581 `rport`: where the request really came from,
+            // so responses and the registrar see the phone's public address behind NAT.
+            msg.stamp_received(peer.addr);
             Some(msg)
         }
         Err(e) => {
@@ -180,41 +191,6 @@ fn decode(bytes: &[u8], peer: Peer, out: &Outbound) -> Option<Message> {
                 let _ = out.send(&Transmit { peer, bytes: reply });
             }
             None
-        }
-    }
-}
-
-/// RFC 3261 §18.2.1 `received` and RFC 3581 `rport`: record where the request really came from in its
-/// top Via, so that responses (and the registrar) see the phone's public address behind NAT.
-fn stamp_received(msg: &mut Message, from: SocketAddr) {
-    let rsip::SipMessage::Request(req) = &mut msg.sip else {
-        return;
-    };
-    for header in req.headers.iter_mut() {
-        if let rsip::Header::Via(via) = header {
-            let value = via.value().to_owned();
-            let ip = from.ip().to_string();
-            let mut params: Vec<String> = value.split(';').map(str::to_owned).collect();
-            let mut has_received = false;
-            for p in params.iter_mut().skip(1) {
-                let name = p
-                    .split('=')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                if name == "rport" {
-                    *p = format!("rport={}", from.port());
-                } else if name == "received" {
-                    *p = format!("received={ip}");
-                    has_received = true;
-                }
-            }
-            if !has_received {
-                params.push(format!("received={ip}"));
-            }
-            *via = rsip::headers::Via::from(params.join(";"));
-            return;
         }
     }
 }
@@ -296,10 +272,16 @@ where
         while let Some(frame) = framer.next_message() {
             match frame {
                 Ok(Frame::Message(bytes)) => {
-                    if let Some(msg) = decode(&bytes, peer, &out) {
-                        if inbound.send(Inbound::Message { msg, peer }).await.is_err() {
-                            break 'read;
-                        }
+                    if let Some(msg) = decode(&bytes, peer, &out)
+                        && inbound
+                            .send(Inbound::Message {
+                                msg: Box::new(msg),
+                                peer,
+                            })
+                            .await
+                            .is_err()
+                    {
+                        break 'read;
                     }
                 }
                 // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.

@@ -18,9 +18,14 @@ fuzz_target!(|data: &[u8]| {
             method: "REGISTER",
             request_uri: &credentials.uri,
         };
-        let _ = verifier.verify(1_700_000_000_000, &request, &credentials, |user, algorithm| {
-            (user.len() % 2 == 0).then(|| pbx_sip::digest::ha1(algorithm, user, "r", "p"))
-        });
+        let _ = verifier.verify(
+            1_700_000_000_000,
+            &request,
+            &credentials,
+            |user, algorithm| {
+                (user.len() % 2 == 0).then(|| pbx_sip::digest::ha1(algorithm, user, "r", "p"))
+            },
+        );
         let _ = Credentials::parse(&credentials.to_header_value());
     }
 });

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# REGISTER+digest throughput: the PBX (3-node cluster, every binding replicated) against Kamailio's
+# registrar (../shared/bench anchor) on the same machine in the same run, alternating, ROUNDS times.
+# Usage: deploy/bench/register.sh [N=60000] [CONCURRENCY=200] [ROUNDS=3]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+n=${1:-60000}; conc=${2:-200}; rounds=${3:-3}
+anchor=${ANCHOR_DIR:-../shared/bench}
+secret='Tr7!kq-Vw9zP'
+command -v sipp >/dev/null && command -v kamailio >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester kamailio >/dev/null; }
+cargo build --release --workspace --all-targets >/dev/null
+work=$(mktemp -d)
+trap 'kill $(cat "$work/kam.pid" 2>/dev/null) $lab_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# Users: 1000..5999. Kamailio checks "Secret-<user>-pass"; the PBX's policy refuses a password that
+# contains the extension number, so the PBX's users share one strong secret.
+"$anchor/make-users.sh" 1000 5999 > "$work/kam-users.csv"
+"$anchor/make-users.sh" 1000 5999 "$secret" > "$work/pbx-users.csv"
+
+PBX_BIN=$PWD/target/release/pbx ./target/release/chaos lab --nodes 3 --first 1000 --last 5999 \
+  --secret "$secret" --sip-extra 'digest_algorithms = ["MD5"]' --seconds 3600 > "$work/lab.json" &
+lab_pid=$!
+for _ in $(seq 1 600); do grep -q ready "$work/lab.json" 2>/dev/null && break; sleep 0.5; done
+pbx_sip=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["sip"][0])' "$work/lab.json")
+kamailio -f "$anchor/kamailio-registrar.cfg" -P "$work/kam.pid" -m 256 -DD -E 2>/dev/null &
+sleep 2
+
+echo "machine: $(nproc) cores, $(uname -r); N=$n concurrency=$conc"
+for r in $(seq 1 "$rounds"); do
+  k=$(USERS="$work/kam-users.csv" "$anchor/reg-bench.sh" 127.0.0.1:15060 "$n" "$conc")
+  p=$(USERS="$work/pbx-users.csv" "$anchor/reg-bench.sh" "$pbx_sip" "$n" "$conc")
+  echo "round $r kamailio: $k"
+  echo "round $r pbx:      $p"
+done
