@@ -118,9 +118,13 @@ async fn run_lab(
         "{}",
         serde_json::json!({ "ready": true, "extensions": ok, "sip": sip, "api": api, "dir": lab.dir.path() })
     );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
         () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
     }
+    // Dropping the lab kills its nodes.
+    drop(lab);
     Ok(())
 }

@@ -113,6 +113,11 @@ pub struct SipSection {
     /// challenge and know only MD5 (sipp, older firmware) need `["MD5"]`.
     #[serde(default = "default_digest_algorithms")]
     pub digest_algorithms: Vec<String>,
+    /// Live SIP transactions at most; beyond it new requests get `503`. A finished UDP transaction
+    /// stays 32 s (RFC 3261 Timer J) to absorb retransmissions, so this bounds the sustainable request
+    /// rate at about `max_transactions / 32` per second, and memory at about 1 KiB per transaction.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: usize,
     /// Seconds between OPTIONS pings to registered contacts; 0 turns qualifying off.
     #[serde(default = "default_qualify_interval_secs")]
     pub qualify_interval_secs: u64,
@@ -130,6 +135,7 @@ impl Default for SipSection {
             max_contacts: default_max_contacts(),
             digest_algorithms: default_digest_algorithms(),
             qualify_interval_secs: default_qualify_interval_secs(),
+            max_transactions: default_max_transactions(),
         }
     }
 }
@@ -165,6 +171,9 @@ fn default_max_expires() -> u32 {
 }
 fn default_max_contacts() -> usize {
     10
+}
+fn default_max_transactions() -> usize {
+    200_000
 }
 fn default_qualify_interval_secs() -> u64 {
     30

@@ -392,3 +392,73 @@ async fn replayed_tampered_and_forged_credentials_are_refused() {
     let regs = client.registrations(0, "5101").await.unwrap();
     assert_eq!(regs["registrations"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_bindings_leave_the_cluster() {
+    let options = LabOptions {
+        sip_extra: "min_expires = 1".into(),
+        ..LabOptions::default()
+    };
+    let mut lab = Lab::start_with(3, options).await.unwrap();
+    let client = lab.client();
+    assert_eq!(
+        client
+            .create_extension_with_secret(0, "4101", SECRET)
+            .await
+            .unwrap(),
+        StatusCode::CREATED
+    );
+    let probe = SipProbe::new(sip_addr(&lab, 1)).await.unwrap();
+    let contact = format!("<sip:4101@{}>", probe.local);
+    let ok = register_with_auth(&probe, "4101", SECRET, &contact, Some(2), "short", 1)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    assert_ne!(
+        client.registrations(2, "4101").await.unwrap()["status"],
+        "unregistered"
+    );
+
+    // The leader's sweep removes the row itself, not just hides it: its expiry counter moves.
+    let leader = lab.wait_leader(Duration::from_secs(10)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = lab
+            .anon(leader, reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let expired = metrics
+            .lines()
+            .find(|l| l.starts_with("pbx_registrations_expired_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if expired >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sweep removed the binding"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for i in 0..3 {
+        assert_eq!(
+            client.registrations(i, "4101").await.unwrap()["status"],
+            "unregistered"
+        );
+        let all: serde_json::Value = client
+            .req(i, reqwest::Method::GET, "/api/v1/registrations")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(all["total"], 0, "node {i}: {all}");
+    }
+}

@@ -74,7 +74,11 @@ impl SipService {
         });
         let (qualify_endpoint, qualify_out) = (endpoint_handle, out.clone());
         transports.spawn(&out, inbound_tx);
-        let endpoint = endpoint::Endpoint::new(TransactionConfig::default(), out, handler);
+        let tx_config = TransactionConfig {
+            max_transactions: cfg.max_transactions,
+            ..TransactionConfig::default()
+        };
+        let endpoint = endpoint::Endpoint::new(tx_config, out, handler);
         let mut tasks = vec![
             tokio::spawn(endpoint.run(inbound_rx, commands)),
             tokio::spawn(expiry::run(cluster.clone(), writer.clone())),
