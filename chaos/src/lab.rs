@@ -488,6 +488,17 @@ impl LabClient {
             .status())
     }
 
+    /// Returns once node `i` has applied every write committed before the call (a linearizable read),
+    /// so that its SIP side sees extensions created through another node.
+    pub async fn sync(&self, i: usize) -> anyhow::Result<()> {
+        let path = "/api/v1/extensions?limit=1";
+        self.req(i, reqwest::Method::GET, path)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// Node `i`'s view of extension `number`'s registrations (`status`, `registrations`).
     pub async fn registrations(&self, i: usize, number: &str) -> anyhow::Result<Value> {
         let path = format!("/api/v1/extensions/{number}/registrations");

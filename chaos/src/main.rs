@@ -59,9 +59,11 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!(
-        "{}: {} rounds, failover p50={} ms p99={} ms max={} ms, acknowledged={} lost={}",
+        "{}: {} rounds, new leader p50={} ms max={} ms; writes accepted again p50={} ms p99={} ms max={} ms; acknowledged={} lost={}",
         report.scenario,
         report.rounds,
+        scenarios::percentile(&report.election_ms, 0.5),
+        report.election_ms.iter().max().copied().unwrap_or(0),
         report.percentile(0.5),
         report.percentile(0.99),
         report.failover_ms.iter().max().copied().unwrap_or(0),

@@ -17,21 +17,29 @@ pub struct Report {
     pub rounds: usize,
     /// Per round: kill -9 of the leader until a write is acknowledged again, in milliseconds.
     pub failover_ms: Vec<u64>,
+    /// Per round: kill -9 of the leader until a surviving node names a new leader, in milliseconds.
+    pub election_ms: Vec<u64>,
     pub acknowledged_writes: usize,
     pub lost_writes: usize,
     pub failed_writes: usize,
 }
 
 impl Report {
+    /// Percentile `p` (0..=1) of the write-failover times.
     pub fn percentile(&self, p: f64) -> u64 {
-        let mut v = self.failover_ms.clone();
-        v.sort_unstable();
-        if v.is_empty() {
-            return 0;
-        }
-        let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v[idx.min(v.len() - 1)]
+        percentile(&self.failover_ms, p)
     }
+}
+
+/// Percentile `p` (0..=1) of `values`.
+pub fn percentile(values: &[u64], p: f64) -> u64 {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0;
+    }
+    let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[idx.min(v.len() - 1)]
 }
 
 /// Writers that keep creating extensions through every node and remember what was acknowledged.
@@ -94,7 +102,8 @@ impl Writers {
 /// Kill -9 the leader `rounds` times while writers run; restart it each time.
 pub async fn leader_kill(rounds: usize, nodes: u64) -> anyhow::Result<Report> {
     let mut lab = Lab::start(nodes).await?;
-    let client = lab.client();
+    // A session token: Basic auth would spend an argon2 check (tens of ms of CPU) on every write.
+    let client = lab.client().with_session().await?;
     let writers = Writers::start(&client, lab.nodes.len(), 4);
     let mut report = Report {
         scenario: "leader-kill".into(),
@@ -107,6 +116,21 @@ pub async fn leader_kill(rounds: usize, nodes: u64) -> anyhow::Result<Report> {
         let killed_at = Instant::now();
         lab.kill(leader);
         let survivor = (leader + 1) % lab.nodes.len();
+        let killed_id = lab.nodes[leader].id;
+        // Watch for the new leader while the probe writes.
+        let watcher = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(h) = client.health(survivor).await
+                        && h["leader"].as_u64().is_some_and(|l| l != killed_id)
+                    {
+                        return killed_at.elapsed().as_millis() as u64;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
         let mut probe = 0;
         loop {
             probe += 1;
@@ -126,8 +150,10 @@ pub async fn leader_kill(rounds: usize, nodes: u64) -> anyhow::Result<Report> {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let elected = tokio::time::timeout(Duration::from_secs(30), watcher).await??;
+        report.election_ms.push(elected);
         eprintln!(
-            "round {round}: killed node {}, writes accepted again after {} ms",
+            "round {round}: killed node {}, new leader after {elected} ms, writes accepted again after {} ms",
             lab.nodes[leader].id, report.failover_ms[round]
         );
         lab.restart(leader).await?;

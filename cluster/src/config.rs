@@ -52,9 +52,9 @@ impl ClusterConfig {
             listen,
             advertise,
             tls,
-            heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
+            heartbeat_ms: 50,
+            election_min_ms: 250,
+            election_max_ms: 450,
             snapshot_after_logs: 5000,
             keep_logs_after_snapshot: 1000,
             connect_timeout_ms: 500,
@@ -112,7 +112,7 @@ mod tests {
         let c = config();
         assert_eq!(
             (c.heartbeat_ms, c.election_min_ms, c.election_max_ms),
-            (100, 400, 800)
+            (50, 250, 450)
         );
         assert_eq!(
             (c.snapshot_after_logs, c.keep_logs_after_snapshot),
@@ -120,7 +120,7 @@ mod tests {
         );
         assert_eq!((c.connect_timeout_ms, c.rpc_timeout_ms), (500, 2000));
         let raft = c.raft_config().unwrap();
-        assert_eq!(raft.heartbeat_interval, 100);
+        assert_eq!(raft.heartbeat_interval, 50);
         assert!(matches!(
             raft.snapshot_policy,
             SnapshotPolicy::LogsSinceLast(5000)

@@ -413,11 +413,21 @@ impl Cluster {
                 .filter(|l| *l != inner.id)
                 .and_then(|l| inner.member_addr(l).map(|a| (l, a)))
             {
-                match inner
+                let call = inner
                     .transport
-                    .call(leader, &addr.raft_addr, body(), rpc_timeout)
-                    .await
-                {
+                    .call(leader, &addr.raft_addr, body(), rpc_timeout);
+                // A dead leader answers nothing until the RPC times out; the cluster elects a new one
+                // sooner. Stop waiting when it does: the outcome is unknown, so say so and let the
+                // client retry against the new leader.
+                let outcome = tokio::select! {
+                    r = call => r,
+                    () = leader_replaced(&inner.raft, leader) => {
+                        return Err(ClusterError::Unavailable(format!(
+                            "leader {leader} was replaced while the request was in flight; it may or may not have been applied"
+                        )));
+                    }
+                };
+                match outcome {
                     Ok(RpcResponse::Refused(reason)) => return Err(ClusterError::Refused(reason)),
                     Ok(resp) => match extract(resp) {
                         // The leader moved on between our look and its answer: look again.
@@ -444,6 +454,20 @@ impl Cluster {
             let mut metrics = inner.raft.metrics();
             let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Resolves once this node knows a leader other than `old`.
+async fn leader_replaced(raft: &Raft<TypeConfig>, old: NodeId) {
+    let mut metrics = raft.metrics();
+    loop {
+        let current = metrics.borrow().current_leader;
+        if current.is_some_and(|l| l != old) {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

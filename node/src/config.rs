@@ -148,14 +148,17 @@ pub struct VipSection {
     pub driver: String,
 }
 
+// openraft makes a follower that heard from a leader wait election_max (the leader's lease) plus a
+// random election timeout before it campaigns: 450 + 250..450 ms puts a new leader within a second of
+// the old one dying.
 fn default_heartbeat_ms() -> u64 {
-    100
+    50
 }
 fn default_election_min_ms() -> u64 {
-    400
+    250
 }
 fn default_election_max_ms() -> u64 {
-    800
+    450
 }
 fn default_snapshot_after_logs() -> u64 {
     5000
@@ -292,7 +295,7 @@ dir = "/etc/pbx/tls"
     fn minimal_config_gets_defaults() {
         let (_d, path) = write(SAMPLE);
         let cfg = NodeConfig::load(&path).unwrap();
-        assert_eq!(cfg.cluster.heartbeat_ms, 100);
+        assert_eq!(cfg.cluster.heartbeat_ms, 50);
         assert_eq!(cfg.raft_advertise(), "127.0.0.1:7002");
         assert_eq!(cfg.display_name(), "node-2");
         assert_eq!(cfg.sip.realm, "pbx");

@@ -29,9 +29,9 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
         cluster: ClusterSection {
             listen: ([127, 0, 0, 1], RAFT_PORT_BASE + id16).into(),
             advertise: None,
-            heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
+            heartbeat_ms: 50,
+            election_min_ms: 250,
+            election_max_ms: 450,
             snapshot_after_logs: 5000,
             keep_logs_after_snapshot: 1000,
         },

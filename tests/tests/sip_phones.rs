@@ -30,6 +30,7 @@ async fn baresip_registers_as_a_phone() {
         StatusCode::CREATED
     );
 
+    client.sync(1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_sip_port();
     let target = lab.nodes[1].sip_port;
@@ -96,6 +97,9 @@ async fn registrations_survive_killing_the_leader() {
                 .unwrap(),
             StatusCode::CREATED
         );
+    }
+    for i in 0..3 {
+        client.sync(i).await.unwrap();
     }
     // Phones register through every node, the leader included.
     for (n, p) in phones.iter().enumerate() {

@@ -54,6 +54,7 @@ async fn answering_phones_are_reachable_and_silent_ones_are_not() {
             StatusCode::CREATED
         );
     }
+    client.sync(0).await.unwrap();
     let server = SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port));
 
     // 8001's phone registers, then keeps answering OPTIONS on the same socket.

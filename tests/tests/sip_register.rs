@@ -89,6 +89,9 @@ async fn sipp_registers_over_udp_and_tcp_and_every_node_sees_the_bindings() {
             StatusCode::CREATED
         );
     }
+    // The nodes sipp talks to must have applied the extensions created through node 0.
+    client.sync(0).await.unwrap();
+    client.sync(1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     assert!(
         sipp_register(dir.path(), sip_addr(&lab, 0), "u1", &users[..20]),
@@ -408,6 +411,7 @@ async fn expired_bindings_leave_the_cluster() {
             .unwrap(),
         StatusCode::CREATED
     );
+    client.sync(1).await.unwrap();
     let probe = SipProbe::new(sip_addr(&lab, 1)).await.unwrap();
     let contact = format!("<sip:4101@{}>", probe.local);
     let ok = register_with_auth(&probe, "4101", SECRET, &contact, Some(2), "short", 1)
