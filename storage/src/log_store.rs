@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{RaftError, raft};
-use crate::tables::{CF_RAFT_LOG, CF_RAFT_META, cf};
+use crate::tables::{CF_RAFT_LOG, CF_RAFT_META, blocking, cf, synced};
 use crate::{NodeId, StorageError, TypeConfig, codec};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -42,21 +42,6 @@ fn parse_log_key(key: &[u8]) -> Result<u64, StorageError> {
         .try_into()
         .map_err(|_| StorageError::corrupt(format!("raft log key of {} bytes", key.len())))?;
     Ok(u64::from_be_bytes(bytes))
-}
-
-fn synced() -> WriteOptions {
-    let mut opts = WriteOptions::default();
-    opts.set_sync(true);
-    opts
-}
-
-/// Runs a blocking RocksDB write off the async worker threads: a synced write waits for an fsync.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(StorageError::join)?
 }
 
 impl LogStore {

@@ -15,14 +15,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StoredMembership};
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::command::Txn;
 use crate::error::{RaftError, raft};
 use crate::snapshot_file::{Meta, SnapshotReader, SnapshotWriter, TeeReader};
-use crate::tables::{CF_SM_META, Table, cf};
+use crate::tables::{CF_SM_META, Table, blocking, cf, synced};
 use crate::{NodeAddr, NodeId, Response, StateReader, StorageError, TypeConfig, codec};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
@@ -115,20 +115,6 @@ impl StateMachineStore {
             last_membership,
         })
     }
-}
-
-fn synced() -> WriteOptions {
-    let mut opts = WriteOptions::default();
-    opts.set_sync(true);
-    opts
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(StorageError::join)?
 }
 
 fn read_meta<T: DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, StorageError> {

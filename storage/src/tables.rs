@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -111,4 +111,20 @@ pub fn open_db(dir: &Path) -> Result<DB, StorageError> {
 pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a ColumnFamily, StorageError> {
     db.cf_handle(name)
         .ok_or(StorageError::MissingColumnFamily(name))
+}
+
+/// Write options that wait for the fsync: what openraft's durability contract needs.
+pub(crate) fn synced() -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    opts
+}
+
+/// Runs a blocking RocksDB call off the async worker threads: a synced write waits for an fsync.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(StorageError::join)?
 }
