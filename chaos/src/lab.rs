@@ -488,6 +488,33 @@ impl LabClient {
             .status())
     }
 
+    /// GET `path` on node `i` as admin; the JSON answer of a 2xx.
+    pub async fn get_json(&self, i: usize, path: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .req(i, reqwest::Method::GET, path)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// The value of counter or gauge `name` (without labels) in node `i`'s `/metrics`; 0 when absent.
+    pub async fn metric(&self, i: usize, name: &str) -> anyhow::Result<f64> {
+        let text = self
+            .anon(i, reqwest::Method::GET, "/metrics")
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0))
+    }
+
     /// Returns once node `i` has applied every write committed before the call (a linearizable read),
     /// so that its SIP side sees extensions created through another node.
     pub async fn sync(&self, i: usize) -> anyhow::Result<()> {

@@ -199,11 +199,8 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     // State is exactly what the one good request made.
     assert_eq!(lab.extension_numbers(0).await.unwrap(), vec!["1001"]);
     let ext: Value = lab
-        .req(0, Method::GET, "/api/v1/extensions/1001")
-        .send()
-        .await
-        .unwrap()
-        .json()
+        .client()
+        .get_json(0, "/api/v1/extensions/1001")
         .await
         .unwrap();
     assert_eq!(ext["display_name"], "Ext 1001");

@@ -58,11 +58,8 @@ async fn add_and_remove_members_under_write_load() {
     lab.kill(removed);
 
     let status: serde_json::Value = lab
-        .req(leader, Method::GET, "/api/v1/cluster/status")
-        .send()
-        .await
-        .unwrap()
-        .json()
+        .client()
+        .get_json(leader, "/api/v1/cluster/status")
         .await
         .unwrap();
     let mut ids: Vec<u64> = status["members"]

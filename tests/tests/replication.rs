@@ -38,11 +38,8 @@ async fn writes_on_leader_and_follower_reach_every_node() {
 
     // The cluster reports three voters, one leader, and every node's applied index.
     let status: serde_json::Value = lab
-        .req(follower, Method::GET, "/api/v1/cluster/status")
-        .send()
-        .await
-        .unwrap()
-        .json()
+        .client()
+        .get_json(follower, "/api/v1/cluster/status")
         .await
         .unwrap();
     let members = status["members"].as_array().unwrap();
@@ -55,15 +52,12 @@ async fn writes_on_leader_and_follower_reach_every_node() {
     assert!(members.iter().all(|m| m["voter"] == true), "{status}");
 
     // The members table names all three.
-    let listed: Vec<serde_json::Value> = lab
-        .req(0, Method::GET, "/api/v1/cluster/members")
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let listed = lab
+        .client()
+        .get_json(0, "/api/v1/cluster/members")
         .await
         .unwrap();
-    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.as_array().unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,11 +77,8 @@ async fn a_generated_secret_is_shown_once_and_never_stored_in_clear() {
     assert!(secret.len() >= 16);
 
     let fetched: serde_json::Value = lab
-        .req(0, Method::GET, "/api/v1/extensions/2001")
-        .send()
-        .await
-        .unwrap()
-        .json()
+        .client()
+        .get_json(0, "/api/v1/extensions/2001")
         .await
         .unwrap();
     assert!(fetched.get("generated_secret").is_none());

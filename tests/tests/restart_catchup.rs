@@ -10,17 +10,11 @@ use pbx_tests::{Lab, LabOptions};
 
 /// Snapshots node `i` has received from a leader and installed, from its `/metrics`.
 async fn snapshots_installed(lab: &Lab, i: usize) -> u64 {
-    let resp = lab
-        .anon(i, reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .expect("GET /metrics");
-    let text = resp.text().await.expect("metrics text");
-    text.lines()
-        .find(|l| l.starts_with("pbx_raft_snapshots_installed_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    let n = lab
+        .client()
+        .metric(i, "pbx_raft_snapshots_installed_total")
+        .await;
+    n.expect("GET /metrics") as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -427,20 +427,10 @@ async fn expired_bindings_leave_the_cluster() {
     let leader = lab.wait_leader(Duration::from_secs(10)).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let metrics = lab
-            .anon(leader, reqwest::Method::GET, "/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
+        let expired = client
+            .metric(leader, "pbx_registrations_expired_total")
             .await
             .unwrap();
-        let expired = metrics
-            .lines()
-            .find(|l| l.starts_with("pbx_registrations_expired_total"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
         if expired >= 1.0 {
             break;
         }
@@ -455,14 +445,7 @@ async fn expired_bindings_leave_the_cluster() {
             client.registrations(i, "4101").await.unwrap()["status"],
             "unregistered"
         );
-        let all: serde_json::Value = client
-            .req(i, reqwest::Method::GET, "/api/v1/registrations")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let all = client.get_json(i, "/api/v1/registrations").await.unwrap();
         assert_eq!(all["total"], 0, "node {i}: {all}");
     }
 }

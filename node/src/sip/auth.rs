@@ -26,7 +26,6 @@ pub(crate) enum AuthOutcome {
 }
 
 struct Keyed {
-    secret: Vec<u8>,
     realm: String,
     verifier: Verifier,
 }
@@ -60,25 +59,23 @@ impl SipAuth {
         now: UnixMillis,
         proxy: bool,
     ) -> AuthOutcome {
-        let Ok(Some(record)) = self
-            .cluster
-            .reader()
-            .get::<ClusterRecord>(ClusterRecord::KEY)
-        else {
-            return AuthOutcome::Unavailable;
-        };
         let mut guard = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if guard
-            .as_ref()
-            .is_none_or(|k| k.secret != record.secret || k.realm != record.realm)
-        {
+        // The cluster record is written once, at `cluster init`: read it from the store only until it
+        // has been seen, not on every SIP request.
+        if guard.is_none() {
+            let Ok(Some(record)) = self
+                .cluster
+                .reader()
+                .get::<ClusterRecord>(ClusterRecord::KEY)
+            else {
+                return AuthOutcome::Unavailable;
+            };
             *guard = Some(Keyed {
                 verifier: Verifier::new(NonceKey::new(&record.secret), DigestConfig::default()),
-                secret: record.secret.clone(),
-                realm: record.realm.clone(),
+                realm: record.realm,
             });
         }
         let Some(keyed) = guard.as_mut() else {
