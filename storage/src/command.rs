@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::codec::{self, CodecError};
 use crate::model::{
-    Binding, ClusterRecord, Extension, MemberRecord, Setting, UnixMillis, UserAccount, VipConfig,
+    ActiveCall, Binding, CallDetail, ClusterRecord, Extension, MemberRecord, Setting, UnixMillis,
+    UserAccount, VipConfig,
 };
 use crate::tables::{Record, Table};
 
@@ -44,6 +45,21 @@ pub enum Command {
     /// A batch of registration changes, applied in order. Registrars batch refreshes into one entry so
     /// that thousands of phones re-registering cost a handful of Raft entries.
     UpdateBindings(Vec<BindingOp>),
+    /// Record an established call, or its new state after a re-INVITE.
+    PutCall(ActiveCall),
+    /// A call ended: its record (if any) is removed and its CDR stored, in one entry.
+    EndCall {
+        call_id: String,
+        cdr: CallDetail,
+    },
+    /// Forget an active-call record without a CDR (a call its node could not carry on).
+    DeleteCall {
+        call_id: String,
+    },
+    /// Drop CDRs that started before `before` (retention).
+    PruneCdrs {
+        before: UnixMillis,
+    },
     /// Several commands in one log entry, applied in order, each with its own response. The cluster
     /// layer batches concurrent proposals this way so that one fsync commits many writes.
     Batch(Vec<Self>),
@@ -127,6 +143,23 @@ impl Command {
                 }
                 Ok(Response::Batch(out))
             }
+            Self::PutCall(rec) => put(txn, rec),
+            Self::EndCall { call_id, cdr } => {
+                delete(txn, Table::Calls, call_id, false);
+                put(txn, cdr)
+            }
+            Self::DeleteCall { call_id } => Ok(delete(txn, Table::Calls, call_id, false)),
+            Self::PruneCdrs { before } => {
+                // Keys start with the zero-padded start time: everything before `before` sorts first.
+                let bound = CallDetail::key_for(*before, "");
+                for key in txn.keys_with_prefix(Table::Cdrs, "") {
+                    if key >= bound {
+                        break;
+                    }
+                    txn.delete(Table::Cdrs, &key);
+                }
+                Ok(Response::Ok)
+            }
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -152,6 +185,10 @@ impl Command {
             Self::PutSetting(_) => "put_setting",
             Self::DeleteSetting { .. } => "delete_setting",
             Self::UpdateBindings(_) => "update_bindings",
+            Self::PutCall(_) => "put_call",
+            Self::EndCall { .. } => "end_call",
+            Self::DeleteCall { .. } => "delete_call",
+            Self::PruneCdrs { .. } => "prune_cdrs",
             Self::Batch(_) => "batch",
         }
     }

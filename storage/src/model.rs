@@ -209,3 +209,178 @@ impl Record for Binding {
         Self::key_for(&self.aor, &self.contact)
     }
 }
+
+/// One side of an established call as the PBX sees it: a SIP dialog (RFC 3261 §12) between the PBX and a
+/// phone. Everything needed to send or answer an in-dialog request on it, from any node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialogLeg {
+    /// The extension at the far end of this leg.
+    pub extension: String,
+    pub call_id: String,
+    /// The PBX's tag on this dialog.
+    pub local_tag: String,
+    /// The phone's tag.
+    pub remote_tag: String,
+    /// Last CSeq the PBX sent on this leg (requests it sends use higher numbers).
+    pub local_cseq: u32,
+    /// Last CSeq received from the phone (lower ones are out of order, RFC 3261 §12.2.2).
+    pub remote_cseq: u32,
+    /// The PBX's URI in From/To on this leg (name-addr, without tag).
+    pub local_uri: String,
+    /// The phone's URI in From/To on this leg (name-addr, without tag).
+    pub remote_uri: String,
+    /// The phone's Contact URI: the Request-URI of requests the PBX sends on this leg.
+    pub remote_target: String,
+    /// Route set (Record-Route values, in the order the PBX puts them in Route).
+    pub route_set: Vec<String>,
+    /// The PBX's Contact on this leg.
+    pub local_contact: String,
+    /// Where the phone's signalling comes from and goes to (`ip:port`), and over what (`udp`/`tcp`/`tls`).
+    pub peer: String,
+    pub transport: String,
+    /// The last session description the phone sent on this leg, as received.
+    pub remote_sdp: String,
+}
+
+/// One relayed media stream (an SDP `m=` line): the PBX's RTP port towards each side (RTCP is the next
+/// port up) and where each side's packets were latched from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaStream {
+    /// The PBX's RTP port facing the caller.
+    pub caller_port: u16,
+    /// The PBX's RTP port facing the callee.
+    pub callee_port: u16,
+    /// The caller's RTP source the relay latched to (`ip:port`), once known.
+    pub caller_latched: Option<String>,
+    /// The callee's RTP source the relay latched to, once known.
+    pub callee_latched: Option<String>,
+}
+
+/// An established call, committed before the caller gets its `200 OK` and removed when the call ends:
+/// a node that never saw the call can continue it from this record alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveCall {
+    /// The PBX's identifier of the call (also the key of its CDR).
+    pub id: String,
+    /// The node currently carrying the call's signalling and media.
+    pub node_id: NodeId,
+    /// The caller's leg.
+    pub caller: DialogLeg,
+    /// The callee's leg.
+    pub callee: DialogLeg,
+    /// The address the PBX's media ports are on.
+    pub media_addr: String,
+    pub streams: Vec<MediaStream>,
+    pub started_at: UnixMillis,
+    pub answered_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+impl Record for ActiveCall {
+    const TABLE: Table = Table::Calls;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// How a call ended, for reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    Answered,
+    Busy,
+    NoAnswer,
+    /// The caller hung up before an answer.
+    Cancelled,
+    /// The callee has no reachable registration.
+    Unavailable,
+    /// The number dialled is not an extension.
+    NotFound,
+    /// Refused or failed for any other reason (limits, media, errors).
+    Failed,
+}
+
+impl Disposition {
+    pub const ALL: [Self; 7] = [
+        Self::Answered,
+        Self::Busy,
+        Self::NoAnswer,
+        Self::Cancelled,
+        Self::Unavailable,
+        Self::NotFound,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::Busy => "busy",
+            Self::NoAnswer => "no_answer",
+            Self::Cancelled => "cancelled",
+            Self::Unavailable => "unavailable",
+            Self::NotFound => "not_found",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// Who ended a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupSide {
+    Caller,
+    Callee,
+    /// The PBX itself: limits, media timeout, failures.
+    Pbx,
+}
+
+impl HangupSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Caller => "caller",
+            Self::Callee => "callee",
+            Self::Pbx => "pbx",
+        }
+    }
+}
+
+/// A call detail record: one per call attempt, committed when the call ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallDetail {
+    pub id: String,
+    /// The calling extension.
+    pub caller: String,
+    /// The number dialled.
+    pub callee: String,
+    pub started_at: UnixMillis,
+    pub answered_at: Option<UnixMillis>,
+    pub ended_at: UnixMillis,
+    /// Talk time in seconds (answer to end; zero when unanswered).
+    pub duration_secs: u64,
+    pub disposition: Disposition,
+    pub hangup_side: HangupSide,
+    /// Why the call ended, e.g. `bye`, `cancel`, `486`, `max-duration`, `media-timeout`.
+    pub cause: String,
+    /// The final SIP status the caller got for the INVITE (200 for answered calls).
+    pub sip_status: u16,
+    /// The node that carried the call when it ended.
+    pub node_id: NodeId,
+}
+
+impl CallDetail {
+    /// Keys sort by start time, so a date range is a key range.
+    pub fn key_for(started_at: UnixMillis, id: &str) -> String {
+        format!("{started_at:020}-{id}")
+    }
+}
+
+impl Record for CallDetail {
+    const TABLE: Table = Table::Cdrs;
+    fn key(&self) -> String {
+        Self::key_for(self.started_at, &self.id)
+    }
+}

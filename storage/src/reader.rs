@@ -100,6 +100,35 @@ impl StateReader {
         Ok(out)
     }
 
+    /// Records of type `R` with `from <= key < to`, in key order, visiting at most `max_rows` rows and
+    /// keeping those `keep` accepts. Returns the kept records and the key to resume from when the visit
+    /// stopped early (`None` when the range was exhausted).
+    pub fn scan_range<R: Record>(
+        &self,
+        from: &str,
+        to: &str,
+        max_rows: usize,
+        mut keep: impl FnMut(&R) -> bool,
+    ) -> Result<(Vec<R>, Option<String>), StorageError> {
+        let cf = cf(&self.db, R::TABLE.cf_name())?;
+        let mode = IteratorMode::From(from.as_bytes(), Direction::Forward);
+        let mut out = Vec::new();
+        for (visited, item) in self.db.iterator_cf(cf, mode).enumerate() {
+            let (key, value) = item?;
+            if *key >= *to.as_bytes() {
+                break;
+            }
+            if visited >= max_rows {
+                return Ok((out, Some(String::from_utf8_lossy(&key).into_owned())));
+            }
+            let record: R = codec::decode(&value)?;
+            if record.key().as_bytes() == &*key && keep(&record) {
+                out.push(record);
+            }
+        }
+        Ok((out, None))
+    }
+
     /// The number of rows in `R`'s table (every record type that table holds).
     pub fn count<R: Record>(&self) -> Result<u64, StorageError> {
         let cf = cf(&self.db, R::TABLE.cf_name())?;

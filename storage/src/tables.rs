@@ -20,17 +20,21 @@ pub enum Table {
     Cluster,
     Members,
     Bindings,
+    Calls,
+    Cdrs,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
         Self::Cluster,
         Self::Members,
         Self::Bindings,
+        Self::Calls,
+        Self::Cdrs,
     ];
 
     /// Column family holding the table.
@@ -42,6 +46,8 @@ impl Table {
             Self::Cluster => "t_cluster",
             Self::Members => "t_members",
             Self::Bindings => "t_bindings",
+            Self::Calls => "t_calls",
+            Self::Cdrs => "t_cdrs",
         }
     }
 
@@ -54,6 +60,8 @@ impl Table {
             Self::Cluster => 4,
             Self::Members => 5,
             Self::Bindings => 6,
+            Self::Calls => 7,
+            Self::Cdrs => 8,
         }
     }
 
