@@ -62,6 +62,12 @@ pub struct LabOptions {
     pub keep_logs_after_snapshot: u64,
     /// Extra lines for each node's `[sip]` section.
     pub sip_extra: String,
+    /// RTP ports per node (node `id` gets the `id`-th slice of this size above 30000).
+    pub media_ports_per_node: u16,
+    /// Extra lines for each node's `[media]` section.
+    pub media_extra: String,
+    /// Extra lines for each node's `[calls]` section.
+    pub calls_extra: String,
 }
 
 impl Default for LabOptions {
@@ -70,6 +76,9 @@ impl Default for LabOptions {
             snapshot_after_logs: 5000,
             keep_logs_after_snapshot: 1000,
             sip_extra: String::new(),
+            media_ports_per_node: 400,
+            media_extra: String::new(),
+            calls_extra: String::new(),
         }
     }
 }
@@ -184,10 +193,18 @@ impl Lab {
         let sip_tls_port = free_port(false);
         let data_dir = root.join(format!("node-{id}"));
         let config = root.join(format!("node-{id}.toml"));
+        let per_node = u64::from(self.options.media_ports_per_node.max(8));
+        let rtp_min = 30_000 + (id - 1) * per_node;
+        let media = format!(
+            "[media]\naddress = \"127.0.0.1\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n{}\n[calls]\n{}\n",
+            rtp_min + per_node - 1,
+            self.options.media_extra,
+            self.options.calls_extra,
+        );
         std::fs::write(
             &config,
             format!(
-                "node_id = {id}\ndata_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
+                "node_id = {id}\ndata_dir = \"{}\"\n{media}[cluster]\nlisten = \"127.0.0.1:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
                  [api]\nlisten = \"127.0.0.1:{api_port}\"\n[tls]\ndir = \"{}\"\n\
                  [sip]\nudp = \"127.0.0.1:{sip_port}\"\ntcp = \"127.0.0.1:{sip_port}\"\ntls = \"127.0.0.1:{sip_tls_port}\"\n{}\n",
                 path_str(&data_dir),

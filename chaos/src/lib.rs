@@ -2,5 +2,6 @@
 #![forbid(unsafe_code)]
 
 pub mod lab;
+pub mod phone;
 pub mod scenarios;
 pub mod sip_probe;

@@ -44,6 +44,10 @@ pub struct NodeConfig {
     #[serde(default)]
     pub sip: SipSection,
     #[serde(default)]
+    pub media: MediaSection,
+    #[serde(default)]
+    pub calls: CallsSection,
+    #[serde(default)]
     pub vip: Option<VipSection>,
 }
 
@@ -140,6 +144,69 @@ impl Default for SipSection {
     }
 }
 
+/// The RTP relay: where the PBX's media ports are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    /// The address media sockets bind to and the SDP announces (the VIP in production). Defaults to
+    /// the SIP UDP listener's address.
+    #[serde(default)]
+    pub address: Option<std::net::IpAddr>,
+    /// First port of the RTP range (even; RTCP uses the port above each RTP port).
+    #[serde(default = "default_rtp_port_min")]
+    pub rtp_port_min: u16,
+    /// Last port of the RTP range.
+    #[serde(default = "default_rtp_port_max")]
+    pub rtp_port_max: u16,
+    /// A call whose media stops in both directions for this long is torn down; 0 disables.
+    #[serde(default = "default_media_timeout_secs")]
+    pub media_timeout_secs: u64,
+    /// Latching: a side's RTP source may be learned only within this many seconds of its first packet.
+    #[serde(default = "default_latch_window_secs")]
+    pub latch_window_secs: u64,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        Self {
+            address: None,
+            rtp_port_min: default_rtp_port_min(),
+            rtp_port_max: default_rtp_port_max(),
+            media_timeout_secs: default_media_timeout_secs(),
+            latch_window_secs: default_latch_window_secs(),
+        }
+    }
+}
+
+/// Calls between extensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsSection {
+    /// Seconds a call rings before the caller gets `480`.
+    #[serde(default = "default_ring_timeout_secs")]
+    pub ring_timeout_secs: u64,
+    /// Longest call, seconds; the PBX then hangs up both sides. 0 disables.
+    #[serde(default = "default_max_call_secs")]
+    pub max_call_secs: u64,
+    /// Calls one extension may be in at once (as caller or callee).
+    #[serde(default = "default_max_calls_per_extension")]
+    pub max_calls_per_extension: usize,
+    /// Call detail records older than this are deleted; 0 keeps them forever.
+    #[serde(default = "default_cdr_retention_days")]
+    pub cdr_retention_days: u64,
+}
+
+impl Default for CallsSection {
+    fn default() -> Self {
+        Self {
+            ring_timeout_secs: default_ring_timeout_secs(),
+            max_call_secs: default_max_call_secs(),
+            max_calls_per_extension: default_max_calls_per_extension(),
+            cdr_retention_days: default_cdr_retention_days(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VipSection {
@@ -183,6 +250,30 @@ fn default_qualify_interval_secs() -> u64 {
 }
 fn default_digest_algorithms() -> Vec<String> {
     vec!["SHA-256".to_owned(), "MD5".to_owned()]
+}
+fn default_rtp_port_min() -> u16 {
+    20_000
+}
+fn default_rtp_port_max() -> u16 {
+    29_999
+}
+fn default_media_timeout_secs() -> u64 {
+    60
+}
+fn default_latch_window_secs() -> u64 {
+    5
+}
+fn default_ring_timeout_secs() -> u64 {
+    30
+}
+fn default_max_call_secs() -> u64 {
+    4 * 3600
+}
+fn default_max_calls_per_extension() -> usize {
+    4
+}
+fn default_cdr_retention_days() -> u64 {
+    365
 }
 fn default_realm() -> String {
     "pbx".to_owned()
@@ -239,6 +330,21 @@ impl NodeConfig {
         }
         if !(1..=100).contains(&sip.max_contacts) {
             return Err("sip.max_contacts must be 1 to 100".into());
+        }
+        let media = &self.media;
+        if media.rtp_port_min < 1024 || media.rtp_port_max <= media.rtp_port_min {
+            return Err(
+                "media.rtp_port_min must be 1024 or more and below media.rtp_port_max".into(),
+            );
+        }
+        if media.rtp_port_max - media.rtp_port_min < 7 {
+            return Err("media port range must hold at least one call (8 ports)".into());
+        }
+        if !(1..=100).contains(&self.calls.max_calls_per_extension) {
+            return Err("calls.max_calls_per_extension must be 1 to 100".into());
+        }
+        if self.calls.ring_timeout_secs == 0 || self.calls.ring_timeout_secs > 600 {
+            return Err("calls.ring_timeout_secs must be 1 to 600".into());
         }
         Ok(())
     }

@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use tokio::process::{Child, Command};
 
 use crate::client::AdminClient;
-use crate::config::{ApiSection, ClusterSection, NodeConfig, SipSection, TlsSection, VipSection};
+use crate::config::{
+    ApiSection, CallsSection, ClusterSection, MediaSection, NodeConfig, SipSection, TlsSection,
+    VipSection,
+};
 
 const NODES: u64 = 3;
 const RAFT_PORT_BASE: u16 = 17000;
@@ -48,6 +51,14 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
             tls: Some(([127, 0, 0, 1], SIP_TLS_PORT_BASE + id16).into()),
             ..SipSection::default()
         },
+        // Each node its own slice of the range: they share one address on this machine.
+        media: MediaSection {
+            address: Some([127, 0, 0, 1].into()),
+            rtp_port_min: 20_000 + (id16 - 1) * 2_000,
+            rtp_port_max: 20_000 + id16 * 2_000 - 1,
+            ..MediaSection::default()
+        },
+        calls: CallsSection::default(),
         vip: Some(VipSection {
             address: DEMO_VIP.into(),
             interface: "lo".into(),

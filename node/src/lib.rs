@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod demo;
+mod media;
 pub mod policy;
 pub mod run;
 pub mod sip;

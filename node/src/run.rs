@@ -60,9 +60,15 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let cluster = Cluster::start(config, &cfg.data_dir)
         .await
         .with_context(|| format!("starting cluster node {}", cfg.node_id))?;
-    let sip = crate::sip::SipService::start(&cfg.sip, cluster.clone(), Arc::clone(&tls))
-        .await
-        .context("starting SIP")?;
+    let sip = crate::sip::SipService::start(
+        &cfg.sip,
+        &cfg.media,
+        &cfg.calls,
+        cluster.clone(),
+        Arc::clone(&tls),
+    )
+    .await
+    .context("starting SIP")?;
     let listener = TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API on {}", cfg.api.listen))?;

@@ -46,11 +46,11 @@ pub enum Command {
     /// that thousands of phones re-registering cost a handful of Raft entries.
     UpdateBindings(Vec<BindingOp>),
     /// Record an established call, or its new state after a re-INVITE.
-    PutCall(ActiveCall),
+    PutCall(Box<ActiveCall>),
     /// A call ended: its record (if any) is removed and its CDR stored, in one entry.
     EndCall {
         call_id: String,
-        cdr: CallDetail,
+        cdr: Box<CallDetail>,
     },
     /// Forget an active-call record without a CDR (a call its node could not carry on).
     DeleteCall {
@@ -143,10 +143,10 @@ impl Command {
                 }
                 Ok(Response::Batch(out))
             }
-            Self::PutCall(rec) => put(txn, rec),
+            Self::PutCall(rec) => put(txn, rec.as_ref()),
             Self::EndCall { call_id, cdr } => {
                 delete(txn, Table::Calls, call_id, false);
-                put(txn, cdr)
+                put(txn, cdr.as_ref())
             }
             Self::DeleteCall { call_id } => Ok(delete(txn, Table::Calls, call_id, false)),
             Self::PruneCdrs { before } => {

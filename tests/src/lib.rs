@@ -3,4 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub use pbx_chaos::lab::*;
+pub use pbx_chaos::phone;
 pub use pbx_chaos::sip_probe;

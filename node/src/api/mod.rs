@@ -1,6 +1,8 @@
 //! The HTTPS admin API: cluster status and membership, extensions, sessions, and `/metrics`.
 
 mod auth;
+mod calls;
+mod cdrs;
 mod cluster;
 mod error;
 mod extensions;
@@ -57,6 +59,9 @@ pub fn router(state: AppState) -> Router {
             get(extensions::list).post(extensions::create),
         )
         .route("/registrations", get(registrations::list))
+        .route("/calls", get(calls::list))
+        .route("/calls/{id}", get(calls::get))
+        .route("/cdrs", get(cdrs::list))
         .route(
             "/extensions/{number}/registrations",
             get(registrations::for_extension),

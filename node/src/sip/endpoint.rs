@@ -11,6 +11,7 @@ use pbx_sip::transaction::{
     ClientTxId, Peer, ServerTxId, TransactionConfig, TransactionLayer, TxEvent, TxId,
 };
 
+use super::call::{CallInput, LegEvent};
 use super::handler::Handler;
 use super::transport::{Inbound, Outbound};
 
@@ -26,6 +27,22 @@ pub(crate) enum Command {
         req: rsip::Request,
         peer: Peer,
         done: oneshot::Sender<ClientOutcome>,
+    },
+    /// Send an INVITE for a call's branch; every event of its transaction goes to the call.
+    Invite {
+        req: rsip::Request,
+        peer: Peer,
+        branch: usize,
+        call: mpsc::UnboundedSender<CallInput>,
+        started: oneshot::Sender<Option<ClientTxId>>,
+    },
+    Cancel {
+        tx: ClientTxId,
+    },
+    /// A message outside any transaction (the ACK for a 2xx).
+    Stateless {
+        msg: rsip::SipMessage,
+        peer: Peer,
     },
 }
 
@@ -60,6 +77,42 @@ impl EndpointHandle {
         }
         wait.await.unwrap_or(ClientOutcome::Failed)
     }
+
+    /// Starts an INVITE client transaction for branch `branch` of a call. `None` when it could not
+    /// be sent (overload, malformed).
+    pub(crate) async fn invite(
+        &self,
+        req: rsip::Request,
+        peer: Peer,
+        branch: usize,
+        call: mpsc::UnboundedSender<CallInput>,
+    ) -> Option<ClientTxId> {
+        let (started, wait) = oneshot::channel();
+        let cmd = Command::Invite {
+            req,
+            peer,
+            branch,
+            call,
+            started,
+        };
+        self.tx.send(cmd).await.ok()?;
+        wait.await.ok().flatten()
+    }
+
+    pub(crate) async fn cancel(&self, tx: ClientTxId) {
+        let _ = self.tx.send(Command::Cancel { tx }).await;
+    }
+
+    pub(crate) async fn send_stateless(&self, msg: rsip::SipMessage, peer: Peer) {
+        let _ = self.tx.send(Command::Stateless { msg, peer }).await;
+    }
+}
+
+/// Where a call branch's INVITE transaction reports.
+struct BranchRoute {
+    branch: usize,
+    call: mpsc::UnboundedSender<CallInput>,
+    peer: Peer,
 }
 
 pub(crate) struct Endpoint {
@@ -67,6 +120,7 @@ pub(crate) struct Endpoint {
     out: Outbound,
     handler: Arc<Handler>,
     pending: HashMap<ClientTxId, oneshot::Sender<ClientOutcome>>,
+    invites: HashMap<ClientTxId, BranchRoute>,
     /// The raw Request-URI of the request just handed to the layer: a new request's event comes out in
     /// the same turn, so one slot is enough.
     raw_uri: Option<String>,
@@ -84,6 +138,7 @@ impl Endpoint {
             out,
             handler,
             pending: HashMap::new(),
+            invites: HashMap::new(),
             raw_uri: None,
         }
     }
@@ -145,6 +200,28 @@ impl Endpoint {
                     let _ = done.send(ClientOutcome::Failed);
                 }
             },
+            Command::Invite {
+                req,
+                peer,
+                branch,
+                call,
+                started,
+            } => match self.layer.send_request(now, req, peer) {
+                Ok(tx) => {
+                    self.invites.insert(tx, BranchRoute { branch, call, peer });
+                    let _ = started.send(Some(tx));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "INVITE not sent");
+                    let _ = started.send(None);
+                }
+            },
+            Command::Cancel { tx } => {
+                if let Err(e) = self.layer.cancel(now, tx) {
+                    tracing::debug!(error = %e, "CANCEL not sent");
+                }
+            }
+            Command::Stateless { msg, peer } => self.layer.send_stateless(peer, msg),
         }
     }
 
@@ -175,11 +252,47 @@ impl Endpoint {
                     tracing::debug!(error = %e, "response not sent");
                 }
             }
+            TxEvent::Response { tx, resp } if self.invites.contains_key(&tx) => {
+                let Some(route) = self.invites.get(&tx) else {
+                    return;
+                };
+                let is_2xx = (200..300).contains(&resp.status_code.code());
+                let event = CallInput::Branch {
+                    index: route.branch,
+                    event: LegEvent::Response(resp),
+                };
+                if let Err(mpsc::error::SendError(CallInput::Branch {
+                    event: LegEvent::Response(resp),
+                    ..
+                })) = route.call.send(event)
+                    && is_2xx
+                {
+                    // The call is over: nobody wants this answer.
+                    self.handler.calls.refuse_late_answer(&resp, route.peer);
+                }
+            }
             TxEvent::Response { tx, resp } if resp.status_code.code() >= 200 => {
                 if let Some(done) = self.pending.remove(&tx) {
                     let _ = done.send(ClientOutcome::Final(resp));
                 }
             }
+            TxEvent::Ack { req, .. } => self.handler.calls.route_ack(req),
+            TxEvent::Cancelled { tx } => self.handler.calls.route_cancel(tx),
+            TxEvent::StrayResponse { resp, peer } => self.handler.calls.route_stray(resp, peer),
+            TxEvent::Timeout {
+                tx: TxId::Server(tx),
+                timer,
+            } => self.handler.calls.route_server_timeout(tx, timer),
+            TxEvent::Timeout {
+                tx: TxId::Client(tx),
+                ..
+            } if self.invites.contains_key(&tx) => self.branch_ended(tx, LegEvent::Timeout),
+            TxEvent::TransportError {
+                tx: TxId::Client(tx),
+            } if self.invites.contains_key(&tx) => self.branch_ended(tx, LegEvent::Failed),
+            TxEvent::Terminated {
+                tx: TxId::Client(tx),
+            } if self.invites.contains_key(&tx) => self.branch_ended(tx, LegEvent::Terminated),
             TxEvent::Timeout {
                 tx: TxId::Client(tx),
                 ..
@@ -199,6 +312,17 @@ impl Endpoint {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Endpoint {
+    fn branch_ended(&mut self, tx: ClientTxId, event: LegEvent) {
+        if let Some(route) = self.invites.remove(&tx) {
+            let _ = route.call.send(CallInput::Branch {
+                index: route.branch,
+                event,
+            });
         }
     }
 }

@@ -21,7 +21,8 @@ use crate::time::now_millis;
 
 pub(crate) struct Handler {
     pub(crate) cluster: Cluster,
-    pub(crate) auth: SipAuth,
+    pub(crate) auth: Arc<SipAuth>,
+    pub(crate) calls: Arc<super::call::Calls>,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) writer: BindingWriter,
     pub(crate) endpoint: EndpointHandle,
@@ -48,18 +49,32 @@ impl Handler {
                 });
                 None
             }
-            rsip::Method::Options => Some(options(&req)),
-            rsip::Method::Invite => {
-                let this = Arc::clone(self);
-                tokio::spawn(async move {
-                    let resp = this.invite(&req, &raw_uri);
-                    this.endpoint.respond(tx, resp).await;
-                });
+            rsip::Method::Options => {
+                if has_to_tag(&req) && self.calls.route_request(tx, req.clone()) {
+                    return None;
+                }
+                Some(options(&req))
+            }
+            rsip::Method::Invite if !has_to_tag(&req) => {
+                self.calls
+                    .start(tx, req, raw_uri, peer, Arc::clone(&self.auth));
                 None
             }
             rsip::Method::Ack => None,
-            rsip::Method::Bye | rsip::Method::Update | rsip::Method::Info | rsip::Method::PRack => {
-                Some(finish(reply(&req, 481, None)))
+            rsip::Method::Invite
+            | rsip::Method::Bye
+            | rsip::Method::Update
+            | rsip::Method::Info
+            | rsip::Method::Notify
+            | rsip::Method::Message
+            | rsip::Method::Refer
+            | rsip::Method::PRack => {
+                let answer = finish(reply(&req, 481, None));
+                if self.calls.route_request(tx, req) {
+                    None
+                } else {
+                    Some(answer)
+                }
             }
             _ => {
                 let mut resp = reply(&req, 405, None);
@@ -187,22 +202,13 @@ impl Handler {
             Decision::Reject { code, reason } => finish(reply(req, code, Some(reason))),
         }
     }
+}
 
-    /// Calls arrive with the B2BUA; until then an INVITE is authenticated like any other (so nobody can
-    /// probe extensions with it) and then refused honestly.
-    fn invite(&self, req: &rsip::Request, raw_uri: &str) -> rsip::Response {
-        match self.auth.check(req, raw_uri, now_millis(), true) {
-            AuthOutcome::Authenticated { .. } => {
-                finish(reply(req, 501, Some("Calls are not available yet")))
-            }
-            AuthOutcome::Challenge(headers) => {
-                let mut resp = reply(req, 407, None);
-                resp.headers.extend(headers);
-                finish(resp)
-            }
-            AuthOutcome::Unavailable => finish(reply(req, 503, Some("Cluster not ready"))),
-        }
-    }
+/// Whether the request is inside a dialog (its To has a tag).
+fn has_to_tag(req: &rsip::Request) -> bool {
+    header_values(req, "to")
+        .next()
+        .is_some_and(|to| pbx_sip::codec::element_param(to, "tag").is_some())
 }
 
 /// OPTIONS gets the same answer whatever user it names.

@@ -2,6 +2,7 @@
 //! The pure cores (codec, transactions, digest) live in the `pbx-sip` crate.
 
 mod auth;
+mod call;
 mod contact;
 mod endpoint;
 mod expiry;
@@ -13,19 +14,23 @@ mod transport;
 mod writer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cluster::Cluster;
 use pbx_sip::transaction::TransactionConfig;
 
 pub use registrar::RegistrarConfig;
 
-use crate::config::SipSection;
+use crate::config::{CallsSection, MediaSection, SipSection};
+use crate::media::PortRange;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SipError {
     #[error("binding SIP listeners: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("no media address: set [media] address or bind [sip] udp to an address")]
+    NoMediaAddress,
 }
 
 /// The running SIP service; dropping it stops its tasks.
@@ -45,6 +50,8 @@ impl SipService {
     /// Binds the configured listeners and starts serving. `None` when no SIP listener is configured.
     pub async fn start(
         cfg: &SipSection,
+        media: &MediaSection,
+        calls_cfg: &CallsSection,
         cluster: Cluster,
         tls: Arc<rustls::ServerConfig>,
     ) -> Result<Option<Self>, SipError> {
@@ -60,8 +67,29 @@ impl SipService {
         let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(16 * 1024);
         let (endpoint_handle, commands) = endpoint::Endpoint::channel();
         let writer = writer::BindingWriter::new(cluster.clone());
+        let media_addr = media
+            .address
+            .or_else(|| cfg.udp.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()))
+            .ok_or(SipError::NoMediaAddress)?;
+        let calls = Arc::new(call::Calls::new(
+            cluster.clone(),
+            endpoint_handle.clone(),
+            out.clone(),
+            PortRange::new(media_addr, media.rtp_port_min, media.rtp_port_max),
+            call::CallConfig {
+                ring_timeout: Duration::from_secs(calls_cfg.ring_timeout_secs),
+                max_duration: (calls_cfg.max_call_secs > 0)
+                    .then(|| Duration::from_secs(calls_cfg.max_call_secs)),
+                media_timeout: (media.media_timeout_secs > 0)
+                    .then(|| Duration::from_secs(media.media_timeout_secs)),
+                latch_window: Duration::from_secs(media.latch_window_secs),
+                max_per_extension: calls_cfg.max_calls_per_extension,
+                realm: cfg.realm.clone(),
+            },
+        ));
         let handler = Arc::new(handler::Handler {
-            auth: auth::SipAuth::new(cluster.clone(), &cfg.digest_algorithms),
+            calls,
+            auth: Arc::new(auth::SipAuth::new(cluster.clone(), &cfg.digest_algorithms)),
             cluster: cluster.clone(),
             registrar: RegistrarConfig {
                 min_expires: cfg.min_expires,
@@ -89,7 +117,7 @@ impl SipService {
                 endpoint: qualify_endpoint,
                 out: qualify_out,
                 writer,
-                interval: std::time::Duration::from_secs(cfg.qualify_interval_secs),
+                interval: Duration::from_secs(cfg.qualify_interval_secs),
                 realm: cfg.realm.clone(),
             };
             tasks.push(tokio::spawn(qualifier.run()));

@@ -129,3 +129,27 @@ impl CodecError {
         }
     }
 }
+
+/// The values of every header named `name` (case-insensitive, compact forms included), in order, as
+/// they are on the line: a header repeated with commas on one line is one value (see [`list`]).
+pub fn header_values<'a>(
+    headers: &'a rsip::Headers,
+    name: &str,
+) -> impl Iterator<Item = &'a str> + use<'a> {
+    let name = headers::canonical_name(name).to_owned();
+    headers.iter().filter_map(move |header| {
+        let (header_name, value) = headers::parts(header);
+        header_name.eq_ignore_ascii_case(&name).then_some(value)
+    })
+}
+
+/// The comma-separated elements of a header value (commas inside quotes and `<…>` do not split).
+pub fn list(value: &str) -> impl Iterator<Item = &str> {
+    headers::split_list(value)
+}
+
+/// A parameter of one header element (`tag` of a From, `expires` of a Contact): `Some(None)` for a
+/// flag, `Some(Some(value))` otherwise.
+pub fn element_param<'a>(element: &'a str, name: &str) -> Option<Option<&'a str>> {
+    headers::find_param(headers::element_params(element), name)
+}

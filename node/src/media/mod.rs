@@ -1,0 +1,20 @@
+//! Media: the RTP port range and the per-call relay.
+
+mod ports;
+mod relay;
+
+use std::net::SocketAddr;
+
+pub(crate) use ports::PortRange;
+pub(crate) use relay::{MediaSession, PeerMedia, Side};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MediaError {
+    #[error("no free media ports")]
+    PortsExhausted,
+    #[error("binding media port {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,447 @@
+//! The RTP relay of one call: for each media stream, a socket pair facing the caller and one facing the
+//! callee; what arrives on one side goes out of the other, untouched (codecs, RFC 4733 DTMF, SRTP).
+//!
+//! Latching (symmetric RTP through NAT): a side's real source is learned from its first packet, but only
+//! from an address the signalling vouches for (the SDP's connection address or the address the phone's
+//! SIP comes from) and only within a short window after the side's media was (re)negotiated. Once
+//! latched, packets from anywhere else are dropped, so nobody can take the stream over (RTP bleed).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use super::MediaError;
+use super::ports::{PortPair, PortRange};
+
+/// Largest datagram relayed; RTP over Ethernet fits well within it.
+const MAX_PACKET: usize = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Caller,
+    Callee,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Self::Caller => 0,
+            Self::Callee => 1,
+        }
+    }
+}
+
+/// What the signalling says about one side of one stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PeerMedia {
+    /// Where the side wants RTP; `None` while on hold (`c=0.0.0.0`) or not yet known.
+    pub(crate) rtp: Option<SocketAddr>,
+    /// Where it wants RTCP (the RTP port + 1 unless `a=rtcp` says otherwise).
+    pub(crate) rtcp: Option<SocketAddr>,
+    /// Sources its media may come from before latching: its SDP address and its SIP source.
+    pub(crate) trusted: Vec<IpAddr>,
+    /// Whether the SDP said where to send media at all (false: hold, or not answered yet).
+    pub(crate) known: bool,
+}
+
+/// Packets a side sends to one of our sockets (its RTP or its RTCP).
+#[derive(Debug, Default)]
+struct Flow {
+    signalled: Option<SocketAddr>,
+    latched: Option<SocketAddr>,
+    latch_until: Option<Instant>,
+}
+
+impl Flow {
+    /// Whether a packet from `src` is the side's own, latching to it when allowed.
+    fn admit(&mut self, src: SocketAddr, trusted: &[IpAddr], now: Instant) -> bool {
+        if let Some(latched) = self.latched {
+            return latched == src;
+        }
+        if self.signalled == Some(src) {
+            self.latched = Some(src);
+            return true;
+        }
+        let in_window = self.latch_until.is_none_or(|until| now <= until);
+        if in_window && trusted.contains(&src.ip()) {
+            self.latched = Some(src);
+            return true;
+        }
+        false
+    }
+
+    fn destination(&self, known: bool) -> Option<SocketAddr> {
+        if !known {
+            return None;
+        }
+        self.latched.or(self.signalled)
+    }
+}
+
+#[derive(Debug, Default)]
+struct SideState {
+    peer: PeerMedia,
+    rtp: Flow,
+    rtcp: Flow,
+}
+
+/// One stream's sockets and latching state.
+struct Stream {
+    /// `[caller-facing, callee-facing]` RTP and RTCP sockets.
+    rtp: [Arc<UdpSocket>; 2],
+    rtcp: [Arc<UdpSocket>; 2],
+    ports: [u16; 2],
+    state: Mutex<[SideState; 2]>,
+    _pairs: [PortPair; 2],
+}
+
+/// What a call's relay did, for the CDR, the API and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RelayStats {
+    pub(crate) relayed: u64,
+    pub(crate) dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    relayed: AtomicU64,
+    dropped: AtomicU64,
+    /// Milliseconds after the session's start at which the last packet arrived from either side.
+    last_packet_ms: AtomicU64,
+}
+
+/// A call's media relay. Dropping it stops the relay and frees every port.
+pub(crate) struct MediaSession {
+    streams: Vec<Arc<Stream>>,
+    tasks: Vec<JoinHandle<()>>,
+    counters: Arc<Counters>,
+    started: Instant,
+    latch_window: Duration,
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl MediaSession {
+    /// A session with `streams` streams on newly allocated ports.
+    pub(crate) fn allocate(
+        range: &PortRange,
+        streams: usize,
+        latch_window: Duration,
+    ) -> Result<Self, MediaError> {
+        let mut session = Self::empty(latch_window);
+        session.add_streams(range, streams)?;
+        Ok(session)
+    }
+
+    fn empty(latch_window: Duration) -> Self {
+        Self {
+            streams: Vec::new(),
+            tasks: Vec::new(),
+            counters: Arc::new(Counters::default()),
+            started: Instant::now(),
+            latch_window,
+        }
+    }
+
+    /// Adds streams (a re-INVITE added `m=` lines).
+    pub(crate) fn add_streams(&mut self, range: &PortRange, n: usize) -> Result<(), MediaError> {
+        for _ in 0..n {
+            let pairs = [range.allocate()?, range.allocate()?];
+            self.push(pairs);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, pairs: [PortPair; 2]) {
+        let [a, b] = pairs;
+        let rtp = [Arc::clone(&a.rtp), Arc::clone(&b.rtp)];
+        let rtcp = [Arc::clone(&a.rtcp), Arc::clone(&b.rtcp)];
+        let stream = Arc::new(Stream {
+            ports: [a.port, b.port],
+            rtp,
+            rtcp,
+            state: Mutex::new(Default::default()),
+            _pairs: [a, b],
+        });
+        for side in [Side::Caller, Side::Callee] {
+            for is_rtcp in [false, true] {
+                let relay = Relay {
+                    stream: Arc::clone(&stream),
+                    from: side,
+                    is_rtcp,
+                    counters: Arc::clone(&self.counters),
+                    started: self.started,
+                };
+                self.tasks.push(tokio::spawn(relay.run()));
+            }
+        }
+        self.streams.push(stream);
+    }
+
+    pub(crate) fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Our RTP port facing `side` in stream `i`.
+    pub(crate) fn port(&self, i: usize, side: Side) -> Option<u16> {
+        self.streams.get(i).map(|s| s.ports[side.index()])
+    }
+
+    /// `[caller-facing, callee-facing]` RTP ports of every stream.
+    pub(crate) fn ports(&self) -> Vec<[u16; 2]> {
+        self.streams.iter().map(|s| s.ports).collect()
+    }
+
+    /// New signalling for one side of stream `i`. A changed address opens a new latching window.
+    pub(crate) fn set_peer(&self, i: usize, side: Side, peer: PeerMedia) {
+        let Some(stream) = self.streams.get(i) else {
+            return;
+        };
+        let mut state = lock(&stream.state);
+        let s = &mut state[side.index()];
+        let until = Instant::now() + self.latch_window;
+        if s.rtp.signalled != peer.rtp || s.peer.trusted != peer.trusted {
+            s.rtp = Flow {
+                signalled: peer.rtp,
+                latched: None,
+                latch_until: Some(until),
+            };
+        }
+        if s.rtcp.signalled != peer.rtcp || s.peer.trusted != peer.trusted {
+            s.rtcp = Flow {
+                signalled: peer.rtcp,
+                latched: None,
+                latch_until: Some(until),
+            };
+        }
+        s.peer = peer;
+    }
+
+    /// The source latched for each side's RTP in stream `i`, `[caller, callee]`.
+    pub(crate) fn latched(&self, i: usize) -> [Option<SocketAddr>; 2] {
+        self.streams.get(i).map_or([None, None], |s| {
+            let state = lock(&s.state);
+            [state[0].rtp.latched, state[1].rtp.latched]
+        })
+    }
+
+    /// How long since any packet arrived from either side (since the start when none has).
+    pub(crate) fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.counters.last_packet_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    pub(crate) fn stats(&self) -> RelayStats {
+        RelayStats {
+            relayed: self.counters.relayed.load(Ordering::Relaxed),
+            dropped: self.counters.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One direction of one socket kind: packets from `from` on its RTP (or RTCP) socket go out of the
+/// other side's socket of the same kind.
+struct Relay {
+    stream: Arc<Stream>,
+    from: Side,
+    is_rtcp: bool,
+    counters: Arc<Counters>,
+    started: Instant,
+}
+
+impl Relay {
+    async fn run(self) {
+        let kind = if self.is_rtcp { "rtcp" } else { "rtp" };
+        let relayed = metrics::counter!("pbx_media_packets_relayed_total", "kind" => kind);
+        let foreign =
+            metrics::counter!("pbx_media_packets_dropped_total", "reason" => "foreign_source");
+        let no_dest =
+            metrics::counter!("pbx_media_packets_dropped_total", "reason" => "no_destination");
+        let send_failed =
+            metrics::counter!("pbx_media_packets_dropped_total", "reason" => "send_failed");
+        let (i, o) = (self.from.index(), 1 - self.from.index());
+        let sockets = if self.is_rtcp {
+            &self.stream.rtcp
+        } else {
+            &self.stream.rtp
+        };
+        let (inbound, outbound) = (Arc::clone(&sockets[i]), Arc::clone(&sockets[o]));
+        let mut buf = vec![0u8; MAX_PACKET];
+        loop {
+            let Ok((len, src)) = inbound.recv_from(&mut buf).await else {
+                // ICMP errors surface as recv errors on some kernels; the socket is still usable.
+                tokio::task::yield_now().await;
+                continue;
+            };
+            let now = Instant::now();
+            let dest = {
+                let mut state = lock(&self.stream.state);
+                let trusted = state[i].peer.trusted.clone();
+                let flow = if self.is_rtcp {
+                    &mut state[i].rtcp
+                } else {
+                    &mut state[i].rtp
+                };
+                if !flow.admit(src, &trusted, now) {
+                    None
+                } else {
+                    let out = &state[o];
+                    let flow = if self.is_rtcp { &out.rtcp } else { &out.rtp };
+                    Some(flow.destination(out.peer.known))
+                }
+            };
+            let Some(dest) = dest else {
+                foreign.increment(1);
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            self.counters.last_packet_ms.store(
+                now.duration_since(self.started).as_millis() as u64,
+                Ordering::Relaxed,
+            );
+            let Some(dest) = dest else {
+                no_dest.increment(1);
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            match outbound.try_send_to(&buf[..len], dest) {
+                Ok(_) => {
+                    relayed.increment(1);
+                    self.counters.relayed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    send_failed.increment(1);
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn phone() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    fn peer_of(sock: &UdpSocket) -> PeerMedia {
+        let addr = sock.local_addr().unwrap();
+        PeerMedia {
+            rtp: Some(addr),
+            rtcp: Some(SocketAddr::new(addr.ip(), addr.port() + 1)),
+            trusted: vec![addr.ip()],
+            known: true,
+        }
+    }
+
+    async fn recv(sock: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buf = [0u8; 64];
+        let got = tokio::time::timeout(Duration::from_millis(300), sock.recv_from(&mut buf)).await;
+        got.ok().map(|r| {
+            let (n, from) = r.unwrap();
+            (buf[..n].to_vec(), from)
+        })
+    }
+
+    #[tokio::test]
+    async fn relays_both_ways_and_refuses_a_foreign_source() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_000, 42_099);
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5)).unwrap();
+        let (caller, callee, intruder) = (phone().await, phone().await, phone().await);
+        session.set_peer(0, Side::Caller, peer_of(&caller));
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        let to_caller_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
+        let to_callee_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Callee).unwrap()));
+
+        caller.send_to(b"hello", to_caller_side).await.unwrap();
+        let (data, from) = recv(&callee)
+            .await
+            .expect("callee gets the caller's packet");
+        assert_eq!(data, b"hello");
+        assert_eq!(
+            from, to_callee_side,
+            "it comes from the PBX's callee-facing port"
+        );
+        callee.send_to(b"back", to_callee_side).await.unwrap();
+        assert_eq!(recv(&caller).await.unwrap().0, b"back");
+
+        // Another source, even on a trusted IP, cannot take over a latched stream.
+        intruder.send_to(b"bleed", to_caller_side).await.unwrap();
+        assert!(recv(&callee).await.is_none());
+        assert_eq!(session.latched(0)[0], Some(caller.local_addr().unwrap()));
+        assert_eq!(session.stats().relayed, 2);
+        assert_eq!(session.stats().dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn latches_a_natted_source_only_inside_the_window() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_100, 42_199);
+        let session = MediaSession::allocate(&range, 1, Duration::from_millis(200)).unwrap();
+        let (caller, callee, late) = (phone().await, phone().await, phone().await);
+        // The caller's SDP names a port it does not send from (NAT rewrote it).
+        let mut signalled = peer_of(&caller);
+        signalled.rtp = Some("127.0.0.1:9".parse().unwrap());
+        session.set_peer(0, Side::Caller, signalled);
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        let caller_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
+        let callee_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Callee).unwrap()));
+        caller.send_to(b"natted", caller_side).await.unwrap();
+        assert_eq!(recv(&callee).await.unwrap().0, b"natted");
+        // Replies go to the latched source, not the signalled port.
+        callee.send_to(b"reply", callee_side).await.unwrap();
+        assert_eq!(recv(&caller).await.unwrap().0, b"reply");
+
+        // After the window a new, unsignalled source is not learned.
+        let session = MediaSession::allocate(&range, 1, Duration::from_millis(50)).unwrap();
+        let mut signalled = peer_of(&late);
+        signalled.rtp = Some("127.0.0.1:9".parse().unwrap());
+        session.set_peer(0, Side::Caller, signalled);
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let caller_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
+        late.send_to(b"too late", caller_side).await.unwrap();
+        assert!(recv(&callee).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn hold_stops_media_towards_the_held_side_and_drop_frees_ports() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_200, 42_207);
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5)).unwrap();
+        assert_eq!(range.in_use(), 2);
+        let (caller, callee) = (phone().await, phone().await);
+        session.set_peer(0, Side::Caller, peer_of(&caller));
+        let mut held = peer_of(&callee);
+        held.known = false;
+        session.set_peer(0, Side::Callee, held);
+        let caller_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
+        caller.send_to(b"music", caller_side).await.unwrap();
+        assert!(recv(&callee).await.is_none());
+        assert!(session.idle_for() < Duration::from_secs(1));
+        drop(session);
+        tokio::task::yield_now().await;
+        assert_eq!(range.in_use(), 0);
+        assert!(MediaSession::allocate(&range, 2, Duration::from_secs(1)).is_ok());
+    }
+}

@@ -1,0 +1,230 @@
+//! Calls between extensions: the PBX as a back-to-back user agent with an RTP relay.
+//!
+//! Every call is one task ([`task::CallTask`]) that owns both legs and the media session; the endpoint
+//! and the request handler only route messages to it. The routing table below maps every Call-ID the
+//! call uses (the caller's and one per forked branch) and the caller's INVITE transaction to the task.
+
+mod dialog;
+mod record;
+mod task;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use cluster::Cluster;
+use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
+
+use super::endpoint::EndpointHandle;
+use super::transport::Outbound;
+use crate::media::PortRange;
+
+pub(crate) use task::CallInput;
+
+/// Settings of the call engine (from `[calls]` and `[media]`).
+#[derive(Debug, Clone)]
+pub(crate) struct CallConfig {
+    pub(crate) ring_timeout: Duration,
+    pub(crate) max_duration: Option<Duration>,
+    pub(crate) media_timeout: Option<Duration>,
+    pub(crate) latch_window: Duration,
+    pub(crate) max_per_extension: usize,
+    pub(crate) realm: String,
+}
+
+/// An event of one forked branch's INVITE client transaction.
+#[derive(Debug)]
+pub(crate) enum LegEvent {
+    Response(rsip::Response),
+    /// No final answer in time (Timer B).
+    Timeout,
+    /// The transport to the phone failed.
+    Failed,
+    /// The transaction is over.
+    Terminated,
+}
+
+#[derive(Default)]
+struct Routes {
+    by_call_id: HashMap<String, mpsc::UnboundedSender<CallInput>>,
+    by_tx: HashMap<ServerTxId, mpsc::UnboundedSender<CallInput>>,
+    per_extension: HashMap<String, usize>,
+}
+
+/// The call engine of one node.
+pub(crate) struct Calls {
+    pub(crate) cluster: Cluster,
+    pub(crate) endpoint: EndpointHandle,
+    pub(crate) out: Outbound,
+    pub(crate) ports: PortRange,
+    pub(crate) config: CallConfig,
+    routes: Mutex<Routes>,
+}
+
+impl Calls {
+    pub(crate) fn new(
+        cluster: Cluster,
+        endpoint: EndpointHandle,
+        out: Outbound,
+        ports: PortRange,
+        config: CallConfig,
+    ) -> Self {
+        Self {
+            cluster,
+            endpoint,
+            out,
+            ports,
+            config,
+            routes: Mutex::new(Routes::default()),
+        }
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The address the PBX announces for signalling on `transport`: the listener's, or the media
+    /// address when the listener is bound to every interface.
+    pub(crate) fn local(&self, transport: Transport) -> Option<SocketAddr> {
+        let local = self.out.local(transport)?;
+        Some(if local.ip().is_unspecified() {
+            SocketAddr::new(self.ports.addr(), local.port())
+        } else {
+            local
+        })
+    }
+
+    pub(crate) fn media_addr(&self) -> IpAddr {
+        self.ports.addr()
+    }
+
+    /// A new INVITE (no To tag): from here on, a CANCEL for it reaches the call.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        tx: ServerTxId,
+        req: rsip::Request,
+        raw_uri: String,
+        peer: Peer,
+        auth: Arc<super::auth::SipAuth>,
+    ) {
+        let (input, inputs) = mpsc::unbounded_channel();
+        self.routes().by_tx.insert(tx, input.clone());
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            task::run(this, tx, req, raw_uri, peer, auth, input, inputs).await;
+        });
+    }
+
+    /// Routes a request inside an existing dialog. `false` when no call has this Call-ID.
+    pub(crate) fn route_request(&self, tx: ServerTxId, req: rsip::Request) -> bool {
+        let Some(call_id) = dialog::first(&req.headers, "Call-ID") else {
+            return false;
+        };
+        let Some(input) = self.routes().by_call_id.get(call_id).cloned() else {
+            return false;
+        };
+        input.send(CallInput::Request { tx, req }).is_ok()
+    }
+
+    /// An ACK for a 2xx the PBX sent.
+    pub(crate) fn route_ack(&self, req: rsip::Request) {
+        let Some(call_id) = dialog::first(&req.headers, "Call-ID") else {
+            return;
+        };
+        if let Some(input) = self.routes().by_call_id.get(call_id) {
+            let _ = input.send(CallInput::Ack);
+        }
+    }
+
+    /// The caller cancelled its INVITE.
+    pub(crate) fn route_cancel(&self, tx: ServerTxId) {
+        if let Some(input) = self.routes().by_tx.get(&tx) {
+            let _ = input.send(CallInput::Cancelled);
+        }
+    }
+
+    /// A server transaction timed out: for an answered INVITE, the caller never ACKed (Timer L).
+    pub(crate) fn route_server_timeout(&self, tx: ServerTxId, timer: Timer) {
+        if let Some(input) = self.routes().by_tx.get(&tx) {
+            let _ = input.send(CallInput::NoAck { timer });
+        }
+    }
+
+    /// A 2xx whose INVITE transaction is over: a retransmission (our ACK was lost) goes to the call;
+    /// one nobody wants is ACKed and hung up.
+    pub(crate) fn route_stray(&self, resp: rsip::Response, peer: Peer) {
+        let input = dialog::first(&resp.headers, "Call-ID")
+            .and_then(|id| self.routes().by_call_id.get(id).cloned());
+        match input {
+            Some(input) => {
+                let _ = input.send(CallInput::Stray { resp, peer });
+            }
+            None => self.refuse_late_answer(&resp, peer),
+        }
+    }
+
+    /// ACK and BYE a 2xx that no call wants.
+    pub(crate) fn refuse_late_answer(&self, resp: &rsip::Response, peer: Peer) {
+        let Some(local) = self.local(peer.transport) else {
+            return;
+        };
+        let Some((ack, bye)) = dialog::refuse_late_answer(resp, local, peer.transport) else {
+            return;
+        };
+        tracing::debug!(peer = %peer.addr, "hanging up an unwanted answer");
+        let endpoint = self.endpoint.clone();
+        tokio::spawn(async move {
+            endpoint
+                .send_stateless(rsip::SipMessage::Request(ack), peer)
+                .await;
+            let _ = endpoint.request(bye, peer).await;
+        });
+    }
+
+    fn add_call_id(&self, call_id: &str, input: &mpsc::UnboundedSender<CallInput>) {
+        self.routes()
+            .by_call_id
+            .insert(call_id.to_owned(), input.clone());
+    }
+
+    /// Counts a call against both extensions' limits; `Err(extension)` names the one at its limit.
+    fn reserve(&self, extensions: [&str; 2]) -> Result<(), String> {
+        let mut routes = self.routes();
+        for ext in extensions {
+            if routes.per_extension.get(ext).copied().unwrap_or(0) >= self.config.max_per_extension
+            {
+                return Err(ext.to_owned());
+            }
+        }
+        for ext in extensions {
+            *routes.per_extension.entry(ext.to_owned()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    fn unreserve(&self, extensions: [&str; 2]) {
+        let mut routes = self.routes();
+        for ext in extensions {
+            if let Some(n) = routes.per_extension.get_mut(ext) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    routes.per_extension.remove(ext);
+                }
+            }
+        }
+    }
+
+    /// Forgets every route to a call.
+    fn forget(&self, tx: ServerTxId, call_ids: &[String]) {
+        let mut routes = self.routes();
+        routes.by_tx.remove(&tx);
+        for id in call_ids {
+            routes.by_call_id.remove(id);
+        }
+    }
+}
