@@ -152,3 +152,280 @@ async fn a_call_relays_audio_both_ways_and_leaves_a_cdr() {
     assert!(cdr["ended_at"].as_u64().unwrap() >= cdr["answered_at"].as_u64().unwrap());
     assert_clean(&lab, &client).await;
 }
+
+/// Dials and lets the callee answer; returns both dialogs.
+async fn connect(
+    caller: &mut Phone,
+    callee: &mut Phone,
+    number: &str,
+) -> (pbx_tests::phone::Dialog, pbx_tests::phone::Dialog) {
+    let out = caller.dial(number, None).await.unwrap();
+    let (answered, placed) = tokio::join!(
+        callee.answer(Answer::Accept, Duration::from_secs(5)),
+        caller.outcome(&out, Duration::from_secs(5))
+    );
+    (placed.unwrap().expect("answered"), answered.unwrap().1.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_forks_to_every_device_and_the_first_answer_wins() {
+    let (lab, client) = lab_with(1, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut desk = phone(&lab, "1002").await;
+    let mut mobile = phone(&lab, "1002").await;
+
+    let out = alice.dial("1002", None).await.unwrap();
+    let (desk_rings, mobile_answers) = tokio::join!(
+        desk.answer(Answer::RingOnly, Duration::from_secs(5)),
+        mobile.answer(Answer::Accept, Duration::from_secs(5)),
+    );
+    let (desk_invite, _) = desk_rings.unwrap();
+    let (_, mobile_dialog) = mobile_answers.unwrap();
+    let mut mobile_dialog = mobile_dialog.unwrap();
+    let mut alice_dialog = alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap();
+
+    // The device that lost is cancelled.
+    let cancel = desk.expect_request("CANCEL", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(cancel.header("Call-ID"), desk_invite.header("Call-ID"));
+    desk.respond(&desk_invite, 487, "Request Terminated", "desk").await.unwrap();
+
+    mobile.send_rtp(mobile_dialog.media, 10, RTP_EVERY).await.unwrap();
+    assert_eq!(wait_rtp(&alice, 10).await, 10);
+    assert_eq!(desk.rtp_stats.count(), 0);
+
+    // BYE from the callee ends the call on the caller's side.
+    assert_eq!(mobile.hang_up(&mut mobile_dialog).await.unwrap(), 200);
+    alice.expect_request("BYE", Duration::from_secs(5)).await.unwrap();
+    let _ = &mut alice_dialog;
+    let cdr = &wait_cdrs(&client, 0, 1).await[0];
+    assert_eq!(cdr["disposition"], "answered");
+    assert_eq!(cdr["hangup_side"], "callee");
+    assert_clean(&lab, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_calls_end_with_the_right_answer_and_cdr() {
+    let options = LabOptions {
+        calls_extra: "ring_timeout_secs = 2".into(),
+        ..LabOptions::default()
+    };
+    let (lab, client) = lab_with(1, options, &["1001", "1002", "1003"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+
+    // The caller cancels while it rings.
+    let out = alice.dial("1002", None).await.unwrap();
+    let (invite, _) = bob.answer(Answer::RingOnly, Duration::from_secs(5)).await.unwrap();
+    alice.cancel(&out).await.unwrap();
+    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 487);
+    bob.expect_request("CANCEL", Duration::from_secs(5)).await.unwrap();
+    bob.respond(&invite, 487, "Request Terminated", "b1").await.unwrap();
+    assert_eq!(wait_cdrs(&client, 0, 1).await[0]["disposition"], "cancelled");
+
+    // Busy.
+    let out = alice.dial("1002", None).await.unwrap();
+    bob.answer(Answer::Busy, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 486);
+
+    // No answer within the ring time: 480, and the ringing phone is cancelled.
+    let out = alice.dial("1002", None).await.unwrap();
+    let (invite, _) = bob.answer(Answer::RingOnly, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 480);
+    bob.expect_request("CANCEL", Duration::from_secs(5)).await.unwrap();
+    bob.respond(&invite, 487, "Request Terminated", "b2").await.unwrap();
+
+    // A callee with no registration: 480.
+    let out = alice.dial("1003", None).await.unwrap();
+    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 480);
+
+    // A number that is no extension: 404, but only once authenticated.
+    let out = alice.dial("1999", None).await.unwrap();
+    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 404);
+
+    let cdrs = wait_cdrs(&client, 0, 5).await;
+    let dispositions: Vec<&str> = cdrs.iter().map(|c| c["disposition"].as_str().unwrap()).collect();
+    assert_eq!(dispositions, ["cancelled", "busy", "no_answer", "unavailable", "not_found"]);
+    assert_eq!(cdrs[1]["sip_status"], 486);
+    assert_eq!(cdrs[2]["hangup_side"], "pbx");
+    assert!(cdrs.iter().all(|c| c["answered_at"].is_null() && c["duration_secs"] == 0));
+
+    // Filters: by disposition and by extension, and as CSV.
+    let busy = client.get_json(0, "/api/v1/cdrs?disposition=busy").await.unwrap();
+    assert_eq!(busy["cdrs"].as_array().unwrap().len(), 1);
+    let to_1003 = client.get_json(0, "/api/v1/cdrs?extension=1003").await.unwrap();
+    assert_eq!(to_1003["cdrs"].as_array().unwrap().len(), 1);
+    let csv = client
+        .req(0, reqwest::Method::GET, "/api/v1/cdrs?format=csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert!(csv.lines().nth(2).unwrap().contains(",busy,"));
+    assert_clean(&lab, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_resume_pass_through_with_media_rewritten() {
+    let (lab, client) = lab_with(1, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    let (mut a, b) = connect(&mut alice, &mut bob, "1002").await;
+
+    // Hold: the callee sees the caller's sendonly offer, on the PBX's address.
+    let (answer, reinvite) = tokio::join!(
+        alice.reinvite(&mut a, "sendonly"),
+        bob.expect_request("INVITE", Duration::from_secs(5))
+    );
+    let reinvite = reinvite.unwrap();
+    assert!(reinvite.body().contains("a=sendonly"), "{}", reinvite.raw);
+    assert_eq!(reinvite.sdp_media().unwrap(), b.media, "same PBX port as before");
+    assert_eq!(reinvite.header("Call-ID").unwrap(), b.call_id);
+    let answer = answer.unwrap();
+    assert_eq!(answer.status(), Some(200));
+    assert_eq!(answer.sdp_media().unwrap(), a.media);
+
+    // Resume, and audio flows again.
+    let (answer, reinvite) = tokio::join!(
+        alice.reinvite(&mut a, "sendrecv"),
+        bob.expect_request("INVITE", Duration::from_secs(5))
+    );
+    assert_eq!(answer.unwrap().status(), Some(200));
+    assert!(reinvite.unwrap().body().contains("a=sendrecv"));
+    alice.send_rtp(a.media, 10, RTP_EVERY).await.unwrap();
+    assert_eq!(wait_rtp(&bob, 10).await, 10);
+
+    assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
+    bob.expect_request("BYE", Duration::from_secs(5)).await.unwrap();
+    assert_clean(&lab, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_from_a_foreign_source_is_neither_relayed_nor_able_to_take_the_stream() {
+    let (lab, client) = lab_with(1, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    let (mut a, b) = connect(&mut alice, &mut bob, "1002").await;
+
+    alice.send_rtp(a.media, 5, RTP_EVERY).await.unwrap();
+    assert_eq!(wait_rtp(&bob, 5).await, 5);
+    // An intruder elsewhere (another loopback address) sprays the caller-facing port, which is
+    // latched, and the callee-facing one, which is not yet.
+    let intruder = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    send_rtp_from(&intruder, a.media, 20, Duration::from_millis(2)).await.unwrap();
+    send_rtp_from(&intruder, b.media, 20, Duration::from_millis(2)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bob.rtp_stats.count(), 5, "nothing from the intruder reaches the callee");
+    assert_eq!(alice.rtp_stats.count(), 0, "nor the caller");
+    // The real phones still own their streams.
+    alice.send_rtp(a.media, 5, RTP_EVERY).await.unwrap();
+    bob.send_rtp(b.media, 5, RTP_EVERY).await.unwrap();
+    assert_eq!(wait_rtp(&bob, 10).await, 10);
+    assert_eq!(wait_rtp(&alice, 5).await, 5);
+    assert!(
+        client
+            .metric(0, "pbx_media_packets_dropped_total{reason=\"foreign_source\"}")
+            .await
+            .unwrap()
+            >= 20.0
+    );
+    assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
+    assert_clean(&lab, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pbx_hangs_up_calls_that_run_too_long_or_go_silent() {
+    let options = LabOptions {
+        calls_extra: "max_call_secs = 2".into(),
+        ..LabOptions::default()
+    };
+    let (lab, client) = lab_with(1, options, &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    let (a, _b) = connect(&mut alice, &mut bob, "1002").await;
+    let (x, y) = tokio::join!(
+        alice.expect_request("BYE", Duration::from_secs(6)),
+        bob.expect_request("BYE", Duration::from_secs(6))
+    );
+    assert_eq!(x.unwrap().header("Call-ID").unwrap(), a.call_id);
+    y.unwrap();
+    let cdr = &wait_cdrs(&client, 0, 1).await[0];
+    assert_eq!(cdr["cause"], "max-duration");
+    assert_eq!(cdr["hangup_side"], "pbx");
+    assert_clean(&lab, &client).await;
+    drop(lab);
+
+    let options = LabOptions {
+        media_extra: "media_timeout_secs = 2".into(),
+        ..LabOptions::default()
+    };
+    let (lab, client) = lab_with(1, options, &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    let (a, _b) = connect(&mut alice, &mut bob, "1002").await;
+    // Audio for a while, then silence.
+    alice.send_rtp(a.media, 50, RTP_EVERY).await.unwrap();
+    let (x, y) = tokio::join!(
+        alice.expect_request("BYE", Duration::from_secs(8)),
+        bob.expect_request("BYE", Duration::from_secs(8))
+    );
+    x.unwrap();
+    y.unwrap();
+    let cdr = &wait_cdrs(&client, 0, 1).await[0];
+    assert_eq!(cdr["cause"], "media-timeout");
+    assert_clean(&lab, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_offers_limits_and_an_exhausted_port_range_are_refused_cleanly() {
+    let options = LabOptions {
+        // Four port pairs: two calls with one audio stream each.
+        media_ports_per_node: 8,
+        calls_extra: "max_calls_per_extension = 3".into(),
+        ..LabOptions::default()
+    };
+    let (lab, client) = lab_with(1, options, &["1001", "1002", "1003"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+
+    for (body, status) in [
+        ("this is not sdp", 400),
+        ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 pbx.example.com\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n", 488),
+        ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n", 488),
+        ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n", 400),
+    ] {
+        let out = alice.dial("1002", Some(body)).await.unwrap();
+        let got = alice.outcome(&out, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got.unwrap_err(), status, "offer {body:?}");
+    }
+    assert_eq!(client.metric(0, "pbx_media_port_pairs_in_use").await.unwrap(), 0.0);
+
+    // Two calls fill the range; the third gets 503.
+    let (mut c1, _) = connect(&mut alice, &mut bob, "1002").await;
+    let (mut c2, _) = connect(&mut alice, &mut bob, "1002").await;
+    let out = alice.dial("1002", None).await.unwrap();
+    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 503);
+    assert_eq!(alice.hang_up(&mut c1).await.unwrap(), 200);
+    assert_eq!(alice.hang_up(&mut c2).await.unwrap(), 200);
+    assert_clean(&lab, &client).await;
+    assert_eq!(client.get_json(0, "/api/v1/cdrs?disposition=failed").await.unwrap()["cdrs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_at_its_call_limit_is_busy() {
+    let options = LabOptions {
+        calls_extra: "max_calls_per_extension = 1".into(),
+        ..LabOptions::default()
+    };
+    let (lab, client) = lab_with(1, options, &["1001", "1002", "1003"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    let mut carol = phone(&lab, "1003").await;
+    let (mut a, _) = connect(&mut alice, &mut bob, "1002").await;
+    let out = carol.dial("1002", None).await.unwrap();
+    assert_eq!(carol.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 486);
+    assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
+    assert_clean(&lab, &client).await;
+}
