@@ -612,8 +612,15 @@ impl Phone {
     }
 
     /// Answers a received request with a bodiless response (`tag` added to To when it has none).
-    pub async fn respond(&self, req: &Msg, code: u16, reason: &str, tag: &str) -> anyhow::Result<()> {
-        self.send(&reply(req, code, reason, Some(tag), None), req.from).await
+    pub async fn respond(
+        &self,
+        req: &Msg,
+        code: u16,
+        reason: &str,
+        tag: &str,
+    ) -> anyhow::Result<()> {
+        self.send(&reply(req, code, reason, Some(tag), None), req.from)
+            .await
     }
 
     /// Sends `count` RTP packets (PCMU, 160 bytes) to `to` every `every`.

@@ -19,7 +19,10 @@ async fn lab_with(n: u64, options: LabOptions, extensions: &[&str]) -> (Lab, Lab
     let client = lab.client();
     for number in extensions {
         assert_eq!(
-            client.create_extension_with_secret(0, number, SECRET).await.unwrap(),
+            client
+                .create_extension_with_secret(0, number, SECRET)
+                .await
+                .unwrap(),
             StatusCode::CREATED
         );
     }
@@ -55,18 +58,27 @@ async fn wait_cdrs(client: &LabClient, i: usize, n: usize) -> Vec<Value> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("fewer than {n} CDRs on node {i}: {:?}", cdrs(client, i).await);
+    panic!(
+        "fewer than {n} CDRs on node {i}: {:?}",
+        cdrs(client, i).await
+    );
 }
 
 /// Nothing is left behind: no active-call record on any node and no media port held.
 async fn assert_clean(lab: &Lab, client: &LabClient) {
     for _ in 0..100 {
-        let ports = client.metric(0, "pbx_media_port_pairs_in_use").await.unwrap();
+        let ports = client
+            .metric(0, "pbx_media_port_pairs_in_use")
+            .await
+            .unwrap();
         let calls = client.get_json(0, "/api/v1/calls").await.unwrap();
         if ports == 0.0 && calls["count"] == 0 {
             for i in 0..lab.nodes.len() {
                 client.sync(i).await.unwrap();
-                assert_eq!(client.get_json(i, "/api/v1/calls").await.unwrap()["count"], 0);
+                assert_eq!(
+                    client.get_json(i, "/api/v1/calls").await.unwrap()["count"],
+                    0
+                );
             }
             return;
         }
@@ -74,7 +86,10 @@ async fn assert_clean(lab: &Lab, client: &LabClient) {
     }
     panic!(
         "left behind: {} port pairs, calls {}",
-        client.metric(0, "pbx_media_port_pairs_in_use").await.unwrap(),
+        client
+            .metric(0, "pbx_media_port_pairs_in_use")
+            .await
+            .unwrap(),
         client.get_json(0, "/api/v1/calls").await.unwrap()
     );
 }
@@ -109,7 +124,10 @@ async fn a_call_relays_audio_both_ways_and_leaves_a_cdr() {
     assert_eq!(alice_dialog.media.ip(), bob_dialog.media.ip());
     assert_ne!(alice_dialog.media.port(), alice.rtp_addr.port());
     assert_ne!(bob_dialog.media, alice.rtp_addr);
-    assert!(!invite.raw.contains(&alice.sip_addr.to_string()), "the caller's address does not leak to the callee");
+    assert!(
+        !invite.raw.contains(&alice.sip_addr.to_string()),
+        "the caller's address does not leak to the callee"
+    );
 
     // The call is listed on every node while it is up.
     for i in 0..3 {
@@ -126,17 +144,30 @@ async fn a_call_relays_audio_both_ways_and_leaves_a_cdr() {
     );
     a.unwrap();
     b.unwrap();
-    assert_eq!(wait_rtp(&bob, 50).await, 50, "every packet of the caller reaches the callee");
-    assert_eq!(wait_rtp(&alice, 40).await, 40, "every packet of the callee reaches the caller");
+    assert_eq!(
+        wait_rtp(&bob, 50).await,
+        50,
+        "every packet of the caller reaches the callee"
+    );
+    assert_eq!(
+        wait_rtp(&alice, 40).await,
+        40,
+        "every packet of the callee reaches the caller"
+    );
     assert_eq!(alice.rtp_stats.sources.lock().unwrap().len(), 1);
-    assert!(client
-        .metric(0, "pbx_media_packets_relayed_total{kind=\"rtp\"}")
-        .await
-        .unwrap()
-        >= 90.0);
+    assert!(
+        client
+            .metric(0, "pbx_media_packets_relayed_total{kind=\"rtp\"}")
+            .await
+            .unwrap()
+            >= 90.0
+    );
 
     assert_eq!(alice.hang_up(&mut alice_dialog).await.unwrap(), 200);
-    let bye = bob.expect_request("BYE", Duration::from_secs(5)).await.unwrap();
+    let bye = bob
+        .expect_request("BYE", Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(bye.header("Call-ID").unwrap(), bob_dialog.call_id);
     let _ = &mut bob_dialog;
 
@@ -164,7 +195,10 @@ async fn connect(
         callee.answer(Answer::Accept, Duration::from_secs(5)),
         caller.outcome(&out, Duration::from_secs(5))
     );
-    (placed.unwrap().expect("answered"), answered.unwrap().1.unwrap())
+    (
+        placed.unwrap().expect("answered"),
+        answered.unwrap().1.unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,20 +216,35 @@ async fn a_call_forks_to_every_device_and_the_first_answer_wins() {
     let (desk_invite, _) = desk_rings.unwrap();
     let (_, mobile_dialog) = mobile_answers.unwrap();
     let mut mobile_dialog = mobile_dialog.unwrap();
-    let mut alice_dialog = alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap();
+    let mut alice_dialog = alice
+        .outcome(&out, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
 
     // The device that lost is cancelled.
-    let cancel = desk.expect_request("CANCEL", Duration::from_secs(5)).await.unwrap();
+    let cancel = desk
+        .expect_request("CANCEL", Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(cancel.header("Call-ID"), desk_invite.header("Call-ID"));
-    desk.respond(&desk_invite, 487, "Request Terminated", "desk").await.unwrap();
+    desk.respond(&desk_invite, 487, "Request Terminated", "desk")
+        .await
+        .unwrap();
 
-    mobile.send_rtp(mobile_dialog.media, 10, RTP_EVERY).await.unwrap();
+    mobile
+        .send_rtp(mobile_dialog.media, 10, RTP_EVERY)
+        .await
+        .unwrap();
     assert_eq!(wait_rtp(&alice, 10).await, 10);
     assert_eq!(desk.rtp_stats.count(), 0);
 
     // BYE from the callee ends the call on the caller's side.
     assert_eq!(mobile.hang_up(&mut mobile_dialog).await.unwrap(), 200);
-    alice.expect_request("BYE", Duration::from_secs(5)).await.unwrap();
+    alice
+        .expect_request("BYE", Duration::from_secs(5))
+        .await
+        .unwrap();
     let _ = &mut alice_dialog;
     let cdr = &wait_cdrs(&client, 0, 1).await[0];
     assert_eq!(cdr["disposition"], "answered");
@@ -215,44 +264,113 @@ async fn unanswered_calls_end_with_the_right_answer_and_cdr() {
 
     // The caller cancels while it rings.
     let out = alice.dial("1002", None).await.unwrap();
-    let (invite, _) = bob.answer(Answer::RingOnly, Duration::from_secs(5)).await.unwrap();
+    let (invite, _) = bob
+        .answer(Answer::RingOnly, Duration::from_secs(5))
+        .await
+        .unwrap();
     alice.cancel(&out).await.unwrap();
-    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 487);
-    bob.expect_request("CANCEL", Duration::from_secs(5)).await.unwrap();
-    bob.respond(&invite, 487, "Request Terminated", "b1").await.unwrap();
-    assert_eq!(wait_cdrs(&client, 0, 1).await[0]["disposition"], "cancelled");
+    assert_eq!(
+        alice
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        487
+    );
+    bob.expect_request("CANCEL", Duration::from_secs(5))
+        .await
+        .unwrap();
+    bob.respond(&invite, 487, "Request Terminated", "b1")
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_cdrs(&client, 0, 1).await[0]["disposition"],
+        "cancelled"
+    );
 
     // Busy.
     let out = alice.dial("1002", None).await.unwrap();
-    bob.answer(Answer::Busy, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 486);
+    bob.answer(Answer::Busy, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        486
+    );
 
     // No answer within the ring time: 480, and the ringing phone is cancelled.
     let out = alice.dial("1002", None).await.unwrap();
-    let (invite, _) = bob.answer(Answer::RingOnly, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 480);
-    bob.expect_request("CANCEL", Duration::from_secs(5)).await.unwrap();
-    bob.respond(&invite, 487, "Request Terminated", "b2").await.unwrap();
+    let (invite, _) = bob
+        .answer(Answer::RingOnly, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        480
+    );
+    bob.expect_request("CANCEL", Duration::from_secs(5))
+        .await
+        .unwrap();
+    bob.respond(&invite, 487, "Request Terminated", "b2")
+        .await
+        .unwrap();
 
     // A callee with no registration: 480.
     let out = alice.dial("1003", None).await.unwrap();
-    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 480);
+    assert_eq!(
+        alice
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        480
+    );
 
     // A number that is no extension: 404, but only once authenticated.
     let out = alice.dial("1999", None).await.unwrap();
-    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 404);
+    assert_eq!(
+        alice
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        404
+    );
 
     let cdrs = wait_cdrs(&client, 0, 5).await;
-    let dispositions: Vec<&str> = cdrs.iter().map(|c| c["disposition"].as_str().unwrap()).collect();
-    assert_eq!(dispositions, ["cancelled", "busy", "no_answer", "unavailable", "not_found"]);
+    let dispositions: Vec<&str> = cdrs
+        .iter()
+        .map(|c| c["disposition"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dispositions,
+        ["cancelled", "busy", "no_answer", "unavailable", "not_found"]
+    );
     assert_eq!(cdrs[1]["sip_status"], 486);
     assert_eq!(cdrs[2]["hangup_side"], "pbx");
-    assert!(cdrs.iter().all(|c| c["answered_at"].is_null() && c["duration_secs"] == 0));
+    assert!(
+        cdrs.iter()
+            .all(|c| c["answered_at"].is_null() && c["duration_secs"] == 0)
+    );
 
     // Filters: by disposition and by extension, and as CSV.
-    let busy = client.get_json(0, "/api/v1/cdrs?disposition=busy").await.unwrap();
+    let busy = client
+        .get_json(0, "/api/v1/cdrs?disposition=busy")
+        .await
+        .unwrap();
     assert_eq!(busy["cdrs"].as_array().unwrap().len(), 1);
-    let to_1003 = client.get_json(0, "/api/v1/cdrs?extension=1003").await.unwrap();
+    let to_1003 = client
+        .get_json(0, "/api/v1/cdrs?extension=1003")
+        .await
+        .unwrap();
     assert_eq!(to_1003["cdrs"].as_array().unwrap().len(), 1);
     let csv = client
         .req(0, reqwest::Method::GET, "/api/v1/cdrs?format=csv")
@@ -281,7 +399,11 @@ async fn hold_and_resume_pass_through_with_media_rewritten() {
     );
     let reinvite = reinvite.unwrap();
     assert!(reinvite.body().contains("a=sendonly"), "{}", reinvite.raw);
-    assert_eq!(reinvite.sdp_media().unwrap(), b.media, "same PBX port as before");
+    assert_eq!(
+        reinvite.sdp_media().unwrap(),
+        b.media,
+        "same PBX port as before"
+    );
     assert_eq!(reinvite.header("Call-ID").unwrap(), b.call_id);
     let answer = answer.unwrap();
     assert_eq!(answer.status(), Some(200));
@@ -298,7 +420,9 @@ async fn hold_and_resume_pass_through_with_media_rewritten() {
     assert_eq!(wait_rtp(&bob, 10).await, 10);
 
     assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
-    bob.expect_request("BYE", Duration::from_secs(5)).await.unwrap();
+    bob.expect_request("BYE", Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_clean(&lab, &client).await;
 }
 
@@ -314,10 +438,18 @@ async fn rtp_from_a_foreign_source_is_neither_relayed_nor_able_to_take_the_strea
     // An intruder elsewhere (another loopback address) sprays the caller-facing port, which is
     // latched, and the callee-facing one, which is not yet.
     let intruder = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
-    send_rtp_from(&intruder, a.media, 20, Duration::from_millis(2)).await.unwrap();
-    send_rtp_from(&intruder, b.media, 20, Duration::from_millis(2)).await.unwrap();
+    send_rtp_from(&intruder, a.media, 20, Duration::from_millis(2))
+        .await
+        .unwrap();
+    send_rtp_from(&intruder, b.media, 20, Duration::from_millis(2))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(bob.rtp_stats.count(), 5, "nothing from the intruder reaches the callee");
+    assert_eq!(
+        bob.rtp_stats.count(),
+        5,
+        "nothing from the intruder reaches the callee"
+    );
     assert_eq!(alice.rtp_stats.count(), 0, "nor the caller");
     // The real phones still own their streams.
     alice.send_rtp(a.media, 5, RTP_EVERY).await.unwrap();
@@ -326,7 +458,10 @@ async fn rtp_from_a_foreign_source_is_neither_relayed_nor_able_to_take_the_strea
     assert_eq!(wait_rtp(&alice, 5).await, 5);
     assert!(
         client
-            .metric(0, "pbx_media_packets_dropped_total{reason=\"foreign_source\"}")
+            .metric(
+                0,
+                "pbx_media_packets_dropped_total{reason=\"foreign_source\"}"
+            )
             .await
             .unwrap()
             >= 20.0
@@ -392,25 +527,56 @@ async fn bad_offers_limits_and_an_exhausted_port_range_are_refused_cleanly() {
 
     for (body, status) in [
         ("this is not sdp", 400),
-        ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 pbx.example.com\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n", 488),
-        ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n", 488),
-        ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n", 400),
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 pbx.example.com\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+            488,
+        ),
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n",
+            488,
+        ),
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+            400,
+        ),
     ] {
         let out = alice.dial("1002", Some(body)).await.unwrap();
         let got = alice.outcome(&out, Duration::from_secs(5)).await.unwrap();
         assert_eq!(got.unwrap_err(), status, "offer {body:?}");
     }
-    assert_eq!(client.metric(0, "pbx_media_port_pairs_in_use").await.unwrap(), 0.0);
+    assert_eq!(
+        client
+            .metric(0, "pbx_media_port_pairs_in_use")
+            .await
+            .unwrap(),
+        0.0
+    );
 
     // Two calls fill the range; the third gets 503.
     let (mut c1, _) = connect(&mut alice, &mut bob, "1002").await;
     let (mut c2, _) = connect(&mut alice, &mut bob, "1002").await;
     let out = alice.dial("1002", None).await.unwrap();
-    assert_eq!(alice.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 503);
+    assert_eq!(
+        alice
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        503
+    );
     assert_eq!(alice.hang_up(&mut c1).await.unwrap(), 200);
     assert_eq!(alice.hang_up(&mut c2).await.unwrap(), 200);
     assert_clean(&lab, &client).await;
-    assert_eq!(client.get_json(0, "/api/v1/cdrs?disposition=failed").await.unwrap()["cdrs"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        client
+            .get_json(0, "/api/v1/cdrs?disposition=failed")
+            .await
+            .unwrap()["cdrs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,7 +591,14 @@ async fn a_callee_at_its_call_limit_is_busy() {
     let mut carol = phone(&lab, "1003").await;
     let (mut a, _) = connect(&mut alice, &mut bob, "1002").await;
     let out = carol.dial("1002", None).await.unwrap();
-    assert_eq!(carol.outcome(&out, Duration::from_secs(5)).await.unwrap().unwrap_err(), 486);
+    assert_eq!(
+        carol
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        486
+    );
     assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
     assert_clean(&lab, &client).await;
 }

@@ -58,7 +58,10 @@ async fn sipp_calls_sipp_through_the_cluster_with_audio_relayed_both_ways() {
     let client = lab.client();
     for n in ["1001", "1002"] {
         assert_eq!(
-            client.create_extension_with_secret(0, n, SECRET).await.unwrap(),
+            client
+                .create_extension_with_secret(0, n, SECRET)
+                .await
+                .unwrap(),
             StatusCode::CREATED
         );
     }
@@ -69,9 +72,7 @@ async fn sipp_calls_sipp_through_the_cluster_with_audio_relayed_both_ways() {
         let path = dir.path().join(name);
         std::fs::write(
             &path,
-            format!(
-                "SEQUENTIAL\n{user};[authentication username={user} password={SECRET}]\n"
-            ),
+            format!("SEQUENTIAL\n{user};[authentication username={user} password={SECRET}]\n"),
         )
         .unwrap();
         path.to_str().unwrap().to_owned()
@@ -96,7 +97,10 @@ async fn sipp_calls_sipp_through_the_cluster_with_audio_relayed_both_ways() {
     let mut registered = false;
     for _ in 0..100 {
         let regs = client.registrations(0, "1002").await.unwrap();
-        if regs["registrations"].as_array().is_some_and(|r| !r.is_empty()) {
+        if regs["registrations"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
             registered = true;
             break;
         }
@@ -119,7 +123,14 @@ async fn sipp_calls_sipp_through_the_cluster_with_audio_relayed_both_ways() {
             .args(["-inf", &uac_csv, "-m", "1", "-i", "127.0.0.1"])
             .args(["-p", &free_sip_port().to_string()])
             .args(["-mp", &free_port(true).to_string()])
-            .args(["-timeout", "30s", "-timeout_error", "-nostdin", "-trace_err", "-trace_msg"])
+            .args([
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+                "-trace_msg",
+            ])
             .current_dir(&workdir)
             .stdout(Stdio::null())
             .status()
@@ -143,7 +154,10 @@ async fn sipp_calls_sipp_through_the_cluster_with_audio_relayed_both_ways() {
     let mut dropped = String::new();
     for reason in ["foreign_source", "no_destination", "send_failed"] {
         let name = format!("pbx_media_packets_dropped_total{{reason=\"{reason}\"}}");
-        dropped.push_str(&format!(" {reason}={}", client.metric(0, &name).await.unwrap()));
+        dropped.push_str(&format!(
+            " {reason}={}",
+            client.metric(0, &name).await.unwrap()
+        ));
     }
     assert!(
         relayed >= 2.0 * PCAP_PACKETS * 0.95,
@@ -166,6 +180,15 @@ async fn sipp_calls_sipp_through_the_cluster_with_audio_relayed_both_ways() {
     assert_eq!(cdr["disposition"], "answered");
     assert_eq!(cdr["hangup_side"], "caller");
     assert!(cdr["duration_secs"].as_u64().unwrap() >= 4, "{cdr}");
-    assert_eq!(client.metric(0, "pbx_media_port_pairs_in_use").await.unwrap(), 0.0);
-    assert_eq!(client.get_json(0, "/api/v1/calls").await.unwrap()["count"], 0);
+    assert_eq!(
+        client
+            .metric(0, "pbx_media_port_pairs_in_use")
+            .await
+            .unwrap(),
+        0.0
+    );
+    assert_eq!(
+        client.get_json(0, "/api/v1/calls").await.unwrap()["count"],
+        0
+    );
 }

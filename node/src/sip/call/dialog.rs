@@ -67,6 +67,9 @@ pub(crate) fn passed_headers(headers: &rsip::Headers) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for name in PASSED_THROUGH {
         for v in codec::header_values(headers, name) {
+            if v.trim().is_empty() {
+                continue;
+            }
             out.push((name.to_owned(), v.to_owned()));
         }
     }
