@@ -329,6 +329,42 @@ mod tests {
         }
     }
 
+    fn cdr(started_at: UnixMillis, id: &str) -> crate::model::CallDetail {
+        crate::model::CallDetail {
+            id: id.into(),
+            caller: "1001".into(),
+            callee: "1002".into(),
+            started_at,
+            answered_at: None,
+            ended_at: started_at + 1,
+            duration_secs: 0,
+            disposition: crate::model::Disposition::Busy,
+            hangup_side: crate::model::HangupSide::Callee,
+            cause: "486".into(),
+            sip_status: 486,
+            node_id: 1,
+        }
+    }
+
+    #[test]
+    fn ending_a_call_stores_its_cdr_and_pruning_drops_only_older_ones() {
+        let mut txn = MemTxn::default();
+        for (t, id) in [(100, "a"), (200, "b"), (300, "c")] {
+            let cmd = Command::EndCall {
+                call_id: id.into(),
+                cdr: Box::new(cdr(t, id)),
+            };
+            assert_eq!(cmd.apply(&mut txn).unwrap(), Response::Ok);
+        }
+        assert_eq!(txn.keys_with_prefix(Table::Cdrs, "").len(), 3);
+        Command::PruneCdrs { before: 200 }.apply(&mut txn).unwrap();
+        let left = txn.keys_with_prefix(Table::Cdrs, "");
+        assert_eq!(
+            left,
+            [CallDetail::key_for(200, "b"), CallDetail::key_for(300, "c")]
+        );
+    }
+
     #[test]
     fn create_refuses_a_duplicate_and_leaves_the_first() {
         let mut txn = MemTxn::default();

@@ -602,3 +602,24 @@ async fn a_callee_at_its_call_limit_is_busy() {
     assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
     assert_clean(&lab, &client).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_restarts_hangs_up_the_calls_it_lost_from_their_records() {
+    let (mut lab, client) = lab_with(1, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    let (a, b) = connect(&mut alice, &mut bob, "1002").await;
+    lab.kill(0);
+    lab.restart(0).await.unwrap();
+    // Both phones are told the call is over, in their own dialogs.
+    let (x, y) = tokio::join!(
+        alice.expect_request("BYE", Duration::from_secs(10)),
+        bob.expect_request("BYE", Duration::from_secs(10))
+    );
+    assert_eq!(x.unwrap().header("Call-ID").unwrap(), a.call_id);
+    assert_eq!(y.unwrap().header("Call-ID").unwrap(), b.call_id);
+    let cdr = &wait_cdrs(&client, 0, 1).await[0];
+    assert_eq!(cdr["cause"], "node-restart");
+    assert_eq!(cdr["disposition"], "answered");
+    assert_clean(&lab, &client).await;
+}

@@ -87,6 +87,11 @@ impl SipService {
                 realm: cfg.realm.clone(),
             },
         ));
+        let mut tasks = vec![tokio::spawn(call::end_orphans(Arc::clone(&calls)))];
+        if calls_cfg.cdr_retention_days > 0 {
+            let keep = Duration::from_secs(calls_cfg.cdr_retention_days.saturating_mul(86_400));
+            tasks.push(tokio::spawn(call::retention(Arc::clone(&calls), keep)));
+        }
         let handler = Arc::new(handler::Handler {
             calls,
             auth: Arc::new(auth::SipAuth::new(cluster.clone(), &cfg.digest_algorithms)),
@@ -107,10 +112,8 @@ impl SipService {
             ..TransactionConfig::default()
         };
         let endpoint = endpoint::Endpoint::new(tx_config, out, handler);
-        let mut tasks = vec![
-            tokio::spawn(endpoint.run(inbound_rx, commands)),
-            tokio::spawn(expiry::run(cluster.clone(), writer.clone())),
-        ];
+        tasks.push(tokio::spawn(endpoint.run(inbound_rx, commands)));
+        tasks.push(tokio::spawn(expiry::run(cluster.clone(), writer.clone())));
         if cfg.qualify_interval_secs > 0 {
             let qualifier = qualify::Qualifier {
                 cluster,

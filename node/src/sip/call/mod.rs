@@ -5,6 +5,7 @@
 //! call uses (the caller's and one per forked branch) and the caller's INVITE transaction to the task.
 
 mod dialog;
+mod janitor;
 mod record;
 mod task;
 
@@ -22,6 +23,7 @@ use super::endpoint::EndpointHandle;
 use super::transport::Outbound;
 use crate::media::PortRange;
 
+pub(crate) use janitor::{end_orphans, retention};
 pub(crate) use task::CallInput;
 
 /// Settings of the call engine (from `[calls]` and `[media]`).
