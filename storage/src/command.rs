@@ -329,8 +329,8 @@ mod tests {
         }
     }
 
-    fn cdr(started_at: UnixMillis, id: &str) -> crate::model::CallDetail {
-        crate::model::CallDetail {
+    fn cdr(started_at: UnixMillis, id: &str) -> CallDetail {
+        CallDetail {
             id: id.into(),
             caller: "1001".into(),
             callee: "1002".into(),

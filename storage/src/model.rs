@@ -212,7 +212,7 @@ impl Record for Binding {
 
 /// One side of an established call as the PBX sees it: a SIP dialog (RFC 3261 §12) between the PBX and a
 /// phone. Everything needed to send or answer an in-dialog request on it, from any node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DialogLeg {
     /// The extension at the far end of this leg.
     pub extension: String,

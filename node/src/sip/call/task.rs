@@ -456,9 +456,10 @@ impl Prepared {
             callee: self.callee,
             invite_tx: tx,
             invite: req,
-            legs: [self.caller_leg, DialogLeg::default_for_ringing()],
+            // The callee's leg and SDP are the winner's, set before anything reads them.
+            legs: [self.caller_leg, DialogLeg::default()],
             peers: [self.caller_peer, self.caller_peer],
-            sdp: [self.offer, Sdp::empty_placeholder()],
+            sdp: [self.offer.clone(), self.offer],
             media: self.media,
             branches: self.branches,
             winner: None,
@@ -551,49 +552,6 @@ pub(crate) struct Forward {
     req: rsip::Request,
     sent_cseq: u32,
     offer: Option<Sdp>,
-}
-
-trait Placeholder {
-    fn default_for_ringing() -> Self;
-}
-
-impl Placeholder for DialogLeg {
-    /// The callee's leg before a branch answers; replaced by the winner's.
-    fn default_for_ringing() -> Self {
-        Self {
-            extension: String::new(),
-            call_id: String::new(),
-            local_tag: String::new(),
-            remote_tag: String::new(),
-            local_cseq: 0,
-            remote_cseq: 0,
-            local_uri: String::new(),
-            remote_uri: String::new(),
-            remote_target: String::new(),
-            route_set: Vec::new(),
-            local_contact: String::new(),
-            peer: String::new(),
-            transport: String::new(),
-            remote_sdp: String::new(),
-        }
-    }
-}
-
-trait EmptySdp {
-    fn empty_placeholder() -> Self;
-}
-
-impl EmptySdp for Sdp {
-    fn empty_placeholder() -> Self {
-        // A minimal valid description; replaced by the answer before it is ever read.
-        Sdp::parse(b"v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nm=audio 0 RTP/AVP 0\r\n")
-            .unwrap_or_else(|_| unreachable_sdp())
-    }
-}
-
-#[expect(clippy::panic, reason = "a constant that parses; covered by a test")]
-fn unreachable_sdp() -> Sdp {
-    panic!("the placeholder SDP is valid")
 }
 
 struct CallTask {
@@ -1415,15 +1373,5 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_placeholder_sdp_parses() {
-        assert_eq!(Sdp::empty_placeholder().media().len(), 1);
     }
 }
