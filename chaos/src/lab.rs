@@ -101,6 +101,11 @@ impl LabNode {
     pub fn api_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.api_port)
     }
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

@@ -25,6 +25,15 @@ enum Scenario {
     },
     /// Start a lab cluster with extensions FIRST..=LAST (all with SECRET), print its addresses as one
     /// JSON line, and keep it up for SECONDS (for load tests such as deploy/bench/register.sh).
+    /// Concurrent calls with RTP both ways through a fresh lab: loss, latency, CPU per packet.
+    CallLoad {
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+    },
     Lab {
         #[arg(long, default_value_t = 3)]
         nodes: u64,
@@ -37,6 +46,12 @@ enum Scenario {
         /// Extra lines for every node's [sip] section, e.g. 'digest_algorithms = ["MD5"]'.
         #[arg(long, default_value = "")]
         sip_extra: String,
+        /// Extra lines for each node's `[calls]` section.
+        #[arg(long, default_value = "")]
+        calls_extra: String,
+        /// RTP ports per node.
+        #[arg(long, default_value_t = 400)]
+        media_ports: u16,
         #[arg(long, default_value_t = 600)]
         seconds: u64,
     },
@@ -46,15 +61,37 @@ enum Scenario {
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().scenario {
         Scenario::LeaderKill { rounds, nodes } => scenarios::leader_kill(rounds, nodes).await?,
+        Scenario::CallLoad {
+            calls,
+            seconds,
+            nodes,
+        } => {
+            let report = pbx_chaos::call_load::call_load(calls, seconds, nodes).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.calls_up == calls,
+                "only {} of {calls} calls up",
+                report.calls_up
+            );
+            return Ok(());
+        }
         Scenario::Lab {
             nodes,
             first,
             last,
             secret,
             sip_extra,
+            calls_extra,
+            media_ports,
             seconds,
         } => {
-            return run_lab(nodes, first..=last, &secret, sip_extra, seconds).await;
+            let options = LabOptions {
+                sip_extra,
+                calls_extra,
+                media_ports_per_node: media_ports,
+                ..LabOptions::default()
+            };
+            return run_lab(nodes, first..=last, &secret, options, seconds).await;
         }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -82,17 +119,10 @@ async fn run_lab(
     nodes: u64,
     extensions: std::ops::RangeInclusive<u32>,
     secret: &str,
-    sip_extra: String,
+    options: LabOptions,
     seconds: u64,
 ) -> anyhow::Result<()> {
-    let lab = Lab::start_with(
-        nodes,
-        LabOptions {
-            sip_extra,
-            ..LabOptions::default()
-        },
-    )
-    .await?;
+    let lab = Lab::start_with(nodes, options).await?;
     let client = lab.client().with_session().await?;
     let ok = futures::stream::iter(extensions)
         .map(|n| {

@@ -111,6 +111,8 @@ pub struct RtpStats {
     pub sources: Mutex<HashSet<SocketAddr>>,
     /// Milliseconds since the phone started at which each packet arrived (bounded).
     pub arrivals: Mutex<Vec<u64>>,
+    /// One-way delay of packets stamped by [`send_rtp_from`], microseconds (bounded).
+    pub delays_us: Mutex<Vec<u32>>,
 }
 
 impl RtpStats {
@@ -134,6 +136,8 @@ pub enum Answer {
     Busy,
     /// 180 and nothing more (until CANCEL).
     RingOnly,
+    /// 183 with SDP (early media), and nothing more.
+    Progress,
 }
 
 pub struct Phone {
@@ -215,7 +219,13 @@ impl Phone {
             let stats = Arc::clone(&stats);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
-                while let Ok((_, from)) = rtp.recv_from(&mut buf).await {
+                while let Ok((n, from)) = rtp.recv_from(&mut buf).await {
+                    if let Some(delay) = delay_us(&buf[..n]) {
+                        let mut d = stats.delays_us.lock().unwrap_or_else(|e| e.into_inner());
+                        if d.len() < 1_000_000 {
+                            d.push(delay);
+                        }
+                    }
                     stats.packets.fetch_add(1, Ordering::Relaxed);
                     stats
                         .sources
@@ -519,6 +529,24 @@ impl Phone {
         resp.status().context("no status")
     }
 
+    /// Any other in-dialog request (INFO, OPTIONS, …) with a body; returns the final answer.
+    pub async fn request(
+        &mut self,
+        d: &mut Dialog,
+        method: &str,
+        content_type: &str,
+        body: &str,
+    ) -> anyhow::Result<Msg> {
+        d.cseq += 1;
+        let extra = format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.send_in_dialog(d, method, d.cseq, &extra).await?;
+        self.final_response(method, d.cseq, Duration::from_secs(5))
+            .await
+    }
+
     /// A re-INVITE with this phone's SDP in `direction` (`sendonly` puts the other side on hold);
     /// returns the answer's status and the answer.
     pub async fn reinvite(&mut self, d: &mut Dialog, direction: &str) -> anyhow::Result<Msg> {
@@ -556,6 +584,19 @@ impl Phone {
         .await?;
         match how {
             Answer::RingOnly => return Ok((invite, None)),
+            Answer::Progress => {
+                let body = self.sdp("sendrecv");
+                let progress = reply_with_body(
+                    &invite,
+                    183,
+                    "Session Progress",
+                    &tag,
+                    &self.contact(),
+                    &body,
+                );
+                self.send(&progress, invite.from).await?;
+                return Ok((invite, None));
+            }
             Answer::Busy => {
                 self.send(
                     &reply(&invite, 486, "Busy Here", Some(&tag), None),
@@ -623,6 +664,11 @@ impl Phone {
             .await
     }
 
+    /// The phone's RTP socket (a load generator sends from it directly).
+    pub fn rtp_socket(&self) -> Arc<UdpSocket> {
+        Arc::clone(&self.rtp)
+    }
+
     /// Sends `count` RTP packets (PCMU, 160 bytes) to `to` every `every`.
     pub async fn send_rtp(
         &self,
@@ -645,14 +691,46 @@ pub async fn send_rtp_from(
     let mut tick = tokio::time::interval(every);
     for seq in 0..count {
         tick.tick().await;
-        let mut pkt = vec![0x80, 0x00];
-        pkt.extend_from_slice(&seq.to_be_bytes());
-        pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-        pkt.extend_from_slice(&ssrc.to_be_bytes());
-        pkt.extend_from_slice(&[0xff; 160]);
-        sock.send_to(&pkt, to).await?;
+        sock.send_to(&rtp_packet(seq, ssrc), to).await?;
     }
     Ok(())
+}
+
+/// A G.711 RTP packet (160 bytes of payload) whose payload starts with a send-time stamp.
+pub fn rtp_packet(seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut pkt = Vec::with_capacity(172);
+    pkt.extend_from_slice(&[0x80, 0x00]);
+    pkt.extend_from_slice(&seq.to_be_bytes());
+    pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    pkt.extend_from_slice(&ssrc.to_be_bytes());
+    pkt.extend_from_slice(&stamp());
+    pkt.extend_from_slice(&[0xff; 148]);
+    pkt
+}
+
+const STAMP_MAGIC: u32 = 0x7062_7800;
+
+/// Magic and wall-clock nanoseconds: the receiver on the same machine computes the one-way delay.
+fn stamp() -> [u8; 12] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut out = [0u8; 12];
+    out[..4].copy_from_slice(&STAMP_MAGIC.to_be_bytes());
+    out[4..].copy_from_slice(&nanos.to_be_bytes());
+    out
+}
+
+fn delay_us(pkt: &[u8]) -> Option<u32> {
+    let stamp = pkt.get(12..24)?;
+    if stamp[..4] != STAMP_MAGIC.to_be_bytes() {
+        return None;
+    }
+    let sent = u64::from_be_bytes(stamp[4..].try_into().ok()?);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Some((now.saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32)
 }
 
 /// A call this phone dialled, before its final answer.

@@ -340,8 +340,8 @@ impl NodeConfig {
         if media.rtp_port_max - media.rtp_port_min < 7 {
             return Err("media port range must hold at least one call (8 ports)".into());
         }
-        if !(1..=100).contains(&self.calls.max_calls_per_extension) {
-            return Err("calls.max_calls_per_extension must be 1 to 100".into());
+        if !(1..=10_000).contains(&self.calls.max_calls_per_extension) {
+            return Err("calls.max_calls_per_extension must be 1 to 10000".into());
         }
         if self.calls.ring_timeout_secs == 0 || self.calls.ring_timeout_secs > 600 {
             return Err("calls.ring_timeout_secs must be 1 to 600".into());

@@ -419,6 +419,17 @@ async fn hold_and_resume_pass_through_with_media_rewritten() {
     alice.send_rtp(a.media, 10, RTP_EVERY).await.unwrap();
     assert_eq!(wait_rtp(&bob, 10).await, 10);
 
+    // SIP INFO (DTMF) reaches the other phone in its own dialog, and its answer comes back.
+    let dtmf = "Signal=5\r\nDuration=160\r\n";
+    let (answer, info) = tokio::join!(
+        alice.request(&mut a, "INFO", "application/dtmf-relay", dtmf),
+        bob.expect_request("INFO", Duration::from_secs(5))
+    );
+    let info = info.unwrap();
+    assert_eq!(info.body(), dtmf);
+    assert_eq!(info.header("Call-ID").unwrap(), b.call_id);
+    assert_eq!(answer.unwrap().status(), Some(200));
+
     assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
     bob.expect_request("BYE", Duration::from_secs(5))
         .await
@@ -621,5 +632,36 @@ async fn a_node_that_restarts_hangs_up_the_calls_it_lost_from_their_records() {
     let cdr = &wait_cdrs(&client, 0, 1).await[0];
     assert_eq!(cdr["cause"], "node-restart");
     assert_eq!(cdr["disposition"], "answered");
+    assert_clean(&lab, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_media_reaches_the_caller_before_the_answer() {
+    let (lab, client) = lab_with(1, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    let out = alice.dial("1002", None).await.unwrap();
+    let (invite, _) = bob
+        .answer(Answer::Progress, Duration::from_secs(5))
+        .await
+        .unwrap();
+    // An announcement from the callee's side while the call is not answered.
+    bob.send_rtp(invite.sdp_media().unwrap(), 10, RTP_EVERY)
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_rtp(&alice, 10).await,
+        10,
+        "early media relayed to the caller"
+    );
+    bob.respond(&invite, 486, "Busy Here", "b").await.unwrap();
+    assert_eq!(
+        alice
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        486
+    );
     assert_clean(&lab, &client).await;
 }

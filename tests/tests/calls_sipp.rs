@@ -84,7 +84,16 @@ async fn sipp_calls_sipp_through_the_cluster_with_audio_relayed_both_ways() {
             .arg(&target)
             .args(["-sf", &scenario("uas-register.xml")])
             .args(["-oocsf", &scenario("uas-answer.xml")])
-            .args(["-inf", &uas_csv, "-m", "1", "-i", "127.0.0.1"])
+            .args([
+                "-inf",
+                &uas_csv,
+                "-m",
+                "1",
+                "-d",
+                "60000",
+                "-i",
+                "127.0.0.1",
+            ])
             .args(["-p", &free_sip_port().to_string()])
             .args(["-mp", &free_port(true).to_string(), "-rtp_echo"])
             .args(["-nostdin", "-trace_err", "-trace_msg"])
