@@ -51,8 +51,15 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// Sets up `calls` calls (one caller and one callee phone each) on a fresh `nodes`-node lab, streams
-/// RTP both ways for `seconds`, hangs every call up and reports.
-pub async fn call_load(calls: usize, seconds: u64, nodes: u64) -> anyhow::Result<CallLoadReport> {
+/// RTP both ways for `seconds`, hangs every call up and reports. With `pbx_cpu`, every PBX process is
+/// pinned to that CPU (run the generator itself on another, e.g. under `taskset -c 1`), as the
+/// rtpengine anchor was measured.
+pub async fn call_load(
+    calls: usize,
+    seconds: u64,
+    nodes: u64,
+    pbx_cpu: Option<u32>,
+) -> anyhow::Result<CallLoadReport> {
     let ports_per_node = u16::try_from((calls * 4 + 64).max(400)).context("too many calls")?;
     let options = LabOptions {
         sip_extra: "qualify_interval_secs = 0\nmax_transactions = 500000".into(),
@@ -78,27 +85,51 @@ pub async fn call_load(calls: usize, seconds: u64, nodes: u64) -> anyhow::Result
         "only {created} extensions created"
     );
     let server = std::net::SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port));
+    if let Some(cpu) = pbx_cpu {
+        for pid in lab.nodes.iter().filter_map(|n| n.pid()) {
+            let status = std::process::Command::new("taskset")
+                .args(["-a", "-pc", &cpu.to_string(), &pid.to_string()])
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            ensure!(status.success(), "taskset failed for pid {pid}");
+        }
+    }
 
     let setup_started = Instant::now();
     let mut pairs: Vec<(Phone, Dialog, Phone, Dialog)> = Vec::with_capacity(calls);
     for i in 0..calls {
         let mut caller = Phone::new(server, &numbers[2 * i], SECRET).await?;
         let mut callee = Phone::new(server, &numbers[2 * i + 1], SECRET).await?;
+        let ctx = |step: &str| format!("call {i}: {step}");
         ensure!(
-            caller.register(3600).await? == 200,
+            caller
+                .register(3600)
+                .await
+                .context(ctx("caller registering"))?
+                == 200,
             "caller registration failed"
         );
         ensure!(
-            callee.register(3600).await? == 200,
+            callee
+                .register(3600)
+                .await
+                .context(ctx("callee registering"))?
+                == 200,
             "callee registration failed"
         );
-        let out = caller.dial(&numbers[2 * i + 1], None).await?;
+        let out = caller
+            .dial(&numbers[2 * i + 1], None)
+            .await
+            .context(ctx("dialling"))?;
         let (answered, placed) = tokio::join!(
             callee.answer(Answer::Accept, Duration::from_secs(10)),
             caller.outcome(&out, Duration::from_secs(10))
         );
-        let callee_dialog = answered?.1.context("callee did not answer")?;
-        let Ok(caller_dialog) = placed? else {
+        let callee_dialog = answered
+            .with_context(|| format!("call {i}: answering\n{}", lab.log_tail(0)))?
+            .1
+            .context("callee did not answer")?;
+        let Ok(caller_dialog) = placed.context(ctx("waiting for the answer"))? else {
             anyhow::bail!("call {i} failed");
         };
         pairs.push((caller, caller_dialog, callee, callee_dialog));

@@ -62,7 +62,7 @@ pub struct LabOptions {
     pub keep_logs_after_snapshot: u64,
     /// Extra lines for each node's `[sip]` section.
     pub sip_extra: String,
-    /// RTP ports per node (node `id` gets the `id`-th slice of this size above 30000).
+    /// RTP ports per node (node `id` gets the `id`-th slice of this size above 10000).
     pub media_ports_per_node: u16,
     /// Extra lines for each node's `[media]` section.
     pub media_extra: String,
@@ -199,7 +199,8 @@ impl Lab {
         let data_dir = root.join(format!("node-{id}"));
         let config = root.join(format!("node-{id}.toml"));
         let per_node = u64::from(self.options.media_ports_per_node.max(8));
-        let rtp_min = 30_000 + (id - 1) * per_node;
+        // Below the kernel's ephemeral range (32768+), where clients' own sockets would take ports.
+        let rtp_min = 10_000 + (id - 1) * per_node;
         let media = format!(
             "[media]\naddress = \"127.0.0.1\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n{}\n[calls]\n{}\n",
             rtp_min + per_node - 1,

@@ -33,6 +33,9 @@ enum Scenario {
         seconds: u64,
         #[arg(long, default_value_t = 3)]
         nodes: u64,
+        /// Pin every PBX process to this CPU.
+        #[arg(long)]
+        pbx_cpu: Option<u32>,
     },
     Lab {
         #[arg(long, default_value_t = 3)]
@@ -65,8 +68,9 @@ async fn main() -> anyhow::Result<()> {
             calls,
             seconds,
             nodes,
+            pbx_cpu,
         } => {
-            let report = pbx_chaos::call_load::call_load(calls, seconds, nodes).await?;
+            let report = pbx_chaos::call_load::call_load(calls, seconds, nodes, pbx_cpu).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::ensure!(
                 report.calls_up == calls,
