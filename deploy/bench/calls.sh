@@ -18,7 +18,7 @@ command -v sipp >/dev/null && command -v kamailio >/dev/null || {
 cargo build --release --workspace --all-targets >/dev/null
 work=$(mktemp -d)
 pids=()
-trap 'kill $(cat "$work/kam.pid" 2>/dev/null) "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(cat "$work/kam.pid" 2>/dev/null) "${pids[@]}" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 PBX_BIN=$PWD/target/release/pbx ./target/release/chaos lab --nodes 3 --first 1000 --last 2000 \
   --secret "$secret" --sip-extra "$sip_extra" --calls-extra "$calls_extra" --media-ports 8000 \
@@ -29,8 +29,10 @@ pbx_sip=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readli
 
 # The callee: a sipp UAS that registers as 2000 and answers every call on the same socket.
 "$anchor/make-users.sh" 2000 2000 "$secret" > "$work/callee.csv"
-(cd "$work" && sipp "$pbx_sip" -sf "$OLDPWD/tests/sipp/uas-register.xml" -oocsf "$OLDPWD/tests/sipp/uas-answer.xml" \
-  -inf callee.csv -m 1 -d 3600000 -i 127.0.0.1 -p 25080 -nostdin -bg >/dev/null 2>&1)
+scenarios=$PWD/tests/sipp
+(cd "$work" && exec sipp "$pbx_sip" -sf "$scenarios/uas-register.xml" -oocsf "$scenarios/uas-answer.xml" \
+  -inf callee.csv -m 1 -d 3600000 -i 127.0.0.1 -p 25080 -nostdin >/dev/null 2>&1) &
+pids+=($!)
 sleep 2
 "$anchor/make-users.sh" 1000 1999 "$secret" > "$work/callers.csv"
 
@@ -39,6 +41,7 @@ pbx_cps() {
   timeout 300 sipp "$pbx_sip" -sf tests/sipp/uac-call.xml -inf "$work/callers.csv" -s 2000 \
     -auth_uri "2000@$pbx_sip" -r 1000000 -rp 1000 -m "$n" -l "$conc" -i 127.0.0.1 \
     -p $((20000 + RANDOM % 20000)) -trace_stat -fd 1 -stf "$stat" -timeout 280s -timeout_error \
+    -trace_err -error_file "$work/pbx-errors.log" \
     >/dev/null 2>&1 </dev/null || true
   local last ok bad t0 t1
   last=$(tail -1 "$stat")
@@ -48,7 +51,8 @@ pbx_cps() {
 }
 
 kamailio -f "$anchor/kamailio-proxy.cfg" -P "$work/kam.pid" -m 256 -DD -E 2>/dev/null &
-sipp -sn uas -i 127.0.0.1 -p 15080 -nostdin -bg >/dev/null 2>&1
+sipp -sn uas -i 127.0.0.1 -p 15080 -nostdin >/dev/null 2>&1 &
+pids+=($!)
 sleep 2
 
 echo "machine: $(nproc) cores, $(uname -r); N=$n concurrency=$conc"
@@ -58,6 +62,5 @@ for r in $(seq 1 "$rounds"); do
   echo "round $r kamailio proxy: $k"
   echo "round $r pbx b2bua:      $p"
 done
+[ -s "$work/pbx-errors.log" ] && { echo "pbx sipp errors (first lines):"; head -c 6000 "$work/pbx-errors.log"; echo; }
 echo "pbx node RSS (KiB): $(ps -o rss= -C pbx | tr '\n' ' ')"
-pkill -f "sipp .* -p 25080" || true
-pkill -f "sipp -sn uas -i 127.0.0.1 -p 15080" || true
