@@ -68,6 +68,9 @@ pub struct LabOptions {
     pub media_extra: String,
     /// Extra lines for each node's `[calls]` section.
     pub calls_extra: String,
+    /// Extra lines for each node's `[security]` section. 127.0.0.1 (the tests' and tools' own
+    /// address) is trusted; tests that play attackers use other loopback addresses.
+    pub security_extra: String,
 }
 
 impl Default for LabOptions {
@@ -79,6 +82,7 @@ impl Default for LabOptions {
             media_ports_per_node: 400,
             media_extra: String::new(),
             calls_extra: String::new(),
+            security_extra: String::new(),
         }
     }
 }
@@ -202,10 +206,12 @@ impl Lab {
         // Below the kernel's ephemeral range (32768+), where clients' own sockets would take ports.
         let rtp_min = 10_000 + (id - 1) * per_node;
         let media = format!(
-            "[media]\naddress = \"127.0.0.1\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n{}\n[calls]\n{}\n",
+            "[media]\naddress = \"127.0.0.1\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n{}\n[calls]\n{}\n\
+             [security]\ntrusted_networks = [\"127.0.0.1/32\"]\n{}\n",
             rtp_min + per_node - 1,
             self.options.media_extra,
             self.options.calls_extra,
+            self.options.security_extra,
         );
         std::fs::write(
             &config,

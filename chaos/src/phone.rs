@@ -183,8 +183,18 @@ fn token() -> String {
 
 impl Phone {
     pub async fn new(server: SocketAddr, user: &str, password: &str) -> anyhow::Result<Self> {
-        let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-        let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        Self::bound(std::net::Ipv4Addr::LOCALHOST.into(), server, user, password).await
+    }
+
+    /// A phone whose sockets are on `local` (another loopback address plays another host).
+    pub async fn bound(
+        local: std::net::IpAddr,
+        server: SocketAddr,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<Self> {
+        let sip = Arc::new(UdpSocket::bind((local, 0)).await?);
+        let rtp = Arc::new(UdpSocket::bind((local, 0)).await?);
         let (sip_addr, rtp_addr) = (sip.local_addr()?, rtp.local_addr()?);
         let (tx, inbox) = mpsc::unbounded_channel();
         let stats = Arc::new(RtpStats::default());
@@ -341,11 +351,12 @@ impl Phone {
     /// An SDP offer/answer for this phone's RTP socket.
     pub fn sdp(&self, direction: &str) -> String {
         format!(
-            "v=0\r\no={user} 1 {v} IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+            "v=0\r\no={user} 1 {v} IN IP4 {ip}\r\ns=call\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
              m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na={direction}\r\n",
             user = self.user,
             v = rand::random::<u16>(),
             port = self.rtp_addr.port(),
+            ip = self.rtp_addr.ip(),
         )
     }
 

@@ -48,6 +48,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub calls: CallsSection,
     #[serde(default)]
+    pub security: SecuritySection,
+    #[serde(default)]
     pub vip: Option<VipSection>,
 }
 
@@ -207,6 +209,53 @@ impl Default for CallsSection {
     }
 }
 
+/// The gate and the automatic defence (defaults after a commercial PBX's: SIP 40 packets per 2 s,
+/// HTTP 120 requests per 60 s, 5 failed logins per 10 minutes; a ban lasts 10 minutes and doubles for
+/// each repeat within a day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Networks never blocked nor banned (CIDR), e.g. the office LAN or a monitoring host.
+    #[serde(default)]
+    pub trusted_networks: Vec<String>,
+    #[serde(default = "default_sip_packets_limit")]
+    pub sip_packets_limit: u32,
+    #[serde(default = "default_sip_packets_window_secs")]
+    pub sip_packets_window_secs: u64,
+    #[serde(default = "default_api_requests_limit")]
+    pub api_requests_limit: u32,
+    #[serde(default = "default_api_requests_window_secs")]
+    pub api_requests_window_secs: u64,
+    #[serde(default = "default_auth_failures_limit")]
+    pub auth_failures_limit: u32,
+    #[serde(default = "default_auth_failures_window_secs")]
+    pub auth_failures_window_secs: u64,
+    #[serde(default = "default_ban_secs")]
+    pub ban_secs: u64,
+    #[serde(default = "default_max_ban_secs")]
+    pub max_ban_secs: u64,
+    /// Sources counted at once; under a flood from more, new ones go uncounted.
+    #[serde(default = "default_max_tracked_sources")]
+    pub max_tracked_sources: usize,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        Self {
+            trusted_networks: Vec::new(),
+            sip_packets_limit: default_sip_packets_limit(),
+            sip_packets_window_secs: default_sip_packets_window_secs(),
+            api_requests_limit: default_api_requests_limit(),
+            api_requests_window_secs: default_api_requests_window_secs(),
+            auth_failures_limit: default_auth_failures_limit(),
+            auth_failures_window_secs: default_auth_failures_window_secs(),
+            ban_secs: default_ban_secs(),
+            max_ban_secs: default_max_ban_secs(),
+            max_tracked_sources: default_max_tracked_sources(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VipSection {
@@ -275,6 +324,33 @@ fn default_max_calls_per_extension() -> usize {
 fn default_cdr_retention_days() -> u64 {
     365
 }
+fn default_sip_packets_limit() -> u32 {
+    40
+}
+fn default_sip_packets_window_secs() -> u64 {
+    2
+}
+fn default_api_requests_limit() -> u32 {
+    120
+}
+fn default_api_requests_window_secs() -> u64 {
+    60
+}
+fn default_auth_failures_limit() -> u32 {
+    5
+}
+fn default_auth_failures_window_secs() -> u64 {
+    600
+}
+fn default_ban_secs() -> u64 {
+    600
+}
+fn default_max_ban_secs() -> u64 {
+    86_400
+}
+fn default_max_tracked_sources() -> usize {
+    100_000
+}
 fn default_realm() -> String {
     "pbx".to_owned()
 }
@@ -339,6 +415,14 @@ impl NodeConfig {
         }
         if media.rtp_port_max - media.rtp_port_min < 7 {
             return Err("media port range must hold at least one call (8 ports)".into());
+        }
+        for net in &self.security.trusted_networks {
+            if let Err(e) = net.parse::<crate::security::net::Net>() {
+                return Err(format!("security.trusted_networks: {net:?}: {e}"));
+            }
+        }
+        if !(1_000..=10_000_000).contains(&self.security.max_tracked_sources) {
+            return Err("security.max_tracked_sources must be 1000 to 10000000".into());
         }
         if !(1..=10_000).contains(&self.calls.max_calls_per_extension) {
             return Err("calls.max_calls_per_extension must be 1 to 10000".into());

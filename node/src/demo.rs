@@ -11,8 +11,8 @@ use tokio::process::{Child, Command};
 
 use crate::client::AdminClient;
 use crate::config::{
-    ApiSection, CallsSection, ClusterSection, MediaSection, NodeConfig, SipSection, TlsSection,
-    VipSection,
+    ApiSection, CallsSection, ClusterSection, MediaSection, NodeConfig, SecuritySection,
+    SipSection, TlsSection, VipSection,
 };
 
 const NODES: u64 = 3;
@@ -59,6 +59,11 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
             ..MediaSection::default()
         },
         calls: CallsSection::default(),
+        // Everything in the demo comes from this machine.
+        security: SecuritySection {
+            trusted_networks: vec!["127.0.0.1/32".into()],
+            ..SecuritySection::default()
+        },
         vip: Some(VipSection {
             address: DEMO_VIP.into(),
             interface: "lo".into(),

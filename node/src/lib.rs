@@ -14,6 +14,7 @@ pub mod demo;
 mod media;
 pub mod policy;
 pub mod run;
+pub mod security;
 pub mod sip;
 pub mod telemetry;
 mod time;

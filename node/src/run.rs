@@ -60,12 +60,14 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let cluster = Cluster::start(config, &cfg.data_dir)
         .await
         .with_context(|| format!("starting cluster node {}", cfg.node_id))?;
+    let security = crate::security::Security::start(&cfg.security, cluster.clone());
     let sip = crate::sip::SipService::start(
         &cfg.sip,
         &cfg.media,
         &cfg.calls,
         cluster.clone(),
         Arc::clone(&tls),
+        Arc::clone(&security),
     )
     .await
     .context("starting SIP")?;
@@ -76,8 +78,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let router = api::router(AppState {
         cluster: cluster.clone(),
         prometheus,
+        security: Arc::clone(&security),
     });
-    let api_task = tokio::spawn(api::serve_https(listener, tls, router, stop_rx));
+    let api_task = tokio::spawn(api::serve_https(listener, tls, router, stop_rx, security));
     tracing::info!(node = cfg.node_id, api = %format!("https://{}", cfg.api_advertise()), raft = %cfg.raft_advertise(), "node running");
 
     wait_for_signal().await;

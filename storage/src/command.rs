@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::codec::{self, CodecError};
 use crate::model::{
-    ActiveCall, Binding, CallDetail, ClusterRecord, Extension, MemberRecord, Setting, UnixMillis,
-    UserAccount, VipConfig,
+    ActiveCall, AuditEntry, Ban, Binding, CallDetail, ClusterRecord, Extension, FirewallRule,
+    MemberRecord, Setting, UnixMillis, UserAccount, VipConfig,
 };
 use crate::tables::{Record, Table};
 
@@ -58,6 +58,29 @@ pub enum Command {
     },
     /// Drop CDRs that started before `before` (retention).
     PruneCdrs {
+        before: UnixMillis,
+    },
+    /// Add or replace a firewall rule.
+    PutFirewallRule(FirewallRule),
+    DeleteFirewallRule {
+        id: String,
+    },
+    /// Ban a source (or extend its ban).
+    PutBan(Ban),
+    /// Lift a ban now; the record stays as history unless `forget`.
+    LiftBan {
+        ip: String,
+        now: UnixMillis,
+        forget: bool,
+    },
+    /// Drop ban records whose ban ended before `before` (their history no longer escalates).
+    ForgetBans {
+        before: UnixMillis,
+    },
+    /// Record a configuration change.
+    Audit(AuditEntry),
+    /// Drop audit entries older than `before`.
+    PruneAudit {
         before: UnixMillis,
     },
     /// Several commands in one log entry, applied in order, each with its own response. The cluster
@@ -149,6 +172,50 @@ impl Command {
                 put(txn, cdr.as_ref())
             }
             Self::DeleteCall { call_id } => Ok(delete(txn, Table::Calls, call_id, false)),
+            Self::PutFirewallRule(rule) => put(txn, rule),
+            Self::DeleteFirewallRule { id } => Ok(delete(txn, Table::Firewall, id, true)),
+            Self::PutBan(ban) => put(txn, ban),
+            Self::LiftBan { ip, now, forget } => {
+                let current = txn
+                    .get(Table::Bans, ip)
+                    .map(|bytes| codec::decode::<Ban>(&bytes))
+                    .transpose()?;
+                match current {
+                    None => Ok(Response::NotFound {
+                        table: table_name(Table::Bans),
+                        key: ip.clone(),
+                    }),
+                    Some(_) if *forget => Ok(delete(txn, Table::Bans, ip, false)),
+                    Some(mut ban) => {
+                        ban.until = ban.until.min(*now);
+                        put(txn, &ban)
+                    }
+                }
+            }
+            Self::ForgetBans { before } => {
+                for key in txn.keys_with_prefix(Table::Bans, "") {
+                    let ended = txn
+                        .get(Table::Bans, &key)
+                        .map(|bytes| codec::decode::<Ban>(&bytes))
+                        .transpose()?
+                        .is_some_and(|b| b.until < *before);
+                    if ended {
+                        txn.delete(Table::Bans, &key);
+                    }
+                }
+                Ok(Response::Ok)
+            }
+            Self::Audit(entry) => put(txn, entry),
+            Self::PruneAudit { before } => {
+                let bound = AuditEntry::key_for(*before, "");
+                for key in txn.keys_with_prefix(Table::Audit, "") {
+                    if key >= bound {
+                        break;
+                    }
+                    txn.delete(Table::Audit, &key);
+                }
+                Ok(Response::Ok)
+            }
             Self::PruneCdrs { before } => {
                 // Keys start with the zero-padded start time: everything before `before` sorts first.
                 let bound = CallDetail::key_for(*before, "");
@@ -189,6 +256,13 @@ impl Command {
             Self::EndCall { .. } => "end_call",
             Self::DeleteCall { .. } => "delete_call",
             Self::PruneCdrs { .. } => "prune_cdrs",
+            Self::PutFirewallRule(_) => "put_firewall_rule",
+            Self::DeleteFirewallRule { .. } => "delete_firewall_rule",
+            Self::PutBan(_) => "put_ban",
+            Self::LiftBan { .. } => "lift_ban",
+            Self::ForgetBans { .. } => "forget_bans",
+            Self::Audit(_) => "audit",
+            Self::PruneAudit { .. } => "prune_audit",
             Self::Batch(_) => "batch",
         }
     }

@@ -384,3 +384,104 @@ impl Record for CallDetail {
         Self::key_for(self.started_at, &self.id)
     }
 }
+
+/// What a firewall rule does with the traffic it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallAction {
+    /// Always let through, and never ban (an allowlisted network).
+    Allow,
+    Block,
+}
+
+/// A service the gate protects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    Sip,
+    Api,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sip => "sip",
+            Self::Api => "api",
+        }
+    }
+}
+
+/// An allow or block rule for a network, replicated so that every node enforces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallRule {
+    pub id: String,
+    pub action: FirewallAction,
+    /// An IPv4 or IPv6 network in CIDR notation, validated by the node.
+    pub network: String,
+    /// The services it applies to; empty means all.
+    pub services: Vec<Service>,
+    pub comment: String,
+    pub created_by: String,
+    pub created_at: UnixMillis,
+}
+
+impl Record for FirewallRule {
+    const TABLE: Table = Table::Firewall;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// A source address banned by the automatic defence (or by an admin) until `until`. The record
+/// outlives the ban for a while so that a repeat offender's next ban is longer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    /// The banned address (IPv4 or IPv6, canonical text).
+    pub ip: String,
+    pub until: UnixMillis,
+    /// Why, e.g. `sip-auth-failures`, `sip-flood`, `api-flood`, `manual`.
+    pub reason: String,
+    /// How many times this address has been banned recently (each ban doubles the duration).
+    pub strikes: u32,
+    pub created_at: UnixMillis,
+    /// The node that saw the offence.
+    pub node_id: NodeId,
+}
+
+impl Record for Ban {
+    const TABLE: Table = Table::Bans;
+    fn key(&self) -> String {
+        self.ip.clone()
+    }
+}
+
+/// One configuration change: who made it, when, from where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: UnixMillis,
+    /// A distinguishing suffix so that two changes in one millisecond both keep their entry.
+    pub seq: String,
+    /// The admin account (or `system` for the PBX itself).
+    pub actor: String,
+    /// The client address the change came from.
+    pub source: String,
+    /// What was done, e.g. `POST /api/v1/extensions`.
+    pub action: String,
+    /// The answer's HTTP status.
+    pub status: u16,
+    /// The node that accepted the change.
+    pub node_id: NodeId,
+}
+
+impl AuditEntry {
+    pub fn key_for(at: UnixMillis, seq: &str) -> String {
+        format!("{at:020}-{seq}")
+    }
+}
+
+impl Record for AuditEntry {
+    const TABLE: Table = Table::Audit;
+    fn key(&self) -> String {
+        Self::key_for(self.at, &self.seq)
+    }
+}

@@ -22,11 +22,14 @@ pub enum Table {
     Bindings,
     Calls,
     Cdrs,
+    Firewall,
+    Bans,
+    Audit,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 11] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -35,6 +38,9 @@ impl Table {
         Self::Bindings,
         Self::Calls,
         Self::Cdrs,
+        Self::Firewall,
+        Self::Bans,
+        Self::Audit,
     ];
 
     /// Column family holding the table.
@@ -48,6 +54,9 @@ impl Table {
             Self::Bindings => "t_bindings",
             Self::Calls => "t_calls",
             Self::Cdrs => "t_cdrs",
+            Self::Firewall => "t_firewall",
+            Self::Bans => "t_bans",
+            Self::Audit => "t_audit",
         }
     }
 
@@ -62,6 +71,9 @@ impl Table {
             Self::Bindings => 6,
             Self::Calls => 7,
             Self::Cdrs => 8,
+            Self::Firewall => 9,
+            Self::Bans => 10,
+            Self::Audit => 11,
         }
     }
 

@@ -50,7 +50,8 @@ impl FromRequestParts<AppState> for Admin {
                 .map_err(|_| ApiError::Unauthorized)?;
             let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
             let (user, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
-            check_login(state, user, password).await?
+            let client = parts.extensions.get::<super::ClientAddr>().map(|c| c.0);
+            check_login(state, user, password, client).await?
         } else if let Some(token) = header.strip_prefix("Bearer ") {
             let user = verify_token(
                 &cluster_secret(state)?,
@@ -69,6 +70,9 @@ impl FromRequestParts<AppState> for Admin {
         if account.role != Role::Admin {
             return Err(ApiError::Forbidden);
         }
+        if let Some(actor) = parts.extensions.get::<super::guard::AuditActor>() {
+            actor.set(&account.username);
+        }
         Ok(Self {
             username: account.username,
         })
@@ -80,6 +84,7 @@ pub(crate) async fn check_login(
     state: &AppState,
     user: &str,
     password: &str,
+    client: Option<std::net::IpAddr>,
 ) -> Result<UserAccount, ApiError> {
     if user.len() > 64 || password.len() > 1024 {
         return Err(ApiError::Unauthorized);
@@ -98,7 +103,12 @@ pub(crate) async fn check_login(
         Some(a) if ok => Ok(a),
         _ => {
             metrics::counter!("pbx_api_login_failures_total").increment(1);
-            tracing::info!(user, "admin login failed");
+            tracing::info!(user, client = ?client, "admin login failed");
+            // The source is locked out after repeated failures, never the account: an attacker
+            // elsewhere cannot lock a real admin out.
+            if let Some(ip) = client {
+                state.security.auth_failed(ip, storage::model::Service::Api);
+            }
             Err(ApiError::Unauthorized)
         }
     }

@@ -6,8 +6,10 @@ mod cdrs;
 mod cluster;
 mod error;
 mod extensions;
+mod guard;
 mod json;
 mod registrations;
+mod security;
 mod serve;
 mod session;
 
@@ -21,6 +23,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
+pub use guard::ClientAddr;
 pub use serve::{ServeError, serve_https};
 
 /// What every handler can reach.
@@ -28,6 +31,7 @@ pub use serve::{ServeError, serve_https};
 pub struct AppState {
     pub cluster: ::cluster::Cluster,
     pub prometheus: PrometheusHandle,
+    pub security: std::sync::Arc<crate::security::Security>,
 }
 
 impl AppState {
@@ -59,6 +63,21 @@ pub fn router(state: AppState) -> Router {
             get(extensions::list).post(extensions::create),
         )
         .route("/registrations", get(registrations::list))
+        .route(
+            "/firewall/rules",
+            get(security::list_rules).post(security::create_rule),
+        )
+        .route(
+            "/firewall/rules/{id}",
+            axum::routing::delete(security::delete_rule),
+        )
+        .route(
+            "/firewall/policy",
+            get(security::get_policy).put(security::put_policy),
+        )
+        .route("/bans", get(security::list_bans).post(security::create_ban))
+        .route("/bans/{ip}", axum::routing::delete(security::lift_ban))
+        .route("/audit", get(security::audit))
         .route("/calls", get(calls::list))
         .route("/calls/{id}", get(calls::get))
         .route("/cdrs", get(cdrs::list))
@@ -76,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
         .with_state(state)

@@ -10,6 +10,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use storage::model::Service;
+
+use super::ClientAddr;
+use crate::security::Security;
 
 /// A client must finish the TLS handshake within this time, so idle sockets cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +37,7 @@ pub async fn serve_https(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     shutdown: watch::Receiver<bool>,
+    security: Arc<Security>,
 ) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(tls);
     let mut conns = JoinSet::new();
@@ -52,8 +59,20 @@ pub async fn serve_https(
             drop(tcp);
             continue;
         }
+        // Blocked and banned sources are cut off before the TLS handshake costs anything.
+        if security.gate().check(peer.ip(), Service::Api).is_err() {
+            metrics::counter!("pbx_security_dropped_total", "service" => "api", "why" => "connection").increment(1);
+            drop(tcp);
+            continue;
+        }
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let client = ClientAddr(peer.ip());
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(client);
+                req
+            },
+        ));
         let conn_shutdown = shutdown.clone();
         conns.spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

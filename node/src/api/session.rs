@@ -24,9 +24,10 @@ pub(crate) struct Session {
 
 pub(crate) async fn login(
     State(state): State<AppState>,
+    client: super::ClientAddr,
     JsonBody(req): JsonBody<Login>,
 ) -> Result<Json<Session>, ApiError> {
-    let account = auth::check_login(&state, &req.username, &req.password).await?;
+    let account = auth::check_login(&state, &req.username, &req.password, Some(client.0)).await?;
     let secret = auth::cluster_secret(&state)?;
     let (token, expires_at) =
         auth::issue_token(&secret, &account.username, crate::time::now_millis());

@@ -4,14 +4,17 @@
 //! Every failure, whatever its cause (unknown user, wrong password, disabled extension, garbage), gets
 //! the same fresh challenge; only a stale nonce from a client that knew the password adds `stale=true`.
 
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use rand::RngCore as _;
 use rsip::Header;
 
 use cluster::Cluster;
 use pbx_sip::digest::{Algorithm, AuthFailure, AuthRequest, DigestConfig, NonceKey, Verifier};
-use storage::model::{ClusterRecord, Extension, UnixMillis};
+use storage::model::{ClusterRecord, Extension, Service, UnixMillis};
+
+use crate::security::Security;
 
 use super::handler::header_values;
 
@@ -32,6 +35,7 @@ struct Keyed {
 
 pub(crate) struct SipAuth {
     cluster: Cluster,
+    security: Arc<Security>,
     /// Algorithms offered, in the order offered.
     algorithms: Vec<Algorithm>,
     state: Mutex<Option<Keyed>>,
@@ -39,13 +43,14 @@ pub(crate) struct SipAuth {
 
 impl SipAuth {
     /// `algorithms` are the tokens `SHA-256` / `MD5`, in the order to offer them.
-    pub(crate) fn new(cluster: Cluster, algorithms: &[String]) -> Self {
+    pub(crate) fn new(cluster: Cluster, security: Arc<Security>, algorithms: &[String]) -> Self {
         let algorithms = algorithms
             .iter()
             .filter_map(|a| Algorithm::from_token(a))
             .collect();
         Self {
             cluster,
+            security,
             algorithms,
             state: Mutex::new(None),
         }
@@ -58,6 +63,7 @@ impl SipAuth {
         raw_uri: &str,
         now: UnixMillis,
         proxy: bool,
+        source: IpAddr,
     ) -> AuthOutcome {
         let mut guard = self
             .state
@@ -129,6 +135,10 @@ impl SipAuth {
         }
         if let Some(e) = failure {
             metrics::counter!("pbx_sip_auth_failures_total", "reason" => reason(e)).increment(1);
+            // A stale nonce is a phone that knew the password; anything else counts towards a ban.
+            if !e.is_stale() {
+                self.security.auth_failed(source, Service::Sip);
+            }
             tracing::debug!(method = %method, reason = %e, "sip authentication failed");
         }
         let mut rand = [0u8; 8];

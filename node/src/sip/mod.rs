@@ -23,6 +23,7 @@ pub use registrar::RegistrarConfig;
 
 use crate::config::{CallsSection, MediaSection, SipSection};
 use crate::media::PortRange;
+use crate::security::Security;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,6 +55,7 @@ impl SipService {
         calls_cfg: &CallsSection,
         cluster: Cluster,
         tls: Arc<rustls::ServerConfig>,
+        security: Arc<Security>,
     ) -> Result<Option<Self>, SipError> {
         if cfg.udp.is_none() && cfg.tcp.is_none() && cfg.tls.is_none() {
             return Ok(None);
@@ -94,7 +96,11 @@ impl SipService {
         }
         let handler = Arc::new(handler::Handler {
             calls,
-            auth: Arc::new(auth::SipAuth::new(cluster.clone(), &cfg.digest_algorithms)),
+            auth: Arc::new(auth::SipAuth::new(
+                cluster.clone(),
+                Arc::clone(&security),
+                &cfg.digest_algorithms,
+            )),
             cluster: cluster.clone(),
             registrar: RegistrarConfig {
                 min_expires: cfg.min_expires,
@@ -106,7 +112,7 @@ impl SipService {
             endpoint: endpoint_handle.clone(),
         });
         let (qualify_endpoint, qualify_out) = (endpoint_handle, out.clone());
-        transports.spawn(&out, inbound_tx);
+        transports.spawn(&out, inbound_tx, &security);
         let tx_config = TransactionConfig {
             max_transactions: cfg.max_transactions,
             ..TransactionConfig::default()

@@ -14,6 +14,9 @@ use tokio_rustls::TlsAcceptor;
 
 use pbx_sip::codec::{self, Frame, Message, StreamFramer};
 use pbx_sip::transaction::{Peer, Transmit, Transport};
+use storage::model::Service;
+
+use crate::security::Security;
 
 /// Connections kept open at once (phones on TCP/TLS keep one each).
 const MAX_CONNECTIONS: usize = 20_000;
@@ -128,20 +131,50 @@ impl Transports {
     }
 
     /// Spawns the receive loops; they run until the endpoint's channel closes.
-    pub(crate) fn spawn(self, out: &Outbound, inbound: mpsc::Sender<Inbound>) {
+    /// Every packet and connection passes `security`'s gate first, before any parsing.
+    pub(crate) fn spawn(
+        self,
+        out: &Outbound,
+        inbound: mpsc::Sender<Inbound>,
+        security: &Arc<Security>,
+    ) {
         if let Some(sock) = self.udp {
-            tokio::spawn(udp_loop(sock, out.clone(), inbound.clone()));
+            tokio::spawn(udp_loop(
+                sock,
+                out.clone(),
+                inbound.clone(),
+                Arc::clone(security),
+            ));
         }
         if let Some(listener) = self.tcp {
-            tokio::spawn(accept_loop(listener, None, out.clone(), inbound.clone()));
+            let security = Arc::clone(security);
+            tokio::spawn(accept_loop(
+                listener,
+                None,
+                out.clone(),
+                inbound.clone(),
+                security,
+            ));
         }
         if let Some((listener, acceptor)) = self.tls {
-            tokio::spawn(accept_loop(listener, Some(acceptor), out.clone(), inbound));
+            let security = Arc::clone(security);
+            tokio::spawn(accept_loop(
+                listener,
+                Some(acceptor),
+                out.clone(),
+                inbound,
+                security,
+            ));
         }
     }
 }
 
-async fn udp_loop(sock: Arc<UdpSocket>, out: Outbound, inbound: mpsc::Sender<Inbound>) {
+async fn udp_loop(
+    sock: Arc<UdpSocket>,
+    out: Outbound,
+    inbound: mpsc::Sender<Inbound>,
+    security: Arc<Security>,
+) {
     let mut buf = vec![0u8; codec::MAX_MESSAGE_LEN + 1];
     loop {
         let (n, from) = match sock.recv_from(&mut buf).await {
@@ -152,6 +185,9 @@ async fn udp_loop(sock: Arc<UdpSocket>, out: Outbound, inbound: mpsc::Sender<Inb
                 continue;
             }
         };
+        if !security.admit(from.ip(), Service::Sip) {
+            continue;
+        }
         let peer = Peer {
             transport: Transport::Udp,
             addr: from,
@@ -200,6 +236,7 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     out: Outbound,
     inbound: mpsc::Sender<Inbound>,
+    security: Arc<Security>,
 ) {
     let transport = if tls.is_some() {
         Transport::Tls
@@ -215,6 +252,9 @@ async fn accept_loop(
                 continue;
             }
         };
+        if !security.admit(addr.ip(), Service::Sip) {
+            continue;
+        }
         let open = out.streams.lock().map(|s| s.len()).unwrap_or(0);
         if open >= MAX_CONNECTIONS {
             metrics::counter!("pbx_sip_connections_refused_total").increment(1);
@@ -222,14 +262,15 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         let (out, inbound, tls) = (out.clone(), inbound.clone(), tls.clone());
+        let security = Arc::clone(&security);
         tokio::spawn(async move {
             let peer = Peer { transport, addr };
             match tls {
-                None => serve_stream(stream, peer, out, inbound).await,
+                None => serve_stream(stream, peer, out, inbound, security).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => serve_stream(s, peer, out, inbound).await,
+                        Ok(Ok(s)) => serve_stream(s, peer, out, inbound, security).await,
                         _ => tracing::debug!(%addr, "sip tls handshake failed"),
                     }
                 }
@@ -238,8 +279,13 @@ async fn accept_loop(
     }
 }
 
-async fn serve_stream<S>(stream: S, peer: Peer, out: Outbound, inbound: mpsc::Sender<Inbound>)
-where
+async fn serve_stream<S>(
+    stream: S,
+    peer: Peer,
+    out: Outbound,
+    inbound: mpsc::Sender<Inbound>,
+    security: Arc<Security>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -272,6 +318,10 @@ where
         while let Some(frame) = framer.next_message() {
             match frame {
                 Ok(Frame::Message(bytes)) => {
+                    // A source banned while connected is cut off.
+                    if !security.admit(peer.addr.ip(), Service::Sip) {
+                        break 'read;
+                    }
                     if let Some(msg) = decode(&bytes, peer, &out)
                         && inbound
                             .send(Inbound::Message {

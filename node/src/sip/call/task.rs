@@ -67,7 +67,7 @@ pub(super) async fn run(
     let reply = |code: u16, reason: Option<&str>| {
         dialog::response(&req, code, reason, &dialog::token()[..16], None, &[], None)
     };
-    let caller = match auth.check(&req, &raw_uri, now_millis(), true) {
+    let caller = match auth.check(&req, &raw_uri, now_millis(), true, peer.addr.ip()) {
         AuthOutcome::Authenticated { username } => username,
         AuthOutcome::Challenge(headers) => {
             let mut resp = reply(407, None);

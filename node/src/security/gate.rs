@@ -1,0 +1,233 @@
+//! The gate every packet and connection passes before any parsing: trusted networks and allow rules
+//! let through, block rules and bans drop, and the default policy decides the rest. It reads a
+//! snapshot of the replicated rules and bans, refreshed whenever this node applies new entries, so a
+//! change made on any node is enforced here within a fraction of a second.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use storage::StateReader;
+use storage::model::{Ban, FirewallAction, FirewallRule, Service, Setting, UnixMillis};
+
+use super::net::Net;
+use crate::time::now_millis;
+
+/// The setting holding the default policy (`allow` or `block`).
+pub(crate) const DEFAULT_POLICY_KEY: &str = "firewall.default_policy";
+/// A refresh waits this long after an applied entry, so a burst of writes costs one reload.
+const REFRESH_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Why a source was turned away (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Rule,
+    Ban,
+    Policy,
+}
+
+impl Refusal {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Rule => "rule",
+            Self::Ban => "ban",
+            Self::Policy => "policy",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    allow: Vec<(Net, Vec<Service>)>,
+    block: Vec<(Net, Vec<Service>)>,
+    bans: HashMap<IpAddr, UnixMillis>,
+    default_block: bool,
+}
+
+fn applies(services: &[Service], service: Service) -> bool {
+    services.is_empty() || services.contains(&service)
+}
+
+pub(crate) struct Gate {
+    trusted: Vec<Net>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Bans this node decided and has not yet seen applied: enforced at once, not a second later.
+    local_bans: Mutex<HashMap<IpAddr, UnixMillis>>,
+}
+
+impl Gate {
+    pub(crate) fn new(trusted: Vec<Net>) -> Self {
+        Self {
+            trusted,
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            local_bans: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(
+            &self
+                .snapshot
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Never banned and never blocked: configured trusted networks and allow rules.
+    pub(crate) fn is_allowlisted(&self, ip: IpAddr, service: Service) -> bool {
+        self.trusted.iter().any(|n| n.contains(ip))
+            || self
+                .snapshot()
+                .allow
+                .iter()
+                .any(|(n, s)| applies(s, service) && n.contains(ip))
+    }
+
+    /// `Ok` to let the source in, or why not.
+    pub(crate) fn check(&self, ip: IpAddr, service: Service) -> Result<(), Refusal> {
+        if self.trusted.iter().any(|n| n.contains(ip)) {
+            return Ok(());
+        }
+        let ip = ip.to_canonical();
+        let snap = self.snapshot();
+        if snap
+            .allow
+            .iter()
+            .any(|(n, s)| applies(s, service) && n.contains(ip))
+        {
+            return Ok(());
+        }
+        if snap
+            .block
+            .iter()
+            .any(|(n, s)| applies(s, service) && n.contains(ip))
+        {
+            return Err(Refusal::Rule);
+        }
+        let now = now_millis();
+        let banned = snap.bans.get(&ip).is_some_and(|until| *until > now)
+            || self
+                .local_bans
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&ip)
+                .is_some_and(|until| *until > now);
+        if banned {
+            return Err(Refusal::Ban);
+        }
+        if snap.default_block {
+            return Err(Refusal::Policy);
+        }
+        Ok(())
+    }
+
+    /// Enforces a ban here at once, ahead of its replication.
+    pub(crate) fn ban_locally(&self, ip: IpAddr, until: UnixMillis) {
+        self.local_bans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(ip.to_canonical(), until);
+    }
+
+    /// Rebuilds the snapshot from the replicated tables.
+    pub(crate) fn reload(&self, reader: &StateReader) -> Result<(), storage::StorageError> {
+        let mut snap = Snapshot::default();
+        for rule in reader.list::<FirewallRule>()? {
+            let Ok(net) = rule.network.parse::<Net>() else {
+                continue;
+            };
+            match rule.action {
+                FirewallAction::Allow => snap.allow.push((net, rule.services)),
+                FirewallAction::Block => snap.block.push((net, rule.services)),
+            }
+        }
+        let now = now_millis();
+        for ban in reader.list::<Ban>()? {
+            if ban.until > now
+                && let Ok(ip) = ban.ip.parse::<IpAddr>()
+            {
+                snap.bans.insert(ip.to_canonical(), ban.until);
+            }
+        }
+        snap.default_block = reader
+            .get::<Setting>(DEFAULT_POLICY_KEY)?
+            .is_some_and(|s| s.value == "block");
+        let replicated: Vec<IpAddr> = snap.bans.keys().copied().collect();
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snap);
+        // A local ban that has been applied, lifted or has run out is no longer needed here.
+        self.local_bans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|ip, until| *until > now && !replicated.contains(ip));
+        metrics::gauge!("pbx_security_bans_active").set(self.snapshot().bans.len() as f64);
+        Ok(())
+    }
+
+    /// Reloads whenever this node applies new entries (debounced).
+    pub(crate) async fn follow(self: Arc<Self>, reader: StateReader) {
+        let mut applied = reader.watch_applied();
+        loop {
+            if let Err(e) = self.reload(&reader) {
+                tracing::warn!(error = %e, "reloading firewall rules and bans failed");
+            }
+            // Bans also run out with no new entry: look again at least every second.
+            let _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()).await;
+            tokio::time::sleep(REFRESH_DEBOUNCE).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn allow_beats_block_beats_ban_beats_policy() {
+        let gate = Gate::new(vec!["127.0.0.1/32".parse().unwrap()]);
+        let snap = Snapshot {
+            allow: vec![("198.18.1.0/24".parse().unwrap(), vec![])],
+            block: vec![
+                ("198.18.0.0/16".parse().unwrap(), vec![Service::Sip]),
+                ("203.0.113.0/24".parse().unwrap(), vec![]),
+            ],
+            bans: [(ip("198.19.0.9"), u64::MAX)].into_iter().collect(),
+            default_block: false,
+        };
+        *gate.snapshot.write().unwrap() = Arc::new(snap);
+        assert_eq!(gate.check(ip("127.0.0.1"), Service::Sip), Ok(()));
+        assert_eq!(
+            gate.check(ip("198.18.1.5"), Service::Sip),
+            Ok(()),
+            "allow wins"
+        );
+        assert_eq!(
+            gate.check(ip("198.18.2.5"), Service::Sip),
+            Err(Refusal::Rule)
+        );
+        assert_eq!(
+            gate.check(ip("198.18.2.5"), Service::Api),
+            Ok(()),
+            "rule for SIP only"
+        );
+        assert_eq!(
+            gate.check(ip("198.19.0.9"), Service::Api),
+            Err(Refusal::Ban)
+        );
+        assert_eq!(
+            gate.check(ip("::ffff:203.0.113.7"), Service::Api),
+            Err(Refusal::Rule)
+        );
+        gate.ban_locally(ip("192.0.2.1"), now_millis() + 60_000);
+        assert_eq!(gate.check(ip("192.0.2.1"), Service::Sip), Err(Refusal::Ban));
+        assert!(gate.is_allowlisted(ip("198.18.1.5"), Service::Sip));
+        assert!(!gate.is_allowlisted(ip("198.18.2.5"), Service::Sip));
+    }
+}

@@ -1,0 +1,374 @@
+//! Secure by default, cluster-wide: a password-guessing tool and a flood get their source banned on
+//! every node while other phones keep working; firewall rules and lifted bans take effect on every
+//! node; web logins lock out the source, never the account; every change is in the audit log.
+//! Attackers and other hosts are other loopback addresses (127.0.0.x); 127.0.0.1 is the lab's trusted
+//! admin address.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use pbx_tests::phone::Phone;
+use pbx_tests::{Lab, LabClient, LabOptions};
+
+const SECRET: &str = "Tr7!kq-Vw9zP";
+
+fn sip(lab: &Lab, i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], lab.nodes[i].sip_port))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Whether node `i` answers a REGISTER (without credentials, so it is no failed attempt) from
+/// `from` at all: a banned or blocked source gets silence.
+async fn answered(lab: &Lab, i: usize, from: &str) -> bool {
+    let sock = tokio::net::UdpSocket::bind((ip(from), 0)).await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let target = sip(lab, i);
+    let msg = format!(
+        "REGISTER sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKp{n}\r\nMax-Forwards: 70\r\n\
+         From: <sip:1001@{target}>;tag=p{n}\r\nTo: <sip:1001@{target}>\r\nCall-ID: probe-{n}\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:1001@{local}>\r\nContent-Length: 0\r\n\r\n",
+        n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    sock.send_to(msg.as_bytes(), target).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    tokio::time::timeout(Duration::from_millis(700), sock.recv_from(&mut buf))
+        .await
+        .is_ok()
+}
+
+/// Waits until node `i` lists `addr` as actively banned.
+async fn wait_banned(client: &LabClient, i: usize, addr: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let bans = client.get_json(i, "/api/v1/bans").await.unwrap();
+        if let Some(b) = bans["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["ip"] == addr && b["active"] == true)
+        {
+            return b.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} not banned on node {i}: {bans}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn svcrack_is_banned_on_every_node_after_the_threshold() {
+    // svcrack answers the first challenge, in MD5.
+    let options = LabOptions {
+        sip_extra: "digest_algorithms = [\"MD5\"]".into(),
+        ..LabOptions::default()
+    };
+    let lab = Lab::start_with(3, options).await.unwrap();
+    let client = lab.client();
+    assert_eq!(
+        client
+            .create_extension_with_secret(0, "1001", SECRET)
+            .await
+            .unwrap(),
+        StatusCode::CREATED
+    );
+    for i in 0..3 {
+        client.sync(i).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let words = dir.path().join("words.txt");
+    let list: Vec<String> = (0..40).map(|i| format!("Guess{i}-pass!")).collect();
+    std::fs::write(&words, list.join("\n")).unwrap();
+    let port = lab.nodes[0].sip_port.to_string();
+    let status = tokio::task::spawn_blocking(move || {
+        // svcrack itself, from 127.0.0.2 (its own `-b` is ignored: see the wrapper).
+        let wrapper = concat!(env!("CARGO_MANIFEST_DIR"), "/sipvicious/svcrack_bound.py");
+        Command::new("timeout")
+            .args(["60", "python3", wrapper, "127.0.0.2"])
+            .args([
+                "-u",
+                "1001",
+                "-d",
+                words.to_str().unwrap(),
+                "-x",
+                "127.0.0.2",
+            ])
+            .arg(format!("udp://127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("svcrack is installed (Debian sipvicious)")
+    })
+    .await
+    .unwrap();
+    let _ = status;
+    // Banned through node 0, enforced by nodes 1 and 2, which never saw the attack.
+    let ban = wait_banned(&client, 0, "127.0.0.2", Duration::from_secs(5)).await;
+    assert_eq!(ban["reason"], "auth-failures");
+    for i in [1, 2] {
+        client.sync(i).await.unwrap();
+        wait_banned(&client, i, "127.0.0.2", Duration::from_secs(2)).await;
+        assert!(
+            !answered(&lab, i, "127.0.0.2").await,
+            "node {i} still answers the attacker"
+        );
+    }
+    // Everyone else is still served, and the account is not locked: its phone registers.
+    let mut phone = Phone::bound(ip("127.0.0.3"), sip(&lab, 1), "1001", SECRET)
+        .await
+        .unwrap();
+    assert_eq!(phone.register(300).await.unwrap(), 200);
+    assert!(
+        client
+            .metric(0, "pbx_security_bans_total{reason=\"auth-failures\"}")
+            .await
+            .unwrap()
+            >= 1.0
+    );
+
+    // An admin lifts the ban on one node; every node lets the source in again.
+    let resp = client
+        .req(2, reqwest::Method::DELETE, "/api/v1/bans/127.0.0.2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for i in 0..3 {
+        client.sync(i).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !answered(&lab, i, "127.0.0.2").await {
+            assert!(Instant::now() < deadline, "node {i} still drops 127.0.0.2");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_flood_is_banned_while_other_phones_keep_working() {
+    let lab = Lab::start_with(1, LabOptions::default()).await.unwrap();
+    let client = lab.client();
+    for n in ["1001", "1002"] {
+        assert_eq!(
+            client
+                .create_extension_with_secret(0, n, SECRET)
+                .await
+                .unwrap(),
+            StatusCode::CREATED
+        );
+    }
+    // 500 REGISTERs a second from 127.0.0.4, far over 40 packets per 2 s.
+    let target = sip(&lab, 0);
+    let flood = tokio::spawn(async move {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.4:0").await.unwrap();
+        for i in 0..1000u32 {
+            let msg = format!(
+                "REGISTER sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.4;branch=z9hG4bKf{i}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:1001@{target}>;tag=f{i}\r\nTo: <sip:1001@{target}>\r\nCall-ID: flood-{i}\r\nCSeq: 1 REGISTER\r\n\
+                 Contact: <sip:1001@127.0.0.4>\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = sock.send_to(msg.as_bytes(), target).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    // Meanwhile two phones on their own addresses register and call each other.
+    let mut alice = Phone::bound(ip("127.0.0.5"), target, "1001", SECRET)
+        .await
+        .unwrap();
+    let mut bob = Phone::bound(ip("127.0.0.6"), target, "1002", SECRET)
+        .await
+        .unwrap();
+    assert_eq!(alice.register(300).await.unwrap(), 200);
+    assert_eq!(bob.register(300).await.unwrap(), 200);
+    flood.await.unwrap();
+    let ban = wait_banned(&client, 0, "127.0.0.4", Duration::from_secs(3)).await;
+    assert_eq!(ban["reason"], "sip-flood");
+    let out = alice.dial("1002", None).await.unwrap();
+    let (answered, placed) = tokio::join!(
+        bob.answer(pbx_tests::phone::Answer::Accept, Duration::from_secs(5)),
+        alice.outcome(&out, Duration::from_secs(5))
+    );
+    answered.unwrap();
+    let mut d = placed
+        .unwrap()
+        .expect("the call goes through during the flood");
+    assert_eq!(alice.hang_up(&mut d).await.unwrap(), 200);
+    assert!(
+        client
+            .metric(0, "pbx_security_dropped_total{service=\"sip\",why=\"ban\"}")
+            .await
+            .unwrap()
+            > 100.0,
+        "the flood's packets are dropped at the gate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_rules_take_effect_on_every_node_and_changes_are_audited() {
+    let lab = Lab::start_with(3, LabOptions::default()).await.unwrap();
+    let client = lab.client();
+    assert_eq!(
+        client
+            .create_extension_with_secret(0, "1001", SECRET)
+            .await
+            .unwrap(),
+        StatusCode::CREATED
+    );
+    for i in 0..3 {
+        client.sync(i).await.unwrap();
+        assert!(answered(&lab, i, "127.0.0.7").await);
+    }
+    let resp = client
+        .req(1, reqwest::Method::POST, "/api/v1/firewall/rules")
+        .json(&json!({"action": "block", "network": "127.0.0.0/29", "services": ["sip"], "comment": "lab block"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let rule: Value = resp.json().await.unwrap();
+    assert_eq!(rule["network"], "127.0.0.0/29");
+    for i in 0..3 {
+        client.sync(i).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !answered(&lab, i, "127.0.0.7").await,
+            "node {i} ignores the rule"
+        );
+        assert!(
+            answered(&lab, i, "127.0.0.9").await,
+            "node {i} blocks outside the rule"
+        );
+    }
+    // Bad rules are refused with a reason.
+    for bad in [
+        json!({"action": "block", "network": "127.0.0.0/33"}),
+        json!({"action": "deny", "network": "127.0.0.0/8"}),
+        json!({"action": "block", "network": "example.com"}),
+        json!({"action": "block", "network": "10.0.0.0/8", "services": ["ftp"]}),
+    ] {
+        let resp = client
+            .req(0, reqwest::Method::POST, "/api/v1/firewall/rules")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // Blocking by default without an allow rule for the API would lock the admin out: refused.
+    let resp = client
+        .req(0, reqwest::Method::PUT, "/api/v1/firewall/policy")
+        .json(&json!({"default": "block"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+
+    let id = rule["id"].as_str().unwrap();
+    let resp = client
+        .req(
+            2,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/firewall/rules/{id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for i in 0..3 {
+        client.sync(i).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            answered(&lab, i, "127.0.0.7").await,
+            "node {i} still blocks"
+        );
+    }
+
+    // Who changed what, when, from where.
+    let mut entries = Vec::new();
+    for _ in 0..50 {
+        entries = client.get_json(0, "/api/v1/audit").await.unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if entries.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"POST /api/v1/extensions"), "{actions:?}");
+    assert!(
+        actions.contains(&"POST /api/v1/firewall/rules"),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.starts_with("DELETE /api/v1/firewall/rules/")),
+        "{actions:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["actor"] == "admin" && e["source"] == "127.0.0.1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_login_guessing_locks_out_the_source_not_the_account() {
+    let lab = Lab::start_with(1, LabOptions::default()).await.unwrap();
+    let url = format!("{}/api/v1/session", lab.nodes[0].api_url());
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(lab.ca_path()).unwrap()).unwrap();
+    let from = |addr: &str| {
+        reqwest::Client::builder()
+            .add_root_certificate(ca.clone())
+            .local_address(ip(addr))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let password = lab.admin_password.clone();
+    let attacker = from("127.0.0.10");
+    for _ in 0..5 {
+        let r = attacker
+            .post(&url)
+            .json(&json!({"username": "admin", "password": "Wrong-guess-123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let _ = attacker
+        .post(&url)
+        .json(&json!({"username": "admin", "password": "Wrong-guess-123"}))
+        .send()
+        .await;
+    // Now even the right password from that source is refused…
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = from("127.0.0.10")
+        .post(&url)
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await;
+    assert!(r.is_err() || r.unwrap().status() == StatusCode::FORBIDDEN);
+    // …while the real admin elsewhere logs in.
+    let r = from("127.0.0.11")
+        .post(&url)
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
