@@ -54,10 +54,20 @@ struct Entry {
     last_seen: Instant,
 }
 
+/// A full table is swept for quiet sources at most this often: sweeping on every packet of a flood
+/// from new addresses would make the defence itself the bottleneck.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Table {
+    sources: HashMap<IpAddr, Entry>,
+    next_sweep: Option<Instant>,
+}
+
 pub(crate) struct Detector {
     thresholds: [Threshold; 3],
     max_sources: usize,
-    table: Mutex<HashMap<IpAddr, Entry>>,
+    table: Mutex<Table>,
 }
 
 impl Detector {
@@ -66,7 +76,7 @@ impl Detector {
         Self {
             thresholds,
             max_sources,
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
         }
     }
 
@@ -80,22 +90,24 @@ impl Detector {
             .table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !table.contains_key(&ip) && table.len() >= self.max_sources {
+        let table = &mut *table;
+        if !table.sources.contains_key(&ip) && table.sources.len() >= self.max_sources {
             // Make room from sources gone quiet; if none, leave this one uncounted.
-            let longest = self
-                .thresholds
-                .iter()
-                .map(|t| t.window)
-                .max()
-                .unwrap_or_default();
-            table.retain(|_, e| now.duration_since(e.last_seen) < longest);
-            metrics::gauge!("pbx_security_tracked_sources").set(table.len() as f64);
-            if table.len() >= self.max_sources {
+            if table.next_sweep.is_none_or(|at| now >= at) {
+                let longest = self.thresholds.iter().map(|t| t.window).max();
+                let longest = longest.unwrap_or_default();
+                table
+                    .sources
+                    .retain(|_, e| now.duration_since(e.last_seen) < longest);
+                table.next_sweep = Some(now + SWEEP_EVERY);
+                metrics::gauge!("pbx_security_tracked_sources").set(table.sources.len() as f64);
+            }
+            if table.sources.len() >= self.max_sources {
                 metrics::counter!("pbx_security_untracked_total").increment(1);
                 return false;
             }
         }
-        let entry = table.entry(ip).or_insert(Entry {
+        let entry = table.sources.entry(ip).or_insert(Entry {
             windows: [None; 3],
             last_seen: now,
         });
@@ -118,12 +130,13 @@ impl Detector {
         self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .sources
             .remove(&ip);
     }
 
     #[cfg(test)]
     fn tracked(&self) -> usize {
-        self.table.lock().unwrap().len()
+        self.table.lock().unwrap().sources.len()
     }
 }
 
