@@ -1,6 +1,7 @@
 //! Fault scenarios against a cluster of real `pbx` processes.
 #![forbid(unsafe_code)]
 
+pub mod ban_gate;
 pub mod call_load;
 pub mod lab;
 pub mod phone;

@@ -25,6 +25,11 @@ enum Scenario {
     },
     /// Start a lab cluster with extensions FIRST..=LAST (all with SECRET), print its addresses as one
     /// JSON line, and keep it up for SECONDS (for load tests such as deploy/bench/register.sh).
+    /// A REGISTER flood from one source during a call: ban propagation, gate drop rate, call media.
+    BanGate {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Concurrent calls with RTP both ways through a fresh lab: loss, latency, CPU per packet.
     CallLoad {
         #[arg(long, default_value_t = 100)]
@@ -64,6 +69,15 @@ enum Scenario {
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().scenario {
         Scenario::LeaderKill { rounds, nodes } => scenarios::leader_kill(rounds, nodes).await?,
+        Scenario::BanGate { seconds } => {
+            let report = pbx_chaos::ban_gate::ban_gate(seconds).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.banned_on_node_ms.iter().all(Option::is_some),
+                "invariant broken: the source was not banned on every node"
+            );
+            return Ok(());
+        }
         Scenario::CallLoad {
             calls,
             seconds,
