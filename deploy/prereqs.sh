@@ -12,6 +12,9 @@ if [ "${1:-}" = "--sip-tools" ]; then
   command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
   command -v baresip >/dev/null 2>&1 || need+=(baresip)
   command -v svwar >/dev/null 2>&1 || need+=(sipvicious)
+  # The event-center tests: a real SMTP server (aiosmtpd) and certificates for a webhook receiver.
+  /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -71,6 +71,8 @@ pub struct LabOptions {
     /// Extra lines for each node's `[security]` section. 127.0.0.1 (the tests' and tools' own
     /// address) is trusted; tests that play attackers use other loopback addresses.
     pub security_extra: String,
+    /// Lines for each node's `[events]` section.
+    pub events_extra: String,
 }
 
 impl Default for LabOptions {
@@ -83,6 +85,7 @@ impl Default for LabOptions {
             media_extra: String::new(),
             calls_extra: String::new(),
             security_extra: String::new(),
+            events_extra: String::new(),
         }
     }
 }
@@ -207,11 +210,12 @@ impl Lab {
         let rtp_min = 10_000 + (id - 1) * per_node;
         let media = format!(
             "[media]\naddress = \"127.0.0.1\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n{}\n[calls]\n{}\n\
-             [security]\ntrusted_networks = [\"127.0.0.1/32\"]\n{}\n",
+             [security]\ntrusted_networks = [\"127.0.0.1/32\"]\n{}\n[events]\n{}\n",
             rtp_min + per_node - 1,
             self.options.media_extra,
             self.options.calls_extra,
             self.options.security_extra,
+            self.options.events_extra,
         );
         std::fs::write(
             &config,

@@ -50,6 +50,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub security: SecuritySection,
     #[serde(default)]
+    pub events: EventsSection,
+    #[serde(default)]
     pub vip: Option<VipSection>,
 }
 
@@ -207,6 +209,41 @@ impl Default for CallsSection {
             cdr_retention_days: default_cdr_retention_days(),
         }
     }
+}
+
+/// The event center: where notifications go out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// The mail relay for e-mail notifications (`host:port`, plain SMTP to a local relay).
+    #[serde(default)]
+    pub smtp_server: Option<SocketAddr>,
+    #[serde(default = "default_mail_from")]
+    pub mail_from: String,
+    /// An extra CA (PEM) trusted for webhook receivers, e.g. a private CA.
+    #[serde(default)]
+    pub extra_ca_file: Option<PathBuf>,
+    /// Events older than this are deleted; 0 keeps them forever.
+    #[serde(default = "default_event_retention_days")]
+    pub retention_days: u64,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Self {
+            smtp_server: None,
+            mail_from: default_mail_from(),
+            extra_ca_file: None,
+            retention_days: default_event_retention_days(),
+        }
+    }
+}
+
+fn default_mail_from() -> String {
+    "pbx@localhost".to_owned()
+}
+fn default_event_retention_days() -> u64 {
+    90
 }
 
 /// The gate and the automatic defence (defaults after a commercial PBX's: SIP 40 packets per 2 s,

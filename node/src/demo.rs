@@ -60,6 +60,7 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
         },
         calls: CallsSection::default(),
         // Everything in the demo comes from this machine.
+        events: crate::config::EventsSection::default(),
         security: SecuritySection {
             trusted_networks: vec!["127.0.0.1/32".into()],
             ..SecuritySection::default()

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod demo;
+pub mod events;
 mod media;
 pub mod policy;
 pub mod run;

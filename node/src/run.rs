@@ -60,7 +60,11 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let cluster = Cluster::start(config, &cfg.data_dir)
         .await
         .with_context(|| format!("starting cluster node {}", cfg.node_id))?;
-    let security = crate::security::Security::start(&cfg.security, cluster.clone());
+    let events = crate::events::Events::start(&cfg.events, cluster.clone())
+        .context("starting the event center")?;
+    tokio::spawn(announce_leadership(cluster.clone(), Arc::clone(&events)));
+    let security =
+        crate::security::Security::start(&cfg.security, cluster.clone(), Arc::clone(&events));
     let sip = crate::sip::SipService::start(
         &cfg.sip,
         &cfg.media,
@@ -79,6 +83,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         cluster: cluster.clone(),
         prometheus,
         security: Arc::clone(&security),
+        events,
     });
     let api_task = tokio::spawn(api::serve_https(listener, tls, router, stop_rx, security));
     tracing::info!(node = cfg.node_id, api = %format!("https://{}", cfg.api_advertise()), raft = %cfg.raft_advertise(), "node running");
@@ -216,4 +221,33 @@ async fn init_on(cluster: &Cluster, cfg: &NodeConfig) -> anyhow::Result<Bootstra
         password,
         cluster_id,
     })
+}
+
+/// A node that becomes the Raft leader says so in the event center (a failover, when it was not the
+/// first election).
+async fn announce_leadership(cluster: Cluster, events: Arc<crate::events::Events>) {
+    let mut metrics = cluster.raft_metrics();
+    let me = cluster.node_id();
+    let mut was_leader = false;
+    let mut seen_other = false;
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        let leads = leader == Some(me);
+        if leads && !was_leader && seen_other {
+            events.raise(
+                "leader_changed",
+                storage::model::Severity::Warning,
+                None,
+                format!("node {me} took over as leader (term {term})"),
+            );
+        }
+        seen_other |= leader.is_some_and(|l| l != me);
+        was_leader = leads;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }

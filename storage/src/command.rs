@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::codec::{self, CodecError};
 use crate::model::{
-    ActiveCall, AuditEntry, Ban, Binding, CallDetail, ClusterRecord, Extension, FirewallRule,
-    MemberRecord, Setting, UnixMillis, UserAccount, VipConfig,
+    ActiveCall, AuditEntry, Ban, Binding, CallDetail, ClusterRecord, Event, Extension,
+    FirewallRule, MemberRecord, Recipient, Setting, UnixMillis, UserAccount, VipConfig,
 };
 use crate::tables::{Record, Table};
 
@@ -82,6 +82,16 @@ pub enum Command {
     /// Drop audit entries older than `before`.
     PruneAudit {
         before: UnixMillis,
+    },
+    /// Keep an event for the event center.
+    RecordEvent(Event),
+    /// Drop events older than `before`.
+    PruneEvents {
+        before: UnixMillis,
+    },
+    PutRecipient(Recipient),
+    DeleteRecipient {
+        id: String,
     },
     /// Several commands in one log entry, applied in order, each with its own response. The cluster
     /// layer batches concurrent proposals this way so that one fsync commits many writes.
@@ -207,24 +217,18 @@ impl Command {
             }
             Self::Audit(entry) => put(txn, entry),
             Self::PruneAudit { before } => {
-                let bound = AuditEntry::key_for(*before, "");
-                for key in txn.keys_with_prefix(Table::Audit, "") {
-                    if key >= bound {
-                        break;
-                    }
-                    txn.delete(Table::Audit, &key);
-                }
+                prune_before(txn, Table::Audit, &AuditEntry::key_for(*before, ""));
                 Ok(Response::Ok)
             }
+            Self::RecordEvent(event) => put(txn, event),
+            Self::PruneEvents { before } => {
+                prune_before(txn, Table::Events, &Event::key_for(*before, ""));
+                Ok(Response::Ok)
+            }
+            Self::PutRecipient(r) => put(txn, r),
+            Self::DeleteRecipient { id } => Ok(delete(txn, Table::Recipients, id, true)),
             Self::PruneCdrs { before } => {
-                // Keys start with the zero-padded start time: everything before `before` sorts first.
-                let bound = CallDetail::key_for(*before, "");
-                for key in txn.keys_with_prefix(Table::Cdrs, "") {
-                    if key >= bound {
-                        break;
-                    }
-                    txn.delete(Table::Cdrs, &key);
-                }
+                prune_before(txn, Table::Cdrs, &CallDetail::key_for(*before, ""));
                 Ok(Response::Ok)
             }
             Self::UpdateBindings(ops) => {
@@ -263,6 +267,10 @@ impl Command {
             Self::ForgetBans { .. } => "forget_bans",
             Self::Audit(_) => "audit",
             Self::PruneAudit { .. } => "prune_audit",
+            Self::RecordEvent(_) => "record_event",
+            Self::PruneEvents { .. } => "prune_events",
+            Self::PutRecipient(_) => "put_recipient",
+            Self::DeleteRecipient { .. } => "delete_recipient",
             Self::Batch(_) => "batch",
         }
     }
@@ -308,6 +316,16 @@ fn apply_binding(txn: &mut dyn Txn, op: &BindingOp) -> Result<(), CodecError> {
         }
     }
     Ok(())
+}
+
+/// Deletes every key that sorts before `bound` (tables keyed by a zero-padded time first).
+fn prune_before(txn: &mut dyn Txn, table: Table, bound: &str) {
+    for key in txn.keys_with_prefix(table, "") {
+        if key.as_str() >= bound {
+            break;
+        }
+        txn.delete(table, &key);
+    }
 }
 
 fn table_name(table: Table) -> String {

@@ -485,3 +485,71 @@ impl Record for AuditEntry {
         Self::key_for(self.at, &self.seq)
     }
 }
+
+/// How much an event matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// A security or operational event, kept (replicated) for the event center.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: UnixMillis,
+    pub seq: String,
+    /// What happened: `login_failed`, `source_banned`, `ban_lifted`, `firewall_changed`,
+    /// `leader_changed`, …
+    pub kind: String,
+    pub severity: Severity,
+    /// The node that saw it.
+    pub node_id: NodeId,
+    /// The address involved, when there is one.
+    pub source: Option<String>,
+    pub message: String,
+}
+
+impl Event {
+    pub fn key_for(at: UnixMillis, seq: &str) -> String {
+        format!("{at:020}-{seq}")
+    }
+}
+
+impl Record for Event {
+    const TABLE: Table = Table::Events;
+    fn key(&self) -> String {
+        Self::key_for(self.at, &self.seq)
+    }
+}
+
+/// How a recipient is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// An HTTPS POST of the event as JSON, signed with HMAC-SHA256.
+    Webhook,
+    Email,
+}
+
+/// Who hears about which events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub id: String,
+    pub channel: Channel,
+    /// An `https://` URL or an e-mail address.
+    pub address: String,
+    /// Event kinds sent; empty means all.
+    pub kinds: Vec<String>,
+    /// The webhook's HMAC key (hex); never shown again after creation.
+    pub secret: String,
+    pub created_at: UnixMillis,
+}
+
+impl Record for Recipient {
+    const TABLE: Table = Table::Recipients;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}

@@ -25,11 +25,13 @@ pub enum Table {
     Firewall,
     Bans,
     Audit,
+    Events,
+    Recipients,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -41,6 +43,8 @@ impl Table {
         Self::Firewall,
         Self::Bans,
         Self::Audit,
+        Self::Events,
+        Self::Recipients,
     ];
 
     /// Column family holding the table.
@@ -57,6 +61,8 @@ impl Table {
             Self::Firewall => "t_firewall",
             Self::Bans => "t_bans",
             Self::Audit => "t_audit",
+            Self::Events => "t_events",
+            Self::Recipients => "t_recipients",
         }
     }
 
@@ -74,6 +80,8 @@ impl Table {
             Self::Firewall => 9,
             Self::Bans => 10,
             Self::Audit => 11,
+            Self::Events => 12,
+            Self::Recipients => 13,
         }
     }
 

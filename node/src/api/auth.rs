@@ -109,6 +109,15 @@ pub(crate) async fn check_login(
             if let Some(ip) = client {
                 state.security.auth_failed(ip, storage::model::Service::Api);
             }
+            state.events.raise(
+                "login_failed",
+                storage::model::Severity::Info,
+                client,
+                format!(
+                    "failed admin login for {:?}",
+                    user.chars().take(64).collect::<String>()
+                ),
+            );
             Err(ApiError::Unauthorized)
         }
     }

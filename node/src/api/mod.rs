@@ -5,6 +5,7 @@ mod calls;
 mod cdrs;
 mod cluster;
 mod error;
+mod events;
 mod extensions;
 mod guard;
 mod json;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub cluster: ::cluster::Cluster,
     pub prometheus: PrometheusHandle,
     pub security: std::sync::Arc<crate::security::Security>,
+    pub events: std::sync::Arc<crate::events::Events>,
 }
 
 impl AppState {
@@ -78,6 +80,15 @@ pub fn router(state: AppState) -> Router {
         .route("/bans", get(security::list_bans).post(security::create_ban))
         .route("/bans/{ip}", axum::routing::delete(security::lift_ban))
         .route("/audit", get(security::audit))
+        .route("/events", get(events::list))
+        .route(
+            "/notifications/recipients",
+            get(events::list_recipients).post(events::create_recipient),
+        )
+        .route(
+            "/notifications/recipients/{id}",
+            axum::routing::delete(events::delete_recipient),
+        )
         .route("/calls", get(calls::list))
         .route("/calls/{id}", get(calls::get))
         .route("/cdrs", get(cdrs::list))

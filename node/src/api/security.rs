@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use storage::Command;
-use storage::model::{AuditEntry, Ban, FirewallAction, FirewallRule, Service, Setting};
+use storage::model::{AuditEntry, Ban, FirewallAction, FirewallRule, Service, Setting, Severity};
 
 use super::AppState;
 use super::auth::Admin;
@@ -86,6 +86,15 @@ pub(crate) async fn create_rule(
         .propose_checked(Command::PutFirewallRule(rule.clone()))
         .await?;
     tracing::warn!(rule = %rule.id, action = ?rule.action, network = %rule.network, by = %rule.created_by, "security: firewall changed");
+    state.events.raise(
+        "firewall_changed",
+        Severity::Warning,
+        None,
+        format!(
+            "{} added a {:?} rule for {}",
+            rule.created_by, rule.action, rule.network
+        ),
+    );
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
@@ -104,6 +113,12 @@ pub(crate) async fn delete_rule(
         .propose_checked(Command::DeleteFirewallRule { id: id.clone() })
         .await?;
     tracing::warn!(rule = %id, by = %admin.username, "security: firewall rule removed");
+    state.events.raise(
+        "firewall_changed",
+        Severity::Warning,
+        None,
+        format!("{} removed firewall rule {id}", admin.username),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -159,6 +174,15 @@ pub(crate) async fn put_policy(
     };
     state.propose_checked(Command::PutSetting(setting)).await?;
     tracing::warn!(policy = %req.default, by = %admin.username, "security: firewall default policy changed");
+    state.events.raise(
+        "firewall_changed",
+        Severity::Warning,
+        None,
+        format!(
+            "{} set the default policy to {}",
+            admin.username, req.default
+        ),
+    );
     Ok(Json(req))
 }
 
@@ -256,6 +280,12 @@ pub(crate) async fn lift_ban(
         .await?;
     state.security.forgive(ip);
     tracing::warn!(source = %ip, by = %admin.username, "security: ban lifted");
+    state.events.raise(
+        "ban_lifted",
+        Severity::Info,
+        Some(ip),
+        format!("{} lifted the ban on {ip}", admin.username),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 
 use cluster::Cluster;
 use storage::Command;
-use storage::model::{Ban, Service, UnixMillis};
+use storage::model::{Ban, Service, Severity, UnixMillis};
+
+use crate::events::Events;
 
 use crate::config::SecuritySection;
 use crate::time::now_millis;
@@ -41,7 +43,7 @@ pub struct Security {
 
 impl Security {
     /// Starts the gate's refresh, the ban proposer and the leader's clean-up (for the process's life).
-    pub fn start(cfg: &SecuritySection, cluster: Cluster) -> Arc<Self> {
+    pub fn start(cfg: &SecuritySection, cluster: Cluster, events: Arc<Events>) -> Arc<Self> {
         let trusted = cfg
             .trusted_networks
             .iter()
@@ -67,6 +69,7 @@ impl Security {
             gate: Arc::clone(&gate),
             base: Duration::from_secs(cfg.ban_secs.max(1)),
             max: Duration::from_secs(cfg.max_ban_secs.max(cfg.ban_secs.max(1))),
+            events,
         };
         tokio::spawn(banner.run(queue));
         tokio::spawn(forget_old_bans(cluster));
@@ -127,6 +130,7 @@ impl Security {
 
 /// Turns offences into replicated bans, each longer than the last for a repeat offender.
 struct Banner {
+    events: Arc<Events>,
     cluster: Cluster,
     gate: Arc<Gate>,
     base: Duration,
@@ -162,6 +166,16 @@ impl Banner {
             match self.cluster.propose(Command::PutBan(ban)).await {
                 Ok(_) => {
                     metrics::counter!("pbx_security_bans_total", "reason" => o.reason).increment(1);
+                    let minutes = (until - now) / 60_000;
+                    self.events.raise(
+                        "source_banned",
+                        Severity::Warning,
+                        Some(o.ip),
+                        format!(
+                            "{} banned on every node for {minutes} minutes ({}, strike {strikes})",
+                            o.ip, o.reason
+                        ),
+                    );
                     tracing::warn!(source = %o.ip, reason = o.reason, strikes, until, "security: source banned cluster-wide");
                 }
                 Err(e) => {

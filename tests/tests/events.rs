@@ -1,0 +1,281 @@
+//! The event center: a brute-forcing source is banned, and the events (failed logins, the ban) are
+//! stored, listed with filters, posted to an HTTPS webhook with a valid HMAC signature and mailed
+//! through a real SMTP server (aiosmtpd).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use pbx_tests::{Lab, LabOptions, free_port};
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, for the webhook receiver.
+fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=events test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "hook.key",
+            "-out",
+            "hook.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "hook.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "hook.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+async fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_is_stored_posted_signed_and_mailed() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let (hook_port, smtp_port) = (free_port(false), free_port(false));
+    let hooks = dir.path().join("hooks.jsonl");
+    let receiver = concat!(env!("CARGO_MANIFEST_DIR"), "/events/receiver.py");
+    let _hook = KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args([receiver, &hook_port.to_string()])
+            .arg(dir.path().join("hook.pem"))
+            .arg(dir.path().join("hook.key"))
+            .arg(&hooks)
+            .spawn()
+            .unwrap(),
+    );
+    let maildir = dir.path().join("mail");
+    let _smtp = KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{smtp_port}"),
+            ])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let options = LabOptions {
+        events_extra: format!(
+            "smtp_server = \"127.0.0.1:{smtp_port}\"\nmail_from = \"pbx@lab.test\"\nextra_ca_file = \"{}\"",
+            dir.path().join("ca.pem").display()
+        ),
+        ..LabOptions::default()
+    };
+    let lab = Lab::start_with(3, options).await.unwrap();
+    let client = lab.client();
+    let resp = client
+        .req(0, reqwest::Method::POST, "/api/v1/notifications/recipients")
+        .json(&json!({"channel": "webhook", "address": format!("https://127.0.0.1:{hook_port}/pbx"), "kinds": ["source_banned", "login_failed"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let webhook: Value = resp.json().await.unwrap();
+    let secret = webhook["secret"].as_str().unwrap().to_owned();
+    let resp = client
+        .req(1, reqwest::Method::POST, "/api/v1/notifications/recipients")
+        .json(&json!({"channel": "email", "address": "ops@lab.test", "kinds": ["source_banned"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // Bad recipients are refused with a reason; the secret is never listed again.
+    for bad in [
+        json!({"channel": "webhook", "address": "http://127.0.0.1/plain"}),
+        json!({"channel": "email", "address": "ops@lab.test>\r\nRCPT TO:<x@y"}),
+        json!({"channel": "sms", "address": "+100"}),
+    ] {
+        let r = client
+            .req(0, reqwest::Method::POST, "/api/v1/notifications/recipients")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let listed = client
+        .get_json(2, "/api/v1/notifications/recipients")
+        .await
+        .unwrap();
+    assert_eq!(listed["recipients"].as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&secret));
+
+    // Someone guesses the admin password from 127.0.0.13.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(lab.ca_path()).unwrap()).unwrap();
+    let attacker = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .local_address("127.0.0.13".parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("{}/api/v1/session", lab.nodes[1].api_url());
+    for _ in 0..6 {
+        let _ = attacker
+            .post(&url)
+            .json(&json!({"username": "admin", "password": "Not-the-password-1"}))
+            .send()
+            .await;
+    }
+
+    // Stored and listed (on another node), filtered by kind.
+    let mut banned = Vec::new();
+    for _ in 0..50 {
+        let page = client
+            .get_json(0, "/api/v1/events?kind=source_banned")
+            .await
+            .unwrap();
+        banned = page["events"].as_array().unwrap().clone();
+        if !banned.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(banned.len(), 1, "{banned:?}");
+    assert_eq!(banned[0]["source"], "127.0.0.13");
+    assert_eq!(banned[0]["severity"], "warning");
+    let failed = client
+        .get_json(2, "/api/v1/events?kind=login_failed")
+        .await
+        .unwrap();
+    assert!(failed["events"].as_array().unwrap().len() >= 5);
+    let r = client
+        .req(0, reqwest::Method::GET, "/api/v1/events?severity=loud")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Posted to the webhook, signed with the recipient's secret over timestamp and body.
+    let posts = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&hooks).ok()?;
+        let posts: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        posts
+            .iter()
+            .any(|p| p["headers"]["x-pbx-event"] == "source_banned")
+            .then_some(posts)
+    })
+    .await
+    .expect("the ban reached the webhook");
+    for post in &posts {
+        let headers = &post["headers"];
+        let body = post["body"].as_str().unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&hex::decode(&secret).unwrap()).unwrap();
+        mac.update(headers["x-pbx-timestamp"].as_str().unwrap().as_bytes());
+        mac.update(b".");
+        mac.update(body.as_bytes());
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(
+            headers["x-pbx-signature"],
+            expected.as_str(),
+            "bad signature on {post}"
+        );
+        let event: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["kind"], headers["x-pbx-event"]);
+    }
+
+    // Mailed through the SMTP server.
+    let mail = wait_for(Duration::from_secs(10), || {
+        let new = std::fs::read_dir(maildir.join("new")).ok()?;
+        new.flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .find(|m| m.contains("source_banned"))
+    })
+    .await
+    .expect("the ban was mailed");
+    assert!(mail.contains("To: <ops@lab.test>"), "{mail}");
+    assert!(mail.contains("127.0.0.13"), "{mail}");
+}
