@@ -274,6 +274,9 @@ pub struct SecuritySection {
     /// Sources counted at once; under a flood from more, new ones go uncounted.
     #[serde(default = "default_max_tracked_sources")]
     pub max_tracked_sources: usize,
+    /// A daily event lists SIP secrets and web passwords older than this; 0 turns it off.
+    #[serde(default = "default_password_max_age_days")]
+    pub password_max_age_days: u64,
 }
 
 impl Default for SecuritySection {
@@ -289,6 +292,7 @@ impl Default for SecuritySection {
             ban_secs: default_ban_secs(),
             max_ban_secs: default_max_ban_secs(),
             max_tracked_sources: default_max_tracked_sources(),
+            password_max_age_days: default_password_max_age_days(),
         }
     }
 }
@@ -384,6 +388,9 @@ fn default_ban_secs() -> u64 {
 }
 fn default_max_ban_secs() -> u64 {
     86_400
+}
+fn default_password_max_age_days() -> u64 {
+    90
 }
 fn default_max_tracked_sources() -> usize {
     100_000

@@ -550,6 +550,12 @@ async fn bad_offers_limits_and_an_exhausted_port_range_are_refused_cleanly() {
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
             400,
         ),
+        // SDES-SRTP keys over plain UDP would be readable by anyone on the path.
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0\r\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+            488,
+        ),
     ] {
         let out = alice.dial("1002", Some(body)).await.unwrap();
         let got = alice.outcome(&out, Duration::from_secs(5)).await.unwrap();

@@ -279,3 +279,59 @@ async fn a_ban_is_stored_posted_signed_and_mailed() {
     assert!(mail.contains("To: <ops@lab.test>"), "{mail}");
     assert!(mail.contains("127.0.0.13"), "{mail}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_and_its_return_are_events() {
+    let mut lab = Lab::start_with(3, LabOptions::default()).await.unwrap();
+    let client = lab.client();
+    let leader = lab.wait_leader(Duration::from_secs(10)).await.unwrap();
+    let victim = (leader + 1) % 3;
+    let victim_id = lab.nodes[victim].id;
+    lab.kill(victim);
+    let kinds = |page: &Value| -> Vec<(String, String)> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap().to_owned(),
+                    e["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let mut lost = false;
+    for _ in 0..150 {
+        let page = client
+            .get_json(leader, "/api/v1/events?kind=node_lost")
+            .await
+            .unwrap();
+        if kinds(&page)
+            .iter()
+            .any(|(_, m)| m.contains(&format!("node {victim_id} ")))
+        {
+            lost = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lost, "no node_lost event for node {victim_id}");
+    lab.restart(victim).await.unwrap();
+    let mut back = false;
+    for _ in 0..150 {
+        let page = client
+            .get_json(leader, "/api/v1/events?severity=info")
+            .await
+            .unwrap();
+        if kinds(&page)
+            .iter()
+            .any(|(k, m)| k == "node_recovered" && m.contains(&format!("node {victim_id} ")))
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "no node_recovered event for node {victim_id}");
+}

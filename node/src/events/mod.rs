@@ -67,8 +67,9 @@ impl Events {
         });
         if cfg.retention_days > 0 {
             let keep = Duration::from_secs(cfg.retention_days.saturating_mul(86_400));
-            tokio::spawn(prune(cluster, keep));
+            tokio::spawn(prune(cluster.clone(), keep));
         }
+        tokio::spawn(watch_members(cluster, Arc::clone(&this)));
         Ok(this)
     }
 
@@ -194,6 +195,59 @@ pub fn sign(secret_hex: &str, timestamp: &str, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// How often the leader looks at its followers, and how many looks in a row a silent one gets before
+/// it is reported lost.
+const MEMBER_CHECK: Duration = Duration::from_secs(2);
+const LOST_AFTER: u32 = 3;
+
+/// The leader reports a member it has not heard from (`node_lost`) and its return (`node_recovered`).
+async fn watch_members(cluster: Cluster, events: Arc<Events>) {
+    let mut silent: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(MEMBER_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if cluster.current_leader() != Some(cluster.node_id()) {
+            silent.clear();
+            continue;
+        }
+        let status = cluster.status().await;
+        for m in status
+            .members
+            .iter()
+            .filter(|m| m.node_id != cluster.node_id())
+        {
+            let count = silent.entry(m.node_id).or_default();
+            if m.healthy {
+                if *count >= LOST_AFTER {
+                    events.raise(
+                        "node_recovered",
+                        Severity::Info,
+                        None,
+                        format!("node {} is back in the cluster", m.node_id),
+                    );
+                }
+                *count = 0;
+            } else {
+                *count += 1;
+                if *count == LOST_AFTER {
+                    events.raise(
+                        "node_lost",
+                        Severity::Critical,
+                        None,
+                        format!(
+                            "node {} ({}) has not answered the leader for {} s",
+                            m.node_id,
+                            m.raft_addr,
+                            (MEMBER_CHECK * LOST_AFTER).as_secs()
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The leader drops events past their retention.

@@ -5,6 +5,7 @@
 mod detector;
 mod gate;
 pub mod net;
+mod rotation;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -69,9 +70,13 @@ impl Security {
             gate: Arc::clone(&gate),
             base: Duration::from_secs(cfg.ban_secs.max(1)),
             max: Duration::from_secs(cfg.max_ban_secs.max(cfg.ban_secs.max(1))),
-            events,
+            events: Arc::clone(&events),
         };
         tokio::spawn(banner.run(queue));
+        if cfg.password_max_age_days > 0 {
+            let max_age = Duration::from_secs(cfg.password_max_age_days.saturating_mul(86_400));
+            tokio::spawn(rotation::run(cluster.clone(), Arc::clone(&events), max_age));
+        }
         tokio::spawn(forget_old_bans(cluster));
         Arc::new(Self {
             gate,

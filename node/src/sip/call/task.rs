@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use pbx_sip::sdp::{Direction, MediaInfo, Sdp};
-use pbx_sip::transaction::{ClientTxId, Peer, ServerTxId, Timer};
+use pbx_sip::transaction::{ClientTxId, Peer, ServerTxId, Timer, Transport};
 use storage::model::{
     ActiveCall, Binding, DialogLeg, Disposition, Extension, HangupSide, MediaStream, UnixMillis,
 };
@@ -248,6 +248,11 @@ impl Setup<'_> {
         if offer.media().iter().all(|m| m.port == 0) {
             return Err(refuse(488, "No Media Offered", None));
         }
+        // SDES-SRTP keys travel in the SDP: only over SIP over TLS, in and out.
+        let srtp = carries_keys(&offer);
+        if srtp && self.peer.transport != Transport::Tls {
+            return Err(refuse(488, "SRTP Keys Need SIP over TLS", None));
+        }
         let now = now_millis();
         let bindings: Vec<Binding> = reader
             .scan_prefix::<Binding>(&Binding::aor_prefix(self.callee))
@@ -257,6 +262,7 @@ impl Setup<'_> {
             })?
             .into_iter()
             .filter(|b| b.expires_at > now && b.reachable != Some(false))
+            .filter(|b| !srtp || b.transport == "tls")
             .collect();
         if bindings.is_empty() {
             return Err(refuse(
@@ -535,6 +541,11 @@ fn stream_ports(sdp: &Sdp, media: &MediaSession, side: Side) -> Vec<u16> {
             }
         })
         .collect()
+}
+
+/// Whether an SDP carries SDES-SRTP keys (`a=crypto`), which must never cross a leg in clear.
+fn carries_keys(sdp: &Sdp) -> bool {
+    sdp.media().iter().any(|m| m.has_crypto)
 }
 
 /// Whether an SDP puts any stream on hold or makes it silent on purpose.
@@ -1125,6 +1136,21 @@ impl CallTask {
                 return;
             }
         };
+        let clear = [from, to]
+            .iter()
+            .any(|leg| self.peers[*leg].transport != Transport::Tls);
+        if carries_keys(&offer) && clear {
+            let resp = self.respond_in_leg(
+                from,
+                &req,
+                488,
+                Some("SRTP Keys Need SIP over TLS"),
+                &[],
+                None,
+            );
+            self.calls.endpoint.respond(tx, resp).await;
+            return;
+        }
         let have = self.media.stream_count();
         if offer.media().len() < have {
             let resp = self.respond_in_leg(
