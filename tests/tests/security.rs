@@ -166,19 +166,17 @@ async fn a_register_flood_is_banned_while_other_phones_keep_working() {
             StatusCode::CREATED
         );
     }
-    // 500 REGISTERs a second from 127.0.0.4, far over 40 packets per 2 s.
+    // sipp from 127.0.0.4 starts 500 calls a second (INVITE floods), far over 40 packets per 2 s.
     let target = sip(&lab, 0);
-    let flood = tokio::spawn(async move {
-        let sock = tokio::net::UdpSocket::bind("127.0.0.4:0").await.unwrap();
-        for i in 0..1000u32 {
-            let msg = format!(
-                "REGISTER sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.4;branch=z9hG4bKf{i}\r\nMax-Forwards: 70\r\n\
-                 From: <sip:1001@{target}>;tag=f{i}\r\nTo: <sip:1001@{target}>\r\nCall-ID: flood-{i}\r\nCSeq: 1 REGISTER\r\n\
-                 Contact: <sip:1001@127.0.0.4>\r\nContent-Length: 0\r\n\r\n"
-            );
-            let _ = sock.send_to(msg.as_bytes(), target).await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+    let flood = tokio::task::spawn_blocking(move || {
+        Command::new("sipp")
+            .arg(target.to_string())
+            .args(["-sn", "uac", "-s", "1002", "-i", "127.0.0.4", "-p", "25099"])
+            .args(["-r", "500", "-m", "1000", "-timeout", "8s", "-nostdin"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("sipp is installed (Debian sip-tester)")
     });
     // Meanwhile two phones on their own addresses register and call each other.
     let mut alice = Phone::bound(ip("127.0.0.5"), target, "1001", SECRET)
@@ -371,4 +369,66 @@ async fn web_login_guessing_locks_out_the_source_not_the_account() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_thousands_of_addresses_stays_within_bounded_memory() {
+    let options = LabOptions {
+        security_extra: "max_tracked_sources = 1000".into(),
+        ..LabOptions::default()
+    };
+    let lab = Lab::start_with(1, options).await.unwrap();
+    let client = lab.client();
+    assert_eq!(
+        client
+            .create_extension_with_secret(0, "1001", SECRET)
+            .await
+            .unwrap(),
+        StatusCode::CREATED
+    );
+    let target = sip(&lab, 0);
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    };
+    let pid = lab.nodes[0].pid().unwrap();
+    let before = rss(pid);
+    // 5,000 sources (127.1.x.y, all on the loopback interface), paced so the socket buffer keeps up.
+    for n in 0..5_000u32 {
+        let addr = std::net::Ipv4Addr::new(127, 1, (n / 250) as u8, (n % 250 + 1) as u8);
+        let sock = std::net::UdpSocket::bind((addr, 0)).unwrap();
+        let msg = format!(
+            "OPTIONS sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKm{n}\r\nMax-Forwards: 70\r\n\
+             From: <sip:x@{addr}>;tag=m{n}\r\nTo: <sip:{target}>\r\nCall-ID: many-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = sock.send_to(msg.as_bytes(), target);
+        if n % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The table stopped at its bound: the rest went uncounted, not into memory.
+    let untracked = client
+        .metric(0, "pbx_security_untracked_total")
+        .await
+        .unwrap();
+    let received = client
+        .metric(0, "pbx_sip_messages_received_total{transport=\"udp\"}")
+        .await
+        .unwrap();
+    assert!(
+        untracked > 0.0,
+        "untracked {untracked}, received {received}"
+    );
+    let grown = rss(pid).saturating_sub(before);
+    assert!(grown < 64 * 1024, "the node grew by {grown} KiB");
+    // And it still serves a phone elsewhere.
+    let mut phone = Phone::bound(ip("127.0.0.20"), target, "1001", SECRET)
+        .await
+        .unwrap();
+    assert_eq!(phone.register(300).await.unwrap(), 200);
 }
