@@ -152,6 +152,8 @@ pub struct Phone {
     pub rtp_stats: Arc<RtpStats>,
     cseq: u32,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Header lines (each ending in CRLF) added to every INVITE this phone sends.
+    pub invite_headers: String,
 }
 
 impl Drop for Phone {
@@ -261,6 +263,7 @@ impl Phone {
             rtp_stats: stats,
             cseq: 0,
             tasks: vec![reader, counter],
+            invite_headers: String::new(),
         })
     }
 
@@ -372,7 +375,8 @@ impl Phone {
         format!(
             "INVITE sip:{callee}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\n\
              From: \"{user}\" <sip:{user}@{server}>;tag={tag}\r\nTo: <sip:{callee}@{server}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
-             Contact: {contact}\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+             Contact: {contact}\r\n{auth}{extra}Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+            extra = self.invite_headers,
             server = self.server,
             local = self.sip_addr,
             b = token(),

@@ -198,6 +198,10 @@ pub struct CallsSection {
     /// Call detail records older than this are deleted; 0 keeps them forever.
     #[serde(default = "default_cdr_retention_days")]
     pub cdr_retention_days: u64,
+    /// Refuse calls whose caller hides its identity (`433 Anonymity Disallowed`); when off, such a
+    /// caller is shown to the callee as anonymous.
+    #[serde(default)]
+    pub reject_anonymous: bool,
 }
 
 impl Default for CallsSection {
@@ -207,6 +211,7 @@ impl Default for CallsSection {
             max_call_secs: default_max_call_secs(),
             max_calls_per_extension: default_max_calls_per_extension(),
             cdr_retention_days: default_cdr_retention_days(),
+            reject_anonymous: false,
         }
     }
 }

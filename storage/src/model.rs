@@ -411,6 +411,25 @@ impl Service {
     }
 }
 
+/// The transport a packet or connection came over (the admin API is always TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        }
+    }
+}
+
 /// An allow or block rule for a network, replicated so that every node enforces it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirewallRule {
@@ -420,6 +439,9 @@ pub struct FirewallRule {
     pub network: String,
     /// The services it applies to; empty means all.
     pub services: Vec<Service>,
+    /// The transports it applies to; empty means all.
+    #[serde(default)]
+    pub transports: Vec<Transport>,
     pub comment: String,
     pub created_by: String,
     pub created_at: UnixMillis,

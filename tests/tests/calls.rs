@@ -671,3 +671,47 @@ async fn early_media_reaches_the_caller_before_the_answer() {
     );
     assert_clean(&lab, &client).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_asking_for_privacy_is_anonymous_or_refused_by_policy() {
+    let (lab, client) = lab_with(1, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    alice.invite_headers = "Privacy: id\r\n".into();
+    let out = alice.dial("1002", None).await.unwrap();
+    let (answered, placed) = tokio::join!(
+        bob.answer(Answer::Accept, Duration::from_secs(5)),
+        alice.outcome(&out, Duration::from_secs(5))
+    );
+    let (invite, _) = answered.unwrap();
+    let from = invite.header("From").unwrap();
+    assert!(from.contains("sip:anonymous@anonymous.invalid"), "{from}");
+    assert!(
+        !invite.raw.contains("1001"),
+        "the caller's number leaks: {}",
+        invite.raw
+    );
+    let mut d = placed.unwrap().unwrap();
+    assert_eq!(alice.hang_up(&mut d).await.unwrap(), 200);
+    assert_clean(&lab, &client).await;
+    drop(lab);
+
+    let options = LabOptions {
+        calls_extra: "reject_anonymous = true".into(),
+        ..LabOptions::default()
+    };
+    let (lab, client) = lab_with(1, options, &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let _bob = phone(&lab, "1002").await;
+    alice.invite_headers = "Privacy: id\r\n".into();
+    let out = alice.dial("1002", None).await.unwrap();
+    assert_eq!(
+        alice
+            .outcome(&out, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err(),
+        433
+    );
+    assert_clean(&lab, &client).await;
+}

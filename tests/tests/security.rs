@@ -154,7 +154,7 @@ async fn svcrack_is_banned_on_every_node_after_the_threshold() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_register_flood_is_banned_while_other_phones_keep_working() {
+async fn a_sipp_invite_flood_is_banned_while_other_phones_keep_working() {
     let lab = Lab::start_with(1, LabOptions::default()).await.unwrap();
     let client = lab.client();
     for n in ["1001", "1002"] {
@@ -246,12 +246,27 @@ async fn firewall_rules_take_effect_on_every_node_and_changes_are_audited() {
             "node {i} blocks outside the rule"
         );
     }
+    // A rule for one transport leaves the others alone.
+    let resp = client
+        .req(0, reqwest::Method::POST, "/api/v1/firewall/rules")
+        .json(&json!({"action": "block", "network": "127.0.0.16/30", "transports": ["tcp", "tls"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    client.sync(0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        answered(&lab, 0, "127.0.0.17").await,
+        "UDP is not in the rule"
+    );
     // Bad rules are refused with a reason.
     for bad in [
         json!({"action": "block", "network": "127.0.0.0/33"}),
         json!({"action": "deny", "network": "127.0.0.0/8"}),
         json!({"action": "block", "network": "example.com"}),
         json!({"action": "block", "network": "10.0.0.0/8", "services": ["ftp"]}),
+        json!({"action": "block", "network": "10.0.0.0/8", "transports": ["sctp"]}),
     ] {
         let resp = client
             .req(0, reqwest::Method::POST, "/api/v1/firewall/rules")

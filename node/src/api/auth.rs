@@ -107,7 +107,11 @@ pub(crate) async fn check_login(
             // The source is locked out after repeated failures, never the account: an attacker
             // elsewhere cannot lock a real admin out.
             if let Some(ip) = client {
-                state.security.auth_failed(ip, storage::model::Service::Api);
+                state.security.auth_failed(
+                    ip,
+                    storage::model::Service::Api,
+                    storage::model::Transport::Tls,
+                );
             }
             state.events.raise(
                 "login_failed",

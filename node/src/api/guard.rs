@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use storage::Command;
-use storage::model::{AuditEntry, Service};
+use storage::model::{AuditEntry, Service, Transport};
 
 use super::{ApiError, AppState};
 use crate::time::now_millis;
@@ -54,7 +54,7 @@ impl AuditActor {
 pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let client = req.extensions().get::<ClientAddr>().copied();
     if let Some(ClientAddr(ip)) = client
-        && !state.security.admit(ip, Service::Api)
+        && !state.security.admit(ip, Service::Api, Transport::Tls)
     {
         return ApiError::Forbidden.into_response();
     }

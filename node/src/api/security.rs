@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use storage::Command;
-use storage::model::{AuditEntry, Ban, FirewallAction, FirewallRule, Service, Setting, Severity};
+use storage::model::{
+    AuditEntry, Ban, FirewallAction, FirewallRule, Service, Setting, Severity, Transport,
+};
 
 use super::AppState;
 use super::auth::Admin;
@@ -47,6 +49,8 @@ pub(crate) struct NewRule {
     #[serde(default)]
     services: Vec<Service>,
     #[serde(default)]
+    transports: Vec<Transport>,
+    #[serde(default)]
     comment: String,
 }
 
@@ -72,12 +76,16 @@ pub(crate) async fn create_rule(
     let mut services = req.services;
     services.sort_by_key(|s| s.as_str());
     services.dedup();
+    let mut transports = req.transports;
+    transports.sort_by_key(|t| t.as_str());
+    transports.dedup();
     let now = now_millis();
     let rule = FirewallRule {
         id: format!("{now:x}-{:06x}", rand::random::<u32>() & 0xff_ffff),
         action: req.action,
         network: net.to_string(),
         services,
+        transports,
         comment: req.comment,
         created_by: admin.username,
         created_at: now,

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use storage::model::Service;
+use storage::model::{Service, Transport};
 
 use super::ClientAddr;
 use crate::security::Security;
@@ -60,7 +60,11 @@ pub async fn serve_https(
             continue;
         }
         // Blocked and banned sources are cut off before the TLS handshake costs anything.
-        if security.gate().check(peer.ip(), Service::Api).is_err() {
+        if security
+            .gate()
+            .check(peer.ip(), Service::Api, Transport::Tls)
+            .is_err()
+        {
             metrics::counter!("pbx_security_dropped_total", "service" => "api", "why" => "connection").increment(1);
             drop(tcp);
             continue;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use storage::StateReader;
-use storage::model::{Ban, FirewallAction, FirewallRule, Service, Setting, UnixMillis};
+use storage::model::{Ban, FirewallAction, FirewallRule, Service, Setting, Transport, UnixMillis};
 
 use super::net::Net;
 use crate::time::now_millis;
@@ -37,16 +37,26 @@ impl Refusal {
     }
 }
 
-#[derive(Debug, Default)]
-struct Snapshot {
-    allow: Vec<(Net, Vec<Service>)>,
-    block: Vec<(Net, Vec<Service>)>,
-    bans: HashMap<IpAddr, UnixMillis>,
-    default_block: bool,
+/// What a rule matches besides the network.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    services: Vec<Service>,
+    transports: Vec<Transport>,
 }
 
-fn applies(services: &[Service], service: Service) -> bool {
-    services.is_empty() || services.contains(&service)
+impl Scope {
+    fn applies(&self, service: Service, transport: Transport) -> bool {
+        (self.services.is_empty() || self.services.contains(&service))
+            && (self.transports.is_empty() || self.transports.contains(&transport))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    allow: Vec<(Net, Scope)>,
+    block: Vec<(Net, Scope)>,
+    bans: HashMap<IpAddr, UnixMillis>,
+    default_block: bool,
 }
 
 pub(crate) struct Gate {
@@ -75,17 +85,27 @@ impl Gate {
     }
 
     /// Never banned and never blocked: configured trusted networks and allow rules.
-    pub(crate) fn is_allowlisted(&self, ip: IpAddr, service: Service) -> bool {
+    pub(crate) fn is_allowlisted(
+        &self,
+        ip: IpAddr,
+        service: Service,
+        transport: Transport,
+    ) -> bool {
         self.trusted.iter().any(|n| n.contains(ip))
             || self
                 .snapshot()
                 .allow
                 .iter()
-                .any(|(n, s)| applies(s, service) && n.contains(ip))
+                .any(|(n, s)| s.applies(service, transport) && n.contains(ip))
     }
 
     /// `Ok` to let the source in, or why not.
-    pub(crate) fn check(&self, ip: IpAddr, service: Service) -> Result<(), Refusal> {
+    pub(crate) fn check(
+        &self,
+        ip: IpAddr,
+        service: Service,
+        transport: Transport,
+    ) -> Result<(), Refusal> {
         if self.trusted.iter().any(|n| n.contains(ip)) {
             return Ok(());
         }
@@ -94,14 +114,14 @@ impl Gate {
         if snap
             .allow
             .iter()
-            .any(|(n, s)| applies(s, service) && n.contains(ip))
+            .any(|(n, s)| s.applies(service, transport) && n.contains(ip))
         {
             return Ok(());
         }
         if snap
             .block
             .iter()
-            .any(|(n, s)| applies(s, service) && n.contains(ip))
+            .any(|(n, s)| s.applies(service, transport) && n.contains(ip))
         {
             return Err(Refusal::Rule);
         }
@@ -137,9 +157,13 @@ impl Gate {
             let Ok(net) = rule.network.parse::<Net>() else {
                 continue;
             };
+            let scope = Scope {
+                services: rule.services,
+                transports: rule.transports,
+            };
             match rule.action {
-                FirewallAction::Allow => snap.allow.push((net, rule.services)),
-                FirewallAction::Block => snap.block.push((net, rule.services)),
+                FirewallAction::Allow => snap.allow.push((net, scope)),
+                FirewallAction::Block => snap.block.push((net, scope)),
             }
         }
         let now = now_millis();
@@ -189,45 +213,56 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn scope(services: &[Service], transports: &[Transport]) -> Scope {
+        Scope {
+            services: services.to_vec(),
+            transports: transports.to_vec(),
+        }
+    }
+
     #[test]
     fn allow_beats_block_beats_ban_beats_policy() {
         let gate = Gate::new(vec!["127.0.0.1/32".parse().unwrap()]);
         let snap = Snapshot {
-            allow: vec![("198.18.1.0/24".parse().unwrap(), vec![])],
+            allow: vec![("198.18.1.0/24".parse().unwrap(), scope(&[], &[]))],
             block: vec![
-                ("198.18.0.0/16".parse().unwrap(), vec![Service::Sip]),
-                ("203.0.113.0/24".parse().unwrap(), vec![]),
+                (
+                    "198.18.0.0/16".parse().unwrap(),
+                    scope(&[Service::Sip], &[]),
+                ),
+                ("203.0.113.0/24".parse().unwrap(), scope(&[], &[])),
+                (
+                    "192.0.2.0/24".parse().unwrap(),
+                    scope(&[], &[Transport::Udp]),
+                ),
             ],
             bans: [(ip("198.19.0.9"), u64::MAX)].into_iter().collect(),
             default_block: false,
         };
         *gate.snapshot.write().unwrap() = Arc::new(snap);
-        assert_eq!(gate.check(ip("127.0.0.1"), Service::Sip), Ok(()));
+        let (sip, api, udp, tls) = (Service::Sip, Service::Api, Transport::Udp, Transport::Tls);
+        assert_eq!(gate.check(ip("127.0.0.1"), sip, udp), Ok(()));
+        assert_eq!(gate.check(ip("198.18.1.5"), sip, udp), Ok(()), "allow wins");
+        assert_eq!(gate.check(ip("198.18.2.5"), sip, udp), Err(Refusal::Rule));
         assert_eq!(
-            gate.check(ip("198.18.1.5"), Service::Sip),
+            gate.check(ip("198.18.2.5"), api, tls),
             Ok(()),
-            "allow wins"
+            "a rule for SIP only"
         );
+        assert_eq!(gate.check(ip("192.0.2.7"), sip, udp), Err(Refusal::Rule));
         assert_eq!(
-            gate.check(ip("198.18.2.5"), Service::Sip),
-            Err(Refusal::Rule)
-        );
-        assert_eq!(
-            gate.check(ip("198.18.2.5"), Service::Api),
+            gate.check(ip("192.0.2.7"), sip, tls),
             Ok(()),
-            "rule for SIP only"
+            "a rule for UDP only"
         );
+        assert_eq!(gate.check(ip("198.19.0.9"), api, tls), Err(Refusal::Ban));
         assert_eq!(
-            gate.check(ip("198.19.0.9"), Service::Api),
-            Err(Refusal::Ban)
-        );
-        assert_eq!(
-            gate.check(ip("::ffff:203.0.113.7"), Service::Api),
+            gate.check(ip("::ffff:203.0.113.7"), api, tls),
             Err(Refusal::Rule)
         );
         gate.ban_locally(ip("192.0.2.1"), now_millis() + 60_000);
-        assert_eq!(gate.check(ip("192.0.2.1"), Service::Sip), Err(Refusal::Ban));
-        assert!(gate.is_allowlisted(ip("198.18.1.5"), Service::Sip));
-        assert!(!gate.is_allowlisted(ip("198.18.2.5"), Service::Sip));
+        assert_eq!(gate.check(ip("192.0.2.1"), sip, tls), Err(Refusal::Ban));
+        assert!(gate.is_allowlisted(ip("198.18.1.5"), sip, udp));
+        assert!(!gate.is_allowlisted(ip("198.18.2.5"), sip, udp));
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use cluster::Cluster;
 use storage::Command;
-use storage::model::{Ban, Service, Severity, UnixMillis};
+use storage::model::{Ban, Service, Severity, Transport, UnixMillis};
 
 use crate::events::Events;
 
@@ -86,8 +86,8 @@ impl Security {
     }
 
     /// Whether traffic from `ip` to `service` may go on; counts it against the source's rate.
-    pub fn admit(&self, ip: IpAddr, service: Service) -> bool {
-        if let Err(why) = self.gate.check(ip, service) {
+    pub fn admit(&self, ip: IpAddr, service: Service, transport: Transport) -> bool {
+        if let Err(why) = self.gate.check(ip, service, transport) {
             metrics::counter!("pbx_security_dropped_total", "service" => service.as_str(), "why" => why.as_str())
                 .increment(1);
             return false;
@@ -96,7 +96,9 @@ impl Security {
             Service::Sip => Kind::SipPacket,
             Service::Api => Kind::ApiRequest,
         };
-        if self.detector.hit(ip, kind, Instant::now()) && !self.gate.is_allowlisted(ip, service) {
+        if self.detector.hit(ip, kind, Instant::now())
+            && !self.gate.is_allowlisted(ip, service, transport)
+        {
             self.offend(ip, kind);
             return false;
         }
@@ -104,9 +106,9 @@ impl Security {
     }
 
     /// A failed authentication (SIP digest or web login) from `ip`.
-    pub fn auth_failed(&self, ip: IpAddr, service: Service) {
+    pub fn auth_failed(&self, ip: IpAddr, service: Service, transport: Transport) {
         if self.detector.hit(ip, Kind::AuthFailure, Instant::now())
-            && !self.gate.is_allowlisted(ip, service)
+            && !self.gate.is_allowlisted(ip, service, transport)
         {
             self.offend(ip, Kind::AuthFailure);
         }
@@ -130,6 +132,15 @@ impl Security {
     /// Forgets a source's counts (an admin lifted its ban).
     pub(crate) fn forgive(&self, ip: IpAddr) {
         self.detector.forget(ip);
+    }
+}
+
+/// The gate's name for a SIP transport.
+pub(crate) fn sip_transport(t: pbx_sip::transaction::Transport) -> Transport {
+    match t {
+        pbx_sip::transaction::Transport::Udp => Transport::Udp,
+        pbx_sip::transaction::Transport::Tcp => Transport::Tcp,
+        pbx_sip::transaction::Transport::Tls => Transport::Tls,
     }
 }
 

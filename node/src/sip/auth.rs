@@ -4,7 +4,6 @@
 //! Every failure, whatever its cause (unknown user, wrong password, disabled extension, garbage), gets
 //! the same fresh challenge; only a stale nonce from a client that knew the password adds `stale=true`.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use rand::RngCore as _;
@@ -12,9 +11,10 @@ use rsip::Header;
 
 use cluster::Cluster;
 use pbx_sip::digest::{Algorithm, AuthFailure, AuthRequest, DigestConfig, NonceKey, Verifier};
+use pbx_sip::transaction::Peer;
 use storage::model::{ClusterRecord, Extension, Service, UnixMillis};
 
-use crate::security::Security;
+use crate::security::{Security, sip_transport};
 
 use super::handler::header_values;
 
@@ -63,7 +63,7 @@ impl SipAuth {
         raw_uri: &str,
         now: UnixMillis,
         proxy: bool,
-        source: IpAddr,
+        source: Peer,
     ) -> AuthOutcome {
         let mut guard = self
             .state
@@ -137,7 +137,11 @@ impl SipAuth {
             metrics::counter!("pbx_sip_auth_failures_total", "reason" => reason(e)).increment(1);
             // A stale nonce is a phone that knew the password; anything else counts towards a ban.
             if !e.is_stale() {
-                self.security.auth_failed(source, Service::Sip);
+                self.security.auth_failed(
+                    source.addr.ip(),
+                    Service::Sip,
+                    sip_transport(source.transport),
+                );
             }
             tracing::debug!(method = %method, reason = %e, "sip authentication failed");
         }

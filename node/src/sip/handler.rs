@@ -105,7 +105,7 @@ impl Handler {
         let Some(aor) = to_user(req) else {
             return finish(reply(req, 400, Some("To header without a user")));
         };
-        let user = match self.auth.check(req, raw_uri, now, false, peer.addr.ip()) {
+        let user = match self.auth.check(req, raw_uri, now, false, peer) {
             AuthOutcome::Authenticated { username } => username,
             AuthOutcome::Challenge(headers) => {
                 let mut resp = reply(req, 401, None);

@@ -86,6 +86,7 @@ impl SipService {
                     .then(|| Duration::from_secs(media.media_timeout_secs)),
                 latch_window: Duration::from_secs(media.latch_window_secs),
                 max_per_extension: calls_cfg.max_calls_per_extension,
+                reject_anonymous: calls_cfg.reject_anonymous,
                 realm: cfg.realm.clone(),
             },
         ));

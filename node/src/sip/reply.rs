@@ -69,6 +69,7 @@ pub(crate) fn phrase(code: u16) -> &'static str {
         415 => "Unsupported Media Type",
         420 => "Bad Extension",
         423 => "Interval Too Brief",
+        433 => "Anonymity Disallowed",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         483 => "Too Many Hops",

@@ -14,9 +14,9 @@ use tokio_rustls::TlsAcceptor;
 
 use pbx_sip::codec::{self, Frame, Message, StreamFramer};
 use pbx_sip::transaction::{Peer, Transmit, Transport};
-use storage::model::Service;
+use storage::model::{Service, Transport as GateTransport};
 
-use crate::security::Security;
+use crate::security::{Security, sip_transport};
 
 /// Connections kept open at once (phones on TCP/TLS keep one each).
 const MAX_CONNECTIONS: usize = 20_000;
@@ -185,7 +185,7 @@ async fn udp_loop(
                 continue;
             }
         };
-        if !security.admit(from.ip(), Service::Sip) {
+        if !security.admit(from.ip(), Service::Sip, GateTransport::Udp) {
             continue;
         }
         let peer = Peer {
@@ -252,7 +252,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        if !security.admit(addr.ip(), Service::Sip) {
+        if !security.admit(addr.ip(), Service::Sip, sip_transport(transport)) {
             continue;
         }
         let open = out.streams.lock().map(|s| s.len()).unwrap_or(0);
@@ -319,7 +319,8 @@ async fn serve_stream<S>(
             match frame {
                 Ok(Frame::Message(bytes)) => {
                     // A source banned while connected is cut off.
-                    if !security.admit(peer.addr.ip(), Service::Sip) {
+                    if !security.admit(peer.addr.ip(), Service::Sip, sip_transport(peer.transport))
+                    {
                         break 'read;
                     }
                     if let Some(msg) = decode(&bytes, peer, &out)

@@ -34,6 +34,7 @@ pub(crate) struct CallConfig {
     pub(crate) media_timeout: Option<Duration>,
     pub(crate) latch_window: Duration,
     pub(crate) max_per_extension: usize,
+    pub(crate) reject_anonymous: bool,
     pub(crate) realm: String,
 }
 

@@ -67,7 +67,7 @@ pub(super) async fn run(
     let reply = |code: u16, reason: Option<&str>| {
         dialog::response(&req, code, reason, &dialog::token()[..16], None, &[], None)
     };
-    let caller = match auth.check(&req, &raw_uri, now_millis(), true, peer.addr.ip()) {
+    let caller = match auth.check(&req, &raw_uri, now_millis(), true, peer) {
         AuthOutcome::Authenticated { username } => username,
         AuthOutcome::Challenge(headers) => {
             let mut resp = reply(407, None);
@@ -248,6 +248,13 @@ impl Setup<'_> {
         if offer.media().iter().all(|m| m.port == 0) {
             return Err(refuse(488, "No Media Offered", None));
         }
+        if calls.config.reject_anonymous && wants_privacy(headers) {
+            return Err(refuse(
+                433,
+                "Anonymity Disallowed",
+                Some(Disposition::Failed),
+            ));
+        }
         // SDES-SRTP keys travel in the SDP: only over SIP over TLS, in and out.
         let srtp = carries_keys(&offer);
         if srtp && self.peer.transport != Transport::Tls {
@@ -325,13 +332,27 @@ impl Setup<'_> {
         for (i, m) in offer.media().iter().enumerate() {
             media.set_peer(i, Side::Caller, peer_media(m, self.peer.addr.ip()));
         }
-        let caller_name = display_name(self.calls, self.caller);
         let realm = &calls.config.realm;
+        // A caller that asks for privacy (RFC 3323) is presented as anonymous, unless the PBX
+        // refuses anonymous calls (RFC 5079 `433`), checked before anything was allocated.
+        let caller_uri = if wants_privacy(headers) {
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_owned()
+        } else {
+            let caller_name = display_name(self.calls, self.caller);
+            format!("\"{caller_name}\" <sip:{}@{realm}>", self.caller)
+        };
         let extra = dialog::passed_headers(headers);
         let ports = stream_ports(&offer, &media, Side::Callee);
+        let anonymous = wants_privacy(headers);
         let b_offer = offer
             .rewrite(calls.media_addr(), &ports)
             .map_err(|_| refuse(488, "Not Acceptable Here", None))?;
+        let b_offer = if anonymous {
+            anonymize_origin(&b_offer)
+        } else {
+            b_offer
+        };
+        let contact_user = if anonymous { "anonymous" } else { self.caller };
         let mut branches = Vec::new();
         for b in bindings {
             let (Some(transport), Ok(addr)) = (
@@ -350,11 +371,11 @@ impl Setup<'_> {
                 remote_tag: String::new(),
                 local_cseq: 1,
                 remote_cseq: 0,
-                local_uri: format!("\"{caller_name}\" <sip:{}@{realm}>", self.caller),
+                local_uri: caller_uri.clone(),
                 remote_uri: format!("<sip:{}@{realm}>", callee_ext.number),
                 remote_target: b.contact.clone(),
                 route_set: Vec::new(),
-                local_contact: dialog::contact_uri(self.caller, local, transport),
+                local_contact: dialog::contact_uri(contact_user, local, transport),
                 peer: addr.to_string(),
                 transport: b.transport.clone(),
                 remote_sdp: String::new(),
@@ -539,6 +560,30 @@ fn stream_ports(sdp: &Sdp, media: &MediaSession, side: Side) -> Vec<u16> {
             } else {
                 media.port(i, side).unwrap_or(0)
             }
+        })
+        .collect()
+}
+
+/// Whether the caller asks to hide its identity: `Privacy: id` or `user` (RFC 3323, 3325), or an
+/// anonymous From (RFC 3261 §8.1.1.3).
+fn wants_privacy(headers: &rsip::Headers) -> bool {
+    let privacy = pbx_sip::codec::header_values(headers, "Privacy")
+        .flat_map(|v| v.split(';'))
+        .any(|p| matches!(p.trim().to_ascii_lowercase().as_str(), "id" | "user"));
+    let from = dialog::first(headers, "From").unwrap_or("");
+    let uri = dialog::uri_of(from).to_ascii_lowercase();
+    privacy || uri.starts_with("sip:anonymous@") || uri.starts_with("sips:anonymous@")
+}
+
+/// The SDP with its `o=` user name replaced by `-` (RFC 3323: nothing names the hidden caller).
+fn anonymize_origin(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| match line.strip_prefix("o=") {
+            Some(rest) => match rest.split_once(' ') {
+                Some((_, tail)) => format!("o=- {tail}"),
+                None => line.to_owned(),
+            },
+            None => line.to_owned(),
         })
         .collect()
 }
@@ -1180,6 +1225,11 @@ impl CallTask {
             let resp = self.respond_in_leg(from, &req, 488, None, &[], None);
             self.calls.endpoint.respond(tx, resp).await;
             return;
+        };
+        let rewritten = if to == CALLEE && wants_privacy(&self.invite.headers) {
+            anonymize_origin(&rewritten)
+        } else {
+            rewritten
         };
         self.offer_pending = true;
         self.forward(
