@@ -399,6 +399,8 @@ pub enum FirewallAction {
 #[serde(rename_all = "snake_case")]
 pub enum Service {
     Sip,
+    /// RTP/RTCP to the relay: checked when a stream latches to a source.
+    Media,
     Api,
 }
 
@@ -406,6 +408,7 @@ impl Service {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sip => "sip",
+            Self::Media => "media",
             Self::Api => "api",
         }
     }

@@ -447,3 +447,59 @@ async fn a_flood_from_thousands_of_addresses_stays_within_bounded_memory() {
         .unwrap();
     assert_eq!(phone.register(300).await.unwrap(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_block_rule_keeps_a_source_out_of_the_relay() {
+    let lab = Lab::start_with(1, LabOptions::default()).await.unwrap();
+    let client = lab.client();
+    for n in ["1001", "1002"] {
+        assert_eq!(
+            client
+                .create_extension_with_secret(0, n, SECRET)
+                .await
+                .unwrap(),
+            StatusCode::CREATED
+        );
+    }
+    let resp = client
+        .req(0, reqwest::Method::POST, "/api/v1/firewall/rules")
+        .json(&json!({"action": "block", "network": "127.0.0.21/32", "services": ["media"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    client.sync(0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let target = sip(&lab, 0);
+    // Signalling from 127.0.0.21 is fine (the rule is for media only); its RTP is not.
+    let mut alice = Phone::bound(ip("127.0.0.21"), target, "1001", SECRET)
+        .await
+        .unwrap();
+    let mut bob = Phone::bound(ip("127.0.0.22"), target, "1002", SECRET)
+        .await
+        .unwrap();
+    assert_eq!(alice.register(300).await.unwrap(), 200);
+    assert_eq!(bob.register(300).await.unwrap(), 200);
+    let out = alice.dial("1002", None).await.unwrap();
+    let (answered, placed) = tokio::join!(
+        bob.answer(pbx_tests::phone::Answer::Accept, Duration::from_secs(5)),
+        alice.outcome(&out, Duration::from_secs(5))
+    );
+    let bob_dialog = answered.unwrap().1.unwrap();
+    let mut alice_dialog = placed.unwrap().unwrap();
+    alice
+        .send_rtp(alice_dialog.media, 10, Duration::from_millis(20))
+        .await
+        .unwrap();
+    bob.send_rtp(bob_dialog.media, 10, Duration::from_millis(20))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bob.rtp_stats.count(),
+        0,
+        "media from the blocked source was relayed"
+    );
+    assert_eq!(alice.rtp_stats.count(), 10, "media to it still flows");
+    assert_eq!(alice.hang_up(&mut alice_dialog).await.unwrap(), 200);
+}

@@ -57,10 +57,20 @@ struct Flow {
 }
 
 impl Flow {
-    /// Whether a packet from `src` is the side's own, latching to it when allowed.
-    fn admit(&mut self, src: SocketAddr, trusted: &[IpAddr], now: Instant) -> bool {
+    /// Whether a packet from `src` is the side's own, latching to it when allowed. A source the
+    /// firewall refuses (`may_latch`) is never latched.
+    fn admit(
+        &mut self,
+        src: SocketAddr,
+        trusted: &[IpAddr],
+        now: Instant,
+        may_latch: &LatchGate,
+    ) -> bool {
         if let Some(latched) = self.latched {
             return latched == src;
+        }
+        if !may_latch(src.ip()) {
+            return false;
         }
         if self.signalled == Some(src) {
             self.latched = Some(src);
@@ -88,6 +98,9 @@ struct SideState {
     rtp: Flow,
     rtcp: Flow,
 }
+
+/// Asks the security gate whether media from an address may be accepted at all.
+pub(crate) type LatchGate = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
 /// One stream's sockets and latching state.
 struct Stream {
@@ -121,6 +134,7 @@ pub(crate) struct MediaSession {
     counters: Arc<Counters>,
     started: Instant,
     latch_window: Duration,
+    may_latch: LatchGate,
 }
 
 impl Drop for MediaSession {
@@ -137,19 +151,21 @@ impl MediaSession {
         range: &PortRange,
         streams: usize,
         latch_window: Duration,
+        may_latch: LatchGate,
     ) -> Result<Self, MediaError> {
-        let mut session = Self::empty(latch_window);
+        let mut session = Self::empty(latch_window, may_latch);
         session.add_streams(range, streams)?;
         Ok(session)
     }
 
-    fn empty(latch_window: Duration) -> Self {
+    fn empty(latch_window: Duration, may_latch: LatchGate) -> Self {
         Self {
             streams: Vec::new(),
             tasks: Vec::new(),
             counters: Arc::new(Counters::default()),
             started: Instant::now(),
             latch_window,
+            may_latch,
         }
     }
 
@@ -181,6 +197,7 @@ impl MediaSession {
                     is_rtcp,
                     counters: Arc::clone(&self.counters),
                     started: self.started,
+                    may_latch: Arc::clone(&self.may_latch),
                 };
                 self.tasks.push(tokio::spawn(relay.run()));
             }
@@ -257,6 +274,7 @@ struct Relay {
     is_rtcp: bool,
     counters: Arc<Counters>,
     started: Instant,
+    may_latch: LatchGate,
 }
 
 impl Relay {
@@ -292,7 +310,7 @@ impl Relay {
                 } else {
                     &mut state[i].rtp
                 };
-                if !flow.admit(src, &trusted, now) {
+                if !flow.admit(src, &trusted, now, &self.may_latch) {
                     None
                 } else {
                     let out = &state[o];
@@ -336,6 +354,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn open() -> LatchGate {
+        Arc::new(|_| true)
+    }
+
     async fn phone() -> UdpSocket {
         UdpSocket::bind("127.0.0.1:0").await.unwrap()
     }
@@ -362,7 +384,7 @@ mod tests {
     #[tokio::test]
     async fn relays_both_ways_and_refuses_a_foreign_source() {
         let range = PortRange::new([127, 0, 0, 1].into(), 42_000, 42_099);
-        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5)).unwrap();
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5), open()).unwrap();
         let (caller, callee, intruder) = (phone().await, phone().await, phone().await);
         session.set_peer(0, Side::Caller, peer_of(&caller));
         session.set_peer(0, Side::Callee, peer_of(&callee));
@@ -394,7 +416,8 @@ mod tests {
     #[tokio::test]
     async fn latches_a_natted_source_only_inside_the_window() {
         let range = PortRange::new([127, 0, 0, 1].into(), 42_100, 42_199);
-        let session = MediaSession::allocate(&range, 1, Duration::from_millis(200)).unwrap();
+        let session =
+            MediaSession::allocate(&range, 1, Duration::from_millis(200), open()).unwrap();
         let (caller, callee, late) = (phone().await, phone().await, phone().await);
         // The caller's SDP names a port it does not send from (NAT rewrote it).
         let mut signalled = peer_of(&caller);
@@ -412,7 +435,7 @@ mod tests {
         assert_eq!(recv(&caller).await.unwrap().0, b"reply");
 
         // After the window a new, unsignalled source is not learned.
-        let session = MediaSession::allocate(&range, 1, Duration::from_millis(50)).unwrap();
+        let session = MediaSession::allocate(&range, 1, Duration::from_millis(50), open()).unwrap();
         let mut signalled = peer_of(&late);
         signalled.rtp = Some("127.0.0.1:9".parse().unwrap());
         session.set_peer(0, Side::Caller, signalled);
@@ -425,9 +448,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_source_the_firewall_refuses_is_never_latched() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_300, 42_399);
+        let refused: IpAddr = "127.0.0.1".parse().unwrap();
+        let gate: LatchGate = Arc::new(move |ip| ip != refused);
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5), gate).unwrap();
+        let (caller, callee) = (phone().await, phone().await);
+        session.set_peer(0, Side::Caller, peer_of(&caller));
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        let caller_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
+        caller.send_to(b"blocked", caller_side).await.unwrap();
+        assert!(recv(&callee).await.is_none());
+        assert_eq!(session.latched(0)[0], None);
+    }
+
+    #[tokio::test]
     async fn hold_stops_media_towards_the_held_side_and_drop_frees_ports() {
         let range = PortRange::new([127, 0, 0, 1].into(), 42_200, 42_207);
-        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5)).unwrap();
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5), open()).unwrap();
         assert_eq!(range.in_use(), 2);
         let (caller, callee) = (phone().await, phone().await);
         session.set_peer(0, Side::Caller, peer_of(&caller));
@@ -442,6 +481,6 @@ mod tests {
         drop(session);
         tokio::task::yield_now().await;
         assert_eq!(range.in_use(), 0);
-        assert!(MediaSession::allocate(&range, 2, Duration::from_secs(1)).is_ok());
+        assert!(MediaSession::allocate(&range, 2, Duration::from_secs(1), open()).is_ok());
     }
 }

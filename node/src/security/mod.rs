@@ -95,6 +95,8 @@ impl Security {
         let kind = match service {
             Service::Sip => Kind::SipPacket,
             Service::Api => Kind::ApiRequest,
+            // Media is rate-limited by its own nature (latching); only the gate applies.
+            Service::Media => return true,
         };
         if self.detector.hit(ip, kind, Instant::now())
             && !self.gate.is_allowlisted(ip, service, transport)

@@ -89,6 +89,7 @@ impl SipService {
                 reject_anonymous: calls_cfg.reject_anonymous,
                 realm: cfg.realm.clone(),
             },
+            Arc::clone(&security),
         ));
         let mut tasks = vec![tokio::spawn(call::end_orphans(Arc::clone(&calls)))];
         if calls_cfg.cdr_retention_days > 0 {

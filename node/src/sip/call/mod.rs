@@ -21,7 +21,10 @@ use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
 
 use super::endpoint::EndpointHandle;
 use super::transport::Outbound;
-use crate::media::PortRange;
+use storage::model::{Service, Transport as GateTransport};
+
+use crate::media::{LatchGate, PortRange};
+use crate::security::Security;
 
 pub(crate) use janitor::{end_orphans, retention};
 pub(crate) use task::CallInput;
@@ -64,6 +67,7 @@ pub(crate) struct Calls {
     pub(crate) out: Outbound,
     pub(crate) ports: PortRange,
     pub(crate) config: CallConfig,
+    security: Arc<Security>,
     routes: Mutex<Routes>,
 }
 
@@ -74,6 +78,7 @@ impl Calls {
         out: Outbound,
         ports: PortRange,
         config: CallConfig,
+        security: Arc<Security>,
     ) -> Self {
         Self {
             cluster,
@@ -81,6 +86,7 @@ impl Calls {
             out,
             ports,
             config,
+            security,
             routes: Mutex::new(Routes::default()),
         }
     }
@@ -99,6 +105,17 @@ impl Calls {
             SocketAddr::new(self.ports.addr(), local.port())
         } else {
             local
+        })
+    }
+
+    /// The firewall's word on media sources, for the relay's latching.
+    pub(crate) fn latch_gate(&self) -> LatchGate {
+        let security = Arc::clone(&self.security);
+        Arc::new(move |ip| {
+            security
+                .gate()
+                .check(ip, Service::Media, GateTransport::Udp)
+                .is_ok()
         })
     }
 

@@ -301,12 +301,16 @@ impl Setup<'_> {
     ) -> Result<Prepared, Refusal> {
         let calls = self.calls;
         let headers = &self.req.headers;
-        let media =
-            MediaSession::allocate(&calls.ports, offer.media().len(), calls.config.latch_window)
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "no media for a call");
-                    refuse(503, "No Media Ports Available", Some(Disposition::Failed))
-                })?;
+        let media = MediaSession::allocate(
+            &calls.ports,
+            offer.media().len(),
+            calls.config.latch_window,
+            calls.latch_gate(),
+        )
+        .map_err(|e| {
+            tracing::warn!(error = %e, "no media for a call");
+            refuse(503, "No Media Ports Available", Some(Disposition::Failed))
+        })?;
         let bad = || refuse(400, "Malformed Dialog Headers", None);
         let a_local = calls
             .local(self.peer.transport)
