@@ -95,7 +95,7 @@ async fn svcrack_is_banned_on_every_node_after_the_threshold() {
         // svcrack itself, from 127.0.0.2 (its own `-b` is ignored: see the wrapper).
         let wrapper = concat!(env!("CARGO_MANIFEST_DIR"), "/sipvicious/svcrack_bound.py");
         Command::new("timeout")
-            .args(["60", "python3", wrapper, "127.0.0.2"])
+            .args(["60", "/usr/bin/python3", wrapper, "127.0.0.2"])
             .args([
                 "-u",
                 "1001",
