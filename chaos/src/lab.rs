@@ -295,6 +295,31 @@ impl Lab {
             .map(LabNode::api_url)
     }
 
+    /// A lab whose extensions `numbers` exist (with SIP secret `secret`) and are applied on every
+    /// node, so any node's SIP side knows them.
+    pub async fn with_extensions(
+        n: u64,
+        options: LabOptions,
+        numbers: &[&str],
+        secret: &str,
+    ) -> anyhow::Result<(Self, LabClient)> {
+        let lab = Self::start_with(n, options).await?;
+        let client = lab.client();
+        for number in numbers {
+            let status = client
+                .create_extension_with_secret(0, number, secret)
+                .await?;
+            ensure!(
+                status == reqwest::StatusCode::CREATED,
+                "creating extension {number}: {status}"
+            );
+        }
+        for i in 0..lab.nodes.len() {
+            client.sync(i).await?;
+        }
+        Ok((lab, client))
+    }
+
     /// SIGKILL: the process gets no chance to flush or say goodbye.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {

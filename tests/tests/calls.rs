@@ -5,31 +5,27 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde_json::Value;
 
-use pbx_tests::phone::{Answer, Phone, send_rtp_from};
+use pbx_tests::phone::{Answer, Outgoing, Phone, send_rtp_from};
 use pbx_tests::{Lab, LabClient, LabOptions};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
 const RTP_EVERY: Duration = Duration::from_millis(20);
 
 async fn lab_with(n: u64, options: LabOptions, extensions: &[&str]) -> (Lab, LabClient) {
-    let lab = Lab::start_with(n, options).await.unwrap();
-    let client = lab.client();
-    for number in extensions {
-        assert_eq!(
-            client
-                .create_extension_with_secret(0, number, SECRET)
-                .await
-                .unwrap(),
-            StatusCode::CREATED
-        );
-    }
-    for i in 0..lab.nodes.len() {
-        client.sync(i).await.unwrap();
-    }
-    (lab, client)
+    Lab::with_extensions(n, options, extensions, SECRET)
+        .await
+        .unwrap()
+}
+
+/// The final failure status of a dialled call that is expected to fail.
+async fn refused(caller: &mut Phone, out: &Outgoing) -> u16 {
+    caller
+        .outcome(out, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap_err()
 }
 
 fn sip(lab: &Lab, i: usize) -> SocketAddr {
@@ -269,14 +265,7 @@ async fn unanswered_calls_end_with_the_right_answer_and_cdr() {
         .await
         .unwrap();
     alice.cancel(&out).await.unwrap();
-    assert_eq!(
-        alice
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        487
-    );
+    assert_eq!(refused(&mut alice, &out).await, 487);
     bob.expect_request("CANCEL", Duration::from_secs(5))
         .await
         .unwrap();
@@ -293,14 +282,7 @@ async fn unanswered_calls_end_with_the_right_answer_and_cdr() {
     bob.answer(Answer::Busy, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(
-        alice
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        486
-    );
+    assert_eq!(refused(&mut alice, &out).await, 486);
 
     // No answer within the ring time: 480, and the ringing phone is cancelled.
     let out = alice.dial("1002", None).await.unwrap();
@@ -308,14 +290,7 @@ async fn unanswered_calls_end_with_the_right_answer_and_cdr() {
         .answer(Answer::RingOnly, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(
-        alice
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        480
-    );
+    assert_eq!(refused(&mut alice, &out).await, 480);
     bob.expect_request("CANCEL", Duration::from_secs(5))
         .await
         .unwrap();
@@ -325,25 +300,11 @@ async fn unanswered_calls_end_with_the_right_answer_and_cdr() {
 
     // A callee with no registration: 480.
     let out = alice.dial("1003", None).await.unwrap();
-    assert_eq!(
-        alice
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        480
-    );
+    assert_eq!(refused(&mut alice, &out).await, 480);
 
     // A number that is no extension: 404, but only once authenticated.
     let out = alice.dial("1999", None).await.unwrap();
-    assert_eq!(
-        alice
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        404
-    );
+    assert_eq!(refused(&mut alice, &out).await, 404);
 
     let cdrs = wait_cdrs(&client, 0, 5).await;
     let dispositions: Vec<&str> = cdrs
@@ -573,14 +534,7 @@ async fn bad_offers_limits_and_an_exhausted_port_range_are_refused_cleanly() {
     let (mut c1, _) = connect(&mut alice, &mut bob, "1002").await;
     let (mut c2, _) = connect(&mut alice, &mut bob, "1002").await;
     let out = alice.dial("1002", None).await.unwrap();
-    assert_eq!(
-        alice
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        503
-    );
+    assert_eq!(refused(&mut alice, &out).await, 503);
     assert_eq!(alice.hang_up(&mut c1).await.unwrap(), 200);
     assert_eq!(alice.hang_up(&mut c2).await.unwrap(), 200);
     assert_clean(&lab, &client).await;
@@ -608,14 +562,7 @@ async fn a_callee_at_its_call_limit_is_busy() {
     let mut carol = phone(&lab, "1003").await;
     let (mut a, _) = connect(&mut alice, &mut bob, "1002").await;
     let out = carol.dial("1002", None).await.unwrap();
-    assert_eq!(
-        carol
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        486
-    );
+    assert_eq!(refused(&mut carol, &out).await, 486);
     assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
     assert_clean(&lab, &client).await;
 }
@@ -661,14 +608,7 @@ async fn early_media_reaches_the_caller_before_the_answer() {
         "early media relayed to the caller"
     );
     bob.respond(&invite, 486, "Busy Here", "b").await.unwrap();
-    assert_eq!(
-        alice
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        486
-    );
+    assert_eq!(refused(&mut alice, &out).await, 486);
     assert_clean(&lab, &client).await;
 }
 
@@ -705,13 +645,6 @@ async fn a_caller_asking_for_privacy_is_anonymous_or_refused_by_policy() {
     let _bob = phone(&lab, "1002").await;
     alice.invite_headers = "Privacy: id\r\n".into();
     let out = alice.dial("1002", None).await.unwrap();
-    assert_eq!(
-        alice
-            .outcome(&out, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        433
-    );
+    assert_eq!(refused(&mut alice, &out).await, 433);
     assert_clean(&lab, &client).await;
 }
