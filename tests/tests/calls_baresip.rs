@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-
 use pbx_tests::{Lab, LabClient, LabOptions, free_sip_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -115,17 +113,9 @@ async fn two_baresip_phones_call_each_other_and_hear_each_other() {
         sip_extra: "digest_algorithms = [\"MD5\"]".into(),
         ..LabOptions::default()
     };
-    let lab = Lab::start_with(1, options).await.unwrap();
-    let client = lab.client();
-    for n in ["7001", "7002"] {
-        assert_eq!(
-            client
-                .create_extension_with_secret(0, n, SECRET)
-                .await
-                .unwrap(),
-            StatusCode::CREATED
-        );
-    }
+    let (lab, client) = Lab::with_extensions(1, options, &["7001", "7002"], SECRET)
+        .await
+        .unwrap();
     let pbx = lab.nodes[0].sip_port;
     let mut callee = baresip("7002", pbx, 440, 30, ";answermode=auto", &[]);
     wait_registered(&client, "7002").await;

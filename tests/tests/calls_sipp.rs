@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use reqwest::StatusCode;
-
 use pbx_tests::{Lab, LabOptions, free_port, free_sip_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -54,18 +52,9 @@ async fn sipp_calls_sipp_through_the_cluster_with_audio_relayed_both_ways() {
         sip_extra: "digest_algorithms = [\"MD5\"]\nqualify_interval_secs = 0".into(),
         ..LabOptions::default()
     };
-    let lab = Lab::start_with(3, options).await.unwrap();
-    let client = lab.client();
-    for n in ["1001", "1002"] {
-        assert_eq!(
-            client
-                .create_extension_with_secret(0, n, SECRET)
-                .await
-                .unwrap(),
-            StatusCode::CREATED
-        );
-    }
-    client.sync(0).await.unwrap();
+    let (lab, client) = Lab::with_extensions(3, options, &["1001", "1002"], SECRET)
+        .await
+        .unwrap();
     let target = SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port)).to_string();
     let dir = tempfile::tempdir().unwrap();
     let csv = |name: &str, user: &str| {

@@ -74,18 +74,9 @@ async fn svcrack_is_banned_on_every_node_after_the_threshold() {
         sip_extra: "digest_algorithms = [\"MD5\"]".into(),
         ..LabOptions::default()
     };
-    let lab = Lab::start_with(3, options).await.unwrap();
-    let client = lab.client();
-    assert_eq!(
-        client
-            .create_extension_with_secret(0, "1001", SECRET)
-            .await
-            .unwrap(),
-        StatusCode::CREATED
-    );
-    for i in 0..3 {
-        client.sync(i).await.unwrap();
-    }
+    let (lab, client) = Lab::with_extensions(3, options, &["1001"], SECRET)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let words = dir.path().join("words.txt");
     let list: Vec<String> = (0..40).map(|i| format!("Guess{i}-pass!")).collect();
@@ -155,17 +146,9 @@ async fn svcrack_is_banned_on_every_node_after_the_threshold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sipp_invite_flood_is_banned_while_other_phones_keep_working() {
-    let lab = Lab::start_with(1, LabOptions::default()).await.unwrap();
-    let client = lab.client();
-    for n in ["1001", "1002"] {
-        assert_eq!(
-            client
-                .create_extension_with_secret(0, n, SECRET)
-                .await
-                .unwrap(),
-            StatusCode::CREATED
-        );
-    }
+    let (lab, client) = Lab::with_extensions(1, LabOptions::default(), &["1001", "1002"], SECRET)
+        .await
+        .unwrap();
     // sipp from 127.0.0.4 starts 500 calls a second (INVITE floods), far over 40 packets per 2 s.
     let target = sip(&lab, 0);
     let flood = tokio::task::spawn_blocking(move || {
@@ -212,15 +195,9 @@ async fn a_sipp_invite_flood_is_banned_while_other_phones_keep_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firewall_rules_take_effect_on_every_node_and_changes_are_audited() {
-    let lab = Lab::start_with(3, LabOptions::default()).await.unwrap();
-    let client = lab.client();
-    assert_eq!(
-        client
-            .create_extension_with_secret(0, "1001", SECRET)
-            .await
-            .unwrap(),
-        StatusCode::CREATED
-    );
+    let (lab, client) = Lab::with_extensions(3, LabOptions::default(), &["1001"], SECRET)
+        .await
+        .unwrap();
     for i in 0..3 {
         client.sync(i).await.unwrap();
         assert!(answered(&lab, i, "127.0.0.7").await);
@@ -392,15 +369,9 @@ async fn a_flood_from_thousands_of_addresses_stays_within_bounded_memory() {
         security_extra: "max_tracked_sources = 1000".into(),
         ..LabOptions::default()
     };
-    let lab = Lab::start_with(1, options).await.unwrap();
-    let client = lab.client();
-    assert_eq!(
-        client
-            .create_extension_with_secret(0, "1001", SECRET)
-            .await
-            .unwrap(),
-        StatusCode::CREATED
-    );
+    let (lab, client) = Lab::with_extensions(1, options, &["1001"], SECRET)
+        .await
+        .unwrap();
     let target = sip(&lab, 0);
     let rss = |pid: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -450,17 +421,9 @@ async fn a_flood_from_thousands_of_addresses_stays_within_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_block_rule_keeps_a_source_out_of_the_relay() {
-    let lab = Lab::start_with(1, LabOptions::default()).await.unwrap();
-    let client = lab.client();
-    for n in ["1001", "1002"] {
-        assert_eq!(
-            client
-                .create_extension_with_secret(0, n, SECRET)
-                .await
-                .unwrap(),
-            StatusCode::CREATED
-        );
-    }
+    let (lab, client) = Lab::with_extensions(1, LabOptions::default(), &["1001", "1002"], SECRET)
+        .await
+        .unwrap();
     let resp = client
         .req(0, reqwest::Method::POST, "/api/v1/firewall/rules")
         .json(&json!({"action": "block", "network": "127.0.0.21/32", "services": ["media"]}))
