@@ -305,9 +305,53 @@ impl Default for SecuritySection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VipSection {
+    /// The floating address with its prefix length, e.g. `198.18.0.100/24`. SIP listens on it (on
+    /// the `[sip]` ports) and media binds it, on the owner only.
     pub address: String,
     pub interface: String,
+    /// `linux`, `loopback` or `command`.
     pub driver: String,
+    /// How long the owner keeps the VIP after the last heartbeat a quorum acknowledged. Must stay
+    /// below `cluster.election_max_ms` (default: 150 ms below it) so that an owner cut off from its
+    /// peers has dropped the address before anyone else can be elected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Gratuitous ARP is repeated this often while owning (and sent at once on takeover).
+    #[serde(default = "default_arp_refresh_secs")]
+    pub arp_refresh_secs: u64,
+    /// The `command` driver's script: called as `<command> acquire|release <address> <interface>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<PathBuf>,
+    #[serde(default = "default_command_timeout_secs")]
+    pub command_timeout_secs: u64,
+}
+
+impl VipSection {
+    /// The lease to run with, checked against the election timeout.
+    pub fn lease(&self, cluster: &ClusterSection) -> Result<std::time::Duration, String> {
+        let max = cluster.election_max_ms.saturating_sub(50);
+        let ms = self
+            .lease_ms
+            .unwrap_or_else(|| cluster.election_max_ms.saturating_sub(VIP_LEASE_MARGIN_MS));
+        if ms < cluster.heartbeat_ms * 2 || ms > max {
+            return Err(format!(
+                "vip.lease_ms ({ms}) must be at least twice cluster.heartbeat_ms and at most \
+                 cluster.election_max_ms - 50 ({max}): a longer lease could outlive an election"
+            ));
+        }
+        Ok(std::time::Duration::from_millis(ms))
+    }
+}
+
+/// Default distance between the VIP lease and the election timeout: time for a release to take effect
+/// and for a heartbeat to travel.
+const VIP_LEASE_MARGIN_MS: u64 = 150;
+
+fn default_arp_refresh_secs() -> u64 {
+    10
+}
+fn default_command_timeout_secs() -> u64 {
+    10
 }
 
 // openraft makes a follower that heard from a leader wait election_max (the leader's lease) plus a
@@ -478,6 +522,13 @@ impl NodeConfig {
         }
         if self.calls.ring_timeout_secs == 0 || self.calls.ring_timeout_secs > 600 {
             return Err("calls.ring_timeout_secs must be 1 to 600".into());
+        }
+        if let Some(vip) = &self.vip {
+            crate::vip::check(vip).map_err(|e| e.to_string())?;
+            vip.lease(&self.cluster)?;
+            if vip.arp_refresh_secs == 0 || vip.command_timeout_secs == 0 {
+                return Err("vip.arp_refresh_secs and vip.command_timeout_secs must be positive".into());
+            }
         }
         Ok(())
     }

@@ -18,8 +18,8 @@ use crate::config::{
 const NODES: u64 = 3;
 const RAFT_PORT_BASE: u16 = 17000;
 const API_PORT_BASE: u16 = 18000;
-const SIP_PORT_BASE: u16 = 15060;
-const SIP_TLS_PORT_BASE: u16 = 15160;
+const SIP_PORT: u16 = 15060;
+const SIP_TLS_PORT: u16 = 15061;
 /// Where the VIP will live in the one-machine demo (loopback driver).
 const DEMO_VIP: &str = "127.0.0.100/32";
 
@@ -45,17 +45,16 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
         tls: TlsSection {
             dir: dir.join(format!("tls/node-{id}")),
         },
+        // SIP and media live on the VIP, served by whichever node owns it: the same ports on every
+        // node, bound only by the owner.
         sip: SipSection {
-            udp: Some(([127, 0, 0, 1], SIP_PORT_BASE + id16).into()),
-            tcp: Some(([127, 0, 0, 1], SIP_PORT_BASE + id16).into()),
-            tls: Some(([127, 0, 0, 1], SIP_TLS_PORT_BASE + id16).into()),
+            udp: Some(([127, 0, 0, 100], SIP_PORT).into()),
+            tcp: Some(([127, 0, 0, 100], SIP_PORT).into()),
+            tls: Some(([127, 0, 0, 100], SIP_TLS_PORT).into()),
             ..SipSection::default()
         },
-        // Each node its own slice of the range: they share one address on this machine.
         media: MediaSection {
-            address: Some([127, 0, 0, 1].into()),
-            rtp_port_min: 20_000 + (id16 - 1) * 2_000,
-            rtp_port_max: 20_000 + id16 * 2_000 - 1,
+            address: Some([127, 0, 0, 100].into()),
             ..MediaSection::default()
         },
         calls: CallsSection::default(),
@@ -69,6 +68,10 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
             address: DEMO_VIP.into(),
             interface: "lo".into(),
             driver: "loopback".into(),
+            lease_ms: None,
+            arp_refresh_secs: 10,
+            command: None,
+            command_timeout_secs: 10,
         }),
     }
 }
@@ -131,13 +134,16 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         "PBX demo cluster is running: {NODES} nodes on loopback, data in {}",
         dir.display()
     );
+    println!(
+        "  phones: SIP on the VIP, udp/tcp {} tls {} (served by the node that owns it: the leader)",
+        first.sip.udp.map(|a| a.to_string()).unwrap_or_default(),
+        first.sip.tls.map(|a| a.to_string()).unwrap_or_default(),
+    );
     for id in 1..=NODES {
         let c = node_config(&dir, id);
         println!(
-            "  node {id}: admin API https://{}  SIP udp/tcp {} tls {}  (log: {})",
+            "  node {id}: admin API https://{}  (log: {})",
             c.api_advertise(),
-            c.sip.udp.map(|a| a.to_string()).unwrap_or_default(),
-            c.sip.tls.map(|a| a.to_string()).unwrap_or_default(),
             dir.join(format!("node-{id}.log")).display()
         );
     }

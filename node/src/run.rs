@@ -65,25 +65,38 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     tokio::spawn(announce_leadership(cluster.clone(), Arc::clone(&events)));
     let security =
         crate::security::Security::start(&cfg.security, cluster.clone(), Arc::clone(&events));
-    let sip = crate::sip::SipService::start(
-        &cfg.sip,
-        &cfg.media,
-        &cfg.calls,
-        cluster.clone(),
-        Arc::clone(&tls),
-        Arc::clone(&security),
-    )
-    .await
-    .context("starting SIP")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Without a VIP, SIP runs on this node's own listeners from the start; with one, only while this
+    // node owns the VIP, started and stopped by the owner loop.
+    let (sip, vip_task, fence) = match &cfg.vip {
+        None => {
+            let sip = crate::sip::SipService::start(
+                &cfg.sip,
+                &cfg.media,
+                &cfg.calls,
+                cluster.clone(),
+                Arc::clone(&tls),
+                Arc::clone(&security),
+                None,
+            )
+            .await
+            .context("starting SIP")?;
+            (sip, None, None)
+        }
+        Some(vip) => {
+            let (task, fence) = start_vip(&cfg, vip, &cluster, &tls, &security, &events, &stop_rx)?;
+            (None, Some(task), Some(fence))
+        }
+    };
     let listener = TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API on {}", cfg.api.listen))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let router = api::router(AppState {
         cluster: cluster.clone(),
         prometheus,
         security: Arc::clone(&security),
         events,
+        vip: fence,
     });
     let api_task = tokio::spawn(api::serve_https(listener, tls, router, stop_rx, security));
     tracing::info!(node = cfg.node_id, api = %format!("https://{}", cfg.api_advertise()), raft = %cfg.raft_advertise(), "node running");
@@ -92,6 +105,15 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     tracing::info!(node = cfg.node_id, "shutting down");
     drop(sip);
     let _ = stop_tx.send(true);
+    if let Some(task) = vip_task {
+        // The VIP goes down before the process does, so the next owner need not wait for the lease.
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "vip driver ended with error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "vip task failed"),
+            Err(_) => tracing::warn!("vip release did not finish within 5 s"),
+            Ok(Ok(Ok(()))) => {}
+        }
+    }
     match api_task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "api server ended with error"),
         Err(e) => tracing::warn!(error = %e, "api server task failed"),
@@ -102,6 +124,63 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         .await
         .context("stopping the cluster node")?;
     Ok(())
+}
+
+/// Starts the VIP owner loop: SIP and media come up on the VIP whenever this node takes it.
+fn start_vip(
+    cfg: &NodeConfig,
+    vip: &crate::config::VipSection,
+    cluster: &Cluster,
+    tls: &Arc<rustls::ServerConfig>,
+    security: &Arc<crate::security::Security>,
+    events: &Arc<crate::events::Events>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<Result<(), crate::vip::VipError>>,
+    crate::vip::Fence,
+)> {
+    let address = crate::vip::check(vip).context("[vip]")?;
+    let lease = vip.lease(&cfg.cluster).map_err(anyhow::Error::msg)?;
+    let fence = crate::vip::Fence::new();
+    let on_vip = crate::sip::OnVip {
+        ip: address.ip,
+        fence: fence.clone(),
+    };
+    let (sip_cfg, media_cfg, calls_cfg) = (cfg.sip.clone(), cfg.media.clone(), cfg.calls.clone());
+    let (cluster2, tls, security) = (cluster.clone(), Arc::clone(tls), Arc::clone(security));
+    let start: crate::vip::StartServices = Arc::new(move || {
+        let (sip_cfg, media_cfg, calls_cfg) = (sip_cfg.clone(), media_cfg.clone(), calls_cfg.clone());
+        let (cluster, tls, security, on_vip) = (
+            cluster2.clone(),
+            Arc::clone(&tls),
+            Arc::clone(&security),
+            on_vip.clone(),
+        );
+        Box::pin(async move {
+            crate::sip::SipService::start(
+                &sip_cfg,
+                &media_cfg,
+                &calls_cfg,
+                cluster,
+                tls,
+                security,
+                Some(on_vip),
+            )
+            .await
+        })
+    });
+    let owner = crate::vip::Owner {
+        cluster: cluster.clone(),
+        events: Arc::clone(events),
+        fence: fence.clone(),
+        lease,
+        arp_refresh: Duration::from_secs(vip.arp_refresh_secs),
+        start,
+        address,
+    };
+    let (vip, stop) = (vip.clone(), stop.clone());
+    let task = tokio::spawn(async move { crate::vip::run(&vip, owner, stop).await });
+    Ok((task, fence))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

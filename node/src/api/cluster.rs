@@ -19,6 +19,9 @@ pub(crate) struct Health {
     pub node_id: NodeId,
     pub initialized: bool,
     pub leader: Option<NodeId>,
+    /// Whether this node owns the VIP now (absent when no VIP is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip_owner: Option<bool>,
 }
 
 /// Unauthenticated liveness: says nothing an outsider could use beyond "a node is here".
@@ -27,6 +30,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
         node_id: state.cluster.node_id(),
         initialized: state.cluster.is_initialized(),
         leader: state.cluster.current_leader(),
+        vip_owner: state.vip.as_ref().map(crate::vip::Fence::holds),
     })
 }
 

@@ -34,6 +34,8 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     pub security: std::sync::Arc<crate::security::Security>,
     pub events: std::sync::Arc<crate::events::Events>,
+    /// This node's VIP lease, when a VIP is configured.
+    pub vip: Option<crate::vip::Fence>,
 }
 
 impl AppState {

@@ -158,6 +158,32 @@ impl MediaSession {
         Ok(session)
     }
 
+    /// A session on given ports: a call carried on after a failover keeps the ports its phones
+    /// were told.
+    pub(crate) fn bind(
+        range: &PortRange,
+        ports: &[[u16; 2]],
+        latch_window: Duration,
+        may_latch: LatchGate,
+    ) -> Result<Self, MediaError> {
+        let mut session = Self::empty(latch_window, may_latch);
+        for &[caller, callee] in ports {
+            let pairs = [range.bind(caller)?, range.bind(callee)?];
+            session.push(pairs);
+        }
+        Ok(session)
+    }
+
+    /// Restores the RTP source a side had latched (from the call's record): packets from anywhere
+    /// else stay refused after a failover, as before it.
+    pub(crate) fn restore_latch(&self, i: usize, side: Side, source: SocketAddr) {
+        let Some(stream) = self.streams.get(i) else {
+            return;
+        };
+        let mut state = lock(&stream.state);
+        state[side.index()].rtp.latched = Some(source);
+    }
+
     fn empty(latch_window: Duration, may_latch: LatchGate) -> Self {
         Self {
             streams: Vec::new(),

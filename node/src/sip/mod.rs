@@ -13,6 +13,7 @@ mod reply;
 mod transport;
 mod writer;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub use registrar::RegistrarConfig;
 use crate::config::{CallsSection, MediaSection, SipSection};
 use crate::media::PortRange;
 use crate::security::Security;
+use crate::vip::Fence;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -34,9 +36,11 @@ pub enum SipError {
     NoMediaAddress,
 }
 
-/// The running SIP service; dropping it stops its tasks.
+/// The running SIP service; dropping it stops its tasks, closes its sockets and connections, and
+/// drops its calls (without ending them: see [`call::Calls::abandon_all`]).
 pub struct SipService {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    calls: Arc<call::Calls>,
 }
 
 impl Drop for SipService {
@@ -44,11 +48,30 @@ impl Drop for SipService {
         for t in &self.tasks {
             t.abort();
         }
+        self.calls.abandon_all();
     }
 }
 
+/// SIP served on the floating address, by its owner only.
+#[derive(Debug, Clone)]
+pub struct OnVip {
+    pub ip: IpAddr,
+    pub fence: Fence,
+}
+
+/// How long a new VIP owner waits for the cluster before carrying calls on from its local copy.
+const CARRY_ON_WAIT: Duration = Duration::from_secs(2);
+
 impl SipService {
     /// Binds the configured listeners and starts serving. `None` when no SIP listener is configured.
+    ///
+    /// With `vip`, the listeners and the media relay bind the VIP (on the configured ports), every
+    /// established call in the records is carried on before the first packet is read, and nothing is
+    /// sent or received on the VIP while the fence is down.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the service's whole context, handed over once"
+    )]
     pub async fn start(
         cfg: &SipSection,
         media: &MediaSection,
@@ -56,23 +79,32 @@ impl SipService {
         cluster: Cluster,
         tls: Arc<rustls::ServerConfig>,
         security: Arc<Security>,
+        vip: Option<OnVip>,
     ) -> Result<Option<Self>, SipError> {
         if cfg.udp.is_none() && cfg.tcp.is_none() && cfg.tls.is_none() {
             return Ok(None);
         }
+        let on_vip = |a: SocketAddr| match &vip {
+            Some(v) => SocketAddr::new(v.ip, a.port()),
+            None => a,
+        };
+        let (udp, tcp, tls_addr) = (cfg.udp.map(on_vip), cfg.tcp.map(on_vip), cfg.tls.map(on_vip));
         // SIP over TLS: the node certificate, without the API's ALPN (phones offer none).
         let mut sip_tls = (*tls).clone();
         sip_tls.alpn_protocols.clear();
         let transports =
-            transport::bind(cfg.udp, cfg.tcp, cfg.tls.map(|a| (a, Arc::new(sip_tls)))).await?;
-        let out = transports.outbound();
+            transport::bind(udp, tcp, tls_addr.map(|a| (a, Arc::new(sip_tls)))).await?;
+        let out = transports.outbound(vip.as_ref().map(|v| v.fence.clone()));
         let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(16 * 1024);
         let (endpoint_handle, commands) = endpoint::Endpoint::channel();
         let writer = writer::BindingWriter::new(cluster.clone());
-        let media_addr = media
-            .address
-            .or_else(|| cfg.udp.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()))
-            .ok_or(SipError::NoMediaAddress)?;
+        let media_addr = match &vip {
+            Some(v) => v.ip,
+            None => media
+                .address
+                .or_else(|| cfg.udp.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()))
+                .ok_or(SipError::NoMediaAddress)?,
+        };
         let calls = Arc::new(call::Calls::new(
             cluster.clone(),
             endpoint_handle.clone(),
@@ -91,13 +123,16 @@ impl SipService {
             },
             Arc::clone(&security),
         ));
-        let mut tasks = vec![tokio::spawn(call::end_orphans(Arc::clone(&calls)))];
+        let mut tasks = Vec::new();
+        if vip.is_none() {
+            tasks.push(tokio::spawn(call::end_orphans(Arc::clone(&calls))));
+        }
         if calls_cfg.cdr_retention_days > 0 {
             let keep = Duration::from_secs(calls_cfg.cdr_retention_days.saturating_mul(86_400));
             tasks.push(tokio::spawn(call::retention(Arc::clone(&calls), keep)));
         }
         let handler = Arc::new(handler::Handler {
-            calls,
+            calls: Arc::clone(&calls),
             auth: Arc::new(auth::SipAuth::new(
                 cluster.clone(),
                 Arc::clone(&security),
@@ -114,13 +149,18 @@ impl SipService {
             endpoint: endpoint_handle.clone(),
         });
         let (qualify_endpoint, qualify_out) = (endpoint_handle, out.clone());
-        transports.spawn(&out, inbound_tx, &security);
         let tx_config = TransactionConfig {
             max_transactions: cfg.max_transactions,
             ..TransactionConfig::default()
         };
-        let endpoint = endpoint::Endpoint::new(tx_config, out, handler);
+        let endpoint = endpoint::Endpoint::new(tx_config, out.clone(), handler);
         tasks.push(tokio::spawn(endpoint.run(inbound_rx, commands)));
+        if vip.is_some() {
+            // Before the first packet is read: a BYE or re-INVITE already queued finds its call.
+            let carried = call::carry_on(&calls, CARRY_ON_WAIT).await;
+            tracing::info!(calls = carried, "established calls carried on");
+        }
+        tasks.extend(transports.spawn(&out, inbound_tx, &security));
         tasks.push(tokio::spawn(expiry::run(cluster.clone(), writer.clone())));
         if cfg.qualify_interval_secs > 0 {
             let qualifier = qualify::Qualifier {
@@ -133,7 +173,7 @@ impl SipService {
             };
             tasks.push(tokio::spawn(qualifier.run()));
         }
-        tracing::info!(udp = ?cfg.udp, tcp = ?cfg.tcp, tls = ?cfg.tls, "sip listening");
-        Ok(Some(Self { tasks }))
+        tracing::info!(udp = ?udp, tcp = ?tcp, tls = ?tls_addr, "sip listening");
+        Ok(Some(Self { tasks, calls }))
     }
 }

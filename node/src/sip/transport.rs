@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use pbx_sip::codec::{self, Frame, Message, StreamFramer};
@@ -17,6 +18,7 @@ use pbx_sip::transaction::{Peer, Transmit, Transport};
 use storage::model::{Service, Transport as GateTransport};
 
 use crate::security::{Security, sip_transport};
+use crate::vip::Fence;
 
 /// Connections kept open at once (phones on TCP/TLS keep one each).
 const MAX_CONNECTIONS: usize = 20_000;
@@ -45,6 +47,8 @@ pub(crate) struct Outbound {
     /// Our own address per transport, for the Via of requests we send.
     locals: HashMap<Transport, SocketAddr>,
     streams: Arc<Mutex<StreamTable>>,
+    /// On the VIP: nothing is sent unless this node holds the lease.
+    fence: Option<Fence>,
 }
 
 /// The writer queue of every open TCP/TLS connection, by transport and peer address.
@@ -70,6 +74,10 @@ impl Outbound {
 
     /// Sends without waiting: UDP with `try_send_to`, streams through their writer's queue.
     pub(crate) fn send(&self, t: &Transmit) -> Result<(), SendError> {
+        if self.fence.as_ref().is_some_and(|f| !f.holds()) {
+            metrics::counter!("pbx_vip_fenced_total", "direction" => "out").increment(1);
+            return Ok(());
+        }
         metrics::counter!("pbx_sip_messages_sent_total", "transport" => transport_name(t.peer.transport)).increment(1);
         match t.peer.transport {
             Transport::Udp => {
@@ -112,7 +120,7 @@ pub(crate) struct Transports {
 }
 
 impl Transports {
-    pub(crate) fn outbound(&self) -> Outbound {
+    pub(crate) fn outbound(&self, fence: Option<Fence>) -> Outbound {
         let mut locals = HashMap::new();
         if let Some(a) = self.udp.as_ref().and_then(|s| s.local_addr().ok()) {
             locals.insert(Transport::Udp, a);
@@ -127,45 +135,49 @@ impl Transports {
             udp: self.udp.clone(),
             locals,
             streams: Arc::new(Mutex::new(HashMap::new())),
+            fence,
         }
     }
 
-    /// Spawns the receive loops; they run until the endpoint's channel closes.
+    /// Spawns the receive loops; they run until the endpoint's channel closes or their handles are
+    /// aborted (which closes the sockets and every connection accepted on them).
     /// Every packet and connection passes `security`'s gate first, before any parsing.
     pub(crate) fn spawn(
         self,
         out: &Outbound,
         inbound: mpsc::Sender<Inbound>,
         security: &Arc<Security>,
-    ) {
+    ) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
         if let Some(sock) = self.udp {
-            tokio::spawn(udp_loop(
+            tasks.push(tokio::spawn(udp_loop(
                 sock,
                 out.clone(),
                 inbound.clone(),
                 Arc::clone(security),
-            ));
+            )));
         }
         if let Some(listener) = self.tcp {
             let security = Arc::clone(security);
-            tokio::spawn(accept_loop(
+            tasks.push(tokio::spawn(accept_loop(
                 listener,
                 None,
                 out.clone(),
                 inbound.clone(),
                 security,
-            ));
+            )));
         }
         if let Some((listener, acceptor)) = self.tls {
             let security = Arc::clone(security);
-            tokio::spawn(accept_loop(
+            tasks.push(tokio::spawn(accept_loop(
                 listener,
                 Some(acceptor),
                 out.clone(),
                 inbound,
                 security,
-            ));
+            )));
         }
+        tasks
     }
 }
 
@@ -185,6 +197,10 @@ async fn udp_loop(
                 continue;
             }
         };
+        if out.fence.as_ref().is_some_and(|f| !f.holds()) {
+            metrics::counter!("pbx_vip_fenced_total", "direction" => "in").increment(1);
+            continue;
+        }
         if !security.admit(from.ip(), Service::Sip, GateTransport::Udp) {
             continue;
         }
@@ -243,7 +259,10 @@ async fn accept_loop(
     } else {
         Transport::Tcp
     };
+    // Owned here so that stopping the accept loop closes every connection it accepted.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, addr) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -263,7 +282,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let (out, inbound, tls) = (out.clone(), inbound.clone(), tls.clone());
         let security = Arc::clone(&security);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let peer = Peer { transport, addr };
             match tls {
                 None => serve_stream(stream, peer, out, inbound, security).await,

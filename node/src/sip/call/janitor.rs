@@ -31,60 +31,98 @@ pub(crate) async fn retention(calls: Arc<Calls>, retention: Duration) {
     }
 }
 
-/// At start: calls this node carried before it stopped lost their media with the process. Each is
-/// hung up on both phones from its record (so no phone sits in a dead call) and ends with a CDR.
-pub(crate) async fn end_orphans(calls: Arc<Calls>) {
-    // Until the local replica has caught up, it may not show every record this node wrote.
-    let mut delay = Duration::from_millis(200);
+/// The call records as of now: waits until the local replica has caught up with the cluster, so
+/// that it shows every record written before (`None` when the cluster does not answer in `within`).
+async fn records(calls: &Calls, within: Option<Duration>) -> Option<Vec<ActiveCall>> {
+    let deadline = within.map(|w| tokio::time::Instant::now() + w);
+    let mut delay = Duration::from_millis(50);
     while let Err(e) = calls.cluster.linearizable_barrier().await {
-        tracing::debug!(error = %e, "waiting for the cluster before checking orphaned calls");
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            tracing::warn!(error = %e, "cluster not ready; using the local copy of the call records");
+            break;
+        }
+        tracing::debug!(error = %e, "waiting for the cluster before reading call records");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-    let me = calls.cluster.node_id();
-    let orphans: Vec<ActiveCall> = match calls.cluster.reader().list::<ActiveCall>() {
-        Ok(all) => all.into_iter().filter(|c| c.node_id == me).collect(),
+    match calls.cluster.reader().list::<ActiveCall>() {
+        Ok(all) => Some(all),
         Err(e) => {
             tracing::warn!(error = %e, "reading call records failed");
-            return;
+            None
         }
+    }
+}
+
+/// At start without a VIP: calls this node carried before it stopped lost their media with the
+/// process. Each is hung up on both phones from its record (so no phone sits in a dead call) and ends
+/// with a CDR.
+pub(crate) async fn end_orphans(calls: Arc<Calls>) {
+    let me = calls.cluster.node_id();
+    let Some(all) = records(&calls, None).await else {
+        return;
     };
-    for call in orphans {
+    for call in all.into_iter().filter(|c| c.node_id == me) {
         tracing::warn!(call = %call.id, extension = %call.caller.extension, callee = %call.callee.extension, "ending a call this node lost when it stopped");
-        for leg in [&call.caller, &call.callee] {
-            let (Some(transport), Ok(addr)) = (
-                dialog::transport_from(&leg.transport),
-                leg.peer.parse::<std::net::SocketAddr>(),
-            ) else {
-                continue;
-            };
-            let Some(local) = calls.local(transport) else {
-                continue;
-            };
-            // Well above any CSeq the lost process may have used since the record was written.
-            let cseq = leg.local_cseq.saturating_add(1000);
-            if let Some(bye) = dialog::request("BYE", leg, local, transport, cseq, 70, &[], None) {
-                let endpoint = calls.endpoint.clone();
-                let peer = pbx_sip::transaction::Peer { transport, addr };
-                tokio::spawn(async move {
-                    let _ = endpoint.request(bye, peer).await;
-                });
+        hang_up(&calls, &call, "node-restart").await;
+    }
+}
+
+/// On taking the VIP: every established call in the records is carried on here, whichever node set
+/// it up. One that cannot be (its ports are taken, its record is unusable) is hung up on both phones.
+/// Returns how many were carried on.
+pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
+    let Some(all) = records(calls, Some(within)).await else {
+        return 0;
+    };
+    let mut carried = 0;
+    for call in all {
+        let id = call.id.clone();
+        match super::task::adopt(calls, call.clone()) {
+            Ok(()) => carried += 1,
+            Err(why) => {
+                tracing::warn!(call = %id, why = %why, "call cannot be carried on; hanging it up");
+                hang_up(calls, &call, "not-carried-on").await;
             }
         }
-        let facts = CdrFacts {
-            id: &call.id,
-            caller: &call.caller.extension,
-            callee: &call.callee.extension,
-            started_at: call.started_at,
-            answered_at: Some(call.answered_at),
-            node_id: me,
+    }
+    carried
+}
+
+/// BYE to both phones in their own dialogs, and the CDR.
+async fn hang_up(calls: &Calls, call: &ActiveCall, cause: &str) {
+    let me = calls.cluster.node_id();
+    for leg in [&call.caller, &call.callee] {
+        let (Some(transport), Ok(addr)) = (
+            dialog::transport_from(&leg.transport),
+            leg.peer.parse::<std::net::SocketAddr>(),
+        ) else {
+            continue;
         };
-        let outcome = Outcome::new(Disposition::Answered, HangupSide::Pbx, "node-restart", 200);
-        record::count_end(&outcome, true);
-        if let Err(e) =
-            record::end(&calls.cluster, record::cdr(&facts, &outcome, now_millis())).await
-        {
-            tracing::warn!(call = %call.id, error = %e, "orphaned call not ended");
+        let Some(local) = calls.local(transport) else {
+            continue;
+        };
+        // Well above any CSeq the lost process may have used since the record was written.
+        let cseq = leg.local_cseq.saturating_add(1000);
+        if let Some(bye) = dialog::request("BYE", leg, local, transport, cseq, 70, &[], None) {
+            let endpoint = calls.endpoint.clone();
+            let peer = pbx_sip::transaction::Peer { transport, addr };
+            tokio::spawn(async move {
+                let _ = endpoint.request(bye, peer).await;
+            });
         }
+    }
+    let facts = CdrFacts {
+        id: &call.id,
+        caller: &call.caller.extension,
+        callee: &call.callee.extension,
+        started_at: call.started_at,
+        answered_at: Some(call.answered_at),
+        node_id: me,
+    };
+    let outcome = Outcome::new(Disposition::Answered, HangupSide::Pbx, cause, 200);
+    record::count_end(&outcome, true);
+    if let Err(e) = record::end(&calls.cluster, record::cdr(&facts, &outcome, now_millis())).await {
+        tracing::warn!(call = %call.id, error = %e, "lost call not ended");
     }
 }

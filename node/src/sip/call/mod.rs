@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use cluster::Cluster;
 use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
@@ -26,7 +27,7 @@ use storage::model::{Service, Transport as GateTransport};
 use crate::media::{LatchGate, PortRange};
 use crate::security::Security;
 
-pub(crate) use janitor::{end_orphans, retention};
+pub(crate) use janitor::{carry_on, end_orphans, retention};
 pub(crate) use task::CallInput;
 
 /// Settings of the call engine (from `[calls]` and `[media]`).
@@ -69,6 +70,9 @@ pub(crate) struct Calls {
     pub(crate) config: CallConfig,
     security: Arc<Security>,
     routes: Mutex<Routes>,
+    /// Every call's task: aborted together when this node stops serving phones (the VIP moved away),
+    /// which closes their media sockets without ending the calls, for the next owner to carry on.
+    tasks: Mutex<JoinSet<()>>,
 }
 
 impl Calls {
@@ -88,6 +92,33 @@ impl Calls {
             config,
             security,
             routes: Mutex::new(Routes::default()),
+            tasks: Mutex::new(JoinSet::new()),
+        }
+    }
+
+    fn spawn_call(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Stops every call on this node at once, without BYE or CDR: their records stay for the node
+    /// that carries them on.
+    pub(crate) fn abandon_all(&self) {
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = tasks.len();
+        tasks.abort_all();
+        drop(tasks);
+        *self.routes() = Routes::default();
+        metrics::gauge!("pbx_calls_active").set(0.0);
+        if n > 0 {
+            tracing::info!(calls = n, "calls handed over: this node no longer serves phones");
         }
     }
 
@@ -135,7 +166,7 @@ impl Calls {
         let (input, inputs) = mpsc::unbounded_channel();
         self.routes().by_tx.insert(tx, input.clone());
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        self.spawn_call(async move {
             task::run(this, tx, req, raw_uri, peer, auth, input, inputs).await;
         });
     }
@@ -240,9 +271,11 @@ impl Calls {
     }
 
     /// Forgets every route to a call.
-    fn forget(&self, tx: ServerTxId, call_ids: &[String]) {
+    fn forget(&self, tx: Option<ServerTxId>, call_ids: &[String]) {
         let mut routes = self.routes();
-        routes.by_tx.remove(&tx);
+        if let Some(tx) = tx {
+            routes.by_tx.remove(&tx);
+        }
         for id in call_ids {
             routes.by_call_id.remove(id);
         }

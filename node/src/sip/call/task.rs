@@ -73,7 +73,7 @@ pub(super) async fn run(
             let mut resp = reply(407, None);
             insert_before_length(&mut resp, headers);
             calls.endpoint.respond(tx, resp).await;
-            calls.forget(tx, &[]);
+            calls.forget(Some(tx), &[]);
             return;
         }
         AuthOutcome::Unavailable => {
@@ -81,7 +81,7 @@ pub(super) async fn run(
                 .endpoint
                 .respond(tx, reply(503, Some("Cluster not ready")))
                 .await;
-            calls.forget(tx, &[]);
+            calls.forget(Some(tx), &[]);
             return;
         }
     };
@@ -125,7 +125,7 @@ pub(super) async fn run(
                 );
             }
             calls.endpoint.respond(tx, resp).await;
-            calls.forget(tx, &[]);
+            calls.forget(Some(tx), &[]);
             if let Some(outcome) = outcome {
                 tracing::info!(extension = %caller, callee = %callee, status = code, "call refused");
                 let facts = CdrFacts {
@@ -485,7 +485,7 @@ impl Prepared {
             id: self.id,
             caller: self.caller,
             callee: self.callee,
-            invite_tx: tx,
+            invite_tx: Some(tx),
             invite: req,
             // The callee's leg and SDP are the winner's, set before anything reads them.
             legs: [self.caller_leg, DialogLeg::default()],
@@ -619,7 +619,8 @@ struct CallTask {
     id: String,
     caller: String,
     callee: String,
-    invite_tx: ServerTxId,
+    /// The caller's INVITE transaction (`None` for a call carried on from its record).
+    invite_tx: Option<ServerTxId>,
     invite: rsip::Request,
     /// `[caller's leg, callee's leg]`.
     legs: [DialogLeg; 2],
@@ -682,6 +683,13 @@ impl CallTask {
         )
     }
 
+    /// Answers the caller's INVITE transaction (a call carried on from its record has none left).
+    async fn respond_invite(&self, resp: rsip::Response) {
+        if let Some(tx) = self.invite_tx {
+            self.calls.endpoint.respond(tx, resp).await;
+        }
+    }
+
     /// Ringing: until a branch answers, all fail, the caller cancels or the ring timer fires.
     async fn ring(&mut self) {
         let deadline = Instant::now() + self.calls.config.ring_timeout;
@@ -694,7 +702,7 @@ impl CallTask {
                 () = tokio::time::sleep_until(deadline) => {
                     self.cancel_branches(None).await;
                     let resp = self.respond_to_caller(480, Some("No Answer"), &[], None);
-                    self.calls.endpoint.respond(self.invite_tx, resp).await;
+                    self.respond_invite(resp).await;
                     let outcome = Outcome::new(Disposition::NoAnswer, HangupSide::Pbx, "no-answer", 480);
                     return self.finish(outcome).await;
                 }
@@ -725,7 +733,7 @@ impl CallTask {
                 CallInput::Cancelled => {
                     self.cancel_branches(None).await;
                     let resp = self.respond_to_caller(487, None, &[], None);
-                    self.calls.endpoint.respond(self.invite_tx, resp).await;
+                    self.respond_invite(resp).await;
                     let outcome =
                         Outcome::new(Disposition::Cancelled, HangupSide::Caller, "cancel", 487);
                     return self.finish(outcome).await;
@@ -737,7 +745,7 @@ impl CallTask {
                         self.calls.endpoint.respond(tx, resp).await;
                         self.cancel_branches(None).await;
                         let resp = self.respond_to_caller(487, None, &[], None);
-                        self.calls.endpoint.respond(self.invite_tx, resp).await;
+                        self.respond_invite(resp).await;
                         let outcome =
                             Outcome::new(Disposition::Cancelled, HangupSide::Caller, "bye", 487);
                         return self.finish(outcome).await;
@@ -785,7 +793,7 @@ impl CallTask {
             (480, Disposition::Unavailable)
         };
         let resp = self.respond_to_caller(code, None, &[], None);
-        self.calls.endpoint.respond(self.invite_tx, resp).await;
+        self.respond_invite(resp).await;
         let outcome = Outcome::new(disposition, HangupSide::Callee, code.to_string(), code);
         self.finish(outcome).await;
     }
@@ -822,7 +830,7 @@ impl CallTask {
             &[],
             body.as_deref().map(|b| ("application/sdp", b.as_bytes())),
         );
-        self.calls.endpoint.respond(self.invite_tx, resp).await;
+        self.respond_invite(resp).await;
     }
 
     /// Cancels every branch still ringing except `keep`.
@@ -889,7 +897,7 @@ impl CallTask {
             self.send_bye(CALLEE);
             let resp =
                 self.respond_to_caller(488, Some("Callee Answered Without Media"), &[], None);
-            self.calls.endpoint.respond(self.invite_tx, resp).await;
+            self.respond_invite(resp).await;
             let outcome = Outcome::new(Disposition::Failed, HangupSide::Pbx, "bad-answer-sdp", 488);
             return self.finish(outcome).await;
         };
@@ -901,7 +909,7 @@ impl CallTask {
         let Ok(a_answer) = answer.rewrite(self.calls.media_addr(), &ports) else {
             self.send_bye(CALLEE);
             let resp = self.respond_to_caller(488, None, &[], None);
-            self.calls.endpoint.respond(self.invite_tx, resp).await;
+            self.respond_invite(resp).await;
             let outcome = Outcome::new(Disposition::Failed, HangupSide::Pbx, "bad-answer-sdp", 488);
             return self.finish(outcome).await;
         };
@@ -914,7 +922,7 @@ impl CallTask {
             self.answered_at = None;
             self.send_bye(CALLEE);
             let resp = self.respond_to_caller(503, Some("Call Not Stored"), &[], None);
-            self.calls.endpoint.respond(self.invite_tx, resp).await;
+            self.respond_invite(resp).await;
             let outcome = Outcome::new(Disposition::Failed, HangupSide::Pbx, "not-stored", 503);
             return self.finish(outcome).await;
         }
@@ -925,7 +933,7 @@ impl CallTask {
             &extra,
             Some(("application/sdp", a_answer.as_bytes())),
         );
-        self.calls.endpoint.respond(self.invite_tx, ok).await;
+        self.respond_invite(ok).await;
         metrics::counter!("pbx_call_answers_total").increment(1);
         metrics::gauge!("pbx_calls_active").increment(1.0);
         self.established = Some(Instant::now());
@@ -1454,4 +1462,117 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Added to every CSeq the PBX sends on a call carried on from its record: the process that set the
+/// call up may have sent requests after the record was last written.
+const CSEQ_HEADROOM: u32 = 1000;
+
+/// Carries on an established call from its record (after a failover, or a restart of the VIP owner):
+/// media on the recorded ports with the latched sources, each leg's dialog as recorded with CSeq
+/// headroom, and in-dialog requests handled as if this node had set the call up.
+pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
+    if rec.media_addr != calls.media_addr().to_string() {
+        return Err(format!(
+            "its media is on {}, not on this node's media address",
+            rec.media_addr
+        ));
+    }
+    let parse = |leg: &DialogLeg| Sdp::parse(leg.remote_sdp.as_bytes()).map_err(|e| e.to_string());
+    let sdp = [parse(&rec.caller)?, parse(&rec.callee)?];
+    let peer_of = |leg: &DialogLeg| -> Result<Peer, String> {
+        let transport = dialog::transport_from(&leg.transport)
+            .ok_or_else(|| format!("unknown transport {:?}", leg.transport))?;
+        let addr = leg
+            .peer
+            .parse()
+            .map_err(|_| format!("bad peer address {:?}", leg.peer))?;
+        Ok(Peer { transport, addr })
+    };
+    let peers = [peer_of(&rec.caller)?, peer_of(&rec.callee)?];
+    let ports: Vec<[u16; 2]> = rec
+        .streams
+        .iter()
+        .map(|s| [s.caller_port, s.callee_port])
+        .collect();
+    let media = MediaSession::bind(
+        &calls.ports,
+        &ports,
+        calls.config.latch_window,
+        calls.latch_gate(),
+    )
+    .map_err(|e| e.to_string())?;
+    for (leg, side) in [(CALLER, Side::Caller), (CALLEE, Side::Callee)] {
+        for (i, m) in sdp[leg].media().iter().enumerate() {
+            media.set_peer(i, side, peer_media(m, peers[leg].addr.ip()));
+        }
+    }
+    let mut all_latched = true;
+    for (i, s) in rec.streams.iter().enumerate() {
+        for (latched, side) in [(&s.caller_latched, Side::Caller), (&s.callee_latched, Side::Callee)] {
+            match latched.as_deref().map(str::parse::<SocketAddr>) {
+                Some(Ok(source)) => media.restore_latch(i, side, source),
+                _ => all_latched = false,
+            }
+        }
+    }
+    let mut legs = [rec.caller, rec.callee];
+    for leg in &mut legs {
+        leg.local_cseq = leg.local_cseq.saturating_add(CSEQ_HEADROOM);
+    }
+    let (caller, callee) = (legs[CALLER].extension.clone(), legs[CALLEE].extension.clone());
+    // Counted against the limits like any call here; a carried-on call is never refused for them.
+    let _ = calls.reserve([&caller, &callee]);
+    let (input, inputs) = mpsc::unbounded_channel();
+    calls.add_call_id(&legs[CALLER].call_id, &input);
+    calls.add_call_id(&legs[CALLEE].call_id, &input);
+    // The original INVITE is gone with the node that received it; what the task still reads from it
+    // is whether the callee was shown an anonymous caller.
+    let mut invite = rsip::Request {
+        method: rsip::Method::Invite,
+        uri: rsip::Uri::default(),
+        version: rsip::Version::V2,
+        headers: rsip::Headers::default(),
+        body: Vec::new(),
+    };
+    invite
+        .headers
+        .push(rsip::Header::Other("From".into(), format!("<{}>", legs[CALLEE].local_uri)));
+    let branch = Branch {
+        leg: legs[CALLEE].clone(),
+        peer: peers[CALLEE],
+        tx: None,
+        final_code: Some(200),
+    };
+    let mut task = CallTask {
+        calls: Arc::clone(calls),
+        id: rec.id,
+        caller,
+        callee,
+        invite_tx: None,
+        invite,
+        legs,
+        peers,
+        sdp,
+        media,
+        branches: vec![branch],
+        winner: Some(0),
+        started_at: rec.started_at,
+        answered_at: Some(rec.answered_at),
+        established: Some(Instant::now()),
+        inputs,
+        input,
+        offer_pending: false,
+        latches_recorded: all_latched,
+    };
+    tracing::info!(call = %task.id, extension = %task.caller, callee = %task.callee, streams = ports.len(), "carrying on a call from its record");
+    metrics::gauge!("pbx_calls_active").increment(1.0);
+    calls.spawn_call(async move {
+        // Claimed: the record now names this node and the CSeqs it will use.
+        if let Err(e) = record::put(&task.calls.cluster, task.active_call(now_millis())).await {
+            tracing::warn!(call = %task.id, error = %e, "carried-on call record not updated");
+        }
+        task.talk().await;
+    });
+    Ok(())
 }
