@@ -73,6 +73,30 @@ pub struct LabOptions {
     pub security_extra: String,
     /// Lines for each node's `[events]` section.
     pub events_extra: String,
+    /// Run each node in its own network namespace of the lab topology (`deploy/lab-netns.sh up`),
+    /// with the VIP on the node subnet and the Linux driver; the caller runs inside a phone namespace.
+    pub netns: bool,
+}
+
+/// The lab topology of `deploy/lab-netns.sh`: node `id` is `198.18.0.(10+id)` in namespace
+/// `pbx-n{id}`; phones live in `pbx-ph1` (198.18.0.21 and .22); the VIP is 198.18.0.100/24.
+pub mod topology {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+    pub const VIP_CIDR: &str = "198.18.0.100/24";
+    pub const PHONES_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 21);
+    pub const PHONES_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 22);
+    pub const OBSERVER_NS: &str = "pbx-ph2";
+    pub const SIP_PORT: u16 = 5060;
+
+    pub fn node_ip(id: u64) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10 + (id.min(200) as u8)))
+    }
+
+    pub fn node_ns(id: u64) -> String {
+        format!("pbx-n{id}")
+    }
 }
 
 impl Default for LabOptions {
@@ -86,12 +110,17 @@ impl Default for LabOptions {
             calls_extra: String::new(),
             security_extra: String::new(),
             events_extra: String::new(),
+            netns: false,
         }
     }
 }
 
 pub struct LabNode {
     pub id: u64,
+    /// The address its API, Raft and SIP listen on (127.0.0.1, or its lab namespace's address).
+    pub host: std::net::IpAddr,
+    /// Its network namespace, in a netns lab.
+    pub netns: Option<String>,
     pub config: PathBuf,
     pub data_dir: PathBuf,
     pub raft_port: u16,
@@ -106,7 +135,7 @@ pub struct LabNode {
 
 impl LabNode {
     pub fn api_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.api_port)
+        format!("https://{}", std::net::SocketAddr::new(self.host, self.api_port))
     }
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
@@ -160,12 +189,11 @@ impl Lab {
         for id in 1..=n {
             lab.prepare_node(id)?;
         }
-        let out = run_pbx(&[
-            "cluster",
-            "init",
-            "--config",
-            &path_str(&lab.nodes[0].config),
-        ])?;
+        // `init` opens the node's store and binds its Raft address: in the node's own namespace.
+        let out = run_pbx_in(
+            lab.nodes[0].netns.as_deref(),
+            &["cluster", "init", "--config", &path_str(&lab.nodes[0].config)],
+        )?;
         lab.admin_password = out
             .lines()
             .find_map(|l| l.strip_prefix("admin password: "))
@@ -186,6 +214,13 @@ impl Lab {
     pub fn prepare_node(&mut self, id: u64) -> anyhow::Result<usize> {
         let root = self.dir.path();
         let tls = root.join(format!("tls-{id}"));
+        let netns = self.options.netns;
+        let host: std::net::IpAddr = if netns {
+            topology::node_ip(id)
+        } else {
+            [127, 0, 0, 1].into()
+        };
+        let host_s = host.to_string();
         run_pbx(&[
             "cert",
             "node",
@@ -196,21 +231,48 @@ impl Lab {
             "--out",
             &path_str(&tls),
             "--san",
-            "127.0.0.1",
+            &host_s,
             "--san",
             "localhost",
         ])?;
-        let (raft_port, api_port) = (free_port(true), free_port(false));
-        let sip_port = free_sip_port();
-        let sip_tls_port = free_port(false);
+        // In namespaces every node has its own addresses: fixed ports, as on real servers.
+        let (raft_port, api_port, sip_port, sip_tls_port) = if netns {
+            (7001, 8443, topology::SIP_PORT, topology::SIP_PORT + 1)
+        } else {
+            (
+                free_port(true),
+                free_port(false),
+                free_sip_port(),
+                free_port(false),
+            )
+        };
         let data_dir = root.join(format!("node-{id}"));
         let config = root.join(format!("node-{id}.toml"));
         let per_node = u64::from(self.options.media_ports_per_node.max(8));
         // Below the kernel's ephemeral range (32768+), where clients' own sockets would take ports.
-        let rtp_min = 10_000 + (id - 1) * per_node;
+        // On loopback the nodes share one address, so each gets its own slice; on the VIP every node
+        // needs the same range, for the next owner binds the ports the phones were told.
+        let rtp_min = if netns {
+            10_000
+        } else {
+            10_000 + (id - 1) * per_node
+        };
+        // In namespaces the phones' subnet is the office LAN, trusted like the tests' own address.
+        let (media_addr, trusted, vip) = if netns {
+            (
+                topology::VIP.to_string(),
+                "198.18.0.0/24",
+                format!(
+                    "[vip]\naddress = \"{}\"\ninterface = \"eth0\"\ndriver = \"linux\"\n",
+                    topology::VIP_CIDR
+                ),
+            )
+        } else {
+            ("127.0.0.1".to_owned(), "127.0.0.1/32", String::new())
+        };
         let media = format!(
-            "[media]\naddress = \"127.0.0.1\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n{}\n[calls]\n{}\n\
-             [security]\ntrusted_networks = [\"127.0.0.1/32\"]\n{}\n[events]\n{}\n",
+            "[media]\naddress = \"{media_addr}\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n{}\n[calls]\n{}\n\
+             [security]\ntrusted_networks = [\"{trusted}\"]\n{}\n[events]\n{}\n{vip}",
             rtp_min + per_node - 1,
             self.options.media_extra,
             self.options.calls_extra,
@@ -220,9 +282,9 @@ impl Lab {
         std::fs::write(
             &config,
             format!(
-                "node_id = {id}\ndata_dir = \"{}\"\n{media}[cluster]\nlisten = \"127.0.0.1:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
-                 [api]\nlisten = \"127.0.0.1:{api_port}\"\n[tls]\ndir = \"{}\"\n\
-                 [sip]\nudp = \"127.0.0.1:{sip_port}\"\ntcp = \"127.0.0.1:{sip_port}\"\ntls = \"127.0.0.1:{sip_tls_port}\"\n{}\n",
+                "node_id = {id}\ndata_dir = \"{}\"\n{media}[cluster]\nlisten = \"{host_s}:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
+                 [api]\nlisten = \"{host_s}:{api_port}\"\n[tls]\ndir = \"{}\"\n\
+                 [sip]\nudp = \"{host_s}:{sip_port}\"\ntcp = \"{host_s}:{sip_port}\"\ntls = \"{host_s}:{sip_tls_port}\"\n{}\n",
                 path_str(&data_dir),
                 self.options.snapshot_after_logs,
                 self.options.keep_logs_after_snapshot,
@@ -233,6 +295,8 @@ impl Lab {
         let log = root.join(format!("node-{id}.log"));
         self.nodes.push(LabNode {
             id,
+            host,
+            netns: netns.then(|| topology::node_ns(id)),
             config,
             data_dir,
             raft_port,
@@ -252,7 +316,16 @@ impl Lab {
             .create(true)
             .append(true)
             .open(&node.log)?;
-        let child = Command::new(pbx_bin())
+        // `ip netns exec` execs the node in place: the child's pid is the node's.
+        let mut cmd = match &node.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.as_str()]).arg(pbx_bin());
+                c
+            }
+            None => Command::new(pbx_bin()),
+        };
+        let child = cmd
             .args(["run", "--config", &path_str(&node.config)])
             .env("RUST_LOG", "info,openraft=info")
             .stdin(Stdio::null())
@@ -328,6 +401,40 @@ impl Lab {
         }
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) to node `i`'s process.
+    pub fn signal(&self, i: usize, signal: &str) -> anyhow::Result<()> {
+        let pid = self.nodes[i].pid().context("node not running")?;
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
+    }
+
+    /// Cuts node `i` off from every other node (both directions) but not from the phones: the
+    /// split-brain case. Netns labs only.
+    pub fn partition(&self, i: usize) -> anyhow::Result<()> {
+        let ns = self.nodes[i].netns.as_deref().context("partition needs a netns lab")?;
+        let peers: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.id != self.nodes[i].id)
+            .map(|n| n.host.to_string())
+            .collect();
+        let peers = peers.join(", ");
+        let rules = format!(
+            "table inet pbx_chaos {{\n  chain input {{ type filter hook input priority -50; policy accept;\n    ip saddr {{ {peers} }} drop;\n  }}\n\
+             \x20 chain output {{ type filter hook output priority -50; policy accept;\n    ip daddr {{ {peers} }} drop;\n  }}\n}}\n"
+        );
+        nft_in(ns, &rules)
+    }
+
+    /// Undoes [`Self::partition`].
+    pub fn heal(&self, i: usize) -> anyhow::Result<()> {
+        let ns = self.nodes[i].netns.as_deref().context("heal needs a netns lab")?;
+        nft_in(ns, "add table inet pbx_chaos\ndelete table inet pbx_chaos\n")
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self, i: usize) -> anyhow::Result<()> {
         if let Some(mut c) = self.nodes[i].child.take() {
@@ -365,6 +472,7 @@ impl Lab {
             urls: self.nodes.iter().map(LabNode::api_url).collect(),
             password: self.admin_password.clone(),
             token: None,
+            timeout: Duration::from_secs(60),
         }
     }
 
@@ -474,12 +582,14 @@ pub struct LabClient {
     password: String,
     /// A session token, once [`LabClient::with_session`] logged in: saves an argon2 check per request.
     token: Option<String>,
+    /// Per request (a frozen node never answers: chaos clients give up quickly).
+    timeout: Duration,
 }
 
 impl LabClient {
     /// An admin request to node `i`'s API.
     pub fn req(&self, i: usize, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, format!("{}{path}", self.urls[i]));
+        let builder = self.anon(i, method, path);
         match &self.token {
             Some(token) => builder.bearer_auth(token),
             None => builder.basic_auth("admin", Some(&self.password)),
@@ -503,7 +613,15 @@ impl LabClient {
 
     /// The same request without credentials.
     pub fn anon(&self, i: usize, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.urls[i]))
+        self.http
+            .request(method, format!("{}{path}", self.urls[i]))
+            .timeout(self.timeout)
+    }
+
+    /// The same client, giving up on each request after `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub async fn health(&self, i: usize) -> anyhow::Result<Value> {
@@ -623,13 +741,48 @@ impl LabClient {
     }
 }
 
+/// Applies an nftables script inside a namespace.
+fn nft_in(ns: &str, script: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("no stdin")?
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "nft in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
 /// Runs `pbx ARGS`, returning stdout; fails with stderr if the command fails.
 pub fn run_pbx(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(pbx_bin())
+    run_pbx_in(None, args)
+}
+
+/// `pbx` with `args`, inside network namespace `ns` when given.
+pub fn run_pbx_in(ns: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(pbx_bin());
+            c
+        }
+        None => Command::new(pbx_bin()),
+    };
+    let out = cmd
         .args(args)
         .output()
         .with_context(|| format!("running pbx {args:?}"))?;

@@ -3,6 +3,7 @@
 
 pub mod ban_gate;
 pub mod call_load;
+pub mod failover;
 pub mod lab;
 pub mod phone;
 pub mod scenarios;

@@ -30,6 +30,18 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// VIP failover with calls up, in the namespace lab (run inside pbx-ph1 after
+    /// `deploy/lab-netns.sh up`; `deploy/lab-netns.sh chaos …` does both): inject FAULT each round,
+    /// measure SIP and audio gaps, check that no call, registration or write is lost and that the
+    /// VIP never has two owners. Exits non-zero when an invariant breaks.
+    Failover {
+        #[arg(long, value_enum)]
+        fault: pbx_chaos::failover::Fault,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long, default_value_t = 20)]
+        calls: usize,
+    },
     /// Concurrent calls with RTP both ways through a fresh lab: loss, latency, CPU per packet.
     CallLoad {
         #[arg(long, default_value_t = 100)]
@@ -62,6 +74,9 @@ enum Scenario {
         media_ports: u16,
         #[arg(long, default_value_t = 600)]
         seconds: u64,
+        /// Run the nodes in the namespace lab (`deploy/lab-netns.sh up`), SIP and media on the VIP.
+        #[arg(long)]
+        netns: bool,
     },
 }
 
@@ -75,6 +90,41 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(
                 report.banned_on_node_ms.iter().all(Option::is_some),
                 "invariant broken: the source was not banned on every node"
+            );
+            return Ok(());
+        }
+        Scenario::Failover {
+            fault,
+            rounds,
+            calls,
+        } => {
+            let report = pbx_chaos::failover::run(fault, rounds, calls).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!(
+                "{}: {} rounds, {} calls; new owner p50={} ms max={} ms; SIP gap p50={} ms max={} ms; audio gap p50={} ms p99={} ms max={} ms; calls survived {}/{}; registrations missing {}; duplicate-VIP {} of {} ARP probes; two owners {}; writes acknowledged {} lost {}",
+                report.scenario,
+                report.rounds,
+                report.calls,
+                scenarios::percentile(&report.new_owner_ms, 0.5),
+                report.new_owner_ms.iter().max().copied().unwrap_or(0),
+                scenarios::percentile(&report.sip_gap_ms, 0.5),
+                report.sip_gap_ms.iter().max().copied().unwrap_or(0),
+                report.audio_gap_p50_ms,
+                report.audio_gap_p99_ms,
+                report.audio_gap_max_ms,
+                report.calls_survived,
+                report.calls,
+                report.registrations_missing,
+                report.duplicate_vip_observations,
+                report.arp_probes,
+                report.two_owner_observations,
+                report.acknowledged_writes,
+                report.lost_writes,
+            );
+            anyhow::ensure!(
+                report.violations.is_empty(),
+                "invariants broken: {}",
+                report.violations.join("; ")
             );
             return Ok(());
         }
@@ -102,11 +152,13 @@ async fn main() -> anyhow::Result<()> {
             calls_extra,
             media_ports,
             seconds,
+            netns,
         } => {
             let options = LabOptions {
                 sip_extra,
                 calls_extra,
                 media_ports_per_node: media_ports,
+                netns,
                 ..LabOptions::default()
             };
             return run_lab(nodes, first..=last, &secret, options, seconds).await;
@@ -158,11 +210,18 @@ async fn run_lab(
         })
         .count()
         .await;
-    let sip: Vec<String> = lab
-        .nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.sip_port))
-        .collect();
+    let sip: Vec<String> = if lab.options.netns {
+        vec![format!(
+            "{}:{}",
+            pbx_chaos::lab::topology::VIP,
+            pbx_chaos::lab::topology::SIP_PORT
+        )]
+    } else {
+        lab.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.sip_port))
+            .collect()
+    };
     let api: Vec<String> = lab.nodes.iter().map(|n| n.api_url()).collect();
     println!(
         "{}",

@@ -125,6 +125,26 @@ impl RtpStats {
         let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
         a.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
     }
+
+    /// The longest silence inside `[from, to]` (milliseconds since the phone started), counting the
+    /// stretch from `from` to the first packet and from the last packet to `to`.
+    pub fn max_gap_between(&self, from: u64, to: u64) -> u64 {
+        let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        let inside = a.iter().copied().filter(|t| (from..=to).contains(t));
+        let mut prev = from;
+        let mut gap = 0;
+        for t in inside.chain(std::iter::once(to)) {
+            gap = gap.max(t.saturating_sub(prev));
+            prev = t;
+        }
+        gap
+    }
+
+    /// Packets that arrived at or after `from` (milliseconds since the phone started).
+    pub fn count_since(&self, from: u64) -> usize {
+        let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        a.len() - a.partition_point(|t| *t < from)
+    }
 }
 
 /// How a phone answers an incoming INVITE.
@@ -154,6 +174,8 @@ pub struct Phone {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Header lines (each ending in CRLF) added to every INVITE this phone sends.
     pub invite_headers: String,
+    /// When the phone started: [`RtpStats::arrivals`] count from here.
+    pub started: Instant,
 }
 
 impl Drop for Phone {
@@ -264,6 +286,7 @@ impl Phone {
             cseq: 0,
             tasks: vec![reader, counter],
             invite_headers: String::new(),
+            started,
         })
     }
 

@@ -43,7 +43,7 @@ pub fn percentile(values: &[u64], p: f64) -> u64 {
 }
 
 /// Writers that keep creating extensions through every node and remember what was acknowledged.
-struct Writers {
+pub(crate) struct Writers {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<String>>>,
     failed: Arc<std::sync::atomic::AtomicUsize>,
@@ -51,7 +51,7 @@ struct Writers {
 }
 
 impl Writers {
-    fn start(client: &LabClient, nodes: usize, count: usize) -> Self {
+    pub(crate) fn start(client: &LabClient, nodes: usize, count: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -89,7 +89,7 @@ impl Writers {
         }
     }
 
-    async fn finish(self) -> (Vec<String>, usize) {
+    pub(crate) async fn finish(self) -> (Vec<String>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             let _ = t.await;

@@ -221,6 +221,7 @@ impl Linux {
             // Already there (add) or already gone (del): the state we wanted.
             Err(VipError::Failed { stderr, .. })
                 if stderr.contains("File exists")
+                    || stderr.contains("Address not found")
                     || stderr.contains("Cannot assign requested address") =>
             {
                 Ok(())

@@ -109,7 +109,25 @@ impl Owner {
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), VipError> {
         let me = self.cluster.node_id();
-        driver.prepare().await?;
+        // A driver that cannot work (no nft, a wrong interface) is reported loudly and retried:
+        // the node still replicates, it just cannot serve phones until fixed.
+        let mut reported = false;
+        while let Err(e) = driver.prepare().await {
+            tracing::error!(node = me, vip = %self.address, driver = driver.name(), error = %e, "vip driver not ready; retrying in 5 s");
+            if !reported {
+                reported = true;
+                self.events.raise(
+                    "vip_driver_failed",
+                    Severity::Critical,
+                    None,
+                    format!("node {me} cannot manage the VIP {}: {e}", self.address),
+                );
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = stop.changed() => return Ok(()),
+            }
+        }
         tracing::info!(node = me, vip = %self.address, driver = driver.name(), lease_ms = self.lease.as_millis() as u64, "vip driver ready");
         metrics::gauge!("pbx_vip_owner").set(0.0);
         let mut lease = Lease::new(self.lease);
