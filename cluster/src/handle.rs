@@ -40,6 +40,7 @@ pub(crate) struct Inner {
     pub(crate) advertise: NodeAddr,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
+    pub(crate) leader_contact: crate::succession::LeaderContact,
 }
 
 impl Drop for Inner {
@@ -138,14 +139,16 @@ impl Cluster {
             advertise,
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            leader_contact: crate::succession::LeaderContact::new(),
         });
         let server = tokio::spawn(server::serve(endpoint, Arc::downgrade(&inner)));
         let watcher = tokio::spawn(telemetry::watch_raft(inner.raft.metrics()));
+        let succession = tokio::spawn(crate::succession::watch(Arc::downgrade(&inner)));
         inner
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend([server, watcher]);
+            .extend([server, watcher, succession]);
         tracing::info!(node = id, listen = %local, advertise = %inner.advertise, "cluster layer started");
         Ok(Self { inner })
     }

@@ -19,6 +19,7 @@ mod network;
 pub mod rpc;
 mod server;
 mod status;
+mod succession;
 mod telemetry;
 pub mod tls;
 

@@ -57,6 +57,8 @@ pub enum RpcBody {
     ReadIndex,
     /// The leader's view of the cluster.
     Status,
+    /// A voter's log length and leader silence, for fast succession.
+    LogState,
 }
 
 impl RpcBody {
@@ -71,6 +73,7 @@ impl RpcBody {
             Self::RemoveMember { .. } => "remove_member",
             Self::ReadIndex => "read_index",
             Self::Status => "status",
+            Self::LogState => "log_state",
         }
     }
 }
@@ -90,6 +93,7 @@ pub enum RpcResponse {
     RemoveMember(Result<(), ClusterError>),
     ReadIndex(Result<u64, ClusterError>),
     Status(Result<ClusterStatus, ClusterError>),
+    LogState(crate::succession::LogState),
     Refused(String),
 }
 

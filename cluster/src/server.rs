@@ -166,12 +166,20 @@ fn authorize(inner: &Inner, cert: &CertificateDer<'_>, from: NodeId) -> Result<(
 async fn dispatch(inner: &Inner, body: RpcBody) -> RpcResponse {
     match body {
         RpcBody::AppendEntries(req) => {
-            RpcResponse::AppendEntries(inner.raft.append_entries(req).await)
+            let result = inner.raft.append_entries(req).await;
+            // Anything but "your vote is stale" came from the leader this node follows.
+            if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_))) {
+                inner.leader_contact.touch();
+            }
+            RpcResponse::AppendEntries(result)
         }
         RpcBody::Vote(req) => RpcResponse::Vote(inner.raft.vote(req).await),
         RpcBody::InstallSnapshot(req) => {
             let last_chunk = req.done;
             let result = inner.raft.install_snapshot(req).await;
+            if result.is_ok() {
+                inner.leader_contact.touch();
+            }
             if last_chunk && result.is_ok() {
                 // A follower too far behind for the leader's log: worth seeing on a dashboard.
                 metrics::counter!("pbx_raft_snapshots_installed_total").increment(1);
@@ -188,6 +196,7 @@ async fn dispatch(inner: &Inner, body: RpcBody) -> RpcResponse {
         }
         RpcBody::ReadIndex => RpcResponse::ReadIndex(inner.read_index_local().await),
         RpcBody::Status => RpcResponse::Status(inner.leader_status()),
+        RpcBody::LogState => RpcResponse::LogState(inner.log_state()),
     }
 }
 

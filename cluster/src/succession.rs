@@ -1,0 +1,170 @@
+//! Fast succession: when the leader goes silent, the most up-to-date surviving voter campaigns as soon
+//! as every other voter's leader lease has run out.
+//!
+//! openraft 0.9 makes a follower wait the leader's lease (`election_max`) *plus* a random election
+//! timeout before it campaigns, and a candidate that finds a longer log elsewhere backs off another
+//! `2 × election_max`: 0.7 to 2.3 s with the default timings. Here each follower notes when the leader
+//! last reached it; once it has heard nothing for `election_max + heartbeat`, it asks the other voters
+//! (except the silent leader) how far their logs go and how long they have not heard the leader. When
+//! every one of them is also past its lease (so it will grant a vote) and none has a longer log (ties
+//! go to the lowest id), it calls the election itself: one candidate, which wins at once. Anything
+//! unusual (a peer still hears the leader, too few answers) leaves the decision to openraft's timers.
+
+use std::sync::{Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use storage::NodeId;
+
+use crate::handle::Inner;
+use crate::rpc::{RpcBody, RpcResponse};
+
+/// When the leader last reached this node (an append or a snapshot chunk it accepted as leader's).
+#[derive(Debug)]
+pub(crate) struct LeaderContact {
+    last: Mutex<Instant>,
+}
+
+impl LeaderContact {
+    pub(crate) fn new() -> Self {
+        // Until a leader speaks, the silence counts from the start.
+        Self {
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    pub(crate) fn silent_for(&self) -> Duration {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+    }
+}
+
+/// A voter's answer to "how far is your log, and when did you last hear the leader?".
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct LogState {
+    pub last_log_index: Option<u64>,
+    pub silent_ms: u64,
+}
+
+impl Inner {
+    pub(crate) fn log_state(&self) -> LogState {
+        LogState {
+            last_log_index: self.raft.metrics().borrow().last_log_index,
+            silent_ms: self.leader_contact.silent_for().as_millis() as u64,
+        }
+    }
+}
+
+/// Whether this node should be the one to campaign: its log is at least as long as every peer's,
+/// and it has the lowest id among equals.
+pub(crate) fn should_campaign(
+    me: NodeId,
+    mine: Option<u64>,
+    peers: &[(NodeId, LogState)],
+) -> bool {
+    peers.iter().all(|(id, s)| {
+        mine > s.last_log_index || (mine == s.last_log_index && me < *id)
+    })
+}
+
+/// Runs while the node does.
+pub(crate) async fn watch(inner: Weak<Inner>) {
+    let Some(first) = inner.upgrade() else {
+        return;
+    };
+    let heartbeat = Duration::from_millis(first.config.heartbeat_ms);
+    let lease = Duration::from_millis(first.config.election_max_ms);
+    drop(first);
+    let mut tick = tokio::time::interval(heartbeat / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_try: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.leader_contact.silent_for() < lease + heartbeat
+            || last_try.is_some_and(|t| t.elapsed() < lease * 2)
+        {
+            continue;
+        }
+        let (state, leader, mine, voters) = {
+            let m = inner.raft.metrics();
+            let m = m.borrow();
+            let voters: Vec<(NodeId, String)> = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter_map(|id| {
+                    let node = m.membership_config.membership().get_node(&id)?;
+                    Some((id, node.raft_addr.clone()))
+                })
+                .collect();
+            (m.state, m.current_leader, m.last_log_index, voters)
+        };
+        if state != ServerState::Follower || !voters.iter().any(|(id, _)| *id == inner.id) {
+            continue;
+        }
+        let quorum = voters.len() / 2 + 1;
+        let asks = voters
+            .iter()
+            .filter(|(id, _)| *id != inner.id && Some(*id) != leader)
+            .map(|(id, addr)| {
+                let (transport, id, addr) = (std::sync::Arc::clone(&inner.transport), *id, addr.clone());
+                async move {
+                    match transport.call(id, &addr, RpcBody::LogState, heartbeat * 2).await {
+                        Ok(RpcResponse::LogState(s)) => Some((id, s)),
+                        _ => None,
+                    }
+                }
+            });
+        let peers: Vec<(NodeId, LogState)> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        // Enough voters to win, all of them past their lease (they grant), none ahead of us.
+        let lease_ms = lease.as_millis() as u64;
+        if peers.len() + 1 < quorum || peers.iter().any(|(_, s)| s.silent_ms <= lease_ms) {
+            continue;
+        }
+        if !should_campaign(inner.id, mine, &peers) {
+            continue;
+        }
+        last_try = Some(Instant::now());
+        tracing::info!(node = inner.id, silent_leader = ?leader, silent_ms = inner.leader_contact.silent_for().as_millis() as u64, "leader silent past every lease; campaigning now");
+        metrics::counter!("pbx_raft_fast_elections_total").increment(1);
+        if let Err(e) = inner.raft.trigger().elect().await {
+            tracing::warn!(node = inner.id, error = %e, "could not start an election");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(index: Option<u64>) -> LogState {
+        LogState {
+            last_log_index: index,
+            silent_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn the_longest_log_campaigns_and_ties_go_to_the_lowest_id() {
+        assert!(should_campaign(2, Some(10), &[(3, s(Some(9)))]));
+        assert!(!should_campaign(2, Some(9), &[(3, s(Some(10)))]));
+        assert!(should_campaign(2, Some(10), &[(3, s(Some(10)))]));
+        assert!(!should_campaign(3, Some(10), &[(2, s(Some(10)))]));
+        assert!(should_campaign(4, Some(5), &[]));
+        assert!(!should_campaign(1, None, &[(2, s(Some(0)))]));
+    }
+}
