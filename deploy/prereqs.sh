@@ -16,6 +16,12 @@ if [ "${1:-}" = "--sip-tools" ]; then
   /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
+# The VIP: the Linux driver and the namespace lab use iproute2, nftables and arping.
+if [ "${1:-}" = "--sip-tools" ] || [ "${1:-}" = "--lab" ]; then
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  command -v nft >/dev/null 2>&1 || need+=(nftables)
+  command -v arping >/dev/null 2>&1 || need+=(iputils-arping)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

@@ -24,6 +24,14 @@ pub fn pbx_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("pbx"))
 }
 
+/// The `chaos` binary beside `pbx` (`$CHAOS_BIN` overrides).
+pub fn chaos_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHAOS_BIN") {
+        return p.into();
+    }
+    pbx_bin().with_file_name("chaos")
+}
+
 /// A port free on loopback right now, for TCP or UDP.
 pub fn free_port(udp: bool) -> u16 {
     if udp {
@@ -135,7 +143,10 @@ pub struct LabNode {
 
 impl LabNode {
     pub fn api_url(&self) -> String {
-        format!("https://{}", std::net::SocketAddr::new(self.host, self.api_port))
+        format!(
+            "https://{}",
+            std::net::SocketAddr::new(self.host, self.api_port)
+        )
     }
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
@@ -192,7 +203,12 @@ impl Lab {
         // `init` opens the node's store and binds its Raft address: in the node's own namespace.
         let out = run_pbx_in(
             lab.nodes[0].netns.as_deref(),
-            &["cluster", "init", "--config", &path_str(&lab.nodes[0].config)],
+            &[
+                "cluster",
+                "init",
+                "--config",
+                &path_str(&lab.nodes[0].config),
+            ],
         )?;
         lab.admin_password = out
             .lines()
@@ -414,7 +430,10 @@ impl Lab {
     /// Cuts node `i` off from every other node (both directions) but not from the phones: the
     /// split-brain case. Netns labs only.
     pub fn partition(&self, i: usize) -> anyhow::Result<()> {
-        let ns = self.nodes[i].netns.as_deref().context("partition needs a netns lab")?;
+        let ns = self.nodes[i]
+            .netns
+            .as_deref()
+            .context("partition needs a netns lab")?;
         let peers: Vec<String> = self
             .nodes
             .iter()
@@ -431,8 +450,14 @@ impl Lab {
 
     /// Undoes [`Self::partition`].
     pub fn heal(&self, i: usize) -> anyhow::Result<()> {
-        let ns = self.nodes[i].netns.as_deref().context("heal needs a netns lab")?;
-        nft_in(ns, "add table inet pbx_chaos\ndelete table inet pbx_chaos\n")
+        let ns = self.nodes[i]
+            .netns
+            .as_deref()
+            .context("heal needs a netns lab")?;
+        nft_in(
+            ns,
+            "add table inet pbx_chaos\ndelete table inet pbx_chaos\n",
+        )
     }
 
     /// SIGTERM and wait for a clean exit.

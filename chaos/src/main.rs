@@ -41,6 +41,9 @@ enum Scenario {
         rounds: usize,
         #[arg(long, default_value_t = 20)]
         calls: usize,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
     },
     /// Concurrent calls with RTP both ways through a fresh lab: loss, latency, CPU per packet.
     CallLoad {
@@ -97,9 +100,13 @@ async fn main() -> anyhow::Result<()> {
             fault,
             rounds,
             calls,
+            report: report_file,
         } => {
             let report = pbx_chaos::failover::run(fault, rounds, calls).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(path) = report_file {
+                std::fs::write(&path, serde_json::to_vec(&report)?)?;
+            }
             println!(
                 "{}: {} rounds, {} calls; new owner p50={} ms max={} ms; SIP gap p50={} ms max={} ms; audio gap p50={} ms p99={} ms max={} ms; calls survived {}/{}; registrations missing {}; duplicate-VIP {} of {} ARP probes; two owners {}; writes acknowledged {} lost {}",
                 report.scenario,

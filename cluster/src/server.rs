@@ -168,7 +168,8 @@ async fn dispatch(inner: &Inner, body: RpcBody) -> RpcResponse {
         RpcBody::AppendEntries(req) => {
             let result = inner.raft.append_entries(req).await;
             // Anything but "your vote is stale" came from the leader this node follows.
-            if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_))) {
+            if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+            {
                 inner.leader_contact.touch();
             }
             RpcResponse::AppendEntries(result)

@@ -64,14 +64,10 @@ impl Inner {
 
 /// Whether this node should be the one to campaign: its log is at least as long as every peer's,
 /// and it has the lowest id among equals.
-pub(crate) fn should_campaign(
-    me: NodeId,
-    mine: Option<u64>,
-    peers: &[(NodeId, LogState)],
-) -> bool {
-    peers.iter().all(|(id, s)| {
-        mine > s.last_log_index || (mine == s.last_log_index && me < *id)
-    })
+pub(crate) fn should_campaign(me: NodeId, mine: Option<u64>, peers: &[(NodeId, LogState)]) -> bool {
+    peers
+        .iter()
+        .all(|(id, s)| mine > s.last_log_index || (mine == s.last_log_index && me < *id))
 }
 
 /// Runs while the node does.
@@ -117,9 +113,13 @@ pub(crate) async fn watch(inner: Weak<Inner>) {
             .iter()
             .filter(|(id, _)| *id != inner.id && Some(*id) != leader)
             .map(|(id, addr)| {
-                let (transport, id, addr) = (std::sync::Arc::clone(&inner.transport), *id, addr.clone());
+                let (transport, id, addr) =
+                    (std::sync::Arc::clone(&inner.transport), *id, addr.clone());
                 async move {
-                    match transport.call(id, &addr, RpcBody::LogState, heartbeat * 2).await {
+                    match transport
+                        .call(id, &addr, RpcBody::LogState, heartbeat * 2)
+                        .await
+                    {
                         Ok(RpcResponse::LogState(s)) => Some((id, s)),
                         _ => None,
                     }

@@ -527,7 +527,9 @@ impl NodeConfig {
             crate::vip::check(vip).map_err(|e| e.to_string())?;
             vip.lease(&self.cluster)?;
             if vip.arp_refresh_secs == 0 || vip.command_timeout_secs == 0 {
-                return Err("vip.arp_refresh_secs and vip.command_timeout_secs must be positive".into());
+                return Err(
+                    "vip.arp_refresh_secs and vip.command_timeout_secs must be positive".into(),
+                );
             }
         }
         Ok(())

@@ -18,7 +18,7 @@ pub mod run;
 pub mod security;
 pub mod sip;
 pub mod telemetry;
-pub mod vip;
 mod time;
+pub mod vip;
 
 pub use config::NodeConfig;

@@ -114,15 +114,15 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             Ok(Ok(Ok(()))) => {}
         }
     }
-    match api_task.await {
+    // Raft stops at once, beside the API's drain: while a stopping leader still sends heartbeats,
+    // no other node can be elected and take the VIP.
+    let (api, stopped) = tokio::join!(api_task, cluster.shutdown());
+    match api {
         Ok(Err(e)) => tracing::warn!(error = %e, "api server ended with error"),
         Err(e) => tracing::warn!(error = %e, "api server task failed"),
         Ok(Ok(())) => {}
     }
-    cluster
-        .shutdown()
-        .await
-        .context("stopping the cluster node")?;
+    stopped.context("stopping the cluster node")?;
     Ok(())
 }
 
@@ -149,7 +149,8 @@ fn start_vip(
     let (sip_cfg, media_cfg, calls_cfg) = (cfg.sip.clone(), cfg.media.clone(), cfg.calls.clone());
     let (cluster2, tls, security) = (cluster.clone(), Arc::clone(tls), Arc::clone(security));
     let start: crate::vip::StartServices = Arc::new(move || {
-        let (sip_cfg, media_cfg, calls_cfg) = (sip_cfg.clone(), media_cfg.clone(), calls_cfg.clone());
+        let (sip_cfg, media_cfg, calls_cfg) =
+            (sip_cfg.clone(), media_cfg.clone(), calls_cfg.clone());
         let (cluster, tls, security, on_vip) = (
             cluster2.clone(),
             Arc::clone(&tls),

@@ -88,7 +88,11 @@ impl SipService {
             Some(v) => SocketAddr::new(v.ip, a.port()),
             None => a,
         };
-        let (udp, tcp, tls_addr) = (cfg.udp.map(on_vip), cfg.tcp.map(on_vip), cfg.tls.map(on_vip));
+        let (udp, tcp, tls_addr) = (
+            cfg.udp.map(on_vip),
+            cfg.tcp.map(on_vip),
+            cfg.tls.map(on_vip),
+        );
         // SIP over TLS: the node certificate, without the API's ALPN (phones offer none).
         let mut sip_tls = (*tls).clone();
         sip_tls.alpn_protocols.clear();

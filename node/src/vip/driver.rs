@@ -242,7 +242,9 @@ impl VipDriver for Linux {
         let mut script = String::new();
         for t in self.tables() {
             // `add` then `delete` makes the delete succeed whether or not the table existed.
-            script.push_str(&format!("add table {t} {TABLE}\ndelete table {t} {TABLE}\n"));
+            script.push_str(&format!(
+                "add table {t} {TABLE}\ndelete table {t} {TABLE}\n"
+            ));
         }
         script.push_str(&self.ruleset());
         nft(&script).await
@@ -268,7 +270,13 @@ impl VipDriver for Linux {
         // Sent in the background: arping paces its packets, and the owner loop must not wait.
         let child = Command::new("arping")
             .args(["-q", "-U", "-c", GARP_COUNT, "-w", "3"])
-            .args(["-I", self.interface.as_str(), "-s", ip.as_str(), ip.as_str()])
+            .args([
+                "-I",
+                self.interface.as_str(),
+                "-s",
+                ip.as_str(),
+                ip.as_str(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -456,11 +464,18 @@ mod tests {
     async fn a_failing_script_reports_its_stderr_and_a_slow_one_times_out() {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("vip.sh");
-        std::fs::write(&script, "#!/bin/sh\necho \"no such floating ip: $2\" >&2\nexit 3\n").unwrap();
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho \"no such floating ip: $2\" >&2\nexit 3\n",
+        )
+        .unwrap();
         let slow = dir.path().join("slow.sh");
         std::fs::write(&slow, "#!/bin/sh\nsleep 5\n").unwrap();
         for p in [&script, &slow] {
-            let _ = std::process::Command::new("chmod").arg("+x").arg(p).status();
+            let _ = std::process::Command::new("chmod")
+                .arg("+x")
+                .arg(p)
+                .status();
         }
         let a = "198.18.0.100/24".parse().unwrap();
         let d = Script::new(Some(script), a, "eth0", Duration::from_secs(2)).unwrap();

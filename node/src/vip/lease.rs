@@ -122,7 +122,10 @@ mod tests {
     fn a_cut_off_leader_releases_when_its_lease_runs_out() {
         let t0 = Instant::now();
         let mut lease = Lease::new(L);
-        assert!(matches!(lease.tick(t0, true, Some(t0)), Step::Acquire { .. }));
+        assert!(matches!(
+            lease.tick(t0, true, Some(t0)),
+            Step::Acquire { .. }
+        ));
         // No new acknowledgement: still owner just before the end, released at the end.
         assert!(matches!(
             lease.tick(t0 + L - Duration::from_millis(1), true, Some(t0)),
@@ -140,7 +143,10 @@ mod tests {
     fn losing_leadership_releases_at_once_even_with_a_fresh_ack() {
         let t0 = Instant::now();
         let mut lease = Lease::new(L);
-        assert!(matches!(lease.tick(t0, true, Some(t0)), Step::Acquire { .. }));
+        assert!(matches!(
+            lease.tick(t0, true, Some(t0)),
+            Step::Acquire { .. }
+        ));
         assert_eq!(
             lease.tick(t0 + Duration::from_millis(1), false, Some(t0)),
             Step::Release(Loss::NotLeader)
@@ -152,7 +158,10 @@ mod tests {
         // SIGSTOP then SIGCONT: the first tick after waking sees an old acknowledgement.
         let t0 = Instant::now();
         let mut lease = Lease::new(L);
-        assert!(matches!(lease.tick(t0, true, Some(t0)), Step::Acquire { .. }));
+        assert!(matches!(
+            lease.tick(t0, true, Some(t0)),
+            Step::Acquire { .. }
+        ));
         let woke = t0 + Duration::from_secs(5);
         assert_eq!(
             lease.tick(woke, true, Some(t0)),

@@ -88,8 +88,9 @@ pub fn check(cfg: &VipSection) -> Result<VipAddr, VipError> {
     match cfg.driver.as_str() {
         "linux" => driver::Linux::new(addr, &cfg.interface).map(|_| addr),
         "loopback" => driver::Loopback::new(addr).map(|_| addr),
-        "command" => driver::Script::new(cfg.command.clone(), addr, &cfg.interface, TICK)
-            .map(|_| addr),
+        "command" => {
+            driver::Script::new(cfg.command.clone(), addr, &cfg.interface, TICK).map(|_| addr)
+        }
         other => Err(VipError::UnknownDriver(other.to_owned())),
     }
 }
@@ -175,7 +176,8 @@ impl Owner {
                     if let Some(h) = held.as_mut() {
                         if now.duration_since(h.fenced_at) >= FENCE_REFRESH {
                             h.fenced_at = now;
-                            if let Err(e) = driver.renew(until.saturating_duration_since(now)).await {
+                            if let Err(e) = driver.renew(until.saturating_duration_since(now)).await
+                            {
                                 tracing::warn!(node = me, error = %e, "vip fence not refreshed");
                             }
                         }
@@ -190,13 +192,18 @@ impl Owner {
                 Step::Release(loss) => {
                     let held_for = held.as_ref().map(|h| h.since.elapsed());
                     self.release(&driver, held.take()).await;
-                    metrics::counter!("pbx_vip_lease_losses_total", "reason" => loss.as_str()).increment(1);
+                    metrics::counter!("pbx_vip_lease_losses_total", "reason" => loss.as_str())
+                        .increment(1);
                     tracing::warn!(node = me, vip = %self.address, reason = loss.as_str(), held_ms = held_for.map(|d| d.as_millis() as u64), "vip lease lost; released");
                     self.events.raise(
                         "vip_lease_lost",
                         Severity::Warning,
                         None,
-                        format!("node {me} lost the VIP lease ({}) and released {}", loss.as_str(), self.address),
+                        format!(
+                            "node {me} lost the VIP lease ({}) and released {}",
+                            loss.as_str(),
+                            self.address
+                        ),
                     );
                 }
             }

@@ -118,7 +118,10 @@ impl Calls {
         *self.routes() = Routes::default();
         metrics::gauge!("pbx_calls_active").set(0.0);
         if n > 0 {
-            tracing::info!(calls = n, "calls handed over: this node no longer serves phones");
+            tracing::info!(
+                calls = n,
+                "calls handed over: this node no longer serves phones"
+            );
         }
     }
 

@@ -1509,7 +1509,10 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
     }
     let mut all_latched = true;
     for (i, s) in rec.streams.iter().enumerate() {
-        for (latched, side) in [(&s.caller_latched, Side::Caller), (&s.callee_latched, Side::Callee)] {
+        for (latched, side) in [
+            (&s.caller_latched, Side::Caller),
+            (&s.callee_latched, Side::Callee),
+        ] {
             match latched.as_deref().map(str::parse::<SocketAddr>) {
                 Some(Ok(source)) => media.restore_latch(i, side, source),
                 _ => all_latched = false,
@@ -1520,7 +1523,10 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
     for leg in &mut legs {
         leg.local_cseq = leg.local_cseq.saturating_add(CSEQ_HEADROOM);
     }
-    let (caller, callee) = (legs[CALLER].extension.clone(), legs[CALLEE].extension.clone());
+    let (caller, callee) = (
+        legs[CALLER].extension.clone(),
+        legs[CALLEE].extension.clone(),
+    );
     // Counted against the limits like any call here; a carried-on call is never refused for them.
     let _ = calls.reserve([&caller, &callee]);
     let (input, inputs) = mpsc::unbounded_channel();
@@ -1535,9 +1541,10 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
         headers: rsip::Headers::default(),
         body: Vec::new(),
     };
-    invite
-        .headers
-        .push(rsip::Header::Other("From".into(), format!("<{}>", legs[CALLEE].local_uri)));
+    invite.headers.push(rsip::Header::Other(
+        "From".into(),
+        format!("<{}>", legs[CALLEE].local_uri),
+    ));
     let branch = Branch {
         leg: legs[CALLEE].clone(),
         peer: peers[CALLEE],
