@@ -248,10 +248,9 @@ pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<Fa
         let check_from = ms_since(epoch);
         tokio::time::sleep(Duration::from_millis(600)).await;
         for (k, c) in active.iter_mut().enumerate() {
-            if !c.dropped
-                && !(hears_since(&c.caller, epoch, check_from)
-                    && hears_since(&c.callee, epoch, check_from))
-            {
+            let both_ways = hears_since(&c.caller, epoch, check_from)
+                && hears_since(&c.callee, epoch, check_from);
+            if !c.dropped && !both_ways {
                 c.dropped = true;
                 report
                     .violations

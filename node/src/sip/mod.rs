@@ -68,10 +68,6 @@ impl SipService {
     /// With `vip`, the listeners and the media relay bind the VIP (on the configured ports), every
     /// established call in the records is carried on before the first packet is read, and nothing is
     /// sent or received on the VIP while the fence is down.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the service's whole context, handed over once"
-    )]
     pub async fn start(
         cfg: &SipSection,
         media: &MediaSection,

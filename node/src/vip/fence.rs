@@ -64,8 +64,11 @@ mod tests {
         let f = Fence::new();
         assert!(!f.holds());
         f.hold_until(Instant::now() + Duration::from_secs(60));
-        assert!(f.clone().holds());
+        // Clones share the deadline: the transports hold clones of the owner loop's fence.
+        let shared = f.clone();
+        assert!(shared.holds());
         f.revoke();
+        assert!(!shared.holds());
         assert!(!f.holds());
         f.hold_until(Instant::now() - Duration::from_millis(1));
         assert!(!f.holds());
