@@ -111,9 +111,11 @@ pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<Fa
             .max(400),
         ..LabOptions::default()
     };
-    let numbers: Vec<String> = (0..calls * 2).map(|i| (1000 + i).to_string()).collect();
+    // Two phones per call, and two more for the new call at the end.
+    let mut numbers: Vec<String> = (0..calls * 2 + 2).map(|i| (1000 + i).to_string()).collect();
     let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
     let (mut lab, client) = Lab::with_extensions(3, options, &refs, SECRET).await?;
+    let fresh = numbers.split_off(calls * 2);
     let client = client
         .with_session()
         .await?
@@ -283,8 +285,23 @@ pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<Fa
     }
 
     media.stop().await;
+    // In-dialog requests work on calls carried on by another node: a re-INVITE (hold) crosses to the
+    // other phone and is answered.
+    if let Some(c) = active.iter_mut().find(|c| !c.dropped) {
+        let (held, forwarded) = tokio::join!(
+            c.caller.reinvite(&mut c.caller_dialog, "sendonly"),
+            c.callee.expect_request("INVITE", Duration::from_secs(5))
+        );
+        let status = held.ok().and_then(|m| m.status());
+        if status != Some(200) || forwarded.is_err() {
+            report.violations.push(format!(
+                "re-INVITE after the faults: answered {status:?}, reached the other phone: {}",
+                forwarded.is_ok()
+            ));
+        }
+    }
     // A new call goes through the VIP's current owner.
-    if let Err(e) = new_call(vip, &numbers[0], &numbers[1]).await {
+    if let Err(e) = new_call(vip, &fresh[0], &fresh[1]).await {
         report
             .violations
             .push(format!("a new call after the faults failed: {e:#}"));
@@ -352,6 +369,16 @@ pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<Fa
         report
             .violations
             .push(format!("{} acknowledged writes lost", report.lost_writes));
+    }
+    if !report.violations.is_empty() {
+        // The lab's directory goes with it: what the nodes said is the operator's only clue.
+        for i in 0..lab.nodes.len() {
+            eprintln!(
+                "--- node {} log (tail) ---\n{}",
+                lab.nodes[i].id,
+                lab.log_tail(i)
+            );
+        }
     }
     Ok(report)
 }

@@ -615,4 +615,32 @@ dir = "/etc/pbx/tls"
             Err(ConfigError::Parse { .. })
         ));
     }
+
+    fn with_vip(vip: &str) -> Result<NodeConfig, ConfigError> {
+        let (_d, path) = write(&format!("{SAMPLE}\n[vip]\n{vip}\n"));
+        NodeConfig::load(&path)
+    }
+
+    #[test]
+    fn vip_settings_are_checked_against_the_election_timeout() {
+        let base = "address = \"198.18.0.100/24\"\ninterface = \"eth0\"\ndriver = \"linux\"";
+        let cfg = with_vip(base).unwrap();
+        let vip = cfg.vip.as_ref().unwrap();
+        // Default: 150 ms inside the default 450 ms election timeout.
+        assert_eq!(vip.lease(&cfg.cluster).unwrap().as_millis(), 300);
+        assert!(with_vip(&format!("{base}\nlease_ms = 400")).is_ok());
+        let err = with_vip(&format!("{base}\nlease_ms = 420"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("could outlive an election"), "{err}");
+        let bad = [
+            "address = \"198.18.0.100\"\ninterface = \"eth0\"\ndriver = \"linux\"",
+            "address = \"198.18.0.100/24\"\ninterface = \"eth0\"\ndriver = \"vrrp\"",
+            "address = \"198.18.0.100/24\"\ninterface = \"lo\"\ndriver = \"loopback\"",
+            "address = \"198.18.0.100/24\"\ninterface = \"eth0\"\ndriver = \"command\"",
+        ];
+        for b in bad {
+            assert!(with_vip(b).is_err(), "{b}");
+        }
+    }
 }
