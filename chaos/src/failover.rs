@@ -400,32 +400,16 @@ fn hears_since(phone: &Phone, epoch: Instant, at: u64) -> bool {
 async fn setup_calls(vip: SocketAddr, numbers: &[String]) -> anyhow::Result<Vec<Call>> {
     let mut calls = Vec::new();
     for pair in numbers.chunks(2) {
-        let [a, b] = pair else { continue };
-        let mut caller = Phone::bound(topology::PHONES_A.into(), vip, a, SECRET).await?;
-        let mut callee = Phone::bound(topology::PHONES_B.into(), vip, b, SECRET).await?;
-        ensure!(caller.register(3600).await? == 200, "{a} did not register");
-        ensure!(callee.register(3600).await? == 200, "{b} did not register");
-        let out = caller.dial(b, None).await?;
-        let (answered, placed) = tokio::join!(
-            callee.answer(Answer::Accept, Duration::from_secs(10)),
-            caller.outcome(&out, Duration::from_secs(10))
-        );
-        let callee_dialog = answered?.1.context("callee did not answer")?;
-        let Ok(caller_dialog) = placed? else {
-            bail!("call {a} → {b} failed");
-        };
-        calls.push(Call {
-            caller,
-            caller_dialog,
-            callee,
-            callee_dialog,
-            dropped: false,
-        });
+        if let [a, b] = pair {
+            calls.push(place_call(vip, a, b).await?);
+        }
     }
     Ok(calls)
 }
 
-async fn new_call(vip: SocketAddr, a: &str, b: &str) -> anyhow::Result<()> {
+/// Two phones register through the VIP (caller on one phone address, callee on the other) and `a`
+/// calls `b`, who answers.
+async fn place_call(vip: SocketAddr, a: &str, b: &str) -> anyhow::Result<Call> {
     let mut caller = Phone::bound(topology::PHONES_A.into(), vip, a, SECRET).await?;
     let mut callee = Phone::bound(topology::PHONES_B.into(), vip, b, SECRET).await?;
     ensure!(caller.register(3600).await? == 200, "{a} did not register");
@@ -435,15 +419,27 @@ async fn new_call(vip: SocketAddr, a: &str, b: &str) -> anyhow::Result<()> {
         callee.answer(Answer::Accept, Duration::from_secs(10)),
         caller.outcome(&out, Duration::from_secs(10))
     );
-    answered?.1.context("callee did not answer")?;
-    let Ok(mut d) = placed? else {
-        bail!("new call refused");
+    let callee_dialog = answered?.1.context("callee did not answer")?;
+    let Ok(caller_dialog) = placed? else {
+        bail!("call {a} → {b} failed");
     };
-    callee
+    Ok(Call {
+        caller,
+        caller_dialog,
+        callee,
+        callee_dialog,
+        dropped: false,
+    })
+}
+
+/// A call placed after the faults, through whichever node owns the VIP now, with media and a BYE.
+async fn new_call(vip: SocketAddr, a: &str, b: &str) -> anyhow::Result<()> {
+    let mut c = place_call(vip, a, b).await?;
+    c.callee
         .rtp_socket()
-        .send_to(&rtp_packet(0, 7), d.media)
+        .send_to(&rtp_packet(0, 7), c.callee_dialog.media)
         .await?;
-    let status = caller.hang_up(&mut d).await?;
+    let status = c.caller.hang_up(&mut c.caller_dialog).await?;
     ensure!(status == 200, "BYE answered {status}");
     Ok(())
 }

@@ -307,6 +307,13 @@ impl Cluster {
             .map_err(|e| ClusterError::Network(e.to_string()))
     }
 
+    /// When this node leads: the instant from which a quorum has pledged not to elect anyone else for
+    /// `election_max_ms` (see the VIP lease). `None` when it does not lead or cannot prove it in
+    /// `timeout`.
+    pub async fn lease_start(&self, timeout: Duration) -> Option<std::time::Instant> {
+        self.inner.lease_start(timeout).await
+    }
+
     /// A watch of openraft's metrics for tests and diagnostics that wait on a condition.
     pub fn raft_metrics(
         &self,

@@ -17,6 +17,8 @@ use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use storage::NodeId;
 
+use futures::StreamExt as _;
+
 use crate::handle::Inner;
 use crate::rpc::{RpcBody, RpcResponse};
 
@@ -46,19 +48,92 @@ impl LeaderContact {
     }
 }
 
-/// A voter's answer to "how far is your log, and when did you last hear the leader?".
+/// A voter's answer to "how far is your log, whom do you follow, and when did you last hear from
+/// them?". Followers answer it for fast succession, and for the leader's lease ([`Inner::lease_start`]).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct LogState {
     pub last_log_index: Option<u64>,
     pub silent_ms: u64,
+    pub leader: Option<NodeId>,
+    pub term: u64,
 }
 
 impl Inner {
     pub(crate) fn log_state(&self) -> LogState {
+        let (last_log_index, leader, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.last_log_index, m.current_leader, m.current_term)
+        };
         LogState {
-            last_log_index: self.raft.metrics().borrow().last_log_index,
+            last_log_index,
             silent_ms: self.leader_contact.silent_for().as_millis() as u64,
+            leader,
+            term,
         }
+    }
+
+    /// Proof of leadership for a lease: asks every other voter whom it follows and how long ago it
+    /// last heard from its leader. When a quorum (with this node) follows this node in this term,
+    /// returns the instant from which their votes are pledged: each of them accepted an append from
+    /// this node no earlier than it, and openraft makes a voter refuse any candidate until
+    /// `election_max` after its last accepted append. `None` when this node cannot prove it leads.
+    ///
+    /// The instant is taken on this node's clock before asking, minus what each follower reports,
+    /// so it only errs early: a process frozen while asking wakes up with a proof already too old.
+    pub(crate) async fn lease_start(&self, timeout: Duration) -> Option<Instant> {
+        let start = Instant::now();
+        let (term, voters) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader {
+                return None;
+            }
+            let voters: Vec<(NodeId, String)> = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|id| *id != self.id)
+                .filter_map(|id| {
+                    let node = m.membership_config.membership().get_node(&id)?;
+                    Some((id, node.raft_addr.clone()))
+                })
+                .collect();
+            (m.current_term, voters)
+        };
+        // This node counts for itself.
+        let needed = (voters.len() + 1) / 2;
+        if needed == 0 {
+            return Some(start);
+        }
+        let mut asks: futures::stream::FuturesUnordered<_> = voters
+            .iter()
+            .map(|(id, addr)| {
+                let transport = std::sync::Arc::clone(&self.transport);
+                async move {
+                    match transport.call(*id, addr, RpcBody::LogState, timeout).await {
+                        Ok(RpcResponse::LogState(s)) => Some(s),
+                        _ => None,
+                    }
+                }
+            })
+            .collect();
+        // The first quorum to answer is enough (a dead voter's timeout must not age the proof); the
+        // weakest pledge of that quorum bounds the lease.
+        let mut weakest: Option<Instant> = None;
+        let mut pledges = 0;
+        while let Some(answer) = asks.next().await {
+            let Some(s) = answer.filter(|s| s.leader == Some(self.id) && s.term == term) else {
+                continue;
+            };
+            let pledge = start.checked_sub(Duration::from_millis(s.silent_ms))?;
+            weakest = Some(weakest.map_or(pledge, |w| w.min(pledge)));
+            pledges += 1;
+            if pledges >= needed {
+                return weakest;
+            }
+        }
+        None
     }
 }
 
@@ -155,6 +230,8 @@ mod tests {
         LogState {
             last_log_index: index,
             silent_ms: 1000,
+            leader: None,
+            term: 3,
         }
     }
 

@@ -32,6 +32,8 @@ use crate::sip::{SipError, SipService};
 /// How often the owner checks its lease (and how late, at worst, a lost lease is noticed beyond the
 /// fence, which acts on its own deadline).
 const TICK: Duration = Duration::from_millis(20);
+/// How often the owner asks the other voters to confirm its leadership (each answer renews the lease).
+const CONFIRM_EVERY: Duration = Duration::from_millis(50);
 /// How often the kernel fence is refreshed; its element carries the lease's remaining time.
 const FENCE_REFRESH: Duration = Duration::from_millis(100);
 /// Pause after a failed takeover before trying again.
@@ -95,6 +97,47 @@ pub fn check(cfg: &VipSection) -> Result<VipAddr, VipError> {
     }
 }
 
+/// Asks the other voters, every [`CONFIRM_EVERY`], to confirm this node's leadership; publishes the
+/// instant from which the latest quorum pledged its votes (`None` when this node does not lead).
+///
+/// Not openraft's own "last quorum acknowledgement" from its metrics: a metrics value computed just
+/// before the process was frozen is indistinguishable, once read after the freeze, from a fresh one.
+/// Here the instant is read from the clock before asking, so a proof can only be older than it looks.
+fn confirm_leadership(cluster: Cluster, lease: Duration) -> watch::Receiver<Option<Instant>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CONFIRM_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = tx.closed() => return,
+            }
+            let proof = cluster.lease_start(lease).await;
+            // Keep the newest proof: a slow answer never moves the lease back, a failed one lets it run out.
+            tx.send_if_modified(|current| match (proof, *current) {
+                (Some(p), Some(c)) if p <= c => false,
+                (Some(_), _) => {
+                    *current = proof;
+                    true
+                }
+                (None, Some(_)) if !cluster_leads(&cluster) => {
+                    *current = None;
+                    true
+                }
+                (None, _) => false,
+            });
+        }
+    });
+    rx
+}
+
+fn cluster_leads(cluster: &Cluster) -> bool {
+    let m = cluster.raft_metrics();
+    let m = m.borrow();
+    m.state == ServerState::Leader
+}
+
 /// What the loop holds while it owns the VIP.
 struct Held {
     services: Option<SipService>,
@@ -133,7 +176,8 @@ impl Owner {
         metrics::gauge!("pbx_vip_owner").set(0.0);
         let mut lease = Lease::new(self.lease);
         let mut raft = self.cluster.raft_metrics();
-        let (mut leader, mut quorum_ack) = (false, None);
+        let mut proofs = confirm_leadership(self.cluster.clone(), self.lease);
+        let mut leader = false;
         let mut held: Option<Held> = None;
         let mut retry_at = Instant::now();
         let mut tick = tokio::time::interval(TICK);
@@ -146,12 +190,11 @@ impl Owner {
                     }
                     let m = raft.borrow_and_update();
                     leader = m.state == ServerState::Leader && m.current_leader == Some(me);
-                    // The acknowledged heartbeat was sent this long before the report: the lease counts
-                    // from the send, as the followers' election timers do from its arrival.
-                    quorum_ack = leader
-                        .then_some(m.millis_since_quorum_ack)
-                        .flatten()
-                        .and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)));
+                }
+                changed = proofs.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
                 }
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
@@ -160,6 +203,7 @@ impl Owner {
             if now < retry_at && !lease.is_held() {
                 continue;
             }
+            let quorum_ack = *proofs.borrow();
             match lease.tick(now, leader, quorum_ack) {
                 Step::Idle => {}
                 Step::Acquire { until } => match self.acquire(&driver, now, until).await {
