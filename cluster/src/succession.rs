@@ -102,7 +102,7 @@ impl Inner {
             (m.current_term, voters)
         };
         // This node counts for itself.
-        let needed = (voters.len() + 1) / 2;
+        let needed = voters.len().div_ceil(2);
         if needed == 0 {
             return Some(start);
         }
