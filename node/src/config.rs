@@ -316,7 +316,7 @@ pub struct VipSection {
     /// peers has dropped the address before anyone else can be elected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
-    /// Gratuitous ARP is repeated this often while owning (and sent at once on takeover).
+    /// Gratuitous ARP is repeated this often while owning (after three in the first 1.5 s).
     #[serde(default = "default_arp_refresh_secs")]
     pub arp_refresh_secs: u64,
     /// The `command` driver's script: called as `<command> acquire|release <address> <interface>`.

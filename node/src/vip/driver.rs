@@ -7,15 +7,12 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
 /// Longest wait for `ip` or `nft` (they answer in milliseconds).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Gratuitous ARP packets sent per announcement; a neighbour that missed one (or was inside its ARP
-/// lock time) takes the next.
-const GARP_COUNT: &str = "3";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -78,10 +75,10 @@ pub trait VipDriver: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// At start, before any lease: leftovers of an earlier run are removed and the fence installed.
     fn prepare(&self) -> impl Future<Output = Result<(), VipError>> + Send;
-    /// The lease is ours for `remaining`: the address goes up.
-    fn acquire(&self, remaining: Duration) -> impl Future<Output = Result<(), VipError>> + Send;
-    /// The lease was renewed; it holds for `remaining` from now.
-    fn renew(&self, remaining: Duration) -> impl Future<Output = Result<(), VipError>> + Send;
+    /// The lease is ours until `until`: the address goes up.
+    fn acquire(&self, until: Instant) -> impl Future<Output = Result<(), VipError>> + Send;
+    /// The lease was renewed; it holds until `until`.
+    fn renew(&self, until: Instant) -> impl Future<Output = Result<(), VipError>> + Send;
     /// Tell the neighbours where the address lives now (gratuitous ARP).
     fn announce(&self) -> impl Future<Output = Result<(), VipError>> + Send;
     /// The lease is gone: the address goes down.
@@ -109,10 +106,10 @@ impl VipDriver for Loopback {
     async fn prepare(&self) -> Result<(), VipError> {
         Ok(())
     }
-    async fn acquire(&self, _remaining: Duration) -> Result<(), VipError> {
+    async fn acquire(&self, _until: Instant) -> Result<(), VipError> {
         Ok(())
     }
-    async fn renew(&self, _remaining: Duration) -> Result<(), VipError> {
+    async fn renew(&self, _until: Instant) -> Result<(), VipError> {
         Ok(())
     }
     async fn announce(&self) -> Result<(), VipError> {
@@ -192,21 +189,33 @@ impl Linux {
         }
     }
 
-    /// The fence's element, replaced atomically (one nft transaction) with a fresh timeout.
-    async fn set_fence(&self, remaining: Option<Duration>) -> Result<(), VipError> {
-        let mut script = String::new();
-        for t in self.tables() {
-            script.push_str(&format!("flush set {t} {TABLE} lease\n"));
-            if let Some(r) = remaining {
-                // nftables rounds a timeout below 1 ms up to its default: never let it grant more.
-                let ms = r.as_millis().max(1);
-                script.push_str(&format!(
-                    "add element {t} {TABLE} lease {{ {} timeout {ms}ms }}\n",
-                    self.addr.ip
-                ));
+    /// The fence's element, replaced atomically (one nft transaction) with a timeout running to
+    /// `until` (none: the fence closes).
+    ///
+    /// The timeout is read from the clock only once `nft` is running and about to read it, and checked
+    /// again when `nft` is done: a process frozen in between (SIGSTOP, a stall) must not wake up and
+    /// grant its kernel a lease that ran out while it slept.
+    async fn set_fence(&self, until: Option<Instant>) -> Result<(), VipError> {
+        let script = |until: Option<Instant>| {
+            let remaining = until.and_then(|u| u.checked_duration_since(Instant::now()));
+            let mut script = String::new();
+            for t in self.tables() {
+                script.push_str(&format!("flush set {t} {TABLE} lease\n"));
+                // Under a millisecond, nftables would round the timeout up to its default: grant none.
+                if let Some(ms) = remaining.map(|r| r.as_millis()).filter(|ms| *ms >= 1) {
+                    script.push_str(&format!(
+                        "add element {t} {TABLE} lease {{ {} timeout {ms}ms }}\n",
+                        self.addr.ip
+                    ));
+                }
             }
+            script
+        };
+        nft(&|| script(until)).await?;
+        if until.is_some_and(|u| Instant::now() >= u) {
+            nft(&|| script(None)).await?;
         }
-        nft(&script).await
+        Ok(())
     }
 
     async fn address(&self, verb: &str) -> Result<(), VipError> {
@@ -247,17 +256,16 @@ impl VipDriver for Linux {
             ));
         }
         script.push_str(&self.ruleset());
-        nft(&script).await
+        nft(&|| script.clone()).await
     }
 
-    async fn acquire(&self, remaining: Duration) -> Result<(), VipError> {
-        self.set_fence(Some(remaining)).await?;
-        self.address("add").await?;
-        self.announce().await
+    async fn acquire(&self, until: Instant) -> Result<(), VipError> {
+        self.set_fence(Some(until)).await?;
+        self.address("add").await
     }
 
-    async fn renew(&self, remaining: Duration) -> Result<(), VipError> {
-        self.set_fence(Some(remaining)).await
+    async fn renew(&self, until: Instant) -> Result<(), VipError> {
+        self.set_fence(Some(until)).await
     }
 
     async fn announce(&self) -> Result<(), VipError> {
@@ -267,9 +275,10 @@ impl VipDriver for Linux {
             return Ok(());
         }
         let ip = self.addr.ip.to_string();
-        // Sent in the background: arping paces its packets, and the owner loop must not wait.
+        // One packet per call, sent as arping starts; the owner loop paces the repeats and checks its
+        // lease before each. arping lingers a second after sending: reaped in the background.
         let child = Command::new("arping")
-            .args(["-q", "-U", "-c", GARP_COUNT, "-w", "3"])
+            .args(["-q", "-U", "-c", "1"])
             .args([
                 "-I",
                 self.interface.as_str(),
@@ -345,10 +354,10 @@ impl VipDriver for Script {
     async fn prepare(&self) -> Result<(), VipError> {
         self.call("release").await
     }
-    async fn acquire(&self, _remaining: Duration) -> Result<(), VipError> {
+    async fn acquire(&self, _until: Instant) -> Result<(), VipError> {
         self.call("acquire").await
     }
-    async fn renew(&self, _remaining: Duration) -> Result<(), VipError> {
+    async fn renew(&self, _until: Instant) -> Result<(), VipError> {
         Ok(())
     }
     async fn announce(&self) -> Result<(), VipError> {
@@ -359,7 +368,8 @@ impl VipDriver for Script {
     }
 }
 
-async fn nft(script: &str) -> Result<(), VipError> {
+/// Runs `nft -f -` with the script `script` writes once `nft` has started.
+async fn nft(script: &(dyn Fn() -> String + Sync)) -> Result<(), VipError> {
     run_with_input("nft", &["-f", "-"], Some(script), TOOL_TIMEOUT).await
 }
 
@@ -371,7 +381,7 @@ async fn run(tool: &str, args: &[&str], timeout: Option<Duration>) -> Result<(),
 async fn run_with_input(
     tool: &str,
     args: &[&str],
-    input: Option<&str>,
+    input: Option<&(dyn Fn() -> String + Sync)>,
     timeout: Duration,
 ) -> Result<(), VipError> {
     use tokio::io::AsyncWriteExt as _;
@@ -391,7 +401,7 @@ async fn run_with_input(
             source,
         })?;
     if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        let _ = stdin.write_all(input.as_bytes()).await;
+        let _ = stdin.write_all(input().as_bytes()).await;
     }
     let out = tokio::time::timeout(timeout, child.wait_with_output())
         .await
@@ -479,7 +489,7 @@ mod tests {
         }
         let a = "198.18.0.100/24".parse().unwrap();
         let d = Script::new(Some(script), a, "eth0", Duration::from_secs(2)).unwrap();
-        match d.acquire(Duration::from_millis(300)).await {
+        match d.acquire(Instant::now() + Duration::from_millis(300)).await {
             Err(VipError::Failed { stderr, .. }) => {
                 assert_eq!(stderr, "no such floating ip: 198.18.0.100/24");
             }

@@ -143,7 +143,19 @@ struct Held {
     services: Option<SipService>,
     since: Instant,
     fenced_at: Instant,
-    announced_at: Instant,
+    /// Gratuitous ARPs sent so far, and when the next is due.
+    announced: u32,
+    next_announce: Instant,
+}
+
+/// When the next gratuitous ARP goes out after `sent` of them: a burst right after the takeover (a
+/// neighbour that missed one takes the next), then every `refresh`.
+fn announce_after(sent: u32, refresh: Duration) -> Duration {
+    match sent {
+        1 => Duration::from_millis(500),
+        2 => Duration::from_secs(1),
+        _ => refresh,
+    }
 }
 
 impl Owner {
@@ -220,14 +232,18 @@ impl Owner {
                     if let Some(h) = held.as_mut() {
                         if now.duration_since(h.fenced_at) >= FENCE_REFRESH {
                             h.fenced_at = now;
-                            if let Err(e) = driver.renew(until.saturating_duration_since(now)).await
-                            {
+                            if let Err(e) = driver.renew(until).await {
                                 tracing::warn!(node = me, error = %e, "vip fence not refreshed");
                             }
                         }
-                        if now.duration_since(h.announced_at) >= self.arp_refresh {
-                            h.announced_at = now;
-                            if let Err(e) = driver.announce().await {
+                        if now >= h.next_announce {
+                            h.announced += 1;
+                            h.next_announce = now + announce_after(h.announced, self.arp_refresh);
+                            // Checked at the last moment: a gratuitous ARP from a node that slept
+                            // through its lease would pull the phones away from the real owner.
+                            if self.fence.holds()
+                                && let Err(e) = driver.announce().await
+                            {
                                 tracing::warn!(node = me, error = %e, "vip announcement failed");
                             }
                         }
@@ -268,10 +284,7 @@ impl Owner {
     ) -> Result<Held, String> {
         let me = self.cluster.node_id();
         self.fence.hold_until(until);
-        driver
-            .acquire(until.saturating_duration_since(now))
-            .await
-            .map_err(|e| e.to_string())?;
+        driver.acquire(until).await.map_err(|e| e.to_string())?;
         let services = (self.start)().await.map_err(|e| e.to_string())?;
         let took = now.elapsed();
         metrics::gauge!("pbx_vip_owner").set(1.0);
@@ -293,7 +306,9 @@ impl Owner {
             services,
             since: at,
             fenced_at: at,
-            announced_at: at,
+            announced: 0,
+            // The first goes out on the next tick, once the lease is checked again.
+            next_announce: at,
         })
     }
 
