@@ -596,6 +596,13 @@ impl Drop for Lab {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
+        // PBX_LAB_KEEP=1 keeps configs, data and node logs for a post-mortem.
+        if std::env::var_os("PBX_LAB_KEEP").is_some()
+            && let Ok(empty) = tempfile::tempdir()
+        {
+            let dir = std::mem::replace(&mut self.dir, empty);
+            eprintln!("lab kept in {}", dir.keep().display());
+        }
     }
 }
 
