@@ -20,7 +20,7 @@ use tokio::net::UdpSocket;
 
 use crate::lab::{Lab, LabClient, LabOptions, topology};
 use crate::phone::{Answer, Dialog, Phone, rtp_packet};
-use crate::scenarios::{Writers, percentile};
+use crate::scenarios::{Writers, lost_writes, percentile};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
 const RTP_EVERY: Duration = Duration::from_millis(20);
@@ -326,18 +326,8 @@ pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<Fa
 
     let (acked, _failed) = writers.finish().await;
     report.acknowledged_writes = acked.len();
-    for i in 0..lab.nodes.len() {
-        let have: HashSet<String> = client
-            .clone()
-            .with_timeout(Duration::from_secs(30))
-            .extension_numbers(i)
-            .await
-            .with_context(|| format!("reading node {}", lab.nodes[i].id))?
-            .into_iter()
-            .collect();
-        let lost = acked.iter().filter(|n| !have.contains(*n)).count();
-        report.lost_writes = report.lost_writes.max(lost);
-    }
+    let patient = client.clone().with_timeout(Duration::from_secs(30));
+    report.lost_writes = lost_writes(&lab, &patient, &acked).await?;
 
     let (duplicates, probes) = arp.stop().await;
     report.duplicate_vip_observations = duplicates;

@@ -163,15 +163,25 @@ pub async fn leader_kill(rounds: usize, nodes: u64) -> anyhow::Result<Report> {
     report.acknowledged_writes = acked.len();
     report.failed_writes = failed;
     // Every node, including each one that was killed, must hold every acknowledged write.
-    for i in 0..lab.nodes.len() {
-        let have: std::collections::HashSet<String> = lab
+    report.lost_writes = lost_writes(&lab, &lab.client(), &acked).await?;
+    Ok(report)
+}
+
+/// The most acknowledged writes missing from any one node (each node read through `client`).
+pub(crate) async fn lost_writes(
+    lab: &Lab,
+    client: &LabClient,
+    acked: &[String],
+) -> anyhow::Result<usize> {
+    let mut most = 0;
+    for (i, node) in lab.nodes.iter().enumerate() {
+        let have: std::collections::HashSet<String> = client
             .extension_numbers(i)
             .await
-            .with_context(|| format!("reading node {}", lab.nodes[i].id))?
+            .with_context(|| format!("reading node {}", node.id))?
             .into_iter()
             .collect();
-        let lost = acked.iter().filter(|n| !have.contains(*n)).count();
-        report.lost_writes = report.lost_writes.max(lost);
+        most = most.max(acked.iter().filter(|n| !have.contains(*n)).count());
     }
-    Ok(report)
+    Ok(most)
 }
