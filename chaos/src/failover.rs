@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 
 use crate::lab::{Lab, LabClient, LabOptions, topology};
-use crate::phone::{Answer, Dialog, Phone, rtp_packet};
+use crate::phone::{Answer, Dialog, Phone, longest_gap, rtp_packet};
 use crate::scenarios::{Writers, lost_writes, percentile};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -575,19 +575,7 @@ impl SipProbe {
 
     /// The longest stretch without an answer inside `[from, to]`.
     fn max_gap_between(&self, from: u64, to: u64) -> u64 {
-        let a = lock(&self.answers);
-        let mut prev = from;
-        let mut gap = 0;
-        for t in a
-            .iter()
-            .copied()
-            .filter(|t| (from..=to).contains(t))
-            .chain(std::iter::once(to))
-        {
-            gap = gap.max(t.saturating_sub(prev));
-            prev = t;
-        }
-        gap
+        longest_gap(&lock(&self.answers), from, to)
     }
 
     fn stop(self) {

@@ -130,14 +130,7 @@ impl RtpStats {
     /// stretch from `from` to the first packet and from the last packet to `to`.
     pub fn max_gap_between(&self, from: u64, to: u64) -> u64 {
         let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
-        let inside = a.iter().copied().filter(|t| (from..=to).contains(t));
-        let mut prev = from;
-        let mut gap = 0;
-        for t in inside.chain(std::iter::once(to)) {
-            gap = gap.max(t.saturating_sub(prev));
-            prev = t;
-        }
-        gap
+        longest_gap(&a, from, to)
     }
 
     /// Packets that arrived at or after `from` (milliseconds since the phone started).
@@ -145,6 +138,19 @@ impl RtpStats {
         let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
         a.len() - a.partition_point(|t| *t < from)
     }
+}
+
+/// The longest stretch of `[from, to]` without an event, given event times in ascending order:
+/// the edges count (from `from` to the first event, from the last to `to`).
+pub fn longest_gap(times: &[u64], from: u64, to: u64) -> u64 {
+    let inside = times.iter().copied().filter(|t| (from..=to).contains(t));
+    let mut prev = from;
+    let mut gap = 0;
+    for t in inside.chain(std::iter::once(to)) {
+        gap = gap.max(t.saturating_sub(prev));
+        prev = t;
+    }
+    gap
 }
 
 /// How a phone answers an incoming INVITE.

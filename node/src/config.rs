@@ -330,9 +330,11 @@ impl VipSection {
     /// The lease to run with, checked against the election timeout.
     pub fn lease(&self, cluster: &ClusterSection) -> Result<std::time::Duration, String> {
         let max = cluster.election_max_ms.saturating_sub(50);
-        let ms = self
-            .lease_ms
-            .unwrap_or_else(|| cluster.election_max_ms.saturating_sub(VIP_LEASE_MARGIN_MS));
+        let default = crate::vip::lease::max_lease(
+            std::time::Duration::from_millis(cluster.election_max_ms),
+            std::time::Duration::from_millis(VIP_LEASE_MARGIN_MS),
+        );
+        let ms = self.lease_ms.unwrap_or(default.as_millis() as u64);
         if ms < cluster.heartbeat_ms * 2 || ms > max {
             return Err(format!(
                 "vip.lease_ms ({ms}) must be at least twice cluster.heartbeat_ms and at most \
