@@ -307,14 +307,26 @@ async fn unanswered_calls_end_with_the_right_answer_and_cdr() {
     assert_eq!(refused(&mut alice, &out).await, 404);
 
     let cdrs = wait_cdrs(&client, 0, 5).await;
-    let dispositions: Vec<&str> = cdrs
+    // Oldest first. Two attempts can start in the same millisecond (the last two follow each other
+    // within one here): their order is then undefined, every other pair must be in call order.
+    let expected = ["cancelled", "busy", "no_answer", "unavailable", "not_found"];
+    let listed: Vec<(u64, usize)> = cdrs
         .iter()
-        .map(|c| c["disposition"].as_str().unwrap())
+        .map(|c| {
+            let d = c["disposition"].as_str().unwrap();
+            let started = c["started_at"].as_u64().unwrap();
+            (started, expected.iter().position(|e| *e == d).unwrap())
+        })
         .collect();
-    assert_eq!(
-        dispositions,
-        ["cancelled", "busy", "no_answer", "unavailable", "not_found"]
-    );
+    for (i, a) in listed.iter().enumerate() {
+        for b in &listed[i + 1..] {
+            assert!(a.0 <= b.0, "CDRs not oldest first: {cdrs:?}");
+            assert!(a.0 == b.0 || a.1 < b.1, "CDRs out of call order: {cdrs:?}");
+        }
+    }
+    let mut dispositions: Vec<usize> = listed.iter().map(|l| l.1).collect();
+    dispositions.sort_unstable();
+    assert_eq!(dispositions, [0, 1, 2, 3, 4]);
     assert_eq!(cdrs[1]["sip_status"], 486);
     assert_eq!(cdrs[2]["hangup_side"], "pbx");
     assert!(
