@@ -19,10 +19,17 @@ fn request() -> AuthRequest<'static> {
     }
 }
 
+const EPOCH: u32 = 0x0b0b_0001;
+
 fn verifier() -> Verifier {
+    verifier_of(EPOCH)
+}
+
+fn verifier_of(epoch: u32) -> Verifier {
     Verifier::new(
         NonceKey::new(b"a 32-byte cluster secret........"),
         DigestConfig::default(),
+        epoch,
     )
 }
 
@@ -187,13 +194,58 @@ fn round_trip_both_algorithms() {
 }
 
 #[test]
-fn another_node_with_the_same_secret_accepts_the_nonce() {
+fn a_request_captured_before_a_failover_cannot_be_replayed_to_the_new_owner() {
+    // The old owner challenged and accepted the phone's request.
+    let mut old_owner = verifier_of(1);
+    let creds = answer(
+        &old_owner,
+        T0,
+        Algorithm::Sha256,
+        "1001",
+        "correct horse",
+        1,
+    );
+    assert!(old_owner.verify(T0, &request(), &creds, store).is_ok());
+    assert_eq!(
+        old_owner.verify(T0 + 10, &request(), &creds, store),
+        Err(AuthFailure::Replay)
+    );
+    // The new owner's memory is empty, but the nonce is of another epoch: stale, so the phone is
+    // challenged again (never counted as a failure) and the captured copy gets nowhere.
+    let mut new_owner = verifier_of(2);
+    let replayed = new_owner.verify(T0 + 1_000, &request(), &creds, store);
+    assert_eq!(replayed, Err(AuthFailure::StaleNonce));
+    assert!(replayed.unwrap_err().is_stale());
+    // The phone answers the new owner's challenge and is in.
+    let fresh = answer(
+        &new_owner,
+        T0 + 1_000,
+        Algorithm::Sha256,
+        "1001",
+        "correct horse",
+        1,
+    );
+    assert!(
+        new_owner
+            .verify(T0 + 1_000, &request(), &fresh, store)
+            .is_ok()
+    );
+    // A wrong password on a foreign nonce is still a plain failure, not stale.
+    let wrong = answer(&old_owner, T0, Algorithm::Sha256, "1001", "nope", 2);
+    assert_eq!(
+        new_owner.verify(T0 + 1_000, &request(), &wrong, store),
+        Err(AuthFailure::BadResponse)
+    );
+}
+
+#[test]
+fn another_cluster_secret_is_refused() {
     let issuer = verifier();
-    let mut other = verifier();
-    let creds = answer(&issuer, T0, Algorithm::Sha256, "1001", "correct horse", 1);
-    assert!(other.verify(T0 + 1_000, &request(), &creds, store).is_ok());
-    // A cluster with another secret does not.
-    let mut stranger = Verifier::new(NonceKey::new(b"another cluster"), DigestConfig::default());
+    let mut stranger = Verifier::new(
+        NonceKey::new(b"another cluster"),
+        DigestConfig::default(),
+        EPOCH,
+    );
     let creds = answer(&issuer, T0, Algorithm::Sha256, "1001", "correct horse", 1);
     let failure = stranger.verify(T0, &request(), &creds, store).unwrap_err();
     // Its opaque differs too, which is checked first.
@@ -402,7 +454,7 @@ fn replay_memory_is_bounded_and_stays_safe() {
         nonce_counter_capacity: 4,
         ..DigestConfig::default()
     };
-    let mut v = Verifier::new(NonceKey::new(b"secret"), config);
+    let mut v = Verifier::new(NonceKey::new(b"secret"), config, EPOCH);
     let mut used = Vec::new();
     for i in 0..10u64 {
         let challenge = v.challenge(T0 + i, [i as u8; 8], REALM, false, false);

@@ -80,7 +80,13 @@ impl SipAuth {
                 return AuthOutcome::Unavailable;
             };
             *guard = Some(Keyed {
-                verifier: Verifier::new(NonceKey::new(&record.secret), DigestConfig::default()),
+                // A new epoch per verifier: this one serves from now on (one per SIP service, so
+                // one per VIP ownership), and its replay memory starts empty.
+                verifier: Verifier::new(
+                    NonceKey::new(&record.secret),
+                    DigestConfig::default(),
+                    rand::random(),
+                ),
                 realm: record.realm,
             });
         }

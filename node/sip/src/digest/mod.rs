@@ -443,23 +443,32 @@ pub struct Verified {
 
 /// The verifier: issues challenges and checks credentials. One per node; it holds the replay
 /// memory, so it is `&mut` to verify. Time comes in as wall-clock milliseconds (`now_ms`), the same
-/// clock on every node, because nonces travel between nodes.
+/// clock on every node.
+///
+/// The replay memory knows only the nonces this verifier saw, so every nonce it issues carries its
+/// `epoch` (a random value per verifier, made afresh whenever a node starts serving the VIP), and a
+/// correct response on a nonce of any other epoch is [`AuthFailure::StaleNonce`]: the phone is simply
+/// challenged again, and a request captured before a failover, or sent to another node, cannot be
+/// replayed where the memory does not know it.
 #[derive(Debug)]
 pub struct Verifier {
     key: NonceKey,
     config: DigestConfig,
+    epoch: [u8; 4],
     counter: NonceCounter,
     /// The latest `now_ms` seen: a clock stepping back must not revive an expired nonce.
     latest_now_ms: u64,
 }
 
 impl Verifier {
-    /// A verifier with the key derived from the cluster secret.
-    pub fn new(key: NonceKey, config: DigestConfig) -> Self {
+    /// A verifier with the key derived from the cluster secret; `epoch` must be unpredictable and
+    /// differ from every other verifier's (the core has no RNG).
+    pub fn new(key: NonceKey, config: DigestConfig, epoch: u32) -> Self {
         let counter = NonceCounter::new(config.nonce_counter_capacity);
         Self {
             key,
             config,
+            epoch: epoch.to_be_bytes(),
             counter,
             latest_now_ms: 0,
         }
@@ -482,8 +491,9 @@ impl Verifier {
 
     /// A challenge for `realm`: two values, SHA-256 first then MD5, each
     /// `Digest realm="…", nonce="…", opaque="…", algorithm=…, qop="auth"` (and `, stale=true`
-    /// when `stale`). `rand` are 8 unpredictable bytes from the caller (the core has no RNG). The
-    /// opaque value is fixed per realm, so known and unknown users see the same challenge.
+    /// when `stale`). `rand` are 8 unpredictable bytes from the caller (the core has no RNG); the
+    /// first four are replaced by the verifier's epoch. The opaque value is fixed per realm, so known
+    /// and unknown users see the same challenge.
     pub fn challenge(
         &self,
         now_ms: u64,
@@ -492,6 +502,8 @@ impl Verifier {
         proxy: bool,
         stale: bool,
     ) -> Challenge {
+        let mut rand = rand;
+        rand[..4].copy_from_slice(&self.epoch);
         let nonce = self.key.issue(now_ms, rand, realm);
         let opaque = self.key.opaque(realm);
         let values = Algorithm::ALL
@@ -622,7 +634,10 @@ impl Verifier {
         // A correct response: now age and replay.
         let too_old = now_ms.saturating_sub(issued_at_ms) > self.config.nonce_lifetime_ms;
         let from_future = issued_at_ms > now_ms.saturating_add(self.config.max_clock_skew_ms);
-        if too_old || from_future {
+        // Issued by another verifier (before a failover, or by another node): this memory cannot
+        // tell a replay from a first use.
+        let foreign = nonce_raw[8..12] != self.epoch;
+        if too_old || from_future || foreign {
             return Err(AuthFailure::StaleNonce);
         }
         match self.counter.check(&nonce_raw, issued_at_ms, nc) {

@@ -6,7 +6,7 @@ const REALM: &str = "pbx.example.com";
 const URI: &str = "sip:pbx.example.com";
 
 fn verifier() -> Verifier {
-    Verifier::new(NonceKey::new(b"cluster secret"), DigestConfig::default())
+    Verifier::new(NonceKey::new(b"cluster secret"), DigestConfig::default(), 7)
 }
 
 fn creds(v: &Verifier, now: u64, algorithm: Algorithm, password: &str) -> Credentials {
