@@ -117,8 +117,10 @@ pub struct SipSection {
     /// Contacts one extension may register at once.
     #[serde(default = "default_max_contacts")]
     pub max_contacts: usize,
-    /// Digest algorithms offered, in order (RFC 8760: SHA-256 first). Phones that read only the first
-    /// challenge and know only MD5 (sipp, older firmware) need `["MD5"]`.
+    /// Digest algorithms offered, in this order. The default is MD5 alone: many clients read only the
+    /// first challenge and know only MD5 (sipp), and some refuse a 401 that offers SHA-256 at all,
+    /// whatever else it offers (baresip 1.0, older desk-phone firmware). A site whose phones all do
+    /// SHA-256 sets `["SHA-256"]` (refusing MD5), or `["SHA-256", "MD5"]` for RFC 8760's order.
     #[serde(default = "default_digest_algorithms")]
     pub digest_algorithms: Vec<String>,
     /// Live SIP transactions at most; beyond it new requests get `503`. A finished UDP transaction
@@ -390,7 +392,7 @@ fn default_qualify_interval_secs() -> u64 {
     30
 }
 fn default_digest_algorithms() -> Vec<String> {
-    vec!["SHA-256".to_owned(), "MD5".to_owned()]
+    vec!["MD5".to_owned()]
 }
 fn default_rtp_port_min() -> u16 {
     20_000
