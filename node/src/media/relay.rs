@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::MediaError;
 use super::ports::{PortPair, PortRange};
+use crate::vip::Fence;
 
 /// Largest datagram relayed; RTP over Ethernet fits well within it.
 const MAX_PACKET: usize = 2048;
@@ -102,6 +103,15 @@ struct SideState {
 /// Asks the security gate whether media from an address may be accepted at all.
 pub(crate) type LatchGate = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
+/// What a session asks before it relays anything: the firewall's word on sources it would latch,
+/// and, on the VIP, the in-process fence (a frozen owner that wakes relays nothing once its lease is
+/// gone, even before the kernel's fence or its own release catches up).
+#[derive(Clone)]
+pub(crate) struct MediaGuard {
+    pub(crate) may_latch: LatchGate,
+    pub(crate) fence: Option<Fence>,
+}
+
 /// One stream's sockets and latching state.
 struct Stream {
     /// `[caller-facing, callee-facing]` RTP and RTCP sockets.
@@ -134,7 +144,7 @@ pub(crate) struct MediaSession {
     counters: Arc<Counters>,
     started: Instant,
     latch_window: Duration,
-    may_latch: LatchGate,
+    guard: MediaGuard,
 }
 
 impl Drop for MediaSession {
@@ -151,9 +161,9 @@ impl MediaSession {
         range: &PortRange,
         streams: usize,
         latch_window: Duration,
-        may_latch: LatchGate,
+        guard: MediaGuard,
     ) -> Result<Self, MediaError> {
-        let mut session = Self::empty(latch_window, may_latch);
+        let mut session = Self::empty(latch_window, guard);
         session.add_streams(range, streams)?;
         Ok(session)
     }
@@ -164,9 +174,9 @@ impl MediaSession {
         range: &PortRange,
         ports: &[[u16; 2]],
         latch_window: Duration,
-        may_latch: LatchGate,
+        guard: MediaGuard,
     ) -> Result<Self, MediaError> {
-        let mut session = Self::empty(latch_window, may_latch);
+        let mut session = Self::empty(latch_window, guard);
         for &[caller, callee] in ports {
             let pairs = [range.bind(caller)?, range.bind(callee)?];
             session.push(pairs);
@@ -184,22 +194,25 @@ impl MediaSession {
         state[side.index()].rtp.latched = Some(source);
     }
 
-    fn empty(latch_window: Duration, may_latch: LatchGate) -> Self {
+    fn empty(latch_window: Duration, guard: MediaGuard) -> Self {
         Self {
             streams: Vec::new(),
             tasks: Vec::new(),
             counters: Arc::new(Counters::default()),
             started: Instant::now(),
             latch_window,
-            may_latch,
+            guard,
         }
     }
 
-    /// Adds streams (a re-INVITE added `m=` lines).
+    /// Adds streams (a re-INVITE added `m=` lines): all of them, or none when the range runs out.
     pub(crate) fn add_streams(&mut self, range: &PortRange, n: usize) -> Result<(), MediaError> {
+        let mut pairs = Vec::with_capacity(n);
         for _ in 0..n {
-            let pairs = [range.allocate()?, range.allocate()?];
-            self.push(pairs);
+            pairs.push([range.allocate()?, range.allocate()?]);
+        }
+        for p in pairs {
+            self.push(p);
         }
         Ok(())
     }
@@ -223,7 +236,7 @@ impl MediaSession {
                     is_rtcp,
                     counters: Arc::clone(&self.counters),
                     started: self.started,
-                    may_latch: Arc::clone(&self.may_latch),
+                    guard: self.guard.clone(),
                 };
                 self.tasks.push(tokio::spawn(relay.run()));
             }
@@ -236,6 +249,7 @@ impl MediaSession {
     }
 
     /// Our RTP port facing `side` in stream `i`.
+    #[cfg(test)]
     pub(crate) fn port(&self, i: usize, side: Side) -> Option<u16> {
         self.streams.get(i).map(|s| s.ports[side.index()])
     }
@@ -300,7 +314,7 @@ struct Relay {
     is_rtcp: bool,
     counters: Arc<Counters>,
     started: Instant,
-    may_latch: LatchGate,
+    guard: MediaGuard,
 }
 
 impl Relay {
@@ -313,6 +327,7 @@ impl Relay {
             metrics::counter!("pbx_media_packets_dropped_total", "reason" => "no_destination");
         let send_failed =
             metrics::counter!("pbx_media_packets_dropped_total", "reason" => "send_failed");
+        let fenced = metrics::counter!("pbx_vip_fenced_total", "direction" => "media");
         let (i, o) = (self.from.index(), 1 - self.from.index());
         let sockets = if self.is_rtcp {
             &self.stream.rtcp
@@ -327,6 +342,10 @@ impl Relay {
                 tokio::task::yield_now().await;
                 continue;
             };
+            if self.guard.fence.as_ref().is_some_and(|f| !f.holds()) {
+                fenced.increment(1);
+                continue;
+            }
             let now = Instant::now();
             let dest = {
                 let mut state = lock(&self.stream.state);
@@ -336,7 +355,7 @@ impl Relay {
                 } else {
                     &mut state[i].rtp
                 };
-                if !flow.admit(src, &trusted, now, &self.may_latch) {
+                if !flow.admit(src, &trusted, now, &self.guard.may_latch) {
                     None
                 } else {
                     let out = &state[o];
@@ -380,8 +399,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn open() -> LatchGate {
-        Arc::new(|_| true)
+    fn open() -> MediaGuard {
+        MediaGuard {
+            may_latch: Arc::new(|_| true),
+            fence: None,
+        }
     }
 
     async fn phone() -> UdpSocket {
@@ -405,6 +427,38 @@ mod tests {
             let (n, from) = r.unwrap();
             (buf[..n].to_vec(), from)
         })
+    }
+
+    #[tokio::test]
+    async fn nothing_is_relayed_while_the_vip_fence_is_down() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_300, 42_307);
+        let fence = Fence::new();
+        let guard = MediaGuard {
+            may_latch: Arc::new(|_| true),
+            fence: Some(fence.clone()),
+        };
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5), guard).unwrap();
+        let (caller, callee) = (phone().await, phone().await);
+        session.set_peer(0, Side::Caller, peer_of(&caller));
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        let caller_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
+        // The lease is held: media flows.
+        fence.hold_until(Instant::now() + Duration::from_secs(60));
+        caller.send_to(b"held", caller_side).await.unwrap();
+        assert_eq!(recv(&callee).await.unwrap().0, b"held");
+        // The lease ran out (a frozen owner woke): nothing is relayed, nothing latches, and the
+        // media does not even count as alive.
+        fence.revoke();
+        let idle_before = session.idle_for();
+        caller.send_to(b"stale", caller_side).await.unwrap();
+        assert!(recv(&callee).await.is_none());
+        assert!(session.idle_for() >= idle_before);
+        assert_eq!(session.stats().relayed, 1);
+        // Held again (this node took the VIP back): flowing again.
+        fence.hold_until(Instant::now() + Duration::from_secs(60));
+        caller.send_to(b"again", caller_side).await.unwrap();
+        assert_eq!(recv(&callee).await.unwrap().0, b"again");
     }
 
     #[tokio::test]
@@ -477,7 +531,10 @@ mod tests {
     async fn a_source_the_firewall_refuses_is_never_latched() {
         let range = PortRange::new([127, 0, 0, 1].into(), 42_300, 42_399);
         let refused: IpAddr = "127.0.0.1".parse().unwrap();
-        let gate: LatchGate = Arc::new(move |ip| ip != refused);
+        let gate = MediaGuard {
+            may_latch: Arc::new(move |ip| ip != refused),
+            fence: None,
+        };
         let session = MediaSession::allocate(&range, 1, Duration::from_secs(5), gate).unwrap();
         let (caller, callee) = (phone().await, phone().await);
         session.set_peer(0, Side::Caller, peer_of(&caller));
