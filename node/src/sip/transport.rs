@@ -72,10 +72,24 @@ impl Outbound {
         self.locals.get(&transport).copied()
     }
 
+    /// The VIP's in-process fence, when these transports serve the VIP.
+    pub(crate) fn fence(&self) -> Option<Fence> {
+        self.fence.clone()
+    }
+
+    /// Whether this node must stay silent on the VIP now (its lease does not hold); counts what was
+    /// fenced, by `direction`.
+    fn fenced(&self, direction: &'static str) -> bool {
+        let fenced = self.fence.as_ref().is_some_and(|f| !f.holds());
+        if fenced {
+            metrics::counter!("pbx_vip_fenced_total", "direction" => direction).increment(1);
+        }
+        fenced
+    }
+
     /// Sends without waiting: UDP with `try_send_to`, streams through their writer's queue.
     pub(crate) fn send(&self, t: &Transmit) -> Result<(), SendError> {
-        if self.fence.as_ref().is_some_and(|f| !f.holds()) {
-            metrics::counter!("pbx_vip_fenced_total", "direction" => "out").increment(1);
+        if self.fenced("out") {
             return Ok(());
         }
         metrics::counter!("pbx_sip_messages_sent_total", "transport" => transport_name(t.peer.transport)).increment(1);
@@ -197,8 +211,7 @@ async fn udp_loop(
                 continue;
             }
         };
-        if out.fence.as_ref().is_some_and(|f| !f.holds()) {
-            metrics::counter!("pbx_vip_fenced_total", "direction" => "in").increment(1);
+        if out.fenced("in") {
             continue;
         }
         if !security.admit(from.ip(), Service::Sip, GateTransport::Udp) {
@@ -271,7 +284,8 @@ async fn accept_loop(
                 continue;
             }
         };
-        if !security.admit(addr.ip(), Service::Sip, sip_transport(transport)) {
+        // A connection accepted while the lease does not hold is closed unread.
+        if out.fenced("in") || !security.admit(addr.ip(), Service::Sip, sip_transport(transport)) {
             continue;
         }
         let open = out.streams.lock().map(|s| s.len()).unwrap_or(0);
@@ -336,6 +350,9 @@ async fn serve_stream<S>(
         }
         while let Some(frame) = framer.next_message() {
             match frame {
+                // Read while the lease does not hold (a frozen owner woke with data queued):
+                // dropped unanswered, as on UDP.
+                Ok(Frame::Message(_) | Frame::Ping) if out.fenced("in") => {}
                 Ok(Frame::Message(bytes)) => {
                     // A source banned while connected is cut off.
                     if !security.admit(peer.addr.ip(), Service::Sip, sip_transport(peer.transport))
