@@ -274,11 +274,17 @@ impl Endpoint {
             TxEvent::Response { tx, resp } if resp.status_code.code() >= 200 => {
                 if let Some(done) = self.pending.remove(&tx) {
                     let _ = done.send(ClientOutcome::Final(resp));
+                } else if (200..300).contains(&resp.status_code.code()) {
+                    // A 2xx retransmitted while a re-INVITE's transaction waits out Timer M: our ACK
+                    // was lost, and the call must send it again.
+                    self.handler.calls.route_stray(resp, None);
                 }
             }
             TxEvent::Ack { req, .. } => self.handler.calls.route_ack(req),
             TxEvent::Cancelled { tx } => self.handler.calls.route_cancel(tx),
-            TxEvent::StrayResponse { resp, peer } => self.handler.calls.route_stray(resp, peer),
+            TxEvent::StrayResponse { resp, peer } => {
+                self.handler.calls.route_stray(resp, Some(peer))
+            }
             TxEvent::Timeout {
                 tx: TxId::Server(tx),
                 timer,

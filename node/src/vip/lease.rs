@@ -1,10 +1,13 @@
-//! The VIP ownership lease, as a pure state machine: `tick(now, quorum_ack)` ─▶ what to do.
+//! The VIP ownership lease, as a pure state machine: `tick(now, leader, pledge)` ─▶ what to do.
 //!
-//! The owner is the Raft leader, and only while a quorum acknowledged one of its heartbeats recently:
-//! the lease runs from the moment the leader *sent* the last heartbeat a quorum answered. A follower
-//! that received that heartbeat will not vote for anyone until `election_max` after receiving it,
-//! so with `lease + margin < election_max` an old owner cut off from its peers has dropped the address
-//! before any other node can be elected and claim it: never two owners.
+//! The owner is the Raft leader, and only while a quorum of voters has pledged it their votes. The
+//! owner loop reads its own clock, then asks every other voter whom it follows and how long since it
+//! last accepted an append from it (`Cluster::lease_start`); when a quorum answers "you", the pledge
+//! counts from that clock reading. openraft refuses any candidate until `election_max` after a voter's
+//! last accepted append, so with `lease + margin < election_max` an old owner cut off from its peers,
+//! or frozen, has dropped the address before any other node can be elected and claim it: never two
+//! owners. The pledge is asked afresh every time, never read from metrics a frozen process may have
+//! computed before it stopped.
 
 use std::time::{Duration, Instant};
 
@@ -57,8 +60,8 @@ impl Lease {
         self.held
     }
 
-    /// `leader`: this node is the Raft leader now. `quorum_ack`: when it sent the last heartbeat a
-    /// quorum acknowledged (`None` before the first one).
+    /// `leader`: this node is the Raft leader now. `quorum_ack`: the clock reading the last quorum
+    /// pledge counts from (`None` before the first one).
     pub fn tick(&mut self, now: Instant, leader: bool, quorum_ack: Option<Instant>) -> Step {
         let until = quorum_ack.map(|at| at + self.duration);
         let valid = leader && until.is_some_and(|u| now < u);

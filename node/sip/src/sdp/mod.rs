@@ -143,6 +143,17 @@ impl Sdp {
         parser.finish()
     }
 
+    /// No description at all: a side that has not offered yet (an INVITE with a delayed offer). It
+    /// has no streams, and [`Sdp::rewrite`] writes it as an empty body.
+    pub fn none() -> Self {
+        Self {
+            lines: Vec::new(),
+            media: Vec::new(),
+            media_has_connection: Vec::new(),
+            session_has_connection: false,
+        }
+    }
+
     /// The streams, in m= line order.
     pub fn media(&self) -> &[MediaInfo] {
         &self.media

@@ -62,18 +62,34 @@ pub(crate) fn contact_uri(user: &str, local: SocketAddr, t: Transport) -> String
     format!("<{scheme}:{user}@{local};transport={}>", transport_param(t))
 }
 
-/// Headers copied from `from` to a message on the other leg.
+/// Headers copied from `from` to a message on the other leg. `100rel` is taken out of `Supported`
+/// and `Require`: the PBX does not relay reliable provisional responses (PRACK is per leg), so neither
+/// phone may be told the other supports them.
 pub(crate) fn passed_headers(headers: &rsip::Headers) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for name in PASSED_THROUGH {
         for v in codec::header_values(headers, name) {
-            if v.trim().is_empty() {
+            let v = if matches!(name, "Supported" | "Require") {
+                without_option(v, "100rel")
+            } else {
+                v.trim().to_owned()
+            };
+            if v.is_empty() {
                 continue;
             }
-            out.push((name.to_owned(), v.to_owned()));
+            out.push((name.to_owned(), v));
         }
     }
     out
+}
+
+/// An option-tag list without `option`.
+fn without_option(list: &str, option: &str) -> String {
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty() && !o.eq_ignore_ascii_case(option))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The body and its type, when a message has one.

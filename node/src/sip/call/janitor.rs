@@ -78,7 +78,7 @@ pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
     let mut carried = 0;
     for call in all {
         let id = call.id.clone();
-        match super::task::adopt(calls, call.clone()) {
+        match super::driver::adopt(calls, call.clone()) {
             Ok(()) => carried += 1,
             Err(why) => {
                 tracing::warn!(call = %id, why = %why, "call cannot be carried on; hanging it up");

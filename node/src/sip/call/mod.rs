@@ -1,13 +1,19 @@
 //! Calls between extensions: the PBX as a back-to-back user agent with an RTP relay.
 //!
-//! Every call is one task ([`task::CallTask`]) that owns both legs and the media session; the endpoint
-//! and the request handler only route messages to it. The routing table below maps every Call-ID the
-//! call uses (the caller's and one per forked branch) and the caller's INVITE transaction to the task.
+//! Every call is one task that owns both legs and the media session: a pure state machine
+//! ([`core::CallCore`]) run by a thin driver ([`driver`]). The endpoint and the request handler only
+//! route messages to it. The routing table below maps every Call-ID the call uses (the caller's and
+//! one per forked branch) and the caller's INVITE transaction to the task.
 
+mod admission;
+mod core;
 mod dialog;
+mod driver;
 mod janitor;
+mod limits;
+mod privacy;
 mod record;
-mod task;
+mod session;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,14 +30,15 @@ use super::endpoint::EndpointHandle;
 use super::transport::Outbound;
 use storage::model::{Service, Transport as GateTransport};
 
-use crate::media::{LatchGate, PortRange};
+use crate::media::{MediaGuard, PortRange};
 use crate::security::Security;
+use limits::CallLimits;
 
+pub(crate) use self::core::{Input as CallInput, LegEvent};
 pub(crate) use janitor::{carry_on, end_orphans, retention};
-pub(crate) use task::CallInput;
 
 /// Settings of the call engine (from `[calls]` and `[media]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CallConfig {
     pub(crate) ring_timeout: Duration,
     pub(crate) max_duration: Option<Duration>,
@@ -42,23 +49,11 @@ pub(crate) struct CallConfig {
     pub(crate) realm: String,
 }
 
-/// An event of one forked branch's INVITE client transaction.
-#[derive(Debug)]
-pub(crate) enum LegEvent {
-    Response(rsip::Response),
-    /// No final answer in time (Timer B).
-    Timeout,
-    /// The transport to the phone failed.
-    Failed,
-    /// The transaction is over.
-    Terminated,
-}
-
 #[derive(Default)]
 struct Routes {
     by_call_id: HashMap<String, mpsc::UnboundedSender<CallInput>>,
     by_tx: HashMap<ServerTxId, mpsc::UnboundedSender<CallInput>>,
-    per_extension: HashMap<String, usize>,
+    limits: CallLimits,
 }
 
 /// The call engine of one node.
@@ -142,15 +137,19 @@ impl Calls {
         })
     }
 
-    /// The firewall's word on media sources, for the relay's latching.
-    pub(crate) fn latch_gate(&self) -> LatchGate {
+    /// What the relay asks before relaying: the firewall's word on media sources it would latch, and
+    /// the VIP's in-process fence.
+    pub(crate) fn media_guard(&self) -> MediaGuard {
         let security = Arc::clone(&self.security);
-        Arc::new(move |ip| {
-            security
-                .gate()
-                .check(ip, Service::Media, GateTransport::Udp)
-                .is_ok()
-        })
+        MediaGuard {
+            may_latch: Arc::new(move |ip| {
+                security
+                    .gate()
+                    .check(ip, Service::Media, GateTransport::Udp)
+                    .is_ok()
+            }),
+            fence: self.out.fence(),
+        }
     }
 
     pub(crate) fn media_addr(&self) -> IpAddr {
@@ -170,7 +169,7 @@ impl Calls {
         self.routes().by_tx.insert(tx, input.clone());
         let this = Arc::clone(self);
         self.spawn_call(async move {
-            task::run(this, tx, req, raw_uri, peer, auth, input, inputs).await;
+            driver::run(this, tx, req, raw_uri, peer, auth, input, inputs).await;
         });
     }
 
@@ -191,7 +190,7 @@ impl Calls {
             return;
         };
         if let Some(input) = self.routes().by_call_id.get(call_id) {
-            let _ = input.send(CallInput::Ack);
+            let _ = input.send(CallInput::Ack(req));
         }
     }
 
@@ -209,16 +208,17 @@ impl Calls {
         }
     }
 
-    /// A 2xx whose INVITE transaction is over: a retransmission (our ACK was lost) goes to the call;
-    /// one nobody wants is ACKed and hung up.
-    pub(crate) fn route_stray(&self, resp: rsip::Response, peer: Peer) {
+    /// A 2xx outside a pending transaction: a retransmission (our ACK was lost) goes to the call;
+    /// one nobody wants is ACKed and hung up, when the layer knows where it came from.
+    pub(crate) fn route_stray(&self, resp: rsip::Response, peer: Option<Peer>) {
         let input = dialog::first(&resp.headers, "Call-ID")
             .and_then(|id| self.routes().by_call_id.get(id).cloned());
-        match input {
-            Some(input) => {
+        match (input, peer) {
+            (Some(input), peer) => {
                 let _ = input.send(CallInput::Stray { resp, peer });
             }
-            None => self.refuse_late_answer(&resp, peer),
+            (None, Some(peer)) => self.refuse_late_answer(&resp, peer),
+            (None, None) => {}
         }
     }
 
@@ -246,31 +246,9 @@ impl Calls {
             .insert(call_id.to_owned(), input.clone());
     }
 
-    /// Counts a call against both extensions' limits; `Err(extension)` names the one at its limit.
-    fn reserve(&self, extensions: [&str; 2]) -> Result<(), String> {
-        let mut routes = self.routes();
-        for ext in extensions {
-            if routes.per_extension.get(ext).copied().unwrap_or(0) >= self.config.max_per_extension
-            {
-                return Err(ext.to_owned());
-            }
-        }
-        for ext in extensions {
-            *routes.per_extension.entry(ext.to_owned()).or_default() += 1;
-        }
-        Ok(())
-    }
-
-    fn unreserve(&self, extensions: [&str; 2]) {
-        let mut routes = self.routes();
-        for ext in extensions {
-            if let Some(n) = routes.per_extension.get_mut(ext) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    routes.per_extension.remove(ext);
-                }
-            }
-        }
+    /// The per-extension call counts.
+    fn limits(&self) -> LimitsGuard<'_> {
+        LimitsGuard(self.routes())
     }
 
     /// Forgets every route to a call.
@@ -282,5 +260,21 @@ impl Calls {
         for id in call_ids {
             routes.by_call_id.remove(id);
         }
+    }
+}
+
+/// The call counts, under the routing table's lock.
+struct LimitsGuard<'a>(std::sync::MutexGuard<'a, Routes>);
+
+impl std::ops::Deref for LimitsGuard<'_> {
+    type Target = CallLimits;
+    fn deref(&self) -> &CallLimits {
+        &self.0.limits
+    }
+}
+
+impl std::ops::DerefMut for LimitsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut CallLimits {
+        &mut self.0.limits
     }
 }

@@ -1,0 +1,174 @@
+//! Who may call whom, and with what: the checks an authenticated INVITE passes before anything is
+//! allocated for it. Pure: the driver reads the callee's extension and bindings, this decides.
+
+use pbx_sip::sdp::Sdp;
+use pbx_sip::transaction::Transport;
+use storage::model::{Binding, Disposition, Extension, HangupSide, UnixMillis};
+
+use super::dialog::{self, body_of, is_sdp};
+use super::privacy::wants_privacy;
+use super::record::Outcome;
+use super::session::carries_keys;
+
+/// The longest an extension number may be.
+pub(crate) const MAX_NUMBER_LEN: usize = 32;
+
+/// Why a call is refused, and what the caller hears.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) code: u16,
+    pub(crate) reason: &'static str,
+    /// Extra headers of the answer (`Retry-After`, `Unsupported`).
+    pub(crate) headers: Vec<(String, String)>,
+    /// `None`: not a call attempt worth a CDR (malformed).
+    pub(crate) outcome: Option<Outcome>,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: u16, reason: &'static str, disposition: Option<Disposition>) -> Self {
+        Self {
+            code,
+            reason,
+            headers: Vec::new(),
+            outcome: disposition.map(|d| Outcome::new(d, HangupSide::Pbx, code.to_string(), code)),
+        }
+    }
+
+    /// The cluster could not be read.
+    pub(crate) fn internal() -> Self {
+        Self::new(500, "Server Internal Error", None)
+    }
+
+    /// No media ports are free: the caller may retry shortly.
+    pub(crate) fn no_ports() -> Self {
+        let mut r = Self::new(503, "No Media Ports Available", Some(Disposition::Failed));
+        r.headers.push(("Retry-After".into(), "5".into()));
+        r
+    }
+
+    /// An extension of the call is at its limit of simultaneous calls.
+    pub(crate) fn over_limit(caller_at_limit: bool) -> Self {
+        if caller_at_limit {
+            Self::new(403, "Too Many Calls", Some(Disposition::Failed))
+        } else {
+            Self::new(486, "Busy Here", Some(Disposition::Busy))
+        }
+    }
+}
+
+/// A call that passed every check.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    /// The caller's offer; `None` for a delayed offer (the callee offers in its 2xx, the caller
+    /// answers in its ACK).
+    pub(crate) offer: Option<Sdp>,
+    /// The callee's live, reachable bindings able to take this call.
+    pub(crate) bindings: Vec<Binding>,
+    /// Max-Forwards for the callee's leg (the caller's, less one).
+    pub(crate) max_forwards: u32,
+    /// The caller asked to stay anonymous.
+    pub(crate) anonymous: bool,
+}
+
+/// The number dialled, when it can be an extension (digits only, bounded).
+pub(crate) fn dialled_number(req: &rsip::Request) -> Option<String> {
+    let user = req.uri.auth.as_ref().map(|a| a.user.as_str())?;
+    let valid = !user.is_empty()
+        && user.len() <= MAX_NUMBER_LEN
+        && user.bytes().all(|b| b.is_ascii_digit());
+    valid.then(|| user.to_owned())
+}
+
+/// Options of `Require` the PBX does not support (RFC 3261 §8.2.2.3): reliable provisional responses
+/// are not relayed, so a caller that insists on them is told so, instead of waiting forever.
+fn unsupported_required(headers: &rsip::Headers) -> Option<&'static str> {
+    pbx_sip::codec::header_values(headers, "Require")
+        .flat_map(|v| v.split(','))
+        .any(|o| o.trim().eq_ignore_ascii_case("100rel"))
+        .then_some("100rel")
+}
+
+/// Decides an INVITE from an authenticated caller to `callee` (its extension, if it has one) whose
+/// bindings are `bindings`. `reject_anonymous` is the site's policy on callers asking for privacy.
+pub(crate) fn admit(
+    req: &rsip::Request,
+    transport: Transport,
+    callee: Option<&Extension>,
+    bindings: Vec<Binding>,
+    now: UnixMillis,
+    reject_anonymous: bool,
+) -> Result<Admitted, Refusal> {
+    let headers = &req.headers;
+    let max_forwards = dialog::first(headers, "Max-Forwards")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(70);
+    if max_forwards == 0 {
+        return Err(Refusal::new(483, "Too Many Hops", None));
+    }
+    if let Some(option) = unsupported_required(headers) {
+        let mut r = Refusal::new(420, "Bad Extension", None);
+        r.headers.push(("Unsupported".into(), option.into()));
+        return Err(r);
+    }
+    if !callee.is_some_and(|e| e.enabled) {
+        return Err(Refusal::new(404, "Not Found", Some(Disposition::NotFound)));
+    }
+    let offer = offer_of(req)?;
+    let anonymous = wants_privacy(headers);
+    if reject_anonymous && anonymous {
+        return Err(Refusal::new(
+            433,
+            "Anonymity Disallowed",
+            Some(Disposition::Failed),
+        ));
+    }
+    // SDES-SRTP keys travel in the SDP: only over SIP over TLS, in and out. (A delayed offer's keys
+    // come from the callee, and are checked when it answers.)
+    let srtp = offer.as_ref().is_some_and(carries_keys);
+    if srtp && transport != Transport::Tls {
+        return Err(Refusal::new(488, "SRTP Keys Need SIP over TLS", None));
+    }
+    let bindings: Vec<Binding> = bindings
+        .into_iter()
+        .filter(|b| b.expires_at > now && b.reachable != Some(false))
+        .filter(|b| !srtp || b.transport == "tls")
+        .collect();
+    if bindings.is_empty() {
+        return Err(Refusal::new(
+            480,
+            "Temporarily Unavailable",
+            Some(Disposition::Unavailable),
+        ));
+    }
+    Ok(Admitted {
+        offer,
+        bindings,
+        max_forwards: max_forwards - 1,
+        anonymous,
+    })
+}
+
+/// The caller's session offer (`None`: no body, a delayed offer).
+fn offer_of(req: &rsip::Request) -> Result<Option<Sdp>, Refusal> {
+    let Some((ctype, body)) = body_of(&req.headers, &req.body) else {
+        return Ok(None);
+    };
+    if !is_sdp(ctype) {
+        return Err(Refusal::new(415, "Unsupported Media Type", None));
+    }
+    let offer = Sdp::parse(body).map_err(|e| {
+        let reason = if e.sip_status() == 400 {
+            "Malformed SDP"
+        } else {
+            "Not Acceptable Here"
+        };
+        Refusal::new(e.sip_status(), reason, None)
+    })?;
+    if offer.media().iter().all(|m| m.port == 0) {
+        return Err(Refusal::new(488, "No Media Offered", None));
+    }
+    Ok(Some(offer))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,391 @@
+//! The task that runs one call: it authenticates and admits the caller's INVITE (reading what
+//! admission needs from the cluster), allocates the media, then feeds the call's [`CallCore`] its
+//! inputs and timers and carries out its actions: SIP through the endpoint, media on the relay,
+//! records through Raft.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use pbx_sip::transaction::{ClientTxId, Peer, ServerTxId};
+use storage::model::{ActiveCall, Binding, Extension};
+
+use super::admission::{self, Refusal};
+use super::core::{Action, CallCore, Env, Input, LegEvent, Locals, MediaStatus, NewCall, Now};
+use super::limits::AtLimit;
+use super::privacy::display_name;
+use super::record::{self, CdrFacts};
+use super::{Calls, dialog};
+use crate::media::MediaSession;
+use crate::sip::auth::{AuthOutcome, SipAuth};
+use crate::time::now_millis;
+
+fn now() -> Now {
+    Now {
+        at: std::time::Instant::now(),
+        wall: now_millis(),
+    }
+}
+
+impl Calls {
+    /// What a call needs to know about this node, as of now.
+    pub(super) fn env(&self) -> Env {
+        use pbx_sip::transaction::Transport;
+        Env {
+            node_id: self.cluster.node_id(),
+            media_addr: self.media_addr(),
+            locals: Locals {
+                udp: self.local(Transport::Udp),
+                tcp: self.local(Transport::Tcp),
+                tls: self.local(Transport::Tls),
+            },
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// A new call: the caller's INVITE on server transaction `tx`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the task's whole context, handed over once"
+)]
+pub(super) async fn run(
+    calls: Arc<Calls>,
+    tx: ServerTxId,
+    req: rsip::Request,
+    raw_uri: String,
+    peer: Peer,
+    auth: Arc<SipAuth>,
+    input: mpsc::UnboundedSender<Input>,
+    inputs: mpsc::UnboundedReceiver<Input>,
+) {
+    let caller = match auth.check(&req, &raw_uri, now_millis(), true, peer) {
+        AuthOutcome::Authenticated { username } => username,
+        AuthOutcome::Challenge(headers) => {
+            let mut resp =
+                dialog::response(&req, 407, None, &dialog::token()[..16], None, &[], None);
+            insert_before_length(&mut resp, headers);
+            calls.endpoint.respond(tx, resp).await;
+            calls.forget(Some(tx), &[]);
+            return;
+        }
+        AuthOutcome::Unavailable => {
+            let refusal = Refusal::new(503, "Cluster Not Ready", None);
+            return refuse(&calls, tx, &req, "", refusal).await;
+        }
+    };
+    let started = now();
+    let callee = admission::dialled_number(&req).unwrap_or_default();
+    let (core, media) = match admit(&calls, tx, &req, peer, &caller, &callee, started) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refuse(&calls, tx, &req, &caller, refusal).await,
+    };
+    for id in core.call_ids() {
+        calls.add_call_id(&id, &input);
+    }
+    let driver = Driver {
+        calls,
+        core,
+        media,
+        branch_txs: HashMap::new(),
+        input,
+        inputs,
+    };
+    driver.drive().await;
+}
+
+/// Admission, limits, media and the core, in that order; whatever was taken is given back on a
+/// refusal.
+fn admit(
+    calls: &Arc<Calls>,
+    tx: ServerTxId,
+    req: &rsip::Request,
+    peer: Peer,
+    caller: &str,
+    callee: &str,
+    now: Now,
+) -> Result<(CallCore, MediaSession), Refusal> {
+    let reader = calls.cluster.reader();
+    let read_failed = |e: storage::StorageError| {
+        tracing::warn!(error = %e, "reading the callee failed");
+        Refusal::internal()
+    };
+    let extension = match callee {
+        "" => None,
+        number => reader.get::<Extension>(number).map_err(read_failed)?,
+    };
+    let bindings = match &extension {
+        Some(e) if e.enabled => reader
+            .scan_prefix::<Binding>(&Binding::aor_prefix(&e.number))
+            .map_err(read_failed)?,
+        _ => Vec::new(),
+    };
+    let config = &calls.config;
+    let admitted = admission::admit(
+        req,
+        peer.transport,
+        extension.as_ref(),
+        bindings,
+        now.wall,
+        config.reject_anonymous,
+    )?;
+    let extensions = [caller, callee];
+    calls
+        .limits()
+        .reserve(extensions, config.max_per_extension)
+        .map_err(|at| Refusal::over_limit(at == AtLimit::Caller))?;
+    let streams = admitted.offer.as_ref().map_or(0, |o| o.media().len());
+    let media = MediaSession::allocate(
+        &calls.ports,
+        streams,
+        config.latch_window,
+        calls.media_guard(),
+    );
+    let media = match media {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "no media for a call");
+            calls.limits().release(extensions);
+            return Err(Refusal::no_ports());
+        }
+    };
+    let caller_name = reader
+        .get::<Extension>(caller)
+        .ok()
+        .flatten()
+        .map(|e| e.display_name)
+        .unwrap_or_default();
+    let call = NewCall {
+        id: dialog::token(),
+        tx,
+        invite: req.clone(),
+        peer,
+        caller: caller.to_owned(),
+        caller_name: display_name(&caller_name, caller),
+        callee: callee.to_owned(),
+        admitted,
+        ports: media.ports(),
+    };
+    match CallCore::start(calls.env(), now, call) {
+        Ok(core) => Ok((core, media)),
+        Err(refusal) => {
+            calls.limits().release(extensions);
+            Err(refusal)
+        }
+    }
+}
+
+/// Answers a refused INVITE, with a CDR when it was a call attempt.
+async fn refuse(
+    calls: &Calls,
+    tx: ServerTxId,
+    req: &rsip::Request,
+    caller: &str,
+    refusal: Refusal,
+) {
+    let extra = refusal.headers.clone();
+    let resp = dialog::response(
+        req,
+        refusal.code,
+        Some(refusal.reason),
+        &dialog::token()[..16],
+        None,
+        &extra,
+        None,
+    );
+    calls.endpoint.respond(tx, resp).await;
+    calls.forget(Some(tx), &[]);
+    let Some(outcome) = refusal.outcome else {
+        return;
+    };
+    let callee = admission::dialled_number(req).unwrap_or_default();
+    tracing::info!(extension = %caller, callee = %callee, status = refusal.code, "call refused");
+    let now = now_millis();
+    let facts = CdrFacts {
+        id: &dialog::token(),
+        caller,
+        callee: &callee,
+        started_at: now,
+        answered_at: None,
+        node_id: calls.cluster.node_id(),
+    };
+    record::count_end(&outcome, false);
+    if let Err(e) = record::end(&calls.cluster, record::cdr(&facts, &outcome, now)).await {
+        tracing::warn!(error = %e, "CDR not stored");
+    }
+}
+
+/// Puts headers before the Content-Length that `dialog::response` ends with.
+fn insert_before_length(resp: &mut rsip::Response, headers: Vec<rsip::Header>) {
+    let mut all: Vec<rsip::Header> = resp.headers.iter().cloned().collect();
+    let at = all
+        .iter()
+        .position(|h| matches!(h, rsip::Header::ContentLength(_)))
+        .unwrap_or(all.len());
+    all.splice(at..at, headers);
+    resp.headers = rsip::Headers::from(all);
+}
+
+/// Carries on an established call from its record (after a failover, or a restart of the VIP owner).
+pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
+    let core = CallCore::adopt(calls.env(), now(), rec)?;
+    let media = MediaSession::bind(
+        &calls.ports,
+        core.ports(),
+        calls.config.latch_window,
+        calls.media_guard(),
+    )
+    .map_err(|e| e.to_string())?;
+    calls.limits().adopt(core.extensions());
+    let (input, inputs) = mpsc::unbounded_channel();
+    for id in core.call_ids() {
+        calls.add_call_id(&id, &input);
+    }
+    let driver = Driver {
+        calls: Arc::clone(calls),
+        core,
+        media,
+        branch_txs: HashMap::new(),
+        input,
+        inputs,
+    };
+    calls.spawn_call(driver.drive());
+    Ok(())
+}
+
+/// Runs one call's core against the world.
+struct Driver {
+    calls: Arc<Calls>,
+    core: CallCore,
+    media: MediaSession,
+    /// The INVITE client transaction of each forked branch.
+    branch_txs: HashMap<usize, ClientTxId>,
+    /// The call's own input, for answers to the requests it sends.
+    input: mpsc::UnboundedSender<Input>,
+    inputs: mpsc::UnboundedReceiver<Input>,
+}
+
+impl Driver {
+    async fn drive(mut self) {
+        loop {
+            self.execute().await;
+            if self.core.is_over() {
+                return;
+            }
+            let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(input) => self.core.handle(now(), input),
+                    None => return,
+                },
+                () = sleep_until(wake) => {
+                    let status = self.media_status();
+                    self.core.handle_timeout(now(), status);
+                }
+            }
+        }
+    }
+
+    fn media_status(&self) -> MediaStatus {
+        MediaStatus {
+            idle_for: self.media.idle_for(),
+            latched: (0..self.media.stream_count())
+                .map(|i| self.media.latched(i))
+                .collect(),
+        }
+    }
+
+    /// Carries out every queued action; answers that come at once are fed straight back.
+    async fn execute(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Respond { tx, resp } => self.calls.endpoint.respond(tx, resp).await,
+                Action::Invite { branch, req, peer } => self.invite(branch, req, peer).await,
+                Action::CancelBranch { branch } => {
+                    if let Some(tx) = self.branch_txs.remove(&branch) {
+                        self.calls.endpoint.cancel(tx).await;
+                    }
+                }
+                Action::Ack { req, peer } => {
+                    let msg = rsip::SipMessage::Request(req);
+                    self.calls.endpoint.send_stateless(msg, peer).await;
+                }
+                Action::Request { id, req, peer } => {
+                    let (endpoint, input) = (self.calls.endpoint.clone(), self.input.clone());
+                    tokio::spawn(async move {
+                        let outcome = endpoint.request(req, peer).await;
+                        let _ = input.send(Input::Answer { id, outcome });
+                    });
+                }
+                Action::SetPeer { stream, side, peer } => self.media.set_peer(stream, side, peer),
+                Action::RestoreLatch {
+                    stream,
+                    side,
+                    source,
+                } => self.media.restore_latch(stream, side, source),
+                Action::AddStreams { count } => self.add_streams(count),
+                Action::Commit { record, purpose } => {
+                    let ok = match record::put(&self.calls.cluster, *record).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(call = %self.core.id(), ?purpose, error = %e, "call record not stored");
+                            false
+                        }
+                    };
+                    self.core.handle(now(), Input::Committed { purpose, ok });
+                }
+                Action::End { cdr } => self.end(*cdr).await,
+            }
+        }
+    }
+
+    async fn invite(&mut self, branch: usize, req: rsip::Request, peer: Peer) {
+        let input = self.input.clone();
+        match self.calls.endpoint.invite(req, peer, branch, input).await {
+            Some(tx) => {
+                self.branch_txs.insert(branch, tx);
+            }
+            None => {
+                let event = LegEvent::Failed;
+                self.core.handle(
+                    now(),
+                    Input::Branch {
+                        index: branch,
+                        event,
+                    },
+                );
+            }
+        }
+    }
+
+    fn add_streams(&mut self, count: usize) {
+        let have = self.media.stream_count();
+        let added = match self.media.add_streams(&self.calls.ports, count) {
+            Ok(()) => Some(self.media.ports().split_off(have)),
+            Err(e) => {
+                tracing::warn!(call = %self.core.id(), error = %e, "no media ports for added streams");
+                None
+            }
+        };
+        self.core.handle(now(), Input::StreamsAdded(added));
+    }
+
+    async fn end(&mut self, cdr: storage::model::CallDetail) {
+        self.calls
+            .forget(self.core.invite_tx(), &self.core.call_ids());
+        self.calls.limits().release(self.core.extensions());
+        let stats = self.media.stats();
+        tracing::debug!(call = %self.core.id(), relayed = stats.relayed, dropped = stats.dropped, "media of the call");
+        if let Err(e) = record::end(&self.calls.cluster, cdr).await {
+            tracing::warn!(call = %self.core.id(), error = %e, "CDR not stored");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
