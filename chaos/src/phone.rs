@@ -404,8 +404,13 @@ impl Phone {
         format!(
             "INVITE sip:{callee}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\n\
              From: \"{user}\" <sip:{user}@{server}>;tag={tag}\r\nTo: <sip:{callee}@{server}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
-             Contact: {contact}\r\n{auth}{extra}Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+             Contact: {contact}\r\n{auth}{extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
             extra = self.invite_headers,
+            ctype = if body.is_empty() {
+                ""
+            } else {
+                "Content-Type: application/sdp\r\n"
+            },
             server = self.server,
             local = self.sip_addr,
             b = token(),
@@ -415,8 +420,9 @@ impl Phone {
         )
     }
 
-    /// Sends an authenticated INVITE to `callee` with `body` (the phone's own SDP when `None`) and
-    /// returns once it is past the challenge: the caller then waits with [`Self::outcome`].
+    /// Sends an authenticated INVITE to `callee` with `body` (the phone's own SDP when `None`; an
+    /// empty body is a delayed offer, answered in the ACK) and returns once it is past the challenge:
+    /// the caller then waits with [`Self::outcome`].
     pub async fn dial(&mut self, callee: &str, body: Option<&str>) -> anyhow::Result<Outgoing> {
         let call_id = token();
         let tag = token();
@@ -506,7 +512,15 @@ impl Phone {
             cseq: out.cseq,
             media: resp.sdp_media().context("2xx without SDP")?,
         };
-        self.send_in_dialog(&dialog, "ACK", out.cseq, "").await?;
+        // A delayed offer: the 2xx carried the offer, the ACK carries our answer.
+        let delayed = out.invite.ends_with("\r\n\r\n");
+        let answer = if delayed {
+            sdp_part(&self.sdp("sendrecv"))
+        } else {
+            String::new()
+        };
+        self.send_in_dialog(&dialog, "ACK", out.cseq, &answer)
+            .await?;
         Ok(Ok(dialog))
     }
 
@@ -654,10 +668,11 @@ impl Phone {
         let body = self.sdp("sendrecv");
         let ok = reply_with_body(&invite, 200, "OK", &tag, &self.contact(), &body);
         self.send(&ok, invite.from).await?;
-        self.recv_where(Duration::from_secs(5), |m| {
-            !m.is_response() && m.method() == "ACK"
-        })
-        .await?;
+        let ack = self
+            .recv_where(Duration::from_secs(5), |m| {
+                !m.is_response() && m.method() == "ACK"
+            })
+            .await?;
         let dialog = Dialog {
             call_id: invite.header("Call-ID").context("no Call-ID")?,
             local_tag: tag,
@@ -669,7 +684,11 @@ impl Phone {
                 .unwrap_or_default(),
             remote_target: invite.contact_uri().context("no Contact")?,
             cseq: 100,
-            media: invite.sdp_media().context("INVITE without SDP")?,
+            // A delayed offer is answered in the ACK.
+            media: invite
+                .sdp_media()
+                .or_else(|| ack.sdp_media())
+                .context("neither the INVITE nor the ACK has SDP")?,
         };
         Ok((invite, Some(dialog)))
     }
@@ -787,6 +806,14 @@ pub struct Outgoing {
     early: Option<Msg>,
 }
 
+/// The headers and body of an SDP body, for the end of a message.
+fn sdp_part(body: &str) -> String {
+    format!(
+        "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// A response to a received request (Via, From, To (+tag), Call-ID, CSeq copied).
 pub fn reply(
     req: &Msg,
@@ -832,8 +859,5 @@ fn reply_with_body(
 ) -> String {
     let head = reply(req, code, reason, Some(tag), Some(contact));
     let head = head.trim_end_matches("Content-Length: 0\r\n\r\n");
-    format!(
-        "{head}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+    format!("{head}{}", sdp_part(body))
 }

@@ -180,6 +180,46 @@ async fn a_call_relays_audio_both_ways_and_leaves_a_cdr() {
     assert_clean(&lab, &client).await;
 }
 
+/// An INVITE without SDP (a delayed offer, as many trunks send): the callee offers in its 200, the
+/// caller answers in its ACK, and audio flows both ways through the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_offer_is_answered_in_the_ack_and_audio_flows() {
+    let (lab, client) = lab_with(1, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+
+    let out = alice.dial("1002", Some("")).await.unwrap();
+    let (answered, placed) = tokio::join!(
+        bob.answer(Answer::Accept, Duration::from_secs(5)),
+        alice.outcome(&out, Duration::from_secs(5))
+    );
+    let (invite, bob_dialog) = answered.unwrap();
+    let bob_dialog = bob_dialog.expect("bob's ACK carried the answer");
+    let mut alice_dialog = placed.unwrap().expect("the call is answered");
+    assert!(invite.body().is_empty(), "no offer reached the callee");
+    // Both phones send to the PBX's ports, never to each other.
+    assert_eq!(alice_dialog.media.ip(), bob_dialog.media.ip());
+    assert_ne!(alice_dialog.media, bob.rtp_addr);
+    assert_ne!(bob_dialog.media, alice.rtp_addr);
+
+    let (a, b) = tokio::join!(
+        alice.send_rtp(alice_dialog.media, 30, RTP_EVERY),
+        bob.send_rtp(bob_dialog.media, 30, RTP_EVERY)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(wait_rtp(&bob, 30).await, 30);
+    assert_eq!(wait_rtp(&alice, 30).await, 30);
+
+    assert_eq!(alice.hang_up(&mut alice_dialog).await.unwrap(), 200);
+    bob.expect_request("BYE", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let cdrs = wait_cdrs(&client, 0, 1).await;
+    assert_eq!(cdrs[0]["disposition"], "answered");
+    assert_clean(&lab, &client).await;
+}
+
 /// Dials and lets the callee answer; returns both dialogs.
 async fn connect(
     caller: &mut Phone,

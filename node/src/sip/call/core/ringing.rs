@@ -26,30 +26,7 @@ impl CallCore {
     /// A call that passed admission, with its media ports: forks the INVITE to every device. A
     /// refusal means nothing was sent: the driver answers the caller with it.
     pub(crate) fn start(env: Env, now: Now, call: NewCall) -> Result<Self, Refusal> {
-        let bad = || Refusal::new(400, "Malformed Dialog Headers", None);
-        let headers = &call.invite.headers;
-        let a_local = env
-            .locals
-            .get(call.peer.transport)
-            .ok_or_else(Refusal::internal)?;
-        let caller_leg = DialogLeg {
-            extension: call.caller.clone(),
-            call_id: dialog::first(headers, "Call-ID")
-                .ok_or_else(bad)?
-                .to_owned(),
-            local_tag: dialog::token()[..16].to_owned(),
-            remote_tag: dialog::tag_of(headers, "From").ok_or_else(bad)?,
-            local_cseq: 0,
-            remote_cseq: dialog::cseq_of(headers).ok_or_else(bad)?,
-            local_uri: dialog::without_tag(dialog::first(headers, "To").ok_or_else(bad)?),
-            remote_uri: dialog::without_tag(dialog::first(headers, "From").ok_or_else(bad)?),
-            remote_target: dialog::contact_of(headers).ok_or_else(bad)?,
-            route_set: dialog::record_routes(headers),
-            local_contact: dialog::contact_uri(&call.callee, a_local, call.peer.transport),
-            peer: call.peer.addr.to_string(),
-            transport: transport_name(call.peer.transport).to_owned(),
-            remote_sdp: String::from_utf8_lossy(&call.invite.body).into_owned(),
-        };
+        let caller_leg = caller_leg(&env, &call)?;
         let delayed = call.admitted.offer.is_none();
         let offer = call.admitted.offer.clone().unwrap_or_else(Sdp::none);
         let branches = branches(&env, &call);
@@ -483,6 +460,34 @@ pub(super) fn reason_of(resp: &rsip::Response) -> String {
         .to_string()
         .split_once(' ')
         .map_or_else(String::new, |(_, r)| r.to_owned())
+}
+
+/// The caller's leg, from its INVITE.
+fn caller_leg(env: &Env, call: &NewCall) -> Result<DialogLeg, Refusal> {
+    let bad = || Refusal::new(400, "Malformed Dialog Headers", None);
+    let headers = &call.invite.headers;
+    let local = env
+        .locals
+        .get(call.peer.transport)
+        .ok_or_else(Refusal::internal)?;
+    Ok(DialogLeg {
+        extension: call.caller.clone(),
+        call_id: dialog::first(headers, "Call-ID")
+            .ok_or_else(bad)?
+            .to_owned(),
+        local_tag: dialog::token()[..16].to_owned(),
+        remote_tag: dialog::tag_of(headers, "From").ok_or_else(bad)?,
+        local_cseq: 0,
+        remote_cseq: dialog::cseq_of(headers).ok_or_else(bad)?,
+        local_uri: dialog::without_tag(dialog::first(headers, "To").ok_or_else(bad)?),
+        remote_uri: dialog::without_tag(dialog::first(headers, "From").ok_or_else(bad)?),
+        remote_target: dialog::contact_of(headers).ok_or_else(bad)?,
+        route_set: dialog::record_routes(headers),
+        local_contact: dialog::contact_uri(&call.callee, local, call.peer.transport),
+        peer: call.peer.addr.to_string(),
+        transport: transport_name(call.peer.transport).to_owned(),
+        remote_sdp: String::from_utf8_lossy(&call.invite.body).into_owned(),
+    })
 }
 
 /// One branch per binding of the callee that the PBX can reach.

@@ -599,10 +599,7 @@ fn a_record_that_cannot_be_stored_refuses_the_call_on_both_sides() {
     });
     let out = h.take();
     let bye = &requests(&out)[0];
-    assert_eq!(
-        (bye.1.method, bye.2.addr),
-        (rsip::Method::Bye, addr(DESK))
-    );
+    assert_eq!((bye.1.method, bye.2.addr), (rsip::Method::Bye, addr(DESK)));
     assert_eq!(responses(&out), vec![(INVITE_TX, 503)]);
     let cdr = ended(&out);
     assert_eq!(
@@ -919,10 +916,7 @@ fn info_is_passed_across_and_its_answer_comes_back() {
         req: info,
     });
     let (id, fwd, peer) = requests(&h.take()).remove(0);
-    assert_eq!(
-        (fwd.method, peer.addr),
-        (rsip::Method::Info, addr(DESK))
-    );
+    assert_eq!((fwd.method, peer.addr), (rsip::Method::Info, addr(DESK)));
     assert_eq!(fwd.body, b"Signal=5\r\n");
     assert_eq!(
         header(&fwd.headers, "Content-Type"),
