@@ -41,6 +41,7 @@ pub(crate) struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
     pub(crate) leader_contact: crate::succession::LeaderContact,
+    leadership: tokio::sync::watch::Receiver<telemetry::Leadership>,
 }
 
 impl Drop for Inner {
@@ -128,6 +129,7 @@ impl Cluster {
         }
 
         let batcher = Batcher::start(raft.clone());
+        let (leadership_tx, leadership) = tokio::sync::watch::channel(Default::default());
         let inner = Arc::new(Inner {
             id,
             config,
@@ -140,9 +142,10 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             leader_contact: crate::succession::LeaderContact::new(),
+            leadership,
         });
         let server = tokio::spawn(server::serve(endpoint, Arc::downgrade(&inner)));
-        let watcher = tokio::spawn(telemetry::watch_raft(inner.raft.metrics()));
+        let watcher = tokio::spawn(telemetry::watch_raft(inner.raft.metrics(), leadership_tx));
         let succession = tokio::spawn(crate::succession::watch(Arc::downgrade(&inner)));
         inner
             .tasks
@@ -314,7 +317,14 @@ impl Cluster {
         self.inner.lease_start(timeout).await
     }
 
-    /// A watch of openraft's metrics for tests and diagnostics that wait on a condition.
+    /// Who leads, as this node sees it; changes whenever the leader, the term or this node's role
+    /// does.
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<telemetry::Leadership> {
+        self.inner.leadership.clone()
+    }
+
+    /// A watch of openraft's metrics, for the cluster crate's own tests and diagnostics; the rest of
+    /// the node uses [`Cluster::leadership`].
     pub fn raft_metrics(
         &self,
     ) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeAddr>> {

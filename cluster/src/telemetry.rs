@@ -5,12 +5,32 @@ use openraft::{RaftMetrics, ServerState};
 use storage::{NodeAddr, NodeId};
 use tokio::sync::watch;
 
-/// Follows `metrics` until Raft stops, keeping the gauges current.
-pub(crate) async fn watch_raft(mut metrics: watch::Receiver<RaftMetrics<NodeId, NodeAddr>>) {
+/// Who leads, as this node's Raft sees it: all the rest of the node needs of Raft's state, without
+/// openraft's types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Leadership {
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// This node is the leader (by its own Raft state, not only by the last leader it heard of).
+    pub leads: bool,
+}
+
+/// Follows `metrics` until Raft stops, keeping the gauges and `leadership` current.
+pub(crate) async fn watch_raft(
+    mut metrics: watch::Receiver<RaftMetrics<NodeId, NodeAddr>>,
+    leadership: watch::Sender<Leadership>,
+) {
     let mut last_leader = None;
     loop {
         {
             let m = metrics.borrow_and_update();
+            let now = Leadership {
+                leader: m.current_leader,
+                term: m.current_term,
+                leads: m.state == ServerState::Leader && m.current_leader == Some(m.id),
+            };
+            leadership.send_if_modified(|l| std::mem::replace(l, now) != now);
             metrics::gauge!("pbx_raft_term").set(m.current_term as f64);
             metrics::gauge!("pbx_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
             metrics::gauge!("pbx_raft_applied_index")

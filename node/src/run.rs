@@ -306,14 +306,14 @@ async fn init_on(cluster: &Cluster, cfg: &NodeConfig) -> anyhow::Result<Bootstra
 /// A node that becomes the Raft leader says so in the event center (a failover, when it was not the
 /// first election).
 async fn announce_leadership(cluster: Cluster, events: Arc<crate::events::Events>) {
-    let mut metrics = cluster.raft_metrics();
+    let mut metrics = cluster.leadership();
     let me = cluster.node_id();
     let mut was_leader = false;
     let mut seen_other = false;
     loop {
         let (leader, term) = {
             let m = metrics.borrow_and_update();
-            (m.current_leader, m.current_term)
+            (m.leader, m.term)
         };
         let leads = leader == Some(me);
         if leads && !was_leader && seen_other {

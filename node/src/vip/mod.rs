@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
 use tokio::sync::watch;
 
 use cluster::Cluster;
@@ -133,9 +132,7 @@ fn confirm_leadership(cluster: Cluster, lease: Duration) -> watch::Receiver<Opti
 }
 
 fn cluster_leads(cluster: &Cluster) -> bool {
-    let m = cluster.raft_metrics();
-    let m = m.borrow();
-    m.state == ServerState::Leader
+    cluster.leadership().borrow().leads
 }
 
 /// What the loop holds while it owns the VIP.
@@ -187,7 +184,7 @@ impl Owner {
         tracing::info!(node = me, vip = %self.address, driver = driver.name(), lease_ms = self.lease.as_millis() as u64, "vip driver ready");
         metrics::gauge!("pbx_vip_owner").set(0.0);
         let mut lease = Lease::new(self.lease);
-        let mut raft = self.cluster.raft_metrics();
+        let mut raft = self.cluster.leadership();
         let mut proofs = confirm_leadership(self.cluster.clone(), self.lease);
         let mut leader = false;
         let mut held: Option<Held> = None;
@@ -200,8 +197,7 @@ impl Owner {
                     if changed.is_err() {
                         break;
                     }
-                    let m = raft.borrow_and_update();
-                    leader = m.state == ServerState::Leader && m.current_leader == Some(me);
+                    leader = raft.borrow_and_update().leads;
                 }
                 changed = proofs.changed() => {
                     if changed.is_err() {
