@@ -32,35 +32,50 @@ pub fn chaos_bin() -> PathBuf {
     pbx_bin().with_file_name("chaos")
 }
 
-/// A port free on loopback right now, for TCP or UDP.
-pub fn free_port(udp: bool) -> u16 {
-    if udp {
-        UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0)
-    } else {
-        TcpListener::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0)
-    }
+/// Lab ports come from here: above the media ranges labs give their nodes (10000 and up), below the
+/// kernel's ephemeral range (32768 and up). The kernel never hands a port in it to a socket bound to
+/// port 0 or to an outgoing connection, so a port found free here stays free until the node the lab
+/// starts binds it. (Ports asked of the kernel, in the ephemeral range, were sometimes taken by a
+/// client socket between the check and the node's bind, and a lab then had no leader.)
+const LAB_PORTS: std::ops::Range<u16> = 27_000..32_700;
+
+/// The next candidate lab port: each process starts at its own offset and walks the range.
+fn next_lab_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(LAB_PORTS.end - LAB_PORTS.start);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+    LAB_PORTS.start + u16::try_from(n).unwrap_or(0)
 }
 
-/// A port free for both UDP and TCP on loopback right now.
-pub fn free_sip_port() -> u16 {
-    for _ in 0..100 {
-        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(port) = udp.local_addr().map(|a| a.port()) else {
-            continue;
-        };
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+/// A port free on loopback for UDP, TCP, or both, from [`LAB_PORTS`].
+fn free_lab_port(udp: bool, tcp: bool) -> u16 {
+    for _ in 0..LAB_PORTS.len() {
+        let port = next_lab_port();
+        let udp_free = !udp || UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        let tcp_free = !tcp || TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if udp_free && tcp_free {
             return port;
         }
     }
     0
+}
+
+/// A port free on loopback right now, for TCP or UDP, that no other socket will be given by the
+/// kernel before the lab binds it.
+pub fn free_port(udp: bool) -> u16 {
+    free_lab_port(udp, !udp)
+}
+
+/// A port free for both UDP and TCP on loopback, as [`free_port`].
+pub fn free_sip_port() -> u16 {
+    free_lab_port(true, true)
 }
 
 /// Options for a lab node.
