@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
+use super::netlink::{Family, fence_batch};
+
 /// Longest wait for `ip` or `nft` (they answer in milliseconds).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -124,10 +126,19 @@ impl VipDriver for Loopback {
 /// drops ARP requests for the VIP, and packets to and from it, unless a set element this node refreshes
 /// with the lease's remaining time is present. A frozen process cannot refresh it, so its kernel stops
 /// answering for the VIP when the lease ends, though the address is still on the interface.
-#[derive(Debug)]
 pub struct Linux {
     addr: VipAddr,
     interface: String,
+    netlink: super::netlink::Netlink,
+}
+
+impl std::fmt::Debug for Linux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linux")
+            .field("addr", &self.addr)
+            .field("interface", &self.interface)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The nftables table holding the fence (one per network namespace).
@@ -146,6 +157,7 @@ impl Linux {
         Ok(Self {
             addr,
             interface: interface.to_owned(),
+            netlink: super::netlink::Netlink::new(),
         })
     }
 
@@ -189,54 +201,44 @@ impl Linux {
         }
     }
 
-    /// The fence's element, replaced atomically (one nft transaction) with a timeout running to
-    /// `until` (none: the fence closes).
+    /// The nftables families the fence's sets live in.
+    fn families(&self) -> &'static [Family] {
+        if self.addr.ip.is_ipv4() {
+            &[Family::Inet, Family::Arp]
+        } else {
+            &[Family::Inet]
+        }
+    }
+
+    /// The fence's element, replaced atomically (one nftables transaction over netlink) with a
+    /// timeout running to `until` (none: the fence closes).
     ///
-    /// The timeout is read from the clock only once `nft` is running and about to read it, and checked
-    /// again when `nft` is done: a process frozen in between (SIGSTOP, a stall) must not wake up and
-    /// grant its kernel a lease that ran out while it slept.
+    /// The timeout is read from the clock as the message is built, right before it is sent, and
+    /// checked again once the kernel answered: a process frozen in between (SIGSTOP, a stall) must not
+    /// wake up and grant its kernel a lease that ran out while it slept.
     async fn set_fence(&self, until: Option<Instant>) -> Result<(), VipError> {
-        let script = |until: Option<Instant>| {
-            let remaining = until.and_then(|u| u.checked_duration_since(Instant::now()));
-            let mut script = String::new();
-            for t in self.tables() {
-                script.push_str(&format!("flush set {t} {TABLE} lease\n"));
-                // Under a millisecond, nftables would round the timeout up to its default: grant none.
-                if let Some(ms) = remaining.map(|r| r.as_millis()).filter(|ms| *ms >= 1) {
-                    script.push_str(&format!(
-                        "add element {t} {TABLE} lease {{ {} timeout {ms}ms }}\n",
-                        self.addr.ip
-                    ));
-                }
-            }
-            script
-        };
-        nft(&|| script(until)).await?;
+        self.send_fence(until).await?;
         if until.is_some_and(|u| Instant::now() >= u) {
-            nft(&|| script(None)).await?;
+            self.send_fence(None).await?;
         }
         Ok(())
     }
 
-    async fn address(&self, verb: &str) -> Result<(), VipError> {
-        let addr = self.addr.to_string();
-        let mut args = vec!["addr", verb, addr.as_str(), "dev", self.interface.as_str()];
-        if verb == "add" && self.addr.ip.is_ipv6() {
-            // Duplicate address detection would hold the address back for a second or more.
-            args.push("nodad");
-        }
-        match run("ip", &args, None).await {
-            Ok(()) => Ok(()),
-            // Already there (add) or already gone (del): the state we wanted.
-            Err(VipError::Failed { stderr, .. })
-                if stderr.contains("File exists")
-                    || stderr.contains("Address not found")
-                    || stderr.contains("Cannot assign requested address") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+    async fn send_fence(&self, until: Option<Instant>) -> Result<(), VipError> {
+        let seq = self.netlink.next_seq(2 * self.families().len() as u32 + 1);
+        let remaining = until.and_then(|u| u.checked_duration_since(Instant::now()));
+        // Under a millisecond, the kernel would treat the timeout as none: grant nothing.
+        let ms = remaining
+            .map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX))
+            .filter(|ms| *ms >= 1);
+        let (batch, acks) = fence_batch(seq, TABLE, self.families(), self.addr.ip, ms);
+        self.netlink.fence(&batch, seq, acks).await
+    }
+
+    /// Puts the address on the interface, or takes it off; either is idempotent.
+    async fn address(&self, add: bool) -> Result<(), VipError> {
+        let index = self.netlink.link_index(&self.interface).await?;
+        self.netlink.address(add, index, self.addr).await
     }
 }
 
@@ -247,7 +249,7 @@ impl VipDriver for Linux {
 
     async fn prepare(&self) -> Result<(), VipError> {
         // A node that crashed as owner comes back with the address still on: it is not the owner now.
-        self.address("del").await?;
+        self.address(false).await?;
         let mut script = String::new();
         for t in self.tables() {
             // `add` then `delete` makes the delete succeed whether or not the table existed.
@@ -261,7 +263,7 @@ impl VipDriver for Linux {
 
     async fn acquire(&self, until: Instant) -> Result<(), VipError> {
         self.set_fence(Some(until)).await?;
-        self.address("add").await
+        self.address(true).await
     }
 
     async fn renew(&self, until: Instant) -> Result<(), VipError> {
@@ -306,7 +308,7 @@ impl VipDriver for Linux {
         // The fence first: from this instant the kernel neither answers ARP for the VIP nor passes its
         // packets, whatever happens to the address removal below.
         let fence = self.set_fence(None).await;
-        self.address("del").await?;
+        self.address(false).await?;
         fence
     }
 }

@@ -9,6 +9,7 @@
 pub mod driver;
 pub mod fence;
 pub mod lease;
+mod netlink;
 
 use std::future::Future;
 use std::pin::Pin;
