@@ -373,7 +373,7 @@ pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<Fa
     Ok(report)
 }
 
-fn ms_since(epoch: Instant) -> u64 {
+pub(crate) fn ms_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_millis() as u64
 }
 
@@ -474,7 +474,10 @@ async fn registrations(client: &LabClient, nodes: usize) -> anyhow::Result<usize
 }
 
 /// Waits until exactly one node claims the VIP; returns its index.
-async fn wait_single_owner(owners: &OwnerWatch, within: Duration) -> anyhow::Result<usize> {
+pub(crate) async fn wait_single_owner(
+    owners: &OwnerWatch,
+    within: Duration,
+) -> anyhow::Result<usize> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(i) = owners.current() {
@@ -586,7 +589,7 @@ impl SipProbe {
 }
 
 /// Each node's health answer, polled every 20 ms: which node claims the VIP, and when.
-struct OwnerWatch {
+pub(crate) struct OwnerWatch {
     /// `(ms since epoch, node index, claims the VIP)`.
     seen: Arc<Mutex<Vec<(u64, usize, bool)>>>,
     stop: Arc<AtomicBool>,
@@ -595,7 +598,7 @@ struct OwnerWatch {
 }
 
 impl OwnerWatch {
-    fn start(client: &LabClient, nodes: usize, epoch: Instant) -> Self {
+    pub(crate) fn start(client: &LabClient, nodes: usize, epoch: Instant) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let client = client.clone().with_timeout(Duration::from_millis(300));
@@ -643,7 +646,11 @@ impl OwnerWatch {
     }
 
     /// When a node `which` accepts first claimed the VIP after `since`.
-    fn first_claim_since(&self, since: u64, which: impl Fn(usize) -> bool) -> Option<u64> {
+    pub(crate) fn first_claim_since(
+        &self,
+        since: u64,
+        which: impl Fn(usize) -> bool,
+    ) -> Option<u64> {
         lock(&self.seen)
             .iter()
             .find(|&&(t, i, owner)| owner && t > since && which(i))
@@ -666,7 +673,7 @@ impl OwnerWatch {
     }
 
     /// Stops polling; returns how often two nodes claimed the VIP within one probe interval.
-    async fn stop(self) -> usize {
+    pub(crate) async fn stop(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             let _ = t.await;

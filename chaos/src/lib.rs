@@ -4,6 +4,7 @@
 pub mod ban_gate;
 pub mod call_load;
 pub mod failover;
+pub mod fence_check;
 pub mod lab;
 pub mod phone;
 pub mod scenarios;

@@ -57,6 +57,13 @@ enum Scenario {
         #[arg(long)]
         pbx_cpu: Option<u32>,
     },
+    /// The in-process VIP fence alone: kernel fence removed, owner frozen with SIP queued over UDP
+    /// and TCP, then woken after another node took over: it must answer none of it. Netns lab.
+    FenceCheck {
+        /// Also write the report (JSON) to this file.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
     Lab {
         #[arg(long, default_value_t = 3)]
         nodes: u64,
@@ -87,6 +94,19 @@ enum Scenario {
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().scenario {
         Scenario::LeaderKill { rounds, nodes } => scenarios::leader_kill(rounds, nodes).await?,
+        Scenario::FenceCheck { report: file } => {
+            let report = pbx_chaos::fence_check::run().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(path) = file {
+                std::fs::write(&path, serde_json::to_vec(&report)?)?;
+            }
+            anyhow::ensure!(
+                report.violations.is_empty(),
+                "invariant broken: {:?}",
+                report.violations
+            );
+            return Ok(());
+        }
         Scenario::BanGate { seconds } => {
             let report = pbx_chaos::ban_gate::ban_gate(seconds).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -17,16 +17,18 @@ fn lab_script() -> PathBuf {
 /// Runs one scenario in a fresh namespace lab (the script removes it afterwards, pass or fail) and
 /// returns the report.
 fn failover(fault: &str, rounds: u32, calls: u32) -> Value {
+    let (rounds, calls) = (rounds.to_string(), calls.to_string());
+    lab(&[
+        "chaos", "--fault", fault, "--rounds", &rounds, "--calls", &calls,
+    ])
+}
+
+/// Runs `deploy/lab-netns.sh` with `args` and a report file; checks the lab is gone afterwards.
+fn lab(args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let out = Command::new(lab_script())
-        .args(["chaos", "--fault", fault])
-        .args([
-            "--rounds",
-            &rounds.to_string(),
-            "--calls",
-            &calls.to_string(),
-        ])
+        .args(args)
         .arg("--report")
         .arg(&report)
         .env("PBX_BIN", pbx_tests::pbx_bin())
@@ -43,10 +45,7 @@ fn failover(fault: &str, rounds: u32, calls: u32) -> Value {
         !String::from_utf8_lossy(&left.stdout).contains("pbx-"),
         "the lab's namespaces were not removed"
     );
-    assert!(
-        out.status.success(),
-        "chaos failover {fault} failed:\n{text}"
-    );
+    assert!(out.status.success(), "lab {args:?} failed:\n{text}");
     serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
 }
 
@@ -106,5 +105,17 @@ fn a_rolling_restart_drops_no_call() {
     assert_eq!(count(&r, "calls_survived"), 4, "{r}");
     assert_eq!(count(&r, "registrations_missing"), 0, "{r}");
     assert_eq!(count(&r, "lost_writes"), 0, "{r}");
+    assert_eq!(r["violations"], serde_json::json!([]), "{r}");
+}
+
+/// The in-process fence alone: the owner's kernel fence removed, the owner frozen while 200 SIP
+/// requests queue in its UDP socket and on a TCP connection it had accepted; another node takes the
+/// VIP, the old owner wakes, and answers none of them.
+#[test]
+fn a_woken_owner_without_its_kernel_fence_answers_nothing_it_queued() {
+    let r = lab(&["fence"]);
+    assert_eq!(r["tcp_served_before"], true, "{r}");
+    assert_eq!(count(&r, "stale_answers_udp"), 0, "{r}");
+    assert_eq!(count(&r, "stale_answers_tcp"), 0, "{r}");
     assert_eq!(r["violations"], serde_json::json!([]), "{r}");
 }
