@@ -27,6 +27,6 @@ pub use config::ClusterConfig;
 pub use error::ClusterError;
 pub use handle::Cluster;
 pub use status::{ClusterStatus, MemberStatus, NodeState};
-pub use telemetry::Leadership;
 pub use storage::{NodeAddr, NodeId};
+pub use telemetry::Leadership;
 pub use tls::{CaBundle, NodeCert, NodeTlsFiles, api_server_config, generate_ca, issue_node_cert};

@@ -114,7 +114,8 @@ impl Msg {
     fn nest(&mut self, kind: u16, inner: impl FnOnce(&mut Self)) -> &mut Self {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
-        self.buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         inner(self);
         let len = u16::try_from(self.buf.len() - start).unwrap_or(u16::MAX);
         self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
@@ -229,9 +230,15 @@ pub(crate) fn link_request(seq: u32, name: &str) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answer {
     /// An acknowledgement (error 0) or an error (a positive errno), for message `seq`.
-    Ack { seq: u32, errno: i32 },
+    Ack {
+        seq: u32,
+        errno: i32,
+    },
     /// A link's description, with its index.
-    Link { seq: u32, index: u32 },
+    Link {
+        seq: u32,
+        index: u32,
+    },
     Other,
 }
 
@@ -372,7 +379,12 @@ impl Netlink {
     }
 
     /// Puts `addr` on (or takes it off) interface `index`; already there (or already gone) is fine.
-    pub(crate) async fn address(&self, add: bool, index: u32, addr: VipAddr) -> Result<(), VipError> {
+    pub(crate) async fn address(
+        &self,
+        add: bool,
+        index: u32,
+        addr: VipAddr,
+    ) -> Result<(), VipError> {
         let seq = self.next_seq(1);
         let msg = address_msg(seq, add, index, addr);
         let tolerated = if add { EEXIST } else { EADDRNOTAVAIL };
@@ -410,7 +422,8 @@ mod tests {
     #[test]
     fn a_fence_renewal_is_one_transaction_per_family() {
         let ip: IpAddr = "198.18.0.100".parse().unwrap();
-        let (batch, acks) = fence_batch(100, "pbx_vip", &[Family::Inet, Family::Arp], ip, Some(300));
+        let (batch, acks) =
+            fence_batch(100, "pbx_vip", &[Family::Inet, Family::Arp], ip, Some(300));
         assert_eq!(acks, 4);
         let msgs = messages(&batch);
         let kinds: Vec<u16> = msgs.iter().map(|m| m.0).collect();
