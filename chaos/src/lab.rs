@@ -463,6 +463,16 @@ impl Lab {
         nft_in(ns, &rules)
     }
 
+    /// Removes node `i`'s kernel fence for the VIP (its nftables tables), so that only the process's
+    /// own fence stands between a frozen owner and the phones. Netns labs only.
+    pub fn remove_kernel_fence(&self, i: usize) -> anyhow::Result<()> {
+        let ns = self.nodes[i]
+            .netns
+            .as_deref()
+            .context("the kernel fence lives in a netns lab")?;
+        nft_in(ns, "delete table inet pbx_vip\ndelete table arp pbx_vip\n")
+    }
+
     /// Undoes [`Self::partition`].
     pub fn heal(&self, i: usize) -> anyhow::Result<()> {
         let ns = self.nodes[i]
@@ -780,7 +790,7 @@ impl LabClient {
             for item in page["items"].as_array().context("items")? {
                 out.push(item["number"].as_str().context("number")?.to_owned());
             }
-            match page["next_after"].as_str() {
+            match page["next"].as_str() {
                 Some(a) => after = Some(a.to_owned()),
                 None => return Ok(out),
             }

@@ -1,48 +1,60 @@
 //! `/api/v1/cdrs`: call detail records by start time, filtered and paged, as JSON or CSV.
 //!
 //! CDR keys are `{started_at:020}-{id}`, so a time range is a key range and the paging cursor is simply
-//! the key of the last record of the previous page. The work per request is bounded: at most
-//! [`visit_budget`] rows are read, and when the budget runs out before the page is full the answer
-//! still carries a cursor, so a filter that matches nothing costs a bounded amount per request.
+//! the key of the last record the previous page looked at ([`super::paging`]). The work per request is
+//! bounded: at most [`visit_budget`] rows are read, and when the budget runs out before the page is
+//! full the answer still carries a cursor, so a filter that matches nothing costs a bounded amount per
+//! request.
+
+use std::borrow::Cow;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Query, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use storage::model::{CallDetail, Disposition, UnixMillis};
-use storage::{NodeId, Record as _, StateReader, StorageError};
+use storage::{NodeId, StorageError};
 
 use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
+use super::paging::{self, LIMITS, Limits, ListQuery, Page, PageRequest, RangeSource, Scan};
 
-/// Longest query string accepted, in bytes (as sent, before percent-decoding).
-pub(crate) const MAX_QUERY_BYTES: usize = 2048;
-const JSON_DEFAULT_LIMIT: usize = 100;
-const JSON_MAX_LIMIT: usize = 1000;
 /// CSV exports default to, and are capped at, this many rows.
-const CSV_MAX_LIMIT: usize = 100_000;
+const CSV_LIMITS: Limits = Limits {
+    default: 100_000,
+    max: 100_000,
+};
 /// Rows visited per request: ten per row asked for, within these bounds.
 const MIN_VISIT: usize = 10_000;
 const MAX_VISIT: usize = 200_000;
-/// Rows read per `scan_range` call when a filter is set (a page without filters reads exactly what it needs).
-const MIN_CHUNK: usize = 1024;
 const MAX_EXTENSION_LEN: usize = 32;
-/// Longest call id a cursor may carry.
-const MAX_CURSOR_ID_LEN: usize = 256;
 /// The last instant RFC 3339 can write, 9999-12-31T23:59:59.999Z.
 const MAX_MILLIS: UnixMillis = 253_402_300_799_999;
 /// Sorts after every CDR key (they start with digits): the end of the table.
 const END_OF_TABLE: &str = ":";
-const MS_PER_DAY: i64 = 86_400_000;
-/// Days from 0000-03-01 to 1970-01-01 in the proleptic Gregorian calendar.
-const UNIX_EPOCH_DAYS: i64 = 719_468;
-const DAYS_PER_400_YEARS: i64 = 146_097;
+/// The longest RFC 3339 time worth parsing (nine fraction digits and an offset make 35).
+const MAX_TIME_LEN: usize = 40;
 
-pub(crate) const CSV_HEADER: &str = "id,caller,callee,started_at,answered_at,ended_at,duration_secs,disposition,hangup_side,cause,sip_status,node_id\r\n";
+/// The CSV export's columns, in order.
+pub(crate) const CSV_COLUMNS: [&str; 12] = [
+    "id",
+    "caller",
+    "callee",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_secs",
+    "disposition",
+    "hangup_side",
+    "cause",
+    "sip_status",
+    "node_id",
+];
 
 /// The query string as sent. Every field is text so that each gets its own clear error message.
 #[derive(Debug, Default, Deserialize)]
@@ -73,9 +85,8 @@ pub(crate) struct CdrQuery {
     /// Caller or callee.
     pub extension: Option<String>,
     pub disposition: Option<Disposition>,
-    pub limit: usize,
-    /// Key of the last record of the previous page.
-    pub after: Option<String>,
+    /// `after` (a CDR key) and `limit`.
+    pub page: PageRequest,
     pub format: Format,
 }
 
@@ -115,54 +126,38 @@ impl CdrQuery {
                 })
             })
             .transpose()?;
-        let (default_limit, max_limit) = match format {
-            Format::Json => (JSON_DEFAULT_LIMIT, JSON_MAX_LIMIT),
-            Format::Csv => (CSV_MAX_LIMIT, CSV_MAX_LIMIT),
+        let limits = match format {
+            Format::Json => LIMITS,
+            Format::Csv => CSV_LIMITS,
         };
-        let limit = match raw.limit.as_deref() {
-            None => default_limit,
-            Some(s) => s
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=max_limit).contains(n))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "limit must be 1 to {max_limit} for {}",
-                        match format {
-                            Format::Json => "json",
-                            Format::Csv => "csv",
-                        }
-                    ))
-                })?,
-        };
-        if let Some(after) = &raw.after {
-            validate_cursor(after)?;
-        }
+        let page =
+            PageRequest::parse(raw.after, raw.limit.as_deref(), limits, paging::is_time_key)?;
         Ok(Self {
             from,
             to,
             extension: raw.extension,
             disposition,
-            limit,
-            after: raw.after,
+            page,
             format,
         })
     }
 
     /// The first key to read: the later of `from` and just past the cursor.
     fn start_key(&self) -> String {
-        let from = self.from.map(|f| format!("{f:020}")).unwrap_or_default();
-        match &self.after {
-            // NUL is the least byte: `{after}\0` is the first key after `after`.
-            Some(after) => from.max(format!("{after}\u{0}")),
-            None => from,
-        }
+        paging::start_key(
+            self.from.map(|f| format!("{f:020}")),
+            self.page.after.as_deref(),
+        )
     }
 
     /// The first key not to read: every record that started at `to` or later sorts at or after it.
     fn end_key(&self) -> String {
         self.to
             .map_or_else(|| END_OF_TABLE.to_owned(), |t| format!("{t:020}"))
+    }
+
+    fn filtered(&self) -> bool {
+        self.extension.is_some() || self.disposition.is_some()
     }
 
     fn matches(&self, r: &CallDetail) -> bool {
@@ -177,21 +172,6 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
 }
 
-/// A cursor is a CDR key: twenty digits, `-`, and a call id.
-fn validate_cursor(after: &str) -> Result<(), ApiError> {
-    let b = after.as_bytes();
-    let ok = b.len() > 21
-        && b.len() <= 21 + MAX_CURSOR_ID_LEN
-        && b[..20].iter().all(u8::is_ascii_digit)
-        && b[20] == b'-'
-        && !after.chars().any(char::is_control);
-    if ok {
-        Ok(())
-    } else {
-        Err(bad("after must be the next cursor of a previous page"))
-    }
-}
-
 /// Rows a request may visit for a page of `limit`.
 pub(crate) fn visit_budget(limit: usize) -> usize {
     limit
@@ -200,95 +180,26 @@ pub(crate) fn visit_budget(limit: usize) -> usize {
         .clamp(MIN_VISIT, MAX_VISIT)
 }
 
-/// The query parameters of `/cdrs`, checked; every rejection is a JSON [`ApiError`].
-pub(crate) struct CdrParams(pub CdrQuery);
-
-impl<S: Send + Sync> FromRequestParts<S> for CdrParams {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if parts.uri.query().is_some_and(|q| q.len() > MAX_QUERY_BYTES) {
-            return Err(bad(format!(
-                "query string longer than {MAX_QUERY_BYTES} bytes"
-            )));
-        }
-        let Query(raw) = Query::<RawCdrQuery>::try_from_uri(&parts.uri)
-            .map_err(|e| bad(format!("invalid query: {}", e.body_text())))?;
-        CdrQuery::parse(raw).map(Self)
-    }
-}
-
-/// Where CDRs are read from: the replicated table, or a map in tests.
-trait CdrSource {
-    /// [`StateReader::scan_range`] over the CDR table.
-    fn scan(
-        &self,
-        from: &str,
-        to: &str,
-        max_rows: usize,
-        keep: &mut dyn FnMut(&CallDetail) -> bool,
-    ) -> Result<(Vec<CallDetail>, Option<String>), StorageError>;
-}
-
-impl CdrSource for StateReader {
-    fn scan(
-        &self,
-        from: &str,
-        to: &str,
-        max_rows: usize,
-        keep: &mut dyn FnMut(&CallDetail) -> bool,
-    ) -> Result<(Vec<CallDetail>, Option<String>), StorageError> {
-        self.scan_range::<CallDetail>(from, to, max_rows, keep)
-    }
-}
-
-#[derive(Debug)]
-struct Page {
-    rows: Vec<CallDetail>,
-    /// Pass as `after` to continue; `None` when the range is exhausted.
-    next: Option<String>,
-}
-
-/// Up to `q.limit` matching records in key order, visiting at most `budget` rows.
-fn fetch(src: &dyn CdrSource, q: &CdrQuery, budget: usize) -> Result<Page, StorageError> {
-    let want = q.limit.saturating_add(1);
-    let filtered = q.extension.is_some() || q.disposition.is_some();
+/// Up to `q.page.limit` matching records in key order, visiting at most `budget` rows.
+fn fetch(
+    src: &dyn RangeSource<CallDetail>,
+    q: &CdrQuery,
+    budget: usize,
+) -> Result<Page<CallDetail>, StorageError> {
+    let matches = |r: &CallDetail| q.matches(r);
     let to = q.end_key();
-    let mut from = q.start_key();
-    let mut left = budget;
-    let mut rows = Vec::new();
-    let mut last_visited: Option<String> = None;
-    let mut exhausted = false;
-    while rows.len() < want && left > 0 {
-        let need = want - rows.len();
-        let chunk = if filtered { need.max(MIN_CHUNK) } else { need }.min(left);
-        let mut keep = |r: &CallDetail| {
-            last_visited = Some(r.key());
-            q.matches(r)
-        };
-        let (found, resume) = src.scan(&from, &to, chunk, &mut keep)?;
-        rows.extend(found);
-        match resume {
-            Some(key) => {
-                from = key;
-                left -= chunk;
-            }
-            None => {
-                exhausted = true;
-                break;
-            }
-        }
-    }
-    let next = if rows.len() > q.limit {
-        rows.truncate(q.limit);
-        rows.last().map(CallDetail::key)
-    } else if exhausted {
-        None
-    } else {
-        // The budget ran out: resume after the last row looked at, matched or not.
-        last_visited
-    };
-    Ok(Page { rows, next })
+    paging::scan_page(
+        src,
+        Scan {
+            from: q.start_key(),
+            to: &to,
+            limit: q.page.limit,
+            budget,
+            filter: q
+                .filtered()
+                .then_some(&matches as &dyn Fn(&CallDetail) -> bool),
+        },
+    )
 }
 
 /// A CDR as the API shows it. JSON times are Unix milliseconds, as everywhere in this API.
@@ -330,7 +241,8 @@ impl From<CallDetail> for CdrView {
 #[derive(Debug, Serialize)]
 pub(crate) struct CdrPage {
     pub cdrs: Vec<CdrView>,
-    /// Pass as `after` for the next page; `null` when there is no more.
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
 
@@ -345,28 +257,29 @@ pub(crate) struct CdrPage {
 /// are refused with 400.
 ///
 /// JSON: `{"cdrs": [{id, caller, callee, started_at, answered_at, ended_at, duration_secs,
-/// disposition, hangup_side, cause, sip_status, node_id}], "next": cursor | null}`, times in Unix
-/// milliseconds like the rest of the API. CSV: an attachment with a header row, RFC 3339 UTC times
-/// with milliseconds (what spreadsheets and people read), empty `answered_at` when unanswered; the
-/// cursor, when there is more, is in the `X-Next-Cursor` header.
+/// disposition, hangup_side, cause, sip_status, node_id}], "next": cursor}`, times in Unix
+/// milliseconds like the rest of the API, `next` absent on the last page. CSV: an attachment with a
+/// header row, RFC 3339 UTC times with milliseconds (what spreadsheets and people read), empty
+/// `answered_at` when unanswered; the cursor, when there is more, is in the `X-Next-Cursor` header.
 ///
 /// A page may hold fewer than `limit` records and still carry a cursor: each request visits a bounded
 /// number of records ([`visit_budget`]), and a selective filter may not fill the page within it.
 pub(crate) async fn list(
     State(state): State<AppState>,
     _admin: Admin,
-    CdrParams(q): CdrParams,
+    ListQuery(raw): ListQuery<RawCdrQuery>,
 ) -> Result<Response, ApiError> {
+    let q = CdrQuery::parse(raw)?;
     state.cluster.linearizable_barrier().await?;
     let reader = state.cluster.reader().clone();
-    let (body, next) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-        let page = fetch(&reader, &q, visit_budget(q.limit))?;
+    let (body, next) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let page = fetch(&reader, &q, visit_budget(q.page.limit))?;
         let body = match q.format {
             Format::Json => Body::Json(CdrPage {
-                cdrs: page.rows.into_iter().map(CdrView::from).collect(),
+                cdrs: page.items.into_iter().map(CdrView::from).collect(),
                 next: page.next.clone(),
             }),
-            Format::Csv => Body::Csv(to_csv(&page.rows)),
+            Format::Csv => Body::Csv(to_csv(&page.items)?),
         };
         Ok((body, page.next))
     })
@@ -374,26 +287,7 @@ pub(crate) async fn list(
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     match body {
         Body::Json(page) => Ok(Json(page).into_response()),
-        Body::Csv(text) => {
-            let mut resp = (
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"cdrs.csv\"",
-                    ),
-                ],
-                text,
-            )
-                .into_response();
-            if let Some(cursor) = next {
-                let value = HeaderValue::from_str(&cursor).map_err(|_| {
-                    ApiError::Internal(format!("cursor {cursor:?} cannot go in a header"))
-                })?;
-                resp.headers_mut().insert("x-next-cursor", value);
-            }
-            Ok(resp)
-        }
+        Body::Csv(text) => csv_response(text, next),
     }
 }
 
@@ -402,67 +296,99 @@ enum Body {
     Csv(String),
 }
 
+/// The CSV attachment, with the cursor in `X-Next-Cursor` when there is more.
+fn csv_response(text: String, next: Option<String>) -> Result<Response, ApiError> {
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"cdrs.csv\"",
+            ),
+        ],
+        text,
+    )
+        .into_response();
+    if let Some(cursor) = next {
+        let value = HeaderValue::from_str(&cursor)
+            .map_err(|_| ApiError::Internal(format!("cursor {cursor:?} cannot go in a header")))?;
+        resp.headers_mut().insert("x-next-cursor", value);
+    }
+    Ok(resp)
+}
+
+/// A writer of RFC 4180 CSV: CRLF line ends, fields quoted only when they must be.
+fn csv_writer(capacity: usize) -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        // The writer quotes any field holding the comment character: with `'` that puts every defused
+        // formula in quotes, as OWASP asks (a field with an apostrophe elsewhere is quoted too, which
+        // changes nothing a reader sees).
+        .comment(Some(b'\''))
+        .from_writer(Vec::with_capacity(capacity))
+}
+
+/// Writes one row, each field defused first (see [`defuse`]).
+fn write_row<'a>(
+    w: &mut csv::Writer<Vec<u8>>,
+    fields: impl IntoIterator<Item = &'a str>,
+) -> csv::Result<()> {
+    for f in fields {
+        w.write_field(defuse(f).as_bytes())?;
+    }
+    // An empty record after the fields ends the row.
+    w.write_record(None::<&[u8]>)
+}
+
+/// A field a spreadsheet would read as a formula (leading `=`, `+`, `-`, `@`, tab or CR, as OWASP
+/// lists) gets a leading `'` so that it stays text; the writer then quotes it.
+fn defuse(value: &str) -> Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{value}"))
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
 /// The CSV export: header row, CRLF line ends, RFC 4180 quoting, formula prefixes neutralised.
-pub(crate) fn to_csv(rows: &[CallDetail]) -> String {
-    let mut out = String::with_capacity(CSV_HEADER.len() + rows.len() * 160);
-    out.push_str(CSV_HEADER);
+pub(crate) fn to_csv(rows: &[CallDetail]) -> Result<String, ApiError> {
+    let failed = |e: csv::Error| ApiError::Internal(format!("writing CSV: {e}"));
+    let mut w = csv_writer(100 + rows.len() * 160);
+    write_row(&mut w, CSV_COLUMNS).map_err(failed)?;
     for r in rows {
         let answered = r.answered_at.map(format_rfc3339).unwrap_or_default();
+        let (started, ended) = (format_rfc3339(r.started_at), format_rfc3339(r.ended_at));
+        let (duration, status) = (r.duration_secs.to_string(), r.sip_status.to_string());
+        let node = r.node_id.to_string();
         let fields: [&str; 12] = [
             &r.id,
             &r.caller,
             &r.callee,
-            &format_rfc3339(r.started_at),
+            &started,
             &answered,
-            &format_rfc3339(r.ended_at),
-            &r.duration_secs.to_string(),
+            &ended,
+            &duration,
             r.disposition.as_str(),
             r.hangup_side.as_str(),
             &r.cause,
-            &r.sip_status.to_string(),
-            &r.node_id.to_string(),
+            &status,
+            &node,
         ];
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_csv_field(&mut out, f);
-        }
-        out.push_str("\r\n");
+        write_row(&mut w, fields).map_err(failed)?;
     }
-    out
+    let bytes = w.into_inner().map_err(|e| failed(e.into_error().into()))?;
+    String::from_utf8(bytes).map_err(|e| ApiError::Internal(format!("CSV not UTF-8: {e}")))
 }
 
-/// Appends one field. Fields with a comma, quote, CR or LF are quoted, quotes doubled (RFC 4180). A
-/// field a spreadsheet would read as a formula (leading `=`, `+`, `-`, `@`, tab or CR, as OWASP lists)
-/// is quoted and prefixed with `'` so it stays text.
-pub(crate) fn push_csv_field(out: &mut String, value: &str) {
-    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    if !formula && !value.contains([',', '"', '\r', '\n']) {
-        out.push_str(value);
-        return;
-    }
-    out.push('"');
-    if formula {
-        out.push('\'');
-    }
-    for c in value.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-}
-
-/// `from`/`to`: Unix milliseconds (digits only) or an RFC 3339 time.
+/// `from`/`to`: Unix milliseconds (digits only) or an RFC 3339 time, from 1970 to the year 9999.
 fn parse_time(name: &str, s: &str) -> Result<UnixMillis, ApiError> {
     let parsed = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        s.parse::<UnixMillis>().ok().filter(|ms| *ms <= MAX_MILLIS)
+        s.parse::<UnixMillis>().ok()
     } else {
         parse_rfc3339(s)
     };
-    parsed.ok_or_else(|| {
+    parsed.filter(|ms| *ms <= MAX_MILLIS).ok_or_else(|| {
         bad(format!(
             "{name} must be an RFC 3339 time from 1970 on, such as 2026-11-28T10:00:00Z, or Unix milliseconds"
         ))
@@ -473,127 +399,62 @@ fn parse_time(name: &str, s: &str) -> Result<UnixMillis, ApiError> {
 /// milliseconds). `None` when malformed, out of range, or before 1970.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<UnixMillis> {
     let b = s.as_bytes();
-    if b.len() < 20 || s.len() > 40 {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = b.get(range)?;
-        digits.iter().try_fold(0_i64, |acc, d| {
-            d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
-        })
+    // `time` also takes any byte between date and time and any number of fraction digits; this API
+    // has always asked for `T` and at most nine digits (nanoseconds).
+    let fraction_digits = match b.get(19) {
+        Some(b'.') => b[20..].iter().take_while(|c| c.is_ascii_digit()).count(),
+        _ => 0,
     };
-    let sep = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
-    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt") && sep(13, b":") && sep(16, b":")) {
+    if s.len() > MAX_TIME_LEN || !matches!(b.get(10), Some(b'T' | b't')) || fraction_digits > 9 {
         return None;
     }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &b[19..];
-    let mut millis = 0;
-    if let Some(frac) = rest.strip_prefix(b".") {
-        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 || n > 9 {
-            return None;
+    // An unencoded `+` in a query string decodes to a space: read `±HH:MM`'s space back as `+`.
+    let plus;
+    let s = match b.len().checked_sub(6) {
+        Some(i) if b[i] == b' ' => {
+            plus = format!("{}+{}", &s[..i], &s[i + 1..]);
+            plus.as_str()
         }
-        for (i, d) in frac[..n].iter().take(3).enumerate() {
-            millis += i64::from(d - b'0') * [100, 10, 1][i];
-        }
-        rest = &frac[n..];
-    }
-    let offset_minutes = match rest {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-' | b' '), h1, h2, b':', m1, m2] => {
-            let two = |a: u8, b: u8| {
-                (a.is_ascii_digit() && b.is_ascii_digit())
-                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
-            };
-            let (h, m) = (two(*h1, *h2)?, two(*m1, *m2)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            if *sign == b'-' {
-                -(h * 60 + m)
-            } else {
-                h * 60 + m
-            }
-        }
-        _ => return None,
+        _ => s,
     };
-    let ms = days_from_civil(year, month, day) * MS_PER_DAY
-        + ((hour * 60 + minute - offset_minutes) * 60 + second) * 1000
-        + millis;
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    // Floor, so that a time a fraction of a millisecond before 1970 is before 1970.
+    let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
     UnixMillis::try_from(ms).ok()
 }
 
-/// `2026-11-28T10:00:00.000Z`: RFC 3339, UTC, always with milliseconds.
+/// `2026-11-28T10:00:00.000Z`: RFC 3339, UTC, always with milliseconds. (`time`'s own RFC 3339
+/// output drops a zero fraction; a fixed width is what exports want.)
 pub(crate) fn format_rfc3339(ms: UnixMillis) -> String {
-    let secs = ms / 1000;
-    let day_secs = secs % 86_400;
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        day_secs / 3600,
-        day_secs % 3600 / 60,
-        day_secs % 60,
-        ms % 1000
-    )
-}
-
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+    let t = i128::from(ms)
+        .checked_mul(1_000_000)
+        .and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(ns).ok());
+    match t {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        // After the year 9999, which no record reaches: the milliseconds rather than a made-up date.
+        None => ms.to_string(),
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`), year ≥ 0.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * DAYS_PER_400_YEARS + doe - UNIX_EPOCH_DAYS
-}
-
-/// The date of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`), for days ≥ 0.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + UNIX_EPOCH_DAYS;
-    let era = z.div_euclid(DAYS_PER_400_YEARS);
-    let doe = z.rem_euclid(DAYS_PER_400_YEARS);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
+    use storage::Record as _;
     use storage::model::HangupSide;
 
+    use super::super::paging::testing::MapSource;
     use super::*;
+
+    const HEADER: &str = "id,caller,callee,started_at,answered_at,ended_at,duration_secs,\
+                          disposition,hangup_side,cause,sip_status,node_id\r\n";
 
     fn query(pairs: &[(&str, &str)]) -> Result<CdrQuery, ApiError> {
         let mut raw = RawCdrQuery::default();
@@ -628,10 +489,10 @@ mod tests {
     fn defaults_and_both_time_forms() {
         let q = query(&[]).unwrap();
         assert_eq!(
-            (q.limit, q.format, q.from, q.to),
+            (q.page.limit, q.format, q.from, q.to),
             (100, Format::Json, None, None)
         );
-        assert_eq!(query(&[("format", "csv")]).unwrap().limit, 100_000);
+        assert_eq!(query(&[("format", "csv")]).unwrap().page.limit, 100_000);
         let q = query(&[
             ("from", "2026-11-28T10:00:00Z"),
             ("to", "1795863600000"),
@@ -644,7 +505,7 @@ mod tests {
         assert_eq!(q.to, Some(T_2026_11_28_10H + 3_600_000));
         assert_eq!(q.extension.as_deref(), Some("1001"));
         assert_eq!(q.disposition, Some(Disposition::NoAnswer));
-        assert_eq!(q.limit, 1000);
+        assert_eq!(q.page.limit, 1000);
         // Equal bounds are an empty range, not an error.
         assert!(query(&[("from", "5"), ("to", "5")]).is_ok());
         assert!(query(&[("format", "csv"), ("limit", "100000")]).is_ok());
@@ -723,18 +584,18 @@ mod tests {
         refused(&[("extension", "")], "extension");
         refused(&[("extension", &"1".repeat(33))], "extension");
         assert!(query(&[("extension", &"1".repeat(32))]).is_ok());
-        refused(&[("limit", "0")], "limit must be 1 to 1000 for json");
+        refused(&[("limit", "0")], "limit must be 1 to 1000");
         refused(&[("limit", "1001")], "limit must be 1 to 1000");
         refused(&[("limit", "5000")], "limit");
         refused(&[("limit", "-1")], "limit");
         refused(&[("limit", "ten")], "limit");
         refused(
             &[("format", "csv"), ("limit", "100001")],
-            "limit must be 1 to 100000 for csv",
+            "limit must be 1 to 100000",
         );
         refused(&[("format", "csv"), ("limit", "0")], "limit");
         refused(&[("format", "xml")], "format must be json or csv");
-        refused(&[("after", "x")], "after must be");
+        refused(&[("after", "x")], "after must be the next cursor");
         refused(&[("after", "00000000000000000001")], "after");
         refused(&[("after", "00000000000000000001-")], "after");
         refused(&[("after", "0000000000000000000a-x")], "after");
@@ -766,10 +627,12 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_and_defused() {
+        // Each value as the first of two fields, through the export's own writer.
         let field = |v: &str| {
-            let mut s = String::new();
-            push_csv_field(&mut s, v);
-            s
+            let mut w = csv_writer(64);
+            write_row(&mut w, [v, "end"]).unwrap();
+            let row = String::from_utf8(w.into_inner().unwrap()).unwrap();
+            row.strip_suffix(",end\r\n").unwrap().to_owned()
         };
         assert_eq!(field("plain"), "plain");
         assert_eq!(field(""), "");
@@ -787,6 +650,12 @@ mod tests {
             "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\""
         );
         assert_eq!(field("a-b=c"), "a-b=c", "only a leading sign is a formula");
+        assert_eq!(
+            field("O'Brien"),
+            "\"O'Brien\"",
+            "an apostrophe is quoted, not changed"
+        );
+        assert_eq!(field("1001"), "1001");
     }
 
     fn cdr(started_at: UnixMillis, id: &str, caller: &str, disposition: Disposition) -> CallDetail {
@@ -814,9 +683,10 @@ mod tests {
         let text = to_csv(&[
             cdr(T_2026_11_28_10H, "c1", "1001", Disposition::Answered),
             unanswered,
-        ]);
+        ])
+        .unwrap();
         let lines: Vec<&str> = text.split("\r\n").collect();
-        assert_eq!(lines[0], CSV_HEADER.trim_end());
+        assert_eq!(lines[0], HEADER.trim_end());
         assert_eq!(
             lines[1],
             "c1,1001,2000,2026-11-28T10:00:00.000Z,2026-11-28T10:00:02.000Z,\
@@ -829,49 +699,7 @@ mod tests {
         );
         assert_eq!(lines[3], "", "every row ends with CRLF");
         assert_eq!(lines.len(), 4);
-        assert_eq!(to_csv(&[]), CSV_HEADER);
-    }
-
-    /// `scan_range`'s contract over a map.
-    struct MapSource {
-        rows: BTreeMap<String, CallDetail>,
-        visited: std::cell::Cell<usize>,
-    }
-
-    impl MapSource {
-        fn new(rows: impl IntoIterator<Item = CallDetail>) -> Self {
-            Self {
-                rows: rows.into_iter().map(|r| (r.key(), r)).collect(),
-                visited: std::cell::Cell::new(0),
-            }
-        }
-    }
-
-    impl CdrSource for MapSource {
-        fn scan(
-            &self,
-            from: &str,
-            to: &str,
-            max_rows: usize,
-            keep: &mut dyn FnMut(&CallDetail) -> bool,
-        ) -> Result<(Vec<CallDetail>, Option<String>), StorageError> {
-            let mut out = Vec::new();
-            for (n, (k, r)) in self
-                .rows
-                .range(from.to_owned()..)
-                .take_while(|(k, _)| k.as_str() < to)
-                .enumerate()
-            {
-                if n >= max_rows {
-                    return Ok((out, Some(k.clone())));
-                }
-                self.visited.set(self.visited.get() + 1);
-                if keep(r) {
-                    out.push(r.clone());
-                }
-            }
-            Ok((out, None))
-        }
+        assert_eq!(to_csv(&[]).unwrap(), HEADER);
     }
 
     fn ids(rows: &[CallDetail]) -> Vec<&str> {
@@ -879,14 +707,18 @@ mod tests {
     }
 
     /// Follows `next` until the end; returns every row and the number of requests.
-    fn all_pages(src: &MapSource, mut q: CdrQuery, budget: usize) -> (Vec<CallDetail>, usize) {
+    fn all_pages(
+        src: &MapSource<CallDetail>,
+        mut q: CdrQuery,
+        budget: usize,
+    ) -> (Vec<CallDetail>, usize) {
         let mut rows = Vec::new();
         for requests in 1..10_000 {
             let page = fetch(src, &q, budget).unwrap();
-            assert!(page.rows.len() <= q.limit);
-            rows.extend(page.rows);
+            assert!(page.items.len() <= q.page.limit);
+            rows.extend(page.items);
             match page.next {
-                Some(next) => q.after = Some(next),
+                Some(next) => q.page.after = Some(next),
                 None => return (rows, requests),
             }
         }
@@ -906,7 +738,7 @@ mod tests {
         }));
         let q = query(&[("limit", "10")]).unwrap();
         let page = fetch(&src, &q, visit_budget(10)).unwrap();
-        assert_eq!(ids(&page.rows)[..3], ["c00", "c01", "c02"]);
+        assert_eq!(ids(&page.items)[..3], ["c00", "c01", "c02"]);
         assert_eq!(page.next, Some(CallDetail::key_for(1040, "c09")));
         assert_eq!(
             src.visited.get(),
@@ -923,16 +755,16 @@ mod tests {
 
         // from inclusive, to exclusive, on the start time.
         let q = query(&[("from", "1010"), ("to", "1030")]).unwrap();
-        let page = fetch(&src, &q, visit_budget(q.limit)).unwrap();
-        assert_eq!(ids(&page.rows), ["c02", "c03", "c04", "c05"]);
+        let page = fetch(&src, &q, visit_budget(q.page.limit)).unwrap();
+        assert_eq!(ids(&page.items), ["c02", "c03", "c04", "c05"]);
         assert_eq!(page.next, None);
         let q = query(&[("from", "1030"), ("to", "1030")]).unwrap();
-        assert!(fetch(&src, &q, 100).unwrap().rows.is_empty());
+        assert!(fetch(&src, &q, 100).unwrap().items.is_empty());
         // A cursor before `from` does not widen the range.
         let mut q = query(&[("from", "1100")]).unwrap();
-        q.after = Some(CallDetail::key_for(1000, "c00"));
+        q.page.after = Some(CallDetail::key_for(1000, "c00"));
         assert_eq!(
-            ids(&fetch(&src, &q, 100).unwrap().rows),
+            ids(&fetch(&src, &q, 100).unwrap().items),
             ["c20", "c21", "c22", "c23", "c24"]
         );
     }
@@ -949,7 +781,7 @@ mod tests {
         ]);
         let get = |pairs: &[(&str, &str)]| {
             let q = query(pairs).unwrap();
-            ids(&fetch(&src, &q, 100).unwrap().rows).join(" ")
+            ids(&fetch(&src, &q, 100).unwrap().items).join(" ")
         };
         assert_eq!(get(&[("extension", "1001")]), "c1 c3");
         assert_eq!(get(&[("disposition", "busy")]), "c3 c4");
@@ -970,7 +802,7 @@ mod tests {
         }));
         let q = query(&[("disposition", "busy"), ("limit", "10")]).unwrap();
         let page = fetch(&src, &q, 1500).unwrap();
-        assert_eq!(ids(&page.rows), ["c999"], "fewer than the limit");
+        assert_eq!(ids(&page.items), ["c999"], "fewer than the limit");
         assert_eq!(
             page.next,
             Some(CallDetail::key_for(1499, "c1499")),
@@ -983,8 +815,8 @@ mod tests {
 
         let q = query(&[("disposition", "failed")]).unwrap();
         let src = MapSource::new((0..300_000).map(|i| cdr(i, "x", "1001", Disposition::Answered)));
-        let page = fetch(&src, &q, visit_budget(q.limit)).unwrap();
-        assert!(page.rows.is_empty());
+        let page = fetch(&src, &q, visit_budget(q.page.limit)).unwrap();
+        assert!(page.items.is_empty());
         assert!(page.next.is_some());
         assert_eq!(
             src.visited.get(),
@@ -999,7 +831,7 @@ mod tests {
         assert_eq!(visit_budget(1000), 10_010);
         assert_eq!(visit_budget(100_000), MAX_VISIT);
         assert!(
-            visit_budget(CSV_MAX_LIMIT) > CSV_MAX_LIMIT,
+            visit_budget(CSV_LIMITS.max) > CSV_LIMITS.max,
             "a full unfiltered export fits"
         );
     }

@@ -1,7 +1,7 @@
 //! `/api/v1/events` and `/api/v1/notifications/recipients`: the event center and who it notifies.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -12,13 +12,16 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::paging::{self, LIMITS, ListQuery, PageRequest, Scan};
 use crate::time::now_millis;
 
-const MAX_PAGE: usize = 1000;
 /// Rows looked at per request at most, whatever the filters.
 const MAX_SCAN: usize = 20_000;
 const MAX_RECIPIENTS: usize = 100;
+/// Sorts after every event key (they start with digits): the end of the table.
+const END_OF_TABLE: &str = "\u{7f}";
 
+/// The query string as sent; `limit` is text so that a bad one gets the paging's own message.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventQuery {
@@ -29,66 +32,64 @@ pub(crate) struct EventQuery {
     #[serde(default)]
     after: Option<String>,
     #[serde(default)]
-    limit: Option<usize>,
+    limit: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct EventPage {
     events: Vec<Event>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
 }
 
-fn is_cursor(s: &str) -> bool {
-    s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+/// A recipient id: what `create_recipient` makes (hex, `-`), bounded.
+fn is_recipient_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 fn is_kind(s: &str) -> bool {
     !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// Events, oldest first, filtered by kind and severity; `next` continues.
+/// Events, oldest first, filtered by kind and severity, paged by [`paging`]. A page may hold fewer
+/// than `limit` events and still carry `next`: a request looks at [`MAX_SCAN`] rows at most.
 pub(crate) async fn list(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<EventQuery>,
+    ListQuery(q): ListQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {MAX_PAGE}"
-        )));
-    }
-    if q.after.as_deref().is_some_and(|a| !is_cursor(a)) {
-        return Err(ApiError::BadRequest(
-            "after: not a cursor from this API".into(),
-        ));
-    }
+    let page = PageRequest::parse(q.after, q.limit.as_deref(), LIMITS, paging::is_time_key)?;
     if q.kind.as_deref().is_some_and(|k| !is_kind(k)) {
         return Err(ApiError::BadRequest(
             "kind: lower-case letters and '_'".into(),
         ));
     }
     state.cluster.linearizable_barrier().await?;
-    let from = q
-        .after
-        .as_ref()
-        .map_or_else(String::new, |a| format!("{a}\u{0}"));
-    let (rows, resume) =
-        state
-            .cluster
-            .reader()
-            .scan_range::<Event>(&from, "\u{7f}", MAX_SCAN, |e| {
-                q.kind.as_deref().is_none_or(|k| e.kind == k)
-                    && q.severity.is_none_or(|s| e.severity == s)
-            })?;
-    let more = rows.len() > limit;
-    let events: Vec<Event> = rows.into_iter().take(limit).collect();
-    let next = if more {
-        events.last().map(storage::Record::key)
-    } else {
-        resume
-    };
-    Ok(Json(EventPage { events, next }))
+    let reader = state.cluster.reader().clone();
+    let (kind, severity) = (q.kind, q.severity);
+    let found = tokio::task::spawn_blocking(move || {
+        let wanted = |e: &Event| {
+            kind.as_deref().is_none_or(|k| e.kind == k) && severity.is_none_or(|s| e.severity == s)
+        };
+        let filtered = kind.is_some() || severity.is_some();
+        paging::scan_page(
+            &reader,
+            Scan {
+                from: paging::start_key(None, page.after.as_deref()),
+                to: END_OF_TABLE,
+                limit: page.limit,
+                budget: MAX_SCAN,
+                filter: filtered.then_some(&wanted as &dyn Fn(&Event) -> bool),
+            },
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(EventPage {
+        events: found.items,
+        next: found.next,
+    }))
 }
 
 #[derive(Debug, Serialize)]
@@ -211,7 +212,7 @@ pub(crate) async fn delete_recipient(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !is_cursor(&id) || id.is_empty() {
+    if !is_recipient_id(&id) {
         return Err(ApiError::BadRequest(
             "recipient id: letters, digits and '-'".into(),
         ));

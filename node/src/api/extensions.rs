@@ -1,7 +1,7 @@
 //! `/api/v1/extensions`: create, read, update and delete phone extensions.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -12,11 +12,11 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::paging::{LIMITS, ListQuery, Page, PageRequest};
 use crate::credentials;
 use crate::policy;
 use crate::time::now_millis;
 
-const MAX_PAGE: usize = 1000;
 const DEFAULT_GROUP: &str = "internal";
 
 /// An extension as the API shows it: never the secret, except once when the PBX generated it.
@@ -83,22 +83,29 @@ pub(crate) struct UpdateExtension {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ListQuery {
+pub(crate) struct ExtensionQuery {
     #[serde(default)]
     pub after: Option<String>,
+    /// Text, so that a bad one gets the paging's own message.
     #[serde(default)]
-    pub limit: Option<usize>,
+    pub limit: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct ExtensionPage {
     pub items: Vec<ExtensionView>,
     /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// An extension number, which is also the extension's key and so the list's cursor.
+fn is_number(s: &str) -> bool {
+    (2..=15).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 pub(crate) fn validate_number(number: &str) -> Result<(), ApiError> {
-    if !(2..=15).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_number(number) {
         return Err(ApiError::BadRequest("number must be 2 to 15 digits".into()));
     }
     Ok(())
@@ -126,23 +133,55 @@ fn validate_group(group: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Checks a chosen secret, or generates one; returns (secret, generated?).
+/// Checks a chosen secret against the password policy for this extension, or generates one that passes it;
+/// returns (secret, generated?).
 fn choose_secret(
     number: &str,
+    display_name: &str,
+    realm: &str,
     given: Option<String>,
     force_generate: bool,
 ) -> Result<(String, bool), ApiError> {
+    let names = [number];
+    let hints = [display_name, realm];
+    let owner = policy::Owner {
+        names: &names,
+        hints: &hints,
+    };
     match given {
         Some(_) if force_generate => Err(ApiError::BadRequest(
             "give either secret or regenerate_secret, not both".into(),
         )),
         Some(s) => {
-            policy::check_password(&s, &[number])
+            policy::check_password_for(&s, &owner)
                 .map_err(|e| ApiError::BadRequest(format!("secret {e}")))?;
             Ok((s, false))
         }
-        None => Ok((credentials::generate_secret(), true)),
+        // A generated secret passes the policy for anyone; the rare draw (about one in a million) that holds
+        // this extension's number is drawn again.
+        None => std::iter::repeat_with(credentials::generate_secret)
+            .take(100)
+            .find(|s| policy::check_password_for(s, &owner).is_ok())
+            .map(|s| (s, true))
+            .ok_or_else(|| {
+                ApiError::Internal("no generated secret passed the password policy".into())
+            }),
     }
+}
+
+/// [`choose_secret`] on the blocking pool: zxcvbn may spend a few hundred milliseconds on a crafted secret.
+async fn choose_secret_blocking(
+    number: String,
+    display_name: String,
+    realm: String,
+    given: Option<String>,
+    force_generate: bool,
+) -> Result<(String, bool), ApiError> {
+    tokio::task::spawn_blocking(move || {
+        choose_secret(&number, &display_name, &realm, given, force_generate)
+    })
+    .await
+    .map_err(|_| ApiError::Internal("the password check did not finish".into()))?
 }
 
 fn realm(state: &AppState) -> Result<String, ApiError> {
@@ -165,10 +204,18 @@ pub(crate) async fn create(
         .permission_group
         .unwrap_or_else(|| DEFAULT_GROUP.to_owned());
     validate_group(&group)?;
-    let (secret, generated) = choose_secret(&req.number, req.secret, false)?;
+    let realm = realm(&state)?;
+    let (secret, generated) = choose_secret_blocking(
+        req.number.clone(),
+        req.display_name.clone(),
+        realm.clone(),
+        req.secret,
+        false,
+    )
+    .await?;
     let now = now_millis();
     let ext = Extension {
-        credentials: credentials::sip_credentials(&req.number, &realm(&state)?, &secret, now),
+        credentials: credentials::sip_credentials(&req.number, &realm, &secret, now),
         number: req.number,
         display_name: req.display_name,
         permission_group: group,
@@ -200,33 +247,23 @@ pub(crate) async fn get(
     Ok(Json(ext.into()))
 }
 
+/// Extensions in number order, paged by [`super::paging`] (`after` is a number).
 pub(crate) async fn list(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<ListQuery>,
+    ListQuery(q): ListQuery<ExtensionQuery>,
 ) -> Result<Json<ExtensionPage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {MAX_PAGE}"
-        )));
-    }
-    if let Some(after) = &q.after {
-        validate_number(after)?;
-    }
+    let page = PageRequest::parse(q.after, q.limit.as_deref(), LIMITS, is_number)?;
     state.cluster.linearizable_barrier().await?;
     let rows = state
         .cluster
         .reader()
-        .list_page::<Extension>(q.after.as_deref(), limit + 1)?;
-    let more = rows.len() > limit;
-    let items: Vec<ExtensionView> = rows.into_iter().take(limit).map(Into::into).collect();
-    let next_after = if more {
-        items.last().map(|e| e.number.clone())
-    } else {
-        None
-    };
-    Ok(Json(ExtensionPage { items, next_after }))
+        .list_page::<Extension>(page.after.as_deref(), page.limit + 1)?;
+    let found = Page::from_overfetch(rows, page.limit, |e| e.number.clone());
+    Ok(Json(ExtensionPage {
+        items: found.items.into_iter().map(Into::into).collect(),
+        next: found.next,
+    }))
 }
 
 pub(crate) async fn update(
@@ -256,8 +293,16 @@ pub(crate) async fn update(
     let now = now_millis();
     let mut generated_secret = None;
     if req.secret.is_some() || req.regenerate_secret {
-        let (secret, generated) = choose_secret(&number, req.secret, req.regenerate_secret)?;
-        ext.credentials = credentials::sip_credentials(&number, &realm(&state)?, &secret, now);
+        let realm = realm(&state)?;
+        let (secret, generated) = choose_secret_blocking(
+            number.clone(),
+            ext.display_name.clone(),
+            realm.clone(),
+            req.secret,
+            req.regenerate_secret,
+        )
+        .await?;
+        ext.credentials = credentials::sip_credentials(&number, &realm, &secret, now);
         generated_secret = generated.then_some(secret);
     }
     ext.updated_at = now;

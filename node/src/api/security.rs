@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::paging::{self, LIMITS, ListQuery, Page, PageRequest};
 use crate::security::DEFAULT_POLICY_KEY;
 use crate::security::net::Net;
 use crate::time::now_millis;
@@ -24,7 +25,6 @@ use crate::time::now_millis;
 /// Rules at most: the gate checks each against every packet of an unknown source.
 const MAX_RULES: usize = 1000;
 const MAX_COMMENT: usize = 200;
-const MAX_PAGE: usize = 1000;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Rules {
@@ -302,49 +302,34 @@ pub(crate) async fn lift_ban(
 pub(crate) struct AuditQuery {
     #[serde(default)]
     after: Option<String>,
+    /// Text, so that a bad one gets the paging's own message.
     #[serde(default)]
-    limit: Option<usize>,
+    limit: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct AuditPage {
     entries: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
 }
 
-/// The audit log, oldest first; `next` is the cursor for the following page.
+/// The audit log, oldest first, paged by [`paging`].
 pub(crate) async fn audit(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<AuditQuery>,
+    ListQuery(q): ListQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {MAX_PAGE}"
-        )));
-    }
-    if let Some(after) = &q.after
-        && (after.len() > 64
-            || !after
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    {
-        return Err(ApiError::BadRequest(
-            "after: not a cursor from this API".into(),
-        ));
-    }
+    let page = PageRequest::parse(q.after, q.limit.as_deref(), LIMITS, paging::is_time_key)?;
     state.cluster.linearizable_barrier().await?;
-    let mut entries = state
+    let rows = state
         .cluster
         .reader()
-        .list_page::<AuditEntry>(q.after.as_deref(), limit + 1)?;
-    let more = entries.len() > limit;
-    entries.truncate(limit);
-    let next = if more {
-        entries.last().map(storage::Record::key)
-    } else {
-        None
-    };
-    Ok(Json(AuditPage { entries, next }))
+        .list_page::<AuditEntry>(page.after.as_deref(), page.limit + 1)?;
+    let found = Page::from_overfetch(rows, page.limit, storage::Record::key);
+    Ok(Json(AuditPage {
+        entries: found.items,
+        next: found.next,
+    }))
 }
