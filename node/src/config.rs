@@ -222,11 +222,24 @@ impl Default for CallsSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsSection {
-    /// The mail relay for e-mail notifications (`host:port`, plain SMTP to a local relay).
+    /// The mail relay for e-mail notifications: `host:port`, where host is a name, an IPv4 address or
+    /// a bracketed IPv6 address. With TLS, its certificate must name that host.
     #[serde(default)]
-    pub smtp_server: Option<SocketAddr>,
+    pub smtp_server: Option<String>,
     #[serde(default = "default_mail_from")]
     pub mail_from: String,
+    /// STARTTLS to the relay: `off` (plain SMTP, as to a local MTA), `opportunistic` (when offered;
+    /// a man in the middle can strip the offer) or `required`.
+    #[serde(default)]
+    pub starttls: Starttls,
+    /// SMTP AUTH (PLAIN or LOGIN, whichever the relay offers); needs `starttls = "required"`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// An extra CA (PEM) trusted for the relay's certificate, beside the public roots.
+    #[serde(default)]
+    pub smtp_extra_ca_file: Option<PathBuf>,
     /// An extra CA (PEM) trusted for webhook receivers, e.g. a private CA.
     #[serde(default)]
     pub extra_ca_file: Option<PathBuf>,
@@ -240,10 +253,144 @@ impl Default for EventsSection {
         Self {
             smtp_server: None,
             mail_from: default_mail_from(),
+            starttls: Starttls::default(),
+            username: None,
+            password: None,
+            smtp_extra_ca_file: None,
             extra_ca_file: None,
             retention_days: default_event_retention_days(),
         }
     }
+}
+
+/// How the mail relay's connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Starttls {
+    /// Plain SMTP. The default: a local MTA often offers STARTTLS with a self-signed certificate,
+    /// which `opportunistic` would then refuse.
+    #[default]
+    Off,
+    Opportunistic,
+    Required,
+}
+
+/// A secret from the configuration file: written back by `to_toml`, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl EventsSection {
+    /// The relay's host and port, if one is configured and well formed.
+    pub fn smtp_host_port(&self) -> Option<(&str, u16)> {
+        split_host_port(self.smtp_server.as_deref()?)
+    }
+
+    /// The `[events]` rules `NodeConfig::load` enforces; the mail relay checks them again when built.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(server) = &self.smtp_server else {
+            if self.username.is_some()
+                || self.password.is_some()
+                || self.smtp_extra_ca_file.is_some()
+                || self.starttls != Starttls::Off
+            {
+                return Err(
+                    "events.starttls, username, password and smtp_extra_ca_file need \
+                            events.smtp_server"
+                        .into(),
+                );
+            }
+            return Ok(());
+        };
+        if split_host_port(server).is_none() {
+            return Err(format!(
+                "events.smtp_server {server:?} must be host:port (a name, an IPv4 address or \
+                 [an IPv6 address], then a port from 1 to 65535)"
+            ));
+        }
+        if !crate::events::valid_address(&self.mail_from) {
+            return Err(format!(
+                "events.mail_from {:?} must be a plain address such as pbx@example.com",
+                self.mail_from
+            ));
+        }
+        match (&self.username, &self.password) {
+            (None, None) => {}
+            (Some(user), Some(password)) => {
+                // PLAIN and LOGIN carry the password readably: only over a TLS the relay cannot skip.
+                if self.starttls != Starttls::Required {
+                    return Err(
+                        "events.username and events.password need events.starttls = \"required\" \
+                         (the password is never sent in clear)"
+                            .into(),
+                    );
+                }
+                let printable =
+                    |s: &str| !s.is_empty() && s.len() <= 256 && !s.contains(char::is_control);
+                if !printable(user) {
+                    return Err(
+                        "events.username must be 1 to 256 bytes without control characters".into(),
+                    );
+                }
+                if !printable(password.expose()) {
+                    return Err(
+                        "events.password must be 1 to 256 bytes without control characters".into(),
+                    );
+                }
+            }
+            _ => return Err("events.username and events.password go together".into()),
+        }
+        if self.smtp_extra_ca_file.is_some() && self.starttls == Starttls::Off {
+            return Err(
+                "events.smtp_extra_ca_file needs events.starttls = \"opportunistic\" or \
+                        \"required\""
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `host:port`, `a.b.c.d:port` or `[v6]:port` into its parts (the IPv6 host without brackets).
+fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
+            .then_some((v6, port));
+    }
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    name_ok.then_some((host, port))
 }
 
 fn default_mail_from() -> String {
@@ -284,6 +431,9 @@ pub struct SecuritySection {
     /// A daily event lists SIP secrets and web passwords older than this; 0 turns it off.
     #[serde(default = "default_password_max_age_days")]
     pub password_max_age_days: u64,
+    /// Audit log entries older than this are deleted (by the leader, hourly); 0 keeps them forever.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u64,
 }
 
 impl Default for SecuritySection {
@@ -300,6 +450,7 @@ impl Default for SecuritySection {
             max_ban_secs: default_max_ban_secs(),
             max_tracked_sources: default_max_tracked_sources(),
             password_max_age_days: default_password_max_age_days(),
+            audit_retention_days: default_audit_retention_days(),
         }
     }
 }
@@ -445,6 +596,9 @@ fn default_max_ban_secs() -> u64 {
 fn default_password_max_age_days() -> u64 {
     90
 }
+fn default_audit_retention_days() -> u64 {
+    365
+}
 fn default_max_tracked_sources() -> usize {
     100_000
 }
@@ -527,6 +681,7 @@ impl NodeConfig {
         if self.calls.ring_timeout_secs == 0 || self.calls.ring_timeout_secs > 600 {
             return Err("calls.ring_timeout_secs must be 1 to 600".into());
         }
+        self.events.check()?;
         if let Some(vip) = &self.vip {
             crate::vip::check(vip).map_err(|e| e.to_string())?;
             vip.lease(&self.cluster)?;
@@ -618,6 +773,101 @@ dir = "/etc/pbx/tls"
             NodeConfig::load(&path),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    fn with_events(events: &str) -> Result<NodeConfig, ConfigError> {
+        let (_d, path) = write(&format!("{SAMPLE}\n[events]\n{events}\n"));
+        NodeConfig::load(&path)
+    }
+
+    #[test]
+    fn mail_relay_settings_are_checked() {
+        // Defaults: no relay, plain SMTP once one is named.
+        let cfg = with_events("smtp_server = \"127.0.0.1:25\"").unwrap();
+        assert_eq!(cfg.events.starttls, Starttls::Off);
+        assert_eq!(cfg.events.smtp_host_port(), Some(("127.0.0.1", 25)));
+        let good = [
+            "smtp_server = \"mail.example.com:587\"\nstarttls = \"opportunistic\"",
+            "smtp_server = \"[::1]:25\"\nmail_from = \"pbx@example.com\"",
+            "smtp_server = \"mail.example.com:587\"\nstarttls = \"required\"\n\
+             username = \"pbx\"\npassword = \"s3cret pass\"\nsmtp_extra_ca_file = \"/etc/pbx/relay-ca.pem\"",
+        ];
+        for g in good {
+            let cfg = with_events(g).unwrap_or_else(|e| panic!("{g}: {e}"));
+            // What we write we can read back, the password included.
+            let (_d, again) = write(&cfg.to_toml());
+            assert_eq!(NodeConfig::load(&again).unwrap(), cfg, "{g}");
+        }
+        let cfg = with_events(good[2]).unwrap();
+        assert_eq!(cfg.events.smtp_host_port(), Some(("mail.example.com", 587)));
+        assert_eq!(
+            cfg.events.password.as_ref().map(Secret::expose),
+            Some("s3cret pass")
+        );
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+
+        let bad = [
+            ("smtp_server = \"mail.example.com\"", "host:port"),
+            ("smtp_server = \"mail.example.com:0\"", "host:port"),
+            ("smtp_server = \"::1:25\"", "host:port"),
+            ("smtp_server = \"mail example.com:25\"", "host:port"),
+            (
+                "smtp_server = \"127.0.0.1:25\"\nmail_from = \"<pbx@x>\"",
+                "mail_from",
+            ),
+            (
+                "smtp_server = \"127.0.0.1:25\"\nmail_from = \"pbx\"",
+                "mail_from",
+            ),
+            ("starttls = \"required\"", "need events.smtp_server"),
+            (
+                "username = \"pbx\"\npassword = \"p\"",
+                "need events.smtp_server",
+            ),
+            (
+                "smtp_server = \"127.0.0.1:25\"\nusername = \"pbx\"\npassword = \"p\"",
+                "starttls = \"required\"",
+            ),
+            (
+                "smtp_server = \"127.0.0.1:25\"\nstarttls = \"opportunistic\"\n\
+                 username = \"pbx\"\npassword = \"p\"",
+                "never sent in clear",
+            ),
+            (
+                "smtp_server = \"127.0.0.1:25\"\nstarttls = \"required\"\nusername = \"pbx\"",
+                "go together",
+            ),
+            (
+                "smtp_server = \"127.0.0.1:25\"\nstarttls = \"required\"\n\
+                 username = \"pbx\"\npassword = \"\"",
+                "events.password",
+            ),
+            (
+                "smtp_server = \"127.0.0.1:25\"\nstarttls = \"required\"\n\
+                 username = \"p\\nbx\"\npassword = \"p\"",
+                "events.username",
+            ),
+            (
+                "smtp_server = \"127.0.0.1:25\"\nsmtp_extra_ca_file = \"/etc/pbx/ca.pem\"",
+                "smtp_extra_ca_file",
+            ),
+        ];
+        for (b, why) in bad {
+            let err = with_events(b).unwrap_err().to_string();
+            assert!(err.contains(why), "{b}: {err}");
+        }
+        // The password never appears in an error.
+        let err = with_events(
+            "smtp_server = \"127.0.0.1:25\"\nusername = \"pbx\"\npassword = \"hunter22\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("hunter22"), "{err}");
+        // An unknown mode is a parse error naming the choices.
+        let err = with_events("smtp_server = \"127.0.0.1:25\"\nstarttls = \"yes\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("opportunistic"), "{err}");
     }
 
     fn with_vip(vip: &str) -> Result<NodeConfig, ConfigError> {

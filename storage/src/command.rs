@@ -96,6 +96,13 @@ pub enum Command {
     /// Several commands in one log entry, applied in order, each with its own response. The cluster
     /// layer batches concurrent proposals this way so that one fsync commits many writes.
     Batch(Vec<Self>),
+    /// A configuration change and its audit entry, in one log entry: the entry is stored only when
+    /// the change is (its response is `Ok`); the response is the change's. (Appended last: the
+    /// encoding of every earlier variant is unchanged.)
+    Audited {
+        change: Box<Self>,
+        entry: AuditEntry,
+    },
 }
 
 /// One change to the registration table.
@@ -175,6 +182,13 @@ impl Command {
                     out.push(cmd.apply(txn)?);
                 }
                 Ok(Response::Batch(out))
+            }
+            Self::Audited { change, entry } => {
+                let response = change.apply(txn)?;
+                if response == Response::Ok {
+                    put(txn, entry)?;
+                }
+                Ok(response)
             }
             Self::PutCall(rec) => put(txn, rec.as_ref()),
             Self::EndCall { call_id, cdr } => {
@@ -272,6 +286,7 @@ impl Command {
             Self::PutRecipient(_) => "put_recipient",
             Self::DeleteRecipient { .. } => "delete_recipient",
             Self::Batch(_) => "batch",
+            Self::Audited { .. } => "audited",
         }
     }
 }
@@ -436,6 +451,37 @@ mod tests {
             sip_status: 486,
             node_id: 1,
         }
+    }
+
+    fn audit(at: UnixMillis, action: &str) -> AuditEntry {
+        AuditEntry {
+            at,
+            seq: "0001".into(),
+            actor: "admin".into(),
+            source: "198.18.0.21".into(),
+            action: action.into(),
+            status: 200,
+            node_id: 1,
+        }
+    }
+
+    #[test]
+    fn an_audited_change_stores_its_entry_only_when_it_is_made() {
+        let mut txn = MemTxn::default();
+        let create = |a| Command::Audited {
+            change: Box::new(Command::CreateExtension(ext("1001"))),
+            entry: audit(a, "POST /api/v1/extensions"),
+        };
+        assert_eq!(create(10).apply(&mut txn).unwrap(), Response::Ok);
+        assert_eq!(txn.keys_with_prefix(Table::Extensions, "").len(), 1);
+        assert_eq!(txn.keys_with_prefix(Table::Audit, "").len(), 1);
+        // The same create again is refused: no change, so no entry.
+        let refused = create(20).apply(&mut txn).unwrap();
+        assert!(matches!(refused, Response::Conflict { .. }), "{refused:?}");
+        assert_eq!(txn.keys_with_prefix(Table::Audit, "").len(), 1);
+        // Entries are pruned by age.
+        Command::PruneAudit { before: 11 }.apply(&mut txn).unwrap();
+        assert!(txn.keys_with_prefix(Table::Audit, "").is_empty());
     }
 
     #[test]

@@ -276,8 +276,101 @@ async fn a_ban_is_stored_posted_signed_and_mailed() {
     })
     .await
     .expect("the ban was mailed");
-    assert!(mail.contains("To: <ops@lab.test>"), "{mail}");
+    assert!(mail.contains("To: ops@lab.test"), "{mail}");
+    assert!(
+        mail.contains("Subject: [pbx] Warning: source_banned"),
+        "{mail}"
+    );
+    assert!(mail.contains("Date: "), "{mail}");
+    assert!(mail.contains("Message-ID: <"), "{mail}");
     assert!(mail.contains("127.0.0.13"), "{mail}");
+}
+
+/// An aiosmtpd relay that refuses MAIL before STARTTLS and AUTH, with a certificate from the test's
+/// private CA; mail goes to a Maildir.
+const TLS_RELAY: &str = r#"
+import sys, ssl, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, cert, key, maildir = sys.argv[1:5]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+def auth(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"pbx" and data.password == b"relay pass"
+    return AuthResult(success=ok)
+c = Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(port), tls_context=ctx,
+               require_starttls=True, authenticator=auth, auth_required=True, auth_require_tls=True)
+c.start()
+while True:
+    time.sleep(3600)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_is_mailed_over_starttls_with_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let smtp_port = free_port(false);
+    let maildir = dir.path().join("mail");
+    let _smtp = KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args(["-c", TLS_RELAY, &smtp_port.to_string()])
+            .arg(dir.path().join("hook.pem"))
+            .arg(dir.path().join("hook.key"))
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let options = LabOptions {
+        events_extra: format!(
+            "smtp_server = \"127.0.0.1:{smtp_port}\"\nmail_from = \"pbx@lab.test\"\n\
+             starttls = \"required\"\nusername = \"pbx\"\npassword = \"relay pass\"\n\
+             smtp_extra_ca_file = \"{}\"",
+            dir.path().join("ca.pem").display()
+        ),
+        ..LabOptions::default()
+    };
+    let lab = Lab::start_with(1, options).await.unwrap();
+    let client = lab.client();
+    let resp = client
+        .req(0, reqwest::Method::POST, "/api/v1/notifications/recipients")
+        .json(&json!({"channel": "email", "address": "ops@lab.test", "kinds": ["source_banned"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(lab.ca_path()).unwrap()).unwrap();
+    let attacker = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .local_address("127.0.0.14".parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("{}/api/v1/session", lab.nodes[0].api_url());
+    for _ in 0..6 {
+        let _ = attacker
+            .post(&url)
+            .json(&json!({"username": "admin", "password": "Not-the-password-1"}))
+            .send()
+            .await;
+    }
+
+    // Only a session that did STARTTLS (against the private CA) and AUTH gets a message in.
+    let mail = wait_for(Duration::from_secs(15), || {
+        let new = std::fs::read_dir(maildir.join("new")).ok()?;
+        new.flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .find(|m| m.contains("source_banned"))
+    })
+    .await
+    .expect("the ban was mailed over STARTTLS with AUTH");
+    assert!(mail.contains("To: ops@lab.test"), "{mail}");
+    assert!(mail.contains("127.0.0.14"), "{mail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -295,15 +295,27 @@ async fn firewall_rules_take_effect_on_every_node_and_changes_are_audited() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert!(actions.contains(&"POST /api/v1/extensions"), "{actions:?}");
+    // Each entry says what changed, with the values, and never a secret.
+    let created = actions
+        .iter()
+        .find(|a| a.starts_with("POST /api/v1/extensions: created "))
+        .unwrap_or_else(|| panic!("{actions:?}"));
     assert!(
-        actions.contains(&"POST /api/v1/firewall/rules"),
+        created.contains("credentials (secret) created"),
+        "{created}"
+    );
+    assert!(!created.contains("ha1"), "{created}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.starts_with("POST /api/v1/firewall/rules: created ")
+                && a.contains("network=\"127.0.0.0/29\"")),
         "{actions:?}"
     );
     assert!(
         actions
             .iter()
-            .any(|a| a.starts_with("DELETE /api/v1/firewall/rules/")),
+            .any(|a| a.starts_with("DELETE /api/v1/firewall/rules/") && a.contains(": deleted ")),
         "{actions:?}"
     );
     assert!(

@@ -10,10 +10,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use storage::Command;
-use storage::model::{AuditEntry, Service, Transport};
+use storage::model::{Service, Transport};
 
+use super::audit::{self, AuditContext};
 use super::{ApiError, AppState};
-use crate::time::now_millis;
 
 /// The client's address, put on each request by the server (absent in in-process tests).
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +43,7 @@ impl AuditActor {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(name.to_owned());
     }
 
-    fn get(&self) -> Option<String> {
+    pub(crate) fn get(&self) -> Option<String> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -67,29 +67,33 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
     }
     let actor = AuditActor::default();
     req.extensions_mut().insert(actor.clone());
-    let action = format!("{} {}", req.method(), req.uri().path());
-    let resp = next.run(req).await;
+    let action: String = format!("{} {}", req.method(), req.uri().path())
+        .chars()
+        .take(256)
+        .collect();
+    let source = client.map_or_else(|| "local".to_owned(), |c| c.0.to_string());
+    let ctx = Arc::new(AuditContext::new(
+        actor.clone(),
+        source,
+        action,
+        state.cluster.node_id(),
+    ));
+    // Every change the handler commits carries its audit entry in the same Raft entry.
+    let resp = audit::scope(Arc::clone(&ctx), next.run(req)).await;
     let status = resp.status();
     // Logins are not configuration changes; failed requests changed nothing.
-    if status.is_success()
-        && let Some(actor) = actor.get()
-    {
-        let entry = AuditEntry {
-            at: now_millis(),
-            seq: format!("{:08x}", rand::random::<u32>()),
-            actor,
-            source: client.map_or_else(|| "local".to_owned(), |c| c.0.to_string()),
-            action: action.chars().take(256).collect(),
-            status: status.as_u16(),
-            node_id: state.cluster.node_id(),
-        };
-        tracing::info!(actor = %entry.actor, source = %entry.source, action = %entry.action, "audit: configuration changed");
-        let cluster = state.cluster.clone();
-        tokio::spawn(async move {
-            if let Err(e) = cluster.propose(Command::Audit(entry)).await {
-                tracing::warn!(error = %e, "audit entry not stored");
-            }
-        });
+    let Some(actor) = actor.get().filter(|_| status.is_success()) else {
+        return resp;
+    };
+    tracing::info!(actor = %actor, source = %ctx.source, action = %ctx.action, "audit: configuration changed");
+    if ctx.recorded() {
+        return resp;
+    }
+    // A change made without `propose_checked`: its entry is committed before the answer.
+    let entry = ctx.entry(actor, None, status.as_u16());
+    if let Err(e) = state.cluster.propose(Command::Audit(entry)).await {
+        tracing::warn!(error = %e, "audit entry not stored");
+        return ApiError::from(e).into_response();
     }
     resp
 }

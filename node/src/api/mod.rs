@@ -1,5 +1,6 @@
 //! The HTTPS admin API: cluster status and membership, extensions, sessions, and `/metrics`.
 
+mod audit;
 mod auth;
 mod calls;
 mod cdrs;
@@ -9,6 +10,7 @@ mod events;
 mod extensions;
 mod guard;
 mod json;
+mod paging;
 mod registrations;
 mod security;
 mod serve;
@@ -41,7 +43,9 @@ pub struct AppState {
 impl AppState {
     /// Proposes `cmd` and turns a refusal by the state machine (conflict, not found) into an API error.
     /// Returns once the command is committed: what the caller is told has happened, has.
+    /// An admin's change carries its audit entry into the same Raft entry ([`audit::attach`]).
     async fn propose_checked(&self, cmd: storage::Command) -> Result<(), ApiError> {
+        let cmd = audit::attach(cmd, self.cluster.reader());
         match self.cluster.propose(cmd).await? {
             storage::Response::Ok => Ok(()),
             refused => Err(refused.into()),

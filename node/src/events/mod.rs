@@ -4,6 +4,8 @@
 
 mod smtp;
 
+pub(crate) use smtp::valid_address;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,8 @@ pub enum EventsError {
     },
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Smtp(String),
 }
 
 /// Raises events; cheap to share.
@@ -56,10 +60,7 @@ impl Events {
             http = http.add_root_certificate(ca);
         }
         let http = http.build().map_err(|e| EventsError::Tls(e.to_string()))?;
-        let smtp = cfg.smtp_server.map(|server| smtp::Relay {
-            server,
-            from: cfg.mail_from.clone(),
-        });
+        let smtp = smtp::Relay::from_config(cfg)?;
         let this = Arc::new(Self {
             cluster: cluster.clone(),
             http,
@@ -67,7 +68,8 @@ impl Events {
         });
         if cfg.retention_days > 0 {
             let keep = Duration::from_secs(cfg.retention_days.saturating_mul(86_400));
-            tokio::spawn(prune(cluster.clone(), keep));
+            let prune_events = |before| Command::PruneEvents { before };
+            tokio::spawn(prune_every_hour(cluster.clone(), keep, prune_events));
         }
         tokio::spawn(watch_members(cluster, Arc::clone(&this)));
         Ok(this)
@@ -250,8 +252,12 @@ async fn watch_members(cluster: Cluster, events: Arc<Events>) {
     }
 }
 
-/// The leader drops events past their retention.
-async fn prune(cluster: Cluster, keep: Duration) {
+/// The leader drops what is older than `keep` with the command `prune` makes (events, audit entries).
+pub(crate) async fn prune_every_hour(
+    cluster: Cluster,
+    keep: Duration,
+    prune: fn(storage::model::UnixMillis) -> Command,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -260,8 +266,8 @@ async fn prune(cluster: Cluster, keep: Duration) {
             continue;
         }
         let before = now_millis().saturating_sub(keep.as_millis() as u64);
-        if let Err(e) = cluster.propose(Command::PruneEvents { before }).await {
-            tracing::debug!(error = %e, "pruning events failed");
+        if let Err(e) = cluster.propose(prune(before)).await {
+            tracing::debug!(error = %e, "pruning failed");
         }
     }
 }

@@ -77,6 +77,15 @@ impl Security {
             let max_age = Duration::from_secs(cfg.password_max_age_days.saturating_mul(86_400));
             tokio::spawn(rotation::run(cluster.clone(), Arc::clone(&events), max_age));
         }
+        if cfg.audit_retention_days > 0 {
+            let keep = Duration::from_secs(cfg.audit_retention_days.saturating_mul(86_400));
+            let prune_audit = |before| Command::PruneAudit { before };
+            tokio::spawn(crate::events::prune_every_hour(
+                cluster.clone(),
+                keep,
+                prune_audit,
+            ));
+        }
         tokio::spawn(forget_old_bans(cluster));
         Arc::new(Self {
             gate,
