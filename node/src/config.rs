@@ -756,6 +756,14 @@ dir = "/etc/pbx/tls"
     }
 
     #[test]
+    fn the_production_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/pbx.toml.example");
+        let cfg = NodeConfig::load(&path).unwrap();
+        assert_eq!(cfg.sip.digest_algorithms, vec!["MD5".to_owned()]);
+        assert_eq!(cfg.security.audit_retention_days, 365);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let (_d, path) = write(&format!("{SAMPLE}\nbogus = 1\n"));
         let err = NodeConfig::load(&path).unwrap_err().to_string();
