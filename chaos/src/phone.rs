@@ -164,6 +164,8 @@ pub enum Answer {
     RingOnly,
     /// 183 with SDP (early media), and nothing more.
     Progress,
+    /// A reliable 180 (RFC 3262: `Require: 100rel`, `RSeq`), sent again until PRACKed; then 200.
+    Reliable,
 }
 
 pub struct Phone {
@@ -624,6 +626,36 @@ impl Phone {
         Ok(resp)
     }
 
+    /// A reliable 180, retransmitted every 500 ms until its PRACK (with the right RAck) comes; the
+    /// PRACK is answered 200.
+    async fn ring_reliably(&mut self, invite: &Msg, tag: &str) -> anyhow::Result<()> {
+        let ringing = reply(invite, 180, "Ringing", Some(tag), Some(&self.contact()));
+        let ringing = ringing.replace(
+            "Content-Length: 0\r\n",
+            "Require: 100rel\r\nRSeq: 1\r\nContent-Length: 0\r\n",
+        );
+        let rack = format!("1 {} INVITE", invite.cseq());
+        for _ in 0..10 {
+            self.send(&ringing, invite.from).await?;
+            let prack = self
+                .recv_where(Duration::from_millis(500), |m| {
+                    !m.is_response() && m.method() == "PRACK"
+                })
+                .await;
+            if let Ok(prack) = prack {
+                anyhow::ensure!(
+                    prack.header("RAck").as_deref() == Some(rack.as_str()),
+                    "PRACK with RAck {:?}, expected {rack:?}",
+                    prack.header("RAck")
+                );
+                return self
+                    .send(&reply(&prack, 200, "OK", None, None), prack.from)
+                    .await;
+            }
+        }
+        anyhow::bail!("no PRACK for the reliable 180")
+    }
+
     /// Waits for an INVITE and answers it as told. With [`Answer::Accept`], returns the dialog once
     /// the ACK arrives.
     pub async fn answer(
@@ -635,11 +667,15 @@ impl Phone {
             .recv_where(within, |m| !m.is_response() && m.method() == "INVITE")
             .await?;
         let tag = token();
-        self.send(
-            &reply(&invite, 180, "Ringing", Some(&tag), Some(&self.contact())),
-            invite.from,
-        )
-        .await?;
+        if how == Answer::Reliable {
+            self.ring_reliably(&invite, &tag).await?;
+        } else {
+            self.send(
+                &reply(&invite, 180, "Ringing", Some(&tag), Some(&self.contact())),
+                invite.from,
+            )
+            .await?;
+        }
         match how {
             Answer::RingOnly => return Ok((invite, None)),
             Answer::Progress => {
@@ -663,7 +699,7 @@ impl Phone {
                 .await?;
                 return Ok((invite, None));
             }
-            Answer::Accept => {}
+            Answer::Accept | Answer::Reliable => {}
         }
         let body = self.sdp("sendrecv");
         let ok = reply_with_body(&invite, 200, "OK", &tag, &self.contact(), &body);

@@ -220,6 +220,36 @@ async fn a_delayed_offer_is_answered_in_the_ack_and_audio_flows() {
     assert_clean(&lab, &client).await;
 }
 
+/// A callee that rings reliably (RFC 3262: `Require: 100rel`) gets its PRACK from the PBX; the caller
+/// hears it ring as usual, and the call is answered and ends normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_ringing_reliably_is_pracked_and_the_call_goes_on() {
+    let (lab, client) = lab_with(1, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+
+    let out = alice.dial("1002", None).await.unwrap();
+    let (answered, placed) = tokio::join!(
+        bob.answer(Answer::Reliable, Duration::from_secs(5)),
+        alice.outcome(&out, Duration::from_secs(8))
+    );
+    let (invite, bob_dialog) = answered.expect("the PBX PRACKed the reliable 180");
+    assert!(
+        invite
+            .header("Supported")
+            .unwrap_or_default()
+            .contains("100rel")
+    );
+    let _ = bob_dialog.unwrap();
+    let mut alice_dialog = placed.unwrap().expect("the call is answered");
+    assert_eq!(alice.hang_up(&mut alice_dialog).await.unwrap(), 200);
+    bob.expect_request("BYE", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(wait_cdrs(&client, 0, 1).await[0]["disposition"], "answered");
+    assert_clean(&lab, &client).await;
+}
+
 /// Dials and lets the callee answer; returns both dialogs.
 async fn connect(
     caller: &mut Phone,

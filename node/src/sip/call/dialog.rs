@@ -63,8 +63,8 @@ pub(crate) fn contact_uri(user: &str, local: SocketAddr, t: Transport) -> String
 }
 
 /// Headers copied from `from` to a message on the other leg. `100rel` is taken out of `Supported`
-/// and `Require`: the PBX does not relay reliable provisional responses (PRACK is per leg), so neither
-/// phone may be told the other supports them.
+/// and `Require`: reliable provisional responses are handled per leg (the PBX PRACKs the callee's
+/// itself, and sends the caller unreliable ones), so neither phone may be told the other's choice.
 pub(crate) fn passed_headers(headers: &rsip::Headers) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for name in PASSED_THROUGH {

@@ -7,6 +7,7 @@
 //! answer the core waits for (a commit, added media ports, a request's final response) are answered
 //! with an input naming them.
 
+mod prack;
 mod ringing;
 mod talk;
 #[cfg(test)]
@@ -212,6 +213,8 @@ struct Branch {
     peer: Peer,
     /// The final status this branch ended with, when it has.
     final_code: Option<u16>,
+    /// The `RSeq` of the last reliable provisional response it sent.
+    rseq: Option<u32>,
 }
 
 /// An in-dialog request passed from one leg to the other, waiting for the other phone's answer.
@@ -684,6 +687,7 @@ impl CallCore {
             leg: legs[CALLEE].clone(),
             peer: peers[CALLEE],
             final_code: Some(200),
+            rseq: None,
         };
         let mut core = Self {
             id: rec.id,

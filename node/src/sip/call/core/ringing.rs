@@ -15,6 +15,7 @@ use super::super::privacy::ANONYMOUS_FROM;
 use super::super::record::Outcome;
 use super::super::session::carries_keys;
 use super::super::session::{peer_media, stream_ports};
+use super::prack::Reliability;
 use super::{
     Action, Branch, CALLEE, CALLER, CallCore, Delayed, Env, Input, LegEvent, NewCall, Now, Phase,
     Purpose,
@@ -106,7 +107,8 @@ impl CallCore {
 
     /// INVITEs to every branch, with `b_offer` (none for a delayed offer).
     fn send_invites(&mut self, b_offer: Option<&str>, max_forwards: u32) {
-        let extra = dialog::passed_headers(&self.invite.headers);
+        let mut extra = dialog::passed_headers(&self.invite.headers);
+        super::prack::offer_100rel(&mut extra);
         for index in 0..self.branches.len() {
             let b = &self.branches[index];
             let invite = self.env.locals.get(b.peer.transport).and_then(|local| {
@@ -235,6 +237,23 @@ impl CallCore {
         if let Some(tag) = dialog::tag_of(&resp.headers, "To") {
             branch.leg.remote_tag = tag;
         }
+        // The early dialog's target and route set, for a PRACK in it.
+        if let Some(target) = dialog::contact_of(&resp.headers) {
+            branch.leg.remote_target = target;
+        }
+        branch.leg.route_set = dialog::record_routes(&resp.headers)
+            .into_iter()
+            .rev()
+            .collect();
+        match self.reliability(index, resp) {
+            Reliability::Unreliable => {}
+            Reliability::New(rseq) => self.prack(index, rseq),
+            Reliability::Again(rseq) => return self.prack(index, rseq),
+            Reliability::Stale => return,
+        }
+        let Some(branch) = self.branches.get(index) else {
+            return;
+        };
         let peer_ip = branch.peer.addr.ip();
         // Early media (183 with SDP): the caller hears the ringing device's media through the relay.
         // Without an offer from the caller there is nothing to answer yet, so no early media.
@@ -534,6 +553,7 @@ fn branches(env: &Env, call: &NewCall) -> Vec<Branch> {
             leg,
             peer: Peer { transport, addr },
             final_code: None,
+            rseq: None,
         });
     }
     out

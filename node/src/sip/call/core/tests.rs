@@ -1205,3 +1205,71 @@ fn a_delayed_offer_without_free_ports_is_refused_on_both_sides() {
     assert_eq!(responses(&out), vec![(INVITE_TX, 503)]);
     assert_eq!(ended(&out).cause, "no-ports");
 }
+
+#[test]
+fn reliable_provisionals_from_the_callee_are_pracked_by_the_pbx() {
+    let mut h = Harness::ringing(&[DESK]);
+    // The callee is offered 100rel (the caller's own 100rel never crosses).
+    let invite = h.branch_invite(0);
+    assert_eq!(header(&invite.headers, "Supported"), "timer, 100rel");
+    h.out.clear();
+    let reliable = |h: &Harness, rseq: u32| {
+        let mut r = h.branch_response(0, 180, "Ringing", DESK, "desk-tag", "");
+        r.headers
+            .push(rsip::Header::Other("Require".into(), "100rel".into()));
+        r.headers
+            .push(rsip::Header::Other("RSeq".into(), rseq.to_string()));
+        r
+    };
+    let ringing = reliable(&h, 7);
+    h.feed(Input::Branch {
+        index: 0,
+        event: LegEvent::Response(ringing),
+    });
+    let out = h.take();
+    let sent = requests(&out);
+    assert_eq!(sent.len(), 1);
+    let prack = &sent[0].1;
+    assert_eq!(prack.method, rsip::Method::PRack);
+    assert_eq!(prack.uri.to_string(), format!("sip:1002@{DESK}"));
+    assert_eq!(cseq(prack), "2 PRACK");
+    assert_eq!(header(&prack.headers, "RAck"), "7 1 INVITE");
+    assert!(header(&prack.headers, "To").ends_with("tag=desk-tag"));
+    // The caller hears it ringing, unreliably.
+    let resp = response_to(&out, INVITE_TX);
+    assert_eq!(resp.status_code.code(), 180);
+    assert!(dialog::first(&resp.headers, "RSeq").is_none());
+    // Our PRACK was lost: the same 180 again is PRACKed again, not passed on twice.
+    let again = reliable(&h, 7);
+    h.feed(Input::Branch {
+        index: 0,
+        event: LegEvent::Response(again),
+    });
+    let out = h.take();
+    assert!(responses(&out).is_empty());
+    assert_eq!(cseq(&requests(&out)[0].1), "3 PRACK");
+    // An older one is ignored; the answer is ACKed with the INVITE's CSeq, the BYE goes on from 3.
+    let old = reliable(&h, 6);
+    h.feed(Input::Branch {
+        index: 0,
+        event: LegEvent::Response(old),
+    });
+    assert!(h.take().is_empty());
+    let ok = h.answer_from(0, DESK, "desk-tag");
+    h.feed(Input::Branch {
+        index: 0,
+        event: LegEvent::Response(ok),
+    });
+    assert_eq!(cseq(&acks(&h.take())[0].0), "1 ACK");
+    h.feed(Input::Committed {
+        purpose: Purpose::Answer,
+        ok: true,
+    });
+    h.out.clear();
+    let bye = h.caller_sends("BYE", 2, "");
+    h.feed(Input::Request {
+        tx: tx(60),
+        req: bye,
+    });
+    assert_eq!(cseq(&requests(&h.take())[0].1), "4 BYE");
+}
