@@ -192,21 +192,7 @@ async fn a_ban_is_stored_posted_signed_and_mailed() {
     assert!(!listed.to_string().contains(&secret));
 
     // Someone guesses the admin password from 127.0.0.13.
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(lab.ca_path()).unwrap()).unwrap();
-    let attacker = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .local_address("127.0.0.13".parse::<std::net::IpAddr>().unwrap())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let url = format!("{}/api/v1/session", lab.nodes[1].api_url());
-    for _ in 0..6 {
-        let _ = attacker
-            .post(&url)
-            .json(&json!({"username": "admin", "password": "Not-the-password-1"}))
-            .send()
-            .await;
-    }
+    guess_admin_password(&lab, 1, "127.0.0.13").await;
 
     // Stored and listed (on another node), filtered by kind.
     let mut banned = Vec::new();
@@ -344,21 +330,7 @@ async fn a_ban_is_mailed_over_starttls_with_auth() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
 
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(lab.ca_path()).unwrap()).unwrap();
-    let attacker = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .local_address("127.0.0.14".parse::<std::net::IpAddr>().unwrap())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let url = format!("{}/api/v1/session", lab.nodes[0].api_url());
-    for _ in 0..6 {
-        let _ = attacker
-            .post(&url)
-            .json(&json!({"username": "admin", "password": "Not-the-password-1"}))
-            .send()
-            .await;
-    }
+    guess_admin_password(&lab, 0, "127.0.0.14").await;
 
     // Only a session that did STARTTLS (against the private CA) and AUTH gets a message in.
     let mail = wait_for(Duration::from_secs(15), || {
@@ -427,4 +399,23 @@ async fn a_lost_node_and_its_return_are_events() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(back, "no node_recovered event for node {victim_id}");
+}
+
+/// Six wrong admin passwords from `from` to node `i`: enough for a ban.
+async fn guess_admin_password(lab: &Lab, i: usize, from: &str) {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(lab.ca_path()).unwrap()).unwrap();
+    let attacker = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("{}/api/v1/session", lab.nodes[i].api_url());
+    for _ in 0..6 {
+        let _ = attacker
+            .post(&url)
+            .json(&json!({"username": "admin", "password": "Not-the-password-1"}))
+            .send()
+            .await;
+    }
 }

@@ -180,7 +180,11 @@ impl Harness {
 
     /// A call answered by the desk phone and established.
     fn talking() -> Self {
-        let mut h = Self::ringing(&[DESK]);
+        Self::answered_by_desk(Self::ringing(&[DESK]))
+    }
+
+    /// `h`'s first branch (the desk phone) answers, and the record is stored.
+    fn answered_by_desk(mut h: Self) -> Self {
         let ok = h.answer_from(0, DESK, "desk-tag");
         h.feed(Input::Branch {
             index: 0,
@@ -391,8 +395,9 @@ fn forks_to_every_device_with_the_offer_on_the_pbx_ports() {
         // Each branch is its own dialog; nothing of the caller's leaks.
         assert_ne!(header(&req.headers, "Call-ID"), "caller-call");
         assert_eq!(media_port(&req.body), (PBX.to_owned(), PORTS[1]));
-        // 100rel is never offered across the PBX; the session-timer option is.
-        assert_eq!(header(&req.headers, "Supported"), "timer");
+        // The caller's 100rel never crosses (the PBX offers its own, and PRACKs itself); the
+        // session-timer option does.
+        assert_eq!(header(&req.headers, "Supported"), "timer, 100rel");
     }
     assert_ne!(
         header(&invites[0].1.headers, "Call-ID"),
@@ -470,17 +475,7 @@ fn first_answer_wins_the_other_is_cancelled_and_200_waits_for_the_record() {
 
 #[test]
 fn an_answer_from_the_cancelled_device_is_acked_and_hung_up() {
-    let mut h = Harness::ringing(&[DESK, MOBILE]);
-    let ok = h.answer_from(0, DESK, "desk-tag");
-    h.feed(Input::Branch {
-        index: 0,
-        event: LegEvent::Response(ok),
-    });
-    h.feed(Input::Committed {
-        purpose: Purpose::Answer,
-        ok: true,
-    });
-    h.out.clear();
+    let mut h = Harness::answered_by_desk(Harness::ringing(&[DESK, MOBILE]));
     // The mobile answered as the CANCEL crossed it.
     let late = h.answer_from(1, MOBILE, "mob-tag");
     h.feed(Input::Branch {
