@@ -250,9 +250,10 @@ pub struct MediaStream {
     pub caller_port: u16,
     /// The PBX's RTP port facing the callee.
     pub callee_port: u16,
-    /// The caller's RTP source the relay latched to (`ip:port`), once known.
+    /// The caller's RTP source the relay latched to (`ip:port`), once known, and after a space its
+    /// RTCP source once that is latched too (records written before RTCP was kept have RTP alone).
     pub caller_latched: Option<String>,
-    /// The callee's RTP source the relay latched to, once known.
+    /// The callee's RTP source (and RTCP source), as `caller_latched`.
     pub callee_latched: Option<String>,
 }
 

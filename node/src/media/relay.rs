@@ -100,6 +100,13 @@ struct SideState {
     rtcp: Flow,
 }
 
+/// The sources one side's RTP and RTCP were latched to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Latch {
+    pub(crate) rtp: Option<SocketAddr>,
+    pub(crate) rtcp: Option<SocketAddr>,
+}
+
 /// Asks the security gate whether media from an address may be accepted at all.
 pub(crate) type LatchGate = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
@@ -184,14 +191,21 @@ impl MediaSession {
         Ok(session)
     }
 
-    /// Restores the RTP source a side had latched (from the call's record): packets from anywhere
-    /// else stay refused after a failover, as before it.
-    pub(crate) fn restore_latch(&self, i: usize, side: Side, source: SocketAddr) {
+    /// Restores the RTP and RTCP sources a side had latched (from the call's record): packets from
+    /// anywhere else stay refused after a failover, as before it. A source not known stays open to
+    /// latching within the window, as at the call's start.
+    pub(crate) fn restore_latch(&self, i: usize, side: Side, latch: Latch) {
         let Some(stream) = self.streams.get(i) else {
             return;
         };
         let mut state = lock(&stream.state);
-        state[side.index()].rtp.latched = Some(source);
+        let s = &mut state[side.index()];
+        if latch.rtp.is_some() {
+            s.rtp.latched = latch.rtp;
+        }
+        if latch.rtcp.is_some() {
+            s.rtcp.latched = latch.rtcp;
+        }
     }
 
     fn empty(latch_window: Duration, guard: MediaGuard) -> Self {
@@ -284,11 +298,14 @@ impl MediaSession {
         s.peer = peer;
     }
 
-    /// The source latched for each side's RTP in stream `i`, `[caller, callee]`.
-    pub(crate) fn latched(&self, i: usize) -> [Option<SocketAddr>; 2] {
-        self.streams.get(i).map_or([None, None], |s| {
+    /// The sources latched for each side's RTP and RTCP in stream `i`, `[caller, callee]`.
+    pub(crate) fn latched(&self, i: usize) -> [Latch; 2] {
+        self.streams.get(i).map_or_else(Default::default, |s| {
             let state = lock(&s.state);
-            [state[0].rtp.latched, state[1].rtp.latched]
+            state.each_ref().map(|side| Latch {
+                rtp: side.rtp.latched,
+                rtcp: side.rtcp.latched,
+            })
         })
     }
 
@@ -488,7 +505,10 @@ mod tests {
         // Another source, even on a trusted IP, cannot take over a latched stream.
         intruder.send_to(b"bleed", to_caller_side).await.unwrap();
         assert!(recv(&callee).await.is_none());
-        assert_eq!(session.latched(0)[0], Some(caller.local_addr().unwrap()));
+        assert_eq!(
+            session.latched(0)[0].rtp,
+            Some(caller.local_addr().unwrap())
+        );
         assert_eq!(session.stats().relayed, 2);
         assert_eq!(session.stats().dropped, 1);
     }
@@ -543,7 +563,7 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
         caller.send_to(b"blocked", caller_side).await.unwrap();
         assert!(recv(&callee).await.is_none());
-        assert_eq!(session.latched(0)[0], None);
+        assert_eq!(session.latched(0)[0].rtp, None);
     }
 
     #[tokio::test]

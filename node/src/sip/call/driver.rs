@@ -322,8 +322,8 @@ impl Driver {
                 Action::RestoreLatch {
                     stream,
                     side,
-                    source,
-                } => self.media.restore_latch(stream, side, source),
+                    latch,
+                } => self.media.restore_latch(stream, side, latch),
                 Action::AddStreams { count } => self.add_streams(count),
                 Action::Commit { record, purpose } => {
                     let ok = match record::put(&self.calls.cluster, *record).await {

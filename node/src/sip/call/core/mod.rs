@@ -25,7 +25,7 @@ use super::CallConfig;
 use super::admission::Admitted;
 use super::dialog;
 use super::record::{self, CdrFacts, Outcome};
-use crate::media::{PeerMedia, Side};
+use crate::media::{Latch, PeerMedia, Side};
 use crate::sip::endpoint::ClientOutcome;
 
 pub(crate) const CALLER: usize = 0;
@@ -155,11 +155,11 @@ pub(crate) enum Action {
         side: Side,
         peer: PeerMedia,
     },
-    /// Restore the source a side had latched (a call carried on from its record).
+    /// Restore the sources a side had latched (a call carried on from its record).
     RestoreLatch {
         stream: usize,
         side: Side,
-        source: SocketAddr,
+        latch: Latch,
     },
     /// Add media streams; answered by [`Input::StreamsAdded`].
     AddStreams { count: usize },
@@ -241,8 +241,8 @@ struct AwaitingPorts {
 pub(crate) struct MediaStatus {
     /// Since the last packet from either side.
     pub(crate) idle_for: Duration,
-    /// `[caller, callee]` RTP sources latched, per stream.
-    pub(crate) latched: Vec<[Option<SocketAddr>; 2]>,
+    /// `[caller, callee]` RTP and RTCP sources latched, per stream.
+    pub(crate) latched: Vec<[Latch; 2]>,
 }
 
 /// A call from the caller's INVITE on, as admitted.
@@ -282,8 +282,9 @@ pub(crate) struct CallCore {
     /// The last session description each side sent.
     sdp: [Sdp; 2],
     ports: Vec<[u16; 2]>,
-    latched: Vec<[Option<SocketAddr>; 2]>,
-    latches_recorded: bool,
+    latched: Vec<[Latch; 2]>,
+    /// The latches last written to the record.
+    recorded_latches: Option<Vec<[Latch; 2]>>,
     branches: Vec<Branch>,
     winner: Option<usize>,
     phase: Phase,
@@ -527,8 +528,8 @@ impl CallCore {
                 MediaStream {
                     caller_port,
                     callee_port,
-                    caller_latched: a.map(|a| a.to_string()),
-                    callee_latched: b.map(|b| b.to_string()),
+                    caller_latched: latch_text(a),
+                    callee_latched: latch_text(b),
                 }
             })
             .collect();
@@ -660,9 +661,7 @@ impl CallCore {
         for leg in &mut legs {
             leg.local_cseq = leg.local_cseq.saturating_add(CSEQ_HEADROOM);
         }
-        let parse_latch =
-            |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<SocketAddr>().ok());
-        let latched: Vec<[Option<SocketAddr>; 2]> = rec
+        let latched: Vec<[Latch; 2]> = rec
             .streams
             .iter()
             .map(|s| {
@@ -701,7 +700,7 @@ impl CallCore {
             peers,
             sdp,
             ports,
-            latches_recorded: latched.iter().all(|l| l.iter().all(Option::is_some)),
+            recorded_latches: all_rtp_latched(&latched).then(|| latched.clone()),
             latched,
             branches: vec![branch],
             winner: Some(0),
@@ -740,17 +739,41 @@ impl CallCore {
             .flat_map(|(stream, sides)| {
                 [(sides[0], Side::Caller), (sides[1], Side::Callee)]
                     .into_iter()
-                    .filter_map(move |(source, side)| {
-                        source.map(|source| Action::RestoreLatch {
-                            stream,
-                            side,
-                            source,
-                        })
+                    .filter(|(latch, _)| latch.rtp.is_some() || latch.rtcp.is_some())
+                    .map(move |(latch, side)| Action::RestoreLatch {
+                        stream,
+                        side,
+                        latch,
                     })
             })
             .collect();
         self.actions.extend(restores);
     }
+}
+
+/// Whether every side of every stream has its RTP source latched (RTCP may never come: rtcp-mux, or a
+/// phone that sends none).
+pub(crate) fn all_rtp_latched(latched: &[[Latch; 2]]) -> bool {
+    !latched.is_empty() && latched.iter().all(|l| l.iter().all(|s| s.rtp.is_some()))
+}
+
+/// A side's latches as the record keeps them: the RTP source, and after a space the RTCP source when
+/// it is latched too (a record written before RTCP was kept has the RTP source alone, and reads the
+/// same way).
+fn latch_text(latch: Latch) -> Option<String> {
+    let rtp = latch.rtp?;
+    Some(match latch.rtcp {
+        Some(rtcp) => format!("{rtp} {rtcp}"),
+        None => rtp.to_string(),
+    })
+}
+
+fn parse_latch(text: &Option<String>) -> Latch {
+    let mut parts = text.as_deref().unwrap_or("").split_whitespace();
+    let mut next = || parts.next().and_then(|p| p.parse::<SocketAddr>().ok());
+    let rtp = next();
+    let rtcp = next();
+    Latch { rtp, rtcp }
 }
 
 /// The original INVITE is gone with the node that received it; a carried-on call never answers it.

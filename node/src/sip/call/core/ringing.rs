@@ -50,9 +50,9 @@ impl CallCore {
             legs: [caller_leg, DialogLeg::default()],
             peers: [call.peer, call.peer],
             sdp: [offer.clone(), offer.clone()],
-            latched: vec![[None, None]; streams],
+            latched: vec![Default::default(); streams],
             ports: call.ports,
-            latches_recorded: false,
+            recorded_latches: None,
             branches,
             winner: None,
             phase: Phase::Ringing,
@@ -416,7 +416,7 @@ impl CallCore {
         let Some(ports) = ports else {
             return self.answer_failed(now, 503, "No Media Ports Available", "no-ports");
         };
-        self.latched = vec![[None, None]; ports.len()];
+        self.latched = vec![Default::default(); ports.len()];
         self.ports = ports;
         let Some(a_offer) = self.rewrite_for(CALLER, &offer) else {
             return self.answer_failed(now, 488, "Not Acceptable Here", "bad-offer-sdp");

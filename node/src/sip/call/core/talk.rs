@@ -13,6 +13,7 @@ use super::{
     Action, AwaitingPorts, CALLEE, CALLER, CallCore, Delayed, Forward, Input, LegEvent,
     MEDIA_CHECK, MediaStatus, Now, Purpose,
 };
+use crate::media::Latch;
 use crate::sip::endpoint::ClientOutcome;
 
 impl CallCore {
@@ -72,10 +73,12 @@ impl CallCore {
                 *known = sides;
             }
         }
-        let all =
-            !self.latched.is_empty() && self.latched.iter().all(|l| l.iter().all(Option::is_some));
-        if all && !self.latches_recorded {
-            self.latches_recorded = true;
+        // Recorded once every RTP source is known, and again whenever a latch changes (RTCP comes
+        // seconds after RTP): the next owner restores them all.
+        if super::all_rtp_latched(&self.latched)
+            && self.recorded_latches.as_ref() != Some(&self.latched)
+        {
+            self.recorded_latches = Some(self.latched.clone());
             self.commit(now, Purpose::Update);
         }
     }
@@ -208,9 +211,9 @@ impl CallCore {
         };
         match ports {
             Some(ports) => {
-                self.latched.extend(ports.iter().map(|_| [None, None]));
+                self.latched
+                    .extend(ports.iter().map(|_| <[Latch; 2]>::default()));
                 self.ports.extend(ports);
-                self.latches_recorded = false;
                 self.send_offer(from, tx, &req, offer);
             }
             None => {

@@ -9,6 +9,7 @@ use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
 use storage::model::{ActiveCall, Binding, CallDetail, Disposition, HangupSide};
 
 use super::*;
+use crate::media::Latch;
 use crate::sip::call::admission::Admitted;
 
 const PBX: &str = "198.18.0.100";
@@ -940,32 +941,46 @@ fn a_lost_peer_on_a_reinvite_ends_the_call() {
     assert_eq!(ended(&out).cause, "peer-lost");
 }
 
-fn latched(a: Option<&str>, b: Option<&str>) -> MediaStatus {
+/// RTP sources latched (RTCP on the next port once `rtcp` says so).
+fn latched(a: Option<&str>, b: Option<&str>, rtcp: bool) -> MediaStatus {
+    let side = |s: Option<&str>| {
+        let rtp = s.map(addr);
+        Latch {
+            rtp,
+            rtcp: rtp
+                .filter(|_| rtcp)
+                .map(|r| SocketAddr::new(r.ip(), r.port() + 1)),
+        }
+    };
     MediaStatus {
         idle_for: Duration::ZERO,
-        latched: vec![[a.map(addr), b.map(addr)]],
+        latched: vec![[side(a), side(b)]],
     }
 }
 
 #[test]
-fn latched_sources_are_recorded_once_both_sides_are_known() {
+fn latched_sources_are_recorded_once_both_sides_are_known_and_again_with_rtcp() {
     let mut h = Harness::talking();
-    h.advance(MEDIA_CHECK, latched(Some("198.18.0.21:4000"), None));
+    let (a, b) = (Some("198.18.0.21:4000"), Some("198.18.0.31:6000"));
+    h.advance(MEDIA_CHECK, latched(a, None, false));
     assert!(committed(&h.take()).is_empty());
-    h.advance(
-        MEDIA_CHECK,
-        latched(Some("198.18.0.21:4000"), Some("198.18.0.31:6000")),
-    );
+    h.advance(MEDIA_CHECK, latched(a, b, false));
     let records = committed(&h.take());
     assert_eq!(records.len(), 1);
     assert_eq!(
         records[0].1.streams[0].callee_latched.as_deref(),
         Some("198.18.0.31:6000")
     );
-    h.advance(
-        MEDIA_CHECK,
-        latched(Some("198.18.0.21:4000"), Some("198.18.0.31:6000")),
+    h.advance(MEDIA_CHECK, latched(a, b, false));
+    assert!(committed(&h.take()).is_empty());
+    // RTCP latched a few seconds later: recorded too, once.
+    h.advance(MEDIA_CHECK, latched(a, b, true));
+    let records = committed(&h.take());
+    assert_eq!(
+        records[0].1.streams[0].caller_latched.as_deref(),
+        Some("198.18.0.21:4000 198.18.0.21:4001")
     );
+    h.advance(MEDIA_CHECK, latched(a, b, true));
     assert!(committed(&h.take()).is_empty());
 }
 
@@ -1034,7 +1049,8 @@ fn record_of(h: &mut Harness) -> ActiveCall {
 fn a_carried_on_call_keeps_its_dialogs_media_and_answer_time() {
     let mut h = Harness::ringing(&[DESK]);
     let mut rec = record_of(&mut h);
-    rec.streams[0].caller_latched = Some("198.18.0.21:4000".into());
+    // The caller's RTCP was latched too; the callee's record predates RTCP (RTP alone).
+    rec.streams[0].caller_latched = Some("198.18.0.21:4000 198.18.0.21:4001".into());
     rec.streams[0].callee_latched = Some("198.18.0.31:6000".into());
     // The call was answered 50 minutes before the takeover; it may last an hour.
     let now = Now {
@@ -1050,15 +1066,27 @@ fn a_carried_on_call_keeps_its_dialogs_media_and_answer_time() {
     let restored: Vec<_> = out
         .iter()
         .filter_map(|a| match a {
-            Action::RestoreLatch { side, source, .. } => Some((*side, *source)),
+            Action::RestoreLatch { side, latch, .. } => Some((*side, *latch)),
             _ => None,
         })
         .collect();
     assert_eq!(
         restored,
         vec![
-            (Side::Caller, addr("198.18.0.21:4000")),
-            (Side::Callee, addr("198.18.0.31:6000"))
+            (
+                Side::Caller,
+                Latch {
+                    rtp: Some(addr("198.18.0.21:4000")),
+                    rtcp: Some(addr("198.18.0.21:4001"))
+                }
+            ),
+            (
+                Side::Callee,
+                Latch {
+                    rtp: Some(addr("198.18.0.31:6000")),
+                    rtcp: None
+                }
+            )
         ]
     );
     let claims = committed(&out);
