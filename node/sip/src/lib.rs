@@ -1,10 +1,12 @@
 //! Pure SIP cores for the PBX: the codec (bytes to messages and back, normalised and size-bounded),
-//! RFC 3261 §17 transactions, digest authentication, and SDP reading/rewriting for the RTP relay.
+//! RFC 3261 §17 transactions, digest authentication, SDP reading/rewriting for the RTP relay, and dial
+//! patterns for routes.
 //! No sockets, no tokio, no clock: every function that depends on time takes `now`, and every
 //! output is a value the caller acts on.
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod dialplan;
 pub mod digest;
 pub mod sdp;
 pub mod transaction;
