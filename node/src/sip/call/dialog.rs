@@ -56,6 +56,17 @@ pub(crate) fn transport_from(name: &str) -> Option<Transport> {
     }
 }
 
+/// Where a recorded leg's phone is reached, and over what.
+pub(crate) fn peer_of(leg: &DialogLeg) -> Result<pbx_sip::transaction::Peer, String> {
+    let transport = transport_from(&leg.transport)
+        .ok_or_else(|| format!("unknown transport {:?}", leg.transport))?;
+    let addr = leg
+        .peer
+        .parse()
+        .map_err(|_| format!("bad peer address {:?}", leg.peer))?;
+    Ok(pbx_sip::transaction::Peer { transport, addr })
+}
+
 /// The PBX's Contact on a leg: the user part names the extension the phone talks to.
 pub(crate) fn contact_uri(user: &str, local: SocketAddr, t: Transport) -> String {
     let scheme = if t == Transport::Tls { "sips" } else { "sip" };

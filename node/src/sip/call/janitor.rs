@@ -93,20 +93,17 @@ pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
 async fn hang_up(calls: &Calls, call: &ActiveCall, cause: &str) {
     let me = calls.cluster.node_id();
     for leg in [&call.caller, &call.callee] {
-        let (Some(transport), Ok(addr)) = (
-            dialog::transport_from(&leg.transport),
-            leg.peer.parse::<std::net::SocketAddr>(),
-        ) else {
+        let Ok(peer) = dialog::peer_of(leg) else {
             continue;
         };
+        let transport = peer.transport;
         let Some(local) = calls.local(transport) else {
             continue;
         };
         // Well above any CSeq the lost process may have used since the record was written.
-        let cseq = leg.local_cseq.saturating_add(1000);
+        let cseq = leg.local_cseq.saturating_add(super::core::CSEQ_HEADROOM);
         if let Some(bye) = dialog::request("BYE", leg, local, transport, cseq, 70, &[], None) {
             let endpoint = calls.endpoint.clone();
-            let peer = pbx_sip::transaction::Peer { transport, addr };
             tokio::spawn(async move {
                 let _ = endpoint.request(bye, peer).await;
             });

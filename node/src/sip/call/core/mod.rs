@@ -631,17 +631,6 @@ impl CallCore {
     }
 }
 
-/// Parses a leg's recorded peer.
-fn peer_of(leg: &DialogLeg) -> Result<Peer, String> {
-    let transport = dialog::transport_from(&leg.transport)
-        .ok_or_else(|| format!("unknown transport {:?}", leg.transport))?;
-    let addr = leg
-        .peer
-        .parse()
-        .map_err(|_| format!("bad peer address {:?}", leg.peer))?;
-    Ok(Peer { transport, addr })
-}
-
 impl CallCore {
     /// Carries on an established call from its record (after a failover, or a restart of the VIP
     /// owner): each leg's dialog as recorded with CSeq headroom, media on the recorded ports with the
@@ -656,7 +645,7 @@ impl CallCore {
         let parse =
             |leg: &DialogLeg| Sdp::parse(leg.remote_sdp.as_bytes()).map_err(|e| e.to_string());
         let sdp = [parse(&rec.caller)?, parse(&rec.callee)?];
-        let peers = [peer_of(&rec.caller)?, peer_of(&rec.callee)?];
+        let peers = [dialog::peer_of(&rec.caller)?, dialog::peer_of(&rec.callee)?];
         let mut legs = [rec.caller, rec.callee];
         for leg in &mut legs {
             leg.local_cseq = leg.local_cseq.saturating_add(CSEQ_HEADROOM);
