@@ -13,7 +13,7 @@
 #   deploy/lab-netns.sh status         addresses, and which node holds the VIP
 #   deploy/lab-netns.sh run [args]     up, then a 3-node cluster in it (chaos lab --netns) until Ctrl-C
 #   deploy/lab-netns.sh chaos [args]   up, then `chaos failover [args]` from pbx-ph1, then down
-#   deploy/lab-netns.sh fence [args]   up, then `chaos fence-check [args]` (the in-process fence alone), down
+#   deploy/lab-netns.sh fence [args]   up, then `chaos fence-check [args]` (an owner without its kernel fence), down
 #                                      e.g. deploy/lab-netns.sh chaos --fault kill-owner --rounds 10
 # Binaries: $PBX_BIN / $CHAOS_BIN, else target/release, else target/debug.
 set -euo pipefail

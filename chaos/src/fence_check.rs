@@ -1,7 +1,10 @@
-//! The in-process fence alone: the VIP owner's kernel fence is removed, the owner is frozen, and SIP
+//! A frozen owner without its kernel fence: the VIP owner's nftables fence is removed, the owner is
+//! frozen, and SIP
 //! requests reach its sockets while it sleeps (over UDP, and over a TCP connection it accepted
 //! before). Another node takes the VIP; the old owner is woken. It must answer none of what it finds
-//! queued, since its lease ran out while it slept.
+//! queued, since its lease ran out while it slept. What stops it is the process's own guards: the
+//! in-process fence on every read and send, and its release closing the sockets. In the runs so far
+//! the release came first (`fenced_in` 0), so this checks the two together, not the fence alone.
 //!
 //! Runs from the phones' namespace of the namespace lab (`deploy/lab-netns.sh fence`).
 

@@ -57,7 +57,7 @@ enum Scenario {
         #[arg(long)]
         pbx_cpu: Option<u32>,
     },
-    /// The in-process VIP fence alone: kernel fence removed, owner frozen with SIP queued over UDP
+    /// A frozen owner without its kernel fence: nftables fence removed, owner frozen with SIP queued over UDP
     /// and TCP, then woken after another node took over: it must answer none of it. Netns lab.
     FenceCheck {
         /// Also write the report (JSON) to this file.

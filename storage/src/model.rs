@@ -493,7 +493,8 @@ pub struct AuditEntry {
     pub source: String,
     /// What was done, e.g. `POST /api/v1/extensions`.
     pub action: String,
-    /// The answer's HTTP status.
+    /// The answer's HTTP status; 200 for a change committed together with its entry (written before
+    /// the answer, whose exact status is not known yet).
     pub status: u16,
     /// The node that accepted the change.
     pub node_id: NodeId,

@@ -108,9 +108,10 @@ fn a_rolling_restart_drops_no_call() {
     assert_eq!(r["violations"], serde_json::json!([]), "{r}");
 }
 
-/// The in-process fence alone: the owner's kernel fence removed, the owner frozen while 200 SIP
-/// requests queue in its UDP socket and on a TCP connection it had accepted; another node takes the
-/// VIP, the old owner wakes, and answers none of them.
+/// Without its kernel fence, only the process's own guards (the in-process fence, and its release
+/// closing the sockets) stand between a woken owner and the phones: the owner's nftables fence
+/// removed, the owner frozen while 200 SIP requests queue in its UDP socket and on a TCP connection
+/// it had accepted; another node takes the VIP, the old owner wakes, and answers none of them.
 #[test]
 fn a_woken_owner_without_its_kernel_fence_answers_nothing_it_queued() {
     let r = lab(&["fence"]);
