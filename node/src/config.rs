@@ -48,6 +48,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub calls: CallsSection,
     #[serde(default)]
+    pub trunks: TrunksSection,
+    #[serde(default)]
     pub security: SecuritySection,
     #[serde(default)]
     pub events: EventsSection,
@@ -214,6 +216,41 @@ impl Default for CallsSection {
             max_calls_per_extension: default_max_calls_per_extension(),
             cdr_retention_days: default_cdr_retention_days(),
             reject_anonymous: false,
+        }
+    }
+}
+
+/// Calls through SIP trunks: how providers are found and given up on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunksSection {
+    /// DNS servers for finding providers (RFC 3263), `ip:port`; empty uses `/etc/resolv.conf`.
+    #[serde(default)]
+    pub dns_servers: Vec<SocketAddr>,
+    /// Seconds an outbound INVITE waits for any answer from one of a provider's servers before the
+    /// next server (or trunk) is tried (RFC 3263 §4.3 says on a timeout; 32 s of Timer B is too long
+    /// for a caller listening to silence).
+    #[serde(default = "default_trunk_failover_secs")]
+    pub failover_secs: u64,
+    /// Seconds between refreshes of the addresses that inbound trunk calls may come from.
+    #[serde(default = "default_trunk_refresh_secs")]
+    pub address_refresh_secs: u64,
+}
+
+fn default_trunk_failover_secs() -> u64 {
+    4
+}
+
+fn default_trunk_refresh_secs() -> u64 {
+    60
+}
+
+impl Default for TrunksSection {
+    fn default() -> Self {
+        Self {
+            dns_servers: Vec::new(),
+            failover_secs: default_trunk_failover_secs(),
+            address_refresh_secs: default_trunk_refresh_secs(),
         }
     }
 }

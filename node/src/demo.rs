@@ -58,6 +58,7 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
             ..MediaSection::default()
         },
         calls: CallsSection::default(),
+        trunks: crate::config::TrunksSection::default(),
         // Everything in the demo comes from this machine.
         events: crate::config::EventsSection::default(),
         security: SecuritySection {

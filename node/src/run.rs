@@ -74,6 +74,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 &cfg.sip,
                 &cfg.media,
                 &cfg.calls,
+                &cfg.trunks,
                 cluster.clone(),
                 Arc::clone(&tls),
                 Arc::clone(&security),
@@ -147,10 +148,15 @@ fn start_vip(
         fence: fence.clone(),
     };
     let (sip_cfg, media_cfg, calls_cfg) = (cfg.sip.clone(), cfg.media.clone(), cfg.calls.clone());
+    let trunks_cfg = cfg.trunks.clone();
     let (cluster2, tls, security) = (cluster.clone(), Arc::clone(tls), Arc::clone(security));
     let start: crate::vip::StartServices = Arc::new(move || {
-        let (sip_cfg, media_cfg, calls_cfg) =
-            (sip_cfg.clone(), media_cfg.clone(), calls_cfg.clone());
+        let (sip_cfg, media_cfg, calls_cfg, trunks_cfg) = (
+            sip_cfg.clone(),
+            media_cfg.clone(),
+            calls_cfg.clone(),
+            trunks_cfg.clone(),
+        );
         let (cluster, tls, security, on_vip) = (
             cluster2.clone(),
             Arc::clone(&tls),
@@ -162,6 +168,7 @@ fn start_vip(
                 &sip_cfg,
                 &media_cfg,
                 &calls_cfg,
+                &trunks_cfg,
                 cluster,
                 tls,
                 security,

@@ -11,6 +11,10 @@ use crate::model::{
     ActiveCall, AuditEntry, Ban, Binding, CallDetail, ClusterRecord, Event, Extension,
     FirewallRule, MemberRecord, Recipient, Setting, UnixMillis, UserAccount, VipConfig,
 };
+use crate::routing::{
+    CallRoute, Limit, OutboundHold, PutMode, Reservation, RoutingKind, RoutingRecord, TollCounter,
+    TrunkStatus,
+};
 use crate::tables::{Record, Table};
 
 /// A change to the replicated state.
@@ -103,6 +107,27 @@ pub enum Command {
         change: Box<Self>,
         entry: AuditEntry,
     },
+    /// Create or replace a trunk, route or permission group; names it refers to must exist.
+    PutRouting {
+        record: RoutingRecord,
+        mode: PutMode,
+    },
+    /// Delete a trunk, route or group; `Conflict` names what still refers to it.
+    DeleteRouting {
+        kind: RoutingKind,
+        name: String,
+    },
+    /// A trunk's state changed.
+    PutTrunkStatus(TrunkStatus),
+    /// Check an outbound call against its extension's and trunks' limits and count it: answered by
+    /// `Reserved` or `LimitReached`.
+    ReserveOutbound(Box<Reservation>),
+    /// An admin lifts an extension's outbound suspension.
+    ClearSuspension {
+        extension: String,
+    },
+    /// How a trunk call was routed, beside its CDR.
+    PutCallRoute(CallRoute),
 }
 
 /// One change to the registration table.
@@ -143,6 +168,15 @@ pub enum Response {
     NotFound { table: String, key: String },
     /// The responses to a [`Command::Batch`], in order.
     Batch(Vec<Self>),
+    /// An outbound call was counted; it goes through trunk `trunk` of the reservation's list.
+    Reserved { trunk: u32 },
+    /// An outbound call would cross `limit` of `counter` (`ext:…` or `trunk:…`); nothing was
+    /// counted. `suspended`: the extension's outbound calls are now suspended.
+    LimitReached {
+        counter: String,
+        limit: Limit,
+        suspended: bool,
+    },
 }
 
 /// The view of the tables `apply` works on: reads see the writes made earlier in the same batch.
@@ -193,9 +227,25 @@ impl Command {
             Self::PutCall(rec) => put(txn, rec.as_ref()),
             Self::EndCall { call_id, cdr } => {
                 delete(txn, Table::Calls, call_id, false);
+                release_outbound(txn, call_id)?;
                 put(txn, cdr.as_ref())
             }
-            Self::DeleteCall { call_id } => Ok(delete(txn, Table::Calls, call_id, false)),
+            Self::DeleteCall { call_id } => {
+                release_outbound(txn, call_id)?;
+                Ok(delete(txn, Table::Calls, call_id, false))
+            }
+            Self::PutRouting { record, mode } => {
+                crate::routing_apply::put_routing(txn, record, *mode)
+            }
+            Self::DeleteRouting { kind, name } => {
+                crate::routing_apply::delete_routing(txn, *kind, name)
+            }
+            Self::PutTrunkStatus(status) => put(txn, status),
+            Self::ReserveOutbound(r) => crate::routing_apply::reserve(txn, r),
+            Self::ClearSuspension { extension } => {
+                crate::routing_apply::clear_suspension(txn, extension)
+            }
+            Self::PutCallRoute(route) => put(txn, route),
             Self::PutFirewallRule(rule) => put(txn, rule),
             Self::DeleteFirewallRule { id } => Ok(delete(txn, Table::Firewall, id, true)),
             Self::PutBan(ban) => put(txn, ban),
@@ -243,6 +293,7 @@ impl Command {
             Self::DeleteRecipient { id } => Ok(delete(txn, Table::Recipients, id, true)),
             Self::PruneCdrs { before } => {
                 prune_before(txn, Table::Cdrs, &CallDetail::key_for(*before, ""));
+                prune_before(txn, Table::CdrRoutes, &CallDetail::key_for(*before, ""));
                 Ok(Response::Ok)
             }
             Self::UpdateBindings(ops) => {
@@ -251,6 +302,23 @@ impl Command {
                 }
                 Ok(Response::Ok)
             }
+        }
+    }
+
+    /// Whether applying it may change what calls are routed by: trunks, routes, groups, settings,
+    /// and the extensions whose permission groups routes are chosen by.
+    pub fn changes_routing(&self) -> bool {
+        match self {
+            Self::PutRouting { .. }
+            | Self::DeleteRouting { .. }
+            | Self::PutSetting(_)
+            | Self::DeleteSetting { .. }
+            | Self::CreateExtension(_)
+            | Self::UpdateExtension(_)
+            | Self::DeleteExtension { .. } => true,
+            Self::Batch(cmds) => cmds.iter().any(Self::changes_routing),
+            Self::Audited { change, .. } => change.changes_routing(),
+            _ => false,
         }
     }
 
@@ -287,6 +355,12 @@ impl Command {
             Self::DeleteRecipient { .. } => "delete_recipient",
             Self::Batch(_) => "batch",
             Self::Audited { .. } => "audited",
+            Self::PutRouting { .. } => "put_routing",
+            Self::DeleteRouting { .. } => "delete_routing",
+            Self::PutTrunkStatus(_) => "put_trunk_status",
+            Self::ReserveOutbound(_) => "reserve_outbound",
+            Self::ClearSuspension { .. } => "clear_suspension",
+            Self::PutCallRoute(_) => "put_call_route",
         }
     }
 }
@@ -333,6 +407,28 @@ fn apply_binding(txn: &mut dyn Txn, op: &BindingOp) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// A call ended: the toll counters it held stop counting it as simultaneous.
+fn release_outbound(txn: &mut dyn Txn, call_id: &str) -> Result<(), CodecError> {
+    let Some(hold) = get::<OutboundHold>(txn, call_id)? else {
+        return Ok(());
+    };
+    for key in &hold.counters {
+        if let Some(mut counter) = get::<TollCounter>(txn, key)? {
+            counter.active.retain(|(id, _)| id != call_id);
+            put(txn, &counter)?;
+        }
+    }
+    txn.delete(Table::OutboundActive, call_id);
+    Ok(())
+}
+
+/// Reads one record.
+pub(crate) fn get<R: Record>(txn: &dyn Txn, key: &str) -> Result<Option<R>, CodecError> {
+    txn.get(R::TABLE, key)
+        .map(|bytes| codec::decode::<R>(&bytes))
+        .transpose()
+}
+
 /// Deletes every key that sorts before `bound` (tables keyed by a zero-padded time first).
 fn prune_before(txn: &mut dyn Txn, table: Table, bound: &str) {
     for key in txn.keys_with_prefix(table, "") {
@@ -343,16 +439,16 @@ fn prune_before(txn: &mut dyn Txn, table: Table, bound: &str) {
     }
 }
 
-fn table_name(table: Table) -> String {
+pub(crate) fn table_name(table: Table) -> String {
     table.cf_name().trim_start_matches("t_").to_owned()
 }
 
-fn put<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
+pub(crate) fn put<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
     txn.put(R::TABLE, &rec.key(), codec::encode(rec)?);
     Ok(Response::Ok)
 }
 
-fn create<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
+pub(crate) fn create<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
     let key = rec.key();
     if txn.get(R::TABLE, &key).is_some() {
         return Ok(Response::Conflict {
@@ -363,7 +459,7 @@ fn create<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError>
     put(txn, rec)
 }
 
-fn update<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
+pub(crate) fn update<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError> {
     let key = rec.key();
     if txn.get(R::TABLE, &key).is_none() {
         return Ok(Response::NotFound {
@@ -374,7 +470,7 @@ fn update<R: Record>(txn: &mut dyn Txn, rec: &R) -> Result<Response, CodecError>
     put(txn, rec)
 }
 
-fn delete(txn: &mut dyn Txn, table: Table, key: &str, must_exist: bool) -> Response {
+pub(crate) fn delete(txn: &mut dyn Txn, table: Table, key: &str, must_exist: bool) -> Response {
     if txn.get(table, key).is_none() {
         return if must_exist {
             Response::NotFound {
@@ -390,14 +486,14 @@ fn delete(txn: &mut dyn Txn, table: Table, key: &str, must_exist: bool) -> Respo
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
     use crate::model::SipCredentials;
 
     #[derive(Default)]
-    struct MemTxn(BTreeMap<(Table, String), Vec<u8>>);
+    pub(crate) struct MemTxn(pub(crate) BTreeMap<(Table, String), Vec<u8>>);
 
     impl Txn for MemTxn {
         fn get(&self, table: Table, key: &str) -> Option<Vec<u8>> {
@@ -418,7 +514,7 @@ mod tests {
         }
     }
 
-    fn ext(number: &str) -> Extension {
+    pub(crate) fn ext(number: &str) -> Extension {
         Extension {
             number: number.into(),
             display_name: "Reception".into(),
@@ -436,7 +532,7 @@ mod tests {
         }
     }
 
-    fn cdr(started_at: UnixMillis, id: &str) -> CallDetail {
+    pub(crate) fn cdr(started_at: UnixMillis, id: &str) -> CallDetail {
         CallDetail {
             id: id.into(),
             caller: "1001".into(),

@@ -15,6 +15,8 @@ mod error;
 mod log_store;
 pub mod model;
 mod reader;
+pub mod routing;
+mod routing_apply;
 mod snapshot_file;
 mod state_machine;
 pub mod tables;

@@ -299,10 +299,13 @@ pub enum Disposition {
     NotFound,
     /// Refused or failed for any other reason (limits, media, errors).
     Failed,
+    /// An outbound call the caller may not make: no permitted route, a country not allowed, a
+    /// toll-fraud limit. (Appended last: earlier variants encode as before.)
+    Denied,
 }
 
 impl Disposition {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Answered,
         Self::Busy,
         Self::NoAnswer,
@@ -310,6 +313,7 @@ impl Disposition {
         Self::Unavailable,
         Self::NotFound,
         Self::Failed,
+        Self::Denied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -321,6 +325,7 @@ impl Disposition {
             Self::Unavailable => "unavailable",
             Self::NotFound => "not_found",
             Self::Failed => "failed",
+            Self::Denied => "denied",
         }
     }
 

@@ -24,6 +24,8 @@ pub struct StateReader {
 struct Applied {
     last: watch::Sender<Option<LogId<NodeId>>>,
     index: watch::Sender<u64>,
+    /// Bumped whenever routing configuration (trunks, routes, groups, settings) may have changed.
+    routing: std::sync::atomic::AtomicU64,
 }
 
 impl StateReader {
@@ -31,6 +33,7 @@ impl StateReader {
         let applied = Applied {
             last: watch::Sender::new(None),
             index: watch::Sender::new(0),
+            routing: std::sync::atomic::AtomicU64::new(0),
         };
         Self {
             db,
@@ -48,6 +51,21 @@ impl StateReader {
             *current = index;
             changed
         });
+    }
+
+    /// Marks routing configuration as changed (before the change is published).
+    pub(crate) fn routing_changed(&self) {
+        self.applied
+            .routing
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A number that changes whenever trunks, routes, permission groups or settings may have: what
+    /// a cache of them built at one version is still good for.
+    pub fn routing_version(&self) -> u64 {
+        self.applied
+            .routing
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The record of type `R` stored under `key`.

@@ -218,6 +218,8 @@ impl Txn for BatchTxn<'_> {
 
 /// What one `apply` call did.
 struct Applied {
+    /// Some entry changed routing configuration.
+    routing: bool,
     responses: Vec<Response>,
     last_applied: Option<LogId<NodeId>>,
     last_membership: Membership,
@@ -232,6 +234,7 @@ fn apply_entries(
     let mut txn = BatchTxn::new(db);
     let mut responses = Vec::new();
     let mut last_applied = None;
+    let mut routing = false;
     for entry in entries {
         let log_id = entry.log_id;
         last_applied = Some(log_id);
@@ -242,6 +245,7 @@ fn apply_entries(
                 Response::Ok
             }
             EntryPayload::Normal(command) => {
+                routing |= command.changes_routing();
                 let response = command.apply(&mut txn).map_err(|e| (log_id, e.into()))?;
                 if let Some(e) = txn.take_error() {
                     return Err((log_id, e));
@@ -254,6 +258,7 @@ fn apply_entries(
     }
     let Some(last) = last_applied else {
         return Ok(Applied {
+            routing,
             responses,
             last_applied,
             last_membership,
@@ -276,6 +281,7 @@ fn apply_entries(
     };
     write().map_err(|e| (last, e))?;
     Ok(Applied {
+        routing,
         responses,
         last_applied,
         last_membership,
@@ -299,6 +305,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if applied.last_applied.is_some() {
             self.last_applied = applied.last_applied;
             self.last_membership = applied.last_membership;
+            if applied.routing {
+                self.reader.routing_changed();
+            }
             self.reader.publish(applied.last_applied);
         }
         Ok(applied.responses)
@@ -345,6 +354,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| raft::write_snapshot(Some(meta), e))?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
+        self.reader.routing_changed();
         self.reader.publish(meta.last_log_id);
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())

@@ -27,11 +27,19 @@ pub enum Table {
     Audit,
     Events,
     Recipients,
+    Trunks,
+    TrunkStatus,
+    PermissionGroups,
+    InboundRoutes,
+    OutboundRoutes,
+    TollCounters,
+    OutboundActive,
+    CdrRoutes,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 21] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -45,6 +53,14 @@ impl Table {
         Self::Audit,
         Self::Events,
         Self::Recipients,
+        Self::Trunks,
+        Self::TrunkStatus,
+        Self::PermissionGroups,
+        Self::InboundRoutes,
+        Self::OutboundRoutes,
+        Self::TollCounters,
+        Self::OutboundActive,
+        Self::CdrRoutes,
     ];
 
     /// Column family holding the table.
@@ -63,6 +79,14 @@ impl Table {
             Self::Audit => "t_audit",
             Self::Events => "t_events",
             Self::Recipients => "t_recipients",
+            Self::Trunks => "t_trunks",
+            Self::TrunkStatus => "t_trunk_status",
+            Self::PermissionGroups => "t_permission_groups",
+            Self::InboundRoutes => "t_inbound_routes",
+            Self::OutboundRoutes => "t_outbound_routes",
+            Self::TollCounters => "t_toll_counters",
+            Self::OutboundActive => "t_outbound_active",
+            Self::CdrRoutes => "t_cdr_routes",
         }
     }
 
@@ -82,6 +106,14 @@ impl Table {
             Self::Audit => 11,
             Self::Events => 12,
             Self::Recipients => 13,
+            Self::Trunks => 14,
+            Self::TrunkStatus => 15,
+            Self::PermissionGroups => 16,
+            Self::InboundRoutes => 17,
+            Self::OutboundRoutes => 18,
+            Self::TollCounters => 19,
+            Self::OutboundActive => 20,
+            Self::CdrRoutes => 21,
         }
     }
 

@@ -113,3 +113,48 @@ impl From<storage::Response> for ApiError {
 fn singular(table: &str) -> &str {
     table.strip_suffix('s').unwrap_or(table)
 }
+
+impl ApiError {
+    /// A field of the request at fault, and why: `field: reason`, as the other validations word it.
+    pub(crate) fn invalid(field: impl std::fmt::Display, reason: impl std::fmt::Display) -> Self {
+        Self::BadRequest(format!("{field}: {reason}"))
+    }
+
+    /// The state machine's refusal of a put or delete of record `name` of table `own`, in words.
+    ///
+    /// A conflict in `own` is a duplicate (409 "… already exists"); a conflict elsewhere names the
+    /// record that still refers to `name` (409 "trunk a is used by outbound route local"). A
+    /// missing record of `own` is a 404; a missing record of a table in `fields` is a name the request
+    /// refers to, so a 400 naming the field (`trunks: trunk x does not exist`).
+    pub(crate) fn refused(
+        r: storage::Response,
+        own: &str,
+        name: &str,
+        fields: &[(&str, &str)],
+    ) -> Self {
+        match r {
+            storage::Response::Conflict { table, key } if table == own => {
+                Self::Conflict(format!("{} {key} already exists", noun(&table)))
+            }
+            storage::Response::Conflict { table, key } => Self::Conflict(format!(
+                "{} {name} is used by {} {key}",
+                noun(own),
+                noun(&table)
+            )),
+            storage::Response::NotFound { table, key } => {
+                match fields.iter().find(|(t, _)| *t == table) {
+                    Some((_, field)) => {
+                        Self::invalid(field, format!("{} {key} does not exist", noun(&table)))
+                    }
+                    None => Self::NotFound(format!("{} {key} does not exist", noun(&table))),
+                }
+            }
+            other => other.into(),
+        }
+    }
+}
+
+/// A table's name as a noun in a message: `outbound_routes` → `outbound route`.
+fn noun(table: &str) -> String {
+    singular(table).replace('_', " ")
+}

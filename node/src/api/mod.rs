@@ -8,13 +8,16 @@ mod cluster;
 mod error;
 mod events;
 mod extensions;
+mod groups;
 mod guard;
 mod json;
 mod paging;
 mod registrations;
+mod routes;
 mod security;
 mod serve;
 mod session;
+mod trunks;
 
 use std::time::Instant;
 
@@ -27,6 +30,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
 pub use guard::ClientAddr;
+pub use routes::{RoutingSettings, read_routing_settings};
 pub use serve::{ServeError, serve_https};
 
 /// What every handler can reach.
@@ -107,6 +111,46 @@ pub fn router(state: AppState) -> Router {
             get(extensions::get)
                 .patch(extensions::update)
                 .delete(extensions::delete),
+        )
+        .route("/trunks", get(trunks::list).post(trunks::create))
+        .route(
+            "/trunks/{name}",
+            get(trunks::get).put(trunks::update).delete(trunks::delete),
+        )
+        .route("/trunks/{name}/status", get(trunks::status))
+        .route(
+            "/routes/outbound",
+            get(routes::list_outbound).post(routes::create_outbound),
+        )
+        .route(
+            "/routes/outbound/{name}",
+            get(routes::get_outbound)
+                .put(routes::update_outbound)
+                .delete(routes::delete_outbound),
+        )
+        .route(
+            "/routes/inbound",
+            get(routes::list_inbound).post(routes::create_inbound),
+        )
+        .route(
+            "/routes/inbound/{name}",
+            get(routes::get_inbound)
+                .put(routes::update_inbound)
+                .delete(routes::delete_inbound),
+        )
+        .route(
+            "/routing/settings",
+            get(routes::get_settings).put(routes::put_settings),
+        )
+        .route("/permission-groups", get(groups::list).post(groups::create))
+        .route(
+            "/permission-groups/{name}",
+            get(groups::get).put(groups::update).delete(groups::delete),
+        )
+        .route("/toll-fraud", get(groups::list_counters))
+        .route(
+            "/toll-fraud/suspensions/{extension}",
+            axum::routing::delete(groups::clear_suspension),
         );
     Router::new()
         .nest("/api/v1", v1)

@@ -40,6 +40,7 @@ pub struct Security {
     gate: Arc<Gate>,
     detector: Detector,
     offences: mpsc::Sender<Offence>,
+    events: Arc<Events>,
 }
 
 impl Security {
@@ -91,6 +92,7 @@ impl Security {
             gate,
             detector,
             offences,
+            events,
         })
     }
 
@@ -134,6 +136,11 @@ impl Security {
             ip,
             reason: kind.reason(),
         });
+    }
+
+    /// The event center, for the services the gate protects.
+    pub(crate) fn events(&self) -> &Arc<Events> {
+        &self.events
     }
 
     pub(crate) fn gate(&self) -> &Gate {

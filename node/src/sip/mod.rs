@@ -11,6 +11,7 @@ mod qualify;
 mod registrar;
 mod reply;
 mod transport;
+mod trunk;
 mod writer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +23,7 @@ use pbx_sip::transaction::TransactionConfig;
 
 pub use registrar::RegistrarConfig;
 
-use crate::config::{CallsSection, MediaSection, SipSection};
+use crate::config::{CallsSection, MediaSection, SipSection, TrunksSection};
 use crate::media::PortRange;
 use crate::security::Security;
 use crate::vip::Fence;
@@ -34,6 +35,8 @@ pub enum SipError {
     Bind(#[from] std::io::Error),
     #[error("no media address: set [media] address or bind [sip] udp to an address")]
     NoMediaAddress,
+    #[error("[trunks] dns_servers: {0}")]
+    Dns(String),
 }
 
 /// The running SIP service; dropping it stops its tasks, closes its sockets and connections, and
@@ -68,10 +71,15 @@ impl SipService {
     /// With `vip`, the listeners and the media relay bind the VIP (on the configured ports), every
     /// established call in the records is carried on before the first packet is read, and nothing is
     /// sent or received on the VIP while the fence is down.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the config sections SIP reads and the node's shared services, each once"
+    )]
     pub async fn start(
         cfg: &SipSection,
         media: &MediaSection,
         calls_cfg: &CallsSection,
+        trunks_cfg: &TrunksSection,
         cluster: Cluster,
         tls: Arc<rustls::ServerConfig>,
         security: Arc<Security>,
@@ -105,6 +113,15 @@ impl SipService {
                 .or_else(|| cfg.udp.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()))
                 .ok_or(SipError::NoMediaAddress)?,
         };
+        let dns = trunk::dns::Dns::new(&trunks_cfg.dns_servers)
+            .map_err(|e| SipError::Dns(e.to_string()))?;
+        let trunks = Arc::new(trunk::Trunks::new(
+            cluster.clone(),
+            dns,
+            Duration::from_secs(trunks_cfg.failover_secs.max(1)),
+            Duration::from_secs(calls_cfg.ring_timeout_secs.saturating_add(60)),
+            Arc::clone(security.events()),
+        ));
         let calls = Arc::new(call::Calls::new(
             cluster.clone(),
             endpoint_handle.clone(),
@@ -122,8 +139,13 @@ impl SipService {
                 realm: cfg.realm.clone(),
             },
             Arc::clone(&security),
+            Arc::clone(&trunks),
         ));
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(trunk::refresh_sources(
+            Arc::clone(&trunks),
+            Duration::from_secs(trunks_cfg.address_refresh_secs.max(5)),
+        )));
         if vip.is_none() {
             tasks.push(tokio::spawn(call::end_orphans(Arc::clone(&calls))));
         }
@@ -148,6 +170,7 @@ impl SipService {
             writer: writer.clone(),
             endpoint: endpoint_handle.clone(),
         });
+        let trunk_endpoint = endpoint_handle.clone();
         let (qualify_endpoint, qualify_out) = (endpoint_handle, out.clone());
         let tx_config = TransactionConfig {
             max_transactions: cfg.max_transactions,
@@ -161,6 +184,19 @@ impl SipService {
             tracing::info!(calls = carried, "established calls carried on");
         }
         tasks.extend(transports.spawn(&out, inbound_tx, &security));
+        // Trunks register from the node serving phones: the VIP owner (this service exists only
+        // while it owns the VIP), or without a VIP the Raft leader, so a provider sees one
+        // registration.
+        let local_calls = Arc::clone(&calls);
+        let local: trunk::register::LocalOf = Arc::new(move |t| local_calls.local(t));
+        let leadership = cluster.leadership();
+        let on_vip = vip.is_some();
+        tasks.push(tokio::spawn(trunk::run_registrations(
+            Arc::clone(&trunks),
+            trunk_endpoint,
+            local,
+            move || on_vip || leadership.borrow().leads,
+        )));
         tasks.push(tokio::spawn(expiry::run(cluster.clone(), writer.clone())));
         if cfg.qualify_interval_secs > 0 {
             let qualifier = qualify::Qualifier {

@@ -2,7 +2,7 @@
 //! allocated for it. Pure: the driver reads the callee's extension and bindings, this decides.
 
 use pbx_sip::sdp::Sdp;
-use pbx_sip::transaction::Transport;
+use pbx_sip::transaction::{Peer, Transport};
 use storage::model::{Binding, Disposition, Extension, HangupSide, UnixMillis};
 
 use super::dialog::{self, body_of, is_sdp};
@@ -68,6 +68,41 @@ pub(crate) struct Admitted {
     pub(crate) max_forwards: u32,
     /// The caller asked to stay anonymous.
     pub(crate) anonymous: bool,
+    /// The servers of the trunks an outbound call is tried on, in order (no bindings then).
+    pub(crate) trunk: Option<OutboundTrunk>,
+}
+
+/// Credentials a trunk answers its provider's challenges with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TrunkCredentials {
+    pub(crate) username: String,
+    pub(crate) password: String,
+    /// The realm they are for; any when empty.
+    pub(crate) realm: String,
+}
+
+/// One server of a trunk to try, with the addressing of the INVITE sent to it.
+#[derive(Debug, Clone)]
+pub(crate) struct TrunkTarget {
+    pub(crate) trunk: String,
+    pub(crate) peer: Peer,
+    pub(crate) request_uri: String,
+    /// From and To (name-addr, without tag).
+    pub(crate) from: String,
+    pub(crate) to: String,
+    /// The user part of the PBX's Contact.
+    pub(crate) contact_user: String,
+    /// Headers only this trunk gets (P-Asserted-Identity, Privacy).
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) credentials: Option<TrunkCredentials>,
+}
+
+/// An outbound call's servers, tried one after the other (RFC 3263 §4.3: the next on a timeout or a
+/// `503`), and how long each may stay silent.
+#[derive(Debug, Clone)]
+pub(crate) struct OutboundTrunk {
+    pub(crate) targets: Vec<TrunkTarget>,
+    pub(crate) silence: std::time::Duration,
 }
 
 /// The number dialled, when it can be an extension (digits only, bounded).
@@ -88,17 +123,8 @@ fn unsupported_required(headers: &rsip::Headers) -> Option<&'static str> {
         .then_some("100rel")
 }
 
-/// Decides an INVITE from an authenticated caller to `callee` (its extension, if it has one) whose
-/// bindings are `bindings`. `reject_anonymous` is the site's policy on callers asking for privacy.
-pub(crate) fn admit(
-    req: &rsip::Request,
-    transport: Transport,
-    callee: Option<&Extension>,
-    bindings: Vec<Binding>,
-    now: UnixMillis,
-    reject_anonymous: bool,
-) -> Result<Admitted, Refusal> {
-    let headers = &req.headers;
+/// What every INVITE must pass, before its destination is looked at.
+fn check_headers(headers: &rsip::Headers) -> Result<u32, Refusal> {
     let max_forwards = dialog::first(headers, "Max-Forwards")
         .and_then(|v| v.trim().parse::<u32>().ok())
         .unwrap_or(70);
@@ -110,11 +136,23 @@ pub(crate) fn admit(
         r.headers.push(("Unsupported".into(), option.into()));
         return Err(r);
     }
-    if !callee.is_some_and(|e| e.enabled) {
-        return Err(Refusal::new(404, "Not Found", Some(Disposition::NotFound)));
-    }
+    Ok(max_forwards)
+}
+
+/// The checks of [`admit_outbound`] that need no route: done before an outbound call is routed
+/// and counted, so that a malformed INVITE costs no toll reservation.
+pub(crate) fn precheck(req: &rsip::Request) -> Result<(), Refusal> {
+    check_headers(&req.headers)?;
+    offer_of(req).map(|_| ())
+}
+
+/// The offer and the caller's privacy: `(offer, anonymous, srtp)`.
+fn check_offer(
+    req: &rsip::Request,
+    reject_anonymous: bool,
+) -> Result<(Option<Sdp>, bool, bool), Refusal> {
     let offer = offer_of(req)?;
-    let anonymous = wants_privacy(headers);
+    let anonymous = wants_privacy(&req.headers);
     if reject_anonymous && anonymous {
         return Err(Refusal::new(
             433,
@@ -122,9 +160,27 @@ pub(crate) fn admit(
             Some(Disposition::Failed),
         ));
     }
+    let srtp = offer.as_ref().is_some_and(carries_keys);
+    Ok((offer, anonymous, srtp))
+}
+
+/// Decides an INVITE from an authenticated caller to `callee` (its extension, if it has one) whose
+/// bindings are `bindings`. `reject_anonymous` is the site's policy on callers asking for privacy.
+pub(crate) fn admit(
+    req: &rsip::Request,
+    transport: Transport,
+    callee: Option<&Extension>,
+    bindings: Vec<Binding>,
+    now: UnixMillis,
+    reject_anonymous: bool,
+) -> Result<Admitted, Refusal> {
+    let max_forwards = check_headers(&req.headers)?;
+    if !callee.is_some_and(|e| e.enabled) {
+        return Err(Refusal::new(404, "Not Found", Some(Disposition::NotFound)));
+    }
+    let (offer, anonymous, srtp) = check_offer(req, reject_anonymous)?;
     // SDES-SRTP keys travel in the SDP: only over SIP over TLS, in and out. (A delayed offer's keys
     // come from the callee, and are checked when it answers.)
-    let srtp = offer.as_ref().is_some_and(carries_keys);
     if srtp && transport != Transport::Tls {
         return Err(Refusal::new(488, "SRTP Keys Need SIP over TLS", None));
     }
@@ -145,6 +201,39 @@ pub(crate) fn admit(
         bindings,
         max_forwards: max_forwards - 1,
         anonymous,
+        trunk: None,
+    })
+}
+
+/// Decides an INVITE that leaves through a trunk, to the servers in `trunk` (already routed,
+/// permitted and counted).
+pub(crate) fn admit_outbound(
+    req: &rsip::Request,
+    transport: Transport,
+    trunk: OutboundTrunk,
+) -> Result<Admitted, Refusal> {
+    let max_forwards = check_headers(&req.headers)?;
+    let (offer, anonymous, srtp) = check_offer(req, false)?;
+    let clear = trunk
+        .targets
+        .iter()
+        .any(|t| t.peer.transport != Transport::Tls);
+    if srtp && (transport != Transport::Tls || clear) {
+        return Err(Refusal::new(488, "SRTP Keys Need SIP over TLS", None));
+    }
+    if trunk.targets.is_empty() {
+        return Err(Refusal::new(
+            503,
+            "No Trunk Available",
+            Some(Disposition::Failed),
+        ));
+    }
+    Ok(Admitted {
+        offer,
+        bindings: Vec::new(),
+        max_forwards: max_forwards - 1,
+        anonymous,
+        trunk: Some(trunk),
     })
 }
 

@@ -14,6 +14,7 @@ use storage::model::{ActiveCall, Binding, Extension};
 use super::admission::{self, Refusal};
 use super::core::{Action, CallCore, Env, Input, LegEvent, Locals, MediaStatus, NewCall, Now};
 use super::limits::AtLimit;
+use super::outbound::RouteFacts;
 use super::privacy::display_name;
 use super::record::{self, CdrFacts};
 use super::{Calls, dialog};
@@ -45,6 +46,28 @@ impl Calls {
     }
 }
 
+/// One call attempt as far as admission got: who, to what, and how it was routed.
+pub(super) struct Attempt {
+    /// The call's id (its CDR's, and its toll reservation's).
+    pub(super) id: String,
+    pub(super) started: Now,
+    /// The calling extension, or the caller's number for a call from a trunk.
+    pub(super) caller: String,
+    pub(super) caller_name: String,
+    pub(super) callee: String,
+    /// Refuse callers hiding their identity.
+    pub(super) reject_anonymous: bool,
+    /// The call came in on a trunk (no digest authentication; its route is known).
+    pub(super) from_trunk: bool,
+    pub(super) facts: Option<RouteFacts>,
+}
+
+impl Attempt {
+    pub(super) fn cdr_key(&self) -> String {
+        storage::model::CallDetail::key_for(self.started.wall, &self.id)
+    }
+}
+
 /// A new call: the caller's INVITE on server transaction `tx`.
 #[expect(
     clippy::too_many_arguments,
@@ -60,26 +83,37 @@ pub(super) async fn run(
     input: mpsc::UnboundedSender<Input>,
     inputs: mpsc::UnboundedReceiver<Input>,
 ) {
-    let caller = match auth.check(&req, &raw_uri, now_millis(), true, peer) {
-        AuthOutcome::Authenticated { username } => username,
-        AuthOutcome::Challenge(headers) => {
-            let mut resp =
-                dialog::response(&req, 407, None, &dialog::token()[..16], None, &[], None);
-            insert_before_length(&mut resp, headers);
-            calls.endpoint.respond(tx, resp).await;
-            calls.forget(Some(tx), &[]);
-            return;
-        }
-        AuthOutcome::Unavailable => {
-            let refusal = Refusal::new(503, "Cluster Not Ready", None);
-            return refuse(&calls, tx, &req, "", refusal).await;
-        }
-    };
     let started = now();
-    let callee = admission::dialled_number(&req).unwrap_or_default();
-    let (core, media) = match admit(&calls, tx, &req, peer, &caller, &callee, started) {
+    let mut attempt = if let Some(trunk) = calls.trunks.sources.trunk_for(peer.addr.ip()) {
+        match calls.inbound_attempt(&trunk, &req, started).await {
+            Ok(a) => a,
+            Err((attempt, refusal)) => return refuse(&calls, tx, &req, &attempt, refusal).await,
+        }
+    } else {
+        let caller = match auth.check(&req, &raw_uri, now_millis(), true, peer) {
+            AuthOutcome::Authenticated { username } => username,
+            AuthOutcome::Challenge(headers) => {
+                let mut resp =
+                    dialog::response(&req, 407, None, &dialog::token()[..16], None, &[], None);
+                insert_before_length(&mut resp, headers);
+                calls.endpoint.respond(tx, resp).await;
+                calls.forget(Some(tx), &[]);
+                return;
+            }
+            AuthOutcome::Unavailable => {
+                let refusal = Refusal::new(503, "Cluster Not Ready", None);
+                let attempt = Attempt::new(String::new(), String::new(), started);
+                return refuse(&calls, tx, &req, &attempt, refusal).await;
+            }
+        };
+        let callee = admission::dialled_number(&req).unwrap_or_default();
+        let mut a = Attempt::new(caller, callee, started);
+        a.reject_anonymous = calls.config.reject_anonymous;
+        a
+    };
+    let (core, media) = match admit(&calls, tx, &req, peer, &mut attempt).await {
         Ok(admitted) => admitted,
-        Err(refusal) => return refuse(&calls, tx, &req, &caller, refusal).await,
+        Err(refusal) => return refuse(&calls, tx, &req, &attempt, refusal).await,
     };
     for id in core.call_ids() {
         calls.add_call_id(&id, &input);
@@ -95,42 +129,98 @@ pub(super) async fn run(
     driver.drive().await;
 }
 
-/// Admission, limits, media and the core, in that order; whatever was taken is given back on a
-/// refusal.
-fn admit(
+impl Attempt {
+    pub(super) fn new(caller: String, callee: String, started: Now) -> Self {
+        Self {
+            id: dialog::token(),
+            started,
+            caller_name: String::new(),
+            caller,
+            callee,
+            reject_anonymous: false,
+            from_trunk: false,
+            facts: None,
+        }
+    }
+}
+
+/// What the INVITE is admitted as: a call to an extension, or out through a trunk when the number
+/// is no extension's and an outbound route exists.
+async fn admitted(
     calls: &Arc<Calls>,
-    tx: ServerTxId,
     req: &rsip::Request,
     peer: Peer,
-    caller: &str,
-    callee: &str,
-    now: Now,
-) -> Result<(CallCore, MediaSession), Refusal> {
+    a: &mut Attempt,
+) -> Result<admission::Admitted, Refusal> {
     let reader = calls.cluster.reader();
     let read_failed = |e: storage::StorageError| {
         tracing::warn!(error = %e, "reading the callee failed");
         Refusal::internal()
     };
-    let extension = match callee {
+    let extension = match a.callee.as_str() {
         "" => None,
         number => reader.get::<Extension>(number).map_err(read_failed)?,
     };
+    let outbound = extension.is_none()
+        && !a.from_trunk
+        && !a.callee.is_empty()
+        && !calls.trunks.tables().outbound.is_empty();
+    if outbound {
+        admission::precheck(req)?;
+        let caller = reader
+            .get::<Extension>(&a.caller)
+            .map_err(read_failed)?
+            .ok_or_else(Refusal::internal)?;
+        let anonymous = super::privacy::wants_privacy(&req.headers);
+        let routed = calls
+            .route_outbound(
+                &a.id,
+                &caller,
+                &a.callee,
+                anonymous,
+                a.started.wall,
+                a.cdr_key(),
+            )
+            .await;
+        let routed = match routed {
+            Ok(r) => r,
+            Err((refusal, facts)) => {
+                a.facts = facts;
+                return Err(refusal);
+            }
+        };
+        a.facts = Some(routed.facts);
+        return admission::admit_outbound(req, peer.transport, routed.trunk);
+    }
     let bindings = match &extension {
         Some(e) if e.enabled => reader
             .scan_prefix::<Binding>(&Binding::aor_prefix(&e.number))
             .map_err(read_failed)?,
         _ => Vec::new(),
     };
-    let config = &calls.config;
-    let admitted = admission::admit(
+    admission::admit(
         req,
         peer.transport,
         extension.as_ref(),
         bindings,
-        now.wall,
-        config.reject_anonymous,
-    )?;
-    let extensions = [caller, callee];
+        a.started.wall,
+        a.reject_anonymous,
+    )
+}
+
+/// Admission, limits, media and the core, in that order; whatever was taken is given back on a
+/// refusal.
+async fn admit(
+    calls: &Arc<Calls>,
+    tx: ServerTxId,
+    req: &rsip::Request,
+    peer: Peer,
+    a: &mut Attempt,
+) -> Result<(CallCore, MediaSession), Refusal> {
+    let admitted = admitted(calls, req, peer, a).await?;
+    let config = &calls.config;
+    let (caller, callee) = (a.caller.clone(), a.callee.clone());
+    let extensions = [caller.as_str(), callee.as_str()];
     calls
         .limits()
         .reserve(extensions, config.max_per_extension)
@@ -150,24 +240,30 @@ fn admit(
             return Err(Refusal::no_ports());
         }
     };
-    let caller_name = reader
-        .get::<Extension>(caller)
-        .ok()
-        .flatten()
-        .map(|e| e.display_name)
-        .unwrap_or_default();
+    let caller_name = if a.from_trunk {
+        a.caller_name.clone()
+    } else {
+        calls
+            .cluster
+            .reader()
+            .get::<Extension>(&caller)
+            .ok()
+            .flatten()
+            .map(|e| e.display_name)
+            .unwrap_or_default()
+    };
     let call = NewCall {
-        id: dialog::token(),
+        id: a.id.clone(),
         tx,
         invite: req.clone(),
         peer,
-        caller: caller.to_owned(),
-        caller_name: display_name(&caller_name, caller),
-        callee: callee.to_owned(),
+        caller: caller.clone(),
+        caller_name: display_name(&caller_name, &caller),
+        callee: callee.clone(),
         admitted,
         ports: media.ports(),
     };
-    match CallCore::start(calls.env(), now, call) {
+    match CallCore::start(calls.env(), a.started, call) {
         Ok(core) => Ok((core, media)),
         Err(refusal) => {
             calls.limits().release(extensions);
@@ -176,14 +272,9 @@ fn admit(
     }
 }
 
-/// Answers a refused INVITE, with a CDR when it was a call attempt.
-async fn refuse(
-    calls: &Calls,
-    tx: ServerTxId,
-    req: &rsip::Request,
-    caller: &str,
-    refusal: Refusal,
-) {
+/// Answers a refused INVITE, with a CDR when it was a call attempt (always, once it was routed to a
+/// trunk: the CDR's end releases its toll reservation).
+async fn refuse(calls: &Calls, tx: ServerTxId, req: &rsip::Request, a: &Attempt, refusal: Refusal) {
     let extra = refusal.headers.clone();
     let resp = dialog::response(
         req,
@@ -196,22 +287,33 @@ async fn refuse(
     );
     calls.endpoint.respond(tx, resp).await;
     calls.forget(Some(tx), &[]);
-    let Some(outcome) = refusal.outcome else {
-        return;
+    let outcome = match (refusal.outcome, &a.facts) {
+        (Some(o), _) => o,
+        (None, Some(_)) => record::Outcome::new(
+            storage::model::Disposition::Failed,
+            storage::model::HangupSide::Pbx,
+            refusal.code.to_string(),
+            refusal.code,
+        ),
+        (None, None) => return,
     };
-    let callee = admission::dialled_number(req).unwrap_or_default();
-    tracing::info!(extension = %caller, callee = %callee, status = refusal.code, "call refused");
-    let now = now_millis();
+    tracing::info!(call = %a.id, extension = %a.caller, callee = %a.callee, status = refusal.code, "call refused");
     let facts = CdrFacts {
-        id: &dialog::token(),
-        caller,
-        callee: &callee,
-        started_at: now,
+        id: &a.id,
+        caller: &a.caller,
+        callee: &a.callee,
+        started_at: a.started.wall,
         answered_at: None,
         node_id: calls.cluster.node_id(),
     };
     record::count_end(&outcome, false);
-    if let Err(e) = record::end(&calls.cluster, record::cdr(&facts, &outcome, now)).await {
+    let route = a
+        .facts
+        .as_ref()
+        .filter(|f| !f.stored)
+        .map(|f| f.record(a.cdr_key()));
+    let cdr = record::cdr(&facts, &outcome, now_millis());
+    if let Err(e) = record::end_with(&calls.cluster, cdr, route).await {
         tracing::warn!(error = %e, "CDR not stored");
     }
 }

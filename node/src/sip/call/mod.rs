@@ -7,10 +7,12 @@
 
 mod admission;
 mod core;
-mod dialog;
+pub(crate) mod dialog;
 mod driver;
+mod inbound;
 mod janitor;
 mod limits;
+mod outbound;
 mod privacy;
 mod record;
 mod session;
@@ -64,6 +66,7 @@ pub(crate) struct Calls {
     pub(crate) ports: PortRange,
     pub(crate) config: CallConfig,
     security: Arc<Security>,
+    pub(crate) trunks: Arc<super::trunk::Trunks>,
     routes: Mutex<Routes>,
     /// Every call's task: aborted together when this node stops serving phones (the VIP moved away),
     /// which closes their media sockets without ending the calls, for the next owner to carry on.
@@ -78,6 +81,7 @@ impl Calls {
         ports: PortRange,
         config: CallConfig,
         security: Arc<Security>,
+        trunks: Arc<super::trunk::Trunks>,
     ) -> Self {
         Self {
             cluster,
@@ -86,6 +90,7 @@ impl Calls {
             ports,
             config,
             security,
+            trunks,
             routes: Mutex::new(Routes::default()),
             tasks: Mutex::new(JoinSet::new()),
         }

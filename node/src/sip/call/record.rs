@@ -80,15 +80,30 @@ pub(crate) async fn put(cluster: &Cluster, call: ActiveCall) -> Result<(), Recor
 
 /// Removes the dialog record and stores the CDR, in one entry.
 pub(crate) async fn end(cluster: &Cluster, cdr: CallDetail) -> Result<(), RecordError> {
+    end_with(cluster, cdr, None).await
+}
+
+/// Stores the CDR (ending the call), with the call's route beside it when that is not stored yet.
+pub(crate) async fn end_with(
+    cluster: &Cluster,
+    cdr: CallDetail,
+    route: Option<storage::routing::CallRoute>,
+) -> Result<(), RecordError> {
     let call_id = cdr.id.clone();
-    propose(
-        cluster,
-        Command::EndCall {
-            call_id,
-            cdr: Box::new(cdr),
-        },
-    )
-    .await
+    let end = Command::EndCall {
+        call_id,
+        cdr: Box::new(cdr),
+    };
+    match route {
+        None => propose(cluster, end).await,
+        Some(route) => {
+            let batch = Command::Batch(vec![end, Command::PutCallRoute(route)]);
+            match cluster.propose(batch).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
 }
 
 /// Call counters for Prometheus.

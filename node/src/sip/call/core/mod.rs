@@ -7,6 +7,7 @@
 //! answer the core waits for (a commit, added media ports, a request's final response) are answered
 //! with an input naming them.
 
+mod hunt;
 mod prack;
 mod ringing;
 mod talk;
@@ -22,7 +23,7 @@ use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
 use storage::model::{ActiveCall, CallDetail, DialogLeg, MediaStream, UnixMillis};
 
 use super::CallConfig;
-use super::admission::Admitted;
+use super::admission::{Admitted, TrunkCredentials, TrunkTarget};
 use super::dialog;
 use super::record::{self, CdrFacts, Outcome};
 use crate::media::{Latch, PeerMedia, Side};
@@ -215,6 +216,28 @@ struct Branch {
     final_code: Option<u16>,
     /// The `RSeq` of the last reliable provisional response it sent.
     rseq: Option<u32>,
+    /// A trunk server that has not answered at all by then is given up on.
+    silent_until: Option<Instant>,
+    /// Headers only this branch's INVITE carries (a trunk's identity headers, credentials).
+    headers: Vec<(String, String)>,
+    /// A trunk's credentials, and whether a challenge was answered with them already.
+    credentials: Option<TrunkCredentials>,
+    auth_tried: bool,
+}
+
+impl Branch {
+    fn new(leg: DialogLeg, peer: Peer) -> Self {
+        Self {
+            leg,
+            peer,
+            final_code: None,
+            rseq: None,
+            silent_until: None,
+            headers: Vec::new(),
+            credentials: None,
+            auth_tried: false,
+        }
+    }
 }
 
 /// An in-dialog request passed from one leg to the other, waiting for the other phone's answer.
@@ -287,6 +310,13 @@ pub(crate) struct CallCore {
     recorded_latches: Option<Vec<[Latch; 2]>>,
     branches: Vec<Branch>,
     winner: Option<usize>,
+    /// Trunk servers not tried yet, in order (an outbound call tries one at a time).
+    hunt: VecDeque<TrunkTarget>,
+    /// How long a trunk server may stay silent (`None` for calls to extensions).
+    silence: Option<Duration>,
+    /// The offer the callee's side gets, and its Max-Forwards, for INVITEs sent later.
+    b_offer: Option<String>,
+    max_forwards: u32,
     phase: Phase,
     started_at: UnixMillis,
     answered_at: Option<UnixMillis>,
@@ -322,7 +352,11 @@ impl CallCore {
     /// When [`CallCore::handle_timeout`] is next due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Ringing if self.winner.is_none() => self.ring_deadline,
+            Phase::Ringing if self.winner.is_none() => {
+                let silent = self.branches.iter().filter(|b| b.final_code.is_none());
+                let silent = silent.filter_map(|b| b.silent_until);
+                silent.chain(self.ring_deadline).min()
+            }
             Phase::Ringing => None,
             Phase::Talking => [self.max_end, self.next_check].into_iter().flatten().min(),
             Phase::Committing { .. } | Phase::Over => None,
@@ -381,6 +415,8 @@ impl CallCore {
             Phase::Ringing => {
                 if self.winner.is_none() && self.ring_deadline.is_some_and(|d| now.at >= d) {
                     self.ring_timeout(now);
+                } else if self.winner.is_none() {
+                    self.silent_servers(now);
                 }
             }
             Phase::Talking => self.talking_timeout(now, media),
@@ -671,12 +707,8 @@ impl CallCore {
             now.at + Duration::from_millis(deadline.saturating_sub(now.wall))
         });
         let anonymous = legs[CALLEE].local_uri.contains("anonymous.invalid");
-        let branch = Branch {
-            leg: legs[CALLEE].clone(),
-            peer: peers[CALLEE],
-            final_code: Some(200),
-            rseq: None,
-        };
+        let mut branch = Branch::new(legs[CALLEE].clone(), peers[CALLEE]);
+        branch.final_code = Some(200);
         let mut core = Self {
             id: rec.id,
             caller: legs[CALLER].extension.clone(),
@@ -693,6 +725,10 @@ impl CallCore {
             latched,
             branches: vec![branch],
             winner: Some(0),
+            hunt: VecDeque::new(),
+            silence: None,
+            b_offer: None,
+            max_forwards: 70,
             phase: Phase::Talking,
             started_at: rec.started_at,
             answered_at: Some(rec.answered_at),

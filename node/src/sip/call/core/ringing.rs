@@ -18,7 +18,7 @@ use super::super::session::{peer_media, stream_ports};
 use super::prack::Reliability;
 use super::{
     Action, Branch, CALLEE, CALLER, CallCore, Delayed, Env, Input, LegEvent, NewCall, Now, Phase,
-    Purpose,
+    Purpose, TrunkTarget,
 };
 use crate::media::{PeerMedia, Side};
 use crate::sip::transport::transport_name;
@@ -30,7 +30,16 @@ impl CallCore {
         let caller_leg = caller_leg(&env, &call)?;
         let delayed = call.admitted.offer.is_none();
         let offer = call.admitted.offer.clone().unwrap_or_else(Sdp::none);
-        let branches = branches(&env, &call);
+        let (branches, hunt, silence) = match &call.admitted.trunk {
+            Some(trunk) => {
+                let mut hunt: VecDeque<_> = trunk.targets.iter().cloned().collect();
+                let first = hunt
+                    .pop_front()
+                    .and_then(|t| trunk_branch(&env, &call.callee, &t));
+                (first.into_iter().collect(), hunt, Some(trunk.silence))
+            }
+            None => (branches(&env, &call), VecDeque::new(), None),
+        };
         if branches.is_empty() {
             return Err(Refusal::new(
                 480,
@@ -55,6 +64,10 @@ impl CallCore {
             recorded_latches: None,
             branches,
             winner: None,
+            hunt,
+            silence,
+            b_offer: None,
+            max_forwards: call.admitted.max_forwards,
             phase: Phase::Ringing,
             started_at: now.wall,
             answered_at: None,
@@ -81,9 +94,12 @@ impl CallCore {
                     .ok_or_else(|| Refusal::new(488, "Not Acceptable Here", None))?,
             ),
         };
+        core.b_offer = b_offer;
         core.set_media_peers(CALLER, &offer);
         core.trust_ringing_devices(streams);
-        core.send_invites(b_offer.as_deref(), call.admitted.max_forwards);
+        for index in 0..core.branches.len() {
+            core.send_invite(now, index);
+        }
         metrics::counter!("pbx_call_attempts_total").increment(1);
         tracing::info!(call = %core.id, extension = %core.caller, callee = %core.callee, branches = core.branches.len(), "call ringing");
         Ok(core)
@@ -105,35 +121,39 @@ impl CallCore {
         }
     }
 
-    /// INVITEs to every branch, with `b_offer` (none for a delayed offer).
-    fn send_invites(&mut self, b_offer: Option<&str>, max_forwards: u32) {
+    /// The INVITE of branch `index`, with the callee side's offer (none for a delayed offer).
+    pub(super) fn send_invite(&mut self, now: Now, index: usize) {
         let mut extra = dialog::passed_headers(&self.invite.headers);
         super::prack::offer_100rel(&mut extra);
-        for index in 0..self.branches.len() {
-            let b = &self.branches[index];
-            let invite = self.env.locals.get(b.peer.transport).and_then(|local| {
-                dialog::request(
-                    "INVITE",
-                    &b.leg,
-                    local,
-                    b.peer.transport,
-                    1,
-                    max_forwards,
-                    &extra,
-                    b_offer.map(|o| ("application/sdp", o.as_bytes())),
-                )
-            });
-            match invite {
-                Some(req) => {
-                    let peer = b.peer;
-                    self.push(Action::Invite {
-                        branch: index,
-                        req,
-                        peer,
-                    });
-                }
-                None => self.branches[index].final_code = Some(503),
+        let silence = self.silence;
+        let Some(b) = self.branches.get_mut(index) else {
+            return;
+        };
+        extra.extend(b.headers.iter().cloned());
+        let body = self.b_offer.as_deref();
+        let invite = self.env.locals.get(b.peer.transport).and_then(|local| {
+            dialog::request(
+                "INVITE",
+                &b.leg,
+                local,
+                b.peer.transport,
+                b.leg.local_cseq,
+                self.max_forwards,
+                &extra,
+                body.map(|o| ("application/sdp", o.as_bytes())),
+            )
+        });
+        match invite {
+            Some(req) => {
+                b.silent_until = silence.map(|d| now.at + d);
+                let peer = b.peer;
+                self.push(Action::Invite {
+                    branch: index,
+                    req,
+                    peer,
+                });
             }
+            None => b.final_code = Some(503),
         }
     }
 
@@ -182,11 +202,11 @@ impl CallCore {
                 } else if (101..200).contains(&code) {
                     self.provisional(index, &resp);
                 } else if code >= 300 {
-                    self.branch_failed(index, code);
+                    self.branch_failed(now, index, code, Some(&resp));
                 }
             }
-            LegEvent::Timeout => self.branch_failed(index, 408),
-            LegEvent::Failed => self.branch_failed(index, 503),
+            LegEvent::Timeout => self.branch_failed(now, index, 408, None),
+            LegEvent::Failed => self.branch_failed(now, index, 503, None),
             LegEvent::Terminated => {
                 if let Some(b) = self.branches.get_mut(index) {
                     b.final_code.get_or_insert(408);
@@ -203,19 +223,32 @@ impl CallCore {
         self.finish(now, outcome);
     }
 
-    fn branch_failed(&mut self, index: usize, code: u16) {
-        if let Some(b) = self.branches.get_mut(index) {
-            b.final_code = Some(code);
+    pub(super) fn branch_failed(
+        &mut self,
+        now: Now,
+        index: usize,
+        code: u16,
+        resp: Option<&rsip::Response>,
+    ) {
+        match self.branches.get_mut(index) {
+            Some(b) if b.final_code.is_none() => b.final_code = Some(code),
+            _ => return,
+        }
+        if self.silence.is_some() && self.winner.is_none() {
+            self.after_trunk_failure(now, index, code, resp);
         }
     }
 
-    fn all_failed(&self) -> bool {
-        self.branches.iter().all(|b| b.final_code.is_some())
+    pub(super) fn all_failed(&self) -> bool {
+        self.hunt.is_empty() && self.branches.iter().all(|b| b.final_code.is_some())
     }
 
     /// The answer the caller gets when no branch answered (RFC 3261 §16.7's choice, simplified for
     /// phones: a busy or declining device wins over silence).
-    fn fail_unanswered(&mut self, now: Now) {
+    pub(super) fn fail_unanswered(&mut self, now: Now) {
+        if self.silence.is_some() {
+            return self.fail_outbound(now);
+        }
         let codes: Vec<u16> = self.branches.iter().filter_map(|b| b.final_code).collect();
         let (code, disposition) = if let Some(c) = codes.iter().find(|c| matches!(c, 600 | 603)) {
             (*c, Disposition::Busy)
@@ -234,6 +267,8 @@ impl CallCore {
         let Some(branch) = self.branches.get_mut(index) else {
             return;
         };
+        // The server is there: it may ring as long as the call may.
+        branch.silent_until = None;
         if let Some(tag) = dialog::tag_of(&resp.headers, "To") {
             branch.leg.remote_tag = tag;
         }
@@ -549,12 +584,33 @@ fn branches(env: &Env, call: &NewCall) -> Vec<Branch> {
             transport: b.transport.clone(),
             remote_sdp: String::new(),
         };
-        out.push(Branch {
-            leg,
-            peer: Peer { transport, addr },
-            final_code: None,
-            rseq: None,
-        });
+        out.push(Branch::new(leg, Peer { transport, addr }));
     }
     out
+}
+
+/// The branch for one trunk server: the call's single Call-ID and From tag, whichever server ends
+/// up answering.
+pub(super) fn trunk_branch(env: &Env, callee: &str, t: &TrunkTarget) -> Option<Branch> {
+    let local = env.locals.get(t.peer.transport)?;
+    let leg = DialogLeg {
+        extension: callee.to_owned(),
+        call_id: format!("{}@pbx", dialog::token()),
+        local_tag: dialog::token()[..16].to_owned(),
+        remote_tag: String::new(),
+        local_cseq: 1,
+        remote_cseq: 0,
+        local_uri: t.from.clone(),
+        remote_uri: t.to.clone(),
+        remote_target: t.request_uri.clone(),
+        route_set: Vec::new(),
+        local_contact: dialog::contact_uri(&t.contact_user, local, t.peer.transport),
+        peer: t.peer.addr.to_string(),
+        transport: transport_name(t.peer.transport).to_owned(),
+        remote_sdp: String::new(),
+    };
+    let mut b = Branch::new(leg, t.peer);
+    b.headers = t.headers.clone();
+    b.credentials = t.credentials.clone();
+    Some(b)
 }

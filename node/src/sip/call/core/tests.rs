@@ -166,6 +166,7 @@ impl Harness {
                 bindings: devices.iter().map(|d| binding(d)).collect(),
                 max_forwards: 69,
                 anonymous: false,
+                trunk: None,
             },
             ports: if body.is_empty() { vec![] } else { vec![PORTS] },
         };

@@ -1,0 +1,758 @@
+//! `/api/v1/routes/outbound`, `/api/v1/routes/inbound` and `/api/v1/routing/settings`: the rules that
+//! send calls out through trunks and bring calls in from them, and the settings every route shares
+//! (emergency numbers, anonymous inbound calls).
+//!
+//! Also the checks the routing configuration endpoints share (names, numbers, list sizes) and
+//! [`propose_routing`], which words the state machine's refusals: a reference to a missing trunk,
+//! route or extension is checked there, in log order, so two admins cannot race past it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use pbx_sip::dialplan::Pattern;
+use storage::model::Setting;
+use storage::routing::{
+    Destination, DidKind, InboundRoute, OutboundRoute, PutMode, RouteClass, RoutingKind,
+    RoutingRecord,
+};
+use storage::{Command, StateReader, StorageError, Table};
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
+use super::json::JsonBody;
+use crate::time::now_millis;
+
+/// Longest name of a trunk, route or group.
+const MAX_NAME: usize = 32;
+/// Longest number (DID, caller ID, prepend), as the dial plan matches them.
+const MAX_NUMBER: usize = 32;
+/// Most entries in any list of a routing record.
+pub(super) const MAX_ENTRIES: usize = 100;
+/// Most trunks a route tries in turn.
+const MAX_ROUTE_TRUNKS: usize = 16;
+/// Most emergency numbers.
+const MAX_EMERGENCY: usize = 16;
+
+/// Setting keys of [`RoutingSettings`].
+const EMERGENCY_KEY: &str = "routing.emergency_numbers";
+const REJECT_ANONYMOUS_KEY: &str = "routing.reject_anonymous_inbound";
+const DEFAULT_EMERGENCY: [&str; 2] = ["911", "112"];
+
+// ---------------------------------------------------------------------------------------------
+// Shared checks.
+
+/// `name`: 1 to 32 letters, digits, `-` or `_` (names appear in URLs, keys and log lines).
+pub(super) fn validate_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let ok = (1..=MAX_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("1 to {MAX_NAME} letters, digits, '-' or '_'"),
+        ))
+    }
+}
+
+/// Digits with an optional leading `+`, at most 32 characters.
+pub(super) fn is_number(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    !digits.is_empty() && s.len() <= MAX_NUMBER && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A presented number: empty (none) or [`is_number`].
+pub(super) fn validate_caller_number(field: &str, s: &str) -> Result<(), ApiError> {
+    if s.is_empty() || is_number(s) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("digits with an optional leading '+', at most {MAX_NUMBER}"),
+        ))
+    }
+}
+
+/// At most `max` entries in list `field`.
+pub(super) fn validate_len<T>(field: &str, list: &[T], max: usize) -> Result<(), ApiError> {
+    if list.len() > max {
+        return Err(ApiError::invalid(field, format!("at most {max} entries")));
+    }
+    Ok(())
+}
+
+/// Names in list `field`: each valid and each once.
+pub(super) fn validate_names(field: &str, names: &[String], max: usize) -> Result<(), ApiError> {
+    validate_len(field, names, max)?;
+    for (i, name) in names.iter().enumerate() {
+        validate_name(&format!("{field}[{i}]"), name)?;
+        if names[..i].contains(name) {
+            return Err(ApiError::invalid(
+                format!("{field}[{i}]"),
+                format!("{name} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A table's name as the state machine reports it.
+fn table_name(table: Table) -> &'static str {
+    table.cf_name().trim_start_matches("t_")
+}
+
+/// Proposes `cmd` with its audit entry, as `AppState::propose_checked` does, but hands back the
+/// state machine's answer as it is, for a refusal worded after what the request was.
+pub(super) async fn propose_answer(
+    state: &AppState,
+    cmd: Command,
+) -> Result<storage::Response, ApiError> {
+    let cmd = super::audit::attach(cmd, state.cluster.reader());
+    Ok(state.cluster.propose(cmd).await?)
+}
+
+/// Proposes a put or delete of routing record `name` of `kind` (audited like every change), and
+/// words a refusal with [`ApiError::refused`]: `fields` names the request field behind each table
+/// the record refers to.
+///
+/// A name the record refers to that does not exist is a 400 naming the field, not a 404: the URL
+/// names the record being written, which is there (or being created); what is wrong is in the body,
+/// and a 404 would tell the admin the wrong thing.
+pub(super) async fn propose_routing(
+    state: &AppState,
+    cmd: Command,
+    kind: RoutingKind,
+    name: &str,
+    fields: &[(Table, &str)],
+) -> Result<(), ApiError> {
+    match propose_answer(state, cmd).await? {
+        storage::Response::Ok => Ok(()),
+        refused => {
+            let fields: Vec<(&str, &str)> =
+                fields.iter().map(|(t, f)| (table_name(*t), *f)).collect();
+            Err(ApiError::refused(
+                refused,
+                table_name(kind.table()),
+                name,
+                &fields,
+            ))
+        }
+    }
+}
+
+/// Reads one routing record after a linearizable barrier; 404 when it does not exist.
+pub(super) async fn read_one<R: storage::Record>(
+    state: &AppState,
+    what: &str,
+    name: &str,
+) -> Result<R, ApiError> {
+    state.cluster.linearizable_barrier().await?;
+    state
+        .cluster
+        .reader()
+        .get::<R>(name)?
+        .ok_or_else(|| ApiError::NotFound(format!("{what} {name} does not exist")))
+}
+
+/// The record name of a PUT: the path's, which the body may repeat but not contradict.
+pub(super) fn put_name(path: &str, body: Option<&str>) -> Result<(), ApiError> {
+    validate_name("name", path)?;
+    match body {
+        Some(b) if b != path => Err(ApiError::invalid(
+            "name",
+            format!("{b} differs from the name in the URL ({path}); a record cannot be renamed"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The record name of a POST: required.
+pub(super) fn post_name(body: Option<String>) -> Result<String, ApiError> {
+    let name = body.ok_or_else(|| ApiError::invalid("name", "required"))?;
+    validate_name("name", &name)?;
+    Ok(name)
+}
+
+/// A dial pattern in field `field`; the reason says at which 1-based position it is wrong.
+fn validate_pattern(field: &str, text: &str) -> Result<(), ApiError> {
+    Pattern::parse(text)
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid(field, e))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound routes.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OutboundBody {
+    /// Required on POST; on PUT the URL's.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    position: u32,
+    patterns: Vec<String>,
+    #[serde(default)]
+    strip: u32,
+    #[serde(default)]
+    prepend: String,
+    class: RouteClass,
+    trunks: Vec<String>,
+    #[serde(default)]
+    caller_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct OutboundList {
+    routes: Vec<OutboundRoute>,
+}
+
+impl OutboundBody {
+    /// The route this body describes, checked, as record `name`.
+    fn into_route(
+        self,
+        name: String,
+        created_at: u64,
+        now: u64,
+    ) -> Result<OutboundRoute, ApiError> {
+        if self.patterns.is_empty() {
+            return Err(ApiError::invalid("patterns", "at least one pattern"));
+        }
+        validate_len("patterns", &self.patterns, MAX_ENTRIES)?;
+        for (i, p) in self.patterns.iter().enumerate() {
+            validate_pattern(&format!("patterns[{i}]"), p)?;
+        }
+        if self.strip > MAX_NUMBER as u32 {
+            return Err(ApiError::invalid("strip", format!("0 to {MAX_NUMBER}")));
+        }
+        let dialable = |b: u8| b.is_ascii_digit() || matches!(b, b'+' | b'*' | b'#');
+        if self.prepend.len() > MAX_NUMBER || !self.prepend.bytes().all(dialable) {
+            return Err(ApiError::invalid(
+                "prepend",
+                format!("digits, '+', '*' or '#', at most {MAX_NUMBER}"),
+            ));
+        }
+        if self.trunks.is_empty() {
+            return Err(ApiError::invalid("trunks", "at least one trunk"));
+        }
+        validate_names("trunks", &self.trunks, MAX_ROUTE_TRUNKS)?;
+        let caller_id = self.caller_id.filter(|c| !c.is_empty());
+        if let Some(c) = &caller_id {
+            validate_caller_number("caller_id", c)?;
+        }
+        Ok(OutboundRoute {
+            name,
+            position: self.position,
+            patterns: self.patterns,
+            strip: self.strip,
+            prepend: self.prepend,
+            class: self.class,
+            trunks: self.trunks,
+            caller_id,
+            created_at,
+            updated_at: now,
+        })
+    }
+}
+
+/// What an outbound route refers to, and the field that names it.
+const OUTBOUND_REFS: [(Table, &str); 1] = [(Table::Trunks, "trunks")];
+
+/// Outbound routes in the order they are tried: by position, then name.
+pub(crate) async fn list_outbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<OutboundList>, ApiError> {
+    state.cluster.linearizable_barrier().await?;
+    let mut routes = state.cluster.reader().list::<OutboundRoute>()?;
+    routes.sort_by(|a, b| (a.position, &a.name).cmp(&(b.position, &b.name)));
+    Ok(Json(OutboundList { routes }))
+}
+
+pub(crate) async fn create_outbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(req): JsonBody<OutboundBody>,
+) -> Result<(StatusCode, Json<OutboundRoute>), ApiError> {
+    let name = post_name(req.name.clone())?;
+    let now = now_millis();
+    let route = req.into_route(name, now, now)?;
+    let cmd = Command::PutRouting {
+        record: RoutingRecord::OutboundRoute(route.clone()),
+        mode: PutMode::Create,
+    };
+    propose_routing(
+        &state,
+        cmd,
+        RoutingKind::OutboundRoute,
+        &route.name,
+        &OUTBOUND_REFS,
+    )
+    .await?;
+    tracing::info!(route = %route.name, "outbound route created");
+    Ok((StatusCode::CREATED, Json(route)))
+}
+
+pub(crate) async fn get_outbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<OutboundRoute>, ApiError> {
+    validate_name("name", &name)?;
+    Ok(Json(read_one(&state, "outbound route", &name).await?))
+}
+
+/// Replaces the route (every field; omitted optional ones take their defaults).
+pub(crate) async fn update_outbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<OutboundBody>,
+) -> Result<Json<OutboundRoute>, ApiError> {
+    put_name(&name, req.name.as_deref())?;
+    let old: OutboundRoute = read_one(&state, "outbound route", &name).await?;
+    let route = req.into_route(name, old.created_at, now_millis())?;
+    let cmd = Command::PutRouting {
+        record: RoutingRecord::OutboundRoute(route.clone()),
+        mode: PutMode::Update,
+    };
+    propose_routing(
+        &state,
+        cmd,
+        RoutingKind::OutboundRoute,
+        &route.name,
+        &OUTBOUND_REFS,
+    )
+    .await?;
+    tracing::info!(route = %route.name, "outbound route updated");
+    Ok(Json(route))
+}
+
+/// Refused (409, naming the group) while a permission group lists the route.
+pub(crate) async fn delete_outbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    validate_name("name", &name)?;
+    let cmd = Command::DeleteRouting {
+        kind: RoutingKind::OutboundRoute,
+        name: name.clone(),
+    };
+    propose_routing(&state, cmd, RoutingKind::OutboundRoute, &name, &[]).await?;
+    tracing::info!(route = %name, "outbound route deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbound routes.
+
+/// Where an inbound call goes, as JSON: `{"type": "extension", "target": "1001"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    content = "target",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+pub(crate) enum DestinationJson {
+    Extension(String),
+}
+
+impl From<Destination> for DestinationJson {
+    fn from(d: Destination) -> Self {
+        match d {
+            Destination::Extension(n) => Self::Extension(n),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct InboundView {
+    name: String,
+    did_kind: DidKind,
+    did: String,
+    caller_id: Option<String>,
+    trunk: Option<String>,
+    destination: DestinationJson,
+    created_at: u64,
+    updated_at: u64,
+}
+
+impl From<InboundRoute> for InboundView {
+    fn from(r: InboundRoute) -> Self {
+        Self {
+            name: r.name,
+            did_kind: r.did_kind,
+            did: r.did,
+            caller_id: r.caller_id,
+            trunk: r.trunk,
+            destination: r.destination.into(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InboundBody {
+    /// Required on POST; on PUT the URL's.
+    #[serde(default)]
+    name: Option<String>,
+    did_kind: DidKind,
+    did: String,
+    /// A dial pattern the caller's number must match.
+    #[serde(default)]
+    caller_id: Option<String>,
+    /// Only calls arriving on this trunk.
+    #[serde(default)]
+    trunk: Option<String>,
+    destination: DestinationJson,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct InboundList {
+    routes: Vec<InboundView>,
+}
+
+impl InboundBody {
+    fn into_route(self, name: String, created_at: u64, now: u64) -> Result<InboundRoute, ApiError> {
+        match self.did_kind {
+            DidKind::Exact | DidKind::Prefix if !is_number(&self.did) => {
+                return Err(ApiError::invalid(
+                    "did",
+                    format!("digits with an optional leading '+', at most {MAX_NUMBER}"),
+                ));
+            }
+            DidKind::Pattern => validate_pattern("did", &self.did)?,
+            DidKind::Exact | DidKind::Prefix => {}
+        }
+        let caller_id = self.caller_id.filter(|c| !c.is_empty());
+        if let Some(c) = &caller_id {
+            validate_pattern("caller_id", c)?;
+        }
+        let trunk = self.trunk.filter(|t| !t.is_empty());
+        if let Some(t) = &trunk {
+            validate_name("trunk", t)?;
+        }
+        let DestinationJson::Extension(target) = self.destination;
+        if !(2..=15).contains(&target.len()) || !target.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid(
+                "destination.target",
+                "an extension number, 2 to 15 digits",
+            ));
+        }
+        Ok(InboundRoute {
+            name,
+            did_kind: self.did_kind,
+            did: self.did,
+            caller_id,
+            trunk,
+            destination: Destination::Extension(target),
+            created_at,
+            updated_at: now,
+        })
+    }
+}
+
+/// What an inbound route refers to, and the field that names it.
+const INBOUND_REFS: [(Table, &str); 2] = [
+    (Table::Trunks, "trunk"),
+    (Table::Extensions, "destination.target"),
+];
+
+/// Inbound routes by name (the SIP side orders them by how specific their DID is).
+pub(crate) async fn list_inbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<InboundList>, ApiError> {
+    state.cluster.linearizable_barrier().await?;
+    let routes = state.cluster.reader().list::<InboundRoute>()?;
+    Ok(Json(InboundList {
+        routes: routes.into_iter().map(Into::into).collect(),
+    }))
+}
+
+pub(crate) async fn create_inbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(req): JsonBody<InboundBody>,
+) -> Result<(StatusCode, Json<InboundView>), ApiError> {
+    let name = post_name(req.name.clone())?;
+    let now = now_millis();
+    let route = req.into_route(name, now, now)?;
+    let cmd = Command::PutRouting {
+        record: RoutingRecord::InboundRoute(route.clone()),
+        mode: PutMode::Create,
+    };
+    propose_routing(
+        &state,
+        cmd,
+        RoutingKind::InboundRoute,
+        &route.name,
+        &INBOUND_REFS,
+    )
+    .await?;
+    tracing::info!(route = %route.name, "inbound route created");
+    Ok((StatusCode::CREATED, Json(route.into())))
+}
+
+pub(crate) async fn get_inbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<InboundView>, ApiError> {
+    validate_name("name", &name)?;
+    let route: InboundRoute = read_one(&state, "inbound route", &name).await?;
+    Ok(Json(route.into()))
+}
+
+/// Replaces the route (every field; omitted optional ones are cleared).
+pub(crate) async fn update_inbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<InboundBody>,
+) -> Result<Json<InboundView>, ApiError> {
+    put_name(&name, req.name.as_deref())?;
+    let old: InboundRoute = read_one(&state, "inbound route", &name).await?;
+    let route = req.into_route(name, old.created_at, now_millis())?;
+    let cmd = Command::PutRouting {
+        record: RoutingRecord::InboundRoute(route.clone()),
+        mode: PutMode::Update,
+    };
+    propose_routing(
+        &state,
+        cmd,
+        RoutingKind::InboundRoute,
+        &route.name,
+        &INBOUND_REFS,
+    )
+    .await?;
+    tracing::info!(route = %route.name, "inbound route updated");
+    Ok(Json(route.into()))
+}
+
+pub(crate) async fn delete_inbound(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    validate_name("name", &name)?;
+    let cmd = Command::DeleteRouting {
+        kind: RoutingKind::InboundRoute,
+        name: name.clone(),
+    };
+    propose_routing(&state, cmd, RoutingKind::InboundRoute, &name, &[]).await?;
+    tracing::info!(route = %name, "inbound route deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings.
+
+/// The routing settings every route shares, stored as [`Setting`] records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSettings {
+    /// Numbers that go out through the first matching route whatever the caller's permissions.
+    pub emergency_numbers: Vec<String>,
+    /// Refuse inbound calls without a caller ID (besides each trunk's `allow_anonymous`).
+    pub reject_anonymous_inbound: bool,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            emergency_numbers: DEFAULT_EMERGENCY.map(str::to_owned).to_vec(),
+            reject_anonymous_inbound: false,
+        }
+    }
+}
+
+/// The settings as stored; a setting never written has its default.
+fn load_settings(reader: &StateReader) -> Result<RoutingSettings, StorageError> {
+    let mut out = RoutingSettings::default();
+    if let Some(s) = reader.get::<Setting>(EMERGENCY_KEY)? {
+        out.emergency_numbers = s
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    if let Some(s) = reader.get::<Setting>(REJECT_ANONYMOUS_KEY)? {
+        out.reject_anonymous_inbound = s.value == "true";
+    }
+    Ok(out)
+}
+
+/// The routing settings for the SIP side, from this node's applied state. A read that fails leaves
+/// the defaults (emergency numbers still go out) and is logged.
+pub fn read_routing_settings(reader: &StateReader) -> RoutingSettings {
+    load_settings(reader).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "routing settings unreadable; using the defaults");
+        RoutingSettings::default()
+    })
+}
+
+pub(crate) async fn get_settings(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<RoutingSettings>, ApiError> {
+    state.cluster.linearizable_barrier().await?;
+    Ok(Json(load_settings(state.cluster.reader())?))
+}
+
+/// Replaces both settings. Each changed one is its own audited write; a failure between the two
+/// leaves the first applied, and the admin's retry sets both.
+pub(crate) async fn put_settings(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(req): JsonBody<RoutingSettings>,
+) -> Result<Json<RoutingSettings>, ApiError> {
+    validate_len("emergency_numbers", &req.emergency_numbers, MAX_EMERGENCY)?;
+    for (i, n) in req.emergency_numbers.iter().enumerate() {
+        let field = format!("emergency_numbers[{i}]");
+        if !(1..=15).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid(field, "1 to 15 digits"));
+        }
+        if req.emergency_numbers[..i].contains(n) {
+            return Err(ApiError::invalid(field, format!("{n} is listed twice")));
+        }
+    }
+    state.cluster.linearizable_barrier().await?;
+    let old = load_settings(state.cluster.reader())?;
+    let now = now_millis();
+    let mut writes = Vec::new();
+    if old.emergency_numbers != req.emergency_numbers {
+        writes.push((EMERGENCY_KEY, req.emergency_numbers.join(",")));
+    }
+    if old.reject_anonymous_inbound != req.reject_anonymous_inbound {
+        writes.push((
+            REJECT_ANONYMOUS_KEY,
+            req.reject_anonymous_inbound.to_string(),
+        ));
+    }
+    for (key, value) in writes {
+        let setting = Setting {
+            key: key.to_owned(),
+            value,
+            updated_at: now,
+        };
+        state.propose_checked(Command::PutSetting(setting)).await?;
+    }
+    tracing::info!(emergency = ?req.emergency_numbers, reject_anonymous = req.reject_anonymous_inbound, "routing settings changed");
+    Ok(Json(req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbound(patterns: &[&str], trunks: &[&str]) -> OutboundBody {
+        OutboundBody {
+            name: None,
+            position: 0,
+            patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
+            strip: 0,
+            prepend: String::new(),
+            class: RouteClass::Local,
+            trunks: trunks.iter().map(|t| (*t).to_owned()).collect(),
+            caller_id: None,
+        }
+    }
+
+    fn message(e: ApiError) -> String {
+        e.to_string()
+    }
+
+    #[test]
+    fn a_bad_pattern_names_its_index_and_position() {
+        let err = outbound(&["9NXX", "9[5-1]"], &["a"])
+            .into_route("r".into(), 1, 1)
+            .unwrap_err();
+        assert_eq!(
+            message(err),
+            "patterns[1]: a range must go upwards at position 3"
+        );
+    }
+
+    #[test]
+    fn route_trunks_are_named_once_each() {
+        let err = outbound(&["9."], &["a", "a"])
+            .into_route("r".into(), 1, 1)
+            .unwrap_err();
+        assert_eq!(message(err), "trunks[1]: a is listed twice");
+        let err = outbound(&["9."], &[])
+            .into_route("r".into(), 1, 1)
+            .unwrap_err();
+        assert!(message(err).starts_with("trunks:"));
+    }
+
+    #[test]
+    fn numbers_and_names_are_checked() {
+        assert!(is_number("+15550100"));
+        assert!(is_number("911"));
+        assert!(!is_number("+"));
+        assert!(!is_number("1-2"));
+        assert!(!is_number(&"1".repeat(33)));
+        assert!(validate_name("name", "uk-trunk_1").is_ok());
+        assert!(validate_name("name", "").is_err());
+        assert!(validate_name("name", "a b").is_err());
+        assert!(validate_name("name", &"a".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn a_refusal_names_the_field_or_the_referrer() {
+        let nf = storage::Response::NotFound {
+            table: "trunks".into(),
+            key: "x".into(),
+        };
+        let e = ApiError::refused(nf, "outbound_routes", "r", &[("trunks", "trunks")]);
+        assert!(matches!(&e, ApiError::BadRequest(_)));
+        assert_eq!(message(e), "trunks: trunk x does not exist");
+        let own = storage::Response::NotFound {
+            table: "outbound_routes".into(),
+            key: "r".into(),
+        };
+        let e = ApiError::refused(own, "outbound_routes", "r", &[("trunks", "trunks")]);
+        assert!(matches!(&e, ApiError::NotFound(_)));
+        let used = storage::Response::Conflict {
+            table: "outbound_routes".into(),
+            key: "local".into(),
+        };
+        let e = ApiError::refused(used, "trunks", "a", &[]);
+        assert_eq!(message(e), "trunk a is used by outbound route local");
+        let dup = storage::Response::Conflict {
+            table: "trunks".into(),
+            key: "a".into(),
+        };
+        assert_eq!(
+            message(ApiError::refused(dup, "trunks", "a", &[])),
+            "trunk a already exists"
+        );
+    }
+
+    #[test]
+    fn destinations_read_and_write_as_type_and_target() {
+        let d: DestinationJson =
+            serde_json::from_str(r#"{"type":"extension","target":"1001"}"#).unwrap();
+        let DestinationJson::Extension(n) = &d;
+        assert_eq!(n, "1001");
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"type":"extension","target":"1001"}"#
+        );
+        assert!(
+            serde_json::from_str::<DestinationJson>(r#"{"type":"queue","target":"1"}"#).is_err()
+        );
+    }
+}
