@@ -24,11 +24,11 @@ impl CallCore {
         resp: Option<&rsip::Response>,
     ) {
         match (code, resp) {
-            (401 | 407, Some(resp)) => {
-                self.answer_challenge(now, index, code, resp);
-            }
+            (401 | 407, Some(resp)) if self.answer_challenge(now, index, code, resp) => {}
             (408 | 500 | 503, _) => self.next_server(now),
-            _ => {}
+            // The provider's answer about the call itself (busy, not found, refused credentials):
+            // another server of it would say the same.
+            _ => self.hunt.clear(),
         }
     }
 
