@@ -15,6 +15,10 @@ if [ "${1:-}" = "--sip-tools" ]; then
   # The event-center tests: a real SMTP server (aiosmtpd) and certificates for a webhook receiver.
   /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # The trunk tests: DNS records for a provider (NAPTR/SRV/A) served by dnsmasq (the binary only,
+  # no system service), and Kamailio as the provider's registrar.
+  command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+  command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
 fi
 # The VIP: the Linux driver and the namespace lab use iproute2, nftables and arping.
 if [ "${1:-}" = "--sip-tools" ] || [ "${1:-}" = "--lab" ]; then

@@ -96,6 +96,8 @@ pub struct LabOptions {
     pub security_extra: String,
     /// Lines for each node's `[events]` section.
     pub events_extra: String,
+    /// Lines for each node's `[trunks]` section (DNS servers for RFC 3263, failover time).
+    pub trunks_extra: String,
     /// Run each node in its own network namespace of the lab topology (`deploy/lab-netns.sh up`),
     /// with the VIP on the node subnet and the Linux driver; the caller runs inside a phone namespace.
     pub netns: bool,
@@ -131,6 +133,7 @@ impl Default for LabOptions {
             media_ports_per_node: 400,
             media_extra: String::new(),
             calls_extra: String::new(),
+            trunks_extra: String::new(),
             security_extra: String::new(),
             events_extra: String::new(),
             netns: false,
@@ -303,10 +306,11 @@ impl Lab {
         };
         let media = format!(
             "[media]\naddress = \"{media_addr}\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {}\n{}\n[calls]\n{}\n\
-             [security]\ntrusted_networks = [\"{trusted}\"]\n{}\n[events]\n{}\n{vip}",
+             [trunks]\n{}\n[security]\ntrusted_networks = [\"{trusted}\"]\n{}\n[events]\n{}\n{vip}",
             rtp_min + per_node - 1,
             self.options.media_extra,
             self.options.calls_extra,
+            self.options.trunks_extra,
             self.options.security_extra,
             self.options.events_extra,
         );

@@ -7,6 +7,8 @@
 //! request.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +19,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use storage::model::{CallDetail, Disposition, UnixMillis};
-use storage::{NodeId, StorageError};
+use storage::routing::{CallRoute, Direction};
+use storage::{NodeId, Record as _, StorageError};
 
 use super::AppState;
 use super::auth::Admin;
@@ -40,8 +43,11 @@ const END_OF_TABLE: &str = ":";
 /// The longest RFC 3339 time worth parsing (nine fraction digits and an offset make 35).
 const MAX_TIME_LEN: usize = 40;
 
+/// Every direction, in the order error messages list them.
+const DIRECTIONS: [Direction; 3] = [Direction::Internal, Direction::Inbound, Direction::Outbound];
+
 /// The CSV export's columns, in order.
-pub(crate) const CSV_COLUMNS: [&str; 12] = [
+pub(crate) const CSV_COLUMNS: [&str; 18] = [
     "id",
     "caller",
     "callee",
@@ -54,6 +60,12 @@ pub(crate) const CSV_COLUMNS: [&str; 12] = [
     "cause",
     "sip_status",
     "node_id",
+    "direction",
+    "trunk",
+    "did",
+    "route",
+    "dialled",
+    "sent",
 ];
 
 /// The query string as sent. Every field is text so that each gets its own clear error message.
@@ -64,6 +76,8 @@ pub(crate) struct RawCdrQuery {
     pub to: Option<String>,
     pub extension: Option<String>,
     pub disposition: Option<String>,
+    pub direction: Option<String>,
+    pub trunk: Option<String>,
     pub limit: Option<String>,
     pub after: Option<String>,
     pub format: Option<String>,
@@ -85,6 +99,10 @@ pub(crate) struct CdrQuery {
     /// Caller or callee.
     pub extension: Option<String>,
     pub disposition: Option<Disposition>,
+    /// Internal (no trunk), inbound or outbound.
+    pub direction: Option<Direction>,
+    /// The trunk the call went through, by exact name.
+    pub trunk: Option<String>,
     /// `after` (a CDR key) and `limit`.
     pub page: PageRequest,
     pub format: Format,
@@ -126,6 +144,23 @@ impl CdrQuery {
                 })
             })
             .transpose()?;
+        let direction = raw
+            .direction
+            .as_deref()
+            .map(|d| {
+                DIRECTIONS
+                    .into_iter()
+                    .find(|x| x.as_str() == d)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = DIRECTIONS.iter().map(|d| d.as_str()).collect();
+                        bad(format!("direction must be one of {}", names.join(", ")))
+                    })
+            })
+            .transpose()?;
+        if let Some(t) = &raw.trunk {
+            // Trunk names follow the trunk API's rule, so a name that cannot exist is a typo.
+            super::routes::validate_name("trunk", t)?;
+        }
         let limits = match format {
             Format::Json => LIMITS,
             Format::Csv => CSV_LIMITS,
@@ -137,6 +172,8 @@ impl CdrQuery {
             to,
             extension: raw.extension,
             disposition,
+            direction,
+            trunk: raw.trunk,
             page,
             format,
         })
@@ -157,15 +194,35 @@ impl CdrQuery {
     }
 
     fn filtered(&self) -> bool {
-        self.extension.is_some() || self.disposition.is_some()
+        self.extension.is_some() || self.disposition.is_some() || self.route_filtered()
     }
 
+    /// Whether a filter needs each record's [`CallRoute`].
+    fn route_filtered(&self) -> bool {
+        self.direction.is_some() || self.trunk.is_some()
+    }
+
+    /// The filters on the CDR itself.
     fn matches(&self, r: &CallDetail) -> bool {
         self.extension
             .as_ref()
             .is_none_or(|e| r.caller == *e || r.callee == *e)
             && self.disposition.is_none_or(|d| r.disposition == d)
     }
+
+    /// The filters on the call's route (`None`: a call between extensions).
+    fn matches_route(&self, route: Option<&CallRoute>) -> bool {
+        self.direction.is_none_or(|d| d == direction_of(route))
+            && self
+                .trunk
+                .as_ref()
+                .is_none_or(|t| route.is_some_and(|r| r.trunk == *t))
+    }
+}
+
+/// A call without a [`CallRoute`] stayed between extensions.
+fn direction_of(route: Option<&CallRoute>) -> Direction {
+    route.map_or(Direction::Internal, |r| r.direction)
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -180,15 +237,61 @@ pub(crate) fn visit_budget(limit: usize) -> usize {
         .clamp(MIN_VISIT, MAX_VISIT)
 }
 
-/// Up to `q.page.limit` matching records in key order, visiting at most `budget` rows.
+/// The [`CallRoute`] stored under a CDR's key, if any ([`storage::StateReader::get`], or a map in
+/// tests).
+type RouteLookup<'a> = &'a dyn Fn(&str) -> Result<Option<CallRoute>, StorageError>;
+
+/// A CDR and how its call was routed (`None`: between extensions).
+#[derive(Debug, Clone)]
+pub(crate) struct CdrRow {
+    pub cdr: CallDetail,
+    pub route: Option<CallRoute>,
+}
+
+/// Up to `q.page.limit` matching records in key order with their routes, visiting at most `budget`
+/// rows.
+///
+/// The direction and trunk filters are applied during the scan like the others, reading each
+/// candidate's route beside it (one point read, only for rows the CDR's own filters keep), so a page
+/// is filled, the budget bounds the work and `next` is the last row looked at, exactly as for the
+/// other filters.
 fn fetch(
     src: &dyn RangeSource<CallDetail>,
+    routes: RouteLookup<'_>,
     q: &CdrQuery,
     budget: usize,
-) -> Result<Page<CallDetail>, StorageError> {
-    let matches = |r: &CallDetail| q.matches(r);
+) -> Result<Page<CdrRow>, StorageError> {
+    // The routes of the rows kept, so that the page does not read them twice; the first failed read,
+    // after which nothing more is kept and the request fails.
+    let kept: RefCell<HashMap<String, CallRoute>> = RefCell::default();
+    let failure: RefCell<Option<StorageError>> = RefCell::default();
+    let matches = |r: &CallDetail| {
+        if !q.matches(r) {
+            return false;
+        }
+        if !q.route_filtered() {
+            return true;
+        }
+        if failure.borrow().is_some() {
+            return false;
+        }
+        let key = r.key();
+        match routes(&key) {
+            Ok(route) => {
+                let keep = q.matches_route(route.as_ref());
+                if keep && let Some(route) = route {
+                    kept.borrow_mut().insert(key, route);
+                }
+                keep
+            }
+            Err(e) => {
+                *failure.borrow_mut() = Some(e);
+                false
+            }
+        }
+    };
     let to = q.end_key();
-    paging::scan_page(
+    let page = paging::scan_page(
         src,
         Scan {
             from: q.start_key(),
@@ -199,7 +302,29 @@ fn fetch(
                 .filtered()
                 .then_some(&matches as &dyn Fn(&CallDetail) -> bool),
         },
-    )
+    )?;
+    if let Some(e) = failure.into_inner() {
+        return Err(e);
+    }
+    let mut kept = kept.into_inner();
+    let items = page
+        .items
+        .into_iter()
+        .map(|cdr| {
+            let key = cdr.key();
+            // With a route filter every kept row's route was read: absent from `kept` is no route.
+            let route = if q.route_filtered() {
+                kept.remove(&key)
+            } else {
+                routes(&key)?
+            };
+            Ok(CdrRow { cdr, route })
+        })
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    Ok(Page {
+        items,
+        next: page.next,
+    })
 }
 
 /// A CDR as the API shows it. JSON times are Unix milliseconds, as everywhere in this API.
@@ -217,10 +342,27 @@ pub(crate) struct CdrView {
     pub cause: String,
     pub sip_status: u16,
     pub node_id: NodeId,
+    /// `internal`, `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// The routing facts below are empty strings when they do not apply (every one for an internal
+    /// call; `did` on an outbound call, `route` on a refused one), never null: a CallRoute itself
+    /// stores them as empty strings, and one spelling of "none" is what filters and spreadsheets want
+    /// (the CSV has no null either). `answered_at` is null because it is a time, not text.
+    pub trunk: String,
+    pub did: String,
+    /// The outbound or inbound route's name.
+    pub route: String,
+    /// The number as dialled, and as sent to the trunk (after strip and prepend).
+    pub dialled: String,
+    pub sent: String,
 }
 
-impl From<CallDetail> for CdrView {
-    fn from(c: CallDetail) -> Self {
+impl From<CdrRow> for CdrView {
+    fn from(CdrRow { cdr: c, route }: CdrRow) -> Self {
+        let direction = direction_of(route.as_ref()).as_str();
+        let (trunk, did, route, dialled, sent) = route
+            .map(|r| (r.trunk, r.did, r.route, r.dialled, r.sent))
+            .unwrap_or_default();
         Self {
             id: c.id,
             caller: c.caller,
@@ -234,6 +376,12 @@ impl From<CallDetail> for CdrView {
             cause: c.cause,
             sip_status: c.sip_status,
             node_id: c.node_id,
+            direction,
+            trunk,
+            did,
+            route,
+            dialled,
+            sent,
         }
     }
 }
@@ -251,13 +399,15 @@ pub(crate) struct CdrPage {
 /// Query (all optional): `from` (inclusive) and `to` (exclusive) on the start time, each an RFC 3339
 /// time (`2026-11-28T10:00:00Z`; a space where the offset's `+` was, as an unencoded `+` decodes, is
 /// read as `+`) or Unix milliseconds; `extension` (caller or callee, digits); `disposition`
-/// (`answered`, `busy`, `no_answer`, `cancelled`, `unavailable`, `not_found`, `failed`); `limit`
+/// (`answered`, `busy`, `no_answer`, `cancelled`, `unavailable`, `not_found`, `failed`, `denied`);
+/// `direction` (`internal`, `inbound`, `outbound`); `trunk` (a trunk's exact name); `limit`
 /// (JSON: default 100, at most 1000; CSV: default and at most 100 000); `after` (the `next` cursor of
 /// the previous page); `format` (`json` or `csv`). Unknown parameters, and query strings over 2 KiB,
 /// are refused with 400.
 ///
 /// JSON: `{"cdrs": [{id, caller, callee, started_at, answered_at, ended_at, duration_secs,
-/// disposition, hangup_side, cause, sip_status, node_id}], "next": cursor}`, times in Unix
+/// disposition, hangup_side, cause, sip_status, node_id, direction, trunk, did, route, dialled,
+/// sent}], "next": cursor}`, the routing facts empty strings where they do not apply, times in Unix
 /// milliseconds like the rest of the API, `next` absent on the last page. CSV: an attachment with a
 /// header row, RFC 3339 UTC times with milliseconds (what spreadsheets and people read), empty
 /// `answered_at` when unanswered; the cursor, when there is more, is in the `X-Next-Cursor` header.
@@ -273,7 +423,8 @@ pub(crate) async fn list(
     state.cluster.linearizable_barrier().await?;
     let reader = state.cluster.reader().clone();
     let (body, next) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        let page = fetch(&reader, &q, visit_budget(q.page.limit))?;
+        let routes = |key: &str| reader.get::<CallRoute>(key);
+        let page = fetch(&reader, &routes, &q, visit_budget(q.page.limit))?;
         let body = match q.format {
             Format::Json => Body::Json(CdrPage {
                 cdrs: page.items.into_iter().map(CdrView::from).collect(),
@@ -352,16 +503,18 @@ fn defuse(value: &str) -> Cow<'_, str> {
 }
 
 /// The CSV export: header row, CRLF line ends, RFC 4180 quoting, formula prefixes neutralised.
-pub(crate) fn to_csv(rows: &[CallDetail]) -> Result<String, ApiError> {
+pub(crate) fn to_csv(rows: &[CdrRow]) -> Result<String, ApiError> {
     let failed = |e: csv::Error| ApiError::Internal(format!("writing CSV: {e}"));
-    let mut w = csv_writer(100 + rows.len() * 160);
+    let mut w = csv_writer(150 + rows.len() * 200);
     write_row(&mut w, CSV_COLUMNS).map_err(failed)?;
-    for r in rows {
+    for CdrRow { cdr: r, route } in rows {
         let answered = r.answered_at.map(format_rfc3339).unwrap_or_default();
         let (started, ended) = (format_rfc3339(r.started_at), format_rfc3339(r.ended_at));
         let (duration, status) = (r.duration_secs.to_string(), r.sip_status.to_string());
         let node = r.node_id.to_string();
-        let fields: [&str; 12] = [
+        let route = route.as_ref();
+        let text = |f: fn(&CallRoute) -> &str| route.map_or("", f);
+        let fields: [&str; 18] = [
             &r.id,
             &r.caller,
             &r.callee,
@@ -374,6 +527,12 @@ pub(crate) fn to_csv(rows: &[CallDetail]) -> Result<String, ApiError> {
             &r.cause,
             &status,
             &node,
+            direction_of(route).as_str(),
+            text(|r| &r.trunk),
+            text(|r| &r.did),
+            text(|r| &r.route),
+            text(|r| &r.dialled),
+            text(|r| &r.sent),
         ];
         write_row(&mut w, fields).map_err(failed)?;
     }
@@ -447,14 +606,17 @@ pub(crate) fn format_rfc3339(ms: UnixMillis) -> String {
 
 #[cfg(test)]
 mod tests {
-    use storage::Record as _;
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
     use storage::model::HangupSide;
 
     use super::super::paging::testing::MapSource;
     use super::*;
 
     const HEADER: &str = "id,caller,callee,started_at,answered_at,ended_at,duration_secs,\
-                          disposition,hangup_side,cause,sip_status,node_id\r\n";
+                          disposition,hangup_side,cause,sip_status,node_id,direction,trunk,did,\
+                          route,dialled,sent\r\n";
 
     fn query(pairs: &[(&str, &str)]) -> Result<CdrQuery, ApiError> {
         let mut raw = RawCdrQuery::default();
@@ -465,6 +627,8 @@ mod tests {
                 "to" => raw.to = v,
                 "extension" => raw.extension = v,
                 "disposition" => raw.disposition = v,
+                "direction" => raw.direction = v,
+                "trunk" => raw.trunk = v,
                 "limit" => raw.limit = v,
                 "after" => raw.after = v,
                 "format" => raw.format = v,
@@ -580,6 +744,28 @@ mod tests {
             "disposition must be one of answered, busy",
         );
         refused(&[("disposition", "Answered")], "disposition");
+        assert_eq!(
+            query(&[("disposition", "denied")]).unwrap().disposition,
+            Some(Disposition::Denied)
+        );
+        refused(
+            &[("direction", "sideways")],
+            "direction must be one of internal, inbound, outbound",
+        );
+        refused(&[("direction", "Inbound")], "direction");
+        refused(&[("direction", "")], "direction");
+        for (name, want) in [
+            ("internal", Direction::Internal),
+            ("inbound", Direction::Inbound),
+            ("outbound", Direction::Outbound),
+        ] {
+            assert_eq!(query(&[("direction", name)]).unwrap().direction, Some(want));
+        }
+        refused(&[("trunk", "")], "trunk");
+        refused(&[("trunk", "my trunk")], "trunk");
+        refused(&[("trunk", &"t".repeat(33))], "trunk");
+        let q = query(&[("trunk", "carrier-2_b")]).unwrap();
+        assert_eq!(q.trunk.as_deref(), Some("carrier-2_b"));
         refused(&[("extension", "10a1")], "extension must be 1 to 32 digits");
         refused(&[("extension", "")], "extension");
         refused(&[("extension", &"1".repeat(33))], "extension");
@@ -675,14 +861,49 @@ mod tests {
         }
     }
 
+    /// The route of an outbound call through `carrier`.
+    fn outbound(r: &CallDetail) -> CallRoute {
+        CallRoute {
+            cdr_key: r.key(),
+            direction: Direction::Outbound,
+            trunk: "carrier".into(),
+            did: String::new(),
+            route: "national".into(),
+            dialled: "95550100".into(),
+            sent: "+15550100".into(),
+        }
+    }
+
+    /// The route of an inbound call on `trunk` to DID 15550100.
+    fn inbound(r: &CallDetail, trunk: &str) -> CallRoute {
+        CallRoute {
+            cdr_key: r.key(),
+            direction: Direction::Inbound,
+            trunk: trunk.into(),
+            did: "15550100".into(),
+            route: "main".into(),
+            dialled: "15550100".into(),
+            sent: String::new(),
+        }
+    }
+
+    fn internal(cdr: CallDetail) -> CdrRow {
+        CdrRow { cdr, route: None }
+    }
+
     #[test]
     fn csv_rows() {
         let mut unanswered = cdr(T_2026_11_28_10H, "c2", "1001", Disposition::Busy);
         unanswered.cause = "=cmd|' /C calc'!A0".into();
         unanswered.sip_status = 486;
+        let denied = cdr(T_2026_11_28_10H, "c3", "1001", Disposition::Denied);
         let text = to_csv(&[
-            cdr(T_2026_11_28_10H, "c1", "1001", Disposition::Answered),
-            unanswered,
+            internal(cdr(T_2026_11_28_10H, "c1", "1001", Disposition::Answered)),
+            internal(unanswered),
+            CdrRow {
+                route: Some(outbound(&denied)),
+                cdr: denied,
+            },
         ])
         .unwrap();
         let lines: Vec<&str> = text.split("\r\n").collect();
@@ -690,31 +911,82 @@ mod tests {
         assert_eq!(
             lines[1],
             "c1,1001,2000,2026-11-28T10:00:00.000Z,2026-11-28T10:00:02.000Z,\
-             2026-11-28T10:01:02.000Z,60,answered,caller,bye,200,1"
+             2026-11-28T10:01:02.000Z,60,answered,caller,bye,200,1,internal,,,,,"
         );
         assert_eq!(
             lines[2],
             "c2,1001,2000,2026-11-28T10:00:00.000Z,,2026-11-28T10:01:02.000Z,60,busy,caller,\
-             \"'=cmd|' /C calc'!A0\",486,1"
+             \"'=cmd|' /C calc'!A0\",486,1,internal,,,,,"
         );
-        assert_eq!(lines[3], "", "every row ends with CRLF");
-        assert_eq!(lines.len(), 4);
+        // A leading `+` is a formula to a spreadsheet: the sent number is defused like any field.
+        assert_eq!(
+            lines[3],
+            "c3,1001,2000,2026-11-28T10:00:00.000Z,,2026-11-28T10:01:02.000Z,60,denied,caller,bye,\
+             200,1,outbound,carrier,,national,95550100,\"'+15550100\""
+        );
+        assert_eq!(lines[4], "", "every row ends with CRLF");
+        assert_eq!(lines.len(), 5);
         assert_eq!(to_csv(&[]).unwrap(), HEADER);
+        assert_eq!(
+            HEADER.trim_end().split(',').collect::<Vec<_>>(),
+            CSV_COLUMNS
+        );
     }
 
-    fn ids(rows: &[CallDetail]) -> Vec<&str> {
-        rows.iter().map(|r| r.id.as_str()).collect()
+    #[test]
+    fn json_rows_carry_the_route_or_say_internal() {
+        let c = cdr(T_2026_11_28_10H, "c1", "1001", Disposition::Answered);
+        let view = |row: CdrRow| serde_json::to_value(CdrView::from(row)).unwrap();
+        let plain = view(internal(c.clone()));
+        assert_eq!(plain["direction"], "internal");
+        for field in ["trunk", "did", "route", "dialled", "sent"] {
+            assert_eq!(
+                plain[field], "",
+                "{field}: empty, not null, for an internal call"
+            );
+        }
+        assert_eq!(plain["answered_at"], T_2026_11_28_10H + 2_000);
+        let routed = view(CdrRow {
+            route: Some(inbound(&c, "carrier")),
+            cdr: c,
+        });
+        assert_eq!(routed["direction"], "inbound");
+        assert_eq!(routed["trunk"], "carrier");
+        assert_eq!(routed["did"], "15550100");
+        assert_eq!(routed["route"], "main");
+        assert_eq!(routed["dialled"], "15550100");
+        assert_eq!(routed["sent"], "");
+        assert_eq!(routed["caller"], "1001");
+    }
+
+    fn ids(rows: &[CdrRow]) -> Vec<&str> {
+        rows.iter().map(|r| r.cdr.id.as_str()).collect()
+    }
+
+    /// No call went through a trunk.
+    fn no_routes(_: &str) -> Result<Option<CallRoute>, StorageError> {
+        Ok(None)
+    }
+
+    /// Up to `q.page.limit` CDRs of calls between extensions.
+    fn fetch_internal(
+        src: &MapSource<CallDetail>,
+        q: &CdrQuery,
+        budget: usize,
+    ) -> Result<Page<CdrRow>, StorageError> {
+        fetch(src, &no_routes, q, budget)
     }
 
     /// Follows `next` until the end; returns every row and the number of requests.
     fn all_pages(
         src: &MapSource<CallDetail>,
+        routes: RouteLookup<'_>,
         mut q: CdrQuery,
         budget: usize,
-    ) -> (Vec<CallDetail>, usize) {
+    ) -> (Vec<CdrRow>, usize) {
         let mut rows = Vec::new();
         for requests in 1..10_000 {
-            let page = fetch(src, &q, budget).unwrap();
+            let page = fetch(src, routes, &q, budget).unwrap();
             assert!(page.items.len() <= q.page.limit);
             rows.extend(page.items);
             match page.next {
@@ -737,7 +1009,7 @@ mod tests {
             )
         }));
         let q = query(&[("limit", "10")]).unwrap();
-        let page = fetch(&src, &q, visit_budget(10)).unwrap();
+        let page = fetch_internal(&src, &q, visit_budget(10)).unwrap();
         assert_eq!(ids(&page.items)[..3], ["c00", "c01", "c02"]);
         assert_eq!(page.next, Some(CallDetail::key_for(1040, "c09")));
         assert_eq!(
@@ -745,26 +1017,26 @@ mod tests {
             11,
             "an unfiltered page reads one row past the page"
         );
-        let (rows, requests) = all_pages(&src, q, visit_budget(10));
+        let (rows, requests) = all_pages(&src, &no_routes, q, visit_budget(10));
         assert_eq!(rows.len(), 25);
         assert_eq!(requests, 3);
         assert!(
-            rows.windows(2).all(|w| w[0].key() < w[1].key()),
+            rows.windows(2).all(|w| w[0].cdr.key() < w[1].cdr.key()),
             "no repeats, in order"
         );
 
         // from inclusive, to exclusive, on the start time.
         let q = query(&[("from", "1010"), ("to", "1030")]).unwrap();
-        let page = fetch(&src, &q, visit_budget(q.page.limit)).unwrap();
+        let page = fetch_internal(&src, &q, visit_budget(q.page.limit)).unwrap();
         assert_eq!(ids(&page.items), ["c02", "c03", "c04", "c05"]);
         assert_eq!(page.next, None);
         let q = query(&[("from", "1030"), ("to", "1030")]).unwrap();
-        assert!(fetch(&src, &q, 100).unwrap().items.is_empty());
+        assert!(fetch_internal(&src, &q, 100).unwrap().items.is_empty());
         // A cursor before `from` does not widen the range.
         let mut q = query(&[("from", "1100")]).unwrap();
         q.page.after = Some(CallDetail::key_for(1000, "c00"));
         assert_eq!(
-            ids(&fetch(&src, &q, 100).unwrap().items),
+            ids(&fetch_internal(&src, &q, 100).unwrap().items),
             ["c20", "c21", "c22", "c23", "c24"]
         );
     }
@@ -781,7 +1053,7 @@ mod tests {
         ]);
         let get = |pairs: &[(&str, &str)]| {
             let q = query(pairs).unwrap();
-            ids(&fetch(&src, &q, 100).unwrap().items).join(" ")
+            ids(&fetch_internal(&src, &q, 100).unwrap().items).join(" ")
         };
         assert_eq!(get(&[("extension", "1001")]), "c1 c3");
         assert_eq!(get(&[("disposition", "busy")]), "c3 c4");
@@ -801,7 +1073,7 @@ mod tests {
             cdr(i, &format!("c{i}"), "1001", d)
         }));
         let q = query(&[("disposition", "busy"), ("limit", "10")]).unwrap();
-        let page = fetch(&src, &q, 1500).unwrap();
+        let page = fetch_internal(&src, &q, 1500).unwrap();
         assert_eq!(ids(&page.items), ["c999"], "fewer than the limit");
         assert_eq!(
             page.next,
@@ -809,13 +1081,13 @@ mod tests {
             "but a cursor"
         );
         assert_eq!(src.visited.get(), 1500);
-        let (rows, requests) = all_pages(&src, q, 1500);
+        let (rows, requests) = all_pages(&src, &no_routes, q, 1500);
         assert_eq!(ids(&rows), ["c999", "c1999", "c2999", "c3999", "c4999"]);
         assert_eq!(requests, 4);
 
         let q = query(&[("disposition", "failed")]).unwrap();
         let src = MapSource::new((0..300_000).map(|i| cdr(i, "x", "1001", Disposition::Answered)));
-        let page = fetch(&src, &q, visit_budget(q.page.limit)).unwrap();
+        let page = fetch_internal(&src, &q, visit_budget(q.page.limit)).unwrap();
         assert!(page.items.is_empty());
         assert!(page.next.is_some());
         assert_eq!(
@@ -823,6 +1095,140 @@ mod tests {
             MIN_VISIT,
             "a fruitless filter reads a bounded number of rows"
         );
+    }
+
+    /// CDRs `c0`…`c{n-1}`, one a millisecond, with the routes `route` gives (by index).
+    fn routed(
+        n: u64,
+        route: impl Fn(u64, &CallDetail) -> Option<CallRoute>,
+    ) -> (MapSource<CallDetail>, BTreeMap<String, CallRoute>) {
+        let rows: Vec<CallDetail> = (0..n)
+            .map(|i| {
+                let d = if i % 5 == 4 {
+                    Disposition::Denied
+                } else {
+                    Disposition::Answered
+                };
+                cdr(
+                    i,
+                    &format!("c{i}"),
+                    if i % 2 == 0 { "1001" } else { "1002" },
+                    d,
+                )
+            })
+            .collect();
+        let routes = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| route(i as u64, r))
+            .map(|r| (r.cdr_key.clone(), r))
+            .collect();
+        (MapSource::new(rows), routes)
+    }
+
+    #[test]
+    fn direction_and_trunk_filters_compose_with_the_others() {
+        // c0, c3, c6, …: outbound on carrier; c1, c4, …: inbound on `backup`; c2, c5, …: internal.
+        let (src, routes) = routed(12, |i, r| match i % 3 {
+            0 => Some(outbound(r)),
+            1 => Some(inbound(r, "backup")),
+            _ => None,
+        });
+        let reads = Cell::new(0);
+        let lookup = |k: &str| -> Result<_, StorageError> {
+            reads.set(reads.get() + 1);
+            Ok(routes.get(k).cloned())
+        };
+        let get = |pairs: &[(&str, &str)]| {
+            let q = query(pairs).unwrap();
+            let page = fetch(&src, &lookup, &q, 100).unwrap();
+            for row in &page.items {
+                assert_eq!(
+                    row.route,
+                    routes.get(&row.cdr.key()).cloned(),
+                    "its own route"
+                );
+            }
+            ids(&page.items).join(" ")
+        };
+        assert_eq!(get(&[("direction", "outbound")]), "c0 c3 c6 c9");
+        assert_eq!(get(&[("direction", "inbound")]), "c1 c4 c7 c10");
+        assert_eq!(get(&[("direction", "internal")]), "c2 c5 c8 c11");
+        assert_eq!(get(&[("trunk", "carrier")]), "c0 c3 c6 c9");
+        assert_eq!(get(&[("trunk", "backup")]), "c1 c4 c7 c10");
+        assert_eq!(get(&[("trunk", "carrie")]), "", "exact names only");
+        assert_eq!(get(&[("trunk", "carrier"), ("direction", "inbound")]), "");
+        assert_eq!(
+            get(&[("direction", "outbound"), ("extension", "1001")]),
+            "c0 c6"
+        );
+        assert_eq!(get(&[("disposition", "denied")]), "c4 c9");
+        assert_eq!(
+            get(&[("disposition", "denied"), ("direction", "outbound")]),
+            "c9"
+        );
+        assert_eq!(
+            get(&[("trunk", "backup"), ("from", "2"), ("to", "8")]),
+            "c4 c7"
+        );
+        // Without a route filter each row of the page reads its route once; with one, each row the
+        // CDR's own filters keep is read once, and the page reuses those reads.
+        reads.set(0);
+        assert_eq!(get(&[]).split(' ').count(), 12);
+        assert_eq!(reads.get(), 12);
+        reads.set(0);
+        assert_eq!(
+            get(&[("direction", "inbound"), ("extension", "1002")]),
+            "c1 c7"
+        );
+        assert_eq!(reads.get(), 6, "only the six calls of 1002 are looked up");
+    }
+
+    #[test]
+    fn route_filters_page_and_stop_at_the_budget_like_the_others() {
+        // 3 000 calls; every 250th went out through carrier.
+        let (src, routes) = routed(3_000, |i, r| (i % 250 == 249).then(|| outbound(r)));
+        let lookup = |k: &str| -> Result<_, StorageError> { Ok(routes.get(k).cloned()) };
+        let q = query(&[("direction", "outbound"), ("limit", "2")]).unwrap();
+        let page = fetch(&src, &lookup, &q, 1_000).unwrap();
+        assert_eq!(ids(&page.items), ["c249", "c499"]);
+        assert_eq!(
+            page.next,
+            Some(CallDetail::key_for(499, "c499")),
+            "a full page"
+        );
+        let page = fetch(&src, &lookup, &query(&[("trunk", "carrier")]).unwrap(), 600).unwrap();
+        assert_eq!(ids(&page.items), ["c249", "c499"], "fewer than the limit");
+        assert_eq!(
+            page.next,
+            Some(CallDetail::key_for(599, "c599")),
+            "but a cursor: the last row looked at"
+        );
+        // Following `next` finds every one once, in order, each request within its budget.
+        let (rows, _) = all_pages(&src, &lookup, q, 600);
+        let want: Vec<String> = (1..=12).map(|k| format!("c{}", k * 250 - 1)).collect();
+        assert_eq!(ids(&rows), want);
+        assert!(rows.iter().all(|r| r.route.is_some()));
+        // Internal calls page the same way.
+        let q = query(&[("direction", "internal"), ("limit", "1000")]).unwrap();
+        let (rows, _) = all_pages(&src, &lookup, q, 700);
+        assert_eq!(rows.len(), 3_000 - 12);
+        assert!(rows.iter().all(|r| r.route.is_none()));
+    }
+
+    #[test]
+    fn a_failed_route_read_fails_the_request() {
+        let (src, _) = routed(3, |_, _| None);
+        let broken = |_: &str| -> Result<Option<CallRoute>, StorageError> {
+            Err(StorageError::Corrupt("bad route".into()))
+        };
+        for pairs in [&[][..], &[("direction", "internal")][..]] {
+            let q = query(pairs).unwrap();
+            assert!(
+                matches!(fetch(&src, &broken, &q, 100), Err(StorageError::Corrupt(_))),
+                "{pairs:?}"
+            );
+        }
     }
 
     #[test]

@@ -105,12 +105,14 @@ pub(crate) struct OutboundTrunk {
     pub(crate) silence: std::time::Duration,
 }
 
-/// The number dialled, when it can be an extension (digits only, bounded).
+/// The number dialled: digits, with a leading `+` for an E.164 number (which only an outbound route
+/// can take: extension numbers are digits), bounded.
 pub(crate) fn dialled_number(req: &rsip::Request) -> Option<String> {
     let user = req.uri.auth.as_ref().map(|a| a.user.as_str())?;
-    let valid = !user.is_empty()
+    let digits = user.strip_prefix('+').unwrap_or(user);
+    let valid = !digits.is_empty()
         && user.len() <= MAX_NUMBER_LEN
-        && user.bytes().all(|b| b.is_ascii_digit());
+        && digits.bytes().all(|b| b.is_ascii_digit());
     valid.then(|| user.to_owned())
 }
 

@@ -221,6 +221,12 @@ fn a_caller_requiring_reliable_provisionals_is_told_they_are_unsupported() {
 fn only_digits_are_dialled_numbers() {
     let mut req = invite("", OFFER, "application/sdp");
     assert_eq!(dialled_number(&req).as_deref(), Some("1002"));
+    req.uri = rsip::Uri::try_from("sip:+442071234567@pbx.test").unwrap();
+    assert_eq!(dialled_number(&req).as_deref(), Some("+442071234567"));
+    for bad in ["sip:+@pbx.test", "sip:1+2@pbx.test", "sip:++1@pbx.test"] {
+        req.uri = rsip::Uri::try_from(bad).unwrap();
+        assert_eq!(dialled_number(&req), None, "{bad}");
+    }
     req.uri = rsip::Uri::try_from("sip:alice@pbx.test").unwrap();
     assert_eq!(dialled_number(&req), None);
     req.uri = rsip::Uri::try_from(format!("sip:{}@pbx.test", "1".repeat(33)).as_str()).unwrap();
