@@ -14,6 +14,7 @@
 #   deploy/lab-netns.sh run [args]     up, then a 3-node cluster in it (chaos lab --netns) until Ctrl-C
 #   deploy/lab-netns.sh chaos [args]   up, then `chaos failover [args]` from pbx-ph1, then down
 #   deploy/lab-netns.sh fence [args]   up, then `chaos fence-check [args]` (an owner without its kernel fence), down
+#   deploy/lab-netns.sh trunk [args]   up, then `chaos trunk-failover [args]` (Kamailio as a trunk provider), down
 #                                      e.g. deploy/lab-netns.sh chaos --fault kill-owner --rounds 10
 # Binaries: $PBX_BIN / $CHAOS_BIN, else target/release, else target/debug.
 set -euo pipefail
@@ -116,6 +117,13 @@ fence)
     up 3
     trap down EXIT
     PBX_BIN=$(bin pbx) ip netns exec "$PREFIX-ph1" "$(bin chaos)" fence-check "$@"
+    ;;
+trunk)
+    shift
+    down
+    up 3
+    trap down EXIT
+    PBX_BIN=$(bin pbx) ip netns exec "$PREFIX-ph1" "$(bin chaos)" trunk-failover "$@"
     ;;
 *)
     sed -n '2,20p' "$0"

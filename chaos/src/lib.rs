@@ -7,5 +7,7 @@ pub mod failover;
 pub mod fence_check;
 pub mod lab;
 pub mod phone;
+pub mod provider;
 pub mod scenarios;
 pub mod sip_probe;
+pub mod trunk_failover;

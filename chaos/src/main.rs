@@ -64,6 +64,14 @@ enum Scenario {
         #[arg(long)]
         report: Option<std::path::PathBuf>,
     },
+    /// A register trunk (Kamailio as the provider) across a kill of the VIP owner during an
+    /// outbound call: the call goes on, the new owner registers again, the toll counter holds.
+    /// Netns lab.
+    TrunkFailover {
+        /// Also write the report (JSON) to this file.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
     Lab {
         #[arg(long, default_value_t = 3)]
         nodes: u64,
@@ -94,6 +102,19 @@ enum Scenario {
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().scenario {
         Scenario::LeaderKill { rounds, nodes } => scenarios::leader_kill(rounds, nodes).await?,
+        Scenario::TrunkFailover { report: file } => {
+            let report = pbx_chaos::trunk_failover::run().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(path) = file {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+            }
+            anyhow::ensure!(
+                report.violations.is_empty(),
+                "invariants broken: {}",
+                report.violations.join("; ")
+            );
+            return Ok(());
+        }
         Scenario::FenceCheck { report: file } => {
             let report = pbx_chaos::fence_check::run().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

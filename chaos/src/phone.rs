@@ -850,7 +850,8 @@ fn sdp_part(body: &str) -> String {
     )
 }
 
-/// A response to a received request (Via, From, To (+tag), Call-ID, CSeq copied).
+/// A response to a received request (Via, From, To (+tag), Call-ID, CSeq copied, and Record-Route,
+/// which a dialog through a proxy needs: RFC 3261 §12.1.1).
 pub fn reply(
     req: &Msg,
     code: u16,
@@ -870,7 +871,9 @@ pub fn reply(
             .trim()
             .to_ascii_lowercase();
         match name.as_str() {
-            "via" | "from" | "call-id" | "cseq" => text.push_str(&format!("{line}\r\n")),
+            "via" | "from" | "call-id" | "cseq" | "record-route" => {
+                text.push_str(&format!("{line}\r\n"));
+            }
             "to" => match tag {
                 Some(t) if !line.contains("tag=") => text.push_str(&format!("{line};tag={t}\r\n")),
                 _ => text.push_str(&format!("{line}\r\n")),

@@ -412,6 +412,9 @@ pub struct Reservation {
     /// A reserved call with no active-call record after this long is gone (its node died while it
     /// rang): it no longer counts as simultaneous.
     pub ringing_ms: u64,
+    /// The call's route record, stored whatever the answer, with the trunk the call was counted
+    /// on filled in.
+    pub route: Option<CallRoute>,
 }
 
 /// Which counters an outbound call holds, so that its end releases them whatever ends it.

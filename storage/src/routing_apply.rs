@@ -130,6 +130,22 @@ fn counter(txn: &dyn Txn, key: &str) -> Result<TollCounter, CodecError> {
 }
 
 pub(crate) fn reserve(txn: &mut dyn Txn, r: &Reservation) -> Result<Response, CodecError> {
+    let response = decide(txn, r)?;
+    if let Some(route) = &r.route {
+        let mut route = route.clone();
+        if let Response::Reserved { trunk } = response {
+            route.trunk = r
+                .trunks
+                .get(trunk as usize)
+                .map(|t| t.0.clone())
+                .unwrap_or_default();
+        }
+        put(txn, &route)?;
+    }
+    Ok(response)
+}
+
+fn decide(txn: &mut dyn Txn, r: &Reservation) -> Result<Response, CodecError> {
     let now = r.at;
     let ext_key = TollCounter::extension_key(&r.extension);
     let mut ext = counter(txn, &ext_key)?;
@@ -192,7 +208,7 @@ mod tests {
     use super::*;
     use crate::command::Command;
     use crate::command::tests::{MemTxn, cdr, ext};
-    use crate::routing::{DidKind, Limits, RouteClass, Trunk, TrunkKind};
+    use crate::routing::{CallRoute, DidKind, Direction, Limits, RouteClass, Trunk, TrunkKind};
 
     fn trunk(name: &str) -> Trunk {
         Trunk {
@@ -337,6 +353,15 @@ mod tests {
             ],
             at,
             ringing_ms: 120_000,
+            route: Some(CallRoute {
+                cdr_key: format!("{at:020}-{call_id}"),
+                direction: Direction::Outbound,
+                trunk: String::new(),
+                did: String::new(),
+                route: "national".into(),
+                dialled: "95550100".into(),
+                sent: "5550100".into(),
+            }),
         }))
     }
 
@@ -370,6 +395,10 @@ mod tests {
         assert_eq!(ext.minute.count, 3);
         assert_eq!(ext.active.len(), 2);
         assert!(get::<OutboundHold>(&txn, "c1").unwrap().is_none());
+        // Each call's route names the trunk it was counted on.
+        let trunk_of = |key: &str| get::<CallRoute>(&txn, key).unwrap().unwrap().trunk;
+        assert_eq!(trunk_of(&format!("{:020}-c2", 2_000)), "b");
+        assert_eq!(trunk_of(&format!("{:020}-c3", 3_000)), "a");
     }
 
     #[test]
@@ -461,6 +490,7 @@ mod tests {
                 )],
                 at: 5_000,
                 ringing_ms: 1,
+                route: None,
             }))
         };
         assert_eq!(apply(&mut txn, cmd("c1")), Response::Reserved { trunk: 0 });

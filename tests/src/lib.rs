@@ -4,4 +4,5 @@
 
 pub use pbx_chaos::lab::*;
 pub use pbx_chaos::phone;
+pub use pbx_chaos::provider;
 pub use pbx_chaos::sip_probe;

@@ -220,18 +220,21 @@ async fn phone(lab: &Lab, user: &str) -> Phone {
     p
 }
 
-/// `number` dialled by `from` and refused (by the PBX or, busy, by `by`): the final status.
+/// `number` dialled by `from` and refused (by the PBX, or busy by `by`): the final status.
 async fn refused_call(from: &mut Phone, number: &str, by: Option<&mut Phone>) -> u16 {
-    let out = from.dial(number, None).await.unwrap();
     let wait = Duration::from_secs(5);
+    // A provider's call is not challenged: its first final answer is the callee's.
+    let place = async {
+        let out = from.dial(number, None).await?;
+        from.outcome(&out, wait).await
+    };
     let outcome = match by {
         Some(callee) => {
-            let (answered, outcome) =
-                tokio::join!(callee.answer(Answer::Busy, wait), from.outcome(&out, wait));
-            answered.unwrap();
+            let (answered, outcome) = tokio::join!(callee.answer(Answer::Busy, wait), place);
+            answered.unwrap_or_else(|e| panic!("{number} did not ring: {e}; {outcome:?}"));
             outcome
         }
-        None => from.outcome(&out, wait).await,
+        None => place.await,
     };
     outcome.unwrap().expect_err("the call is refused")
 }
@@ -313,6 +316,7 @@ async fn cdrs_show_direction_trunk_and_numbers_and_filter_on_them() {
     )
     .await;
     client.sync(0).await.unwrap();
+    let configured = tokio::time::Instant::now();
 
     let mut alice = phone(&lab, "1001").await;
     let mut bob = phone(&lab, "1002").await;
@@ -329,6 +333,9 @@ async fn cdrs_show_direction_trunk_and_numbers_and_filter_on_them() {
     assert_eq!(refused_call(&mut alice, "85550100", None).await, 403);
     wait_cdrs(&client, 3).await;
     // 4. Inbound: the provider calls the DID, which rings 1002, who is busy.
+    // Trunks are known by source address once the PBX has re-read their addresses, which it does
+    // within a second of a change.
+    tokio::time::sleep_until(configured + Duration::from_secs(2)).await;
     assert_eq!(
         refused_call(&mut carrier, "15550100", Some(&mut bob)).await,
         486

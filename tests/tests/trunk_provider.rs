@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use pbx_tests::provider::{Provider, ProviderConfig};
 use pbx_tests::{Lab, LabClient, LabOptions, free_port, free_sip_port};
 use serde_json::{Value, json};
 
@@ -89,31 +90,6 @@ fn dns(dir: &Path, port: u16, dead_port: u16, provider_port: u16) -> KillOnDrop 
     KillOnDrop(child)
 }
 
-/// Kamailio as the provider, from `tests/kamailio/provider.cfg`.
-fn provider(dir: &Path, port: u16, carrier_uas: &str) -> KillOnDrop {
-    let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kamailio/provider.cfg");
-    let cfg = std::fs::read_to_string(template)
-        .unwrap()
-        .replace("@LISTEN@", &format!("{PROVIDER_IP}:{port}"))
-        .replace("@DOMAIN@", "provider.lab")
-        .replace("@PASSWORD@", TRUNK_PASSWORD)
-        .replace("@USER@", TRUNK_USER)
-        .replace("@CARRIER_IP@", CARRIER_IP)
-        .replace("@CARRIER_UAS@", carrier_uas);
-    let path = dir.join("provider.cfg");
-    std::fs::write(&path, cfg).unwrap();
-    let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
-    let child = Command::new("kamailio")
-        .args(["-DD", "-E", "-f", path.to_str().unwrap()])
-        .args(["-P", dir.join("kamailio.pid").to_str().unwrap()])
-        .args(["-Y", dir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("kamailio is installed");
-    KillOnDrop(child)
-}
-
 async fn post(client: &LabClient, path: &str, body: Value) {
     let resp = client
         .req(0, reqwest::Method::POST, path)
@@ -178,7 +154,18 @@ async fn a_register_trunk_found_by_dns_carries_calls_out_and_in() {
     let carrier_uas_port = free_sip_port();
     let _dns = dns(dir.path(), dns_port, dead_port, provider_port);
     let carrier_uas = format!("{CARRIER_IP}:{carrier_uas_port}");
-    let _provider = provider(dir.path(), provider_port, &carrier_uas);
+    let _provider = Provider::start(
+        dir.path(),
+        &ProviderConfig {
+            listen: format!("{PROVIDER_IP}:{provider_port}").parse().unwrap(),
+            domain: "provider.lab".into(),
+            user: TRUNK_USER.into(),
+            password: TRUNK_PASSWORD.into(),
+            carrier_ip: CARRIER_IP.parse().unwrap(),
+            carrier_uas: carrier_uas.parse().unwrap(),
+        },
+    )
+    .unwrap();
     let options = LabOptions {
         sip_extra: "qualify_interval_secs = 0".into(),
         trunks_extra: format!("dns_servers = [\"127.0.0.1:{dns_port}\"]\nfailover_secs = 2"),

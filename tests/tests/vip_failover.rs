@@ -120,3 +120,16 @@ fn a_woken_owner_without_its_kernel_fence_answers_nothing_it_queued() {
     assert_eq!(count(&r, "stale_answers_tcp"), 0, "{r}");
     assert_eq!(r["violations"], serde_json::json!([]), "{r}");
 }
+
+/// A register trunk to Kamailio (the provider, on a phone host) across a kill -9 of the VIP owner
+/// during an established outbound call: the call keeps audio both ways and ends with a BYE answered
+/// 200, the new owner registers the trunk again within 2 s of taking the VIP, and the extension's
+/// per-minute toll counter holds (the call that crosses it after the kill is refused with 403).
+#[test]
+fn a_trunk_call_and_its_registration_survive_a_kill_of_the_vip_owner() {
+    let r = lab(&["trunk"]);
+    assert_eq!(r["violations"], serde_json::json!([]), "{r}");
+    assert_eq!(r["call_survived"], true, "{r}");
+    assert_eq!(r["after_kill"], serde_json::json!([200, 403]), "{r}");
+    assert!(count(&r, "re_registered_after_claim_ms") <= 2000, "{r}");
+}

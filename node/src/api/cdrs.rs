@@ -344,10 +344,11 @@ pub(crate) struct CdrView {
     pub node_id: NodeId,
     /// `internal`, `inbound` or `outbound`.
     pub direction: &'static str,
-    /// The routing facts below are empty strings when they do not apply (every one for an internal
-    /// call; `did` on an outbound call, `route` on a refused one), never null: a CallRoute itself
-    /// stores them as empty strings, and one spelling of "none" is what filters and spreadsheets want
-    /// (the CSV has no null either). `answered_at` is null because it is a time, not text.
+    /// The routing facts below are empty strings when they do not apply (all of them on an internal
+    /// call; `did` on an outbound call, `sent` on an inbound one, `trunk` and `sent` on a call
+    /// refused before a trunk was chosen), never null: a CallRoute itself stores them as empty
+    /// strings, one spelling of "none" is simpler to filter on than two, and the CSV has no null
+    /// either. (`answered_at` is null when absent because it is a time, not text.)
     pub trunk: String,
     pub did: String,
     /// The outbound or inbound route's name.

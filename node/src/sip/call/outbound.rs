@@ -141,6 +141,7 @@ impl Calls {
         }
         facts.stored = true;
         let first = if emergency {
+            facts.trunk = usable[0].name.clone();
             self.record_route(&facts, cdr_key).await;
             0
         } else {
@@ -164,9 +165,9 @@ impl Calls {
                     .collect(),
                 at: started_at,
                 ringing_ms: self.trunks.ringing.as_millis() as u64,
+                route: Some(facts.record(cdr_key)),
             };
-            self.reserve(reservation, &facts, cdr_key, &caller.number)
-                .await?
+            self.reserve(reservation, &facts, &caller.number).await?
         };
         let usable = &usable[first..];
         facts.trunk = usable.first().map(|t| t.name.clone()).unwrap_or_default();
@@ -206,25 +207,17 @@ impl Calls {
             .collect()
     }
 
-    /// Counts the call against its limits and records its route, in one Raft entry; the index of
-    /// the first trunk with room.
+    /// Counts the call against its limits and records its route (with the trunk it was counted
+    /// on), in one Raft entry; the index of the first trunk with room.
     async fn reserve(
         &self,
         reservation: Reservation,
         facts: &RouteFacts,
-        cdr_key: String,
         extension: &str,
     ) -> Result<usize, Refused> {
-        let batch = storage::Command::Batch(vec![
-            storage::Command::ReserveOutbound(Box::new(reservation)),
-            storage::Command::PutCallRoute(facts.record(cdr_key)),
-        ]);
-        let answer = match self.cluster.propose(batch).await {
-            Ok(Response::Batch(mut answers)) if !answers.is_empty() => answers.swap_remove(0),
-            Ok(other) => {
-                tracing::warn!(?other, "unexpected answer to an outbound reservation");
-                return Err((Refusal::internal(), Some(facts.clone())));
-            }
+        let cmd = storage::Command::ReserveOutbound(Box::new(reservation));
+        let answer = match self.cluster.propose(cmd).await {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!(error = %e, "outbound reservation failed");
                 return Err((Refusal::new(503, "Cluster Not Ready", None), None));

@@ -15,6 +15,9 @@ use rand::Rng as _;
 use pbx_sip::rfc3263::{self, Destination, Naptr, Plan, SipTransport, Srv, TargetError};
 use pbx_sip::transaction::{Peer, Transport};
 
+/// The transports the PBX reaches servers over: it does not open TCP or TLS connections itself yet.
+const SUPPORTED: &[SipTransport] = &[SipTransport::Udp];
+
 /// Most servers tried for one destination.
 pub(crate) const MAX_TARGETS: usize = 16;
 
@@ -99,10 +102,10 @@ impl Dns {
             } => self.hosts(&host, port, transport, &mut out).await?,
             Plan::Naptr { domain } => {
                 let naptr = self.naptr(&domain).await;
-                let mut names =
-                    rfc3263::srv_names_from_naptr(&naptr, dest.secure, &SipTransport::ALL);
+                let mut names = rfc3263::srv_names_from_naptr(&naptr, dest.secure, SUPPORTED);
                 if names.is_empty() {
                     names = rfc3263::default_srv_names(&domain, dest.secure);
+                    names.retain(|(_, t)| SUPPORTED.contains(t));
                 }
                 self.srv(&names, &mut out).await;
             }

@@ -1,0 +1,90 @@
+//! A SIP trunk provider for tests and chaos scenarios: Kamailio (`chaos/kamailio/provider.cfg`) as
+//! the provider's registrar (it challenges the PBX's REGISTER), its proxy (it challenges the PBX's
+//! INVITEs and relays them to the carrier's phone), and the way in for the carrier's calls (to the
+//! PBX's registered contact, the DID kept in To). Stopped when dropped.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+const TEMPLATE: &str = include_str!("../kamailio/provider.cfg");
+
+/// What the provider is told.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Where Kamailio listens (UDP).
+    pub listen: SocketAddr,
+    /// The provider's domain and digest realm.
+    pub domain: String,
+    /// The account the PBX registers and calls with.
+    pub user: String,
+    pub password: String,
+    /// Calls from this address are the carrier's, to the PBX; all others are the PBX's, out.
+    pub carrier_ip: IpAddr,
+    /// The carrier's phone that answers the PBX's outbound calls.
+    pub carrier_uas: SocketAddr,
+}
+
+/// A running Kamailio.
+pub struct Provider {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Provider {
+    /// Writes the configuration into `dir`, starts Kamailio and waits until it listens.
+    pub fn start(dir: &Path, cfg: &ProviderConfig) -> anyhow::Result<Self> {
+        let text = TEMPLATE
+            .replace("@LISTEN@", &cfg.listen.to_string())
+            .replace("@DOMAIN@", &cfg.domain)
+            .replace("@PASSWORD@", &cfg.password)
+            .replace("@USER@", &cfg.user)
+            .replace("@CARRIER_IP@", &cfg.carrier_ip.to_string())
+            .replace("@CARRIER_UAS@", &cfg.carrier_uas.to_string());
+        let path = dir.join("provider.cfg");
+        std::fs::write(&path, text)?;
+        let log = dir.join("kamailio.log");
+        let child = Command::new("kamailio")
+            .args(["-DD", "-E", "-f"])
+            .arg(&path)
+            .arg("-P")
+            .arg(dir.join("kamailio.pid"))
+            .arg("-Y")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting kamailio (Debian package kamailio)")?;
+        let mut provider = Self { child, log };
+        // Listening once its address can no longer be bound by anyone else.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::UdpSocket::bind(cfg.listen).is_ok() {
+            if let Ok(Some(status)) = provider.child.try_wait() {
+                anyhow::bail!("kamailio exited ({status}):\n{}", provider.log());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "kamailio did not listen on {} within 10 s:\n{}",
+                cfg.listen,
+                provider.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(provider)
+    }
+
+    /// What Kamailio logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
