@@ -26,6 +26,10 @@ pub struct ProviderConfig {
     pub carrier_ip: IpAddr,
     /// The carrier's phone that answers the PBX's outbound calls.
     pub carrier_uas: SocketAddr,
+    /// Also listen on TCP at the same address.
+    pub tcp: bool,
+    /// Also listen on TLS at the next port up, with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A running Kamailio.
@@ -37,8 +41,32 @@ pub struct Provider {
 impl Provider {
     /// Writes the configuration into `dir`, starts Kamailio and waits until it listens.
     pub fn start(dir: &Path, cfg: &ProviderConfig) -> anyhow::Result<Self> {
+        let mut listens = format!("listen=udp:{}", cfg.listen);
+        if cfg.tcp {
+            listens.push_str(&format!("\nlisten=tcp:{}", cfg.listen));
+        }
+        let mut tls = String::new();
+        if let Some((cert, key)) = &cfg.tls {
+            let tls_cfg = dir.join("tls.cfg");
+            std::fs::write(
+                &tls_cfg,
+                format!(
+                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                     require_certificate = no\ncertificate = {}\nprivate_key = {}\n",
+                    cert.display(),
+                    key.display()
+                ),
+            )?;
+            let tls_addr = SocketAddr::new(cfg.listen.ip(), cfg.listen.port() + 1);
+            listens.push_str(&format!("\nlisten=tls:{tls_addr}\nenable_tls=yes"));
+            tls = format!(
+                "loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")",
+                tls_cfg.display()
+            );
+        }
         let text = TEMPLATE
-            .replace("@LISTEN@", &cfg.listen.to_string())
+            .replace("@LISTENS@", &listens)
+            .replace("@TLS@", &tls)
             .replace("@DOMAIN@", &cfg.domain)
             .replace("@PASSWORD@", &cfg.password)
             .replace("@USER@", &cfg.user)

@@ -205,6 +205,8 @@ pub async fn run() -> anyhow::Result<TrunkFailoverReport> {
             password: TRUNK_PASSWORD.into(),
             carrier_ip: topology::PHONES_B.into(),
             carrier_uas: carrier.sip_addr,
+            tcp: false,
+            tls: None,
         },
     )?;
     configure(&client).await?;

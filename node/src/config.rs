@@ -235,6 +235,9 @@ pub struct TrunksSection {
     /// Seconds between refreshes of the addresses that inbound trunk calls may come from.
     #[serde(default = "default_trunk_refresh_secs")]
     pub address_refresh_secs: u64,
+    /// PEM file of CAs a provider's TLS certificate may chain to, besides the public roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 fn default_trunk_failover_secs() -> u64 {
@@ -251,6 +254,7 @@ impl Default for TrunksSection {
             dns_servers: Vec::new(),
             failover_secs: default_trunk_failover_secs(),
             address_refresh_secs: default_trunk_refresh_secs(),
+            tls_ca_file: None,
         }
     }
 }

@@ -82,6 +82,8 @@ fn dns(dir: &Path, port: u16, dead_port: u16, provider_port: u16) -> KillOnDrop 
         ))
         .arg(format!("--host-record=dead.provider.lab,{DEAD_IP}"))
         .arg(format!("--host-record=sip.provider.lab,{PROVIDER_IP}"))
+        // The same server under a name its certificate does not carry.
+        .arg(format!("--host-record=other.provider.lab,{PROVIDER_IP}"))
         .arg("--log-facility=-")
         .stdout(Stdio::null())
         .stderr(log)
@@ -147,13 +149,123 @@ async fn sipp(dir: &Path, args: &[&str]) -> bool {
     .unwrap()
 }
 
+/// How the PBX reaches the provider in one case.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The domain alone: NAPTR, then SRV (whose first server is dead), over UDP.
+    Dns,
+    /// `sip.provider.lab` with its port, over TCP.
+    Tcp,
+    /// `sip.provider.lab` with its port, over TLS, the certificate checked against that name and
+    /// the site's CA (`[trunks] tls_ca_file`).
+    Tls,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_register_trunk_found_by_dns_carries_calls_out_and_in() {
+    provider_case(Reach::Dns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_trunk_over_tcp_carries_calls_out_and_in() {
+    provider_case(Reach::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_trunk_over_tls_carries_calls_out_and_in() {
+    provider_case(Reach::Tls).await;
+}
+
+/// A test CA and a certificate for `sip.provider.lab` signed by it: `(ca, cert, key)`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Provider Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "req.pem",
+        "-subj",
+        "/CN=sip.provider.lab",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:sip.provider.lab\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.pem",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+async fn provider_case(reach: Reach) {
     let dir = tempfile::tempdir().unwrap();
-    let (dns_port, dead_port, provider_port) = (free_port(true), free_sip_port(), free_sip_port());
+    let (dns_port, dead_port) = (free_port(true), free_sip_port());
+    // TLS listens on the port above the provider's UDP/TCP port.
+    let provider_port = loop {
+        let p = free_sip_port();
+        if std::net::TcpListener::bind((PROVIDER_IP, p + 1)).is_ok() {
+            break p;
+        }
+    };
     let carrier_uas_port = free_sip_port();
     let _dns = dns(dir.path(), dns_port, dead_port, provider_port);
     let carrier_uas = format!("{CARRIER_IP}:{carrier_uas_port}");
+    let (ca, tls) = match reach {
+        Reach::Tls => {
+            let (ca, cert, key) = certificates(dir.path());
+            (Some(ca), Some((cert, key)))
+        }
+        _ => (None, None),
+    };
     let _provider = Provider::start(
         dir.path(),
         &ProviderConfig {
@@ -163,12 +275,18 @@ async fn a_register_trunk_found_by_dns_carries_calls_out_and_in() {
             password: TRUNK_PASSWORD.into(),
             carrier_ip: CARRIER_IP.parse().unwrap(),
             carrier_uas: carrier_uas.parse().unwrap(),
+            tcp: reach == Reach::Tcp,
+            tls,
         },
     )
     .unwrap();
+    let mut trunks_extra = format!("dns_servers = [\"127.0.0.1:{dns_port}\"]\nfailover_secs = 2");
+    if let Some(ca) = &ca {
+        trunks_extra.push_str(&format!("\ntls_ca_file = \"{}\"", ca.display()));
+    }
     let options = LabOptions {
         sip_extra: "qualify_interval_secs = 0".into(),
-        trunks_extra: format!("dns_servers = [\"127.0.0.1:{dns_port}\"]\nfailover_secs = 2"),
+        trunks_extra,
         ..LabOptions::default()
     };
     let (lab, client) = Lab::with_extensions(1, options, &["1001", "1002"], SECRET)
@@ -177,16 +295,27 @@ async fn a_register_trunk_found_by_dns_carries_calls_out_and_in() {
     let pbx = format!("127.0.0.1:{}", lab.nodes[0].sip_port);
 
     // The trunk registers, past the dead server, answering the registrar's challenge.
-    post(
-        &client,
-        "/api/v1/trunks",
-        json!({
-            "name": "provider", "kind": "register", "host": "provider.lab",
-            "username": TRUNK_USER, "password": TRUNK_PASSWORD, "realm": "provider.lab",
-            "register_expires": 120, "dids": ["15550100"], "caller_id": "15550199",
-        }),
-    )
-    .await;
+    let mut trunk = json!({
+        "name": "provider", "kind": "register", "host": "provider.lab",
+        "username": TRUNK_USER, "password": TRUNK_PASSWORD, "realm": "provider.lab",
+        "register_expires": 120, "dids": ["15550100"], "caller_id": "15550199",
+    });
+    let server = match reach {
+        Reach::Dns => format!("udp:{PROVIDER_IP}:{provider_port}"),
+        Reach::Tcp => {
+            trunk["host"] = json!("sip.provider.lab");
+            trunk["port"] = json!(provider_port);
+            trunk["transport"] = json!("tcp");
+            format!("tcp:{PROVIDER_IP}:{provider_port}")
+        }
+        Reach::Tls => {
+            trunk["host"] = json!("sip.provider.lab");
+            trunk["port"] = json!(provider_port + 1);
+            trunk["transport"] = json!("tls");
+            format!("tls:{PROVIDER_IP}:{}", provider_port + 1)
+        }
+    };
+    post(&client, "/api/v1/trunks", trunk).await;
     let status = wait_for(
         &client,
         "/api/v1/trunks/provider/status",
@@ -201,11 +330,7 @@ async fn a_register_trunk_found_by_dns_carries_calls_out_and_in() {
         logs(dir.path()),
         lab.log_tail(0)
     );
-    assert_eq!(
-        status["server"],
-        format!("udp:{PROVIDER_IP}:{provider_port}"),
-        "{status}"
-    );
+    assert_eq!(status["server"], server, "{status}");
     let events = client.get_json(0, "/api/v1/events").await.unwrap();
     assert!(events.to_string().contains("trunk_up"), "{events}");
 
@@ -405,4 +530,46 @@ async fn a_register_trunk_found_by_dns_carries_calls_out_and_in() {
         .cloned();
     let inbound = inbound.unwrap_or_else(|| panic!("no inbound CDR: {cdrs}"));
     assert_eq!(inbound["disposition"], "answered", "{inbound}");
+    assert_eq!(inbound["direction"], "inbound", "{inbound}");
+    assert_eq!(inbound["did"], "15550100", "{inbound}");
+    let outbound = cdrs["cdrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["callee"] == "95550100")
+        .cloned()
+        .unwrap_or_else(|| panic!("no outbound CDR: {cdrs}"));
+    assert_eq!(outbound["trunk"], "provider", "{outbound}");
+    assert_eq!(outbound["sent"], "5550100", "{outbound}");
+
+    if reach == Reach::Tls {
+        // The same server reached under a name its certificate does not prove: the connection
+        // checked for sip.provider.lab is not reused for it, and nothing registers.
+        let mut misnamed = json!({
+            "name": "misnamed", "kind": "register", "host": "other.provider.lab",
+            "port": provider_port + 1, "transport": "tls",
+            "username": TRUNK_USER, "password": TRUNK_PASSWORD, "realm": "provider.lab",
+        });
+        misnamed["register_expires"] = json!(120);
+        post(&client, "/api/v1/trunks", misnamed).await;
+        let status = wait_for(
+            &client,
+            "/api/v1/trunks/misnamed/status",
+            Duration::from_secs(30),
+            |s| s["state"] == "unreachable",
+        )
+        .await;
+        assert_eq!(
+            status["state"],
+            "unreachable",
+            "{status}\n{}",
+            lab.log_tail(0)
+        );
+        assert!(
+            lab.log_tail(0)
+                .contains("proved another name than the one expected now"),
+            "{}",
+            lab.log_tail(0)
+        );
+    }
 }

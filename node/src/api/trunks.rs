@@ -261,14 +261,6 @@ impl TrunkBody {
         now: UnixMillis,
     ) -> Result<Trunk, ApiError> {
         validate_host("host", &self.host)?;
-        // The PBX answers on TCP and TLS connections phones open, but does not open connections
-        // itself yet: a provider is reached over UDP.
-        if matches!(self.transport, Some(Transport::Tcp | Transport::Tls)) {
-            return Err(ApiError::invalid(
-                "transport",
-                "only udp for now: the PBX does not open TCP or TLS connections to providers yet",
-            ));
-        }
         if self.port == Some(0) {
             return Err(ApiError::invalid("port", "1 to 65535"));
         }

@@ -37,6 +37,8 @@ pub enum SipError {
     NoMediaAddress,
     #[error("[trunks] dns_servers: {0}")]
     Dns(String),
+    #[error("[trunks] tls_ca_file: {0}")]
+    TrunkCa(String),
 }
 
 /// The running SIP service; dropping it stops its tasks, closes its sockets and connections, and
@@ -52,6 +54,7 @@ impl Drop for SipService {
             t.abort();
         }
         self.calls.abandon_all();
+        self.calls.out.close_dialed();
     }
 }
 
@@ -104,6 +107,12 @@ impl SipService {
             transport::bind(udp, tcp, tls_addr.map(|a| (a, Arc::new(sip_tls)))).await?;
         let out = transports.outbound(vip.as_ref().map(|v| v.fence.clone()));
         let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(16 * 1024);
+        let client_tls = trunk_tls(trunks_cfg)?;
+        out.enable_dialing(transport::Dialer::new(
+            inbound_tx.clone(),
+            Arc::clone(&security),
+            client_tls,
+        ));
         let (endpoint_handle, commands) = endpoint::Endpoint::channel();
         let writer = writer::BindingWriter::new(cluster.clone());
         let media_addr = match &vip {
@@ -194,6 +203,7 @@ impl SipService {
         tasks.push(tokio::spawn(trunk::run_registrations(
             Arc::clone(&trunks),
             trunk_endpoint,
+            out.clone(),
             local,
             move || on_vip || leadership.borrow().leads,
         )));
@@ -212,4 +222,36 @@ impl SipService {
         tracing::info!(udp = ?udp, tcp = ?tcp, tls = ?tls_addr, "sip listening");
         Ok(Some(Self { tasks, calls }))
     }
+}
+
+/// The TLS client configuration providers are checked with: the public roots (webpki-roots) and the
+/// site's own CAs from `[trunks] tls_ca_file`.
+fn trunk_tls(cfg: &TrunksSection) -> Result<Arc<rustls::ClientConfig>, SipError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &cfg.tls_ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| SipError::TrunkCa(format!("{}: {e}", path.display())))?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| SipError::TrunkCa(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| SipError::TrunkCa(format!("{}: {e}", path.display())))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(SipError::TrunkCa(format!(
+                "{}: no certificate",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SipError::TrunkCa(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(tls))
 }

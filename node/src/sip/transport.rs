@@ -1,17 +1,19 @@
 //! SIP transports: UDP sockets, TCP and TLS listeners. Bytes in become parsed messages for the endpoint;
 //! transmits from the endpoint go out on the socket or on the connection the peer opened (RFC 3261
-//! §18.2.2: responses and requests to a phone reuse its own TCP/TLS connection).
+//! §18.2.2: responses and requests to a phone reuse its own TCP/TLS connection). To a server nobody
+//! is connected from (a trunk provider), the [`Dialer`] opens the connection, from the listeners'
+//! address (the VIP), checking a TLS server's certificate against the provider's domain (RFC 5922).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use pbx_sip::codec::{self, Frame, Message, StreamFramer};
 use pbx_sip::transaction::{Peer, Transmit, Transport};
@@ -27,6 +29,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Queued outbound messages per connection before we give up on a stuck peer.
 const CONN_QUEUE: usize = 256;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A server that does not accept a connection within this is treated as down (its transactions
+/// fail, and a trunk call moves on to the next server).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What transports hand to the endpoint.
 #[derive(Debug)]
@@ -49,6 +54,8 @@ pub(crate) struct Outbound {
     streams: Arc<Mutex<StreamTable>>,
     /// On the VIP: nothing is sent unless this node holds the lease.
     fence: Option<Fence>,
+    /// Opens connections to servers (set once the endpoint's channel exists).
+    dialer: Arc<OnceLock<Arc<Dialer>>>,
 }
 
 /// The writer queue of every open TCP/TLS connection, by transport and peer address.
@@ -62,6 +69,8 @@ pub(crate) enum SendError {
     NoConnection(SocketAddr),
     #[error("connection to {0} is not draining")]
     Stuck(SocketAddr),
+    #[error("the TLS connection to {0} proved another name than the one expected now")]
+    NotProven(SocketAddr),
     #[error("udp send: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -104,18 +113,178 @@ impl Outbound {
                 }
             }
             transport => {
-                let streams = self
+                let mut streams = self
                     .streams
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let tx = streams
-                    .get(&(transport, t.peer.addr))
+                if let Some(tx) = streams.get(&(transport, t.peer.addr)) {
+                    if transport == Transport::Tls && !self.proven(t.peer.addr) {
+                        let e = SendError::NotProven(t.peer.addr);
+                        tracing::info!(error = %e, "not sent");
+                        return Err(e);
+                    }
+                    return tx
+                        .try_send(t.bytes.clone())
+                        .map_err(|_| SendError::Stuck(t.peer.addr));
+                }
+                let dialer = self
+                    .dialer
+                    .get()
+                    .filter(|_| streams.len() < MAX_CONNECTIONS)
                     .ok_or(SendError::NoConnection(t.peer.addr))?;
-                tx.try_send(t.bytes.clone())
-                    .map_err(|_| SendError::Stuck(t.peer.addr))
+                // The message waits in the new connection's queue while it is opened.
+                let (tx, rx) = mpsc::channel(CONN_QUEUE);
+                let _ = tx.try_send(t.bytes.clone());
+                streams.insert((transport, t.peer.addr), tx.clone());
+                drop(streams);
+                dialer.dial(self.clone(), t.peer, (tx, rx));
+                Ok(())
             }
         }
     }
+
+    /// Lets this node open TCP and TLS connections to servers it sends to first.
+    pub(crate) fn enable_dialing(&self, dialer: Dialer) {
+        let _ = self.dialer.set(Arc::new(dialer));
+    }
+
+    /// Closes every connection this node opened (it stops serving: the VIP moved away).
+    pub(crate) fn close_dialed(&self) {
+        if let Some(d) = self.dialer.get() {
+            lock(&d.tasks).abort_all();
+        }
+    }
+
+    /// The name the TLS server at `addr` must prove: the domain of the URI it was found for.
+    pub(crate) fn expect_tls_name(&self, addr: SocketAddr, name: &str) {
+        if let Some(d) = self.dialer.get() {
+            lock(&d.names).insert(addr, name.to_owned());
+        }
+    }
+
+    /// Whether a TLS connection this node opened to `addr` proved the name expected there now (RFC
+    /// 5922 §4.1: a connection is reused only for the domain its certificate was checked for).
+    /// Connections the peer opened (phones) carry no expectation.
+    fn proven(&self, addr: SocketAddr) -> bool {
+        let Some(d) = self.dialer.get() else {
+            return true;
+        };
+        let expected = lock(&d.names).get(&addr).cloned();
+        match (expected, lock(&d.verified).get(&addr)) {
+            (Some(expected), Some(verified)) => expected == *verified,
+            _ => true,
+        }
+    }
+
+    /// Forgets the writer of `key` if it is still `tx` (a newer connection may have replaced it).
+    fn forget_stream(&self, key: (Transport, SocketAddr), tx: &mpsc::Sender<Vec<u8>>) {
+        let mut streams = lock(&self.streams);
+        if streams.get(&key).is_some_and(|t| t.same_channel(tx)) {
+            streams.remove(&key);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A connection's writer queue, both ends.
+type Queue = (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
+
+/// Opens connections to servers: TCP, or TLS verified against the public roots and a site's CA.
+pub(crate) struct Dialer {
+    inbound: mpsc::Sender<Inbound>,
+    security: Arc<Security>,
+    tls: TlsConnector,
+    /// The name each TLS server must prove, by address.
+    names: Mutex<HashMap<SocketAddr, String>>,
+    /// The name each open TLS connection this node made was checked for.
+    verified: Mutex<HashMap<SocketAddr, String>>,
+    /// The connections it opened: they close when the transports stop.
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Dialer {
+    pub(crate) fn new(
+        inbound: mpsc::Sender<Inbound>,
+        security: Arc<Security>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
+        Self {
+            inbound,
+            security,
+            tls: TlsConnector::from(tls),
+            names: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+        }
+    }
+
+    fn dial(self: &Arc<Self>, out: Outbound, peer: Peer, queue: Queue) {
+        let this = Arc::clone(self);
+        let mut tasks = lock(&self.tasks);
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let tx = queue.0.clone();
+            let from = out.locals.get(&peer.transport).map(SocketAddr::ip);
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect(from, peer.addr)).await;
+            let served = match stream {
+                Ok(Ok(stream)) => this.serve(stream, peer, out.clone(), queue).await,
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer".to_owned()),
+            };
+            if let Err(why) = served {
+                tracing::info!(peer = %peer.addr, transport = transport_name(peer.transport), %why, "sip connection not opened");
+                metrics::counter!("pbx_sip_connect_failures_total", "transport" => transport_name(peer.transport)).increment(1);
+                out.forget_stream((peer.transport, peer.addr), &tx);
+                // Its transactions fail now rather than at their timeout.
+                let _ = this.inbound.send(Inbound::Closed(peer)).await;
+            }
+        });
+    }
+
+    async fn serve(
+        &self,
+        stream: TcpStream,
+        peer: Peer,
+        out: Outbound,
+        queue: Queue,
+    ) -> Result<(), String> {
+        let _ = stream.set_nodelay(true);
+        let (inbound, security) = (self.inbound.clone(), Arc::clone(&self.security));
+        if peer.transport != Transport::Tls {
+            serve_stream(stream, peer, out, inbound, security, Some(queue)).await;
+            return Ok(());
+        }
+        let name = lock(&self.names)
+            .get(&peer.addr)
+            .cloned()
+            .unwrap_or_else(|| peer.addr.ip().to_string());
+        let server = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| format!("{name}: {e}"))?;
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.tls.connect(server, stream))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_owned())?
+            .map_err(|e| format!("TLS handshake with {name}: {e}"))?;
+        lock(&self.verified).insert(peer.addr, name);
+        serve_stream(tls, peer, out, inbound, security, Some(queue)).await;
+        lock(&self.verified).remove(&peer.addr);
+        Ok(())
+    }
+}
+
+/// A TCP connection to `to`, from `from`'s address when it is a specific one of the same family.
+async fn connect(from: Option<IpAddr>, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if to.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = from.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == to.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(to).await
 }
 
 pub(crate) fn transport_name(t: Transport) -> &'static str {
@@ -150,6 +319,7 @@ impl Transports {
             locals,
             streams: Arc::new(Mutex::new(HashMap::new())),
             fence,
+            dialer: Arc::new(OnceLock::new()),
         }
     }
 
@@ -273,7 +443,7 @@ async fn accept_loop(
         Transport::Tcp
     };
     // Owned here so that stopping the accept loop closes every connection it accepted.
-    let mut connections = tokio::task::JoinSet::new();
+    let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
         let (stream, addr) = match listener.accept().await {
@@ -299,11 +469,11 @@ async fn accept_loop(
         connections.spawn(async move {
             let peer = Peer { transport, addr };
             match tls {
-                None => serve_stream(stream, peer, out, inbound, security).await,
+                None => serve_stream(stream, peer, out, inbound, security, None).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => serve_stream(s, peer, out, inbound, security).await,
+                        Ok(Ok(s)) => serve_stream(s, peer, out, inbound, security, None).await,
                         _ => tracing::debug!(%addr, "sip tls handshake failed"),
                     }
                 }
@@ -312,22 +482,22 @@ async fn accept_loop(
     }
 }
 
+/// Runs one connection: frames in, the writer queue out. `queue` is the queue of a connection this
+/// node opened (already registered, with what waits to be sent); an accepted one gets a new one.
 async fn serve_stream<S>(
     stream: S,
     peer: Peer,
     out: Outbound,
     inbound: mpsc::Sender<Inbound>,
     security: Arc<Security>,
+    queue: Option<Queue>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+    let (tx, mut rx) = queue.unwrap_or_else(|| mpsc::channel::<Vec<u8>>(CONN_QUEUE));
     let key = (peer.transport, peer.addr);
-    out.streams
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(key, tx.clone());
+    lock(&out.streams).insert(key, tx.clone());
     metrics::gauge!("pbx_sip_connections", "transport" => transport_name(peer.transport))
         .increment(1.0);
     let writer = tokio::spawn(async move {
@@ -384,10 +554,7 @@ async fn serve_stream<S>(
             }
         }
     }
-    out.streams
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&key);
+    out.forget_stream(key, &tx);
     metrics::gauge!("pbx_sip_connections", "transport" => transport_name(peer.transport))
         .decrement(1.0);
     drop(tx);

@@ -346,6 +346,10 @@ impl Calls {
             t.username.clone()
         };
         for peer in peers {
+            if peer.transport == pbx_sip::transaction::Transport::Tls {
+                // RFC 5922 §4.1: the server proves the domain it was looked up for.
+                self.out.expect_tls_name(peer.addr, &dest.host);
+            }
             out.push(TrunkTarget {
                 trunk: t.name.clone(),
                 peer,

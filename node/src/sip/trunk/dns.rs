@@ -15,8 +15,8 @@ use rand::Rng as _;
 use pbx_sip::rfc3263::{self, Destination, Naptr, Plan, SipTransport, Srv, TargetError};
 use pbx_sip::transaction::{Peer, Transport};
 
-/// The transports the PBX reaches servers over: it does not open TCP or TLS connections itself yet.
-const SUPPORTED: &[SipTransport] = &[SipTransport::Udp];
+/// The transports the PBX reaches servers over.
+const SUPPORTED: &[SipTransport] = &SipTransport::ALL;
 
 /// Most servers tried for one destination.
 pub(crate) const MAX_TARGETS: usize = 16;

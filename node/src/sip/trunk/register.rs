@@ -18,7 +18,7 @@ use storage::routing::{Trunk, TrunkKind, TrunkState, TrunkStatus};
 use super::Trunks;
 use crate::sip::call::dialog;
 use crate::sip::endpoint::{ClientOutcome, EndpointHandle};
-use crate::sip::transport::transport_name;
+use crate::sip::transport::{Outbound, transport_name};
 use crate::time::now_millis;
 
 /// The first retry after a failure; each next one doubles, up to [`MAX_BACKOFF`].
@@ -47,6 +47,7 @@ pub(crate) type LocalOf = Arc<dyn Fn(Transport) -> Option<SocketAddr> + Send + S
 pub(crate) async fn run(
     trunks: Arc<Trunks>,
     endpoint: EndpointHandle,
+    out: Outbound,
     local: LocalOf,
     serving: impl Fn() -> bool + Send + 'static,
 ) {
@@ -75,6 +76,7 @@ pub(crate) async fn run(
             let session = Session {
                 trunks: Arc::clone(&trunks),
                 endpoint: endpoint.clone(),
+                out: out.clone(),
                 local: Arc::clone(&local),
                 trunk: t.clone(),
                 call_id: format!("{}@pbx", dialog::token()),
@@ -103,6 +105,7 @@ enum Attempt {
 struct Session {
     trunks: Arc<Trunks>,
     endpoint: EndpointHandle,
+    out: Outbound,
     local: LocalOf,
     trunk: Trunk,
     call_id: String,
@@ -173,7 +176,11 @@ impl Session {
             }
         };
         let mut last = None;
+        let domain = self.destination().host;
         for peer in peers {
+            if peer.transport == Transport::Tls {
+                self.out.expect_tls_name(peer.addr, &domain);
+            }
             let server = format!("{}:{}", transport_name(peer.transport), peer.addr);
             let attempt = if self.trunk.kind == TrunkKind::Register {
                 self.register(peer).await
