@@ -31,6 +31,25 @@ pub enum Cmd {
     /// Create the cluster CA and node certificates.
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Call any admin API endpoint and print its JSON answer, e.g.
+    /// `pbx api GET /api/v1/trunks` or `pbx api POST /api/v1/routes/outbound --data @route.json`.
+    Api {
+        /// GET, POST, PUT, PATCH or DELETE.
+        method: String,
+        /// The path, from `/api/v1/…`.
+        path: String,
+        /// A JSON body, or `@file` to read it from a file.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Every trunk and its state (registered, failed with the provider's last answer, unreachable,
+    /// unresolved), as an operator checks them during an outage.
+    Trunks {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Run a three-node cluster on this machine (loopback), creating it on first use.
     Demo {
         /// Where certificates, configs, data and logs live.
@@ -120,8 +139,65 @@ impl Cmd {
             Self::Cluster(c) => c.execute().await,
             Self::Cert(c) => c.execute(),
             Self::Demo { dir } => crate::demo::run(&dir).await,
+            Self::Api {
+                method,
+                path,
+                data,
+                api,
+            } => {
+                let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                    .context("METHOD: GET, POST, PUT, PATCH or DELETE")?;
+                anyhow::ensure!(path.starts_with('/'), "PATH starts with /, e.g. /api/v1/trunks");
+                let body = match data {
+                    None => None,
+                    Some(d) => {
+                        let text = match d.strip_prefix('@') {
+                            Some(file) => std::fs::read_to_string(file)
+                                .with_context(|| format!("reading {file}"))?,
+                            None => d,
+                        };
+                        Some(serde_json::from_str(&text).context("--data is not JSON")?)
+                    }
+                };
+                let answer = api.client()?.call(method, &path, body.as_ref()).await?;
+                if !answer.is_null() {
+                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                }
+                Ok(())
+            }
+            Self::Trunks { api } => print_trunks(&api.client()?).await,
         }
     }
+}
+
+/// One line per trunk: name, kind, host, state, the provider's last answer, since when, where.
+async fn print_trunks(client: &AdminClient) -> anyhow::Result<()> {
+    let list: serde_json::Value = client.get("/api/v1/trunks").await?;
+    let trunks = list["trunks"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{:<20} {:<9} {:<28} {:<12} {:<6} {:<8} detail",
+        "trunk", "kind", "host", "state", "last", "node"
+    );
+    for t in trunks {
+        let name = t["name"].as_str().unwrap_or_default();
+        let s: serde_json::Value = client.get(&format!("/api/v1/trunks/{name}/status")).await?;
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".to_owned(),
+            other => other.to_string(),
+        };
+        println!(
+            "{:<20} {:<9} {:<28} {:<12} {:<6} {:<8} {}",
+            name,
+            text(&t["kind"]),
+            text(&t["host"]),
+            text(&s["state"]),
+            text(&s["last_status"]),
+            text(&s["node_id"]),
+            text(&s["detail"]),
+        );
+    }
+    Ok(())
 }
 
 impl ClusterCmd {

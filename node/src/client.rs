@@ -1,4 +1,5 @@
-//! A small HTTPS client for the admin API, used by `pbx cluster join|leave|status` and the demo.
+//! A small HTTPS client for the admin API, used by `pbx cluster …`, `pbx api`, `pbx trunks` and the
+//! demo.
 
 use std::path::Path;
 use std::time::Duration;
@@ -54,6 +55,29 @@ impl AdminClient {
             .send()
             .await?;
         check(resp).await.map(drop)
+    }
+
+    /// Any method on any path, with an optional JSON body; the JSON answer (`null` for none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .context("calling the API")?;
+        let bytes = check(resp).await?.bytes().await.context("reading the API answer")?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).context("the API answer is not JSON")
     }
 
     fn url(&self, path: &str) -> String {
