@@ -16,9 +16,10 @@ if [ "${1:-}" = "--sip-tools" ]; then
   /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   # The trunk tests: DNS records for a provider (NAPTR/SRV/A) served by dnsmasq (the binary only,
-  # no system service), and Kamailio as the provider's registrar.
+  # no system service), and Kamailio (with TLS) as the provider's registrar and proxy.
   command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+  dpkg -s kamailio-tls-modules >/dev/null 2>&1 || need+=(kamailio-tls-modules)
 fi
 # The VIP: the Linux driver and the namespace lab use iproute2, nftables and arping.
 if [ "${1:-}" = "--sip-tools" ] || [ "${1:-}" = "--lab" ]; then
