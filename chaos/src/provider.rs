@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -75,7 +76,9 @@ impl Provider {
         let path = dir.join("provider.cfg");
         std::fs::write(&path, text)?;
         let log = dir.join("kamailio.log");
+        // Its own process group: Kamailio forks workers, which outlive a kill of the main process.
         let child = Command::new("kamailio")
+            .process_group(0)
             .args(["-DD", "-E", "-f"])
             .arg(&path)
             .arg("-P")
@@ -112,6 +115,9 @@ impl Provider {
 
 impl Drop for Provider {
     fn drop(&mut self) {
+        // The whole group: the main process and every worker it forked.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
