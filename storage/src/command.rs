@@ -305,17 +305,14 @@ impl Command {
         }
     }
 
-    /// Whether applying it may change what calls are routed by: trunks, routes, groups, settings,
-    /// and the extensions whose permission groups routes are chosen by.
+    /// Whether applying it may change the routing tables nodes compile: trunks, routes, groups and
+    /// settings (an extension's group is read with the extension, per call).
     pub fn changes_routing(&self) -> bool {
         match self {
             Self::PutRouting { .. }
             | Self::DeleteRouting { .. }
             | Self::PutSetting(_)
-            | Self::DeleteSetting { .. }
-            | Self::CreateExtension(_)
-            | Self::UpdateExtension(_)
-            | Self::DeleteExtension { .. } => true,
+            | Self::DeleteSetting { .. } => true,
             Self::Batch(cmds) => cmds.iter().any(Self::changes_routing),
             Self::Audited { change, .. } => change.changes_routing(),
             _ => false,

@@ -130,6 +130,18 @@ async fn trunks_round_trip_with_a_write_only_password() {
         assert!(!body.to_string().contains(SECRET), "{body}");
     }
 
+    // What a GET answers, written back as it is, is a valid PUT (read-only fields are ignored).
+    let (_, read) = call(&lab, Method::GET, "/api/v1/trunks/carrier", None).await;
+    let (status, body) = call(
+        &lab,
+        Method::PUT,
+        "/api/v1/trunks/carrier",
+        Some(read.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["created_at"], read["created_at"], "{body}");
+
     // PUT replaces every field; without a password the stored one stays.
     let mut replaced = trunk.clone();
     replaced.as_object_mut().unwrap().remove("password");

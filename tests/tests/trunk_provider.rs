@@ -542,6 +542,53 @@ async fn provider_case(reach: Reach) {
     assert_eq!(outbound["trunk"], "provider", "{outbound}");
     assert_eq!(outbound["sent"], "5550100", "{outbound}");
 
+    if reach == Reach::Dns {
+        // Disabled by the admin: the PBX removes its registration at the provider, whose calls to
+        // the DID then find no contact.
+        let mut off = client.get_json(0, "/api/v1/trunks/provider").await.unwrap();
+        off["enabled"] = json!(false);
+        let resp = client
+            .req(0, reqwest::Method::PUT, "/api/v1/trunks/provider")
+            .json(&off)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        let status = wait_for(
+            &client,
+            "/api/v1/trunks/provider/status",
+            Duration::from_secs(20),
+            |s| s["detail"] == "disabled",
+        )
+        .await;
+        assert_eq!(status["state"], "unknown", "{status}");
+        let (port, media) = (free_sip_port().to_string(), free_port(true).to_string());
+        let refused = sipp(
+            dir.path(),
+            &[
+                &provider_addr,
+                "-sf",
+                &scenario("trunk-provider-unregistered.xml"),
+                "-s",
+                "15550100",
+                "-m",
+                "1",
+                "-i",
+                CARRIER_IP,
+                "-p",
+                &port,
+                "-mp",
+                &media,
+            ],
+        )
+        .await;
+        assert!(
+            refused,
+            "the provider still had a contact\n{}",
+            logs(dir.path())
+        );
+    }
+
     if reach == Reach::Tls {
         // The same server reached under a name its certificate does not prove: the connection
         // checked for sip.provider.lab is not reused for it, and nothing registers.

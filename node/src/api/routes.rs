@@ -191,6 +191,12 @@ fn validate_pattern(field: &str, text: &str) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OutboundBody {
+    /// Read-only fields of a GET answer, accepted and ignored: a record read, edited and written
+    /// back is a valid body.
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<serde::de::IgnoredAny>,
     /// Required on POST; on PUT the URL's.
     #[serde(default)]
     name: Option<String>,
@@ -402,6 +408,12 @@ impl From<InboundRoute> for InboundView {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InboundBody {
+    /// Read-only fields of a GET answer, accepted and ignored: a record read, edited and written
+    /// back is a valid body.
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<serde::de::IgnoredAny>,
     /// Required on POST; on PUT the URL's.
     #[serde(default)]
     name: Option<String>,
@@ -667,6 +679,8 @@ mod tests {
             class: RouteClass::Local,
             trunks: trunks.iter().map(|t| (*t).to_owned()).collect(),
             caller_id: None,
+            _created_at: None,
+            _updated_at: None,
         }
     }
 

@@ -109,6 +109,14 @@ impl From<Trunk> for TrunkView {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TrunkBody {
+    /// Read-only fields of a GET answer, accepted and ignored: a record read, edited and written
+    /// back is a valid body.
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "password_set")]
+    _password_set: Option<serde::de::IgnoredAny>,
     /// Required on POST; on PUT the URL's.
     #[serde(default)]
     name: Option<String>,

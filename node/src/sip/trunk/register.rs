@@ -52,39 +52,48 @@ pub(crate) async fn run(
     serving: impl Fn() -> bool + Send + 'static,
 ) {
     let mut tasks: HashMap<String, (Trunk, tokio::task::JoinHandle<()>)> = HashMap::new();
+    let session = |t: &Trunk| Session {
+        trunks: Arc::clone(&trunks),
+        endpoint: endpoint.clone(),
+        out: out.clone(),
+        local: Arc::clone(&local),
+        trunk: t.clone(),
+        call_id: format!("{}@pbx", dialog::token()),
+        tag: dialog::token()[..16].to_owned(),
+        cseq: 0,
+        written: None,
+    };
     loop {
-        let wanted: Vec<Trunk> = if serving() {
-            let tables = trunks.tables();
+        let serves = serving();
+        let tables = trunks.tables();
+        let wanted: Vec<Trunk> = if serves {
             let active =
                 |t: &&Trunk| t.enabled && (t.kind == TrunkKind::Register || t.qualify_secs > 0);
             tables.trunks.values().filter(active).cloned().collect()
         } else {
             Vec::new()
         };
+        let mut disabled = Vec::new();
         tasks.retain(|name, (record, task)| {
             let keep = wanted.iter().any(|t| t == record) && !task.is_finished();
             if !keep {
                 task.abort();
                 tracing::debug!(trunk = %name, "trunk task stopped");
+                // Turned off by an admin (not this node losing the VIP): the provider is told.
+                if serves && tables.trunks.get(name).is_some_and(|t| !t.enabled) {
+                    disabled.push(record.clone());
+                }
             }
             keep
         });
+        for t in disabled {
+            tokio::spawn(session(&t).unregister());
+        }
         for t in wanted {
             if tasks.contains_key(&t.name) {
                 continue;
             }
-            let session = Session {
-                trunks: Arc::clone(&trunks),
-                endpoint: endpoint.clone(),
-                out: out.clone(),
-                local: Arc::clone(&local),
-                trunk: t.clone(),
-                call_id: format!("{}@pbx", dialog::token()),
-                tag: dialog::token()[..16].to_owned(),
-                cseq: 0,
-                written: None,
-            };
-            let task = tokio::spawn(session.run());
+            let task = tokio::spawn(session(&t).run());
             tasks.insert(t.name.clone(), (t, task));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -256,8 +265,31 @@ impl Session {
         tokio::time::timeout(ANSWER_WITHIN, sent).await.ok()
     }
 
+    /// A trunk an admin disabled: its registration is removed at the provider (`Expires: 0`, on
+    /// the first server that answers) and its state shown as `unknown`.
+    async fn unregister(mut self) {
+        if self.trunk.kind == TrunkKind::Register
+            && let Ok(peers) = self.trunks.dns.targets(&self.destination()).await
+        {
+            for peer in peers {
+                if !matches!(self.register_for(peer, 0).await, Attempt::NoAnswer(_)) {
+                    break;
+                }
+            }
+        }
+        // Written as a change, without a `trunk_down` event: an admin's choice is not an outage.
+        self.written = Some((TrunkState::Unknown, Some(0)));
+        self.status(TrunkState::Unknown, None, "disabled".into(), None, "")
+            .await;
+    }
+
     async fn register(&mut self, peer: Peer) -> Attempt {
         let expires = self.trunk.register_expires.max(60);
+        self.register_for(peer, expires).await
+    }
+
+    /// One REGISTER asking for `expires` seconds (0 removes the binding), answering one challenge.
+    async fn register_for(&mut self, peer: Peer, expires: u32) -> Attempt {
         let mut extra = vec![("Expires".to_owned(), expires.to_string())];
         let mut answered_challenge = false;
         loop {
