@@ -147,7 +147,10 @@ impl Cmd {
             } => {
                 let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                     .context("METHOD: GET, POST, PUT, PATCH or DELETE")?;
-                anyhow::ensure!(path.starts_with('/'), "PATH starts with /, e.g. /api/v1/trunks");
+                anyhow::ensure!(
+                    path.starts_with('/'),
+                    "PATH starts with /, e.g. /api/v1/trunks"
+                );
                 let body = match data {
                     None => None,
                     Some(d) => {

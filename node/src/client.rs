@@ -73,7 +73,11 @@ impl AdminClient {
             .send()
             .await
             .context("calling the API")?;
-        let bytes = check(resp).await?.bytes().await.context("reading the API answer")?;
+        let bytes = check(resp)
+            .await?
+            .bytes()
+            .await
+            .context("reading the API answer")?;
         if bytes.is_empty() {
             return Ok(serde_json::Value::Null);
         }

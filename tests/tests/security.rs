@@ -475,3 +475,59 @@ async fn a_media_block_rule_keeps_a_source_out_of_the_relay() {
     assert_eq!(alice.rtp_stats.count(), 10, "media to it still flows");
     assert_eq!(alice.hang_up(&mut alice_dialog).await.unwrap(), 200);
 }
+
+/// A trunk's provider sends far more than one phone: its address is never taken for a flood, while
+/// the same burst from any other address is banned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_providers_busy_signalling_is_not_banned_as_a_flood() {
+    let (lab, client) = Lab::with_extensions(1, LabOptions::default(), &["1001"], SECRET)
+        .await
+        .unwrap();
+    let trunk = serde_json::json!({"name": "carrier", "kind": "peer", "host": "127.0.0.7",
+        "port": 5060, "transport": "udp", "qualify_secs": 0});
+    let resp = client
+        .req(0, reqwest::Method::POST, "/api/v1/trunks")
+        .json(&trunk)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    // The trunks' addresses are refreshed within a second of a change.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let burst = |from: &'static str| {
+        let target = sip(&lab, 0);
+        async move {
+            let sock = tokio::net::UdpSocket::bind((ip(from), 0)).await.unwrap();
+            let local = sock.local_addr().unwrap();
+            for n in 0..300 {
+                let msg = format!(
+                    "OPTIONS sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKb{n}\r\n\
+                     Max-Forwards: 70\r\nFrom: <sip:carrier@{local}>;tag=b{n}\r\nTo: <sip:{target}>\r\n\
+                     Call-ID: burst-{from}-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                );
+                sock.send_to(msg.as_bytes(), target).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    burst("127.0.0.7").await;
+    burst("127.0.0.8").await;
+    wait_banned(&client, 0, "127.0.0.8", Duration::from_secs(3)).await;
+    let bans = client.get_json(0, "/api/v1/bans").await.unwrap();
+    assert!(
+        !bans["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["ip"] == "127.0.0.7"),
+        "the provider was banned: {bans}"
+    );
+    assert!(
+        answered(&lab, 0, "127.0.0.7").await,
+        "the provider is still answered"
+    );
+    assert!(
+        !answered(&lab, 0, "127.0.0.8").await,
+        "the other burst's source is cut off"
+    );
+}

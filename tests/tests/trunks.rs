@@ -6,6 +6,10 @@
 //! two calls a minute: the third is refused with 403, raises `toll_fraud_suspected` and leaves a
 //! `denied` CDR. Inbound: the provider calls DID 15550100 without authentication and the inbound
 //! route rings extension 1002 (a registered sipp UAS), which answers.
+//!
+//! The refusals (second test): a route the caller's group does not list, an international call to a
+//! country outside the group's list, an anonymous caller on a trunk that refuses them, an INVITE to
+//! a DID from an address that is no trunk's; and an emergency number, which goes out regardless.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::{SocketAddr, UdpSocket};
@@ -436,5 +440,512 @@ async fn sipp_provider_carries_outbound_and_inbound_calls_with_toll_limits() {
     let inbound = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| c["callee"] == "1002").await;
     assert_eq!(inbound["caller"], "15551234", "{inbound}");
     assert_eq!(inbound["disposition"], "answered", "{inbound}");
+    wait_json(&client, "/api/v1/calls", |v| v["count"] == 0).await;
+}
+
+/// What sipp exchanged (its `-trace_msg` files) in `dir`.
+fn sipp_messages(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with("_messages.log") {
+            out.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// A fresh directory `name` under `parent`, so each sipp run's logs are its own.
+fn subdir(parent: &Path, name: &str) -> PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// A sipp UAC on `ip` calling DID `did` at `target` with `scenario_file`, without credentials.
+fn provider_call(target: &str, ip: &str, did: &str, scenario_file: &str) -> Vec<String> {
+    [
+        target,
+        "-sf",
+        &scenario(scenario_file),
+        "-s",
+        did,
+        "-m",
+        "1",
+        "-i",
+        ip,
+        "-p",
+        &free_sip_port().to_string(),
+        "-mp",
+        &free_port(true).to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Runs sipp with `args` in a fresh directory `name` under `parent` and asserts it succeeded (its
+/// scenario got the answers it expects); the SIP messages it exchanged.
+async fn sipp_ok(lab: &Lab, parent: &Path, name: &str, args: Vec<String>, what: &str) -> String {
+    let dir = subdir(parent, name);
+    let status = run_sipp(&dir, args).await;
+    assert!(
+        status.success(),
+        "{what}\n{}\n{}",
+        sipp_logs(&dir),
+        lab.log_tail(0)
+    );
+    sipp_messages(&dir)
+}
+
+/// The CDRs whose `field` is `value`, as of now.
+async fn cdrs_where(client: &LabClient, field: &str, value: &str) -> Vec<Value> {
+    let all = client.get_json(0, "/api/v1/cdrs").await.unwrap();
+    all["cdrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c[field] == value)
+        .cloned()
+        .collect()
+}
+
+/// The refusals of the trunk feature, each as the caller sees it (the SIP answer), as the CDRs
+/// record it and as the events report it: (a) a route the extension's group does not list → 403
+/// `outbound_denied`; (b) an international route to a country outside the group's prefixes → 403,
+/// and to one inside → out to the carrier; (c) an anonymous call from the provider → 433
+/// `anonymous_call_refused` unless the trunk allows anonymous calls (and then refused again by
+/// the site-wide `reject_anonymous_inbound`); (d) the same INVITE from an address that is no
+/// trunk's → 407 like any stranger, no CDR; (e) an emergency number → out to the carrier through
+/// a route the extension may not use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_trunk_refusals_denied_routes_countries_anonymous_spoofed_and_emergency() {
+    let options = LabOptions {
+        sip_extra: "qualify_interval_secs = 0".into(),
+        ..LabOptions::default()
+    };
+    let (lab, client) = Lab::with_extensions(1, options, &["1001", "1002"], SECRET)
+        .await
+        .unwrap();
+    let target = SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port)).to_string();
+    let carrier_port = free_sip_port();
+    let trunk = |allow_anonymous: bool| {
+        json!({
+            "name": "carrier",
+            "kind": "peer",
+            "host": PROVIDER_IP,
+            "port": carrier_port,
+            "transport": "udp",
+            "qualify_secs": 0,
+            "allow_anonymous": allow_anonymous
+        })
+    };
+    create(&client, "/api/v1/trunks", trunk(false)).await;
+    for route in [
+        json!({"name": "national", "patterns": ["9NXXXXXX"], "strip": 1, "class": "local",
+               "trunks": ["carrier"]}),
+        json!({"name": "intl", "patterns": ["011."], "strip": 3, "class": "international",
+               "trunks": ["carrier"]}),
+        json!({"name": "emergency", "patterns": ["911"], "class": "local",
+               "trunks": ["carrier"]}),
+    ] {
+        create(&client, "/api/v1/routes/outbound", route).await;
+    }
+    // 1001 may call abroad (the UK only), once a day; not nationally, not the emergency route.
+    create(
+        &client,
+        "/api/v1/permission-groups",
+        json!({"name": "abroad", "routes": ["intl"], "international_prefixes": ["44"],
+               "limits": {"per_day": 1}}),
+    )
+    .await;
+    let (status, ext) = call(
+        &client,
+        Method::PATCH,
+        "/api/v1/extensions/1001",
+        Some(json!({"permission_group": "abroad"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ext}");
+    create(
+        &client,
+        "/api/v1/routes/inbound",
+        json!({
+            "name": "main",
+            "did_kind": "exact",
+            "did": "15550100",
+            "destination": {"type": "extension", "target": "1002"}
+        }),
+    )
+    .await;
+    let configured = Instant::now();
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv = |name: &str, user: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("SEQUENTIAL\n{user};[authentication username={user} password={SECRET}]\n"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let uac_csv = csv("uac.csv", "1001");
+
+    // The provider answers two calls, whatever the number, and logs the numbers it was sent.
+    let carrier_dir = subdir(dir.path(), "carrier");
+    let carrier_addr: SocketAddr = format!("{PROVIDER_IP}:{carrier_port}").parse().unwrap();
+    let mut carrier = KillOnDrop(
+        Command::new("sipp")
+            .args(["-sf", &scenario("trunk-carrier-uas-any.xml")])
+            .args(["-i", PROVIDER_IP, "-p", &carrier_port.to_string()])
+            .args(["-mp", &free_port(true).to_string()])
+            .args(["-m", "2", "-nostdin"])
+            .args(["-trace_err", "-trace_msg", "-trace_logs"])
+            .current_dir(&carrier_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is installed (Debian sip-tester)"),
+    );
+    wait_bound(carrier_addr).await;
+
+    // (a) A route the group does not list: 403, a denied CDR naming the route, an event.
+    let messages = sipp_ok(
+        &lab,
+        dir.path(),
+        "denied-route",
+        phone_call(&target, &uac_csv, "95550100", "uac-call-refused.xml"),
+        "a call on a route 1001 may not use was not refused with 403",
+    )
+    .await;
+    assert!(
+        messages.contains("SIP/2.0 403 Route Not Permitted"),
+        "{messages}"
+    );
+    let denied = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| {
+        c["dialled"] == "95550100"
+    })
+    .await;
+    assert_eq!(denied["disposition"], "denied", "{denied}");
+    assert_eq!(denied["sip_status"], 403, "{denied}");
+    assert_eq!(denied["direction"], "outbound", "{denied}");
+    assert_eq!(denied["route"], "national", "{denied}");
+    assert_eq!(denied["trunk"], "", "{denied}");
+    assert_eq!(denied["caller"], "1001", "{denied}");
+    let event = wait_item(
+        &client,
+        "/api/v1/events?kind=outbound_denied",
+        "events",
+        |e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("95550100"))
+        },
+    )
+    .await;
+    let message = event["message"].as_str().unwrap();
+    assert!(
+        message.contains("1001") && message.contains("'national' not permitted"),
+        "{event}"
+    );
+
+    // (b) The international route, to France (33): not among the group's countries.
+    let messages = sipp_ok(
+        &lab,
+        dir.path(),
+        "denied-country",
+        phone_call(&target, &uac_csv, "011331234567", "uac-call-refused.xml"),
+        "a call to a country 1001 may not call was not refused with 403",
+    )
+    .await;
+    assert!(
+        messages.contains("SIP/2.0 403 Route Not Permitted"),
+        "{messages}"
+    );
+    let denied = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| {
+        c["dialled"] == "011331234567"
+    })
+    .await;
+    assert_eq!(denied["disposition"], "denied", "{denied}");
+    assert_eq!(denied["sip_status"], 403, "{denied}");
+    assert_eq!(denied["direction"], "outbound", "{denied}");
+    assert_eq!(denied["route"], "intl", "{denied}");
+    assert_eq!(denied["trunk"], "", "{denied}");
+    let event = wait_item(
+        &client,
+        "/api/v1/events?kind=outbound_denied",
+        "events",
+        |e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("011331234567"))
+        },
+    )
+    .await;
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("country code of 331... not allowed"),
+        "{event}"
+    );
+
+    // ... and to the UK (44): out to the carrier, the 011 stripped.
+    sipp_ok(
+        &lab,
+        dir.path(),
+        "allowed-country",
+        phone_call(&target, &uac_csv, "011442079460000", "uac-call.xml"),
+        "a call to an allowed country did not go out",
+    )
+    .await;
+    let out = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| {
+        c["dialled"] == "011442079460000"
+    })
+    .await;
+    assert_eq!(out["disposition"], "answered", "{out}");
+    assert_eq!(out["direction"], "outbound", "{out}");
+    assert_eq!(out["route"], "intl", "{out}");
+    assert_eq!(out["trunk"], "carrier", "{out}");
+    assert_eq!(out["sent"], "442079460000", "{out}");
+
+    // That call used up 1001's day.
+    let day = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400
+    };
+    let today = day();
+    let counted = || async {
+        let counters = client.get_json(0, "/api/v1/toll-fraud").await.unwrap();
+        counters["counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == "ext:1001")
+            .unwrap_or_else(|| panic!("no counter for 1001: {counters}"))
+            .clone()
+    };
+    let before = counted().await;
+    // (e) An emergency number on a route 1001 may not use, with its daily limit used up: it goes
+    // out all the same, and is not counted.
+    sipp_ok(
+        &lab,
+        dir.path(),
+        "emergency",
+        phone_call(&target, &uac_csv, "911", "uac-call.xml"),
+        "the emergency call did not go out",
+    )
+    .await;
+    let out = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| c["dialled"] == "911").await;
+    assert_eq!(out["disposition"], "answered", "{out}");
+    assert_eq!(out["direction"], "outbound", "{out}");
+    assert_eq!(out["route"], "emergency", "{out}");
+    assert_eq!(out["trunk"], "carrier", "{out}");
+    assert_eq!(out["sent"], "911", "{out}");
+    let after = counted().await;
+    // (Unless the UTC day turned in between, when the counts start again.)
+    if day() == today {
+        assert_eq!(before["day"], 1, "{before}");
+        assert_eq!(after["day"], 1, "the emergency call was counted: {after}");
+    }
+    // The carrier got exactly these two calls, for the numbers as sent, and ended both cleanly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let carrier_status = loop {
+        if let Some(s) = carrier.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the carrier sipp did not finish its two calls\n{}",
+            sipp_logs(&carrier_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let carrier_logs = sipp_logs(&carrier_dir);
+    assert!(
+        carrier_status.success(),
+        "the carrier's calls failed\n{carrier_logs}\n{}",
+        lab.log_tail(0)
+    );
+    let international = carrier_logs
+        .find("trunk INVITE for 442079460000")
+        .unwrap_or_else(|| panic!("{carrier_logs}"));
+    let emergency = carrier_logs
+        .find("trunk INVITE for 911")
+        .unwrap_or_else(|| panic!("{carrier_logs}"));
+    assert!(international < emergency, "{carrier_logs}");
+    // Neither refused call reached the carrier, and no limit was counted for the emergency call.
+    assert_eq!(
+        carrier_logs.matches("trunk INVITE for").count(),
+        2,
+        "{carrier_logs}"
+    );
+
+    // Inbound: 1002 (a sipp UAS) answers what the DID's route sends it.
+    let uas_csv = csv("uas.csv", "1002");
+    let uas_dir = subdir(dir.path(), "uas");
+    let _uas = KillOnDrop(
+        Command::new("sipp")
+            .arg(&target)
+            .args(["-sf", &scenario("uas-register.xml")])
+            .args(["-oocsf", &scenario("uas-answer.xml")])
+            .args(["-inf", &uas_csv, "-m", "1", "-d", "60000"])
+            .args(["-i", "127.0.0.1", "-p", &free_sip_port().to_string()])
+            .args(["-mp", &free_port(true).to_string()])
+            .args(["-nostdin", "-trace_err", "-trace_msg"])
+            .current_dir(&uas_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is installed (Debian sip-tester)"),
+    );
+    let mut registered = false;
+    for _ in 0..100 {
+        let regs = client.registrations(0, "1002").await.unwrap();
+        if regs["registrations"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(registered, "the sipp UAS 1002 registered");
+    // The PBX knows the provider's address within a second of the trunk's creation.
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(configured.elapsed())).await;
+
+    // (c) An anonymous call from the provider: the trunk does not allow them.
+    let messages = sipp_ok(
+        &lab,
+        dir.path(),
+        "anonymous-refused",
+        provider_call(
+            &target,
+            PROVIDER_IP,
+            "15550100",
+            "trunk-provider-anonymous-refused.xml",
+        ),
+        "the anonymous call was not refused with 433",
+    )
+    .await;
+    assert!(
+        messages.contains("SIP/2.0 433 Anonymity Disallowed"),
+        "{messages}"
+    );
+    let refused = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| {
+        c["direction"] == "inbound"
+    })
+    .await;
+    assert_eq!(refused["sip_status"], 433, "{refused}");
+    assert_eq!(refused["disposition"], "failed", "{refused}");
+    assert_eq!(refused["caller"], "anonymous", "{refused}");
+    assert_eq!(refused["trunk"], "carrier", "{refused}");
+    assert_eq!(refused["dialled"], "15550100", "{refused}");
+    assert_eq!(refused["route"], "", "{refused}");
+    let event = wait_item(
+        &client,
+        "/api/v1/events?kind=anonymous_call_refused",
+        "events",
+        |_| true,
+    )
+    .await;
+    assert!(
+        event["message"].as_str().unwrap().contains("carrier"),
+        "{event}"
+    );
+
+    // (d) The same DID from an address that is no trunk's: challenged, never routed, no CDR.
+    sipp_ok(
+        &lab,
+        dir.path(),
+        "spoofed",
+        provider_call(
+            &target,
+            "127.0.0.5",
+            "15550100",
+            "trunk-spoofed-challenged.xml",
+        ),
+        "an INVITE to a DID from outside the trunk was not challenged with 407",
+    )
+    .await;
+
+    // The trunk now allows anonymous callers (a PUT without the password keeps it): the same call
+    // rings 1002, which answers.
+    let (status, updated) = call(
+        &client,
+        Method::PUT,
+        "/api/v1/trunks/carrier",
+        Some(trunk(true)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["allow_anonymous"], true, "{updated}");
+    wait_json(&client, "/api/v1/trunks/carrier", |t| {
+        t["allow_anonymous"] == true
+    })
+    .await;
+    sipp_ok(
+        &lab,
+        dir.path(),
+        "anonymous-allowed",
+        provider_call(
+            &target,
+            PROVIDER_IP,
+            "15550100",
+            "trunk-provider-anonymous.xml",
+        ),
+        "the anonymous call was not answered once the trunk allows it",
+    )
+    .await;
+    let answered = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| {
+        c["direction"] == "inbound" && c["disposition"] == "answered"
+    })
+    .await;
+    assert_eq!(answered["caller"], "anonymous", "{answered}");
+    assert_eq!(answered["callee"], "1002", "{answered}");
+    assert_eq!(answered["trunk"], "carrier", "{answered}");
+    assert_eq!(answered["did"], "15550100", "{answered}");
+    assert_eq!(answered["route"], "main", "{answered}");
+
+    // The site-wide setting refuses it again, whatever the trunk says.
+    let (status, settings) = call(
+        &client,
+        Method::PUT,
+        "/api/v1/routing/settings",
+        Some(json!({"emergency_numbers": ["911", "112"], "reject_anonymous_inbound": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    sipp_ok(
+        &lab,
+        dir.path(),
+        "anonymous-site-refused",
+        provider_call(
+            &target,
+            PROVIDER_IP,
+            "15550100",
+            "trunk-provider-anonymous-refused.xml",
+        ),
+        "reject_anonymous_inbound did not refuse the anonymous call with 433",
+    )
+    .await;
+    wait_json(&client, "/api/v1/cdrs", |v| {
+        v["cdrs"]
+            .as_array()
+            .is_some_and(|a| a.iter().filter(|c| c["sip_status"] == 433).count() == 2)
+    })
+    .await;
+
+    // Of the inbound calls, only the three from the provider left CDRs: the spoofed one none.
+    let inbound = cdrs_where(&client, "direction", "inbound").await;
+    assert_eq!(inbound.len(), 3, "{inbound:?}");
+    assert!(
+        cdrs_where(&client, "caller", "15551234").await.is_empty(),
+        "the spoofed INVITE left a CDR"
+    );
     wait_json(&client, "/api/v1/calls", |v| v["count"] == 0).await;
 }

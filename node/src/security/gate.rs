@@ -61,6 +61,9 @@ struct Snapshot {
 
 pub(crate) struct Gate {
     trusted: Vec<Net>,
+    /// The addresses of enabled trunks (kept by the SIP service): let in for SIP and media like an
+    /// allow rule, and never banned, so a busy provider is not taken for a flood.
+    providers: RwLock<Arc<Vec<Net>>>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Bans this node decided and has not yet seen applied: enforced at once, not a second later.
     local_bans: Mutex<HashMap<IpAddr, UnixMillis>>,
@@ -70,6 +73,7 @@ impl Gate {
     pub(crate) fn new(trusted: Vec<Net>) -> Self {
         Self {
             trusted,
+            providers: RwLock::new(Arc::new(Vec::new())),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             local_bans: Mutex::new(HashMap::new()),
         }
@@ -84,7 +88,27 @@ impl Gate {
         )
     }
 
-    /// Never banned and never blocked: configured trusted networks and allow rules.
+    /// Replaces the trunks' addresses.
+    pub(crate) fn set_providers(&self, nets: Vec<Net>) {
+        *self
+            .providers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(nets);
+    }
+
+    /// Whether `ip` is a trunk's, for a service a trunk uses.
+    fn is_provider(&self, ip: IpAddr, service: Service) -> bool {
+        matches!(service, Service::Sip | Service::Media)
+            && self
+                .providers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .any(|n| n.contains(ip))
+    }
+
+    /// Never banned and never blocked: configured trusted networks, allow rules, and trunks' addresses
+    /// (for SIP and media).
     pub(crate) fn is_allowlisted(
         &self,
         ip: IpAddr,
@@ -92,6 +116,7 @@ impl Gate {
         transport: Transport,
     ) -> bool {
         self.trusted.iter().any(|n| n.contains(ip))
+            || self.is_provider(ip, service)
             || self
                 .snapshot()
                 .allow
@@ -111,10 +136,11 @@ impl Gate {
         }
         let ip = ip.to_canonical();
         let snap = self.snapshot();
-        if snap
-            .allow
-            .iter()
-            .any(|(n, s)| s.applies(service, transport) && n.contains(ip))
+        if self.is_provider(ip, service)
+            || snap
+                .allow
+                .iter()
+                .any(|(n, s)| s.applies(service, transport) && n.contains(ip))
         {
             return Ok(());
         }
@@ -264,5 +290,18 @@ mod tests {
         assert_eq!(gate.check(ip("192.0.2.1"), sip, tls), Err(Refusal::Ban));
         assert!(gate.is_allowlisted(ip("198.18.1.5"), sip, udp));
         assert!(!gate.is_allowlisted(ip("198.18.2.5"), sip, udp));
+        // A trunk's address is let in for SIP and media despite a block rule or a ban, never for
+        // the API.
+        gate.set_providers(vec![
+            "198.18.2.5/32".parse().unwrap(),
+            "198.19.0.9/32".parse().unwrap(),
+        ]);
+        assert_eq!(gate.check(ip("198.18.2.5"), sip, udp), Ok(()));
+        assert_eq!(gate.check(ip("198.19.0.9"), Service::Media, udp), Ok(()));
+        assert_eq!(gate.check(ip("198.19.0.9"), api, tls), Err(Refusal::Ban));
+        assert!(gate.is_allowlisted(ip("198.18.2.5"), sip, udp));
+        assert!(!gate.is_allowlisted(ip("198.18.2.5"), api, tls));
+        gate.set_providers(Vec::new());
+        assert_eq!(gate.check(ip("198.18.2.5"), sip, udp), Err(Refusal::Rule));
     }
 }

@@ -129,7 +129,7 @@ impl SipService {
             dns,
             Duration::from_secs(trunks_cfg.failover_secs.max(1)),
             Duration::from_secs(calls_cfg.ring_timeout_secs.saturating_add(60)),
-            Arc::clone(security.events()),
+            Arc::clone(&security),
         ));
         let calls = Arc::new(call::Calls::new(
             cluster.clone(),

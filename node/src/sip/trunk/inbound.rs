@@ -90,6 +90,10 @@ impl Trunks {
                 entries.push((net, t.name.clone()));
             }
         }
+        // A provider's signalling and media are let through the gate and never banned as a flood.
+        self.security
+            .gate()
+            .set_providers(entries.iter().map(|(net, _)| *net).collect());
         self.sources.replace(entries);
     }
 }

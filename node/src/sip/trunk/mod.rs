@@ -45,6 +45,7 @@ pub(crate) struct Trunks {
     /// How long a reserved outbound call may ring (for the toll counters' clean-up).
     pub(crate) ringing: Duration,
     pub(crate) events: Arc<Events>,
+    security: Arc<crate::security::Security>,
     pub(crate) sources: Sources,
     tables: Mutex<Option<Arc<Tables>>>,
 }
@@ -63,14 +64,15 @@ impl Trunks {
         dns: dns::Dns,
         silence: Duration,
         ringing: Duration,
-        events: Arc<Events>,
+        security: Arc<crate::security::Security>,
     ) -> Self {
         Self {
             cluster,
             dns,
             silence,
             ringing,
-            events,
+            events: Arc::clone(security.events()),
+            security,
             sources: Sources::default(),
             tables: Mutex::new(None),
         }
