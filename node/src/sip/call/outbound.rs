@@ -2,10 +2,9 @@
 //! caller of this module), the caller's permission for it, the toll-fraud counters, and the servers
 //! of the route's trunks to try, in order.
 
-use pbx_sip::rfc3263::{Destination, SipTransport};
 use pbx_sip::routing::{Permission, RouteClass as SipClass, Selection};
 use storage::Response;
-use storage::model::{Disposition, Extension, Severity, Transport as StoredTransport};
+use storage::model::{Disposition, Extension, Severity};
 use storage::routing::{CallRoute, Direction, Limit, Limits, Reservation, Trunk, TrunkStatus};
 
 use super::Calls;
@@ -47,30 +46,6 @@ pub(crate) type Refused = (Refusal, Option<RouteFacts>);
 pub(crate) struct Routed {
     pub(crate) trunk: OutboundTrunk,
     pub(crate) facts: RouteFacts,
-}
-
-fn stored_transport(t: Option<StoredTransport>) -> Option<SipTransport> {
-    t.map(|t| match t {
-        StoredTransport::Udp => SipTransport::Udp,
-        StoredTransport::Tcp => SipTransport::Tcp,
-        StoredTransport::Tls => SipTransport::Tls,
-    })
-}
-
-/// `host[:port]` (IPv6 in brackets).
-fn host_port(text: &str) -> (String, Option<u16>) {
-    if let Some(rest) = text.strip_prefix('[')
-        && let Some((host, after)) = rest.split_once(']')
-    {
-        return (
-            host.to_owned(),
-            after.strip_prefix(':').and_then(|p| p.parse().ok()),
-        );
-    }
-    match text.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host.to_owned(), port.parse().ok()),
-        _ => (text.to_owned(), None),
-    }
 }
 
 impl Calls {
@@ -289,16 +264,7 @@ impl Calls {
         anonymous: bool,
         out: &mut Vec<TrunkTarget>,
     ) {
-        let (proxy_host, proxy_port) = match &t.outbound_proxy {
-            Some(p) if !p.is_empty() => host_port(p),
-            _ => (t.host.clone(), t.port),
-        };
-        let dest = Destination {
-            host: proxy_host,
-            port: proxy_port,
-            transport: stored_transport(t.transport),
-            secure: false,
-        };
+        let dest = crate::sip::trunk::destination::next_hop(t);
         let peers = match self.trunks.dns.targets(&dest).await {
             Ok(p) => p,
             Err(e) => {

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use pbx_sip::rfc3263::{Destination, SipTransport};
 use storage::routing::Trunk;
 
 use super::Trunks;
@@ -55,8 +54,9 @@ impl Trunks {
             .collect();
         let mut hosts: Vec<&str> = vec![t.host.as_str()];
         hosts.extend(t.peer_hosts.iter().map(String::as_str));
-        if let Some(p) = t.outbound_proxy.as_deref().filter(|p| !p.is_empty()) {
-            hosts.push(p.rsplit_once(':').map_or(p, |(h, _)| h));
+        let proxy = super::destination::proxy(t);
+        if let Some((host, _)) = &proxy {
+            hosts.push(host);
         }
         for host in hosts {
             match self.dns.addresses(host).await {
@@ -65,16 +65,7 @@ impl Trunks {
             }
         }
         // The provider's SIP servers (SRV targets) send its calls too.
-        let dest = Destination {
-            host: t.host.clone(),
-            port: t.port,
-            transport: t.transport.map(|t| match t {
-                storage::model::Transport::Udp => SipTransport::Udp,
-                storage::model::Transport::Tcp => SipTransport::Tcp,
-                storage::model::Transport::Tls => SipTransport::Tls,
-            }),
-            secure: false,
-        };
+        let dest = super::destination::provider(t);
         if let Ok(peers) = self.dns.targets(&dest).await {
             nets.extend(peers.into_iter().filter_map(|p| single(p.addr.ip())));
         }

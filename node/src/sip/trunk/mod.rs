@@ -5,6 +5,7 @@
 //! when the state machine says routing configuration changed (`routing_version`), so a call pays a
 //! lookup in compiled tables, not a scan of RocksDB.
 
+pub(crate) mod destination;
 pub(crate) mod dns;
 mod inbound;
 pub(crate) mod register;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pbx_sip::digest::{self, Credentials, DigestChallenge};
-use pbx_sip::rfc3263::{Destination, SipTransport};
+use pbx_sip::rfc3263::Destination;
 use pbx_sip::transaction::{Peer, Transport};
 use storage::model::{DialogLeg, Severity};
 use storage::routing::{Trunk, TrunkKind, TrunkState, TrunkStatus};
@@ -143,24 +143,7 @@ impl Session {
     }
 
     fn destination(&self) -> Destination {
-        let t = &self.trunk;
-        let (host, port) = match t.outbound_proxy.as_deref().filter(|p| !p.is_empty()) {
-            Some(p) => match p.rsplit_once(':') {
-                Some((h, port)) if !h.contains(':') => (h.to_owned(), port.parse().ok()),
-                _ => (p.to_owned(), None),
-            },
-            None => (t.host.clone(), t.port),
-        };
-        Destination {
-            host,
-            port,
-            transport: t.transport.map(|t| match t {
-                storage::model::Transport::Udp => SipTransport::Udp,
-                storage::model::Transport::Tcp => SipTransport::Tcp,
-                storage::model::Transport::Tls => SipTransport::Tls,
-            }),
-            secure: false,
-        }
+        super::destination::next_hop(&self.trunk)
     }
 
     /// One round over the provider's servers; the granted time on success.
