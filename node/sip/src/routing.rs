@@ -147,6 +147,25 @@ pub enum RouteError {
     },
 }
 
+impl RouteError {
+    /// The index of the route at fault; `None` for an emergency number.
+    pub fn route(&self) -> Option<usize> {
+        match self {
+            Self::Name { route, .. }
+            | Self::DuplicateName { route, .. }
+            | Self::NoPatterns { route, .. }
+            | Self::Pattern { route, .. }
+            | Self::Strip { route, .. }
+            | Self::Prepend { route, .. }
+            | Self::CallerIdNumber { route, .. }
+            | Self::Did { route, .. }
+            | Self::CallerIdPattern { route, .. }
+            | Self::DuplicateDid { route, .. } => Some(*route),
+            Self::Emergency { .. } => None,
+        }
+    }
+}
+
 fn fault(position: usize, reason: &'static str) -> PatternError {
     PatternError { position, reason }
 }

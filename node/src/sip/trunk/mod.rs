@@ -119,10 +119,15 @@ fn compile(reader: &StateReader, version: u64) -> Tables {
             caller_id: r.caller_id.clone(),
         })
         .collect();
-    let outbound = OutboundTable::build(&specs, &settings.emergency_numbers).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "outbound routes do not compile; outbound calls are refused");
-        OutboundTable::default()
-    });
+    // Emergency numbers are checked on their own, so a bad one cannot take the routes with it.
+    let emergency = match OutboundTable::build(&[], &settings.emergency_numbers) {
+        Ok(_) => settings.emergency_numbers.clone(),
+        Err(e) => {
+            tracing::error!(error = %e, "emergency numbers do not compile; none are special");
+            Vec::new()
+        }
+    };
+    let outbound = build_skipping(specs, |specs| OutboundTable::build(specs, &emergency));
     let specs: Vec<InboundSpec<InboundRoute>> = inbound
         .into_iter()
         .map(|r| InboundSpec {
@@ -136,10 +141,7 @@ fn compile(reader: &StateReader, version: u64) -> Tables {
             destination: r,
         })
         .collect();
-    let inbound = InboundTable::build(specs).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "inbound routes do not compile; inbound calls are refused");
-        InboundTable::default()
-    });
+    let inbound = build_skipping(specs, |specs| InboundTable::build(specs.to_vec()));
     Tables {
         version,
         outbound,
@@ -150,10 +152,81 @@ fn compile(reader: &StateReader, version: u64) -> Tables {
     }
 }
 
+/// Builds a table from `specs`, leaving out each route the builder refuses (logged): one bad
+/// record (which the API prevents, but an older version may have stored) costs its own calls,
+/// never everyone's. An error that names no route leaves the table empty.
+fn build_skipping<S, T: Default>(
+    mut specs: Vec<S>,
+    build: impl Fn(&[S]) -> Result<T, pbx_sip::routing::RouteError>,
+) -> T {
+    loop {
+        match build(&specs) {
+            Ok(table) => return table,
+            Err(e) => {
+                metrics::counter!("pbx_routing_routes_skipped_total").increment(1);
+                match e.route().filter(|&i| i < specs.len()) {
+                    Some(i) => {
+                        tracing::error!(error = %e, "a route does not compile; it is left out");
+                        specs.remove(i);
+                    }
+                    None => {
+                        tracing::error!(error = %e, "routes do not compile; calls are refused");
+                        return T::default();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Every record of a table; a read failure is logged and reads as none.
 fn listed<R: storage::Record>(reader: &StateReader, what: &str) -> Vec<R> {
     reader.list().unwrap_or_else(|e| {
         tracing::warn!(error = %e, table = what, "reading routing configuration failed");
         Vec::new()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use pbx_sip::routing::{Permission, Selection};
+
+    use super::*;
+
+    fn route(name: &str, pattern: &str) -> OutboundSpec {
+        OutboundSpec {
+            name: name.into(),
+            patterns: vec![pattern.into()],
+            strip: 0,
+            prepend: String::new(),
+            class: SipClass::Local,
+            trunks: vec!["carrier".into()],
+            caller_id: None,
+        }
+    }
+
+    #[test]
+    fn a_route_that_does_not_compile_costs_only_its_own_calls() {
+        let specs = vec![route("bad", "9[2-"), route("good", "9X.")];
+        let table = build_skipping(specs, |s| OutboundTable::build(s, &[]));
+        let permission = Permission {
+            routes: vec!["bad".into(), "good".into()],
+            international_prefixes: Vec::new(),
+        };
+        assert!(matches!(
+            table.select("9123", &permission),
+            Selection::Route { name: "good", .. }
+        ));
+        let did = |name: &str| InboundSpec {
+            name: name.into(),
+            did: DidMatch::Exact("15550100".into()),
+            caller_id: None,
+            destination: name.to_owned(),
+        };
+        let inbound = build_skipping(vec![did("first"), did("second")], |s| {
+            InboundTable::build(s.to_vec())
+        });
+        let chosen = inbound.select("15550100", None).map(|s| s.name.as_str());
+        assert_eq!(chosen, Some("first"));
+    }
 }
