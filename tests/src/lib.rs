@@ -1,6 +1,13 @@
 //! Integration tests live in `tests/`; the process lab and the SIP probe they drive are shared with the
-//! chaos tool.
+//! chaos tool. The modules here are the tests' own: the admin API as they use it ([`api`]), sipp
+//! ([`sipp`]) and baresip ([`baresip`]) as phones and providers, and child processes that die with
+//! the test ([`process`]).
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod baresip;
+pub mod process;
+pub mod sipp;
 
 pub use pbx_chaos::lab::*;
 pub use pbx_chaos::phone;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use pbx_tests::api::assert_no_media_ports;
 use pbx_tests::phone::{Answer, Outgoing, Phone, send_rtp_from};
 use pbx_tests::{Lab, LabClient, LabOptions};
 
@@ -604,13 +605,7 @@ async fn bad_offers_limits_and_an_exhausted_port_range_are_refused_cleanly() {
         let got = alice.outcome(&out, Duration::from_secs(5)).await.unwrap();
         assert_eq!(got.unwrap_err(), status, "offer {body:?}");
     }
-    assert_eq!(
-        client
-            .metric(0, "pbx_media_port_pairs_in_use")
-            .await
-            .unwrap(),
-        0.0
-    );
+    assert_no_media_ports(&client).await;
 
     // Two calls fill the range; the third gets 503.
     let (mut c1, _) = connect(&mut alice, &mut bob, "1002").await;

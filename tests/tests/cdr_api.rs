@@ -11,8 +11,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use pbx_tests::api::{create, inbound_to_extension, lab_without_pings, peer_trunk, send};
 use pbx_tests::phone::{Answer, Phone};
-use pbx_tests::{Lab, LabClient, LabOptions};
+use pbx_tests::{Lab, LabClient};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
 /// The provider's address; the phones use 127.0.0.1, so the PBX tells them apart by source.
@@ -163,26 +164,6 @@ async fn bad_cdr_queries_get_clear_errors() {
     assert_eq!(cdrs["cdrs"], json!([]));
 }
 
-/// Sends `body` as admin to node 0 and expects `status`; the JSON answer.
-async fn send(
-    client: &LabClient,
-    method: Method,
-    path: &str,
-    body: Value,
-    status: StatusCode,
-) -> Value {
-    let resp = client
-        .req(0, method, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let got = resp.status();
-    let answer: Value = resp.json().await.unwrap_or(Value::Null);
-    assert_eq!(got, status, "{path}: {answer}");
-    answer
-}
-
 /// The CDRs of `GET /api/v1/cdrs?{query}`, and the answer's `next`.
 async fn cdrs(client: &LabClient, query: &str) -> (Vec<Value>, Option<String>) {
     let page = client
@@ -241,38 +222,18 @@ async fn refused_call(from: &mut Phone, number: &str, by: Option<&mut Phone>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdrs_show_direction_trunk_and_numbers_and_filter_on_them() {
-    let options = LabOptions {
-        sip_extra: "qualify_interval_secs = 0".into(),
-        ..LabOptions::default()
-    };
-    let (lab, client) = Lab::with_extensions(1, options, &["1001", "1002"], SECRET)
-        .await
-        .unwrap();
+    let (lab, client) = lab_without_pings(1, &["1001", "1002"], SECRET).await;
     let pbx = SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port));
     // The provider: a phone on its own address, calling from a number.
     let mut carrier = Phone::bound(IpAddr::V4(PROVIDER_IP), pbx, "5551234", "unused")
         .await
         .unwrap();
 
-    send(
-        &client,
-        Method::POST,
-        "/api/v1/trunks",
-        json!({
-            "name": "carrier",
-            "kind": "peer",
-            "host": PROVIDER_IP.to_string(),
-            "port": carrier.sip_addr.port(),
-            "transport": "udp",
-            "qualify_secs": 0
-        }),
-        StatusCode::CREATED,
-    )
-    .await;
+    let trunk = peer_trunk("carrier", &PROVIDER_IP.to_string(), carrier.sip_addr.port());
+    create(&client, "/api/v1/trunks", trunk).await;
     for (name, pattern) in [("national", "9NXXXXXX"), ("premium", "8NXXXXXX")] {
-        send(
+        create(
             &client,
-            Method::POST,
             "/api/v1/routes/outbound",
             json!({
                 "name": name,
@@ -281,17 +242,14 @@ async fn cdrs_show_direction_trunk_and_numbers_and_filter_on_them() {
                 "class": "local",
                 "trunks": ["carrier"]
             }),
-            StatusCode::CREATED,
         )
         .await;
     }
     // 1001 may use the national route only: a premium number is refused (a `denied` CDR).
-    send(
+    create(
         &client,
-        Method::POST,
         "/api/v1/permission-groups",
         json!({"name": "staff", "routes": ["national"]}),
-        StatusCode::CREATED,
     )
     .await;
     send(
@@ -302,19 +260,8 @@ async fn cdrs_show_direction_trunk_and_numbers_and_filter_on_them() {
         StatusCode::OK,
     )
     .await;
-    send(
-        &client,
-        Method::POST,
-        "/api/v1/routes/inbound",
-        json!({
-            "name": "main",
-            "did_kind": "exact",
-            "did": "15550100",
-            "destination": {"type": "extension", "target": "1002"}
-        }),
-        StatusCode::CREATED,
-    )
-    .await;
+    let route = inbound_to_extension("main", "15550100", "1002");
+    create(&client, "/api/v1/routes/inbound", route).await;
     client.sync(0).await.unwrap();
     let configured = tokio::time::Instant::now();
 

@@ -8,23 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use pbx_tests::Lab;
-
-/// Sends `body` (if any) as admin; the status and the JSON answer (`null` for an empty one).
-async fn call(lab: &Lab, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = lab.req(0, method, path);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"))
-    };
-    (status, value)
-}
+use pbx_tests::api::call;
 
 /// Asserts an error answer: `status`, and a message containing each of `needles`.
 fn expect_error(got: &(StatusCode, Value), status: StatusCode, needles: &[&str]) {

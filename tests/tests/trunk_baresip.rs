@@ -6,12 +6,15 @@
 //! each must hear the *other's* tone, which tells relayed audio from a loop back to the sender.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pbx_tests::{Lab, LabClient, LabOptions, free_sip_port};
-use serde_json::{Value, json};
+use pbx_tests::api::{
+    assert_no_media_ports, calls_reach, create, inbound_to_extension, peer_trunk, wait_first_cdr,
+    wait_registered,
+};
+use pbx_tests::baresip::Baresip;
+use pbx_tests::{Lab, LabOptions, free_sip_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
 /// The provider's address; the extension uses 127.0.0.1.
@@ -20,103 +23,6 @@ const DID: &str = "15550100";
 /// The tones: the provider's caller and the extension.
 const CALLER_HZ: u32 = 880;
 const CALLEE_HZ: u32 = 440;
-
-struct Baresip {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Baresip {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A baresip listening for SIP on `listen`, with the one account line `account`, playing a tone of
-/// `hz`, recording decoded audio into its directory, quitting (and hanging up) after `quit_after`
-/// seconds; `commands` run at start. (As in `calls_baresip.rs`, with the listening address and the
-/// whole account line chosen by the caller.)
-fn baresip(
-    listen: &str,
-    config: &str,
-    account: &str,
-    hz: u32,
-    quit_after: u32,
-    commands: &[&str],
-) -> Baresip {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config"),
-        format!(
-            "module_path /usr/lib/baresip/modules\nsip_listen {listen}\nmodule g711.so\nmodule account.so\n\
-             module ausine.so\nmodule aufile.so\nmodule sndfile.so\nmodule menu.so\n\
-             audio_player aufile,/dev/null\naudio_source ausine,{hz}\nausrc_srate 48000\nausrc_channels 2\nsnd_path {}\nrtp_ports 40000-49999\n{config}",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("accounts"), format!("{account}\n")).unwrap();
-    let mut cmd = Command::new("baresip");
-    cmd.args([
-        "-f",
-        dir.path().to_str().unwrap(),
-        "-t",
-        &quit_after.to_string(),
-    ]);
-    for c in commands {
-        cmd.args(["-e", c]);
-    }
-    let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let child = cmd
-        .arg("-s")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("baresip is installed");
-    Baresip { child, dir }
-}
-
-async fn create(client: &LabClient, path: &str, body: Value) {
-    let resp = client
-        .req(0, reqwest::Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, reqwest::StatusCode::CREATED, "POST {path}: {text}");
-}
-
-async fn wait_registered(client: &LabClient, number: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let r = client.registrations(0, number).await.unwrap();
-        if r["registrations"].as_array().is_some_and(|a| !a.is_empty()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{number} did not register");
-}
-
-/// The decoded-audio recordings sndfile wrote in `dir`.
-fn recordings(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .collect()
-}
 
 /// What a 16-bit PCM WAV recording holds: how many 20 ms blocks are loud, and the median frequency
 /// of those blocks, counted from zero crossings (with hysteresis, so noise near zero does not
@@ -156,7 +62,7 @@ fn tone(path: &Path) -> (usize, f64) {
 
 /// The loud blocks and their median frequency over everything `b` recorded.
 fn heard(b: &Baresip) -> Vec<(usize, f64)> {
-    recordings(b.dir.path()).iter().map(|p| tone(p)).collect()
+    b.recordings().iter().map(|p| tone(p)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,43 +72,15 @@ async fn a_provider_call_to_a_did_rings_a_baresip_extension_with_audio_both_ways
         .unwrap();
     let pbx = lab.nodes[0].sip_port;
     let provider_port = free_sip_port();
-    create(
-        &client,
-        "/api/v1/trunks",
-        json!({
-            "name": "carrier",
-            "kind": "peer",
-            "host": PROVIDER_IP,
-            "port": provider_port,
-            "transport": "udp",
-            "qualify_secs": 0
-        }),
-    )
-    .await;
-    create(
-        &client,
-        "/api/v1/routes/inbound",
-        json!({
-            "name": "main",
-            "did_kind": "exact",
-            "did": DID,
-            "destination": {"type": "extension", "target": "7002"}
-        }),
-    )
-    .await;
+    let trunk = peer_trunk("carrier", PROVIDER_IP, provider_port);
+    create(&client, "/api/v1/trunks", trunk).await;
+    let route = inbound_to_extension("main", DID, "7002");
+    create(&client, "/api/v1/routes/inbound", route).await;
     // The PBX re-reads the addresses trunk calls come from within a second of a routing change.
     let configured = Instant::now();
 
-    let mut callee = baresip(
-        &format!("127.0.0.1:{}", free_sip_port()),
-        "",
-        &format!(
-            "<sip:7002@127.0.0.1:{pbx};transport=udp>;auth_pass={SECRET};regint=600;answermode=auto"
-        ),
-        CALLEE_HZ,
-        30,
-        &[],
-    );
+    let mut callee =
+        Baresip::extension("7002", SECRET, pbx, ";answermode=auto", CALLEE_HZ, 30, &[]);
     wait_registered(&client, "7002").await;
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(configured.elapsed())).await;
 
@@ -210,7 +88,7 @@ async fn a_provider_call_to_a_did_rings_a_baresip_extension_with_audio_both_ways
     // comes from 127.0.0.2; baresip binds RTP to 0.0.0.0, so its packets to the PBX leave from
     // 127.0.0.1, and its SDP must say so (`net_interface`): the PBX latches only to a source the
     // SDP or the SIP vouches for (a provider whose media server is not its SIP server).
-    let mut caller = baresip(
+    let mut caller = Baresip::start(
         &format!("{PROVIDER_IP}:{provider_port}"),
         "net_interface 127.0.0.1\n",
         &format!("<sip:15551234@127.0.0.1:{pbx};transport=udp>;regint=0"),
@@ -220,21 +98,13 @@ async fn a_provider_call_to_a_did_rings_a_baresip_extension_with_audio_both_ways
     );
 
     // The call comes up, and audio flows for a few seconds.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let calls = client.get_json(0, "/api/v1/calls").await.unwrap();
-        if calls["count"] == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no call came up:\n{}\n{}\n{}",
-            caller.log(),
-            callee.log(),
-            lab.log_tail(0)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        calls_reach(&client, 1, Duration::from_secs(15)).await,
+        "no call came up:\n{}\n{}\n{}",
+        caller.log(),
+        callee.log(),
+        lab.log_tail(0)
+    );
     let before = client
         .metric(0, "pbx_media_packets_relayed_total{kind=\"rtp\"}")
         .await
@@ -255,24 +125,11 @@ async fn a_provider_call_to_a_did_rings_a_baresip_extension_with_audio_both_ways
     );
 
     // The provider's caller quits after its 8 s and hangs up on the way out.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while caller.child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the provider's baresip did not quit"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut cdr = None;
-    for _ in 0..100 {
-        let cdrs = client.get_json(0, "/api/v1/cdrs").await.unwrap();
-        if let Some(c) = cdrs["cdrs"].as_array().and_then(|c| c.first()) {
-            cdr = Some(c.clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let cdr = cdr.expect("the call ended with a CDR");
+    assert!(
+        caller.quits_within(Duration::from_secs(15)).await,
+        "the provider's baresip did not quit"
+    );
+    let cdr = wait_first_cdr(&client, 0).await;
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
     assert_eq!(cdr["hangup_side"], "caller", "{cdr}");
     assert_eq!(cdr["direction"], "inbound", "{cdr}");
@@ -281,8 +138,7 @@ async fn a_provider_call_to_a_did_rings_a_baresip_extension_with_audio_both_ways
     assert_eq!(cdr["route"], "main", "{cdr}");
     assert_eq!(cdr["caller"], "15551234", "{cdr}");
     assert_eq!(cdr["callee"], "7002", "{cdr}");
-    let _ = callee.child.kill();
-    let _ = callee.child.wait();
+    callee.stop();
 
     // Each side decoded the other's tone, for seconds (a 20 ms block each), from the relayed RTP.
     let (by_caller, by_callee) = (heard(&caller), heard(&callee));
@@ -298,11 +154,5 @@ async fn a_provider_call_to_a_did_rings_a_baresip_extension_with_audio_both_ways
     };
     check("provider's caller", &by_caller, CALLEE_HZ);
     check("extension", &by_callee, CALLER_HZ);
-    assert_eq!(
-        client
-            .metric(0, "pbx_media_port_pairs_in_use")
-            .await
-            .unwrap(),
-        0.0
-    );
+    assert_no_media_ports(&client).await;
 }

@@ -4,11 +4,17 @@
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use pbx_tests::api::{
+    create, inbound_to_extension, poll, succeed, wait_item, wait_json, wait_registered,
+};
+use pbx_tests::process::KillOnDrop;
 use pbx_tests::provider::{Provider, ProviderConfig};
+use pbx_tests::sipp::{self, Sipp};
 use pbx_tests::{Lab, LabClient, LabOptions, free_port, free_sip_port};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -18,42 +24,12 @@ const TRUNK_PASSWORD: &str = "Pr0vider-Secret!";
 const PROVIDER_IP: &str = "127.0.0.2";
 const DEAD_IP: &str = "127.0.0.3";
 const CARRIER_IP: &str = "127.0.0.4";
+/// sipp runs to completion within this; the provider's proxy adds its round trips.
+const SIPP_TIMEOUT: Duration = Duration::from_secs(40);
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn scenario(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("sipp")
-        .join(name);
-    path.to_str().unwrap().to_owned()
-}
-
+/// The end of every log in `dir`: Kamailio's, dnsmasq's, sipp's.
 fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".log") {
-            out.push_str(&format!("== {name}\n"));
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let tail: String = text
-                .chars()
-                .rev()
-                .take(6000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            out.push_str(&tail);
-        }
-    }
-    out
+    sipp::log_tails(dir, 6000)
 }
 
 /// dnsmasq answering for `provider.lab`: NAPTR to UDP SRV, whose first server never answers.
@@ -92,61 +68,38 @@ fn dns(dir: &Path, port: u16, dead_port: u16, provider_port: u16) -> KillOnDrop 
     KillOnDrop(child)
 }
 
-async fn post(client: &LabClient, path: &str, body: Value) {
-    let resp = client
-        .req(0, reqwest::Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
+/// Runs `sipp` in `dir` to completion and asserts that it succeeded, with `what` went wrong
+/// otherwise.
+async fn sipp_ok(lab: &Lab, dir: &Path, sipp: Sipp, what: &str) {
+    let status = sipp.timeout(SIPP_TIMEOUT).run(dir).await;
     assert!(
-        status.is_success(),
-        "POST {path}: {status} {}",
-        resp.text().await.unwrap()
+        status.success(),
+        "{what}\n{}\n{}",
+        logs(dir),
+        lab.log_tail(0)
     );
 }
 
-/// Polls `path` until `done` says yes; the last answer.
-async fn wait_for(
+/// Waits up to 30 s for trunk `name`'s state to become `state`, and asserts it did (with the logs
+/// in `dir` and node 0's); its status.
+async fn wait_trunk_state(
+    lab: &Lab,
     client: &LabClient,
-    path: &str,
-    within: Duration,
-    done: impl Fn(&Value) -> bool,
+    dir: &Path,
+    name: &str,
+    state: &str,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let v = client.get_json(0, path).await.unwrap();
-        if done(&v) || tokio::time::Instant::now() >= deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Runs sipp to completion; whether it succeeded.
-async fn sipp(dir: &Path, args: &[&str]) -> bool {
-    let dir = dir.to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new("sipp")
-            .args(&args)
-            .args([
-                "-timeout",
-                "40s",
-                "-timeout_error",
-                "-nostdin",
-                "-trace_err",
-                "-trace_msg",
-            ])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    })
-    .await
-    .unwrap()
+    let path = format!("/api/v1/trunks/{name}/status");
+    let within = Duration::from_secs(30);
+    let status = poll(client, &path, within, |s| s["state"] == state).await;
+    assert_eq!(
+        status["state"],
+        state,
+        "{status}\n{}\n{}",
+        logs(dir),
+        lab.log_tail(0)
+    );
+    status
 }
 
 /// How the PBX reaches the provider in one case.
@@ -190,37 +143,34 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(&[
-        "req",
-        "-x509",
+    // A new P-256 key, unencrypted, into the file named next.
+    let new_key = [
         "-newkey",
         "ec",
         "-pkeyopt",
         "ec_paramgen_curve:prime256v1",
         "-nodes",
         "-keyout",
-        "ca-key.pem",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Provider Test CA",
-    ]);
+    ];
     run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "req.pem",
-        "-subj",
-        "/CN=sip.provider.lab",
-    ]);
+        &["req", "-x509"],
+        &new_key[..],
+        &["ca-key.pem", "-out", "ca.pem", "-days", "2"],
+        &["-subj", "/CN=Provider Test CA"],
+    ]
+    .concat());
+    run(&[
+        &["req"],
+        &new_key[..],
+        &[
+            "key.pem",
+            "-out",
+            "req.pem",
+            "-subj",
+            "/CN=sip.provider.lab",
+        ],
+    ]
+    .concat());
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:sip.provider.lab\n").unwrap();
     run(&[
         "x509",
@@ -315,27 +265,14 @@ async fn provider_case(reach: Reach) {
             format!("tls:{PROVIDER_IP}:{}", provider_port + 1)
         }
     };
-    post(&client, "/api/v1/trunks", trunk).await;
-    let status = wait_for(
-        &client,
-        "/api/v1/trunks/provider/status",
-        Duration::from_secs(30),
-        |s| s["state"] == "registered",
-    )
-    .await;
-    assert_eq!(
-        status["state"],
-        "registered",
-        "{status}\n{}\n{}",
-        logs(dir.path()),
-        lab.log_tail(0)
-    );
+    create(&client, "/api/v1/trunks", trunk).await;
+    let status = wait_trunk_state(&lab, &client, dir.path(), "provider", "registered").await;
     assert_eq!(status["server"], server, "{status}");
     let events = client.get_json(0, "/api/v1/events").await.unwrap();
     assert!(events.to_string().contains("trunk_up"), "{events}");
 
     // Out: 1001 dials 9 + the number; the route strips the 9; the provider challenges the INVITE.
-    post(
+    create(
         &client,
         "/api/v1/routes/outbound",
         json!({
@@ -344,79 +281,21 @@ async fn provider_case(reach: Reach) {
         }),
     )
     .await;
-    post(&client, "/api/v1/permission-groups", json!({
+    create(&client, "/api/v1/permission-groups", json!({
         "name": "staff", "routes": ["national"], "international_prefixes": [],
         "limits": {"per_minute": 10, "per_hour": 0, "per_day": 0, "simultaneous": 2, "international_per_day": 0},
         "suspend_on_limit": false,
     })).await;
-    let resp = client
-        .req(0, reqwest::Method::PATCH, "/api/v1/extensions/1001")
-        .json(&json!({"permission_group": "staff"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let staff = json!({"permission_group": "staff"});
+    succeed(&client, Method::PATCH, "/api/v1/extensions/1001", staff).await;
     client.sync(0).await.unwrap();
-    let _carrier = KillOnDrop(
-        Command::new("sipp")
-            .args([
-                "-sn",
-                "uas",
-                "-i",
-                CARRIER_IP,
-                "-p",
-                &carrier_uas_port.to_string(),
-            ])
-            .args([
-                "-mp",
-                &free_port(true).to_string(),
-                "-nostdin",
-                "-trace_err",
-            ])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let csv = dir.path().join("1001.csv");
-    std::fs::write(
-        &csv,
-        format!("SEQUENTIAL\n1001;[authentication username=1001 password={SECRET}]\n"),
-    )
-    .unwrap();
-    let (uac, auth_uri, port) = (
-        scenario("uac-call.xml"),
-        format!("95550100@{pbx}"),
-        free_sip_port().to_string(),
-    );
-    let out_ok = sipp(
-        dir.path(),
-        &[
-            &pbx,
-            "-sf",
-            &uac,
-            "-s",
-            "95550100",
-            "-auth_uri",
-            &auth_uri,
-            "-inf",
-            csv.to_str().unwrap(),
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-        ],
-    )
-    .await;
-    assert!(
-        out_ok,
-        "the outbound call failed\n{}\n{}",
-        logs(dir.path()),
-        lab.log_tail(0)
-    );
-    let cdrs = wait_for(&client, "/api/v1/cdrs", Duration::from_secs(5), |c| {
+    let _carrier = Sipp::builtin("uas")
+        .listen(CARRIER_IP, carrier_uas_port)
+        .spawn(dir.path());
+    let csv = sipp::credentials(dir.path(), "1001.csv", "1001", SECRET);
+    let out = Sipp::phone_call(&pbx, &csv, "95550100", "uac-call.xml");
+    sipp_ok(&lab, dir.path(), out, "the outbound call failed").await;
+    let cdrs = wait_json(&client, "/api/v1/cdrs", |c| {
         c["cdrs"].as_array().is_some_and(|a| !a.is_empty())
     })
     .await;
@@ -427,118 +306,23 @@ async fn provider_case(reach: Reach) {
 
     // In: the carrier calls the DID through the provider, which sends it to the PBX's registered
     // contact; the inbound route rings 1002.
-    post(
-        &client,
-        "/api/v1/routes/inbound",
-        json!({
-            "name": "main", "did_kind": "exact", "did": "15550100",
-            "destination": {"type": "extension", "target": "1002"},
-        }),
-    )
-    .await;
-    let uas_csv = dir.path().join("1002.csv");
-    std::fs::write(
-        &uas_csv,
-        format!("SEQUENTIAL\n1002;[authentication username=1002 password={SECRET}]\n"),
-    )
-    .unwrap();
-    let _callee = KillOnDrop(
-        Command::new("sipp")
-            .arg(&pbx)
-            .args([
-                "-sf",
-                &scenario("uas-register.xml"),
-                "-oocsf",
-                &scenario("uas-answer.xml"),
-            ])
-            .args([
-                "-inf",
-                uas_csv.to_str().unwrap(),
-                "-m",
-                "1",
-                "-d",
-                "2000",
-                "-i",
-                "127.0.0.1",
-            ])
-            .args([
-                "-p",
-                &free_sip_port().to_string(),
-                "-mp",
-                &free_port(true).to_string(),
-            ])
-            .args(["-nostdin", "-trace_err"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let regs = wait_for(
-        &client,
-        "/api/v1/extensions/1002/registrations",
-        Duration::from_secs(10),
-        |r| r["registrations"].as_array().is_some_and(|a| !a.is_empty()),
-    )
-    .await;
-    assert!(
-        regs["registrations"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty()),
-        "{regs}"
-    );
+    let route = inbound_to_extension("main", "15550100", "1002");
+    create(&client, "/api/v1/routes/inbound", route).await;
+    let uas_csv = sipp::credentials(dir.path(), "1002.csv", "1002", SECRET);
+    let _callee = Sipp::answering_phone(&pbx, &uas_csv, 2000).spawn(dir.path());
+    wait_registered(&client, "1002").await;
     let provider_addr = format!("{PROVIDER_IP}:{provider_port}");
-    let carrier_uac = scenario("carrier-uac-proxied.xml");
-    let (port, media) = (free_sip_port().to_string(), free_port(true).to_string());
-    let in_ok = sipp(
-        dir.path(),
-        &[
-            &provider_addr,
-            "-sf",
-            &carrier_uac,
-            "-s",
-            "15550100",
-            "-m",
-            "1",
-            "-d",
-            "1000",
-            "-i",
-            CARRIER_IP,
-            "-p",
-            &port,
-            "-mp",
-            &media,
-        ],
-    )
-    .await;
-    assert!(
-        in_ok,
-        "the inbound call failed\n{}\n{}",
-        logs(dir.path()),
-        lab.log_tail(0)
-    );
-    let cdrs = wait_for(&client, "/api/v1/cdrs", Duration::from_secs(5), |c| {
-        c["cdrs"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|c| c["callee"] == "1002"))
-    })
-    .await;
-    let inbound = cdrs["cdrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["callee"] == "1002")
-        .cloned();
-    let inbound = inbound.unwrap_or_else(|| panic!("no inbound CDR: {cdrs}"));
+    let call_in = |name: &str| Sipp::provider_call(&provider_addr, CARRIER_IP, "15550100", name);
+    let inbound = call_in("carrier-uac-proxied.xml").args(["-d", "1000"]);
+    sipp_ok(&lab, dir.path(), inbound, "the inbound call failed").await;
+    let inbound = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| c["callee"] == "1002").await;
     assert_eq!(inbound["disposition"], "answered", "{inbound}");
     assert_eq!(inbound["direction"], "inbound", "{inbound}");
     assert_eq!(inbound["did"], "15550100", "{inbound}");
-    let outbound = cdrs["cdrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["callee"] == "95550100")
-        .cloned()
-        .unwrap_or_else(|| panic!("no outbound CDR: {cdrs}"));
+    let outbound = wait_item(&client, "/api/v1/cdrs", "cdrs", |c| {
+        c["callee"] == "95550100"
+    })
+    .await;
     assert_eq!(outbound["trunk"], "provider", "{outbound}");
     assert_eq!(outbound["sent"], "5550100", "{outbound}");
 
@@ -547,14 +331,8 @@ async fn provider_case(reach: Reach) {
         // the DID then find no contact.
         let mut off = client.get_json(0, "/api/v1/trunks/provider").await.unwrap();
         off["enabled"] = json!(false);
-        let resp = client
-            .req(0, reqwest::Method::PUT, "/api/v1/trunks/provider")
-            .json(&off)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
-        let status = wait_for(
+        succeed(&client, Method::PUT, "/api/v1/trunks/provider", off).await;
+        let status = poll(
             &client,
             "/api/v1/trunks/provider/status",
             Duration::from_secs(20),
@@ -562,31 +340,14 @@ async fn provider_case(reach: Reach) {
         )
         .await;
         assert_eq!(status["state"], "unknown", "{status}");
-        let (port, media) = (free_sip_port().to_string(), free_port(true).to_string());
-        let refused = sipp(
+        let refused = call_in("trunk-provider-unregistered.xml");
+        sipp_ok(
+            &lab,
             dir.path(),
-            &[
-                &provider_addr,
-                "-sf",
-                &scenario("trunk-provider-unregistered.xml"),
-                "-s",
-                "15550100",
-                "-m",
-                "1",
-                "-i",
-                CARRIER_IP,
-                "-p",
-                &port,
-                "-mp",
-                &media,
-            ],
+            refused,
+            "the provider still had a contact",
         )
         .await;
-        assert!(
-            refused,
-            "the provider still had a contact\n{}",
-            logs(dir.path())
-        );
     }
 
     if reach == Reach::Tls {
@@ -598,20 +359,8 @@ async fn provider_case(reach: Reach) {
             "username": TRUNK_USER, "password": TRUNK_PASSWORD, "realm": "provider.lab",
         });
         misnamed["register_expires"] = json!(120);
-        post(&client, "/api/v1/trunks", misnamed).await;
-        let status = wait_for(
-            &client,
-            "/api/v1/trunks/misnamed/status",
-            Duration::from_secs(30),
-            |s| s["state"] == "unreachable",
-        )
-        .await;
-        assert_eq!(
-            status["state"],
-            "unreachable",
-            "{status}\n{}",
-            lab.log_tail(0)
-        );
+        create(&client, "/api/v1/trunks", misnamed).await;
+        wait_trunk_state(&lab, &client, dir.path(), "misnamed", "unreachable").await;
         assert!(
             lab.log_tail(0)
                 .contains("proved another name than the one expected now"),
