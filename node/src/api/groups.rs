@@ -7,22 +7,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use storage::model::UnixMillis;
 use storage::routing::{
-    DAY_MS, HOUR_MS, Limits, MINUTE_MS, PermissionGroup, PutMode, RoutingKind, RoutingRecord,
-    TollCounter,
+    DAY_MS, HOUR_MS, Limits, MINUTE_MS, PermissionGroup, RoutingKind, RoutingRecord, TollCounter,
 };
 use storage::{Command, Table};
 
 use super::AppState;
 use super::auth::Admin;
+use super::crud::{self, Resource, propose_answer};
 use super::error::ApiError;
 use super::extensions::validate_number;
-use super::json::JsonBody;
 use super::paging::{LIMITS, ListQuery, Page, PageRequest};
-use super::routes::{
-    MAX_ENTRIES, post_name, propose_answer, propose_routing, put_name, read_one, validate_len,
-    validate_name, validate_names,
-};
+use super::routes::{MAX_ENTRIES, validate_len, validate_names};
 use crate::time::now_millis;
 
 /// Largest value of any limit.
@@ -93,26 +90,32 @@ pub(crate) struct GroupBody {
     suspend_on_limit: bool,
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct GroupList {
-    groups: Vec<PermissionGroup>,
-}
+impl Resource for PermissionGroup {
+    const NOUN: &'static str = "permission group";
+    const KIND: RoutingKind = RoutingKind::PermissionGroup;
+    const LIST_KEY: &'static str = "groups";
+    const REFS: &'static [(Table, &'static str)] = &[(Table::OutboundRoutes, "routes")];
+    type Body = GroupBody;
+    type View = Self;
 
-impl GroupBody {
-    fn into_group(
-        self,
+    fn body_name(body: &GroupBody) -> Option<&str> {
+        body.name.as_deref()
+    }
+
+    fn from_body(
+        body: GroupBody,
         name: String,
-        created_at: u64,
-        now: u64,
-    ) -> Result<PermissionGroup, ApiError> {
-        validate_names("routes", &self.routes, MAX_ENTRIES)?;
+        stored: Option<Self>,
+        now: UnixMillis,
+    ) -> Result<Self, ApiError> {
+        validate_names("routes", &body.routes, MAX_ENTRIES)?;
         validate_len(
             "international_prefixes",
-            &self.international_prefixes,
+            &body.international_prefixes,
             MAX_ENTRIES,
         )?;
-        let mut prefixes: Vec<String> = Vec::with_capacity(self.international_prefixes.len());
-        for (i, p) in self.international_prefixes.iter().enumerate() {
+        let mut prefixes: Vec<String> = Vec::with_capacity(body.international_prefixes.len());
+        for (i, p) in body.international_prefixes.iter().enumerate() {
             let field = format!("international_prefixes[{i}]");
             // Written with or without the `+` of E.164; stored without, as calls are matched.
             let digits = p.strip_prefix('+').unwrap_or(p);
@@ -133,106 +136,25 @@ impl GroupBody {
             }
             prefixes.push(digits.to_owned());
         }
-        Ok(PermissionGroup {
+        Ok(Self {
             name,
-            routes: self.routes,
+            routes: body.routes,
             international_prefixes: prefixes,
-            limits: self.limits.check()?,
-            suspend_on_limit: self.suspend_on_limit,
-            created_at,
+            limits: body.limits.check()?,
+            suspend_on_limit: body.suspend_on_limit,
+            created_at: stored.map_or(now, |g| g.created_at),
             updated_at: now,
         })
     }
-}
 
-/// What a group refers to, and the field that names it.
-const GROUP_REFS: [(Table, &str); 1] = [(Table::OutboundRoutes, "routes")];
-
-fn put_cmd(group: PermissionGroup, mode: PutMode) -> Command {
-    Command::PutRouting {
-        record: RoutingRecord::PermissionGroup(group),
-        mode,
+    fn into_routing(self) -> RoutingRecord {
+        RoutingRecord::PermissionGroup(self)
     }
 }
 
-/// Permission groups by name.
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    _admin: Admin,
-) -> Result<Json<GroupList>, ApiError> {
-    state.cluster.linearizable_barrier().await?;
-    Ok(Json(GroupList {
-        groups: state.cluster.reader().list::<PermissionGroup>()?,
-    }))
-}
-
-pub(crate) async fn create(
-    State(state): State<AppState>,
-    _admin: Admin,
-    JsonBody(req): JsonBody<GroupBody>,
-) -> Result<(StatusCode, Json<PermissionGroup>), ApiError> {
-    let name = post_name(req.name.clone())?;
-    let now = now_millis();
-    let group = req.into_group(name, now, now)?;
-    let cmd = put_cmd(group.clone(), PutMode::Create);
-    propose_routing(
-        &state,
-        cmd,
-        RoutingKind::PermissionGroup,
-        &group.name,
-        &GROUP_REFS,
-    )
-    .await?;
-    tracing::info!(group = %group.name, "permission group created");
-    Ok((StatusCode::CREATED, Json(group)))
-}
-
-pub(crate) async fn get(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-) -> Result<Json<PermissionGroup>, ApiError> {
-    validate_name("name", &name)?;
-    Ok(Json(read_one(&state, "permission group", &name).await?))
-}
-
-/// Replaces the group (every field; omitted ones are empty, zero or false).
-pub(crate) async fn update(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-    JsonBody(req): JsonBody<GroupBody>,
-) -> Result<Json<PermissionGroup>, ApiError> {
-    put_name(&name, req.name.as_deref())?;
-    let old: PermissionGroup = read_one(&state, "permission group", &name).await?;
-    let group = req.into_group(name, old.created_at, now_millis())?;
-    let cmd = put_cmd(group.clone(), PutMode::Update);
-    propose_routing(
-        &state,
-        cmd,
-        RoutingKind::PermissionGroup,
-        &group.name,
-        &GROUP_REFS,
-    )
-    .await?;
-    tracing::info!(group = %group.name, "permission group updated");
-    Ok(Json(group))
-}
-
-pub(crate) async fn delete(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    validate_name("name", &name)?;
-    let cmd = Command::DeleteRouting {
-        kind: RoutingKind::PermissionGroup,
-        name: name.clone(),
-    };
-    propose_routing(&state, cmd, RoutingKind::PermissionGroup, &name, &[]).await?;
-    tracing::info!(group = %name, "permission group deleted");
-    Ok(StatusCode::NO_CONTENT)
-}
+// Permission groups list by name. A replace sets every field (omitted ones are empty, zero or
+// false).
+crud::handlers! { PermissionGroup: list, create, get, update, delete }
 
 // ---------------------------------------------------------------------------------------------
 // Toll-fraud counters.
@@ -361,7 +283,7 @@ mod tests {
 
     fn group(json: serde_json::Value) -> Result<PermissionGroup, String> {
         let body: GroupBody = serde_json::from_value(json).map_err(|e| e.to_string())?;
-        body.into_group("g".into(), 1, 2).map_err(|e| e.to_string())
+        PermissionGroup::from_body(body, "g".into(), None, 2).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod auth;
 mod calls;
 mod cdrs;
 mod cluster;
+mod crud;
 mod error;
 mod events;
 mod extensions;

@@ -2,25 +2,23 @@
 //! send calls out through trunks and bring calls in from them, and the settings every route shares
 //! (emergency numbers, anonymous inbound calls).
 //!
-//! Also the checks the routing configuration endpoints share (names, numbers, list sizes) and
-//! [`propose_routing`], which words the state machine's refusals: a reference to a missing trunk,
-//! route or extension is checked there, in log order, so two admins cannot race past it.
+//! Also the checks the routing configuration endpoints share (names, numbers, list sizes); what
+//! their handlers share is in [`super::crud`].
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use pbx_sip::dialplan::Pattern;
-use storage::model::Setting;
+use storage::model::{Setting, UnixMillis};
 use storage::routing::{
-    Destination, DidKind, InboundRoute, OutboundRoute, PutMode, RouteClass, RoutingKind,
-    RoutingRecord,
+    Destination, DidKind, InboundRoute, OutboundRoute, RouteClass, RoutingKind, RoutingRecord,
 };
 use storage::{Command, StateReader, StorageError, Table};
 
 use super::AppState;
 use super::auth::Admin;
+use super::crud::{self, Resource};
 use super::error::ApiError;
 use super::json::JsonBody;
 use crate::time::now_millis;
@@ -101,83 +99,6 @@ pub(super) fn validate_names(field: &str, names: &[String], max: usize) -> Resul
     Ok(())
 }
 
-/// A table's name as the state machine reports it.
-fn table_name(table: Table) -> &'static str {
-    table.cf_name().trim_start_matches("t_")
-}
-
-/// Proposes `cmd` with its audit entry, as `AppState::propose_checked` does, but hands back the
-/// state machine's answer as it is, for a refusal worded after what the request was.
-pub(super) async fn propose_answer(
-    state: &AppState,
-    cmd: Command,
-) -> Result<storage::Response, ApiError> {
-    let cmd = super::audit::attach(cmd, state.cluster.reader());
-    Ok(state.cluster.propose(cmd).await?)
-}
-
-/// Proposes a put or delete of routing record `name` of `kind` (audited like every change), and
-/// words a refusal with [`ApiError::refused`]: `fields` names the request field behind each table
-/// the record refers to.
-///
-/// A name the record refers to that does not exist is a 400 naming the field, not a 404: the URL
-/// names the record being written, which is there (or being created); what is wrong is in the body,
-/// and a 404 would tell the admin the wrong thing.
-pub(super) async fn propose_routing(
-    state: &AppState,
-    cmd: Command,
-    kind: RoutingKind,
-    name: &str,
-    fields: &[(Table, &str)],
-) -> Result<(), ApiError> {
-    match propose_answer(state, cmd).await? {
-        storage::Response::Ok => Ok(()),
-        refused => {
-            let fields: Vec<(&str, &str)> =
-                fields.iter().map(|(t, f)| (table_name(*t), *f)).collect();
-            Err(ApiError::refused(
-                refused,
-                table_name(kind.table()),
-                name,
-                &fields,
-            ))
-        }
-    }
-}
-
-/// Reads one routing record after a linearizable barrier; 404 when it does not exist.
-pub(super) async fn read_one<R: storage::Record>(
-    state: &AppState,
-    what: &str,
-    name: &str,
-) -> Result<R, ApiError> {
-    state.cluster.linearizable_barrier().await?;
-    state
-        .cluster
-        .reader()
-        .get::<R>(name)?
-        .ok_or_else(|| ApiError::NotFound(format!("{what} {name} does not exist")))
-}
-
-/// The record name of a PUT: the path's, which the body may repeat but not contradict.
-pub(super) fn put_name(path: &str, body: Option<&str>) -> Result<(), ApiError> {
-    validate_name("name", path)?;
-    match body {
-        Some(b) if b != path => Err(ApiError::invalid(
-            "name",
-            format!("{b} differs from the name in the URL ({path}); a record cannot be renamed"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// The record name of a POST: required.
-pub(super) fn post_name(body: Option<String>) -> Result<String, ApiError> {
-    let name = body.ok_or_else(|| ApiError::invalid("name", "required"))?;
-    validate_name("name", &name)?;
-    Ok(name)
-}
-
 /// A dial pattern in field `field`; the reason says at which 1-based position it is wrong.
 fn validate_pattern(field: &str, text: &str) -> Result<(), ApiError> {
     Pattern::parse(text)
@@ -213,146 +134,78 @@ pub(crate) struct OutboundBody {
     caller_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct OutboundList {
-    routes: Vec<OutboundRoute>,
-}
+impl Resource for OutboundRoute {
+    const NOUN: &'static str = "outbound route";
+    const KIND: RoutingKind = RoutingKind::OutboundRoute;
+    const LIST_KEY: &'static str = "routes";
+    const REFS: &'static [(Table, &'static str)] = &[(Table::Trunks, "trunks")];
+    type Body = OutboundBody;
+    type View = Self;
 
-impl OutboundBody {
-    /// The route this body describes, checked, as record `name`.
-    fn into_route(
-        self,
+    fn body_name(body: &OutboundBody) -> Option<&str> {
+        body.name.as_deref()
+    }
+
+    fn from_body(
+        body: OutboundBody,
         name: String,
-        created_at: u64,
-        now: u64,
-    ) -> Result<OutboundRoute, ApiError> {
-        if self.patterns.is_empty() {
+        stored: Option<Self>,
+        now: UnixMillis,
+    ) -> Result<Self, ApiError> {
+        if body.patterns.is_empty() {
             return Err(ApiError::invalid("patterns", "at least one pattern"));
         }
-        validate_len("patterns", &self.patterns, MAX_ENTRIES)?;
-        for (i, p) in self.patterns.iter().enumerate() {
+        validate_len("patterns", &body.patterns, MAX_ENTRIES)?;
+        for (i, p) in body.patterns.iter().enumerate() {
             validate_pattern(&format!("patterns[{i}]"), p)?;
         }
-        if self.strip > MAX_NUMBER as u32 {
+        if body.strip > MAX_NUMBER as u32 {
             return Err(ApiError::invalid("strip", format!("0 to {MAX_NUMBER}")));
         }
         let dialable = |b: u8| b.is_ascii_digit() || matches!(b, b'+' | b'*' | b'#');
-        if self.prepend.len() > MAX_NUMBER || !self.prepend.bytes().all(dialable) {
+        if body.prepend.len() > MAX_NUMBER || !body.prepend.bytes().all(dialable) {
             return Err(ApiError::invalid(
                 "prepend",
                 format!("digits, '+', '*' or '#', at most {MAX_NUMBER}"),
             ));
         }
-        if self.trunks.is_empty() {
+        if body.trunks.is_empty() {
             return Err(ApiError::invalid("trunks", "at least one trunk"));
         }
-        validate_names("trunks", &self.trunks, MAX_ROUTE_TRUNKS)?;
-        let caller_id = self.caller_id.filter(|c| !c.is_empty());
+        validate_names("trunks", &body.trunks, MAX_ROUTE_TRUNKS)?;
+        let caller_id = body.caller_id.filter(|c| !c.is_empty());
         if let Some(c) = &caller_id {
             validate_caller_number("caller_id", c)?;
         }
-        Ok(OutboundRoute {
+        Ok(Self {
             name,
-            position: self.position,
-            patterns: self.patterns,
-            strip: self.strip,
-            prepend: self.prepend,
-            class: self.class,
-            trunks: self.trunks,
+            position: body.position,
+            patterns: body.patterns,
+            strip: body.strip,
+            prepend: body.prepend,
+            class: body.class,
+            trunks: body.trunks,
             caller_id,
-            created_at,
+            created_at: stored.map_or(now, |r| r.created_at),
             updated_at: now,
         })
     }
+
+    fn into_routing(self) -> RoutingRecord {
+        RoutingRecord::OutboundRoute(self)
+    }
+
+    /// The order routes are tried in: by position, then name.
+    fn order(routes: &mut [Self]) {
+        routes.sort_by(|a, b| (a.position, &a.name).cmp(&(b.position, &b.name)));
+    }
 }
 
-/// What an outbound route refers to, and the field that names it.
-const OUTBOUND_REFS: [(Table, &str); 1] = [(Table::Trunks, "trunks")];
-
-/// Outbound routes in the order they are tried: by position, then name.
-pub(crate) async fn list_outbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-) -> Result<Json<OutboundList>, ApiError> {
-    state.cluster.linearizable_barrier().await?;
-    let mut routes = state.cluster.reader().list::<OutboundRoute>()?;
-    routes.sort_by(|a, b| (a.position, &a.name).cmp(&(b.position, &b.name)));
-    Ok(Json(OutboundList { routes }))
-}
-
-pub(crate) async fn create_outbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-    JsonBody(req): JsonBody<OutboundBody>,
-) -> Result<(StatusCode, Json<OutboundRoute>), ApiError> {
-    let name = post_name(req.name.clone())?;
-    let now = now_millis();
-    let route = req.into_route(name, now, now)?;
-    let cmd = Command::PutRouting {
-        record: RoutingRecord::OutboundRoute(route.clone()),
-        mode: PutMode::Create,
-    };
-    propose_routing(
-        &state,
-        cmd,
-        RoutingKind::OutboundRoute,
-        &route.name,
-        &OUTBOUND_REFS,
-    )
-    .await?;
-    tracing::info!(route = %route.name, "outbound route created");
-    Ok((StatusCode::CREATED, Json(route)))
-}
-
-pub(crate) async fn get_outbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-) -> Result<Json<OutboundRoute>, ApiError> {
-    validate_name("name", &name)?;
-    Ok(Json(read_one(&state, "outbound route", &name).await?))
-}
-
-/// Replaces the route (every field; omitted optional ones take their defaults).
-pub(crate) async fn update_outbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-    JsonBody(req): JsonBody<OutboundBody>,
-) -> Result<Json<OutboundRoute>, ApiError> {
-    put_name(&name, req.name.as_deref())?;
-    let old: OutboundRoute = read_one(&state, "outbound route", &name).await?;
-    let route = req.into_route(name, old.created_at, now_millis())?;
-    let cmd = Command::PutRouting {
-        record: RoutingRecord::OutboundRoute(route.clone()),
-        mode: PutMode::Update,
-    };
-    propose_routing(
-        &state,
-        cmd,
-        RoutingKind::OutboundRoute,
-        &route.name,
-        &OUTBOUND_REFS,
-    )
-    .await?;
-    tracing::info!(route = %route.name, "outbound route updated");
-    Ok(Json(route))
-}
-
-/// Refused (409, naming the group) while a permission group lists the route.
-pub(crate) async fn delete_outbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    validate_name("name", &name)?;
-    let cmd = Command::DeleteRouting {
-        kind: RoutingKind::OutboundRoute,
-        name: name.clone(),
-    };
-    propose_routing(&state, cmd, RoutingKind::OutboundRoute, &name, &[]).await?;
-    tracing::info!(route = %name, "outbound route deleted");
-    Ok(StatusCode::NO_CONTENT)
+// Outbound routes list in the order they are tried. A replace sets every field (omitted optional
+// ones take their defaults); a delete is refused (409, naming the group) while a group lists the
+// route.
+crud::handlers! {
+    OutboundRoute: list_outbound, create_outbound, get_outbound, update_outbound, delete_outbound
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,142 +281,73 @@ pub(crate) struct InboundBody {
     destination: DestinationJson,
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct InboundList {
-    routes: Vec<InboundView>,
-}
+impl Resource for InboundRoute {
+    const NOUN: &'static str = "inbound route";
+    const KIND: RoutingKind = RoutingKind::InboundRoute;
+    const LIST_KEY: &'static str = "routes";
+    const REFS: &'static [(Table, &'static str)] = &[
+        (Table::Trunks, "trunk"),
+        (Table::Extensions, "destination.target"),
+    ];
+    type Body = InboundBody;
+    type View = InboundView;
 
-impl InboundBody {
-    fn into_route(self, name: String, created_at: u64, now: u64) -> Result<InboundRoute, ApiError> {
-        match self.did_kind {
-            DidKind::Exact | DidKind::Prefix if !is_number(&self.did) => {
+    fn body_name(body: &InboundBody) -> Option<&str> {
+        body.name.as_deref()
+    }
+
+    fn from_body(
+        body: InboundBody,
+        name: String,
+        stored: Option<Self>,
+        now: UnixMillis,
+    ) -> Result<Self, ApiError> {
+        match body.did_kind {
+            DidKind::Exact | DidKind::Prefix if !is_number(&body.did) => {
                 return Err(ApiError::invalid(
                     "did",
                     format!("digits with an optional leading '+', at most {MAX_NUMBER}"),
                 ));
             }
-            DidKind::Pattern => validate_pattern("did", &self.did)?,
+            DidKind::Pattern => validate_pattern("did", &body.did)?,
             DidKind::Exact | DidKind::Prefix => {}
         }
-        let caller_id = self.caller_id.filter(|c| !c.is_empty());
+        let caller_id = body.caller_id.filter(|c| !c.is_empty());
         if let Some(c) = &caller_id {
             validate_pattern("caller_id", c)?;
         }
-        let trunk = self.trunk.filter(|t| !t.is_empty());
+        let trunk = body.trunk.filter(|t| !t.is_empty());
         if let Some(t) = &trunk {
             validate_name("trunk", t)?;
         }
-        let DestinationJson::Extension(target) = self.destination;
+        let DestinationJson::Extension(target) = body.destination;
         if !(2..=15).contains(&target.len()) || !target.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ApiError::invalid(
                 "destination.target",
                 "an extension number, 2 to 15 digits",
             ));
         }
-        Ok(InboundRoute {
+        Ok(Self {
             name,
-            did_kind: self.did_kind,
-            did: self.did,
+            did_kind: body.did_kind,
+            did: body.did,
             caller_id,
             trunk,
             destination: Destination::Extension(target),
-            created_at,
+            created_at: stored.map_or(now, |r| r.created_at),
             updated_at: now,
         })
     }
+
+    fn into_routing(self) -> RoutingRecord {
+        RoutingRecord::InboundRoute(self)
+    }
 }
 
-/// What an inbound route refers to, and the field that names it.
-const INBOUND_REFS: [(Table, &str); 2] = [
-    (Table::Trunks, "trunk"),
-    (Table::Extensions, "destination.target"),
-];
-
-/// Inbound routes by name (the SIP side orders them by how specific their DID is).
-pub(crate) async fn list_inbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-) -> Result<Json<InboundList>, ApiError> {
-    state.cluster.linearizable_barrier().await?;
-    let routes = state.cluster.reader().list::<InboundRoute>()?;
-    Ok(Json(InboundList {
-        routes: routes.into_iter().map(Into::into).collect(),
-    }))
-}
-
-pub(crate) async fn create_inbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-    JsonBody(req): JsonBody<InboundBody>,
-) -> Result<(StatusCode, Json<InboundView>), ApiError> {
-    let name = post_name(req.name.clone())?;
-    let now = now_millis();
-    let route = req.into_route(name, now, now)?;
-    let cmd = Command::PutRouting {
-        record: RoutingRecord::InboundRoute(route.clone()),
-        mode: PutMode::Create,
-    };
-    propose_routing(
-        &state,
-        cmd,
-        RoutingKind::InboundRoute,
-        &route.name,
-        &INBOUND_REFS,
-    )
-    .await?;
-    tracing::info!(route = %route.name, "inbound route created");
-    Ok((StatusCode::CREATED, Json(route.into())))
-}
-
-pub(crate) async fn get_inbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-) -> Result<Json<InboundView>, ApiError> {
-    validate_name("name", &name)?;
-    let route: InboundRoute = read_one(&state, "inbound route", &name).await?;
-    Ok(Json(route.into()))
-}
-
-/// Replaces the route (every field; omitted optional ones are cleared).
-pub(crate) async fn update_inbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-    JsonBody(req): JsonBody<InboundBody>,
-) -> Result<Json<InboundView>, ApiError> {
-    put_name(&name, req.name.as_deref())?;
-    let old: InboundRoute = read_one(&state, "inbound route", &name).await?;
-    let route = req.into_route(name, old.created_at, now_millis())?;
-    let cmd = Command::PutRouting {
-        record: RoutingRecord::InboundRoute(route.clone()),
-        mode: PutMode::Update,
-    };
-    propose_routing(
-        &state,
-        cmd,
-        RoutingKind::InboundRoute,
-        &route.name,
-        &INBOUND_REFS,
-    )
-    .await?;
-    tracing::info!(route = %route.name, "inbound route updated");
-    Ok(Json(route.into()))
-}
-
-pub(crate) async fn delete_inbound(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    validate_name("name", &name)?;
-    let cmd = Command::DeleteRouting {
-        kind: RoutingKind::InboundRoute,
-        name: name.clone(),
-    };
-    propose_routing(&state, cmd, RoutingKind::InboundRoute, &name, &[]).await?;
-    tracing::info!(route = %name, "inbound route deleted");
-    Ok(StatusCode::NO_CONTENT)
+// Inbound routes list by name (the SIP side orders them by how specific their DID is). A replace
+// sets every field (omitted optional ones are cleared).
+crud::handlers! {
+    InboundRoute: list_inbound, create_inbound, get_inbound, update_inbound, delete_inbound
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,15 +468,17 @@ mod tests {
         }
     }
 
+    fn check(body: OutboundBody) -> Result<OutboundRoute, ApiError> {
+        OutboundRoute::from_body(body, "r".into(), None, 1)
+    }
+
     fn message(e: ApiError) -> String {
         e.to_string()
     }
 
     #[test]
     fn a_bad_pattern_names_its_index_and_position() {
-        let err = outbound(&["9NXX", "9[5-1]"], &["a"])
-            .into_route("r".into(), 1, 1)
-            .unwrap_err();
+        let err = check(outbound(&["9NXX", "9[5-1]"], &["a"])).unwrap_err();
         assert_eq!(
             message(err),
             "patterns[1]: a range must go upwards at position 3"
@@ -701,13 +487,9 @@ mod tests {
 
     #[test]
     fn route_trunks_are_named_once_each() {
-        let err = outbound(&["9."], &["a", "a"])
-            .into_route("r".into(), 1, 1)
-            .unwrap_err();
+        let err = check(outbound(&["9."], &["a", "a"])).unwrap_err();
         assert_eq!(message(err), "trunks[1]: a is listed twice");
-        let err = outbound(&["9."], &[])
-            .into_route("r".into(), 1, 1)
-            .unwrap_err();
+        let err = check(outbound(&["9."], &[])).unwrap_err();
         assert!(message(err).starts_with("trunks:"));
     }
 

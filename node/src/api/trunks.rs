@@ -7,25 +7,17 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use storage::Command;
 use storage::model::{Transport, UnixMillis};
-use storage::routing::{
-    PutMode, RoutingKind, RoutingRecord, Trunk, TrunkKind, TrunkState, TrunkStatus,
-};
+use storage::routing::{RoutingKind, RoutingRecord, Trunk, TrunkKind, TrunkState, TrunkStatus};
 
 use super::AppState;
 use super::auth::Admin;
+use super::crud::{self, Resource};
 use super::error::ApiError;
-use super::json::JsonBody;
-use super::routes::{
-    MAX_ENTRIES, is_number, post_name, propose_routing, put_name, read_one, validate_caller_number,
-    validate_len, validate_name,
-};
+use super::routes::{MAX_ENTRIES, is_number, validate_caller_number, validate_len};
 use crate::security::net::Net;
-use crate::time::now_millis;
 
 /// Longest host name (RFC 1035) and label.
 const MAX_HOST: usize = 253;
@@ -161,11 +153,6 @@ pub(crate) struct TrunkBody {
     peer_networks: Vec<String>,
     #[serde(default)]
     peer_hosts: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct TrunkList {
-    trunks: Vec<TrunkView>,
 }
 
 /// Whether `s` is a DNS name (labels of letters, digits and `-`, not at a label's ends) or an IP
@@ -384,93 +371,37 @@ impl TrunkBody {
     }
 }
 
-fn put_cmd(trunk: Trunk, mode: PutMode) -> Command {
-    Command::PutRouting {
-        record: RoutingRecord::Trunk(Box::new(trunk)),
-        mode,
+impl Resource for Trunk {
+    const NOUN: &'static str = "trunk";
+    const KIND: RoutingKind = RoutingKind::Trunk;
+    const LIST_KEY: &'static str = "trunks";
+    type Body = TrunkBody;
+    type View = TrunkView;
+
+    fn body_name(body: &TrunkBody) -> Option<&str> {
+        body.name.as_deref()
+    }
+
+    /// A replace keeps the stored password when the body has none.
+    fn from_body(
+        body: TrunkBody,
+        name: String,
+        stored: Option<Self>,
+        now: UnixMillis,
+    ) -> Result<Self, ApiError> {
+        let (password, created_at) =
+            stored.map_or((String::new(), now), |t| (t.password, t.created_at));
+        body.into_trunk(name, password, created_at, now)
+    }
+
+    fn into_routing(self) -> RoutingRecord {
+        RoutingRecord::Trunk(Box::new(self))
     }
 }
 
-/// Trunks by name.
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    _admin: Admin,
-) -> Result<Json<TrunkList>, ApiError> {
-    state.cluster.linearizable_barrier().await?;
-    let trunks = state.cluster.reader().list::<Trunk>()?;
-    Ok(Json(TrunkList {
-        trunks: trunks.into_iter().map(Into::into).collect(),
-    }))
-}
-
-pub(crate) async fn create(
-    State(state): State<AppState>,
-    _admin: Admin,
-    JsonBody(req): JsonBody<TrunkBody>,
-) -> Result<(StatusCode, Json<TrunkView>), ApiError> {
-    let name = post_name(req.name.clone())?;
-    let now = now_millis();
-    let trunk = req.into_trunk(name, String::new(), now, now)?;
-    let name = trunk.name.clone();
-    propose_routing(
-        &state,
-        put_cmd(trunk.clone(), PutMode::Create),
-        RoutingKind::Trunk,
-        &name,
-        &[],
-    )
-    .await?;
-    tracing::info!(trunk = %name, "trunk created");
-    Ok((StatusCode::CREATED, Json(trunk.into())))
-}
-
-pub(crate) async fn get(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-) -> Result<Json<TrunkView>, ApiError> {
-    validate_name("name", &name)?;
-    let trunk: Trunk = read_one(&state, "trunk", &name).await?;
-    Ok(Json(trunk.into()))
-}
-
-/// Replaces the trunk: every field, except that a body without `password` keeps the stored one.
-pub(crate) async fn update(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-    JsonBody(req): JsonBody<TrunkBody>,
-) -> Result<Json<TrunkView>, ApiError> {
-    put_name(&name, req.name.as_deref())?;
-    let old: Trunk = read_one(&state, "trunk", &name).await?;
-    let trunk = req.into_trunk(name.clone(), old.password, old.created_at, now_millis())?;
-    propose_routing(
-        &state,
-        put_cmd(trunk.clone(), PutMode::Update),
-        RoutingKind::Trunk,
-        &name,
-        &[],
-    )
-    .await?;
-    tracing::info!(trunk = %name, "trunk updated");
-    Ok(Json(trunk.into()))
-}
-
-/// Refused (409, naming the route) while a route refers to the trunk.
-pub(crate) async fn delete(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    validate_name("name", &name)?;
-    let cmd = Command::DeleteRouting {
-        kind: RoutingKind::Trunk,
-        name: name.clone(),
-    };
-    propose_routing(&state, cmd, RoutingKind::Trunk, &name, &[]).await?;
-    tracing::info!(trunk = %name, "trunk deleted");
-    Ok(StatusCode::NO_CONTENT)
-}
+// Trunks list by name. A replace sets every field, except that a body without `password` keeps the
+// stored one; a delete is refused (409, naming the route) while a route refers to the trunk.
+crud::handlers! { Trunk: list, create, get, update, delete }
 
 /// A trunk's state; `unknown` with nothing else until the VIP owner has checked it.
 #[derive(Debug, Serialize)]
@@ -505,8 +436,7 @@ pub(crate) async fn status(
     _admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
-    validate_name("name", &name)?;
-    let _: Trunk = read_one(&state, "trunk", &name).await?;
+    let _: Trunk = crud::read(&state, &name).await?;
     let view = match state.cluster.reader().get::<TrunkStatus>(&name)? {
         Some(s) => s.into(),
         None => StatusView {
