@@ -432,6 +432,8 @@ async fn routes_check_patterns_and_references() {
     ] {
         let mut body = pattern_route.clone();
         body["name"] = json!("other");
+        // Another DID, so that only the field under test is wrong (not a twin of `main`).
+        body["did"] = json!("1666XXXX");
         body[field] = value;
         let got = call(&lab, Method::POST, "/api/v1/routes/inbound", Some(body)).await;
         expect_error(&got, StatusCode::BAD_REQUEST, &[needle]);
@@ -447,6 +449,15 @@ async fn routes_check_patterns_and_references() {
     )
     .await;
     expect_error(&got, StatusCode::BAD_REQUEST, &["did"]);
+    // A second route for the same DID and caller-ID condition could never be chosen: refused.
+    let mut twin = pattern_route.clone();
+    twin["name"] = json!("twin");
+    let got = call(&lab, Method::POST, "/api/v1/routes/inbound", Some(twin)).await;
+    expect_error(
+        &got,
+        StatusCode::CONFLICT,
+        &["inbound route main already takes DID 1555XXXX"],
+    );
     let (_, list) = call(&lab, Method::GET, "/api/v1/routes/inbound", None).await;
     assert_eq!(list["routes"].as_array().unwrap().len(), 1);
 

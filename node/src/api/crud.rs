@@ -48,6 +48,11 @@ pub(super) trait Resource: Record + Clone {
         now: UnixMillis,
     ) -> Result<Self, ApiError>;
     fn into_routing(self) -> RoutingRecord;
+    /// Whether the record may stand beside `other`, another stored record of its kind (a 409
+    /// otherwise): what makes sense only among all of them, such as two routes for one DID.
+    fn conflicts_with(&self, _other: &Self) -> Option<String> {
+        None
+    }
     /// Puts a list answer in its order; left alone, it is by name, as the store keeps it.
     fn order(_records: &mut [Self]) {}
 }
@@ -94,6 +99,7 @@ pub(super) async fn create<R: Resource>(
 ) -> Answer<(StatusCode, Json<View<R>>)> {
     let name = post_name(R::body_name(&body))?;
     let record = R::from_body(body, name, None, now_millis())?;
+    check_others(&state, &record)?;
     put(&state, &record, PutMode::Create).await?;
     tracing::info!(name = %record.key(), "{} created", R::NOUN);
     Ok((StatusCode::CREATED, Json(record.into())))
@@ -118,6 +124,7 @@ pub(super) async fn replace<R: Resource>(
     put_name(&name, R::body_name(&body))?;
     let stored = read::<R>(&state, &name).await?;
     let record = R::from_body(body, name, Some(stored), now_millis())?;
+    check_others(&state, &record)?;
     put(&state, &record, PutMode::Update).await?;
     tracing::info!(name = %record.key(), "{} updated", R::NOUN);
     Ok(Json(record.into()))
@@ -138,6 +145,21 @@ pub(super) async fn delete<R: Resource>(
     propose::<R>(&state, cmd, &name, &[]).await?;
     tracing::info!(name = %name, "{} deleted", R::NOUN);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A 409 when `record` conflicts with another stored record of its kind. Read, not decided in the
+/// log: two admins racing could both pass, and the call engine then leaves the later route out
+/// (logged), so nothing breaks beyond that route.
+fn check_others<R: Resource>(state: &AppState, record: &R) -> Answer<()> {
+    let key = record.key();
+    for other in state.cluster.reader().list::<R>()? {
+        if other.key() != key
+            && let Some(why) = record.conflicts_with(&other)
+        {
+            return Err(ApiError::Conflict(why));
+        }
+    }
+    Ok(())
 }
 
 /// Record `name` after a linearizable barrier; 400 for a name no record can have, 404 when it

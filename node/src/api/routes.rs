@@ -296,6 +296,18 @@ impl Resource for InboundRoute {
         body.name.as_deref()
     }
 
+    fn conflicts_with(&self, other: &Self) -> Option<String> {
+        let same = self.did_kind == other.did_kind
+            && self.did == other.did
+            && self.caller_id == other.caller_id;
+        same.then(|| {
+            format!(
+                "inbound route {} already takes DID {} with the same caller ID condition",
+                other.name, other.did
+            )
+        })
+    }
+
     fn from_body(
         body: InboundBody,
         name: String,
