@@ -4,16 +4,19 @@
 //! registered from 127.0.0.1 that answers by itself. Each plays its own sine tone (880 Hz from the
 //! provider, 440 Hz from the extension) and records what it decodes from the RTP the PBX relayed:
 //! each must hear the *other's* tone, which tells relayed audio from a loop back to the sender.
+//! And the other way: a baresip extension dials out through an outbound route (strip) and a peer
+//! trunk to the carrier's sipp, which checks the number it was sent and echoes the audio back.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pbx_tests::api::{
-    assert_no_media_ports, calls_reach, create, inbound_to_extension, peer_trunk, wait_first_cdr,
-    wait_registered,
+    assert_no_media_ports, calls_reach, create, inbound_to_extension, peer_trunk, succeed,
+    wait_first_cdr, wait_registered,
 };
 use pbx_tests::baresip::Baresip;
+use pbx_tests::sipp::{self, Sipp, logs};
 use pbx_tests::{Lab, LabOptions, free_sip_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -154,5 +157,88 @@ async fn a_provider_call_to_a_did_rings_a_baresip_extension_with_audio_both_ways
     };
     check("provider's caller", &by_caller, CALLEE_HZ);
     check("extension", &by_callee, CALLER_HZ);
+    assert_no_media_ports(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baresip_extension_calls_out_through_a_route_and_a_trunk_with_audio_both_ways() {
+    let (lab, client) = Lab::with_extensions(1, LabOptions::default(), &["7001"], SECRET)
+        .await
+        .unwrap();
+    let pbx = lab.nodes[0].sip_port;
+    let carrier_port = free_sip_port();
+    let trunk = peer_trunk("carrier", PROVIDER_IP, carrier_port);
+    create(&client, "/api/v1/trunks", trunk).await;
+    let route = serde_json::json!({"name": "national", "patterns": ["9NXXXXXX"], "strip": 1,
+        "class": "local", "trunks": ["carrier"]});
+    create(&client, "/api/v1/routes/outbound", route).await;
+    let group = serde_json::json!({"name": "staff", "routes": ["national"]});
+    create(&client, "/api/v1/permission-groups", group).await;
+    let patch = serde_json::json!({"permission_group": "staff"});
+    succeed(
+        &client,
+        reqwest::Method::PATCH,
+        "/api/v1/extensions/7001",
+        patch,
+    )
+    .await;
+
+    // The carrier: answers one call, which must be for 5550100 (95550100 with the 9 stripped), and
+    // sends back every RTP packet it gets.
+    let dir = tempfile::tempdir().unwrap();
+    let mut carrier = Sipp::new("trunk-carrier-uas.xml")
+        .listen(PROVIDER_IP, carrier_port)
+        .args(["-m", "1", "-rtp_echo"])
+        .spawn(dir.path());
+    sipp::wait_bound(format!("{PROVIDER_IP}:{carrier_port}").parse().unwrap()).await;
+
+    let mut caller = Baresip::extension(
+        "7001",
+        SECRET,
+        pbx,
+        "",
+        CALLEE_HZ,
+        8,
+        &[&format!("/dial sip:95550100@127.0.0.1:{pbx}")],
+    );
+    assert!(
+        calls_reach(&client, 1, Duration::from_secs(15)).await,
+        "no call came up:\n{}\n{}\n{}",
+        caller.log(),
+        logs(dir.path()),
+        lab.log_tail(0)
+    );
+    // baresip hangs up when it quits; the carrier's scenario then ends, having checked the number.
+    assert!(
+        caller.quits_within(Duration::from_secs(15)).await,
+        "baresip did not quit"
+    );
+    let status = carrier.exited(Duration::from_secs(10)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the carrier's call went wrong\n{}\n{}",
+        logs(dir.path()),
+        lab.log_tail(0)
+    );
+    let cdr = wait_first_cdr(&client, 0).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(cdr["direction"], "outbound", "{cdr}");
+    assert_eq!(cdr["route"], "national", "{cdr}");
+    assert_eq!(cdr["trunk"], "carrier", "{cdr}");
+    assert_eq!(cdr["dialled"], "95550100", "{cdr}");
+    assert_eq!(cdr["sent"], "5550100", "{cdr}");
+    // Its own tone came back from the carrier's echo: audio went out through the trunk and back.
+    let heard = heard(&caller);
+    let loud: usize = heard.iter().map(|h| h.0).sum();
+    assert!(
+        loud >= 100,
+        "the extension heard {loud} loud blocks: {heard:?}"
+    );
+    let (_, hz) = heard.iter().max_by_key(|h| h.0).unwrap();
+    let want = f64::from(CALLEE_HZ);
+    assert!(
+        (hz - want).abs() < want * 0.1,
+        "heard {hz} Hz, not {want}: {heard:?}"
+    );
     assert_no_media_ports(&client).await;
 }
