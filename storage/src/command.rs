@@ -16,6 +16,8 @@ use crate::routing::{
     TrunkStatus,
 };
 use crate::tables::{Record, Table};
+use crate::web::{HangupRequest, WebAccount, WebRole, WebSession};
+use crate::web_apply;
 
 /// A change to the replicated state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +130,50 @@ pub enum Command {
     },
     /// How a trunk call was routed, beside its CDR.
     PutCallRoute(CallRoute),
+    /// Create or replace a web account (an account of the legacy `Users` table moves here); the role
+    /// and extension must exist, and the last enabled admin stays one.
+    PutWebAccount {
+        account: Box<WebAccount>,
+        mode: PutMode,
+    },
+    /// Delete a web account and end its sessions; never the last enabled admin.
+    DeleteWebAccount {
+        username: String,
+    },
+    PutWebRole {
+        role: WebRole,
+        mode: PutMode,
+    },
+    /// Delete a custom role; `Conflict` names an account that still has it.
+    DeleteWebRole {
+        name: String,
+    },
+    /// Open a session for an enabled account; `totp_step` is recorded so the code is not accepted
+    /// again (`Conflict` on `totp_code` if it was).
+    OpenWebSession {
+        session: WebSession,
+        totp_step: Option<u64>,
+    },
+    /// Sign a session out, on every node.
+    CloseWebSession {
+        id: String,
+    },
+    /// Sign out every session of an account but `except` (a password change keeps its own session).
+    CloseWebSessionsOf {
+        username: String,
+        except: Option<String>,
+    },
+    /// Drop sessions that expired by `now`.
+    PruneWebSessions {
+        now: UnixMillis,
+    },
+    /// Ask the node carrying a call to hang it up; `NotFound` if the call is not in progress.
+    RequestHangup(HangupRequest),
+    /// Change the SIP realm; refused (`Conflict` naming an extension) once extensions exist, for
+    /// their stored digests are bound to the realm.
+    SetRealm {
+        realm: String,
+    },
 }
 
 /// One change to the registration table.
@@ -227,11 +273,13 @@ impl Command {
             Self::PutCall(rec) => put(txn, rec.as_ref()),
             Self::EndCall { call_id, cdr } => {
                 delete(txn, Table::Calls, call_id, false);
+                txn.delete(Table::HangupRequests, call_id);
                 release_outbound(txn, call_id)?;
                 put(txn, cdr.as_ref())
             }
             Self::DeleteCall { call_id } => {
                 release_outbound(txn, call_id)?;
+                txn.delete(Table::HangupRequests, call_id);
                 Ok(delete(txn, Table::Calls, call_id, false))
             }
             Self::PutRouting { record, mode } => {
@@ -246,6 +294,20 @@ impl Command {
                 crate::routing_apply::clear_suspension(txn, extension)
             }
             Self::PutCallRoute(route) => put(txn, route),
+            Self::PutWebAccount { account, mode } => web_apply::put_account(txn, account, *mode),
+            Self::DeleteWebAccount { username } => web_apply::delete_account(txn, username),
+            Self::PutWebRole { role, mode } => web_apply::put_role(txn, role, *mode),
+            Self::DeleteWebRole { name } => web_apply::delete_role(txn, name),
+            Self::OpenWebSession { session, totp_step } => {
+                web_apply::open_session(txn, session, *totp_step)
+            }
+            Self::CloseWebSession { id } => Ok(delete(txn, Table::WebSessions, id, false)),
+            Self::CloseWebSessionsOf { username, except } => {
+                web_apply::close_sessions_of(txn, username, except.as_deref())
+            }
+            Self::PruneWebSessions { now } => web_apply::prune_sessions(txn, *now),
+            Self::RequestHangup(r) => web_apply::request_hangup(txn, r),
+            Self::SetRealm { realm } => web_apply::set_realm(txn, realm),
             Self::PutFirewallRule(rule) => put(txn, rule),
             Self::DeleteFirewallRule { id } => Ok(delete(txn, Table::Firewall, id, true)),
             Self::PutBan(ban) => put(txn, ban),
@@ -312,7 +374,8 @@ impl Command {
             Self::PutRouting { .. }
             | Self::DeleteRouting { .. }
             | Self::PutSetting(_)
-            | Self::DeleteSetting { .. } => true,
+            | Self::DeleteSetting { .. }
+            | Self::SetRealm { .. } => true,
             Self::Batch(cmds) => cmds.iter().any(Self::changes_routing),
             Self::Audited { change, .. } => change.changes_routing(),
             _ => false,
@@ -358,6 +421,16 @@ impl Command {
             Self::ReserveOutbound(_) => "reserve_outbound",
             Self::ClearSuspension { .. } => "clear_suspension",
             Self::PutCallRoute(_) => "put_call_route",
+            Self::PutWebAccount { .. } => "put_web_account",
+            Self::DeleteWebAccount { .. } => "delete_web_account",
+            Self::PutWebRole { .. } => "put_web_role",
+            Self::DeleteWebRole { .. } => "delete_web_role",
+            Self::OpenWebSession { .. } => "open_web_session",
+            Self::CloseWebSession { .. } => "close_web_session",
+            Self::CloseWebSessionsOf { .. } => "close_web_sessions_of",
+            Self::PruneWebSessions { .. } => "prune_web_sessions",
+            Self::RequestHangup(_) => "request_hangup",
+            Self::SetRealm { .. } => "set_realm",
         }
     }
 }

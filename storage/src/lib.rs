@@ -20,6 +20,8 @@ mod routing_apply;
 mod snapshot_file;
 mod state_machine;
 pub mod tables;
+pub mod web;
+mod web_apply;
 
 use std::path::Path;
 use std::sync::Arc;

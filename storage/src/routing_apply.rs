@@ -10,14 +10,14 @@ use crate::routing::{
 };
 use crate::tables::{Record, Table};
 
-fn not_found(table: Table, key: &str) -> Response {
+pub(crate) fn not_found(table: Table, key: &str) -> Response {
     Response::NotFound {
         table: table_name(table),
         key: key.to_owned(),
     }
 }
 
-fn conflict(table: Table, key: &str) -> Response {
+pub(crate) fn conflict(table: Table, key: &str) -> Response {
     Response::Conflict {
         table: table_name(table),
         key: key.to_owned(),

@@ -35,11 +35,15 @@ pub enum Table {
     TollCounters,
     OutboundActive,
     CdrRoutes,
+    WebAccounts,
+    WebRoles,
+    WebSessions,
+    HangupRequests,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 25] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -61,6 +65,10 @@ impl Table {
         Self::TollCounters,
         Self::OutboundActive,
         Self::CdrRoutes,
+        Self::WebAccounts,
+        Self::WebRoles,
+        Self::WebSessions,
+        Self::HangupRequests,
     ];
 
     /// Column family holding the table.
@@ -87,6 +95,10 @@ impl Table {
             Self::TollCounters => "t_toll_counters",
             Self::OutboundActive => "t_outbound_active",
             Self::CdrRoutes => "t_cdr_routes",
+            Self::WebAccounts => "t_web_accounts",
+            Self::WebRoles => "t_web_roles",
+            Self::WebSessions => "t_web_sessions",
+            Self::HangupRequests => "t_hangup_requests",
         }
     }
 
@@ -114,6 +126,10 @@ impl Table {
             Self::TollCounters => 19,
             Self::OutboundActive => 20,
             Self::CdrRoutes => 21,
+            Self::WebAccounts => 22,
+            Self::WebRoles => 23,
+            Self::WebSessions => 24,
+            Self::HangupRequests => 25,
         }
     }
 
