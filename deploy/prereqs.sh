@@ -20,6 +20,9 @@ if [ "${1:-}" = "--sip-tools" ]; then
   command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
   dpkg -s kamailio-tls-modules >/dev/null 2>&1 || need+=(kamailio-tls-modules)
+  # The web portal's browser tests: headless Chromium driven over WebDriver by chromedriver.
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 fi
 # The VIP: the Linux driver and the namespace lab use iproute2, nftables and arping.
 if [ "${1:-}" = "--sip-tools" ] || [ "${1:-}" = "--lab" ]; then

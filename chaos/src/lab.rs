@@ -241,7 +241,26 @@ impl Lab {
         for i in 1..lab.nodes.len() {
             lab.join(i)?;
         }
+        lab.change_bootstrap_password().await?;
         Ok(lab)
+    }
+
+    /// What an admin does at first sign-in: the generated bootstrap password is replaced (sessions are
+    /// refused anything else until it is). The new one extends the old, so it passes the policy too.
+    async fn change_bootstrap_password(&mut self) -> anyhow::Result<()> {
+        let new = format!("{}+Lab7", self.admin_password);
+        let body = serde_json::json!({
+            "current_password": self.admin_password,
+            "new_password": new,
+        });
+        self.req(0, reqwest::Method::POST, "/api/v1/account/password")
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()
+            .context("changing the bootstrap admin's password")?;
+        self.admin_password = new;
+        Ok(())
     }
 
     /// Certificates and config for node `id` (not started).

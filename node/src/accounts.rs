@@ -2,7 +2,34 @@
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
+use storage::model::UserAccount;
+use storage::web::WebAccount;
+use storage::{StateReader, StorageError};
+
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+
+/// The web account named `username`, wherever this version or an earlier one stored it.
+pub fn find(reader: &StateReader, username: &str) -> Result<Option<WebAccount>, StorageError> {
+    if let Some(a) = reader.get::<WebAccount>(username)? {
+        return Ok(Some(a));
+    }
+    Ok(reader
+        .get::<UserAccount>(username)?
+        .map(WebAccount::from_legacy))
+}
+
+/// Every web account, by name.
+pub fn list(reader: &StateReader) -> Result<Vec<WebAccount>, StorageError> {
+    let mut all: std::collections::BTreeMap<String, WebAccount> = reader
+        .list::<UserAccount>()?
+        .into_iter()
+        .map(|u| (u.username.clone(), WebAccount::from_legacy(u)))
+        .collect();
+    for a in reader.list::<WebAccount>()? {
+        all.insert(a.username.clone(), a);
+    }
+    Ok(all.into_values().collect())
+}
 
 /// Hashes `password` with argon2id (the crate's defaults: 19 MiB, 2 passes, as OWASP recommends).
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {

@@ -143,7 +143,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     for id in 1..=NODES {
         let c = node_config(&dir, id);
         println!(
-            "  node {id}: admin API https://{}  (log: {})",
+            "  node {id}: web portal and admin API https://{}/  (log: {})",
             c.api_advertise(),
             dir.join(format!("node-{id}.log")).display()
         );
@@ -158,6 +158,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     } else {
         println!("  admin credentials: see {}", creds_path.display());
     }
+    println!(
+        "  portal: open a node's address in a browser (accept the demo CA's certificate); \
+         the first sign-in asks for a new admin password"
+    );
     println!(
         "  try: curl --cacert {} -u {user}:<password> {api}/api/v1/cluster/status",
         ca_dir.join("ca.pem").display()

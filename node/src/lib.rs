@@ -14,11 +14,13 @@ pub mod demo;
 pub mod events;
 mod media;
 pub mod policy;
+mod portal;
 pub mod run;
 pub mod security;
 pub mod sip;
 pub mod telemetry;
 mod time;
+pub mod totp;
 pub mod vip;
 
 pub use config::NodeConfig;

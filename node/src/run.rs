@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use cluster::{Cluster, ClusterConfig, NodeTlsFiles};
 use storage::Command;
-use storage::model::{ClusterRecord, MemberRecord, NodeAddr, Role, UserAccount, VipConfig};
+use storage::model::{ClusterRecord, MemberRecord, NodeAddr, VipConfig};
+use storage::web::WebAccount;
 
 use crate::api::{self, AppState};
 use crate::config::NodeConfig;
@@ -89,6 +90,12 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             (None, Some(task), Some(fence))
         }
     };
+    // Expired web sessions are dropped by the leader; until then they are refused at each use.
+    tokio::spawn(crate::events::prune_every_hour(
+        cluster.clone(),
+        Duration::ZERO,
+        |now| Command::PruneWebSessions { now },
+    ));
     let listener = TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API on {}", cfg.api.listen))?;
@@ -269,14 +276,23 @@ async fn init_on(cluster: &Cluster, cfg: &NodeConfig) -> anyhow::Result<Bootstra
             secret,
             created_at: now,
         }),
-        Command::CreateUser(UserAccount {
-            username: BOOTSTRAP_ADMIN.to_owned(),
-            password_hash: hash,
-            role: Role::Admin,
-            extension: None,
-            password_changed_at: now,
-            created_at: now,
-        }),
+        Command::PutWebAccount {
+            // Printed once at init: the admin must replace it at the first sign-in.
+            account: Box::new(WebAccount {
+                username: BOOTSTRAP_ADMIN.to_owned(),
+                password_hash: hash,
+                role: "admin".to_owned(),
+                extension: None,
+                email: None,
+                disabled: false,
+                must_change_password: true,
+                totp: None,
+                password_changed_at: now,
+                created_at: now,
+                updated_at: now,
+            }),
+            mode: storage::routing::PutMode::Create,
+        },
         Command::PutMember(MemberRecord {
             node_id: cfg.node_id,
             name: cfg.display_name(),

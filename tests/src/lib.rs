@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod baresip;
+pub mod browser;
 pub mod process;
 pub mod sipp;
 

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use pbx_tests::api::assert_no_media_ports;
@@ -417,7 +418,7 @@ async fn unanswered_calls_end_with_the_right_answer_and_cdr() {
         .unwrap();
     assert_eq!(to_1003["cdrs"].as_array().unwrap().len(), 1);
     let csv = client
-        .req(0, reqwest::Method::GET, "/api/v1/cdrs?format=csv")
+        .req(0, Method::GET, "/api/v1/cdrs?format=csv")
         .send()
         .await
         .unwrap()
@@ -724,4 +725,67 @@ async fn a_caller_asking_for_privacy_is_anonymous_or_refused_by_policy() {
     let out = alice.dial("1002", None).await.unwrap();
     assert_eq!(refused(&mut alice, &out).await, 433);
     assert_clean(&lab, &client).await;
+}
+
+/// An admin hangs up a call through a node that does not carry it: both phones hear BYE in their own
+/// dialogs, the call is gone from every node, and its CDR names the PBX. A call that is not up is
+/// not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_hangs_up_a_call_through_another_node() {
+    let (lab, client) = lab_with(3, LabOptions::default(), &["1001", "1002"]).await;
+    let mut alice = phone(&lab, "1001").await;
+    let mut bob = phone(&lab, "1002").await;
+    let (a, b) = connect(&mut alice, &mut bob, "1002").await;
+
+    // The phones are on node 0, which carries the call; the request goes to node 2.
+    client.sync(2).await.unwrap();
+    let calls = client.get_json(2, "/api/v1/calls").await.unwrap();
+    assert_eq!(calls["count"], 1, "{calls}");
+    assert_eq!(calls["calls"][0]["node_id"], lab.nodes[0].id);
+    let id = calls["calls"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/calls/{id}");
+    let (resp, x, y) = tokio::join!(
+        client.req(2, Method::DELETE, &path).send(),
+        alice.expect_request("BYE", Duration::from_secs(5)),
+        bob.expect_request("BYE", Duration::from_secs(5))
+    );
+    let resp = resp.unwrap();
+    let status = resp.status();
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    assert_eq!(x.unwrap().header("Call-ID").unwrap(), a.call_id);
+    assert_eq!(y.unwrap().header("Call-ID").unwrap(), b.call_id);
+
+    // 204: the call is over on the node that answered.
+    assert_eq!(
+        client.get_json(2, "/api/v1/calls").await.unwrap()["count"],
+        0
+    );
+    let cdrs = wait_cdrs(&client, 2, 1).await;
+    let cdr = &cdrs[0];
+    assert_eq!(cdr["id"], id.as_str());
+    assert_eq!(cdr["disposition"], "answered");
+    assert_eq!(cdr["hangup_side"], "pbx");
+    assert_eq!(cdr["cause"], "hung-up-by-admin");
+    assert_clean(&lab, &client).await;
+
+    // Over, or never up: 404.
+    for gone in [id.as_str(), "no-such-call"] {
+        let resp = client
+            .req(1, Method::DELETE, &format!("/api/v1/calls/{gone}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["message"],
+            format!("call {gone} is not in progress"),
+            "{body}"
+        );
+    }
 }

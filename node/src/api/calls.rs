@@ -1,24 +1,31 @@
 //! `/api/v1/calls` and `/api/v1/calls/{id}`: the calls in progress, from the replicated table of
-//! active calls, whichever node carries them.
+//! active calls, whichever node carries them; `DELETE /api/v1/calls/{id}` hangs one up.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use storage::NodeId;
 use storage::model::{ActiveCall, UnixMillis};
+use storage::web::HangupRequest;
+use storage::{Command, NodeId};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::error::ApiError;
 use crate::time::now_millis;
 
 /// Longest call id the API looks up.
 const MAX_ID_LEN: usize = 256;
+/// How long a hang-up waits for the call to end before answering `202 Accepted`.
+const HANG_UP_WAIT: Duration = Duration::from_secs(5);
 
 /// A call in progress as the API shows it. Times are Unix milliseconds, like every other endpoint
 /// (`registered_at`, `expires_at`, `created_at`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct CallView {
     pub id: String,
     /// The calling extension.
@@ -36,7 +43,7 @@ pub(crate) struct CallView {
 }
 
 impl CallView {
-    fn new(c: ActiveCall, now: UnixMillis) -> Self {
+    pub(crate) fn new(c: ActiveCall, now: UnixMillis) -> Self {
         Self {
             duration_secs: now.saturating_sub(c.answered_at) / 1000,
             id: c.id,
@@ -62,8 +69,9 @@ pub(crate) struct CallList {
 /// `duration_secs` is the talk time so far in whole seconds.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
 ) -> Result<Json<CallList>, ApiError> {
+    who.require(who.grants.monitor)?;
     state.cluster.linearizable_barrier().await?;
     let reader = state.cluster.reader().clone();
     // The table holds one row per call in progress: small, but a full scan all the same.
@@ -82,9 +90,10 @@ pub(crate) async fn list(
 /// One call in progress, shaped as an element of [`list`]'s `calls`; 404 when no such call is up.
 pub(crate) async fn get(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<CallView>, ApiError> {
+    who.require(who.grants.monitor)?;
     validate_id(&id)?;
     state.cluster.linearizable_barrier().await?;
     let call = state
@@ -93,6 +102,68 @@ pub(crate) async fn get(
         .get::<ActiveCall>(&id)?
         .ok_or_else(|| ApiError::NotFound(format!("call {id} does not exist")))?;
     Ok(Json(CallView::new(call, now_millis())))
+}
+
+/// Hangs up a call in progress, whichever node carries it: `204 No Content` once it has ended, `202`
+/// with `{"status": "requested"}` when it is still up after [`HANG_UP_WAIT`] (the node carrying it
+/// ends it when it can), `404` when no such call is up.
+pub(crate) async fn hang_up(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require(who.grants.hang_up)?;
+    validate_id(&id)?;
+    let request = HangupRequest {
+        call_id: id.clone(),
+        requested_by: who.username,
+        requested_at: now_millis(),
+    };
+    match state.propose_checked(Command::RequestHangup(request)).await {
+        Ok(()) => {}
+        Err(ApiError::NotFound(_)) => {
+            return Err(ApiError::NotFound(format!("call {id} is not in progress")));
+        }
+        Err(e) => return Err(e),
+    }
+    if ended_within(&state, &id, HANG_UP_WAIT).await {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        let body = Json(serde_json::json!({ "status": "requested" }));
+        Ok((StatusCode::ACCEPTED, body).into_response())
+    }
+}
+
+/// Whether call `id`'s record is gone from this node's replica within `wait`: woken by every applied
+/// entry, after catching up with the request itself (`false` when the cluster does not answer).
+async fn ended_within(state: &AppState, id: &str, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    let barrier = state.cluster.linearizable_barrier();
+    match tokio::time::timeout_at(deadline, barrier).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(call = %id, error = %e, "not caught up after a hang-up request");
+            return false;
+        }
+        Err(_) => return false,
+    }
+    let reader = state.cluster.reader();
+    let mut applied = reader.watch_applied();
+    loop {
+        applied.borrow_and_update();
+        match reader.get::<ActiveCall>(id) {
+            Ok(None) => return true,
+            Ok(Some(_)) => {}
+            Err(e) => {
+                tracing::warn!(call = %id, error = %e, "reading a call record failed");
+                return false;
+            }
+        }
+        match tokio::time::timeout_at(deadline, applied.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return false,
+        }
+    }
 }
 
 fn validate_id(id: &str) -> Result<(), ApiError> {

@@ -23,7 +23,7 @@ use storage::routing::{CallRoute, Direction};
 use storage::{NodeId, Record as _, StorageError};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::error::ApiError;
 use super::paging::{self, LIMITS, Limits, ListQuery, Page, PageRequest, RangeSource, Scan};
 
@@ -417,10 +417,21 @@ pub(crate) struct CdrPage {
 /// number of records ([`visit_budget`]), and a selective filter may not fill the page within it.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     ListQuery(raw): ListQuery<RawCdrQuery>,
 ) -> Result<Response, ApiError> {
-    let q = CdrQuery::parse(raw)?;
+    who.require(who.grants.cdrs != storage::web::Scope::None)?;
+    let mut q = CdrQuery::parse(raw)?;
+    if who.grants.cdrs == storage::web::Scope::Own {
+        // Only the account's own extension's calls; asking for another's finds nothing to show.
+        let Some(own) = who.extension.clone() else {
+            return Err(ApiError::NotFound("no CDRs for this account".into()));
+        };
+        if q.extension.as_ref().is_some_and(|e| *e != own) {
+            return Err(ApiError::NotFound("no such CDRs".into()));
+        }
+        q.extension = Some(own);
+    }
     state.cluster.linearizable_barrier().await?;
     let reader = state.cluster.reader().clone();
     let (body, next) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {

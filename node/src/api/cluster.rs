@@ -9,7 +9,7 @@ use storage::model::{MemberRecord, NodeAddr};
 use storage::{Command, NodeId};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::error::ApiError;
 use super::json::JsonBody;
 use crate::time::now_millis;
@@ -36,9 +36,10 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
 
 pub(crate) async fn status(
     State(state): State<AppState>,
-    _admin: Admin,
-) -> Json<cluster::ClusterStatus> {
-    Json(state.cluster.status().await)
+    who: Principal,
+) -> Result<Json<cluster::ClusterStatus>, ApiError> {
+    who.require(who.grants.monitor)?;
+    Ok(Json(state.cluster.status().await))
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,9 +75,10 @@ fn validate_addr(what: &str, addr: &str) -> Result<(), ApiError> {
 /// Adds a node: it joins as a learner, catches up, then becomes a voter. Takes as long as the catch-up.
 pub(crate) async fn add_member(
     State(state): State<AppState>,
-    admin: Admin,
+    who: Principal,
     JsonBody(req): JsonBody<AddMember>,
 ) -> Result<(StatusCode, Json<MemberView>), ApiError> {
+    who.require_admin()?;
     if req.node_id == 0 {
         return Err(ApiError::BadRequest("node_id must be 1 or more".into()));
     }
@@ -92,7 +94,7 @@ pub(crate) async fn add_member(
         raft_addr: req.raft_addr,
         api_addr: req.api_addr,
     };
-    tracing::info!(node = req.node_id, %addr, by = %admin.username, "adding cluster member");
+    tracing::info!(node = req.node_id, %addr, by = %who.username, "adding cluster member");
     state.cluster.add_member(req.node_id, addr.clone()).await?;
     let rec = MemberRecord {
         node_id: req.node_id,
@@ -114,10 +116,11 @@ pub(crate) async fn add_member(
 
 pub(crate) async fn remove_member(
     State(state): State<AppState>,
-    admin: Admin,
+    who: Principal,
     Path(node_id): Path<NodeId>,
 ) -> Result<StatusCode, ApiError> {
-    tracing::info!(node = node_id, by = %admin.username, "removing cluster member");
+    who.require_admin()?;
+    tracing::info!(node = node_id, by = %who.username, "removing cluster member");
     state.cluster.remove_member(node_id).await?;
     state
         .propose_checked(Command::RemoveMember { node_id })
@@ -127,8 +130,9 @@ pub(crate) async fn remove_member(
 
 pub(crate) async fn members(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
 ) -> Result<Json<Vec<MemberView>>, ApiError> {
+    who.require(who.grants.monitor)?;
     state.cluster.linearizable_barrier().await?;
     let rows = state.cluster.reader().list::<MemberRecord>()?;
     Ok(Json(

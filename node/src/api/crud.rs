@@ -17,7 +17,7 @@ use storage::routing::{PutMode, RoutingKind, RoutingRecord};
 use storage::{Command, Record, Table};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::routes::validate_name;
@@ -79,8 +79,9 @@ pub(super) type Answer<T> = Result<T, ApiError>;
 /// Every record of `R`, after a linearizable barrier (an admin sees what was just committed).
 pub(super) async fn list<R: Resource>(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
 ) -> Answer<Json<Listing<View<R>>>> {
+    who.require(who.grants.routing)?;
     state.cluster.linearizable_barrier().await?;
     let mut records = state.cluster.reader().list::<R>()?;
     R::order(&mut records);
@@ -94,9 +95,10 @@ pub(super) async fn list<R: Resource>(
 /// Creates the record the body describes; 409 if its name is taken.
 pub(super) async fn create<R: Resource>(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     JsonBody(body): Body<R>,
 ) -> Answer<(StatusCode, Json<View<R>>)> {
+    who.require(who.grants.routing)?;
     let name = post_name(R::body_name(&body))?;
     let record = R::from_body(body, name, None, now_millis())?;
     check_others(&state, &record)?;
@@ -107,9 +109,10 @@ pub(super) async fn create<R: Resource>(
 
 pub(super) async fn get<R: Resource>(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(name): Path<String>,
 ) -> Answer<Json<View<R>>> {
+    who.require(who.grants.routing)?;
     Ok(Json(read::<R>(&state, &name).await?.into()))
 }
 
@@ -117,10 +120,11 @@ pub(super) async fn get<R: Resource>(
 /// is read first, so a missing one is reported before anything wrong in the body.
 pub(super) async fn replace<R: Resource>(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(name): Path<String>,
     JsonBody(body): Body<R>,
 ) -> Answer<Json<View<R>>> {
+    who.require(who.grants.routing)?;
     put_name(&name, R::body_name(&body))?;
     let stored = read::<R>(&state, &name).await?;
     let record = R::from_body(body, name, Some(stored), now_millis())?;
@@ -133,9 +137,10 @@ pub(super) async fn replace<R: Resource>(
 /// Deletes record `name`; 409 naming the record that still refers to it.
 pub(super) async fn delete<R: Resource>(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(name): Path<String>,
 ) -> Answer<StatusCode> {
+    who.require(who.grants.routing)?;
     validate_name("name", &name)?;
     let cmd = Command::DeleteRouting {
         kind: R::KIND,
@@ -181,42 +186,42 @@ macro_rules! handlers {
     ($r:ty: $list:ident, $create:ident, $get:ident, $replace:ident, $delete:ident) => {
         pub(crate) async fn $list(
             state: axum::extract::State<$crate::api::AppState>,
-            admin: $crate::api::auth::Admin,
+            who: $crate::api::access::Principal,
         ) -> impl axum::response::IntoResponse {
-            $crate::api::crud::list::<$r>(state, admin).await
+            $crate::api::crud::list::<$r>(state, who).await
         }
 
         pub(crate) async fn $create(
             state: axum::extract::State<$crate::api::AppState>,
-            admin: $crate::api::auth::Admin,
+            who: $crate::api::access::Principal,
             body: $crate::api::crud::Body<$r>,
         ) -> impl axum::response::IntoResponse {
-            $crate::api::crud::create::<$r>(state, admin, body).await
+            $crate::api::crud::create::<$r>(state, who, body).await
         }
 
         pub(crate) async fn $get(
             state: axum::extract::State<$crate::api::AppState>,
-            admin: $crate::api::auth::Admin,
+            who: $crate::api::access::Principal,
             name: axum::extract::Path<String>,
         ) -> impl axum::response::IntoResponse {
-            $crate::api::crud::get::<$r>(state, admin, name).await
+            $crate::api::crud::get::<$r>(state, who, name).await
         }
 
         pub(crate) async fn $replace(
             state: axum::extract::State<$crate::api::AppState>,
-            admin: $crate::api::auth::Admin,
+            who: $crate::api::access::Principal,
             name: axum::extract::Path<String>,
             body: $crate::api::crud::Body<$r>,
         ) -> impl axum::response::IntoResponse {
-            $crate::api::crud::replace::<$r>(state, admin, name, body).await
+            $crate::api::crud::replace::<$r>(state, who, name, body).await
         }
 
         pub(crate) async fn $delete(
             state: axum::extract::State<$crate::api::AppState>,
-            admin: $crate::api::auth::Admin,
+            who: $crate::api::access::Principal,
             name: axum::extract::Path<String>,
         ) -> impl axum::response::IntoResponse {
-            $crate::api::crud::delete::<$r>(state, admin, name).await
+            $crate::api::crud::delete::<$r>(state, who, name).await
         }
     };
 }

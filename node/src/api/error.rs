@@ -16,6 +16,15 @@ pub enum ApiError {
     Unauthorized,
     #[error("this account may not do that")]
     Forbidden,
+    /// A state-changing request with a session cookie but without its CSRF token.
+    #[error("missing or wrong CSRF token")]
+    Csrf,
+    /// The session may only change its password until it has.
+    #[error("the password must be changed first")]
+    PasswordChangeRequired,
+    /// Policy asks this admin for a second factor: the session may only enrol one until it has.
+    #[error("a second factor (TOTP) must be set up first")]
+    TotpEnrolmentRequired,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -42,6 +51,9 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Csrf => (StatusCode::FORBIDDEN, "csrf"),
+            Self::PasswordChangeRequired => (StatusCode::FORBIDDEN, "password_change_required"),
+            Self::TotpEnrolmentRequired => (StatusCode::FORBIDDEN, "totp_enrolment_required"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

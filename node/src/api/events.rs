@@ -9,7 +9,7 @@ use storage::Command;
 use storage::model::{Channel, Event, Recipient, Severity};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::paging::{self, LIMITS, ListQuery, PageRequest, Scan};
@@ -56,9 +56,10 @@ fn is_kind(s: &str) -> bool {
 /// than `limit` events and still carry `next`: a request looks at [`MAX_SCAN`] rows at most.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     ListQuery(q): ListQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
+    who.require(who.grants.monitor || who.grants.security)?;
     let page = PageRequest::parse(q.after, q.limit.as_deref(), LIMITS, paging::is_time_key)?;
     if q.kind.as_deref().is_some_and(|k| !is_kind(k)) {
         return Err(ApiError::BadRequest(
@@ -124,8 +125,9 @@ pub(crate) struct Recipients {
 
 pub(crate) async fn list_recipients(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
 ) -> Result<Json<Recipients>, ApiError> {
+    who.require(who.grants.security)?;
     state.cluster.linearizable_barrier().await?;
     let recipients = state
         .cluster
@@ -148,9 +150,10 @@ pub(crate) struct NewRecipient {
 
 pub(crate) async fn create_recipient(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     JsonBody(req): JsonBody<NewRecipient>,
 ) -> Result<(StatusCode, Json<RecipientView>), ApiError> {
+    who.require(who.grants.security)?;
     let address = req.address.trim().to_owned();
     match req.channel {
         Channel::Webhook => {
@@ -209,9 +212,10 @@ pub(crate) async fn create_recipient(
 
 pub(crate) async fn delete_recipient(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    who.require(who.grants.security)?;
     if !is_recipient_id(&id) {
         return Err(ApiError::BadRequest(
             "recipient id: letters, digits and '-'".into(),

@@ -9,7 +9,7 @@ use storage::Command;
 use storage::model::{ClusterRecord, Extension, UnixMillis};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::paging::{LIMITS, ListQuery, Page, PageRequest};
@@ -111,7 +111,7 @@ pub(crate) fn validate_number(number: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn validate_display_name(name: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_display_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
             "display_name must be 1 to 64 printable characters".into(),
@@ -120,7 +120,7 @@ fn validate_display_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn validate_group(group: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_group(group: &str) -> Result<(), ApiError> {
     let ok = (1..=32).contains(&group.len())
         && group
             .bytes()
@@ -135,7 +135,7 @@ fn validate_group(group: &str) -> Result<(), ApiError> {
 
 /// Checks a chosen secret against the password policy for this extension, or generates one that passes it;
 /// returns (secret, generated?).
-fn choose_secret(
+pub(crate) fn choose_secret(
     number: &str,
     display_name: &str,
     realm: &str,
@@ -195,9 +195,10 @@ fn realm(state: &AppState) -> Result<String, ApiError> {
 
 pub(crate) async fn create(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     JsonBody(req): JsonBody<CreateExtension>,
 ) -> Result<(StatusCode, Json<ExtensionView>), ApiError> {
+    who.require(who.grants.extensions)?;
     validate_number(&req.number)?;
     validate_display_name(&req.display_name)?;
     let group = req
@@ -234,9 +235,10 @@ pub(crate) async fn create(
 
 pub(crate) async fn get(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(number): Path<String>,
 ) -> Result<Json<ExtensionView>, ApiError> {
+    who.require(who.grants.extensions || who.grants.monitor)?;
     validate_number(&number)?;
     state.cluster.linearizable_barrier().await?;
     let ext = state
@@ -250,9 +252,10 @@ pub(crate) async fn get(
 /// Extensions in number order, paged by [`super::paging`] (`after` is a number).
 pub(crate) async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     ListQuery(q): ListQuery<ExtensionQuery>,
 ) -> Result<Json<ExtensionPage>, ApiError> {
+    who.require(who.grants.extensions || who.grants.monitor)?;
     let page = PageRequest::parse(q.after, q.limit.as_deref(), LIMITS, is_number)?;
     state.cluster.linearizable_barrier().await?;
     let rows = state
@@ -268,10 +271,11 @@ pub(crate) async fn list(
 
 pub(crate) async fn update(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(number): Path<String>,
     JsonBody(req): JsonBody<UpdateExtension>,
 ) -> Result<Json<ExtensionView>, ApiError> {
+    who.require(who.grants.extensions)?;
     validate_number(&number)?;
     state.cluster.linearizable_barrier().await?;
     let mut ext = state
@@ -317,9 +321,10 @@ pub(crate) async fn update(
 
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(number): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    who.require(who.grants.extensions)?;
     validate_number(&number)?;
     state
         .propose_checked(Command::DeleteExtension {

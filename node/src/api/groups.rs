@@ -14,7 +14,7 @@ use storage::routing::{
 use storage::{Command, Table};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::crud::{self, Resource, propose_answer};
 use super::error::ApiError;
 use super::extensions::validate_number;
@@ -232,9 +232,10 @@ fn is_counter_key(s: &str) -> bool {
 /// per extension that ever called out, so the list grows with the extensions.
 pub(crate) async fn list_counters(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     ListQuery(q): ListQuery<CounterQuery>,
 ) -> Result<Json<CounterPage>, ApiError> {
+    who.require(who.grants.routing)?;
     let page = PageRequest::parse(q.after, q.limit.as_deref(), LIMITS, is_counter_key)?;
     state.cluster.linearizable_barrier().await?;
     let rows = state
@@ -256,9 +257,10 @@ pub(crate) async fn list_counters(
 /// Lets a suspended extension call out again (its counts stay as they are).
 pub(crate) async fn clear_suspension(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(extension): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    who.require(who.grants.routing)?;
     validate_number(&extension)?;
     let cmd = Command::ClearSuspension {
         extension: extension.clone(),

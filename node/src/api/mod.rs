@@ -1,5 +1,7 @@
 //! The HTTPS admin API: cluster status and membership, extensions, sessions, and `/metrics`.
 
+mod access;
+mod accounts;
 mod audit;
 mod auth;
 mod calls;
@@ -12,12 +14,14 @@ mod extensions;
 mod groups;
 mod guard;
 mod json;
+mod live;
 mod paging;
 mod registrations;
 mod routes;
 mod security;
 mod serve;
 mod session;
+mod system;
 mod trunks;
 
 use std::time::Instant;
@@ -29,6 +33,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub(crate) use self::{
+    access::Principal,
+    accounts::{
+        get_policy as web_policy, list as list_accounts, list_roles as roles_list, me as my_account,
+    },
+    cdrs::{RawCdrQuery, list as list_cdrs},
+    events::{EventQuery, list as list_events, list_recipients as recipients_list},
+    live::{LiveQuery, Window as LiveWindow, snapshot as live_snapshot},
+    paging::ListQuery,
+    routes::{list_inbound as inbound_list, list_outbound as outbound_list},
+    security::{
+        AuditQuery, audit as list_audit, get_policy as firewall_policy, list_bans as bans_list,
+        list_rules as rules_list,
+    },
+    trunks::list as list_trunks,
+};
 pub use error::ApiError;
 pub use guard::ClientAddr;
 pub use routes::{RoutingSettings, read_routing_settings};
@@ -61,7 +81,38 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/health", get(cluster::health))
-        .route("/session", post(session::login))
+        .route(
+            "/session",
+            get(session::whoami)
+                .post(session::login)
+                .delete(session::logout),
+        )
+        .route("/account", get(accounts::me))
+        .route("/account/password", post(accounts::change_password))
+        .route("/account/totp", post(accounts::start_totp))
+        .route("/account/totp/confirm", post(accounts::confirm_totp))
+        .route("/accounts", get(accounts::list).post(accounts::create))
+        .route(
+            "/accounts/{name}",
+            get(accounts::get)
+                .patch(accounts::update)
+                .delete(accounts::delete),
+        )
+        .route("/accounts/{name}/password", post(accounts::reset_password))
+        .route(
+            "/roles",
+            get(accounts::list_roles).post(accounts::create_role),
+        )
+        .route(
+            "/roles/{name}",
+            get(accounts::get_role)
+                .put(accounts::update_role)
+                .delete(accounts::delete_role),
+        )
+        .route(
+            "/web/policy",
+            get(accounts::get_policy).put(accounts::put_policy),
+        )
         .route("/cluster/status", get(cluster::status))
         .route(
             "/cluster/members",
@@ -76,6 +127,14 @@ pub fn router(state: AppState) -> Router {
             get(extensions::list).post(extensions::create),
         )
         .route("/registrations", get(registrations::list))
+        .route("/live", get(live::stream))
+        .route("/system", get(system::get).put(system::put))
+        .route("/system/network", get(system::network))
+        .route(
+            "/extensions/import",
+            post(system::import).layer(DefaultBodyLimit::max(system::MAX_IMPORT_BYTES)),
+        )
+        .route("/extensions/{number}/welcome", post(system::welcome))
         .route(
             "/firewall/rules",
             get(security::list_rules).post(security::create_rule),
@@ -101,7 +160,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(events::delete_recipient),
         )
         .route("/calls", get(calls::list))
-        .route("/calls/{id}", get(calls::get))
+        .route("/calls/{id}", get(calls::get).delete(calls::hang_up))
         .route("/cdrs", get(cdrs::list))
         .route(
             "/extensions/{number}/registrations",
@@ -156,11 +215,51 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/metrics", get(metrics_text))
-        .fallback(not_found)
+        .merge(crate::portal::router())
+        .fallback(crate::portal::fallback(not_found))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::sessions,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Headers every answer carries: no framing (clickjacking), no scripts or styles but the portal's
+/// own files (no inline code), no MIME sniffing, no referrer leaving the portal.
+async fn security_headers(req: Request, next: Next) -> Response {
+    use axum::http::HeaderValue;
+    use axum::http::header;
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; media-src 'self'; object-src 'none'; base-uri 'none'; \
+             form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
 }
 
 async fn metrics_text(State(state): State<AppState>) -> String {

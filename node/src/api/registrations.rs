@@ -9,7 +9,7 @@ use storage::NodeId;
 use storage::model::{Binding, Extension, UnixMillis};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::error::ApiError;
 use super::extensions::validate_number;
 use crate::time::now_millis;
@@ -60,9 +60,10 @@ pub(crate) struct ExtensionRegistrations {
 
 pub(crate) async fn for_extension(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(number): Path<String>,
 ) -> Result<Json<ExtensionRegistrations>, ApiError> {
+    who.require(who.grants.monitor || who.grants.extensions)?;
     validate_number(&number)?;
     state.cluster.linearizable_barrier().await?;
     let reader = state.cluster.reader();
@@ -110,9 +111,10 @@ pub(crate) struct RegistrationList {
 /// Every live registration in the cluster (up to `limit`, default 1000, at most 10 000).
 pub(crate) async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<RegistrationList>, ApiError> {
+    who.require(who.grants.monitor || who.grants.extensions)?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be 1 to 10000".into()));

@@ -17,7 +17,7 @@ use storage::routing::{
 use storage::{Command, StateReader, StorageError, Table};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::crud::{self, Resource};
 use super::error::ApiError;
 use super::json::JsonBody;
@@ -413,8 +413,9 @@ pub fn read_routing_settings(reader: &StateReader) -> RoutingSettings {
 
 pub(crate) async fn get_settings(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
 ) -> Result<Json<RoutingSettings>, ApiError> {
+    who.require(who.grants.routing)?;
     state.cluster.linearizable_barrier().await?;
     Ok(Json(load_settings(state.cluster.reader())?))
 }
@@ -423,9 +424,10 @@ pub(crate) async fn get_settings(
 /// leaves the first applied, and the admin's retry sets both.
 pub(crate) async fn put_settings(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     JsonBody(req): JsonBody<RoutingSettings>,
 ) -> Result<Json<RoutingSettings>, ApiError> {
+    who.require(who.grants.routing)?;
     validate_len("emergency_numbers", &req.emergency_numbers, MAX_EMERGENCY)?;
     for (i, n) in req.emergency_numbers.iter().enumerate() {
         let field = format!("emergency_numbers[{i}]");

@@ -14,7 +14,7 @@ use storage::model::{
 };
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::paging::{self, LIMITS, ListQuery, Page, PageRequest};
@@ -33,8 +33,9 @@ pub(crate) struct Rules {
 
 pub(crate) async fn list_rules(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
 ) -> Result<Json<Rules>, ApiError> {
+    who.require(who.grants.security)?;
     state.cluster.linearizable_barrier().await?;
     Ok(Json(Rules {
         rules: state.cluster.reader().list::<FirewallRule>()?,
@@ -56,9 +57,10 @@ pub(crate) struct NewRule {
 
 pub(crate) async fn create_rule(
     State(state): State<AppState>,
-    admin: Admin,
+    who: Principal,
     JsonBody(req): JsonBody<NewRule>,
 ) -> Result<(StatusCode, Json<FirewallRule>), ApiError> {
+    who.require(who.grants.security)?;
     let net: Net = req
         .network
         .parse()
@@ -87,7 +89,7 @@ pub(crate) async fn create_rule(
         services,
         transports,
         comment: req.comment,
-        created_by: admin.username,
+        created_by: who.username,
         created_at: now,
     };
     state
@@ -108,9 +110,10 @@ pub(crate) async fn create_rule(
 
 pub(crate) async fn delete_rule(
     State(state): State<AppState>,
-    admin: Admin,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    who.require(who.grants.security)?;
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         return Err(ApiError::BadRequest(
@@ -120,12 +123,12 @@ pub(crate) async fn delete_rule(
     state
         .propose_checked(Command::DeleteFirewallRule { id: id.clone() })
         .await?;
-    tracing::warn!(rule = %id, by = %admin.username, "security: firewall rule removed");
+    tracing::warn!(rule = %id, by = %who.username, "security: firewall rule removed");
     state.events.raise(
         "firewall_changed",
         Severity::Warning,
         None,
-        format!("{} removed firewall rule {id}", admin.username),
+        format!("{} removed firewall rule {id}", who.username),
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -139,8 +142,9 @@ pub(crate) struct Policy {
 
 pub(crate) async fn get_policy(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
 ) -> Result<Json<Policy>, ApiError> {
+    who.require(who.grants.security)?;
     state.cluster.linearizable_barrier().await?;
     let block = state
         .cluster
@@ -154,9 +158,10 @@ pub(crate) async fn get_policy(
 
 pub(crate) async fn put_policy(
     State(state): State<AppState>,
-    admin: Admin,
+    who: Principal,
     JsonBody(req): JsonBody<Policy>,
 ) -> Result<Json<Policy>, ApiError> {
+    who.require(who.grants.security)?;
     if req.default != "allow" && req.default != "block" {
         return Err(ApiError::BadRequest(
             "default must be \"allow\" or \"block\"".into(),
@@ -181,15 +186,12 @@ pub(crate) async fn put_policy(
         updated_at: now_millis(),
     };
     state.propose_checked(Command::PutSetting(setting)).await?;
-    tracing::warn!(policy = %req.default, by = %admin.username, "security: firewall default policy changed");
+    tracing::warn!(policy = %req.default, by = %who.username, "security: firewall default policy changed");
     state.events.raise(
         "firewall_changed",
         Severity::Warning,
         None,
-        format!(
-            "{} set the default policy to {}",
-            admin.username, req.default
-        ),
+        format!("{} set the default policy to {}", who.username, req.default),
     );
     Ok(Json(req))
 }
@@ -212,8 +214,9 @@ pub(crate) struct Bans {
 
 pub(crate) async fn list_bans(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
 ) -> Result<Json<Bans>, ApiError> {
+    who.require(who.grants.security)?;
     state.cluster.linearizable_barrier().await?;
     let now = now_millis();
     let bans = state
@@ -245,9 +248,10 @@ pub(crate) struct NewBan {
 
 pub(crate) async fn create_ban(
     State(state): State<AppState>,
-    admin: Admin,
+    who: Principal,
     JsonBody(req): JsonBody<NewBan>,
 ) -> Result<StatusCode, ApiError> {
+    who.require(who.grants.security)?;
     let ip: IpAddr = req
         .ip
         .parse()
@@ -266,15 +270,16 @@ pub(crate) async fn create_ban(
         node_id: state.cluster.node_id(),
     };
     state.propose_checked(Command::PutBan(ban)).await?;
-    tracing::warn!(source = %ip, minutes, by = %admin.username, "security: source banned by an admin");
+    tracing::warn!(source = %ip, minutes, by = %who.username, "security: source banned by an admin");
     Ok(StatusCode::CREATED)
 }
 
 pub(crate) async fn lift_ban(
     State(state): State<AppState>,
-    admin: Admin,
+    who: Principal,
     Path(ip): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    who.require(who.grants.security)?;
     let ip: IpAddr = ip
         .parse()
         .map_err(|_| ApiError::BadRequest("not an IPv4 or IPv6 address".into()))?;
@@ -287,12 +292,12 @@ pub(crate) async fn lift_ban(
         })
         .await?;
     state.security.forgive(ip);
-    tracing::warn!(source = %ip, by = %admin.username, "security: ban lifted");
+    tracing::warn!(source = %ip, by = %who.username, "security: ban lifted");
     state.events.raise(
         "ban_lifted",
         Severity::Info,
         Some(ip),
-        format!("{} lifted the ban on {ip}", admin.username),
+        format!("{} lifted the ban on {ip}", who.username),
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -318,9 +323,10 @@ pub(crate) struct AuditPage {
 /// The audit log, oldest first, paged by [`paging`].
 pub(crate) async fn audit(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     ListQuery(q): ListQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
+    who.require(who.grants.security)?;
     let page = PageRequest::parse(q.after, q.limit.as_deref(), LIMITS, paging::is_time_key)?;
     state.cluster.linearizable_barrier().await?;
     let rows = state

@@ -13,7 +13,7 @@ use storage::model::{Transport, UnixMillis};
 use storage::routing::{RoutingKind, RoutingRecord, Trunk, TrunkKind, TrunkState, TrunkStatus};
 
 use super::AppState;
-use super::auth::Admin;
+use super::access::Principal;
 use super::crud::{self, Resource};
 use super::error::ApiError;
 use super::routes::{MAX_ENTRIES, is_number, validate_caller_number, validate_len};
@@ -433,9 +433,10 @@ impl From<TrunkStatus> for StatusView {
 
 pub(crate) async fn status(
     State(state): State<AppState>,
-    _admin: Admin,
+    who: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
+    who.require(who.grants.routing || who.grants.monitor)?;
     let _: Trunk = crud::read(&state, &name).await?;
     let view = match state.cluster.reader().get::<TrunkStatus>(&name)? {
         Some(s) => s.into(),

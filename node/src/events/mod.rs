@@ -75,6 +75,22 @@ impl Events {
         Ok(this)
     }
 
+    /// Whether e-mail can be sent (an SMTP relay is configured).
+    pub(crate) fn can_mail(&self) -> bool {
+        self.smtp.is_some()
+    }
+
+    /// Sends one e-mail through the event center's relay now; `None` when no relay is configured.
+    pub(crate) async fn send_mail(
+        &self,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> Option<Result<(), smtp::SmtpError>> {
+        let relay = self.smtp.as_ref()?;
+        Some(relay.send(to, subject, body).await)
+    }
+
     /// Records an event and notifies its recipients, in the background.
     pub fn raise(
         self: &Arc<Self>,

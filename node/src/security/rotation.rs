@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::Cluster;
-use storage::model::{Extension, Severity, UnixMillis, UserAccount};
+use storage::model::{Extension, Severity, UnixMillis};
+use storage::web::WebAccount;
 
 use crate::events::Events;
 use crate::time::now_millis;
@@ -17,7 +18,7 @@ const LISTED: usize = 20;
 /// Accounts (`ext:1001`, `user:admin`) whose secret was last set before `now - max_age`.
 pub(crate) fn due(
     extensions: &[Extension],
-    users: &[UserAccount],
+    users: &[WebAccount],
     now: UnixMillis,
     max_age: Duration,
 ) -> Vec<String> {
@@ -29,7 +30,7 @@ pub(crate) fn due(
         .chain(
             users
                 .iter()
-                .filter(|u| u.password_changed_at < before)
+                .filter(|u| !u.disabled && u.password_changed_at < before)
                 .map(|u| format!("user:{}", u.username)),
         )
         .collect()
@@ -47,7 +48,7 @@ pub(crate) async fn run(cluster: Cluster, events: Arc<Events>, max_age: Duration
         }
         let reader = cluster.reader();
         let (Ok(extensions), Ok(users)) =
-            (reader.list::<Extension>(), reader.list::<UserAccount>())
+            (reader.list::<Extension>(), crate::accounts::list(reader))
         else {
             continue;
         };
@@ -78,7 +79,7 @@ pub(crate) async fn run(cluster: Cluster, events: Arc<Events>, max_age: Duration
 
 #[cfg(test)]
 mod tests {
-    use storage::model::{Role, SipCredentials};
+    use storage::model::{Role, SipCredentials, UserAccount};
 
     use super::*;
 
@@ -100,13 +101,15 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let user = |n: &str, changed_at| UserAccount {
-            username: n.into(),
-            password_hash: String::new(),
-            role: Role::Admin,
-            extension: None,
-            password_changed_at: changed_at,
-            created_at: 0,
+        let user = |n: &str, changed_at| {
+            WebAccount::from_legacy(UserAccount {
+                username: n.into(),
+                password_hash: String::new(),
+                role: Role::Admin,
+                extension: None,
+                password_changed_at: changed_at,
+                created_at: 0,
+            })
         };
         let now = 200 * day;
         let due = due(

@@ -31,6 +31,9 @@ pub(crate) enum AuthOutcome {
 struct Keyed {
     realm: String,
     verifier: Verifier,
+    /// The configuration version the realm was read at: the setup wizard may change the realm
+    /// (before any extension exists).
+    version: u64,
 }
 
 pub(crate) struct SipAuth {
@@ -69,8 +72,21 @@ impl SipAuth {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The cluster record is written once, at `cluster init`: read it from the store only until it
-        // has been seen, not on every SIP request.
+        // The cluster record is written at `cluster init` and its realm changes only before extensions
+        // exist: read it from the store when configuration changed, not on every SIP request.
+        let version = self.cluster.reader().routing_version();
+        if let Some(keyed) = guard.as_mut()
+            && keyed.version != version
+        {
+            if let Ok(Some(record)) = self
+                .cluster
+                .reader()
+                .get::<ClusterRecord>(ClusterRecord::KEY)
+            {
+                keyed.realm = record.realm;
+            }
+            keyed.version = version;
+        }
         if guard.is_none() {
             let Ok(Some(record)) = self
                 .cluster
@@ -88,6 +104,7 @@ impl SipAuth {
                     rand::random(),
                 ),
                 realm: record.realm,
+                version,
             });
         }
         let Some(keyed) = guard.as_mut() else {

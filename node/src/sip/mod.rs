@@ -192,6 +192,8 @@ impl SipService {
             let carried = call::carry_on(&calls, CARRY_ON_WAIT).await;
             tracing::info!(calls = carried, "established calls carried on");
         }
+        // After the calls carried on: requests stored before are acted on at once.
+        tasks.push(tokio::spawn(call::watch_hangups(Arc::clone(&calls))));
         tasks.extend(transports.spawn(&out, inbound_tx, &security));
         // Trunks register from the node serving phones: the VIP owner (this service exists only
         // while it owns the VIP), or without a VIP the Raft leader, so a provider sees one

@@ -9,6 +9,7 @@ mod admission;
 mod core;
 pub(crate) mod dialog;
 mod driver;
+mod hangups;
 mod inbound;
 mod janitor;
 mod limits;
@@ -30,13 +31,14 @@ use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
 
 use super::endpoint::EndpointHandle;
 use super::transport::Outbound;
-use storage::model::{Service, Transport as GateTransport};
+use storage::model::{ActiveCall, Service, Transport as GateTransport};
 
 use crate::media::{MediaGuard, PortRange};
 use crate::security::Security;
 use limits::CallLimits;
 
 pub(crate) use self::core::{Input as CallInput, LegEvent};
+pub(crate) use hangups::run as watch_hangups;
 pub(crate) use janitor::{carry_on, end_orphans, retention};
 
 /// Settings of the call engine (from `[calls]` and `[media]`).
@@ -204,6 +206,25 @@ impl Calls {
         if let Some(input) = self.routes().by_tx.get(&tx) {
             let _ = input.send(CallInput::Cancelled);
         }
+    }
+
+    /// Hangs up the established call `call_id` (its record's id) if this node carries it, as asked by
+    /// `by` (an admin). `false` when it has no record here or no call on this node has its caller's
+    /// Call-ID (another node carries it, or it is ending).
+    pub(crate) fn hang_up(&self, call_id: &str, by: &str) -> bool {
+        let record = match self.cluster.reader().get::<ActiveCall>(call_id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(call = %call_id, error = %e, "reading a call record failed");
+                return false;
+            }
+        };
+        let caller_call_id = record.caller.call_id;
+        let Some(input) = self.routes().by_call_id.get(&caller_call_id).cloned() else {
+            return false;
+        };
+        input.send(CallInput::HangUp { by: by.to_owned() }).is_ok()
     }
 
     /// A server transaction timed out: for an answered INVITE, the caller never ACKed (Timer L).

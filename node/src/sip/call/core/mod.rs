@@ -124,6 +124,9 @@ pub(crate) enum Input {
     Committed { purpose: Purpose, ok: bool },
     /// The ports of the streams [`Action::AddStreams`] asked for (`None`: none free).
     StreamsAdded(Option<Vec<[u16; 2]>>),
+    /// An admin asked for the call to be hung up (`by`: who, for the log). An established call
+    /// ends on both phones; before the answer it is ignored (only established calls can be asked).
+    HangUp { by: String },
 }
 
 /// What the driver must do for the call.

@@ -186,7 +186,8 @@ impl CallCore {
             Input::Ack(_)
             | Input::NoAck { .. }
             | Input::Answer { .. }
-            | Input::Committed { .. } => {}
+            | Input::Committed { .. }
+            | Input::HangUp { .. } => {}
         }
         if matches!(self.phase, Phase::Ringing) && self.winner.is_none() && self.all_failed() {
             self.fail_unanswered(now);
@@ -482,7 +483,9 @@ impl CallCore {
                     self.answer_failed(now, 503, "Call Not Stored", "not-stored");
                 }
             }
-            Input::Cancelled => {}
+            // A request to hang up needs the record, which is stored only once this phase is over;
+            // the driver feeds no input while the commit is outstanding, so none can be lost here.
+            Input::Cancelled | Input::HangUp { .. } => {}
             other => self.talking_input(now, other),
         }
     }

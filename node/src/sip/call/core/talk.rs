@@ -1,5 +1,6 @@
 //! An established call: in-dialog requests mapped between the legs (re-INVITE and UPDATE with the
-//! SDP rewritten, INFO, OPTIONS, NOTIFY, MESSAGE), BYE from either side, and the call's timers.
+//! SDP rewritten, INFO, OPTIONS, NOTIFY, MESSAGE), BYE from either side, an admin's hang-up, and the
+//! call's timers.
 
 use pbx_sip::sdp::Sdp;
 use pbx_sip::transaction::{ServerTxId, Transport};
@@ -46,6 +47,10 @@ impl CallCore {
                 if matches!(self.delayed, Delayed::AwaitingAck) {
                     self.delayed_answer(now, &ack);
                 }
+            }
+            Input::HangUp { by } => {
+                tracing::info!(call = %self.id, by = %by, "hung up by an admin");
+                self.hang_up_both(now, "hung-up-by-admin");
             }
             Input::Committed { .. } | Input::Branch { .. } | Input::Cancelled => {}
         }

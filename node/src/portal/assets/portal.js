@@ -1,0 +1,560 @@
+// The portal's behaviour. Plain ES2020, no framework and no inline code anywhere (the page's
+// Content-Security-Policy forbids it): everything hangs off data-* attributes the server renders.
+//
+//   form[data-api="METHOD /api/v1/..."]  sends its named fields as JSON (data-type on a field:
+//       number | bool | list | json; empty fields are left out, or sent as null with
+//       data-empty="null"; dotted names nest: grants.monitor), then does data-then:
+//       reload | redirect:/path | show-secret | notice | totp.
+//   button[data-api]                     the same for one click (data-confirm asks first,
+//       data-body is the JSON body).
+//   form[data-login]                     the sign-in form (asks for the second factor when needed).
+//   form[data-import]                    uploads a CSV file and shows the per-row report.
+//   [data-live]                          the monitor, kept current from the server's event stream.
+//   button[data-network]                 the setup wizard's network check.
+//
+// Data from the server is only ever put into the page as text (textContent), never as HTML.
+'use strict';
+
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+  const csrf = () => $('meta[name="csrf-token"]')?.content ?? '';
+
+  // A path on this site, or '/'.
+  const safePath = (p) =>
+    typeof p === 'string' && p.startsWith('/') && !p.startsWith('//') && !p.startsWith('/\\') ? p : '/';
+
+  // One API call: the session cookie, and the CSRF token on every change.
+  async function call(method, url, body, contentType = 'application/json') {
+    // Marks the request as the portal's script: the API then sends no HTTP Basic challenge with a
+    // 401, which would make the browser open its own password dialog.
+    const headers = { Accept: 'application/json', 'X-Requested-With': 'pbx-portal' };
+    if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = csrf();
+    const init = { method, headers, credentials: 'same-origin' };
+    if (body !== undefined) {
+      headers['Content-Type'] = contentType;
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(url, init);
+    } catch {
+      return { ok: false, status: 0, data: { error: 'network', message: 'The server could not be reached.' } };
+    }
+    const text = await resp.text();
+    let data = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = { message: text };
+      }
+    }
+    const signingIn = url === '/api/v1/session' && method === 'POST';
+    if (resp.status === 401 && !signingIn) {
+      location.assign('/login?next=' + encodeURIComponent(location.pathname + location.search));
+    } else if (data?.error === 'password_change_required') {
+      location.assign('/account/password');
+    } else if (data?.error === 'totp_enrolment_required') {
+      location.assign('/account/totp');
+    }
+    return { ok: resp.ok, status: resp.status, data };
+  }
+
+  const messageOf = (res) => res.data?.message || `The request failed (HTTP ${res.status}).`;
+
+  // "METHOD /url" → [METHOD, url].
+  function spec(s) {
+    const i = s.indexOf(' ');
+    return [s.slice(0, i).toUpperCase(), s.slice(i + 1).trim()];
+  }
+
+  // An element with attributes and text or element children (never HTML).
+  function h(tag, attrs = {}, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === false || v === null || v === undefined) continue;
+      if (k === 'class') e.className = v;
+      else if (k === 'dataset') Object.assign(e.dataset, v);
+      else e.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      e.append(c instanceof Node ? c : String(c));
+    }
+    return e;
+  }
+
+  const badge = (kind, text) => h('span', { class: `badge badge-${kind}` }, text);
+
+  // `{name}` in a template → the answer's field.
+  const fill = (template, data) => template.replace(/\{(\w+)\}/g, (_, k) => String(data?.[k] ?? ''));
+
+  // ---- Messages ------------------------------------------------------------------------------
+
+  function flash(text, kind = 'bad') {
+    const box = $('#flash');
+    if (!box) {
+      window.alert(text);
+      return;
+    }
+    box.className = `flash flash-${kind}`;
+    box.textContent = text;
+    box.hidden = false;
+    box.scrollIntoView({ block: 'nearest' });
+  }
+
+  function clearErrors(form) {
+    for (const p of $$('.field-error, .form-error', form)) {
+      p.textContent = '';
+      p.hidden = true;
+    }
+    for (const el of $$('[aria-invalid]', form)) el.removeAttribute('aria-invalid');
+  }
+
+  // The API says `field: reason` (or `field[2]: reason`, or `field must …`): the reason goes under
+  // that field when the form has it, otherwise at the top of the form.
+  function showError(form, message) {
+    const m = /^([A-Za-z_][\w.]*)(\[\d+\])?(:\s*|\s)/.exec(message);
+    const slot = m && $$('.field-error', form).find((p) => p.dataset.for === m[1]);
+    if (slot) {
+      slot.textContent = m[3].startsWith(':') ? message.slice(m[0].length) : message;
+      slot.hidden = false;
+      const input = form.elements.namedItem(m[1]);
+      if (input instanceof Element) {
+        input.setAttribute('aria-invalid', 'true');
+        input.focus();
+      }
+      return;
+    }
+    const top = $('.form-error', form);
+    if (top) {
+      top.textContent = message;
+      top.hidden = false;
+    } else {
+      flash(message);
+    }
+  }
+
+  function busy(form, on) {
+    for (const b of $$('button[type="submit"], input[type="submit"]', form)) b.disabled = on;
+    form.setAttribute('aria-busy', on ? 'true' : 'false');
+  }
+
+  // ---- Forms → JSON --------------------------------------------------------------------------
+
+  function getPath(obj, name) {
+    return name.split('.').reduce((o, k) => (o === undefined ? undefined : o[k]), obj);
+  }
+
+  function setPath(obj, name, value) {
+    const keys = name.split('.');
+    let o = obj;
+    for (const k of keys.slice(0, -1)) {
+      if (typeof o[k] !== 'object' || o[k] === null) o[k] = {};
+      o = o[k];
+    }
+    o[keys[keys.length - 1]] = value;
+  }
+
+  function fieldValue(el) {
+    const type = el.dataset.type || 'string';
+    if (el.type === 'checkbox') return el.checked;
+    const raw = el.value;
+    if (raw.trim() === '') return el.dataset.empty === 'null' ? null : undefined;
+    switch (type) {
+      case 'number':
+        return Number(raw);
+      case 'bool':
+        return raw === 'true';
+      case 'list':
+        return raw.split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
+      case 'json':
+        try {
+          return JSON.parse(raw);
+        } catch {
+          throw new Error(`${el.name}: not valid JSON`);
+        }
+      default:
+        return raw;
+    }
+  }
+
+  function formBody(form) {
+    const body = {};
+    for (const el of form.elements) {
+      if (!el.name || el.disabled || 'skip' in el.dataset) continue;
+      if (['file', 'submit', 'button', 'reset'].includes(el.type)) continue;
+      if (el.type === 'radio' && !el.checked) continue;
+      if (el.type === 'checkbox' && el.dataset.type === 'list') {
+        // A group of checkboxes sharing a name: the values of those checked.
+        const list = getPath(body, el.name) ?? [];
+        if (el.checked) list.push(el.value);
+        setPath(body, el.name, list);
+        continue;
+      }
+      const v = fieldValue(el);
+      if (v !== undefined) setPath(body, el.name, v);
+    }
+    return body;
+  }
+
+  // ---- What happens after a change succeeded ------------------------------------------------
+
+  function showOnce(label, value) {
+    const panel = $('#shown-once');
+    if (!panel) {
+      window.alert(`${label}: ${value}`);
+      location.reload();
+      return;
+    }
+    $('#shown-once-label').textContent = label;
+    $('#shown-once-value').textContent = value;
+    panel.hidden = false;
+    $('#shown-once-copy')?.focus();
+  }
+
+  function showTotp(d) {
+    $('#totp-secret').textContent = d.secret ?? '';
+    $('#totp-uri').textContent = d.uri ?? '';
+    $('#totp-enrol').hidden = false;
+    const start = $('#totp-start');
+    if (start) start.hidden = true;
+    $('#totp-code')?.focus();
+  }
+
+  function after(el, res) {
+    const then = el.dataset.then || 'reload';
+    const d = res.data ?? {};
+    if (then.startsWith('redirect:')) {
+      location.assign(safePath(then.slice('redirect:'.length)));
+    } else if (then === 'show-secret') {
+      const secret = d.generated_secret ?? d.secret ?? d.password;
+      if (secret) showOnce(fill(el.dataset.secretLabel || 'Generated secret', d), secret);
+      else location.reload();
+    } else if (then === 'notice') {
+      flash(fill(el.dataset.notice || 'Done.', d), 'ok');
+      if (el instanceof HTMLFormElement && 'resetAfter' in el.dataset) el.reset();
+    } else if (then === 'totp') {
+      showTotp(d);
+    } else {
+      location.reload();
+    }
+  }
+
+  async function submitApi(form) {
+    clearErrors(form);
+    for (const el of $$('[data-match]', form)) {
+      const other = form.elements.namedItem(el.dataset.match);
+      if (other && other.value !== el.value) {
+        showError(form, `${el.name}: does not match`);
+        return;
+      }
+    }
+    let body;
+    try {
+      body = formBody(form);
+    } catch (e) {
+      showError(form, e.message);
+      return;
+    }
+    const [method, url] = spec(form.dataset.api);
+    busy(form, true);
+    const res = await call(method, url, method === 'DELETE' ? undefined : body);
+    busy(form, false);
+    if (!res.ok) showError(form, messageOf(res));
+    else after(form, res);
+  }
+
+  async function clickApi(button) {
+    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+    const [method, url] = spec(button.dataset.api);
+    button.disabled = true;
+    const res = await call(method, url, button.dataset.body);
+    button.disabled = false;
+    if (!res.ok) flash(messageOf(res));
+    else after(button, res);
+  }
+
+  // ---- Sign-in -------------------------------------------------------------------------------
+
+  async function login(form) {
+    clearErrors(form);
+    const totp = $('#login-totp', form);
+    const totpField = $('#login-totp-field', form);
+    const body = {
+      username: form.elements.namedItem('username').value,
+      password: form.elements.namedItem('password').value,
+      cookie: true,
+    };
+    if (!totpField.hidden && totp.value.trim()) body.totp_code = totp.value.trim();
+    busy(form, true);
+    const res = await call('POST', '/api/v1/session', body);
+    busy(form, false);
+    if (res.ok) {
+      const d = res.data ?? {};
+      let next = safePath(form.dataset.next || '/');
+      if (d.must_change_password) next = '/account/password';
+      else if (d.needs_totp) next = '/account/totp';
+      location.assign(next);
+      return;
+    }
+    if (res.status === 401 && res.data?.error === 'totp_required') {
+      totpField.hidden = false;
+      totp.required = true;
+      totp.focus();
+      showError(form, res.data.message || 'Enter the code from your authenticator app.');
+      return;
+    }
+    showError(form, res.status === 401 ? 'Wrong user name, password or code.' : messageOf(res));
+  }
+
+  // ---- CSV import ----------------------------------------------------------------------------
+
+  async function importCsv(form) {
+    clearErrors(form);
+    const input = $('input[type="file"]', form);
+    const file = input?.files?.[0];
+    if (!file) {
+      showError(form, `${input?.name ?? 'file'}: choose a CSV file`);
+      return;
+    }
+    const text = await file.text();
+    busy(form, true);
+    const res = await call('POST', form.dataset.import, text, 'text/csv');
+    busy(form, false);
+    if (!res.ok) {
+      showError(form, messageOf(res));
+      return;
+    }
+    const report = $(form.dataset.report || '#import-report');
+    const d = res.data ?? {};
+    const errors = Array.isArray(d.errors) ? d.errors : [];
+    const rows = errors.map((e) => h('tr', {}, h('td', { class: 'num' }, e.line ?? ''), h('td', {}, e.number ?? ''), h('td', {}, e.message ?? '')));
+    const secrets = (Array.isArray(d.extensions) ? d.extensions : []).filter((x) => x.generated_secret);
+    report.replaceChildren(
+      h('p', { class: 'import-summary', id: 'import-summary' },
+        `Created ${d.created ?? 0}; ${errors.length} row${errors.length === 1 ? '' : 's'} refused.`),
+      errors.length
+        ? h('table', { class: 'data', id: 'import-errors' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'Line'), h('th', {}, 'Number'), h('th', {}, 'Problem'))),
+          h('tbody', {}, ...rows))
+        : null,
+      secrets.length
+        ? h('div', {},
+          h('p', { class: 'hint' }, 'Generated SIP secrets, shown once: copy them now.'),
+          h('table', { class: 'data', id: 'import-secrets' },
+            h('thead', {}, h('tr', {}, h('th', {}, 'Number'), h('th', {}, 'SIP secret'))),
+            h('tbody', {}, ...secrets.map((x) => h('tr', {}, h('td', {}, x.number), h('td', {}, h('code', {}, x.generated_secret)))))))
+        : null,
+      (d.created ?? 0) > 0 ? h('button', { type: 'button', class: 'btn', dataset: { reload: '' } }, 'Show the new extensions') : null,
+    );
+    report.hidden = false;
+  }
+
+  // ---- Times and durations -------------------------------------------------------------------
+
+  function localTimes(root = document) {
+    for (const t of $$('time[data-ms]', root)) {
+      const d = new Date(Number(t.dataset.ms));
+      if (!Number.isNaN(d.getTime())) t.textContent = d.toLocaleString();
+    }
+  }
+
+  function fmtDuration(secs) {
+    const hh = Math.floor(secs / 3600);
+    const mm = Math.floor(secs / 60) % 60;
+    const ss = String(secs % 60).padStart(2, '0');
+    return hh > 0 ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+  }
+
+  function startDurations(root = document) {
+    const now = Date.now();
+    for (const c of $$('[data-secs]', root)) c.dataset.from = String(now);
+  }
+
+  function tick() {
+    const now = Date.now();
+    for (const c of $$('[data-secs]')) {
+      const from = Number(c.dataset.from || now);
+      c.textContent = fmtDuration(Number(c.dataset.secs) + Math.floor((now - from) / 1000));
+    }
+  }
+
+  const timeEl = (ms) => {
+    if (!ms) return '—';
+    const d = new Date(ms);
+    return h('time', { datetime: d.toISOString(), 'data-ms': ms, title: d.toUTCString() }, d.toLocaleString());
+  };
+
+  // ---- The live monitor ----------------------------------------------------------------------
+
+  const TRUNK_KIND = { registered: 'ok', reachable: 'ok', unknown: 'muted' };
+  const STATE = { idle: ['ok', 'idle'], in_call: ['info', 'in call'], unavailable: ['muted', 'unavailable'] };
+
+  function fillBody(table, rows, cols, empty) {
+    const body = $('tbody', table);
+    if (!body) return;
+    body.replaceChildren(...(rows.length ? rows : [h('tr', { class: 'empty' }, h('td', { colspan: cols }, empty))]));
+  }
+
+  function setText(sel, text) {
+    const e = $(sel);
+    if (e) e.textContent = String(text);
+  }
+
+  function renderMonitor(d, canHangUp) {
+    setText('#serving-node', d.node_id);
+    setText('#serving-version', d.version);
+    const c = d.cluster ?? {};
+    const members = Array.isArray(c.members) ? c.members : [];
+    fillBody($('#nodes-table'), members.map((m) => h('tr', {},
+      h('td', {}, m.node_id),
+      h('td', {}, m.node_id === c.leader ? badge('info', 'leader') : m.voter ? 'follower' : 'learner'),
+      h('td', {}, m.healthy ? badge('ok', 'healthy') : badge('bad', 'unhealthy')),
+      h('td', { class: 'num' }, m.lag ?? '—'),
+      h('td', { class: 'mono' }, m.api_addr ?? ''),
+    )), 5, 'No members.');
+    setText('#vip-address', d.vip ? d.vip.address : 'not configured');
+    setText('#vip-owner', d.vip && d.vip.owner !== null && d.vip.owner !== undefined ? `node ${d.vip.owner}` : '—');
+    const e = d.extensions ?? {};
+    setText('#ext-total', e.total ?? 0);
+    setText('#ext-registered', e.registered ?? 0);
+    setText('#ext-in-call', e.in_call ?? 0);
+    const calls = Array.isArray(d.calls) ? d.calls : [];
+    setText('#calls-count', calls.length);
+    fillBody($('#calls-table'), calls.map((call) => h('tr', { 'data-call': call.id },
+      h('td', {}, call.caller),
+      h('td', {}, call.callee),
+      h('td', { class: 'num' }, call.node_id),
+      h('td', {}, timeEl(call.answered_at || call.started_at)),
+      h('td', { class: 'num duration', 'data-secs': call.duration_secs ?? 0 }, fmtDuration(call.duration_secs ?? 0)),
+      canHangUp
+        ? h('td', { class: 'actions' }, h('button', {
+          type: 'button', class: 'btn btn-small btn-danger hangup',
+          'data-api': `DELETE /api/v1/calls/${encodeURIComponent(call.id)}`,
+          'data-confirm': `Hang up the call ${call.caller} → ${call.callee}?`,
+          'data-then': 'reload',
+        }, 'Hang up'))
+        : null,
+    )), canHangUp ? 6 : 5, 'No calls in progress.');
+    startDurations($('#calls-table') ?? document);
+    const trunks = Array.isArray(d.trunks) ? d.trunks : [];
+    fillBody($('#trunks-table'), trunks.map((t) => h('tr', {},
+      h('td', {}, t.name),
+      h('td', {}, badge(TRUNK_KIND[t.state] ?? 'bad', t.state)),
+    )), 2, 'No trunks.');
+    if (Array.isArray(d.states)) {
+      fillBody($('#states-table'), d.states.map((s) => {
+        const [kind, text] = STATE[s.state] ?? ['muted', s.state];
+        return h('tr', {}, h('td', {}, s.extension), h('td', {}, s.display_name), h('td', {}, badge(kind, text)));
+      }), 3, 'No extensions.');
+    }
+  }
+
+  function startLive(root) {
+    const status = $('#live-status');
+    const canHangUp = root.dataset.hangup === 'true';
+    const setStatus = (on) => {
+      if (!status) return;
+      status.className = `badge badge-${on ? 'ok' : 'muted'}`;
+      status.textContent = on ? 'live' : 'reconnecting…';
+    };
+    const connect = () => {
+      const es = new EventSource(root.dataset.live);
+      es.addEventListener('monitor', (ev) => {
+        let d;
+        try {
+          d = JSON.parse(ev.data);
+        } catch {
+          return;
+        }
+        renderMonitor(d, canHangUp);
+        setStatus(true);
+      });
+      es.addEventListener('error', () => {
+        setStatus(false);
+        if (es.readyState === EventSource.CLOSED) {
+          // The stream was refused (signed out, or the node went away): check, then try again.
+          setTimeout(async () => {
+            const r = await call('GET', '/api/v1/session');
+            if (r.ok) connect();
+          }, 5000);
+        }
+      });
+    };
+    connect();
+  }
+
+  // ---- The setup wizard's network check ------------------------------------------------------
+
+  async function networkCheck(button) {
+    button.disabled = true;
+    const res = await call('GET', button.dataset.network);
+    button.disabled = false;
+    if (!res.ok) {
+      flash(messageOf(res));
+      return;
+    }
+    const d = res.data ?? {};
+    const nodes = Array.isArray(d.nodes) ? d.nodes : [];
+    fillBody($('#network-table'), nodes.map((n) => h('tr', {},
+      h('td', {}, n.node_id),
+      h('td', { class: 'mono' }, n.api_addr ?? ''),
+      h('td', {}, n.healthy ? badge('ok', 'healthy') : badge('bad', 'unhealthy')),
+    )), 3, 'No nodes.');
+    const problems = Array.isArray(d.problems) ? d.problems : [];
+    const list = $('#network-problems');
+    if (list) {
+      list.replaceChildren(...problems.map((p) => h('li', {}, p)));
+      list.hidden = problems.length === 0;
+    }
+    const vip = d.vip;
+    setText('#setup-vip', vip ? [vip.address, vip.owner !== undefined && vip.owner !== null ? `(owner: node ${vip.owner})` : ''].join(' ').trim() : 'not configured');
+    flash(problems.length ? 'Network checked: see the problems listed.' : 'Network checked: all is well.', problems.length ? 'bad' : 'ok');
+  }
+
+  // ---- Wiring --------------------------------------------------------------------------------
+
+  document.addEventListener('submit', (ev) => {
+    const form = ev.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    if ('login' in form.dataset) {
+      ev.preventDefault();
+      login(form);
+    } else if (form.dataset.import) {
+      ev.preventDefault();
+      importCsv(form);
+    } else if (form.dataset.api) {
+      ev.preventDefault();
+      submitApi(form);
+    }
+  });
+
+  document.addEventListener('click', (ev) => {
+    const el = ev.target instanceof Element ? ev.target.closest('[data-api], [data-reload], [data-copy], [data-back], [data-network]') : null;
+    if (!el || el instanceof HTMLFormElement) return;
+    if (el.dataset.api) {
+      ev.preventDefault();
+      clickApi(el);
+    } else if ('reload' in el.dataset) {
+      location.reload();
+    } else if (el.dataset.copy) {
+      navigator.clipboard?.writeText($(el.dataset.copy)?.textContent ?? '');
+      el.textContent = 'Copied';
+    } else if ('back' in el.dataset && history.length > 1) {
+      ev.preventDefault();
+      history.back();
+    } else if (el.dataset.network) {
+      networkCheck(el);
+    }
+  });
+
+  document.addEventListener('DOMContentLoaded', () => {
+    localTimes();
+    startDurations();
+    setInterval(tick, 1000);
+    const live = $('[data-live]');
+    if (live && 'EventSource' in window) startLive(live);
+  });
+})();
