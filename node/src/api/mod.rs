@@ -44,8 +44,8 @@ pub(crate) use self::{
     paging::ListQuery,
     routes::{list_inbound as inbound_list, list_outbound as outbound_list},
     security::{
-        AuditQuery, audit as list_audit, get_policy as firewall_policy, list_bans as bans_list,
-        list_rules as rules_list,
+        AuditQuery, Defence, Rate, audit as list_audit, defence as security_defence,
+        get_policy as firewall_policy, list_bans as bans_list, list_rules as rules_list,
     },
     trunks::list as list_trunks,
 };
@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
             get(security::get_policy).put(security::put_policy),
         )
         .route("/bans", get(security::list_bans).post(security::create_ban))
+        .route("/security/defence", get(security::defence))
         .route("/bans/{ip}", axum::routing::delete(security::lift_ban))
         .route("/audit", get(security::audit))
         .route("/events", get(events::list))

@@ -140,6 +140,55 @@ pub(crate) struct Policy {
     default: String,
 }
 
+/// The automatic defence and password rules as this node runs them: thresholds and trusted networks
+/// come from each node's `pbx.toml` (`[security]`), so they are shown per node, read-only.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Defence {
+    pub node_id: u64,
+    pub trusted_networks: Vec<String>,
+    pub sip_packets: Rate,
+    pub api_requests: Rate,
+    pub auth_failures: Rate,
+    pub ban_secs: u64,
+    pub max_ban_secs: u64,
+    pub password_min_len: usize,
+    pub password_max_age_days: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Rate {
+    pub limit: u32,
+    pub window_secs: u64,
+}
+
+pub(crate) async fn defence(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<Defence>, ApiError> {
+    who.require(who.grants.security)?;
+    let c = state.security.settings();
+    Ok(Json(Defence {
+        node_id: state.cluster.node_id(),
+        trusted_networks: c.trusted_networks.clone(),
+        sip_packets: Rate {
+            limit: c.sip_packets_limit,
+            window_secs: c.sip_packets_window_secs,
+        },
+        api_requests: Rate {
+            limit: c.api_requests_limit,
+            window_secs: c.api_requests_window_secs,
+        },
+        auth_failures: Rate {
+            limit: c.auth_failures_limit,
+            window_secs: c.auth_failures_window_secs,
+        },
+        ban_secs: c.ban_secs,
+        max_ban_secs: c.max_ban_secs,
+        password_min_len: crate::policy::MIN_LEN,
+        password_max_age_days: c.password_max_age_days,
+    }))
+}
+
 pub(crate) async fn get_policy(
     State(state): State<AppState>,
     who: Principal,

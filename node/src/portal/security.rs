@@ -9,7 +9,7 @@ use storage::model::{AuditEntry, Event, FirewallAction, FirewallRule, Severity};
 
 use super::layout::{self, Nav, badge, empty_row, field, form_error, when};
 use super::{Ctx, Params, Problem, api, enc, given, query};
-use crate::api::{AppState, ListQuery};
+use crate::api::{AppState, Defence, ListQuery};
 
 /// Rows per page of the audit log and the events.
 const PAGE: usize = 50;
@@ -59,6 +59,8 @@ pub(super) async fn page(State(state): State<AppState>, ctx: Ctx) -> Result<Mark
     let policy: Policy = api::answer(crate::api::firewall_policy(s(), w()).await).await?;
     let rules: Rules = api::answer(crate::api::rules_list(s(), w()).await).await?;
     let bans: Bans = api::answer(crate::api::bans_list(s(), w()).await).await?;
+    let defence: Defence = api::answer(crate::api::security_defence(s(), w()).await).await?;
+    let rate = |r: &crate::api::Rate| format!("{} per {} s", r.limit, r.window_secs);
     let content = html! {
         div.grid-2 {
             div.card {
@@ -186,6 +188,26 @@ pub(super) async fn page(State(state): State<AppState>, ctx: Ctx) -> Result<Mark
                         }
                         @if bans.bans.is_empty() { (empty_row(7, "No bans.")) }
                     }
+                }
+            }
+        }
+    };
+    let content = html! {
+        (content)
+        div.card #defence {
+            h2 { "Automatic defence and passwords (node " (defence.node_id) ")" }
+            p.hint { "Set in each node's pbx.toml, section [security]; shown as this node runs them." }
+            table.data #defence-table {
+                tbody {
+                    tr { th { "SIP packets per source" } td { (rate(&defence.sip_packets)) } }
+                    tr { th { "API requests per source" } td { (rate(&defence.api_requests)) } }
+                    tr { th { "Failed SIP digests or web sign-ins" } td { (rate(&defence.auth_failures)) } }
+                    tr { th { "First ban" } td { (defence.ban_secs / 60) " min, doubling per repeat within a day, at most " (defence.max_ban_secs / 3600) " h" } }
+                    tr { th { "Trusted networks (never banned)" } td.mono {
+                        @if defence.trusted_networks.is_empty() { "none" }
+                        @else { (defence.trusted_networks.join(", ")) }
+                    } }
+                    tr { th { "Passwords" } td { "at least " (defence.password_min_len) " characters, three character classes, scored by zxcvbn; a reminder after " (defence.password_max_age_days) " days" } }
                 }
             }
         }

@@ -37,6 +37,8 @@ struct Offence {
 
 /// The node's gate and detector. Cheap to share.
 pub struct Security {
+    /// This node's `[security]` settings, as started with (shown to admins).
+    settings: SecuritySection,
     gate: Arc<Gate>,
     detector: Detector,
     offences: mpsc::Sender<Offence>,
@@ -89,11 +91,17 @@ impl Security {
         }
         tokio::spawn(forget_old_bans(cluster));
         Arc::new(Self {
+            settings: cfg.clone(),
             gate,
             detector,
             offences,
             events,
         })
+    }
+
+    /// This node's `[security]` settings.
+    pub fn settings(&self) -> &SecuritySection {
+        &self.settings
     }
 
     /// Whether traffic from `ip` to `service` may go on; counts it against the source's rate.
