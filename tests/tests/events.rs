@@ -419,3 +419,91 @@ async fn guess_admin_password(lab: &Lab, i: usize, from: &str) {
             .await;
     }
 }
+
+/// "Send the portal login by e-mail": the extension's user gets a portal account and a mail with the
+/// portal address, the login and a temporary password, which signs in and must be changed first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_user_gets_a_portal_login_by_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_port = free_port(false);
+    let maildir = dir.path().join("mail");
+    let _smtp = KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{smtp_port}"),
+            ])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let options = LabOptions {
+        events_extra: format!(
+            "smtp_server = \"127.0.0.1:{smtp_port}\"\nmail_from = \"pbx@lab.test\""
+        ),
+        ..LabOptions::default()
+    };
+    let lab = Lab::start_with(1, options).await.unwrap();
+    let client = lab.client();
+    let r = client
+        .req(0, reqwest::Method::POST, "/api/v1/extensions")
+        .json(&json!({"number": "1042", "display_name": "Dana Scully"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = client
+        .req(0, reqwest::Method::POST, "/api/v1/extensions/1042/welcome")
+        .json(&json!({"email": "not an address"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = client
+        .req(0, reqwest::Method::POST, "/api/v1/extensions/1042/welcome")
+        .json(&json!({"email": "dana@lab.test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+
+    let mail = wait_for(Duration::from_secs(10), || {
+        let new = std::fs::read_dir(maildir.join("new")).ok()?;
+        new.flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .find(|m| m.contains("To: dana@lab.test"))
+    })
+    .await
+    .expect("the login was mailed");
+    assert!(mail.contains("Hello Dana Scully"), "{mail}");
+    assert!(
+        mail.contains("Portal: https://127.0.0.1:"),
+        "{mail}"
+    );
+    assert!(mail.contains("User name: 1042"), "{mail}");
+    let password = mail
+        .lines()
+        .find_map(|l| l.strip_prefix("Temporary password: "))
+        .expect("a temporary password")
+        .trim()
+        .to_owned();
+    // It signs in, as extension 1042's user, who must choose their own password first.
+    let r = client
+        .anon(0, reqwest::Method::POST, "/api/v1/session")
+        .json(&json!({"username": "1042", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let session: Value = r.json().await.unwrap();
+    assert_eq!(session["role"], "user");
+    assert_eq!(session["extension"], "1042");
+    assert_eq!(session["must_change_password"], true);
+}
