@@ -241,7 +241,7 @@ fn group_list(groups: &[String]) -> Markup {
     }
 }
 
-/// `#ext-import`: a CSV file with the header `number,display_name,permission_group,email`.
+/// `#ext-import`: a CSV file with the header `number,display_name,permission_group` (and `secret`).
 fn import_form() -> Markup {
     html! {
         form.form-stacked #ext-import data-import="/api/v1/extensions/import"
@@ -252,7 +252,8 @@ fn import_form() -> Markup {
             }))
             p.hint {
                 "One extension per line, with the header "
-                code { "number,display_name,permission_group,email" } "."
+                code { "number,display_name,permission_group" }
+                " (optionally a " code { "secret" } " column; otherwise one is generated and shown once)."
             }
             div.form-actions {
                 button.btn.btn-primary #ext-import-submit type="submit" { "Import" }
