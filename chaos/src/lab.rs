@@ -333,11 +333,18 @@ impl Lab {
             self.options.security_extra,
             self.options.events_extra,
         );
+        // In namespaces, as deploy/pbx.toml.example: every address of the node's host, so the VIP
+        // owner serves the API and portal on the VIP too; on loopback, the node's own port.
+        let api = if netns {
+            format!("listen = \"0.0.0.0:{api_port}\"\nadvertise = \"{host_s}:{api_port}\"\n")
+        } else {
+            format!("listen = \"{host_s}:{api_port}\"\n")
+        };
         std::fs::write(
             &config,
             format!(
                 "node_id = {id}\ndata_dir = \"{}\"\n{media}[cluster]\nlisten = \"{host_s}:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
-                 [api]\nlisten = \"{host_s}:{api_port}\"\n[tls]\ndir = \"{}\"\n\
+                 [api]\n{api}[tls]\ndir = \"{}\"\n\
                  [sip]\nudp = \"{host_s}:{sip_port}\"\ntcp = \"{host_s}:{sip_port}\"\ntls = \"{host_s}:{sip_tls_port}\"\n{}\n",
                 path_str(&data_dir),
                 self.options.snapshot_after_logs,

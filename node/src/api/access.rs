@@ -348,12 +348,14 @@ pub(crate) async fn sessions(State(state): State<AppState>, req: Request, next: 
     if let Some(p) = &principal {
         parts.extensions.insert(p.clone());
     }
-    // The portal's scripts say who they are: a Basic challenge on their 401 would make the browser
-    // open its own password dialog (and a fetch would wait on it) instead of the portal's sign-in.
+    // A browser's request (the portal's scripts say so; browsers send `Sec-Fetch-Mode` on every
+    // request, a download link included) gets no Basic challenge on a 401: it would open the
+    // browser's own password dialog (and a fetch would wait on it) instead of the portal's sign-in.
     let from_portal = parts
         .headers
         .get("x-requested-with")
-        .is_some_and(|v| v == "pbx-portal");
+        .is_some_and(|v| v == "pbx-portal")
+        || parts.headers.contains_key("sec-fetch-mode");
     let mut resp = next.run(Request::from_parts(parts, body)).await;
     if from_portal {
         resp.headers_mut()
