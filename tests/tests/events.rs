@@ -97,6 +97,20 @@ fn make_certs(dir: &Path) {
     );
 }
 
+/// A plain SMTP server (aiosmtpd) that keeps every message in the maildir `maildir`.
+fn mailbox_smtp(port: u16, maildir: &Path) -> KillOnDrop {
+    KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
+    )
+}
+
 async fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
@@ -127,22 +141,7 @@ async fn a_ban_is_stored_posted_signed_and_mailed() {
             .unwrap(),
     );
     let maildir = dir.path().join("mail");
-    let _smtp = KillOnDrop(
-        Command::new("/usr/bin/python3")
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{smtp_port}"),
-            ])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
-    );
+    let _smtp = mailbox_smtp(smtp_port, &maildir);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let options = LabOptions {
@@ -427,22 +426,7 @@ async fn an_extension_user_gets_a_portal_login_by_mail() {
     let dir = tempfile::tempdir().unwrap();
     let smtp_port = free_port(false);
     let maildir = dir.path().join("mail");
-    let _smtp = KillOnDrop(
-        Command::new("/usr/bin/python3")
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{smtp_port}"),
-            ])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
-    );
+    let _smtp = mailbox_smtp(smtp_port, &maildir);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let options = LabOptions {
         events_extra: format!(
@@ -483,10 +467,7 @@ async fn an_extension_user_gets_a_portal_login_by_mail() {
     .await
     .expect("the login was mailed");
     assert!(mail.contains("Hello Dana Scully"), "{mail}");
-    assert!(
-        mail.contains("Portal: https://127.0.0.1:"),
-        "{mail}"
-    );
+    assert!(mail.contains("Portal: https://127.0.0.1:"), "{mail}");
     assert!(mail.contains("User name: 1042"), "{mail}");
     let password = mail
         .lines()

@@ -232,7 +232,7 @@ fn valid_extension(ext: &Option<String>) -> Result<(), ApiError> {
 
 /// Checks a chosen password against the policy, or generates one; the answer to a refused password
 /// names the field. Runs zxcvbn on the blocking pool.
-async fn choose_password(
+pub(crate) async fn choose_password(
     field: &'static str,
     given: Option<String>,
     names: Vec<String>,
@@ -256,7 +256,7 @@ async fn choose_password(
     .map_err(|_| ApiError::Internal("the password check did not finish".into()))?
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
+pub(crate) async fn hash(password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || accounts::hash_password(&password))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?

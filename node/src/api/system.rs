@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::extensions;
 use super::json::JsonBody;
 use crate::time::now_millis;
-use crate::{accounts, credentials, policy};
+use crate::{accounts, credentials};
 
 const TIME_ZONE: &str = "system.time_zone";
 const SETUP_DONE: &str = "system.setup_done";
@@ -462,18 +462,9 @@ pub(crate) async fn welcome(
             "web account {number} exists and is not extension {number}'s user account"
         )));
     }
-    let names = [number.as_str()];
-    let password = std::iter::repeat_with(credentials::generate_secret)
-        .take(100)
-        .find(|p| policy::check_password(p, &names).is_ok())
-        .ok_or_else(|| ApiError::Internal("no generated password passed the policy".into()))?;
-    let hash = {
-        let p = password.clone();
-        tokio::task::spawn_blocking(move || accounts::hash_password(&p))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-    };
+    let (password, _) =
+        super::accounts::choose_password("password", None, vec![number.clone()]).await?;
+    let hash = super::accounts::hash(password.clone()).await?;
     let now = now_millis();
     let mode = if existing.is_some() {
         PutMode::Update
