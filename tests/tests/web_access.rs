@@ -399,6 +399,24 @@ async fn a_totp_code_is_needed_after_enrolment_and_counts_once() {
         .unwrap()
         .to_owned();
     let auth = |m: Method, p: &str| lab.anon(0, m, p).bearer_auth(&token);
+    // Policy requires a second factor of admins: until tess has one, her session may only enrol.
+    send(
+        &lab,
+        Method::PUT,
+        "/api/v1/web/policy",
+        json!({"require_admin_totp": true, "idle_minutes": 30}),
+        StatusCode::OK,
+    )
+    .await;
+    let r = auth(Method::GET, "/api/v1/extensions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "totp_enrolment_required"
+    );
     let enrol: Value = auth(Method::POST, "/api/v1/account/totp")
         .send()
         .await
@@ -430,6 +448,15 @@ async fn a_totp_code_is_needed_after_enrolment_and_counts_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = auth(Method::GET, "/api/v1/extensions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "enrolled: the session is no longer restricted"
+    );
 
     // Now the password alone is not enough, and Basic auth (no code to give) is refused.
     let r = login(None).await.unwrap();
