@@ -90,12 +90,16 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             (None, Some(task), Some(fence))
         }
     };
+    tokio::spawn(api::record_version(cluster.clone()));
     // Expired web sessions are dropped by the leader; until then they are refused at each use.
     tokio::spawn(crate::events::prune_every_hour(
         cluster.clone(),
         Duration::ZERO,
         |now| Command::PruneWebSessions { now },
     ));
+    // CDRs stored before the index of CDRs by extension existed are indexed by the leader, whichever
+    // node that is (with a VIP, SIP runs on its owner only); a no-op once the index is complete.
+    tokio::spawn(crate::sip::index_cdrs(cluster.clone()));
     let listener = TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API on {}", cfg.api.listen))?;

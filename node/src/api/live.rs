@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub calls: Vec<CallView>,
     pub extensions: ExtensionCounts,
     pub trunks: Vec<TrunkView>,
+    /// The version each node last started with (`node.{id}.version` settings), by node id.
+    pub versions: std::collections::BTreeMap<u64, String>,
     #[serde(skip)]
     registered: Arc<HashSet<String>>,
     #[serde(skip)]
@@ -164,7 +166,9 @@ async fn shared(state: &AppState) -> Result<Arc<Shared>, ApiError> {
                 detail: t.detail,
             })
             .collect();
+        let versions = node_versions(&reader)?;
         Ok(Shared {
+            versions,
             at: now,
             node_id,
             version: env!("CARGO_PKG_VERSION"),
@@ -189,6 +193,56 @@ async fn shared(state: &AppState) -> Result<Arc<Shared>, ApiError> {
         .unwrap_or_else(std::sync::PoisonError::into_inner) =
         Some((Instant::now(), Arc::clone(&s)));
     Ok(s)
+}
+
+/// The setting under which node `id` records the version it runs.
+pub(crate) fn version_key(id: u64) -> String {
+    format!("node.{id}.version")
+}
+
+/// Every node's recorded version, by node id.
+pub(crate) fn node_versions(
+    reader: &storage::StateReader,
+) -> Result<std::collections::BTreeMap<u64, String>, ApiError> {
+    Ok(reader
+        .scan_prefix::<storage::model::Setting>("node.")?
+        .into_iter()
+        .filter_map(|s| {
+            let id = s.key.strip_prefix("node.")?.strip_suffix(".version")?;
+            Some((id.parse().ok()?, s.value))
+        })
+        .collect())
+}
+
+/// Records this node's version in the replicated settings (when it differs), so every node's
+/// monitor shows what each member runs; retried until the cluster takes it.
+pub(crate) async fn record_version(cluster: ::cluster::Cluster) {
+    let key = version_key(cluster.node_id());
+    let version = env!("CARGO_PKG_VERSION");
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let current = cluster
+            .reader()
+            .get::<storage::model::Setting>(&key)
+            .ok()
+            .flatten();
+        if current.is_some_and(|s| s.value == version)
+            && cluster.linearizable_barrier().await.is_ok()
+        {
+            return;
+        }
+        let cmd = storage::Command::PutSetting(storage::model::Setting {
+            key: key.clone(),
+            value: version.to_owned(),
+            updated_at: now_millis(),
+        });
+        match cluster.propose(cmd).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "recording this node's version; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// A checked window request.

@@ -51,6 +51,7 @@ pub(crate) use self::{
 };
 pub use error::ApiError;
 pub use guard::ClientAddr;
+pub(crate) use live::record_version;
 pub use routes::{RoutingSettings, read_routing_settings};
 pub use serve::{ServeError, serve_https};
 

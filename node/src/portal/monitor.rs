@@ -32,6 +32,8 @@ pub(super) struct Monitor {
     pub states: Vec<ExtensionState>,
     pub next: Option<String>,
     pub trunks: Vec<TrunkState>,
+    #[serde(default)]
+    pub versions: std::collections::BTreeMap<NodeId, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,10 +166,10 @@ fn state_badge(state: &str) -> Markup {
 }
 
 /// The nodes table (`#nodes-table`).
-fn nodes_table(c: &ClusterStatus) -> Markup {
+fn nodes_table(c: &ClusterStatus, versions: &std::collections::BTreeMap<NodeId, String>) -> Markup {
     html! {
         table.data #nodes-table {
-            thead { tr { th { "Node" } th { "Role" } th { "Health" } th.num { "Lag" } th { "API address" } } }
+            thead { tr { th { "Node" } th { "Role" } th { "Health" } th.num { "Lag" } th { "Version" } th { "API address" } } }
             tbody {
                 @for m in &c.members {
                     tr {
@@ -178,10 +180,11 @@ fn nodes_table(c: &ClusterStatus) -> Markup {
                         }
                         td { @if m.healthy { (badge("ok", "healthy")) } @else { (badge("bad", "unhealthy")) } }
                         td.num { @match m.lag { Some(l) => (l), None => "—" } }
+                        td.mono { (versions.get(&m.node_id).map_or("—", String::as_str)) }
                         td.mono { (m.api_addr) }
                     }
                 }
-                @if c.members.is_empty() { (empty_row(5, "No members.")) }
+                @if c.members.is_empty() { (empty_row(6, "No members.")) }
             }
         }
     }
@@ -226,7 +229,7 @@ pub(super) fn render(who: &Principal, m: &Monitor, search: &str, after: Option<&
                             }
                         }
                     }
-                    (nodes_table(&m.cluster))
+                    div.table-wrap { (nodes_table(&m.cluster, &m.versions)) }
                 }
                 div.card {
                     h2 { "Trunks" }

@@ -413,8 +413,9 @@
       h('td', {}, m.node_id === c.leader ? badge('info', 'leader') : m.voter ? 'follower' : 'learner'),
       h('td', {}, m.healthy ? badge('ok', 'healthy') : badge('bad', 'unhealthy')),
       h('td', { class: 'num' }, m.lag ?? '—'),
+      h('td', { class: 'mono' }, (d.versions ?? {})[m.node_id] ?? '—'),
       h('td', { class: 'mono' }, m.api_addr ?? ''),
-    )), 5, 'No members.');
+    )), 6, 'No members.');
     setText('#vip-address', d.vip ? d.vip.address : 'not configured');
     setText('#vip-owner', d.vip && d.vip.owner !== null && d.vip.owner !== undefined ? `node ${d.vip.owner}` : '—');
     const e = d.extensions ?? {};
