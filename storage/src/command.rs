@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::codec::{self, CodecError};
 use crate::model::{
-    ActiveCall, AuditEntry, Ban, Binding, CallDetail, ClusterRecord, Event, Extension,
-    FirewallRule, MemberRecord, Recipient, Setting, UnixMillis, UserAccount, VipConfig,
+    ActiveCall, AuditEntry, Ban, Binding, CallDetail, CdrIndexEntry, CdrIndexProgress,
+    ClusterRecord, Event, Extension, FirewallRule, MemberRecord, Recipient, Setting, UnixMillis,
+    UserAccount, VipConfig,
 };
 use crate::routing::{
     CallRoute, Limit, OutboundHold, PutMode, Reservation, RoutingKind, RoutingRecord, TollCounter,
@@ -23,7 +24,8 @@ use crate::web_apply;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Command {
-    /// Write the cluster identity; refused if one exists (a cluster is initialised once).
+    /// Write the cluster identity; refused if one exists (a cluster is initialised once). A cluster
+    /// without CDRs starts with its index of CDRs by extension complete.
     InitCluster(ClusterRecord),
     SetVip(VipConfig),
     PutMember(MemberRecord),
@@ -53,7 +55,8 @@ pub enum Command {
     UpdateBindings(Vec<BindingOp>),
     /// Record an established call, or its new state after a re-INVITE.
     PutCall(Box<ActiveCall>),
-    /// A call ended: its record (if any) is removed and its CDR stored, in one entry.
+    /// A call ended: its record (if any) is removed and its CDR stored with its entries in the index
+    /// of CDRs by extension, in one entry.
     EndCall {
         call_id: String,
         cdr: Box<CallDetail>,
@@ -62,7 +65,7 @@ pub enum Command {
     DeleteCall {
         call_id: String,
     },
-    /// Drop CDRs that started before `before` (retention).
+    /// Drop CDRs that started before `before` (retention), with their routes and index entries.
     PruneCdrs {
         before: UnixMillis,
     },
@@ -174,6 +177,14 @@ pub enum Command {
     SetRealm {
         realm: String,
     },
+    /// Index CDRs stored before the index of CDRs by extension existed: up to `limit` CDRs after
+    /// `after`, which must be where the previous batch stopped ([`CdrIndexProgress`]; `Conflict`
+    /// otherwise, and nothing is done), so that the batches cover the table in order. The batch that
+    /// reaches the end of the table marks the index complete; once it is, this does nothing.
+    IndexCdrs {
+        after: Option<String>,
+        limit: u32,
+    },
 }
 
 /// One change to the registration table.
@@ -230,6 +241,9 @@ pub trait Txn {
     fn get(&self, table: Table, key: &str) -> Option<Vec<u8>>;
     /// Keys starting with `prefix`, in order, as the batch so far left them.
     fn keys_with_prefix(&self, table: Table, prefix: &str) -> Vec<String>;
+    /// Up to `limit` keys after `after` (from the first when `None`), in order, as the batch so far
+    /// left them.
+    fn keys_after(&self, table: Table, after: Option<&str>, limit: usize) -> Vec<String>;
     fn put(&mut self, table: Table, key: &str, value: Vec<u8>);
     fn delete(&mut self, table: Table, key: &str);
 }
@@ -239,7 +253,18 @@ impl Command {
     /// bug, not bad input: input was decoded and bounded before it became a command.
     pub fn apply(&self, txn: &mut dyn Txn) -> Result<Response, CodecError> {
         match self {
-            Self::InitCluster(rec) => create(txn, rec),
+            Self::InitCluster(rec) => {
+                let response = create(txn, rec)?;
+                // Nothing to backfill: every CDR from now on is indexed as it is stored.
+                if response == Response::Ok && txn.keys_after(Table::Cdrs, None, 1).is_empty() {
+                    let done = CdrIndexProgress {
+                        indexed_through: None,
+                        complete: true,
+                    };
+                    put(txn, &done)?;
+                }
+                Ok(response)
+            }
             Self::SetVip(rec) => put(txn, rec),
             Self::PutMember(rec) => put(txn, rec),
             Self::RemoveMember { node_id } => Ok(delete(
@@ -275,6 +300,7 @@ impl Command {
                 delete(txn, Table::Calls, call_id, false);
                 txn.delete(Table::HangupRequests, call_id);
                 release_outbound(txn, call_id)?;
+                index_cdr(txn, cdr)?;
                 put(txn, cdr.as_ref())
             }
             Self::DeleteCall { call_id } => {
@@ -354,10 +380,18 @@ impl Command {
             Self::PutRecipient(r) => put(txn, r),
             Self::DeleteRecipient { id } => Ok(delete(txn, Table::Recipients, id, true)),
             Self::PruneCdrs { before } => {
-                prune_before(txn, Table::Cdrs, &CallDetail::key_for(*before, ""));
-                prune_before(txn, Table::CdrRoutes, &CallDetail::key_for(*before, ""));
+                let bound = CallDetail::key_for(*before, "");
+                prune_before(txn, Table::Cdrs, &bound);
+                prune_before(txn, Table::CdrRoutes, &bound);
+                // Keyed by extension first: every entry is looked at (pruning runs hourly).
+                for key in txn.keys_with_prefix(Table::CdrsByExtension, "") {
+                    if CdrIndexEntry::cdr_key_of(&key).is_some_and(|k| k < bound.as_str()) {
+                        txn.delete(Table::CdrsByExtension, &key);
+                    }
+                }
                 Ok(Response::Ok)
             }
+            Self::IndexCdrs { after, limit } => index_cdrs(txn, after.as_deref(), *limit),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -431,6 +465,7 @@ impl Command {
             Self::PruneWebSessions { .. } => "prune_web_sessions",
             Self::RequestHangup(_) => "request_hangup",
             Self::SetRealm { .. } => "set_realm",
+            Self::IndexCdrs { .. } => "index_cdrs",
         }
     }
 }
@@ -490,6 +525,42 @@ fn release_outbound(txn: &mut dyn Txn, call_id: &str) -> Result<(), CodecError> 
     }
     txn.delete(Table::OutboundActive, call_id);
     Ok(())
+}
+
+/// Puts the entries of `cdr` in the index of CDRs by extension.
+fn index_cdr(txn: &mut dyn Txn, cdr: &CallDetail) -> Result<(), CodecError> {
+    for entry in CdrIndexEntry::of(cdr) {
+        put(txn, &entry)?;
+    }
+    Ok(())
+}
+
+/// [`Command::IndexCdrs`].
+fn index_cdrs(txn: &mut dyn Txn, after: Option<&str>, limit: u32) -> Result<Response, CodecError> {
+    let mut progress = get::<CdrIndexProgress>(txn, CdrIndexProgress::KEY)?.unwrap_or_default();
+    if progress.complete {
+        return Ok(Response::Ok);
+    }
+    if progress.indexed_through.as_deref() != after {
+        return Ok(Response::Conflict {
+            table: table_name(Table::Cluster),
+            key: CdrIndexProgress::KEY.to_owned(),
+        });
+    }
+    let limit = limit as usize;
+    let mut keys = txn.keys_after(Table::Cdrs, after, limit);
+    for key in &keys {
+        if let Some(cdr) = get::<CallDetail>(txn, key)? {
+            index_cdr(txn, &cdr)?;
+        }
+    }
+    // A short batch reached the end of the table: every CDR stored before the index existed is
+    // indexed now, and every later one was indexed as it was stored.
+    progress.complete = keys.len() < limit;
+    if let Some(last) = keys.pop() {
+        progress.indexed_through = Some(last);
+    }
+    put(txn, &progress)
 }
 
 /// Reads one record.
@@ -573,6 +644,14 @@ pub(crate) mod tests {
             self.0
                 .keys()
                 .filter(|(t, k)| *t == table && k.starts_with(prefix))
+                .map(|(_, k)| k.clone())
+                .collect()
+        }
+        fn keys_after(&self, table: Table, after: Option<&str>, limit: usize) -> Vec<String> {
+            self.0
+                .keys()
+                .filter(|(t, k)| *t == table && after.is_none_or(|a| k.as_str() > a))
+                .take(limit)
                 .map(|(_, k)| k.clone())
                 .collect()
         }
@@ -666,6 +745,182 @@ pub(crate) mod tests {
         assert_eq!(
             left,
             [CallDetail::key_for(200, "b"), CallDetail::key_for(300, "c")]
+        );
+    }
+
+    fn end_call(cdr: CallDetail) -> Command {
+        Command::EndCall {
+            call_id: cdr.id.clone(),
+            cdr: Box::new(cdr),
+        }
+    }
+
+    /// The index's keys, in order.
+    fn index(txn: &MemTxn) -> Vec<String> {
+        txn.keys_with_prefix(Table::CdrsByExtension, "")
+    }
+
+    fn entry(extension: &str, started_at: UnixMillis, id: &str) -> String {
+        format!("{extension}/{}", CallDetail::key_for(started_at, id))
+    }
+
+    fn progress(txn: &MemTxn) -> Option<CdrIndexProgress> {
+        get::<CdrIndexProgress>(txn, CdrIndexProgress::KEY).unwrap()
+    }
+
+    #[test]
+    fn a_cdr_is_indexed_under_its_caller_and_its_callee_and_pruned_with_them() {
+        let mut txn = MemTxn::default();
+        let mut to_self = cdr(200, "b");
+        to_self.callee = "1001".into();
+        let mut no_caller = cdr(300, "c");
+        no_caller.caller = String::new();
+        no_caller.callee = "*97".into();
+        for c in [cdr(100, "a"), to_self, no_caller] {
+            assert_eq!(end_call(c).apply(&mut txn).unwrap(), Response::Ok);
+        }
+        assert_eq!(
+            index(&txn),
+            [
+                entry("1001", 100, "a"),
+                entry("1001", 200, "b"),
+                entry("1002", 100, "a"),
+            ],
+            "both sides; one entry when they are the same; none for an empty or non-digit number"
+        );
+        let stored: CdrIndexEntry = codec::decode(
+            &txn.get(Table::CdrsByExtension, &entry("1002", 100, "a"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(stored.cdr_key, CallDetail::key_for(100, "a"));
+        assert_eq!(stored.key(), entry("1002", 100, "a"));
+
+        Command::PruneCdrs { before: 200 }.apply(&mut txn).unwrap();
+        assert_eq!(index(&txn), [entry("1001", 200, "b")]);
+        Command::PruneCdrs { before: 201 }.apply(&mut txn).unwrap();
+        assert!(index(&txn).is_empty());
+        assert_eq!(
+            txn.keys_with_prefix(Table::Cdrs, ""),
+            [CallDetail::key_for(300, "c")]
+        );
+    }
+
+    #[test]
+    fn a_new_cluster_starts_with_a_complete_index_but_one_with_cdrs_does_not() {
+        let init = || {
+            Command::InitCluster(ClusterRecord {
+                cluster_id: "c".into(),
+                realm: "pbx".into(),
+                secret: vec![1; 32],
+                created_at: 1,
+            })
+        };
+        let mut fresh = MemTxn::default();
+        assert_eq!(init().apply(&mut fresh).unwrap(), Response::Ok);
+        assert_eq!(
+            progress(&fresh),
+            Some(CdrIndexProgress {
+                indexed_through: None,
+                complete: true
+            })
+        );
+        // CDRs some other way first (as a build without the index stored them): the backfill has work.
+        let mut old = MemTxn::default();
+        put(&mut old, &cdr(100, "a")).unwrap();
+        init().apply(&mut old).unwrap();
+        assert_eq!(progress(&old), None);
+        // A second InitCluster is refused and changes nothing.
+        let refused = init().apply(&mut old).unwrap();
+        assert!(matches!(refused, Response::Conflict { .. }), "{refused:?}");
+        assert_eq!(progress(&old), None);
+    }
+
+    #[test]
+    fn index_cdrs_backfills_old_cdrs_in_batches_in_order_and_marks_completion() {
+        let mut txn = MemTxn::default();
+        // Five CDRs stored as a build without the index stored them: no entries.
+        for (t, id) in [(10, "a"), (20, "b"), (30, "c"), (40, "d"), (50, "e")] {
+            put(&mut txn, &cdr(t, id)).unwrap();
+        }
+        assert!(index(&txn).is_empty());
+        let batch = |after: Option<String>| Command::IndexCdrs { after, limit: 2 };
+        assert_eq!(batch(None).apply(&mut txn).unwrap(), Response::Ok);
+        let through_b = Some(CallDetail::key_for(20, "b"));
+        assert_eq!(
+            progress(&txn),
+            Some(CdrIndexProgress {
+                indexed_through: through_b.clone(),
+                complete: false
+            })
+        );
+        assert_eq!(index(&txn).len(), 4, "a and b, caller and callee");
+        // A call ending meanwhile is indexed as it is stored, wherever its key falls.
+        end_call(cdr(15, "new")).apply(&mut txn).unwrap();
+        // A batch that does not start where the last one stopped (a stale leader's) does nothing.
+        for stale in [None, Some(CallDetail::key_for(40, "d"))] {
+            let resp = batch(stale).apply(&mut txn).unwrap();
+            assert_eq!(
+                resp,
+                Response::Conflict {
+                    table: "cluster".into(),
+                    key: CdrIndexProgress::KEY.into()
+                }
+            );
+        }
+        assert_eq!(progress(&txn).unwrap().indexed_through, through_b);
+        batch(through_b).apply(&mut txn).unwrap();
+        let through_d = Some(CallDetail::key_for(40, "d"));
+        assert_eq!(progress(&txn).unwrap().indexed_through, through_d);
+        assert!(
+            !progress(&txn).unwrap().complete,
+            "a full batch: maybe more"
+        );
+        batch(through_d).apply(&mut txn).unwrap();
+        assert_eq!(
+            progress(&txn),
+            Some(CdrIndexProgress {
+                indexed_through: Some(CallDetail::key_for(50, "e")),
+                complete: true
+            }),
+            "a short batch reached the end"
+        );
+        let want: Vec<String> = ["1001", "1002"]
+            .into_iter()
+            .flat_map(|e| {
+                [
+                    (10, "a"),
+                    (15, "new"),
+                    (20, "b"),
+                    (30, "c"),
+                    (40, "d"),
+                    (50, "e"),
+                ]
+                .map(|(t, id)| entry(e, t, id))
+            })
+            .collect();
+        assert_eq!(index(&txn), want, "every old CDR has its entries");
+        // Complete: further batches do nothing, whatever they say.
+        let before = txn.0.clone();
+        assert_eq!(batch(None).apply(&mut txn).unwrap(), Response::Ok);
+        assert_eq!(txn.0, before);
+    }
+
+    #[test]
+    fn index_cdrs_on_an_empty_table_completes_at_once() {
+        let mut txn = MemTxn::default();
+        Command::IndexCdrs {
+            after: None,
+            limit: 5_000,
+        }
+        .apply(&mut txn)
+        .unwrap();
+        assert_eq!(
+            progress(&txn),
+            Some(CdrIndexProgress {
+                indexed_through: None,
+                complete: true
+            })
         );
     }
 

@@ -391,6 +391,78 @@ impl Record for CallDetail {
     }
 }
 
+/// An entry of the index of CDRs by extension: the CDR stored under `cdr_key` has `extension` as its
+/// caller or callee. Keyed `{extension}/{cdr_key}`, so one extension's CDRs sort by start time under
+/// [`CdrIndexEntry::prefix`]. Written in the same apply as its CDR, and pruned with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdrIndexEntry {
+    pub extension: String,
+    pub cdr_key: String,
+}
+
+impl CdrIndexEntry {
+    /// What every key of `extension`'s entries starts with.
+    pub fn prefix(extension: &str) -> String {
+        format!("{extension}/")
+    }
+
+    /// Whether `number` gets entries: the numbers the CDR API can filter by (digits, not empty).
+    /// Keeping `/` out of the first half is what makes a key split back into its two halves.
+    pub fn indexes(number: &str) -> bool {
+        !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    /// The entries of `cdr`: its caller's and its callee's (one when they are the same number).
+    pub fn of(cdr: &CallDetail) -> Vec<Self> {
+        let mut numbers = vec![cdr.caller.as_str()];
+        if cdr.callee != cdr.caller {
+            numbers.push(&cdr.callee);
+        }
+        let cdr_key = cdr.key();
+        numbers
+            .into_iter()
+            .filter(|n| Self::indexes(n))
+            .map(|n| Self {
+                extension: n.to_owned(),
+                cdr_key: cdr_key.clone(),
+            })
+            .collect()
+    }
+
+    /// The CDR key in an entry's key.
+    pub fn cdr_key_of(index_key: &str) -> Option<&str> {
+        index_key.split_once('/').map(|(_, cdr_key)| cdr_key)
+    }
+}
+
+impl Record for CdrIndexEntry {
+    const TABLE: Table = Table::CdrsByExtension;
+    fn key(&self) -> String {
+        format!("{}{}", Self::prefix(&self.extension), self.cdr_key)
+    }
+}
+
+/// How far the index of CDRs by extension covers the CDRs stored before it existed (each CDR stored
+/// since is indexed as it is stored). Absent on a cluster that predates the index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdrIndexProgress {
+    /// The last CDR key the backfill (`Command::IndexCdrs`) indexed; `None` before it started.
+    pub indexed_through: Option<String>,
+    /// Every CDR has its entries: the index answers an extension filter exactly.
+    pub complete: bool,
+}
+
+impl CdrIndexProgress {
+    pub const KEY: &'static str = "cdr_index";
+}
+
+impl Record for CdrIndexProgress {
+    const TABLE: Table = Table::Cluster;
+    fn key(&self) -> String {
+        Self::KEY.to_owned()
+    }
+}
+
 /// What a firewall rule does with the traffic it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -199,6 +199,48 @@ impl Txn for BatchTxn<'_> {
         keys.into_iter().collect()
     }
 
+    fn keys_after(&self, table: Table, after: Option<&str>, limit: usize) -> Vec<String> {
+        let deleted = |key: &str| matches!(self.overlay.get(&(table, key.to_owned())), Some(None));
+        let mut keys = Vec::new();
+        match cf(self.db, table.cf_name()) {
+            Ok(handle) => {
+                let mode = after.map_or(IteratorMode::Start, |a| {
+                    IteratorMode::From(a.as_bytes(), Direction::Forward)
+                });
+                for item in self.db.iterator_cf(handle, mode) {
+                    if keys.len() >= limit {
+                        break;
+                    }
+                    match item {
+                        Ok((key, _)) if after.is_some_and(|a| *key == *a.as_bytes()) => {}
+                        Ok((key, _)) => {
+                            let key = String::from_utf8_lossy(&key).into_owned();
+                            if !deleted(&key) {
+                                keys.push(key);
+                            }
+                        }
+                        Err(e) => {
+                            self.fail(e.into());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+        // The first `limit` keys are among the first `limit` the database still holds and the keys
+        // the batch put.
+        for ((t, key), value) in &self.overlay {
+            if *t == table && value.is_some() && after.is_none_or(|a| key.as_str() > a) {
+                keys.push(key.clone());
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(limit);
+        keys
+    }
+
     fn put(&mut self, table: Table, key: &str, value: Vec<u8>) {
         match cf(self.db, table.cf_name()) {
             Ok(cf) => self.batch.put_cf(cf, key, &value),
@@ -717,6 +759,71 @@ mod tests {
             .await
             .unwrap();
         (sm, reader, snapshot)
+    }
+
+    #[tokio::test]
+    async fn cdrs_stored_before_the_index_are_indexed_in_batches_across_one_apply() {
+        use crate::command::tests::cdr;
+        use crate::model::{CallDetail, CdrIndexEntry, CdrIndexProgress};
+        use crate::{Record as _, Response};
+
+        let dir = tempfile::TempDir::new().unwrap();
+        let (_log, mut sm, reader) = crate::open(dir.path()).unwrap();
+        // Five CDRs as a build without the index stored them: no entries.
+        let table = cf(&sm.db, Table::Cdrs.cf_name()).unwrap();
+        for t in [0, 10, 20, 30, 40] {
+            let c = cdr(t, &format!("old{t}"));
+            sm.db
+                .put_cf(table, c.key(), codec::encode(&c).unwrap())
+                .unwrap();
+        }
+        let key = |t: u64| Some(CallDetail::key_for(t, &format!("old{t}")));
+        let entry = |index: u64, command: Command| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(command),
+        };
+        let batch = |after| Command::IndexCdrs { after, limit: 2 };
+        let ended = cdr(15, "new");
+        let entries = [
+            entry(1, batch(None)),
+            // A call ends between two batches, in the same apply: the next batch reads past it from
+            // the batch's own writes and the database together.
+            entry(
+                2,
+                Command::EndCall {
+                    call_id: "new".into(),
+                    cdr: Box::new(ended.clone()),
+                },
+            ),
+            entry(3, batch(key(10))),
+            entry(4, batch(None)),
+            entry(5, batch(key(20))),
+        ];
+        let responses = sm.apply(entries).await.unwrap();
+        assert!(matches!(responses[3], Response::Conflict { .. }), "stale");
+        assert_eq!(responses.iter().filter(|r| **r == Response::Ok).count(), 4);
+        let progress = reader
+            .get::<CdrIndexProgress>(CdrIndexProgress::KEY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(progress.indexed_through, key(40));
+        assert!(!progress.complete, "the last batch was full");
+        sm.apply([entry(6, batch(key(40)))]).await.unwrap();
+        let progress = reader
+            .get::<CdrIndexProgress>(CdrIndexProgress::KEY)
+            .unwrap()
+            .unwrap();
+        assert!(progress.complete);
+        let indexed: Vec<String> = reader
+            .scan_prefix::<CdrIndexEntry>(&CdrIndexEntry::prefix("1002"))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.cdr_key)
+            .collect();
+        let mut want: Vec<String> = [0, 10, 20, 30, 40].map(|t| key(t).unwrap()).into();
+        want.insert(2, ended.key());
+        assert_eq!(indexed, want);
+        assert_eq!(reader.count::<CdrIndexEntry>().unwrap(), 12);
     }
 
     #[tokio::test]

@@ -39,11 +39,13 @@ pub enum Table {
     WebRoles,
     WebSessions,
     HangupRequests,
+    /// CDR keys by extension (`{extension}/{cdr key}`), written with each CDR.
+    CdrsByExtension,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 26] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -69,6 +71,7 @@ impl Table {
         Self::WebRoles,
         Self::WebSessions,
         Self::HangupRequests,
+        Self::CdrsByExtension,
     ];
 
     /// Column family holding the table.
@@ -99,6 +102,7 @@ impl Table {
             Self::WebRoles => "t_web_roles",
             Self::WebSessions => "t_web_sessions",
             Self::HangupRequests => "t_hangup_requests",
+            Self::CdrsByExtension => "t_cdrs_by_extension",
         }
     }
 
@@ -130,6 +134,7 @@ impl Table {
             Self::WebRoles => 23,
             Self::WebSessions => 24,
             Self::HangupRequests => 25,
+            Self::CdrsByExtension => 26,
         }
     }
 

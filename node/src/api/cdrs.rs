@@ -5,6 +5,12 @@
 //! bounded: at most [`visit_budget`] rows are read, and when the budget runs out before the page is
 //! full the answer still carries a cursor, so a filter that matches nothing costs a bounded amount per
 //! request.
+//!
+//! An `extension` filter reads the replicated index of CDRs by extension (`{extension}/{cdr key}`,
+//! [`CdrIndexEntry`]) instead of the table once that index is complete ([`CdrIndexProgress`]): the
+//! extension's own CDRs, in the same key order, so a page fills with them however many other calls
+//! there are, and the cursor is the same CDR key. Until a cluster that predates the index has
+//! backfilled it, the table is scanned as before: slower to fill a page, never wrong.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -18,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use storage::model::{CallDetail, Disposition, UnixMillis};
+use storage::model::{CallDetail, CdrIndexEntry, CdrIndexProgress, Disposition, UnixMillis};
 use storage::routing::{CallRoute, Direction};
 use storage::{NodeId, Record as _, StorageError};
 
@@ -241,6 +247,87 @@ pub(crate) fn visit_budget(limit: usize) -> usize {
 /// tests).
 type RouteLookup<'a> = &'a dyn Fn(&str) -> Result<Option<CallRoute>, StorageError>;
 
+/// The CDR stored under a key ([`storage::StateReader::get`], or a map in tests).
+type CdrLookup<'a> = &'a dyn Fn(&str) -> Result<Option<CallDetail>, StorageError>;
+
+/// The index of CDRs by extension, and how to read the CDR an entry names.
+#[derive(Clone, Copy)]
+pub(crate) struct CdrIndex<'a> {
+    pub entries: &'a dyn RangeSource<CdrIndexEntry>,
+    pub cdr: CdrLookup<'a>,
+}
+
+/// One extension's CDRs through the index, as a [`RangeSource`] of CDRs: a range of CDR keys is the
+/// same range under the extension's prefix, and each entry visited is one row (its CDR read by
+/// key). Keys in and out are CDR keys, so cursors, budgets and filters work as on the table.
+struct ByExtension<'a> {
+    prefix: String,
+    index: CdrIndex<'a>,
+}
+
+impl RangeSource<CallDetail> for ByExtension<'_> {
+    fn scan(
+        &self,
+        from: &str,
+        to: &str,
+        max_rows: usize,
+        keep: &mut dyn FnMut(&CallDetail) -> bool,
+    ) -> Result<(Vec<CallDetail>, Option<String>), StorageError> {
+        let mut rows = Vec::new();
+        let mut failure = None;
+        let mut visit = |entry: &CdrIndexEntry| {
+            if failure.is_none() {
+                match (self.index.cdr)(&entry.cdr_key) {
+                    Ok(Some(cdr)) if keep(&cdr) => rows.push(cdr),
+                    // Not kept, or (never: an entry is written and pruned with its CDR) no CDR.
+                    Ok(_) => {}
+                    Err(e) => failure = Some(e),
+                }
+            }
+            false
+        };
+        let (from, to) = (
+            format!("{}{from}", self.prefix),
+            format!("{}{to}", self.prefix),
+        );
+        let (_, resume) = self.index.entries.scan(&from, &to, max_rows, &mut visit)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let resume = resume
+            .map(|key| match key.strip_prefix(&self.prefix) {
+                Some(cdr_key) => Ok(cdr_key.to_owned()),
+                None => Err(StorageError::Corrupt(format!(
+                    "index scan under {:?} stopped at {key:?}",
+                    self.prefix
+                ))),
+            })
+            .transpose()?;
+        Ok((rows, resume))
+    }
+}
+
+/// [`fetch`] from the index when the query names an extension and the index is complete (`index`
+/// is given only then), from the table otherwise.
+fn fetch_rows(
+    table: &dyn RangeSource<CallDetail>,
+    index: Option<CdrIndex<'_>>,
+    routes: RouteLookup<'_>,
+    q: &CdrQuery,
+    budget: usize,
+) -> Result<Page<CdrRow>, StorageError> {
+    match (&q.extension, index) {
+        (Some(extension), Some(index)) => {
+            let src = ByExtension {
+                prefix: CdrIndexEntry::prefix(extension),
+                index,
+            };
+            fetch(&src, routes, q, budget)
+        }
+        _ => fetch(table, routes, q, budget),
+    }
+}
+
 /// A CDR and how its call was routed (`None`: between extensions).
 #[derive(Debug, Clone)]
 pub(crate) struct CdrRow {
@@ -414,7 +501,9 @@ pub(crate) struct CdrPage {
 /// `answered_at` when unanswered; the cursor, when there is more, is in the `X-Next-Cursor` header.
 ///
 /// A page may hold fewer than `limit` records and still carry a cursor: each request visits a bounded
-/// number of records ([`visit_budget`]), and a selective filter may not fill the page within it.
+/// number of records ([`visit_budget`]), and a selective filter may not fill the page within it. An
+/// `extension` filter visits only that extension's records once the index of CDRs by extension is
+/// complete (see the module documentation).
 pub(crate) async fn list(
     State(state): State<AppState>,
     who: Principal,
@@ -436,7 +525,16 @@ pub(crate) async fn list(
     let reader = state.cluster.reader().clone();
     let (body, next) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let routes = |key: &str| reader.get::<CallRoute>(key);
-        let page = fetch(&reader, &routes, &q, visit_budget(q.page.limit))?;
+        let cdr = |key: &str| reader.get::<CallDetail>(key);
+        let indexed = q.extension.is_some()
+            && reader
+                .get::<CdrIndexProgress>(CdrIndexProgress::KEY)?
+                .is_some_and(|p| p.complete);
+        let index = indexed.then_some(CdrIndex {
+            entries: &reader,
+            cdr: &cdr,
+        });
+        let page = fetch_rows(&reader, index, &routes, &q, visit_budget(q.page.limit))?;
         let body = match q.format {
             Format::Json => Body::Json(CdrPage {
                 cdrs: page.items.into_iter().map(CdrView::from).collect(),
@@ -1241,6 +1339,200 @@ mod tests {
                 "{pairs:?}"
             );
         }
+    }
+
+    /// `n` CDRs of calls between other extensions, one a millisecond, and `mine` calls of 1001
+    /// (every other one to it, every third one busy) spread evenly among them.
+    fn haystack(n: u64, mine: u64) -> Vec<CallDetail> {
+        let every = (n + mine) / mine;
+        (0..n + mine)
+            .map(|i| {
+                if i % every != every - 1 {
+                    return cdr(i, &format!("x{i}"), "3000", Disposition::Answered);
+                }
+                let d = if i / every % 3 == 2 {
+                    Disposition::Busy
+                } else {
+                    Disposition::Answered
+                };
+                let mut c = cdr(i, &format!("m{i}"), "1001", d);
+                if i / every % 2 == 1 {
+                    (c.caller, c.callee) = (c.callee, c.caller);
+                }
+                c
+            })
+            .collect()
+    }
+
+    /// The table, its index (as `EndCall` writes it) and a read of one CDR by key.
+    struct Indexed {
+        table: MapSource<CallDetail>,
+        entries: MapSource<CdrIndexEntry>,
+        by_key: BTreeMap<String, CallDetail>,
+    }
+
+    impl Indexed {
+        fn new(rows: Vec<CallDetail>) -> Self {
+            Self {
+                entries: MapSource::new(rows.iter().flat_map(CdrIndexEntry::of)),
+                by_key: rows.iter().map(|r| (r.key(), r.clone())).collect(),
+                table: MapSource::new(rows),
+            }
+        }
+
+        /// A page as `list` reads it: through the index when `complete`.
+        fn fetch(&self, q: &CdrQuery, complete: bool) -> Page<CdrRow> {
+            let cdr = |k: &str| -> Result<_, StorageError> { Ok(self.by_key.get(k).cloned()) };
+            let index = complete.then_some(CdrIndex {
+                entries: &self.entries,
+                cdr: &cdr,
+            });
+            fetch_rows(
+                &self.table,
+                index,
+                &no_routes,
+                q,
+                visit_budget(q.page.limit),
+            )
+            .unwrap()
+        }
+
+        fn reset(&self) {
+            self.table.visited.set(0);
+            self.entries.visited.set(0);
+        }
+    }
+
+    #[test]
+    fn a_complete_index_fills_an_extension_page_among_many_other_calls() {
+        let src = Indexed::new(haystack(20_000, 100));
+        let mine: Vec<String> = src
+            .by_key
+            .values()
+            .filter(|c| c.id.starts_with('m'))
+            .map(|c| c.id.clone())
+            .collect();
+        assert_eq!(mine.len(), 100);
+        for format in ["json", "csv"] {
+            src.reset();
+            let q = query(&[("extension", "1001"), ("limit", "100"), ("format", format)]).unwrap();
+            let page = src.fetch(&q, true);
+            assert_eq!(
+                ids(&page.items),
+                mine,
+                "{format}: all 100, in start-time order"
+            );
+            assert_eq!(page.next, None, "{format}: nothing more");
+            assert_eq!(
+                src.entries.visited.get(),
+                100,
+                "only 1001's entries are visited"
+            );
+            assert_eq!(src.table.visited.get(), 0, "the table is not scanned");
+        }
+        // Smaller pages: each full, the cursor a CDR key as before, every call once.
+        let mut q = query(&[("extension", "1001"), ("limit", "30")]).unwrap();
+        let mut seen = Vec::new();
+        for want in [30, 30, 30, 10] {
+            let page = src.fetch(&q, true);
+            assert_eq!(page.items.len(), want);
+            seen.extend(ids(&page.items).into_iter().map(str::to_owned));
+            if let Some(next) = &page.next {
+                assert!(paging::is_time_key(next), "{next}");
+                assert_eq!(*next, page.items.last().unwrap().cdr.key());
+            }
+            q.page.after = page.next;
+        }
+        assert_eq!(q.page.after, None);
+        assert_eq!(seen, mine);
+        // The other filters still apply to the extension's calls.
+        let get = |pairs: &[(&str, &str)]| {
+            let q = query(pairs).unwrap();
+            let page = src.fetch(&q, true);
+            let rows: Vec<CallDetail> = page.items.into_iter().map(|r| r.cdr).collect();
+            let ext = q.extension.unwrap();
+            assert!(
+                rows.iter().all(|c| c.caller == ext || c.callee == ext),
+                "{pairs:?}"
+            );
+            rows
+        };
+        let busy = get(&[("extension", "1001"), ("disposition", "busy")]);
+        assert_eq!(busy.len(), 33);
+        assert!(busy.iter().all(|c| c.disposition == Disposition::Busy));
+        let window = get(&[("extension", "1001"), ("from", "5000"), ("to", "10000")]);
+        assert_eq!(window.len(), 25);
+        assert!(
+            window
+                .iter()
+                .all(|c| (5000..10_000).contains(&c.started_at))
+        );
+        assert!(get(&[("extension", "3000"), ("limit", "1000")]).len() == 1000);
+        assert!(
+            get(&[("extension", "100")]).is_empty(),
+            "a prefix of 1001 is not 1001"
+        );
+        assert!(get(&[("extension", "10011")]).is_empty());
+    }
+
+    #[test]
+    fn until_the_index_is_complete_an_extension_filter_scans_the_table() {
+        let src = Indexed::new(haystack(20_000, 100));
+        let q = query(&[("extension", "1001"), ("limit", "100")]).unwrap();
+        let page = src.fetch(&q, false);
+        assert_eq!(src.entries.visited.get(), 0, "the index is not read");
+        assert_eq!(
+            src.table.visited.get(),
+            MIN_VISIT,
+            "one budget of the table"
+        );
+        // Correct but partial: the calls of the first 10 000 rows, and a cursor to go on with.
+        assert_eq!(page.items.len(), 49);
+        assert!(page.items.iter().all(|r| r.cdr.id.starts_with('m')));
+        let next = page.next.clone().unwrap();
+        // The cursor means the same on both paths: once the index is complete, paging goes on
+        // where the scan stopped, with nothing repeated or skipped.
+        let mut q = q;
+        q.page.after = Some(next);
+        let rest = src.fetch(&q, true);
+        assert_eq!(rest.items.len(), 51);
+        assert_eq!(rest.next, None);
+        let all: Vec<&str> = ids(&page.items)
+            .into_iter()
+            .chain(ids(&rest.items))
+            .collect();
+        let mine: Vec<&str> = src
+            .by_key
+            .values()
+            .filter(|c| c.id.starts_with('m'))
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(all, mine);
+        // Without an extension the index is never used.
+        src.reset();
+        let page = src.fetch(&query(&[("disposition", "busy")]).unwrap(), true);
+        assert_eq!(src.entries.visited.get(), 0);
+        assert_eq!(src.table.visited.get(), MIN_VISIT);
+        assert_eq!(
+            page.items.len(),
+            16,
+            "the busy calls of the first 10 000 rows"
+        );
+    }
+
+    #[test]
+    fn a_failed_cdr_read_through_the_index_fails_the_request() {
+        let src = Indexed::new(haystack(100, 10));
+        let broken = |_: &str| -> Result<Option<CallDetail>, StorageError> {
+            Err(StorageError::Corrupt("bad cdr".into()))
+        };
+        let index = CdrIndex {
+            entries: &src.entries,
+            cdr: &broken,
+        };
+        let q = query(&[("extension", "1001")]).unwrap();
+        let got = fetch_rows(&src.table, Some(index), &no_routes, &q, 100);
+        assert!(matches!(got, Err(StorageError::Corrupt(_))));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::time::Duration;
 use cluster::Cluster;
 use pbx_sip::transaction::TransactionConfig;
 
+pub(crate) use call::index_cdrs;
 pub use registrar::RegistrarConfig;
 
 use crate::config::{CallsSection, MediaSection, SipSection, TrunksSection};

@@ -1,11 +1,13 @@
-//! Housekeeping of the call tables: CDRs past their retention are deleted (by the leader), and calls a
+//! Housekeeping of the call tables: CDRs past their retention are deleted (by the leader), CDRs
+//! stored before the index of CDRs by extension existed are indexed (by the leader, once), and calls a
 //! node was carrying when it stopped are hung up from their records when it starts again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use storage::Command;
-use storage::model::{ActiveCall, Disposition, HangupSide};
+use cluster::Cluster;
+use storage::model::{ActiveCall, CdrIndexProgress, Disposition, HangupSide};
+use storage::{Command, Response};
 
 use super::record::{self, CdrFacts, Outcome};
 use super::{Calls, dialog};
@@ -27,6 +29,81 @@ pub(crate) async fn retention(calls: Arc<Calls>, retention: Duration) {
         match cluster.propose(Command::PruneCdrs { before }).await {
             Ok(_) => tracing::debug!(before, "old CDRs pruned"),
             Err(e) => tracing::warn!(error = %e, "pruning CDRs failed"),
+        }
+    }
+}
+
+/// CDRs per `IndexCdrs` entry while backfilling the index of CDRs by extension: about a megabyte
+/// of CDRs read and 10,000 small writes in one apply.
+const INDEX_BATCH: u32 = 5_000;
+/// How often a node looks again whether the index still needs its backfill (until it is complete).
+const INDEX_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// Indexes the CDRs a cluster stored before the index of CDRs by extension existed, so that the CDR
+/// API can answer extension filters from it: while the index is incomplete and this node leads, it
+/// proposes `IndexCdrs` batches, each starting where the last stopped. Runs on every node, whether
+/// or not it carries calls (the leader may change mid-way), and ends once the index is complete — at
+/// once on a cluster created with the index, whose `InitCluster` marks it complete.
+pub(crate) async fn index_cdrs(cluster: Cluster) {
+    loop {
+        match backfill(&cluster).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "indexing CDRs by extension failed; will retry"),
+        }
+        tokio::time::sleep(INDEX_CHECK_EVERY).await;
+    }
+}
+
+/// One attempt: `Ok(true)` once the index is complete, `Ok(false)` to look again later (this node
+/// does not lead, or another proposer moved the progress on).
+async fn backfill(cluster: &Cluster) -> anyhow::Result<bool> {
+    let progress = || -> anyhow::Result<CdrIndexProgress> {
+        let found = cluster
+            .reader()
+            .get::<CdrIndexProgress>(CdrIndexProgress::KEY)?;
+        Ok(found.unwrap_or_default())
+    };
+    let leads = || cluster.current_leader() == Some(cluster.node_id());
+    if progress()?.complete {
+        return Ok(true);
+    }
+    if !leads() {
+        return Ok(false);
+    }
+    // The local replica shows every batch committed so far (a new leader may trail its own log).
+    cluster.linearizable_barrier().await?;
+    let started = Instant::now();
+    let mut batches = 0_u32;
+    loop {
+        let at = progress()?;
+        if at.complete {
+            if batches > 0 {
+                tracing::info!(
+                    batches,
+                    secs = started.elapsed().as_secs_f64(),
+                    "CDRs indexed by extension"
+                );
+            }
+            return Ok(true);
+        }
+        if !leads() {
+            return Ok(false);
+        }
+        if batches == 0 {
+            tracing::info!(after = ?at.indexed_through, "indexing CDRs by extension");
+        }
+        // Applied on this node before the answer comes back: the next read sees its progress.
+        let cmd = Command::IndexCdrs {
+            after: at.indexed_through,
+            limit: INDEX_BATCH,
+        };
+        match cluster.propose(cmd).await? {
+            Response::Ok => batches += 1,
+            other => {
+                tracing::debug!(response = ?other, "CDR index batch not applied");
+                return Ok(false);
+            }
         }
     }
 }
@@ -121,5 +198,88 @@ async fn hang_up(calls: &Calls, call: &ActiveCall, cause: &str) {
     record::count_end(&outcome, true);
     if let Err(e) = record::end(&calls.cluster, record::cdr(&facts, &outcome, now_millis())).await {
         tracing::warn!(call = %call.id, error = %e, "lost call not ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cluster::{ClusterConfig, NodeTlsFiles, generate_ca, issue_node_cert};
+    use storage::Record as _;
+    use storage::model::{CallDetail, CdrIndexEntry, NodeAddr};
+
+    use super::*;
+
+    async fn one_node(dir: &std::path::Path) -> Cluster {
+        let ca = generate_ca("test").unwrap();
+        let cert = issue_node_cert(&ca, 1, &[]).unwrap();
+        let advertise = NodeAddr {
+            raft_addr: "127.0.0.1:1".into(),
+            api_addr: "127.0.0.1:1".into(),
+        };
+        let tls = NodeTlsFiles::new(&ca.cert_pem, &cert);
+        let cfg = ClusterConfig::new(1, "127.0.0.1:0".parse().unwrap(), advertise, tls);
+        let node = Cluster::start(cfg, dir).await.unwrap();
+        node.initialize().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.current_leader() != Some(1) {
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        node
+    }
+
+    fn cdr(i: u64) -> CallDetail {
+        let now = 1_795_860_000_000;
+        CallDetail {
+            id: format!("c{i}"),
+            caller: format!("{}", 1000 + i % 7),
+            callee: "2000".into(),
+            started_at: now + i,
+            answered_at: None,
+            ended_at: now + i + 1,
+            duration_secs: 0,
+            disposition: Disposition::Busy,
+            hangup_side: HangupSide::Callee,
+            cause: "486".into(),
+            sip_status: 486,
+            node_id: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_leader_backfills_the_index_of_a_cluster_without_its_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = one_node(dir.path()).await;
+        // No `InitCluster`, so no progress record: what a cluster created before the index looks like.
+        let n = u64::from(INDEX_BATCH) * 2 + 345;
+        let ended: Vec<Command> = (0..n)
+            .map(|i| Command::EndCall {
+                call_id: format!("c{i}"),
+                cdr: Box::new(cdr(i)),
+            })
+            .collect();
+        for batch in ended.chunks(1000) {
+            node.propose(Command::Batch(batch.to_vec())).await.unwrap();
+        }
+        let reader = node.reader();
+        assert!(
+            reader
+                .get::<CdrIndexProgress>(CdrIndexProgress::KEY)
+                .unwrap()
+                .is_none()
+        );
+        assert!(backfill(&node).await.unwrap(), "done in one attempt");
+        let progress = reader
+            .get::<CdrIndexProgress>(CdrIndexProgress::KEY)
+            .unwrap()
+            .unwrap();
+        assert!(progress.complete);
+        assert_eq!(progress.indexed_through, Some(cdr(n - 1).key()));
+        assert_eq!(reader.count::<CdrIndexEntry>().unwrap(), 2 * n);
+        // Complete: the task ends at once.
+        tokio::time::timeout(Duration::from_secs(5), index_cdrs(node.clone()))
+            .await
+            .unwrap();
+        node.shutdown().await.unwrap();
     }
 }

@@ -39,7 +39,7 @@ use limits::CallLimits;
 
 pub(crate) use self::core::{Input as CallInput, LegEvent};
 pub(crate) use hangups::run as watch_hangups;
-pub(crate) use janitor::{carry_on, end_orphans, retention};
+pub(crate) use janitor::{carry_on, end_orphans, index_cdrs, retention};
 
 /// Settings of the call engine (from `[calls]` and `[media]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
