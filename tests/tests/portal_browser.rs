@@ -221,8 +221,24 @@ async fn sign_in(
     password: &str,
     page: &str,
 ) -> anyhow::Result<()> {
-    b.goto(&format!("{base}{target}")).await?;
-    let url = wait_url(b, WAIT, |u| path_of(u).starts_with("/login")).await?;
+    // A navigation that failed (the address just changed hands, a node is starting) leaves the
+    // browser on an error page at the same URL: go again, for a while, before giving up.
+    let deadline = Instant::now() + 2 * WAIT;
+    let url = loop {
+        b.goto(&format!("{base}{target}")).await?;
+        match wait_url(b, Duration::from_secs(3), |u| {
+            path_of(u).starts_with("/login")
+        })
+        .await
+        {
+            Ok(url) => break url,
+            Err(e) if Instant::now() >= deadline => {
+                let _ = shot(b, &format!("{page}-failed")).await;
+                return Err(e);
+            }
+            Err(e) => eprintln!("navigating again to {base}{target}: {e}"),
+        }
+    };
     b.wait_for_css("#login-form", WAIT).await?;
     let login_path = path_of(&url).to_owned();
     shot(b, page).await?;
