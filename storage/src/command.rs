@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 use crate::codec::{self, CodecError};
+use crate::features::{CallHandling, FeatureCodes, RingGroup};
+use crate::features_apply;
 use crate::model::{
     ActiveCall, AuditEntry, Ban, Binding, CallDetail, CdrIndexEntry, CdrIndexProgress,
     ClusterRecord, Event, Extension, FirewallRule, MemberRecord, Recipient, Setting, UnixMillis,
@@ -185,6 +187,19 @@ pub enum Command {
         after: Option<String>,
         limit: u32,
     },
+    /// Set an extension's do-not-disturb and forwarding; `NotFound` without the extension.
+    PutCallHandling(CallHandling),
+    /// Create or replace a ring group: its number must be no extension's, its members and fallback
+    /// must exist.
+    PutRingGroup {
+        group: RingGroup,
+        mode: PutMode,
+    },
+    /// Delete a ring group; `Conflict` names what still sends calls to it.
+    DeleteRingGroup {
+        number: String,
+    },
+    PutFeatureCodes(FeatureCodes),
 }
 
 /// One change to the registration table.
@@ -273,9 +288,18 @@ impl Command {
                 &format!("{node_id:020}"),
                 false,
             )),
-            Self::CreateExtension(rec) => create(txn, rec),
+            Self::CreateExtension(rec) => match features_apply::number_free(txn, &rec.number) {
+                Some(taken) => Ok(taken),
+                None => create(txn, rec),
+            },
             Self::UpdateExtension(rec) => update(txn, rec),
-            Self::DeleteExtension { number } => Ok(delete(txn, Table::Extensions, number, true)),
+            Self::DeleteExtension { number } => {
+                let response = delete(txn, Table::Extensions, number, true);
+                if response == Response::Ok {
+                    txn.delete(Table::CallHandling, number);
+                }
+                Ok(response)
+            }
             Self::CreateUser(rec) => create(txn, rec),
             Self::UpdateUser(rec) => update(txn, rec),
             Self::DeleteUser { username } => Ok(delete(txn, Table::Users, username, true)),
@@ -392,6 +416,10 @@ impl Command {
                 Ok(Response::Ok)
             }
             Self::IndexCdrs { after, limit } => index_cdrs(txn, after.as_deref(), *limit),
+            Self::PutCallHandling(h) => features_apply::put_call_handling(txn, h),
+            Self::PutRingGroup { group, mode } => features_apply::put_ring_group(txn, group, *mode),
+            Self::DeleteRingGroup { number } => features_apply::delete_ring_group(txn, number),
+            Self::PutFeatureCodes(codes) => put(txn, codes),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -466,6 +494,10 @@ impl Command {
             Self::RequestHangup(_) => "request_hangup",
             Self::SetRealm { .. } => "set_realm",
             Self::IndexCdrs { .. } => "index_cdrs",
+            Self::PutCallHandling(_) => "put_call_handling",
+            Self::PutRingGroup { .. } => "put_ring_group",
+            Self::DeleteRingGroup { .. } => "delete_ring_group",
+            Self::PutFeatureCodes(_) => "put_feature_codes",
         }
     }
 }

@@ -12,6 +12,8 @@
 pub mod codec;
 pub mod command;
 mod error;
+pub mod features;
+mod features_apply;
 mod log_store;
 pub mod model;
 mod reader;

@@ -180,6 +180,8 @@ pub enum DidKind {
 #[serde(rename_all = "snake_case")]
 pub enum Destination {
     Extension(String),
+    /// A ring group's number. (Appended: the encoding of earlier variants is unchanged.)
+    RingGroup(String),
 }
 
 /// A rule for calls arriving on trunks.

@@ -64,9 +64,18 @@ pub(crate) fn put_routing(
             if let Some(missing) = first_missing(txn, Table::Trunks, r.trunk.iter()) {
                 return Ok(missing);
             }
-            let Destination::Extension(number) = &r.destination;
-            if txn.get(Table::Extensions, number).is_none() {
-                return Ok(not_found(Extension::TABLE, number));
+            let missing = match &r.destination {
+                Destination::Extension(n) => txn
+                    .get(Extension::TABLE, n)
+                    .is_none()
+                    .then_some((Extension::TABLE, n)),
+                Destination::RingGroup(n) => txn
+                    .get(Table::RingGroups, n)
+                    .is_none()
+                    .then_some((Table::RingGroups, n)),
+            };
+            if let Some((table, number)) = missing {
+                return Ok(not_found(table, number));
             }
             write(txn, r, mode)
         }

@@ -41,11 +41,14 @@ pub enum Table {
     HangupRequests,
     /// CDR keys by extension (`{extension}/{cdr key}`), written with each CDR.
     CdrsByExtension,
+    /// Per extension: do-not-disturb and forwarding.
+    CallHandling,
+    RingGroups,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 28] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -72,6 +75,8 @@ impl Table {
         Self::WebSessions,
         Self::HangupRequests,
         Self::CdrsByExtension,
+        Self::CallHandling,
+        Self::RingGroups,
     ];
 
     /// Column family holding the table.
@@ -103,6 +108,8 @@ impl Table {
             Self::WebSessions => "t_web_sessions",
             Self::HangupRequests => "t_hangup_requests",
             Self::CdrsByExtension => "t_cdrs_by_extension",
+            Self::CallHandling => "t_call_handling",
+            Self::RingGroups => "t_ring_groups",
         }
     }
 
@@ -135,6 +142,8 @@ impl Table {
             Self::WebSessions => 24,
             Self::HangupRequests => 25,
             Self::CdrsByExtension => 26,
+            Self::CallHandling => 27,
+            Self::RingGroups => 28,
         }
     }
 

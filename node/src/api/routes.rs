@@ -221,12 +221,14 @@ crud::handlers! {
 )]
 pub(crate) enum DestinationJson {
     Extension(String),
+    RingGroup(String),
 }
 
 impl From<Destination> for DestinationJson {
     fn from(d: Destination) -> Self {
         match d {
             Destination::Extension(n) => Self::Extension(n),
+            Destination::RingGroup(n) => Self::RingGroup(n),
         }
     }
 }
@@ -332,20 +334,25 @@ impl Resource for InboundRoute {
         if let Some(t) = &trunk {
             validate_name("trunk", t)?;
         }
-        let DestinationJson::Extension(target) = body.destination;
+        let (DestinationJson::Extension(target) | DestinationJson::RingGroup(target)) =
+            &body.destination;
         if !(2..=15).contains(&target.len()) || !target.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ApiError::invalid(
                 "destination.target",
-                "an extension number, 2 to 15 digits",
+                "an extension or ring group number, 2 to 15 digits",
             ));
         }
+        let destination = match body.destination {
+            DestinationJson::Extension(n) => Destination::Extension(n),
+            DestinationJson::RingGroup(n) => Destination::RingGroup(n),
+        };
         Ok(Self {
             name,
             did_kind: body.did_kind,
             did: body.did,
             caller_id,
             trunk,
-            destination: Destination::Extension(target),
+            destination,
             created_at: stored.map_or(now, |r| r.created_at),
             updated_at: now,
         })
@@ -555,8 +562,7 @@ mod tests {
     fn destinations_read_and_write_as_type_and_target() {
         let d: DestinationJson =
             serde_json::from_str(r#"{"type":"extension","target":"1001"}"#).unwrap();
-        let DestinationJson::Extension(n) = &d;
-        assert_eq!(n, "1001");
+        assert!(matches!(&d, DestinationJson::Extension(n) if n == "1001"));
         assert_eq!(
             serde_json::to_string(&d).unwrap(),
             r#"{"type":"extension","target":"1001"}"#
@@ -564,5 +570,8 @@ mod tests {
         assert!(
             serde_json::from_str::<DestinationJson>(r#"{"type":"queue","target":"1"}"#).is_err()
         );
+        let g: DestinationJson =
+            serde_json::from_str(r#"{"type":"ring_group","target":"600"}"#).unwrap();
+        assert!(matches!(&g, DestinationJson::RingGroup(n) if n == "600"));
     }
 }

@@ -131,7 +131,9 @@ impl Calls {
             let r = Refusal::new(404, "Not Found", Some(Disposition::NotFound));
             return Err((a, r));
         };
-        let Destination::Extension(number) = &spec.destination.destination;
+        // An extension or a ring group: one number space, the call's plan tells them apart.
+        let (Destination::Extension(number) | Destination::RingGroup(number)) =
+            &spec.destination.destination;
         a.callee = number.clone();
         facts.did = did;
         facts.route = spec.name.clone();

@@ -1,0 +1,88 @@
+//! Applying the call-feature commands: references checked in log order, so that a ring group never
+//! names an extension that does not exist and never shares a number with one.
+
+use crate::codec::{self, CodecError};
+use crate::command::{Response, Txn, delete, put};
+use crate::features::{CallHandling, RingGroup};
+use crate::routing::{Destination, InboundRoute, PutMode};
+use crate::routing_apply::{conflict, not_found};
+use crate::tables::{Record, Table};
+
+pub(crate) fn put_call_handling(
+    txn: &mut dyn Txn,
+    handling: &CallHandling,
+) -> Result<Response, CodecError> {
+    if txn.get(Table::Extensions, &handling.extension).is_none() {
+        return Ok(not_found(Table::Extensions, &handling.extension));
+    }
+    put(txn, handling)
+}
+
+pub(crate) fn put_ring_group(
+    txn: &mut dyn Txn,
+    group: &RingGroup,
+    mode: PutMode,
+) -> Result<Response, CodecError> {
+    let exists = txn.get(Table::RingGroups, &group.number).is_some();
+    match (mode, exists) {
+        (PutMode::Create, true) => return Ok(conflict(Table::RingGroups, &group.number)),
+        (PutMode::Update, false) => return Ok(not_found(Table::RingGroups, &group.number)),
+        _ => {}
+    }
+    // One number, one thing to ring.
+    if txn.get(Table::Extensions, &group.number).is_some() {
+        return Ok(conflict(Table::Extensions, &group.number));
+    }
+    if let Some(m) = group
+        .members
+        .iter()
+        .find(|m| txn.get(Table::Extensions, m).is_none())
+    {
+        return Ok(not_found(Table::Extensions, m));
+    }
+    if let Some(target) = &group.no_answer {
+        let known = txn.get(Table::Extensions, target).is_some()
+            || (target != &group.number && txn.get(Table::RingGroups, target).is_some());
+        if !known {
+            return Ok(not_found(Table::RingGroups, target));
+        }
+    }
+    put(txn, group)
+}
+
+/// Deletes a ring group; `Conflict` names an inbound route or another group that still sends calls
+/// to it.
+pub(crate) fn delete_ring_group(txn: &mut dyn Txn, number: &str) -> Result<Response, CodecError> {
+    if txn.get(Table::RingGroups, number).is_none() {
+        return Ok(not_found(Table::RingGroups, number));
+    }
+    for key in txn.keys_with_prefix(Table::InboundRoutes, "") {
+        let Some(bytes) = txn.get(Table::InboundRoutes, &key) else {
+            continue;
+        };
+        let route: InboundRoute = codec::decode(&bytes)?;
+        if route.destination == Destination::RingGroup(number.to_owned()) {
+            return Ok(conflict(InboundRoute::TABLE, &route.name));
+        }
+    }
+    for key in txn.keys_with_prefix(Table::RingGroups, "") {
+        let Some(bytes) = txn.get(Table::RingGroups, &key) else {
+            continue;
+        };
+        let other: RingGroup = codec::decode(&bytes)?;
+        if other.number != number && other.no_answer.as_deref() == Some(number) {
+            return Ok(conflict(Table::RingGroups, &other.number));
+        }
+    }
+    Ok(delete(txn, Table::RingGroups, number, true))
+}
+
+/// Creating an extension: refused when a ring group has its number.
+pub(crate) fn number_free(txn: &dyn Txn, number: &str) -> Option<Response> {
+    txn.get(Table::RingGroups, number)
+        .is_some()
+        .then(|| conflict(Table::RingGroups, number))
+}
+
+#[cfg(test)]
+mod tests;

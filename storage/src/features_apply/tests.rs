@@ -1,0 +1,193 @@
+use super::*;
+use crate::command::Command;
+use crate::command::tests::{MemTxn, ext};
+use crate::features::RingStrategy;
+use crate::routing::{DidKind, RoutingRecord};
+
+fn apply(txn: &mut MemTxn, cmd: Command) -> Response {
+    cmd.apply(txn).unwrap()
+}
+
+fn group(number: &str, members: &[&str]) -> RingGroup {
+    RingGroup {
+        number: number.into(),
+        name: "Sales".into(),
+        strategy: RingStrategy::All,
+        members: members.iter().map(|m| (*m).to_owned()).collect(),
+        ring_secs: 20,
+        no_answer: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn lab() -> MemTxn {
+    let mut txn = MemTxn::default();
+    for n in ["1001", "1002", "1003"] {
+        assert_eq!(
+            apply(&mut txn, Command::CreateExtension(ext(n))),
+            Response::Ok
+        );
+    }
+    txn
+}
+
+fn put_group(txn: &mut MemTxn, g: RingGroup, mode: PutMode) -> Response {
+    apply(txn, Command::PutRingGroup { group: g, mode })
+}
+
+#[test]
+fn a_ring_group_shares_no_number_with_an_extension_either_way() {
+    let mut txn = lab();
+    let taken = put_group(&mut txn, group("1001", &["1002"]), PutMode::Create);
+    assert_eq!(taken, conflict(Table::Extensions, "1001"));
+    assert_eq!(
+        put_group(&mut txn, group("600", &["1002"]), PutMode::Create),
+        Response::Ok
+    );
+    assert_eq!(
+        apply(&mut txn, Command::CreateExtension(ext("600"))),
+        conflict(Table::RingGroups, "600"),
+        "an extension cannot take a ring group's number"
+    );
+    assert_eq!(
+        put_group(&mut txn, group("600", &["1002"]), PutMode::Create),
+        conflict(Table::RingGroups, "600")
+    );
+    assert_eq!(
+        put_group(&mut txn, group("601", &["1002"]), PutMode::Update),
+        not_found(Table::RingGroups, "601")
+    );
+}
+
+#[test]
+fn members_and_the_fallback_must_exist() {
+    let mut txn = lab();
+    assert_eq!(
+        put_group(&mut txn, group("600", &["1002", "1999"]), PutMode::Create),
+        not_found(Table::Extensions, "1999")
+    );
+    let mut g = group("600", &["1002"]);
+    g.no_answer = Some("700".into());
+    assert_eq!(
+        put_group(&mut txn, g.clone(), PutMode::Create),
+        not_found(Table::RingGroups, "700")
+    );
+    g.no_answer = Some("600".into());
+    assert_eq!(
+        put_group(&mut txn, g.clone(), PutMode::Create),
+        not_found(Table::RingGroups, "600"),
+        "a group is not its own fallback"
+    );
+    g.no_answer = Some("1003".into());
+    assert_eq!(put_group(&mut txn, g, PutMode::Create), Response::Ok);
+}
+
+#[test]
+fn a_group_still_sent_calls_is_not_deleted() {
+    let mut txn = lab();
+    assert_eq!(
+        put_group(&mut txn, group("600", &["1002"]), PutMode::Create),
+        Response::Ok
+    );
+    let mut overflow = group("601", &["1003"]);
+    overflow.no_answer = Some("600".into());
+    assert_eq!(put_group(&mut txn, overflow, PutMode::Create), Response::Ok);
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeleteRingGroup {
+                number: "600".into()
+            }
+        ),
+        conflict(Table::RingGroups, "601")
+    );
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeleteRingGroup {
+                number: "601".into()
+            }
+        ),
+        Response::Ok
+    );
+    let route = InboundRoute {
+        name: "main".into(),
+        did_kind: DidKind::Exact,
+        did: "15550100".into(),
+        caller_id: None,
+        trunk: None,
+        destination: Destination::RingGroup("600".into()),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let put_route = |txn: &mut MemTxn, r: &InboundRoute| {
+        apply(
+            txn,
+            Command::PutRouting {
+                record: RoutingRecord::InboundRoute(r.clone()),
+                mode: PutMode::Create,
+            },
+        )
+    };
+    let mut to_nowhere = route.clone();
+    to_nowhere.destination = Destination::RingGroup("699".into());
+    assert_eq!(
+        put_route(&mut txn, &to_nowhere),
+        not_found(Table::RingGroups, "699")
+    );
+    assert_eq!(put_route(&mut txn, &route), Response::Ok);
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeleteRingGroup {
+                number: "600".into()
+            }
+        ),
+        conflict(Table::InboundRoutes, "main")
+    );
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeleteRingGroup {
+                number: "699".into()
+            }
+        ),
+        not_found(Table::RingGroups, "699")
+    );
+}
+
+#[test]
+fn handling_belongs_to_an_extension_and_goes_with_it() {
+    let mut txn = lab();
+    let mut h = CallHandling::none("1001");
+    h.dnd = true;
+    h.forward_busy = Some("1002".into());
+    assert_eq!(
+        apply(&mut txn, Command::PutCallHandling(h.clone())),
+        Response::Ok
+    );
+    let stored: CallHandling =
+        codec::decode(&txn.get(Table::CallHandling, "1001").unwrap()).unwrap();
+    assert_eq!(stored, h);
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::PutCallHandling(CallHandling::none("1999"))
+        ),
+        not_found(Table::Extensions, "1999")
+    );
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeleteExtension {
+                number: "1001".into()
+            }
+        ),
+        Response::Ok
+    );
+    assert!(
+        txn.get(Table::CallHandling, "1001").is_none(),
+        "a new extension with the number starts without the old forwards"
+    );
+}
