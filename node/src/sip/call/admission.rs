@@ -3,9 +3,10 @@
 
 use pbx_sip::sdp::Sdp;
 use pbx_sip::transaction::{Peer, Transport};
-use storage::model::{Binding, Disposition, Extension, HangupSide, UnixMillis};
+use storage::model::{Binding, Disposition, HangupSide, UnixMillis};
 
 use super::dialog::{self, body_of, is_sdp};
+use super::plan::Stage;
 use super::privacy::wants_privacy;
 use super::record::Outcome;
 use super::session::carries_keys;
@@ -70,6 +71,29 @@ pub(crate) struct Admitted {
     pub(crate) anonymous: bool,
     /// The servers of the trunks an outbound call is tried on, in order (no bindings then).
     pub(crate) trunk: Option<OutboundTrunk>,
+    /// How long the bindings ring before the next stage (`None`: the call's ring timeout).
+    pub(crate) ring_for: Option<std::time::Duration>,
+    /// What rings next when nobody answers, or everyone is busy (forwards, a group's next member).
+    pub(crate) then: Vec<Stage>,
+}
+
+impl Admitted {
+    pub(crate) fn ringing(
+        o: Offered,
+        bindings: Vec<Binding>,
+        ring_for: Option<std::time::Duration>,
+        then: Vec<Stage>,
+    ) -> Self {
+        Self {
+            offer: o.offer,
+            bindings,
+            max_forwards: o.max_forwards,
+            anonymous: o.anonymous,
+            trunk: None,
+            ring_for,
+            then,
+        }
+    }
 }
 
 /// Credentials a trunk answers its provider's challenges with.
@@ -166,45 +190,45 @@ fn check_offer(
     Ok((offer, anonymous, srtp))
 }
 
-/// Decides an INVITE from an authenticated caller to `callee` (its extension, if it has one) whose
-/// bindings are `bindings`. `reject_anonymous` is the site's policy on callers asking for privacy.
-pub(crate) fn admit(
+/// What an INVITE to a number inside the PBX offers, once its headers and offer passed.
+#[derive(Debug)]
+pub(crate) struct Offered {
+    pub(crate) offer: Option<Sdp>,
+    pub(crate) anonymous: bool,
+    /// The offer carries SDES-SRTP keys: only phones on SIP over TLS may get it.
+    pub(crate) srtp: bool,
+    /// Max-Forwards for the callee's leg (the caller's, less one).
+    pub(crate) max_forwards: u32,
+}
+
+/// The checks of an INVITE to an extension or ring group that do not depend on who it rings.
+pub(crate) fn offered(
     req: &rsip::Request,
     transport: Transport,
-    callee: Option<&Extension>,
-    bindings: Vec<Binding>,
-    now: UnixMillis,
     reject_anonymous: bool,
-) -> Result<Admitted, Refusal> {
+) -> Result<Offered, Refusal> {
     let max_forwards = check_headers(&req.headers)?;
-    if !callee.is_some_and(|e| e.enabled) {
-        return Err(Refusal::new(404, "Not Found", Some(Disposition::NotFound)));
-    }
     let (offer, anonymous, srtp) = check_offer(req, reject_anonymous)?;
     // SDES-SRTP keys travel in the SDP: only over SIP over TLS, in and out. (A delayed offer's keys
     // come from the callee, and are checked when it answers.)
     if srtp && transport != Transport::Tls {
         return Err(Refusal::new(488, "SRTP Keys Need SIP over TLS", None));
     }
-    let bindings: Vec<Binding> = bindings
+    Ok(Offered {
+        offer,
+        anonymous,
+        srtp,
+        max_forwards: max_forwards - 1,
+    })
+}
+
+/// The bindings that can take a call now: live, not known unreachable, on TLS for an SRTP offer.
+pub(crate) fn usable(bindings: Vec<Binding>, now: UnixMillis, srtp: bool) -> Vec<Binding> {
+    bindings
         .into_iter()
         .filter(|b| b.expires_at > now && b.reachable != Some(false))
         .filter(|b| !srtp || b.transport == "tls")
-        .collect();
-    if bindings.is_empty() {
-        return Err(Refusal::new(
-            480,
-            "Temporarily Unavailable",
-            Some(Disposition::Unavailable),
-        ));
-    }
-    Ok(Admitted {
-        offer,
-        bindings,
-        max_forwards: max_forwards - 1,
-        anonymous,
-        trunk: None,
-    })
+        .collect()
 }
 
 /// Decides an INVITE that leaves through a trunk, to the servers in `trunk` (already routed,
@@ -236,6 +260,8 @@ pub(crate) fn admit_outbound(
         max_forwards: max_forwards - 1,
         anonymous,
         trunk: Some(trunk),
+        ring_for: None,
+        then: Vec::new(),
     })
 }
 

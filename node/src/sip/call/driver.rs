@@ -9,13 +9,15 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use pbx_sip::transaction::{ClientTxId, Peer, ServerTxId};
-use storage::model::{ActiveCall, Binding, Extension};
+use storage::model::{ActiveCall, Extension};
 
 use super::admission::{self, Refusal};
 use super::core::{Action, CallCore, Env, Input, LegEvent, Locals, MediaStatus, NewCall, Now};
 use super::limits::AtLimit;
 use super::outbound::RouteFacts;
+use super::plan::{self, Ring};
 use super::privacy::display_name;
+use super::reach::ReplicaDirectory;
 use super::record::{self, CdrFacts};
 use super::{Calls, dialog};
 use crate::media::MediaSession;
@@ -144,32 +146,27 @@ impl Attempt {
     }
 }
 
-/// What the INVITE is admitted as: a call to an extension, or out through a trunk when the number
-/// is no extension's and an outbound route exists.
+/// What the INVITE is admitted as: a call to an extension or ring group (its plan: whom it rings
+/// first, what follows), or out through a trunk when the number is neither and an outbound route
+/// exists.
 async fn admitted(
     calls: &Arc<Calls>,
     req: &rsip::Request,
     peer: Peer,
     a: &mut Attempt,
 ) -> Result<admission::Admitted, Refusal> {
-    let reader = calls.cluster.reader();
-    let read_failed = |e: storage::StorageError| {
-        tracing::warn!(error = %e, "reading the callee failed");
-        Refusal::internal()
-    };
-    let extension = match a.callee.as_str() {
-        "" => None,
-        number => reader.get::<Extension>(number).map_err(read_failed)?,
-    };
-    let outbound = extension.is_none()
-        && !a.from_trunk
-        && !a.callee.is_empty()
-        && !calls.trunks.tables().outbound.is_empty();
+    let internal = a.callee.is_empty() || calls.is_internal(&a.callee)?;
+    let outbound = !internal && !a.from_trunk && !calls.trunks.tables().outbound.is_empty();
     if outbound {
         admission::precheck(req)?;
-        let caller = reader
+        let caller = calls
+            .cluster
+            .reader()
             .get::<Extension>(&a.caller)
-            .map_err(read_failed)?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "reading the caller failed");
+                Refusal::internal()
+            })?
             .ok_or_else(Refusal::internal)?;
         let anonymous = super::privacy::wants_privacy(&req.headers);
         let routed = calls
@@ -192,20 +189,34 @@ async fn admitted(
         a.facts = Some(routed.facts);
         return admission::admit_outbound(req, peer.transport, routed.trunk);
     }
-    let bindings = match &extension {
-        Some(e) if e.enabled => reader
-            .scan_prefix::<Binding>(&Binding::aor_prefix(&e.number))
-            .map_err(read_failed)?,
-        _ => Vec::new(),
+    let offered = admission::offered(req, peer.transport, a.reject_anonymous)?;
+    let ring = {
+        let dir = ReplicaDirectory::new(calls, a.started.wall, offered.srtp);
+        plan::number_plan(&dir, &a.callee, None, 0)?
     };
-    admission::admit(
-        req,
-        peer.transport,
-        extension.as_ref(),
-        bindings,
-        a.started.wall,
-        a.reject_anonymous,
-    )
+    match ring {
+        Ring::Devices {
+            devices,
+            ring_for,
+            then,
+        } => Ok(admission::Admitted::ringing(
+            offered, devices, ring_for, then,
+        )),
+        Ring::Outside { number, forwarder } => {
+            // Forwarded outside before ringing anything: an outbound call of the forwarder's.
+            let routed = calls
+                .route_forward(
+                    &a.id,
+                    &forwarder,
+                    &number,
+                    offered.anonymous,
+                    a.started.wall,
+                )
+                .await?;
+            a.facts = Some(routed.facts);
+            admission::admit_outbound(req, peer.transport, routed.trunk)
+        }
+    }
 }
 
 /// Admission, limits, media and the core, in that order; whatever was taken is given back on a
@@ -438,11 +449,28 @@ impl Driver {
                     self.core.handle(now(), Input::Committed { purpose, ok });
                 }
                 Action::End { cdr } => self.end(*cdr).await,
+                Action::Resolve {
+                    stage,
+                    srtp,
+                    anonymous,
+                    started_at,
+                } => {
+                    let id = self.core.id().to_owned();
+                    let reached = self
+                        .calls
+                        .reach(&id, &stage, srtp, anonymous, started_at)
+                        .await;
+                    self.core.handle(now(), Input::Reached(reached));
+                }
             }
         }
     }
 
     async fn invite(&mut self, branch: usize, req: rsip::Request, peer: Peer) {
+        // A later stage's branches have Call-IDs of their own: requests in them reach this call.
+        if let Some(call_id) = dialog::first(&req.headers, "Call-ID") {
+            self.calls.add_call_id(call_id, &self.input);
+        }
         let input = self.input.clone();
         match self.calls.endpoint.invite(req, peer, branch, input).await {
             Some(tx) => {

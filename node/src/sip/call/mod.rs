@@ -14,7 +14,9 @@ mod inbound;
 mod janitor;
 mod limits;
 mod outbound;
+mod plan;
 mod privacy;
+mod reach;
 mod record;
 mod session;
 

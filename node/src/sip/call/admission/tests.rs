@@ -75,6 +75,31 @@ fn decide(
     )
 }
 
+/// The driver's order for a call to one extension: headers and offer, then the callee (which the
+/// plan finds missing or disabled), then the bindings that can take the call.
+fn admit(
+    req: &rsip::Request,
+    transport: Transport,
+    callee: Option<&Extension>,
+    bindings: Vec<Binding>,
+    now: u64,
+    reject_anonymous: bool,
+) -> Result<Admitted, Refusal> {
+    let o = offered(req, transport, reject_anonymous)?;
+    if !callee.is_some_and(|e| e.enabled) {
+        return Err(Refusal::new(404, "Not Found", Some(Disposition::NotFound)));
+    }
+    let bindings = usable(bindings, now, o.srtp);
+    if bindings.is_empty() {
+        return Err(Refusal::new(
+            480,
+            "Temporarily Unavailable",
+            Some(Disposition::Unavailable),
+        ));
+    }
+    Ok(Admitted::ringing(o, bindings, None, Vec::new()))
+}
+
 fn refused(r: Result<Admitted, Refusal>) -> (u16, Option<Disposition>) {
     let r = r.expect_err("admitted");
     (r.code, r.outcome.map(|o| o.disposition))

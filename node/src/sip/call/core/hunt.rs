@@ -122,14 +122,15 @@ impl CallCore {
             }
         }
         if self.winner.is_none() && self.all_failed() {
-            self.fail_unanswered(now);
+            self.stage_over(now);
         }
     }
 
     /// No server took the call: the caller hears the provider's answer (busy, not found, …), or
     /// `503` when no server answered or the trunk's credentials were refused.
     pub(super) fn fail_outbound(&mut self, now: Now) {
-        let last = self.branches.iter().rev().find_map(|b| b.final_code);
+        let stage = &self.branches[self.stage_start.min(self.branches.len())..];
+        let last = stage.iter().rev().find_map(|b| b.final_code);
         let (code, reason) = match last {
             None | Some(401 | 407 | 408 | 500 | 503) => (503, Some("No Trunk Answered")),
             Some(code) => (code, None),

@@ -10,6 +10,7 @@
 mod hunt;
 mod prack;
 mod ringing;
+mod stages;
 mod talk;
 #[cfg(test)]
 mod tests;
@@ -23,8 +24,9 @@ use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
 use storage::model::{ActiveCall, CallDetail, DialogLeg, MediaStream, UnixMillis};
 
 use super::CallConfig;
-use super::admission::{Admitted, TrunkCredentials, TrunkTarget};
+use super::admission::{Admitted, Refusal, TrunkCredentials, TrunkTarget};
 use super::dialog;
+use super::plan::Stage;
 use super::record::{self, CdrFacts, Outcome};
 use crate::media::{Latch, PeerMedia, Side};
 use crate::sip::endpoint::ClientOutcome;
@@ -127,6 +129,21 @@ pub(crate) enum Input {
     /// An admin asked for the call to be hung up (`by`: who, for the log). An established call
     /// ends on both phones; before the answer it is ignored (only established calls can be asked).
     HangUp { by: String },
+    /// What the stage [`Action::Resolve`] asked for rings, or why it cannot ring.
+    Reached(Result<Reached, Refusal>),
+}
+
+/// A later stage of a call, resolved by the driver against the cluster's configuration.
+#[derive(Debug)]
+pub(crate) enum Reached {
+    /// Phones (of one or several extensions: each binding's `aor` is its extension).
+    Devices {
+        devices: Vec<storage::model::Binding>,
+        ring_for: Option<Duration>,
+        then: Vec<Stage>,
+    },
+    /// Out through a trunk (an outside forward, routed and counted as its forwarder's call).
+    Trunk(super::admission::OutboundTrunk),
 }
 
 /// What the driver must do for the call.
@@ -174,6 +191,14 @@ pub(crate) enum Action {
     },
     /// The call is over: forget its routes, free its media, remove its record and store the CDR.
     End { cdr: Box<CallDetail> },
+    /// Find what `stage` rings now; answered by [`Input::Reached`]. `srtp`: the caller's offer
+    /// carries keys (only phones on TLS may get it).
+    Resolve {
+        stage: Stage,
+        srtp: bool,
+        anonymous: bool,
+        started_at: UnixMillis,
+    },
 }
 
 /// Where the call is.
@@ -317,6 +342,18 @@ pub(crate) struct CallCore {
     hunt: VecDeque<TrunkTarget>,
     /// How long a trunk server may stay silent (`None` for calls to extensions).
     silence: Option<Duration>,
+    /// How the callee's phones name the caller (its extension's display name).
+    caller_name: String,
+    /// What rings next when the current stage ends unanswered (forwards, ring group members).
+    plan: VecDeque<Stage>,
+    /// The first branch of the stage ringing now.
+    stage_start: usize,
+    /// Stages started so far (bounded by [`super::plan::MAX_STAGES`]).
+    stages: usize,
+    /// Waiting for [`Input::Reached`].
+    resolving: bool,
+    /// Why the last stage that could not ring could not (the caller hears it if nothing follows).
+    stage_refusal: Option<Refusal>,
     /// The offer the callee's side gets, and its Max-Forwards, for INVITEs sent later.
     b_offer: Option<String>,
     max_forwards: u32,
@@ -730,6 +767,12 @@ impl CallCore {
             winner: Some(0),
             hunt: VecDeque::new(),
             silence: None,
+            caller_name: String::new(),
+            plan: VecDeque::new(),
+            stage_start: 0,
+            stages: 1,
+            resolving: false,
+            stage_refusal: None,
             b_offer: None,
             max_forwards: 70,
             phase: Phase::Talking,

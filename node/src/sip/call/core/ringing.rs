@@ -66,12 +66,18 @@ impl CallCore {
             winner: None,
             hunt,
             silence,
+            caller_name: call.caller_name.clone(),
+            plan: call.admitted.then.into_iter().collect(),
+            stage_start: 0,
+            stages: 1,
+            resolving: false,
+            stage_refusal: None,
             b_offer: None,
             max_forwards: call.admitted.max_forwards,
             phase: Phase::Ringing,
             started_at: now.wall,
             answered_at: None,
-            ring_deadline: Some(now.at + env.config.ring_timeout),
+            ring_deadline: Some(now.at + call.admitted.ring_for.unwrap_or(env.config.ring_timeout)),
             max_end: None,
             next_check: None,
             offer_pending: false,
@@ -106,7 +112,7 @@ impl CallCore {
     }
 
     /// Early media may come from any device that rings, but only from those.
-    fn trust_ringing_devices(&mut self, streams: usize) {
+    pub(super) fn trust_ringing_devices(&mut self, streams: usize) {
         let trusted: Vec<IpAddr> = self.branches.iter().map(|b| b.peer.addr.ip()).collect();
         for stream in 0..streams {
             let peer = PeerMedia {
@@ -188,9 +194,10 @@ impl CallCore {
             | Input::Answer { .. }
             | Input::Committed { .. }
             | Input::HangUp { .. } => {}
+            Input::Reached(reached) => self.reached(now, reached),
         }
         if matches!(self.phase, Phase::Ringing) && self.winner.is_none() && self.all_failed() {
-            self.fail_unanswered(now);
+            self.stage_over(now);
         }
     }
 
@@ -217,6 +224,9 @@ impl CallCore {
     }
 
     pub(super) fn ring_timeout(&mut self, now: Now) {
+        if self.next_stage(super::super::plan::Ended::NoAnswer) {
+            return;
+        }
         self.cancel_branches(None);
         let resp = self.caller_response(480, Some("No Answer"), &[], None);
         self.respond_invite(resp);
@@ -241,7 +251,9 @@ impl CallCore {
     }
 
     pub(super) fn all_failed(&self) -> bool {
-        self.hunt.is_empty() && self.branches.iter().all(|b| b.final_code.is_some())
+        !self.resolving
+            && self.hunt.is_empty()
+            && self.branches.iter().all(|b| b.final_code.is_some())
     }
 
     /// The answer the caller gets when no branch answered (RFC 3261 §16.7's choice, simplified for
@@ -250,7 +262,26 @@ impl CallCore {
         if self.silence.is_some() {
             return self.fail_outbound(now);
         }
-        let codes: Vec<u16> = self.branches.iter().filter_map(|b| b.final_code).collect();
+        if self.branches.len() == self.stage_start
+            && let Some(r) = self.stage_refusal.take()
+        {
+            // The last stage could not ring at all: the caller hears why.
+            let resp = self.caller_response(r.code, Some(r.reason), &r.headers, None);
+            self.respond_invite(resp);
+            let outcome = r.outcome.unwrap_or_else(|| {
+                Outcome::new(
+                    Disposition::Failed,
+                    HangupSide::Pbx,
+                    r.code.to_string(),
+                    r.code,
+                )
+            });
+            return self.finish(now, outcome);
+        }
+        let codes: Vec<u16> = self.branches[self.stage_start..]
+            .iter()
+            .filter_map(|b| b.final_code)
+            .collect();
         let (code, disposition) = if let Some(c) = codes.iter().find(|c| matches!(c, 600 | 603)) {
             (*c, Disposition::Busy)
         } else if codes.contains(&486) {
@@ -549,19 +580,32 @@ fn caller_leg(env: &Env, call: &NewCall) -> Result<DialogLeg, Refusal> {
 
 /// One branch per binding of the callee that the PBX can reach.
 fn branches(env: &Env, call: &NewCall) -> Vec<Branch> {
+    device_branches(
+        env,
+        &call.caller,
+        &call.caller_name,
+        call.admitted.anonymous,
+        &call.admitted.bindings,
+    )
+}
+
+/// One branch per binding the PBX can reach; each leg names the binding's extension.
+pub(super) fn device_branches(
+    env: &Env,
+    caller: &str,
+    caller_name: &str,
+    anonymous: bool,
+    bindings: &[storage::model::Binding],
+) -> Vec<Branch> {
     let realm = &env.config.realm;
-    let caller_uri = if call.admitted.anonymous {
+    let caller_uri = if anonymous {
         ANONYMOUS_FROM.to_owned()
     } else {
-        format!("\"{}\" <sip:{}@{realm}>", call.caller_name, call.caller)
+        format!("\"{caller_name}\" <sip:{caller}@{realm}>")
     };
-    let contact_user = if call.admitted.anonymous {
-        "anonymous"
-    } else {
-        call.caller.as_str()
-    };
+    let contact_user = if anonymous { "anonymous" } else { caller };
     let mut out = Vec::new();
-    for b in &call.admitted.bindings {
+    for b in bindings {
         let (Some(transport), Ok(addr)) = (
             dialog::transport_from(&b.transport),
             b.source.parse::<SocketAddr>(),
@@ -572,14 +616,14 @@ fn branches(env: &Env, call: &NewCall) -> Vec<Branch> {
             continue;
         };
         let leg = DialogLeg {
-            extension: call.callee.clone(),
+            extension: b.aor.clone(),
             call_id: format!("{}@pbx", dialog::token()),
             local_tag: dialog::token()[..16].to_owned(),
             remote_tag: String::new(),
             local_cseq: 1,
             remote_cseq: 0,
             local_uri: caller_uri.clone(),
-            remote_uri: format!("<sip:{}@{realm}>", call.callee),
+            remote_uri: format!("<sip:{}@{realm}>", b.aor),
             remote_target: b.contact.clone(),
             route_set: Vec::new(),
             local_contact: dialog::contact_uri(contact_user, local, transport),

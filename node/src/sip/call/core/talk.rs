@@ -52,7 +52,11 @@ impl CallCore {
                 tracing::info!(call = %self.id, by = %by, "hung up by an admin");
                 self.hang_up_both(now, "hung-up-by-admin");
             }
-            Input::Committed { .. } | Input::Branch { .. } | Input::Cancelled => {}
+            // A stage resolved after another stage's phone answered.
+            Input::Committed { .. }
+            | Input::Branch { .. }
+            | Input::Cancelled
+            | Input::Reached(_) => {}
         }
     }
 

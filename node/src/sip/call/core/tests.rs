@@ -147,6 +147,16 @@ impl Harness {
 
     /// 1001 calls 1002 with `offer` in its INVITE (`None`: a delayed offer).
     fn ringing_with(devices: &[&str], offer: Option<String>) -> Self {
+        Self::ringing_plan(devices, offer, None, Vec::new())
+    }
+
+    /// 1001 calls 1002, whose devices ring for `ring_for`, then `then`.
+    fn ringing_plan(
+        devices: &[&str],
+        offer: Option<String>,
+        ring_for: Option<Duration>,
+        then: Vec<Stage>,
+    ) -> Self {
         let now = Now {
             at: Instant::now(),
             wall: 1_700_000_000_000,
@@ -167,6 +177,8 @@ impl Harness {
                 max_forwards: 69,
                 anonymous: false,
                 trunk: None,
+                ring_for,
+                then,
             },
             ports: if body.is_empty() { vec![] } else { vec![PORTS] },
         };
@@ -1300,3 +1312,4 @@ fn reliable_provisionals_from_the_callee_are_pracked_by_the_pbx() {
 
 mod hang_up;
 mod hunt;
+mod stages;

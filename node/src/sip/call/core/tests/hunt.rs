@@ -51,6 +51,8 @@ fn outbound(servers: &[&str], credentials: bool) -> Harness {
                 targets: servers.iter().map(|s| target(s, credentials)).collect(),
                 silence: Duration::from_secs(4),
             }),
+            ring_for: None,
+            then: Vec::new(),
         },
         ports: vec![PORTS],
     };

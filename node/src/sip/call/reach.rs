@@ -1,0 +1,131 @@
+//! The call plan against the cluster: the replicated extensions, call handling, ring groups and
+//! bindings as this node's replica has them, and outside forwards routed as their forwarder's calls.
+
+use storage::StateReader;
+use storage::features::{CallHandling, RingGroup};
+use storage::model::{Binding, Extension, UnixMillis};
+
+use super::Calls;
+use super::admission::{self, Refusal};
+use super::core::Reached;
+use super::outbound::Routed;
+use super::plan::{self, Directory, Ring, Stage};
+
+/// The directory as of now, for a call whose offer does (`srtp`) or does not carry SRTP keys.
+pub(super) struct ReplicaDirectory<'a> {
+    calls: &'a Calls,
+    reader: &'a StateReader,
+    now: UnixMillis,
+    srtp: bool,
+}
+
+fn read_failed(e: storage::StorageError) -> Refusal {
+    tracing::warn!(error = %e, "reading the call plan failed");
+    Refusal::internal()
+}
+
+impl<'a> ReplicaDirectory<'a> {
+    pub(super) fn new(calls: &'a Calls, now: UnixMillis, srtp: bool) -> Self {
+        Self {
+            calls,
+            reader: calls.cluster.reader(),
+            now,
+            srtp,
+        }
+    }
+}
+
+impl Directory for ReplicaDirectory<'_> {
+    fn extension(&self, number: &str) -> Result<Option<Extension>, Refusal> {
+        self.reader.get::<Extension>(number).map_err(read_failed)
+    }
+    fn handling(&self, number: &str) -> Result<Option<CallHandling>, Refusal> {
+        self.reader.get::<CallHandling>(number).map_err(read_failed)
+    }
+    fn ring_group(&self, number: &str) -> Result<Option<RingGroup>, Refusal> {
+        self.reader.get::<RingGroup>(number).map_err(read_failed)
+    }
+    fn devices(&self, number: &str) -> Result<Vec<Binding>, Refusal> {
+        let all = self
+            .reader
+            .scan_prefix::<Binding>(&Binding::aor_prefix(number))
+            .map_err(read_failed)?;
+        Ok(admission::usable(all, self.now, self.srtp))
+    }
+    fn at_limit(&self, number: &str) -> bool {
+        self.calls.limits().count(number) >= self.calls.config.max_per_extension
+    }
+}
+
+impl Calls {
+    /// Whether `number` is an extension's or a ring group's (a call to it stays inside).
+    pub(super) fn is_internal(&self, number: &str) -> Result<bool, Refusal> {
+        let reader = self.cluster.reader();
+        Ok(reader
+            .get::<Extension>(number)
+            .map_err(read_failed)?
+            .is_some()
+            || reader
+                .get::<RingGroup>(number)
+                .map_err(read_failed)?
+                .is_some())
+    }
+
+    /// An outside forward: routed and counted as `forwarder` dialling `number` (its permission
+    /// group, its toll limits), for call `call_id`.
+    pub(super) async fn route_forward(
+        &self,
+        call_id: &str,
+        forwarder: &str,
+        number: &str,
+        anonymous: bool,
+        started_at: UnixMillis,
+    ) -> Result<Routed, Refusal> {
+        let ext = self
+            .cluster
+            .reader()
+            .get::<Extension>(forwarder)
+            .map_err(read_failed)?
+            .ok_or_else(Refusal::internal)?;
+        let cdr_key = storage::model::CallDetail::key_for(started_at, call_id);
+        tracing::info!(call = %call_id, extension = %forwarder, to = %number, "forwarding outside");
+        self.route_outbound(call_id, &ext, number, anonymous, started_at, cdr_key)
+            .await
+            .map_err(|(refusal, _)| refusal)
+    }
+
+    /// What a later stage of call `call_id` rings now.
+    pub(super) async fn reach(
+        &self,
+        call_id: &str,
+        stage: &Stage,
+        srtp: bool,
+        anonymous: bool,
+        started_at: UnixMillis,
+    ) -> Result<Reached, Refusal> {
+        let ring = {
+            let dir = ReplicaDirectory::new(self, crate::time::now_millis(), srtp);
+            plan::resolve(&dir, stage)?
+        };
+        match ring {
+            Ring::Devices {
+                devices,
+                ring_for,
+                then,
+            } => Ok(Reached::Devices {
+                devices,
+                ring_for,
+                then,
+            }),
+            Ring::Outside { number, forwarder } => {
+                if srtp {
+                    return Err(Refusal::new(488, "SRTP Keys Need SIP over TLS", None));
+                }
+                let routed = self
+                    .route_forward(call_id, &forwarder, &number, anonymous, started_at)
+                    .await?;
+                Ok(Reached::Trunk(routed.trunk))
+            }
+        }
+    }
+}
