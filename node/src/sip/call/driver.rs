@@ -17,7 +17,7 @@ use super::limits::AtLimit;
 use super::outbound::RouteFacts;
 use super::plan::{self, Ring};
 use super::privacy::display_name;
-use super::reach::ReplicaDirectory;
+use super::reach::{Internal, ReplicaDirectory};
 use super::record::{self, CdrFacts};
 use super::{Calls, dialog};
 use crate::media::MediaSession;
@@ -62,6 +62,8 @@ pub(super) struct Attempt {
     /// The call came in on a trunk (no digest authentication; its route is known).
     pub(super) from_trunk: bool,
     pub(super) facts: Option<RouteFacts>,
+    /// The number dialled is a ring group's: its calls are not an extension's to count.
+    pub(super) ring_group: bool,
 }
 
 impl Attempt {
@@ -108,6 +110,9 @@ pub(super) async fn run(
                 return refuse(&calls, tx, &req, &attempt, refusal).await;
             }
         };
+        if let Some(code) = super::features::dialled_code(&req) {
+            return calls.feature_code(tx, &req, peer, &caller, &code).await;
+        }
         let callee = admission::dialled_number(&req).unwrap_or_default();
         let mut a = Attempt::new(caller, callee, started);
         a.reject_anonymous = calls.config.reject_anonymous;
@@ -142,6 +147,7 @@ impl Attempt {
             reject_anonymous: false,
             from_trunk: false,
             facts: None,
+            ring_group: false,
         }
     }
 }
@@ -155,8 +161,15 @@ async fn admitted(
     peer: Peer,
     a: &mut Attempt,
 ) -> Result<admission::Admitted, Refusal> {
-    let internal = a.callee.is_empty() || calls.is_internal(&a.callee)?;
-    let outbound = !internal && !a.from_trunk && !calls.trunks.tables().outbound.is_empty();
+    let internal = match a.callee.as_str() {
+        "" => Internal::No,
+        number => calls.internal(number)?,
+    };
+    a.ring_group = internal == Internal::RingGroup;
+    let outbound = internal == Internal::No
+        && !a.callee.is_empty()
+        && !a.from_trunk
+        && !calls.trunks.tables().outbound.is_empty();
     if outbound {
         admission::precheck(req)?;
         let caller = calls
@@ -231,7 +244,8 @@ async fn admit(
     let admitted = admitted(calls, req, peer, a).await?;
     let config = &calls.config;
     let (caller, callee) = (a.caller.clone(), a.callee.clone());
-    let extensions = [caller.as_str(), callee.as_str()];
+    let counted = if a.ring_group { "" } else { callee.as_str() };
+    let extensions = [caller.as_str(), counted];
     calls
         .limits()
         .reserve(extensions, config.max_per_extension)

@@ -22,6 +22,9 @@ pub(crate) enum AtLimit {
 
 impl CallLimits {
     pub(crate) fn count(&self, extension: &str) -> usize {
+        if extension.is_empty() {
+            return 0;
+        }
         self.counts.get(extension).copied().unwrap_or(0)
     }
 
@@ -39,7 +42,8 @@ impl CallLimits {
 
     /// Counts a call that exists already (carried on from its record): never refused.
     pub(crate) fn adopt(&mut self, extensions: [&str; 2]) {
-        for ext in extensions {
+        // An empty name is no extension (a ring group's number is not counted).
+        for ext in extensions.into_iter().filter(|e| !e.is_empty()) {
             *self.counts.entry(ext.to_owned()).or_default() += 1;
         }
     }

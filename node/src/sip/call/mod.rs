@@ -9,6 +9,7 @@ mod admission;
 mod core;
 pub(crate) mod dialog;
 mod driver;
+mod features;
 mod hangups;
 mod inbound;
 mod janitor;

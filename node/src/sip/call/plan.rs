@@ -99,15 +99,6 @@ pub(crate) enum Ring {
     Outside { number: String, forwarder: String },
 }
 
-impl Ring {
-    pub(crate) fn devices(&self) -> &[Binding] {
-        match self {
-            Self::Devices { devices, .. } => devices,
-            Self::Outside { .. } => &[],
-        }
-    }
-}
-
 fn busy() -> Refusal {
     Refusal::new(486, "Busy Here", Some(Disposition::Busy))
 }

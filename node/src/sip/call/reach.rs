@@ -11,6 +11,13 @@ use super::core::Reached;
 use super::outbound::Routed;
 use super::plan::{self, Directory, Ring, Stage};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Internal {
+    Extension,
+    RingGroup,
+    No,
+}
+
 /// The directory as of now, for a call whose offer does (`srtp`) or does not carry SRTP keys.
 pub(super) struct ReplicaDirectory<'a> {
     calls: &'a Calls,
@@ -58,17 +65,22 @@ impl Directory for ReplicaDirectory<'_> {
 }
 
 impl Calls {
-    /// Whether `number` is an extension's or a ring group's (a call to it stays inside).
-    pub(super) fn is_internal(&self, number: &str) -> Result<bool, Refusal> {
+    /// What `number` is inside the PBX: an extension's, a ring group's, or neither.
+    pub(super) fn internal(&self, number: &str) -> Result<Internal, Refusal> {
         let reader = self.cluster.reader();
-        Ok(reader
+        if reader
             .get::<Extension>(number)
             .map_err(read_failed)?
             .is_some()
-            || reader
-                .get::<RingGroup>(number)
-                .map_err(read_failed)?
-                .is_some())
+        {
+            return Ok(Internal::Extension);
+        }
+        let group = reader.get::<RingGroup>(number).map_err(read_failed)?;
+        Ok(if group.is_some() {
+            Internal::RingGroup
+        } else {
+            Internal::No
+        })
     }
 
     /// An outside forward: routed and counted as `forwarder` dialling `number` (its permission

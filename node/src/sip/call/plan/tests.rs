@@ -99,7 +99,10 @@ fn group(o: &mut Office, strategy: RingStrategy, members: &[&str], no_answer: Op
 }
 
 fn rung(r: &Ring) -> Vec<&str> {
-    r.devices().iter().map(|b| b.aor.as_str()).collect()
+    match r {
+        Ring::Devices { devices, .. } => devices.iter().map(|b| b.aor.as_str()).collect(),
+        Ring::Outside { .. } => Vec::new(),
+    }
 }
 
 fn dial(o: &Office, n: &str) -> Result<Ring, Refusal> {
