@@ -187,14 +187,22 @@ mod tests {
     #[test]
     fn feature_codes_must_not_shadow_each_other() {
         assert!(FeatureCodes::default().valid());
-        let mut c = FeatureCodes::default();
-        c.forward_off = "*7".into();
-        assert!(!c.valid(), "*7 is a prefix of the others");
-        let mut c = FeatureCodes::default();
-        c.dnd_on = "78".into();
-        assert!(!c.valid(), "a code starts with * or #");
-        let mut c = FeatureCodes::default();
-        c.dnd_off = c.dnd_on.clone();
-        assert!(!c.valid(), "two features, one code");
+        let with = |f: fn(&mut FeatureCodes)| {
+            let mut c = FeatureCodes::default();
+            f(&mut c);
+            c.valid()
+        };
+        assert!(
+            !with(|c| c.forward_off = "*7".into()),
+            "*7 is a prefix of the others"
+        );
+        assert!(
+            !with(|c| c.dnd_on = "78".into()),
+            "a code starts with * or #"
+        );
+        assert!(
+            !with(|c| c.dnd_off = c.dnd_on.clone()),
+            "two features, one code"
+        );
     }
 }

@@ -468,12 +468,16 @@ impl Driver {
                     srtp,
                     anonymous,
                     started_at,
+                    transfer,
                 } => {
                     let id = self.core.id().to_owned();
-                    let reached = self
-                        .calls
-                        .reach(&id, &stage, srtp, anonymous, started_at)
-                        .await;
+                    let reached = if transfer {
+                        self.calls.reach_transfer(&stage, srtp)
+                    } else {
+                        self.calls
+                            .reach(&id, &stage, srtp, anonymous, started_at)
+                            .await
+                    };
                     self.core.handle(now(), Input::Reached(reached));
                 }
             }

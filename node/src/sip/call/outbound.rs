@@ -48,7 +48,38 @@ pub(crate) struct Routed {
     pub(crate) facts: RouteFacts,
 }
 
+/// What `caller`'s permission group lets it dial.
+fn permission_of(tables: &Tables, caller: &Extension) -> Permission {
+    let group = tables.groups.get(&caller.permission_group);
+    group.map_or_else(Permission::default, |g| Permission {
+        routes: g.routes.clone(),
+        international_prefixes: g.international_prefixes.clone(),
+    })
+}
+
 impl Calls {
+    /// Whether `caller` may dial `dialled` outside, without counting a call: `403` when its group
+    /// does not permit the route, `404` without a route.
+    pub(crate) fn may_dial_outside(
+        &self,
+        caller: &Extension,
+        dialled: &str,
+    ) -> Result<(), Refusal> {
+        let tables = self.trunks.tables();
+        match tables
+            .outbound
+            .select(dialled, &permission_of(&tables, caller))
+        {
+            Selection::NoRoute => Err(Refusal::new(404, "Not Found", Some(Disposition::NotFound))),
+            Selection::Denied(_) => Err(Refusal::new(
+                403,
+                "Route Not Permitted",
+                Some(Disposition::Denied),
+            )),
+            Selection::Route { .. } => Ok(()),
+        }
+    }
+
     /// Routes `dialled` for `caller` (not an extension number), counts it, and finds the servers.
     /// `call_id` names the call in the toll counters (the id its CDR will carry).
     pub(crate) async fn route_outbound(
@@ -61,11 +92,7 @@ impl Calls {
         cdr_key: String,
     ) -> Result<Routed, Refused> {
         let tables = self.trunks.tables();
-        let group = tables.groups.get(&caller.permission_group);
-        let permission = group.map_or_else(Permission::default, |g| Permission {
-            routes: g.routes.clone(),
-            international_prefixes: g.international_prefixes.clone(),
-        });
+        let permission = permission_of(&tables, caller);
         let mut facts = RouteFacts {
             direction: Direction::Outbound,
             trunk: String::new(),
@@ -120,6 +147,7 @@ impl Calls {
             self.record_route(&facts, cdr_key).await;
             0
         } else {
+            let group = tables.groups.get(&caller.permission_group);
             let limits = group.map(|g| (g.limits, g.suspend_on_limit));
             let reservation = Reservation {
                 call_id: call_id.to_owned(),

@@ -9,7 +9,7 @@ use super::Calls;
 use super::admission::{self, Refusal};
 use super::core::Reached;
 use super::outbound::Routed;
-use super::plan::{self, Directory, Ring, Stage};
+use super::plan::{self, Directory, Next, Ring, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Internal {
@@ -137,6 +137,46 @@ impl Calls {
                     .route_forward(call_id, &forwarder, &number, anonymous, started_at)
                     .await?;
                 Ok(Reached::Trunk(routed.trunk))
+            }
+        }
+    }
+
+    /// What a transfer's target rings: extensions and ring groups only. An outside number its
+    /// referrer may not dial is refused as a dialled call would be (`403`); one it may dial is not
+    /// transferred to yet (`501`), for a transfer does not ring trunks.
+    pub(super) fn reach_transfer(&self, stage: &Stage, srtp: bool) -> Result<Reached, Refusal> {
+        let Next::Number {
+            forwarder: Some(referrer),
+            ..
+        } = &stage.next
+        else {
+            return Err(Refusal::internal());
+        };
+        let Some(ext) = self
+            .cluster
+            .reader()
+            .get::<Extension>(referrer)
+            .map_err(read_failed)?
+        else {
+            return Err(Refusal::new(403, "Only Extensions Transfer", None));
+        };
+        let ring = {
+            let dir = ReplicaDirectory::new(self, crate::time::now_millis(), srtp);
+            plan::resolve(&dir, stage)?
+        };
+        match ring {
+            Ring::Devices {
+                devices,
+                ring_for,
+                then,
+            } => Ok(Reached::Devices {
+                devices,
+                ring_for,
+                then,
+            }),
+            Ring::Outside { number, .. } => {
+                self.may_dial_outside(&ext, &number)?;
+                Err(Refusal::new(501, "Transfer Outside Not Supported", None))
             }
         }
     }

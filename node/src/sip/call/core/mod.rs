@@ -14,6 +14,7 @@ mod stages;
 mod talk;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -99,6 +100,8 @@ pub(crate) enum Purpose {
     Update,
     /// A call carried on from its record now names this node.
     Claim,
+    /// A transfer's new party took the referrer's place: the referrer is told once it is stored.
+    Transfer,
 }
 
 /// What reaches a call.
@@ -198,6 +201,8 @@ pub(crate) enum Action {
         srtp: bool,
         anonymous: bool,
         started_at: UnixMillis,
+        /// A transfer's target: an outside number is refused, not routed.
+        transfer: bool,
     },
 }
 
@@ -354,6 +359,10 @@ pub(crate) struct CallCore {
     resolving: bool,
     /// Why the last stage that could not ring could not (the caller hears it if nothing follows).
     stage_refusal: Option<Refusal>,
+    /// A blind transfer in progress.
+    transfer: Option<transfer::Transfer>,
+    /// Call-IDs of legs a transfer replaced: a late BYE on one is still answered.
+    retired_call_ids: Vec<String>,
     /// The offer the callee's side gets, and its Max-Forwards, for INVITEs sent later.
     b_offer: Option<String>,
     max_forwards: u32,
@@ -398,7 +407,10 @@ impl CallCore {
                 silent.chain(self.ring_deadline).min()
             }
             Phase::Ringing => None,
-            Phase::Talking => [self.max_end, self.next_check].into_iter().flatten().min(),
+            Phase::Talking => [self.max_end, self.next_check, self.transfer_deadline()]
+                .into_iter()
+                .flatten()
+                .min(),
             Phase::Committing { .. } | Phase::Over => None,
         }
     }
@@ -428,6 +440,7 @@ impl CallCore {
         if !self.legs[CALLEE].call_id.is_empty() && !ids.contains(&self.legs[CALLEE].call_id) {
             ids.push(self.legs[CALLEE].call_id.clone());
         }
+        ids.extend(self.retired_call_ids.iter().cloned());
         ids
     }
 
@@ -459,7 +472,12 @@ impl CallCore {
                     self.silent_servers(now);
                 }
             }
-            Phase::Talking => self.talking_timeout(now, media),
+            Phase::Talking => {
+                self.transfer_timeout(now);
+                if matches!(self.phase, Phase::Talking) {
+                    self.talking_timeout(now, media);
+                }
+            }
             Phase::Committing { .. } | Phase::Over => {}
         }
     }
@@ -630,6 +648,8 @@ impl CallCore {
     /// The call is over: the caller's INVITE gets its final answer if it still has none, then the
     /// CDR.
     fn finish(&mut self, now: Now, outcome: Outcome) {
+        self.abandon_transfer();
+        self.cancel_branches(self.winner);
         if !self.invite_answered {
             let code = if outcome.sip_status >= 300 {
                 outcome.sip_status
@@ -773,6 +793,8 @@ impl CallCore {
             stages: 1,
             resolving: false,
             stage_refusal: None,
+            transfer: None,
+            retired_call_ids: Vec::new(),
             b_offer: None,
             max_forwards: 70,
             phase: Phase::Talking,

@@ -72,6 +72,8 @@ impl CallCore {
             stages: 1,
             resolving: false,
             stage_refusal: None,
+            transfer: None,
+            retired_call_ids: Vec::new(),
             b_offer: None,
             max_forwards: call.admitted.max_forwards,
             phase: Phase::Ringing,

@@ -58,6 +58,7 @@ impl CallCore {
                 srtp,
                 anonymous: self.anonymous,
                 started_at,
+                transfer: false,
             });
             return true;
         }

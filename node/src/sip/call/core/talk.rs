@@ -24,8 +24,18 @@ impl CallCore {
             Input::Answer { id, outcome } => {
                 if let Some(fwd) = self.pending.remove(&id) {
                     self.forwarded(now, fwd, outcome);
+                } else {
+                    self.transfer_answer(now, id, &outcome);
                 }
             }
+            Input::Branch { index, event } if self.is_transfer_branch(index) => {
+                self.transfer_branch(now, index, event);
+            }
+            Input::Committed {
+                purpose: Purpose::Transfer,
+                ok,
+            } => self.transfer_committed(ok),
+            Input::Reached(reached) => self.transfer_reached(now, reached),
             Input::Branch {
                 index,
                 event: LegEvent::Response(resp),
@@ -52,11 +62,7 @@ impl CallCore {
                 tracing::info!(call = %self.id, by = %by, "hung up by an admin");
                 self.hang_up_both(now, "hung-up-by-admin");
             }
-            // A stage resolved after another stage's phone answered.
-            Input::Committed { .. }
-            | Input::Branch { .. }
-            | Input::Cancelled
-            | Input::Reached(_) => {}
+            Input::Committed { .. } | Input::Branch { .. } | Input::Cancelled => {}
         }
     }
 
@@ -124,6 +130,17 @@ impl CallCore {
     }
 
     fn on_request(&mut self, now: Now, tx: ServerTxId, req: rsip::Request) {
+        let call_id = dialog::first(&req.headers, "Call-ID").unwrap_or_default();
+        if self.retired_call_ids.iter().any(|id| id == call_id) {
+            // The leg a transfer replaced: its BYE is welcome, nothing else is.
+            let code = if req.method == rsip::Method::Bye {
+                200
+            } else {
+                481
+            };
+            let resp = dialog::response(&req, code, None, &dialog::token()[..16], None, &[], None);
+            return self.respond(tx, resp);
+        }
         let Some(from) = self.leg_of(&req.headers) else {
             let resp = dialog::response(&req, 481, None, &dialog::token()[..16], None, &[], None);
             return self.respond(tx, resp);
@@ -136,6 +153,10 @@ impl CallCore {
             self.legs[from].remote_cseq = seq;
         }
         match req.method {
+            rsip::Method::Bye if self.referrer_left(from) => {
+                self.reply_in_leg(from, tx, &req, 200, None);
+            }
+            rsip::Method::Refer => self.on_refer(tx, from, req),
             rsip::Method::Bye => {
                 self.reply_in_leg(from, tx, &req, 200, None);
                 self.send_bye(to);
@@ -327,7 +348,7 @@ impl CallCore {
     }
 
     /// ACKs a 2xx to a re-INVITE the PBX passed on, and keeps the ACK for its retransmissions.
-    fn ack_forwarded(&mut self, leg: usize, cseq: u32) {
+    pub(super) fn ack_forwarded(&mut self, leg: usize, cseq: u32) {
         let peer = self.peers[leg];
         let Some(local) = self.env.locals.get(peer.transport) else {
             return;

@@ -1313,3 +1313,4 @@ fn reliable_provisionals_from_the_callee_are_pracked_by_the_pbx() {
 mod hang_up;
 mod hunt;
 mod stages;
+mod transfer;

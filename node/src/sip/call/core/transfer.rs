@@ -1,0 +1,634 @@
+//! Blind transfer (RFC 3515): a phone in an established call sends REFER naming a number; the PBX
+//! rings that number with the other party as the caller, and when it answers, puts it in the
+//! referrer's place. The referrer hears the progress as NOTIFYs with `message/sipfrag` bodies and is
+//! hung up once the new party is in the call and the call's record says so.
+//!
+//! The new party is rung without an offer, so its 2xx brings a fresh offer (whatever hold state the
+//! referrer left the call in); that offer goes to the party that stays in a re-INVITE, and its answer
+//! back to the new party in the ACK (RFC 3725's flow). If the transfer fails before the new party
+//! answers, the referrer is still in the call and told so: it takes the call back. If the referrer
+//! already hung up, the party that stays is hung up too.
+
+use std::time::Instant;
+
+use pbx_sip::sdp::Sdp;
+use pbx_sip::transaction::{Peer, ServerTxId, Transport};
+use storage::model::{DialogLeg, Disposition, HangupSide};
+
+use super::super::admission::Refusal;
+use super::super::dialog::{self, body_of, is_sdp};
+use super::super::plan::{After, Next, Stage};
+use super::super::record::Outcome;
+use super::super::session::carries_keys;
+use super::ringing::device_branches;
+use super::{Action, CallCore, Now, Purpose, Reached};
+use crate::sip::endpoint::ClientOutcome;
+
+/// Longest Refer-To or Referred-By value looked at.
+const MAX_REFER_VALUE: usize = 512;
+
+/// A transfer in progress.
+#[derive(Debug)]
+pub(super) struct Transfer {
+    /// The referrer's leg.
+    from: usize,
+    /// The REFER, answered once the target is known.
+    refer: Option<(ServerTxId, rsip::Request)>,
+    referred_by: Option<String>,
+    target: String,
+    state: State,
+    /// The referrer hung up after its REFER was accepted.
+    referrer_gone: bool,
+    /// When the target is given up on if it has not answered.
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug)]
+enum State {
+    Resolving,
+    /// The target's phones ring: branches from `first` on.
+    Ringing {
+        first: usize,
+    },
+    /// The target answered with an offer; the party that stays gets it in a re-INVITE.
+    Reinviting {
+        id: u64,
+        cseq: u32,
+        leg: DialogLeg,
+        peer: Peer,
+        offer: Sdp,
+    },
+    /// The new party is in: the record is being committed before the referrer is told and hung up.
+    Committing {
+        old_leg: DialogLeg,
+        old_peer: Peer,
+    },
+}
+
+/// The number a Refer-To names (`<sip:1004@pbx>`, `sip:1004@pbx;user=phone`), if it is one.
+pub(crate) fn refer_target(value: &str) -> Result<String, &'static str> {
+    if value.len() > MAX_REFER_VALUE {
+        return Err("Refer-To Too Long");
+    }
+    let uri = dialog::uri_of(value);
+    if uri.to_ascii_lowercase().contains("replaces") {
+        return Err("Attended Transfer Not Supported");
+    }
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+        .ok_or("Refer-To Is Not a SIP URI")?;
+    let user = rest.split(['@', ';', '?']).next().unwrap_or("");
+    let digits = user.strip_prefix('+').unwrap_or(user);
+    let ok = !digits.is_empty()
+        && user.len() <= super::super::admission::MAX_NUMBER_LEN
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    if ok && rest.contains('@') {
+        Ok(user.to_owned())
+    } else {
+        Err("Refer-To Names No Number")
+    }
+}
+
+fn sipfrag(code: u16) -> String {
+    format!("SIP/2.0 {code} {}", crate::sip::reply::phrase(code))
+}
+
+impl CallCore {
+    /// A REFER on leg `from` of the established call.
+    pub(super) fn on_refer(&mut self, tx: ServerTxId, from: usize, req: rsip::Request) {
+        if self.transfer.is_some() || self.offer_pending {
+            return self.reply_in_leg(from, tx, &req, 491, Some("Transfer Already In Progress"));
+        }
+        let values: Vec<&str> = pbx_sip::codec::header_values(&req.headers, "Refer-To")
+            .take(2)
+            .collect();
+        let target = match values.as_slice() {
+            [one] => refer_target(one),
+            _ => Err("Exactly One Refer-To Required"),
+        };
+        let target = match target {
+            Ok(t) => t,
+            Err(reason) => {
+                let code = if reason.starts_with("Attended") {
+                    501
+                } else {
+                    400
+                };
+                return self.reply_in_leg(from, tx, &req, code, Some(reason));
+            }
+        };
+        let other = 1 - from;
+        if target == self.legs[other].extension {
+            return self.reply_in_leg(
+                from,
+                tx,
+                &req,
+                400,
+                Some("Cannot Transfer To The Other Party"),
+            );
+        }
+        let referred_by = dialog::first(&req.headers, "Referred-By")
+            .filter(|v| v.len() <= MAX_REFER_VALUE)
+            .map(str::to_owned);
+        tracing::info!(call = %self.id, extension = %self.legs[from].extension, to = %target, "transfer asked");
+        let stage = Stage {
+            next: Next::Number {
+                number: target.clone(),
+                forwarder: Some(self.legs[from].extension.clone()),
+            },
+            after: After::Any,
+            hops: 0,
+        };
+        self.transfer = Some(Transfer {
+            from,
+            refer: Some((tx, req)),
+            referred_by,
+            target,
+            state: State::Resolving,
+            referrer_gone: false,
+            deadline: None,
+        });
+        let srtp = carries_keys(&self.sdp[other]);
+        self.push(Action::Resolve {
+            stage,
+            srtp,
+            anonymous: false,
+            started_at: self.started_at,
+            transfer: true,
+        });
+    }
+
+    /// When the transfer's target is given up on.
+    pub(super) fn transfer_deadline(&self) -> Option<Instant> {
+        self.transfer.as_ref().and_then(|t| t.deadline)
+    }
+
+    /// Answers the REFER (if it still waits for its answer).
+    fn answer_refer(&mut self, code: u16, reason: Option<&str>) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        let from = t.from;
+        if let Some((tx, req)) = t.refer.take() {
+            self.reply_in_leg(from, tx, &req, code, reason);
+        }
+    }
+
+    /// What the target rings, or why it cannot.
+    pub(super) fn transfer_reached(&mut self, now: Now, reached: Result<Reached, Refusal>) {
+        let Some(t) = self.transfer.as_ref() else {
+            return;
+        };
+        if !matches!(t.state, State::Resolving) {
+            return;
+        }
+        let devices = match reached {
+            Ok(Reached::Devices { devices, .. }) => devices,
+            Ok(Reached::Trunk(_)) => {
+                // Outside targets are refused by the driver before this; never ring a trunk here.
+                self.answer_refer(501, Some("Transfer Outside Not Supported"));
+                self.transfer = None;
+                return;
+            }
+            Err(r) => {
+                tracing::info!(call = %self.id, code = r.code, "transfer refused");
+                self.answer_refer(r.code, Some(r.reason));
+                self.transfer = None;
+                return;
+            }
+        };
+        let (from, referred_by) = (t.from, t.referred_by.clone());
+        let other = 1 - from;
+        self.answer_refer(202, None);
+        self.notify_referrer(100, false);
+        // The target sees the party that stays as its caller.
+        let caller = self.legs[other].extension.clone();
+        let new = device_branches(&self.env, &caller, "", false, &devices);
+        let first = self.branches.len();
+        self.branches.extend(new);
+        let mut extra = Vec::new();
+        if let Some(by) = referred_by {
+            extra.push(("Referred-By".to_owned(), by));
+        }
+        for index in first..self.branches.len() {
+            let b = &self.branches[index];
+            let invite = self.env.locals.get(b.peer.transport).and_then(|local| {
+                dialog::request(
+                    "INVITE",
+                    &b.leg,
+                    local,
+                    b.peer.transport,
+                    1,
+                    70,
+                    &extra,
+                    None,
+                )
+            });
+            match invite {
+                Some(req) => {
+                    let peer = b.peer;
+                    self.push(Action::Invite {
+                        branch: index,
+                        req,
+                        peer,
+                    });
+                }
+                None => self.branches[index].final_code = Some(503),
+            }
+        }
+        if let Some(t) = self.transfer.as_mut() {
+            t.state = State::Ringing { first };
+            t.deadline = Some(now.at + self.env.config.ring_timeout);
+        }
+        self.transfer_branches_over(now);
+    }
+
+    /// Whether branch `index` is one the transfer rings.
+    pub(super) fn is_transfer_branch(&self, index: usize) -> bool {
+        matches!(self.transfer.as_ref().map(|t| &t.state), Some(State::Ringing { first }) if index >= *first)
+    }
+
+    /// An event of a branch ringing the target.
+    pub(super) fn transfer_branch(&mut self, now: Now, index: usize, event: super::LegEvent) {
+        use super::LegEvent;
+        match event {
+            LegEvent::Response(resp) => {
+                let code = resp.status_code.code();
+                if (200..300).contains(&code) {
+                    return self.transfer_answered(now, index, &resp);
+                }
+                if code >= 300
+                    && let Some(b) = self.branches.get_mut(index)
+                {
+                    b.final_code.get_or_insert(code);
+                }
+            }
+            LegEvent::Timeout => {
+                if let Some(b) = self.branches.get_mut(index) {
+                    b.final_code.get_or_insert(408);
+                }
+            }
+            LegEvent::Failed => {
+                if let Some(b) = self.branches.get_mut(index) {
+                    b.final_code.get_or_insert(503);
+                }
+            }
+            LegEvent::Terminated => {
+                if let Some(b) = self.branches.get_mut(index) {
+                    b.final_code.get_or_insert(408);
+                }
+            }
+        }
+        self.transfer_branches_over(now);
+    }
+
+    /// Every phone of the target failed: the transfer fails with the most telling answer.
+    fn transfer_branches_over(&mut self, now: Now) {
+        let Some(State::Ringing { first }) = self.transfer.as_ref().map(|t| &t.state) else {
+            return;
+        };
+        let codes: Vec<u16> = self.branches[*first..]
+            .iter()
+            .map(|b| b.final_code)
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+        if codes.is_empty() && self.branches.len() > *first {
+            return;
+        }
+        let code = if codes.contains(&486) {
+            486
+        } else {
+            codes.iter().copied().find(|c| *c != 487).unwrap_or(480)
+        };
+        self.transfer_failed(now, code);
+    }
+
+    /// The target's phone answered with its offer: the party that stays gets it.
+    fn transfer_answered(&mut self, now: Now, index: usize, resp: &rsip::Response) {
+        let Some(b) = self.branches.get(index) else {
+            return;
+        };
+        let mut leg = b.leg.clone();
+        let peer = b.peer;
+        leg.remote_tag = dialog::tag_of(&resp.headers, "To").unwrap_or_default();
+        if let Some(target) = dialog::contact_of(&resp.headers) {
+            leg.remote_target = target;
+        }
+        leg.route_set = dialog::record_routes(&resp.headers)
+            .into_iter()
+            .rev()
+            .collect();
+        leg.remote_sdp = String::from_utf8_lossy(&resp.body).into_owned();
+        self.branches[index].final_code = Some(resp.status_code.code());
+        self.cancel_branches(Some(index));
+        let offer = match body_of(&resp.headers, &resp.body) {
+            Some((ctype, bytes)) if is_sdp(ctype) => Sdp::parse(bytes).ok(),
+            _ => None,
+        };
+        let clear = self.peers.iter().any(|p| p.transport != Transport::Tls)
+            || peer.transport != Transport::Tls;
+        let usable =
+            offer.filter(|o| o.media().len() == self.ports.len() && !(carries_keys(o) && clear));
+        let Some(offer) = usable else {
+            tracing::warn!(call = %self.id, "transfer target answered without a usable offer");
+            self.hang_up_target(&leg, peer);
+            return self.transfer_failed(now, 488);
+        };
+        let from = self.transfer.as_ref().map_or(0, |t| t.from);
+        let other = 1 - from;
+        let Some(body) = self.rewrite_for(other, &offer) else {
+            self.hang_up_target(&leg, peer);
+            return self.transfer_failed(now, 488);
+        };
+        let stay = self.peers[other];
+        let cseq = self.legs[other].local_cseq + 1;
+        let reinvite = self.env.locals.get(stay.transport).and_then(|local| {
+            dialog::request(
+                "INVITE",
+                &self.legs[other],
+                local,
+                stay.transport,
+                cseq,
+                70,
+                &[],
+                Some(("application/sdp", body.as_bytes())),
+            )
+        });
+        let Some(reinvite) = reinvite else {
+            self.hang_up_target(&leg, peer);
+            return self.transfer_failed(now, 500);
+        };
+        self.legs[other].local_cseq = cseq;
+        self.offer_pending = true;
+        let id = self.send_request(reinvite, stay);
+        if let Some(t) = self.transfer.as_mut() {
+            t.deadline = None;
+            t.state = State::Reinviting {
+                id,
+                cseq,
+                leg,
+                peer,
+                offer,
+            };
+        }
+    }
+
+    /// The answer to a request the call sent: `true` when it was the transfer's re-INVITE.
+    pub(super) fn transfer_answer(&mut self, now: Now, id: u64, outcome: &ClientOutcome) -> bool {
+        let is_ours = matches!(
+            self.transfer.as_ref().map(|t| &t.state),
+            Some(State::Reinviting { id: mine, .. }) if *mine == id
+        );
+        if !is_ours {
+            return false;
+        }
+        let Some(t) = self.transfer.as_mut() else {
+            return false;
+        };
+        let State::Reinviting {
+            cseq,
+            leg,
+            peer,
+            offer,
+            ..
+        } = std::mem::replace(&mut t.state, State::Resolving)
+        else {
+            return false;
+        };
+        let from = t.from;
+        let other = 1 - from;
+        self.offer_pending = false;
+        let answer = match outcome {
+            ClientOutcome::Final(resp) if (200..300).contains(&resp.status_code.code()) => {
+                self.ack_forwarded(other, cseq);
+                match body_of(&resp.headers, &resp.body) {
+                    Some((ctype, bytes)) if is_sdp(ctype) => Sdp::parse(bytes)
+                        .ok()
+                        .filter(|a| a.media().len() == offer.media().len())
+                        .map(|a| (a, String::from_utf8_lossy(&resp.body).into_owned())),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let ack_body = answer.as_ref().and_then(|(a, _)| self.rewrite_for(from, a));
+        let (Some((answer, answer_text)), Some(ack_body)) = (answer, ack_body) else {
+            tracing::warn!(call = %self.id, "the party staying refused the new session");
+            self.hang_up_target(&leg, peer);
+            self.transfer_failed(now, 488);
+            return true;
+        };
+        // The new party takes the referrer's place.
+        self.set_media_peers(other, &answer);
+        self.legs[other].remote_sdp = answer_text;
+        self.sdp[other] = answer;
+        let old_leg = std::mem::replace(&mut self.legs[from], leg);
+        let old_peer = std::mem::replace(&mut self.peers[from], peer);
+        self.retired_call_ids.push(old_leg.call_id.clone());
+        self.set_media_peers(from, &offer);
+        self.sdp[from] = offer;
+        for sides in &mut self.latched {
+            sides[from] = Default::default();
+        }
+        self.recorded_latches = None;
+        self.acks[from].clear();
+        if let Some(local) = self.env.locals.get(peer.transport)
+            && let Some(ack) = dialog::request(
+                "ACK",
+                &self.legs[from],
+                local,
+                peer.transport,
+                1,
+                70,
+                &[],
+                Some(("application/sdp", ack_body.as_bytes())),
+            )
+        {
+            self.remember_ack(from, 1, ack.clone());
+            self.push(Action::Ack { req: ack, peer });
+        }
+        if let Some(t) = self.transfer.as_mut() {
+            t.state = State::Committing { old_leg, old_peer };
+        }
+        tracing::info!(call = %self.id, extension = %self.legs[from].extension, "transfer answered; recording it");
+        self.commit(now, Purpose::Transfer);
+        true
+    }
+
+    /// The record names the new party: the referrer hears the transfer worked and is hung up.
+    pub(super) fn transfer_committed(&mut self, ok: bool) {
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        let State::Committing {
+            mut old_leg,
+            old_peer,
+        } = t.state
+        else {
+            return;
+        };
+        if !ok {
+            // The call goes on with the new party either way; a failover before the next record
+            // write would carry on the old one.
+            tracing::warn!(call = %self.id, "transferred call's record not stored");
+        }
+        tracing::info!(call = %self.id, to = %t.target, "call transferred");
+        metrics::counter!("pbx_call_transfers_total", "result" => "done").increment(1);
+        if t.referrer_gone {
+            return;
+        }
+        self.notify_on(&mut old_leg, old_peer, 200, true);
+        self.bye_on(&mut old_leg, old_peer);
+    }
+
+    /// The transfer failed with `code`: the referrer is told and keeps the call, or, if it already
+    /// hung up, the party that stays is hung up too.
+    fn transfer_failed(&mut self, now: Now, code: u16) {
+        self.cancel_branches(self.winner);
+        let Some(t) = self.transfer.as_ref() else {
+            return;
+        };
+        let gone = t.referrer_gone;
+        let from = t.from;
+        tracing::info!(call = %self.id, code, "transfer failed");
+        metrics::counter!("pbx_call_transfers_total", "result" => "failed").increment(1);
+        if gone {
+            self.transfer = None;
+            self.send_bye(1 - from);
+            let outcome = Outcome::new(
+                Disposition::Answered,
+                HangupSide::Pbx,
+                "transfer-failed",
+                200,
+            );
+            return self.finish(now, outcome);
+        }
+        self.notify_referrer(code, true);
+        self.transfer = None;
+    }
+
+    /// The target was not answered in time.
+    pub(super) fn transfer_timeout(&mut self, now: Now) {
+        if self.transfer_deadline().is_some_and(|d| now.at >= d) {
+            self.transfer_failed(now, 408);
+        }
+    }
+
+    /// A BYE from the referrer during its transfer: the call goes on for the transfer to complete.
+    /// `false` when no transfer of this leg is in progress.
+    pub(super) fn referrer_left(&mut self, from: usize) -> bool {
+        match self.transfer.as_mut() {
+            Some(t) if t.from == from && t.refer.is_none() => {
+                t.referrer_gone = true;
+                tracing::info!(call = %self.id, "referrer hung up; transfer goes on");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The call ends during a transfer: the target's phones stop ringing, an answered target is
+    /// hung up.
+    pub(super) fn abandon_transfer(&mut self) {
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        if let State::Reinviting { leg, peer, .. } = t.state {
+            self.hang_up_target(&leg, peer);
+        }
+    }
+
+    /// ACK (without an answer) and BYE a target whose answer the call cannot use.
+    fn hang_up_target(&mut self, leg: &DialogLeg, peer: Peer) {
+        let Some(local) = self.env.locals.get(peer.transport) else {
+            return;
+        };
+        if let Some(ack) = dialog::request("ACK", leg, local, peer.transport, 1, 70, &[], None) {
+            self.push(Action::Ack { req: ack, peer });
+        }
+        let mut leg = leg.clone();
+        self.bye_on(&mut leg, peer);
+    }
+
+    /// A NOTIFY of the transfer's progress to the referrer (still on its leg).
+    fn notify_referrer(&mut self, code: u16, last: bool) {
+        let Some(from) = self.transfer.as_ref().map(|t| t.from) else {
+            return;
+        };
+        let mut leg = self.legs[from].clone();
+        let peer = self.peers[from];
+        self.notify_on(&mut leg, peer, code, last);
+        self.legs[from].local_cseq = leg.local_cseq;
+    }
+
+    fn notify_on(&mut self, leg: &mut DialogLeg, peer: Peer, code: u16, last: bool) {
+        let Some(local) = self.env.locals.get(peer.transport) else {
+            return;
+        };
+        let state = if last {
+            "terminated;reason=noresource"
+        } else {
+            "active;expires=60"
+        };
+        let extra = [
+            ("Event".to_owned(), "refer".to_owned()),
+            ("Subscription-State".to_owned(), state.to_owned()),
+        ];
+        leg.local_cseq += 1;
+        let frag = sipfrag(code);
+        if let Some(notify) = dialog::request(
+            "NOTIFY",
+            leg,
+            local,
+            peer.transport,
+            leg.local_cseq,
+            70,
+            &extra,
+            Some(("message/sipfrag;version=2.0", frag.as_bytes())),
+        ) {
+            self.send_request(notify, peer);
+        }
+    }
+
+    fn bye_on(&mut self, leg: &mut DialogLeg, peer: Peer) {
+        let Some(local) = self.env.locals.get(peer.transport) else {
+            return;
+        };
+        leg.local_cseq += 1;
+        if let Some(bye) = dialog::request(
+            "BYE",
+            leg,
+            local,
+            peer.transport,
+            leg.local_cseq,
+            70,
+            &[],
+            None,
+        ) {
+            self.send_request(bye, peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refer_to_names_a_number() {
+        assert_eq!(refer_target("<sip:1004@pbx.test>").as_deref(), Ok("1004"));
+        assert_eq!(
+            refer_target("sip:+15550100@pbx.test;user=phone").as_deref(),
+            Ok("+15550100")
+        );
+        assert!(refer_target("<sip:alice@pbx.test>").is_err());
+        assert!(refer_target("<tel:1004>").is_err());
+        assert!(refer_target("<sip:1004>").is_err());
+        assert_eq!(
+            refer_target("<sip:1004@pbx.test?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy>"),
+            Err("Attended Transfer Not Supported")
+        );
+        assert!(refer_target(&format!("<sip:{}@pbx>", "1".repeat(600))).is_err());
+    }
+}
