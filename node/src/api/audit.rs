@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde_json::Value;
 
+use storage::features::{CallHandling, FeatureCodes, RingGroup};
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
 use storage::{Command, Record, StateReader};
 
@@ -134,6 +135,23 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         Command::DeleteRecipient { id } => changes::<Recipient>(old(reader, id).as_ref(), None),
         Command::PutMember(m) => changes(old::<MemberRecord>(reader, &m.key()).as_ref(), Some(m)),
         Command::RemoveMember { node_id } => format!("node {node_id} removed"),
+        // An extension that never set its handling had the defaults: a change shows from them.
+        Command::PutCallHandling(h) => {
+            let before = old::<CallHandling>(reader, &h.extension)
+                .unwrap_or_else(|| CallHandling::none(&h.extension));
+            changes(Some(&before), Some(h))
+        }
+        Command::PutRingGroup { group, .. } => changes(
+            old::<RingGroup>(reader, &group.number).as_ref(),
+            Some(group),
+        ),
+        Command::DeleteRingGroup { number } => {
+            changes::<RingGroup>(old(reader, number).as_ref(), None)
+        }
+        Command::PutFeatureCodes(c) => {
+            let before = old::<FeatureCodes>(reader, FeatureCodes::KEY).unwrap_or_default();
+            changes(Some(&before), Some(c))
+        }
         other => other.kind().to_owned(),
     }
 }

@@ -11,6 +11,7 @@ mod crud;
 mod error;
 mod events;
 mod extensions;
+mod features;
 mod groups;
 mod guard;
 mod json;
@@ -40,6 +41,10 @@ pub(crate) use self::{
     },
     cdrs::{RawCdrQuery, list as list_cdrs},
     events::{EventQuery, list as list_events, list_recipients as recipients_list},
+    features::{
+        get_feature_codes as feature_codes, get_handling as call_handling,
+        list_ring_groups as ring_groups_list,
+    },
     live::{LiveQuery, Window as LiveWindow, snapshot as live_snapshot},
     paging::ListQuery,
     routes::{list_inbound as inbound_list, list_outbound as outbound_list},
@@ -167,6 +172,24 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/extensions/{number}/registrations",
             get(registrations::for_extension),
+        )
+        .route(
+            "/extensions/{number}/handling",
+            get(features::get_handling).put(features::put_handling),
+        )
+        .route(
+            "/ring-groups",
+            get(features::list_ring_groups).post(features::create_ring_group),
+        )
+        .route(
+            "/ring-groups/{number}",
+            get(features::get_ring_group)
+                .put(features::update_ring_group)
+                .delete(features::delete_ring_group),
+        )
+        .route(
+            "/feature-codes",
+            get(features::get_feature_codes).put(features::put_feature_codes),
         )
         .route(
             "/extensions/{number}",

@@ -290,6 +290,7 @@ impl Resource for InboundRoute {
     const REFS: &'static [(Table, &'static str)] = &[
         (Table::Trunks, "trunk"),
         (Table::Extensions, "destination.target"),
+        (Table::RingGroups, "destination.target"),
     ];
     type Body = InboundBody;
     type View = InboundView;

@@ -1,11 +1,13 @@
 //! Signing in, the account's own password and second factor, and `/me`, the user's own portal.
 
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+use storage::features::{CallHandling, FeatureCodes};
 use storage::web::{Grants, Scope};
 
+use super::features::{codes_list, handling_form};
 use super::layout::{self, Nav, badge, field, form_error, when};
 use super::{Ctx, Params, Problem, Restricted, api, cdrs, given, safe_next, see_other};
 use crate::api::{AppState, Principal};
@@ -190,7 +192,8 @@ pub(super) struct MeQuery {
     after: Option<String>,
 }
 
-/// `/me`: the account, its own calls, and links to change the password and second factor.
+/// `/me`: the account, its own extension's do-not-disturb and forwarding, its own calls, and links
+/// to change the password and second factor.
 pub(super) async fn me(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -211,6 +214,18 @@ pub(super) async fn me(
         }
         _ => None,
     };
+    let handling = match &me.extension {
+        Some(ext) => Some(
+            api::answer::<CallHandling>(
+                crate::api::call_handling(State(state.clone()), ctx.who.clone(), Path(ext.clone()))
+                    .await,
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let codes: FeatureCodes =
+        api::answer(crate::api::feature_codes(State(state.clone()), ctx.who.clone()).await).await?;
     let content = html! {
         div.grid-2 {
             div.card #me-account {
@@ -234,6 +249,15 @@ pub(super) async fn me(
                 }
             }
         }
+        @if let Some(handling) = handling {
+            div.card #me-handling {
+                h2 { "Calls to my extension" }
+                @match handling {
+                    Ok(h) => { (my_handling(&h, &codes)) }
+                    Err(p) => { p.banner.banner-bad #handling-error { (p.message) } }
+                }
+            }
+        }
         @if let Some(calls) = calls {
             div.card #me-calls {
                 h2 { "My calls" }
@@ -248,4 +272,34 @@ pub(super) async fn me(
         }
     };
     Ok(layout::page(&ctx.who, Nav::Me, "My account", content))
+}
+
+/// The user's own do-not-disturb (a one-click toggle that keeps the forwards) and forwarding, and
+/// the codes their phone can dial instead.
+fn my_handling(h: &CallHandling, codes: &FeatureCodes) -> Markup {
+    let url = format!("/api/v1/extensions/{}/handling", super::enc(&h.extension));
+    let toggled = CallHandling {
+        dnd: !h.dnd,
+        ..h.clone()
+    };
+    let toggle_body = serde_json::to_string(&toggled).unwrap_or_default();
+    html! {
+        p #me-dnd-state {
+            "Do not disturb: "
+            @if h.dnd { (badge("warn", "on")) } @else { (badge("ok", "off")) }
+            " "
+            button.btn.btn-small #me-dnd-toggle type="button" data-api={ "PUT " (url) }
+                data-body=(toggle_body) data-then="reload" {
+                @if h.dnd { "Turn do-not-disturb off" } @else { "Turn do-not-disturb on" }
+            }
+        }
+        div.grid-2 {
+            div { (handling_form(h, Some("me-handling"))) }
+            div {
+                h3 { "From the phone" }
+                p.hint { "Dial these codes on your phone to change the same settings." }
+                (codes_list(codes))
+            }
+        }
+    }
 }

@@ -5,13 +5,17 @@
 //! search is a key range, a name search a filtered scan whose work per request is bounded (and
 //! which carries on from where it stopped, like the API's paging).
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use maud::{Markup, html};
 use serde::Deserialize;
+use storage::features::CallHandling;
 use storage::model::Extension;
 use storage::routing::PermissionGroup;
 use storage::{StateReader, StorageError};
 
+use super::features::{handling_badges, handling_form};
 use super::layout::{self, Nav, badge, empty_row, field, form_error};
 use super::{Ctx, Params, Problem, given, query};
 use crate::api::{AppState, Principal};
@@ -24,6 +28,9 @@ pub(super) const NAME_BUDGET: usize = 20_000;
 const CHUNK: usize = 1024;
 /// Sorts after every extension number (digits).
 const END: &str = "\u{7f}";
+
+/// The call handling of the extensions on a page that set one, by number.
+pub(super) type Handling = HashMap<String, CallHandling>;
 
 /// Where extensions are read from: the replicated table, or a map in tests.
 pub(super) trait ExtensionSource {
@@ -142,23 +149,37 @@ pub(super) async fn page(
     let q = given(f.q).unwrap_or_default();
     let after = given(f.after);
     let reader = state.cluster.reader().clone();
-    let (found, total, groups) = {
+    let (found, total, groups, handling) = {
         let q = q.clone();
         let after = after.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
             let found = find(&reader, &q, after.as_deref(), PAGE, NAME_BUDGET)?;
+            let mut handling = Handling::new();
+            for e in &found.items {
+                if let Some(h) = reader.get::<CallHandling>(&e.number)? {
+                    handling.insert(e.number.clone(), h);
+                }
+            }
             let total = reader.count::<Extension>()?;
             let groups: Vec<String> = reader
                 .list::<PermissionGroup>()?
                 .into_iter()
                 .map(|g| g.name)
                 .collect();
-            Ok((found, total, groups))
+            Ok((found, total, groups, handling))
         })
         .await
         .map_err(|e| Problem::internal(e.to_string()))??
     };
-    let content = render(&ctx.who, &q, after.is_none(), &found, total, &groups);
+    let content = render(
+        &ctx.who,
+        &q,
+        after.is_none(),
+        &found,
+        total,
+        &groups,
+        &handling,
+    );
     Ok(layout::page(
         &ctx.who,
         Nav::Extensions,
@@ -175,6 +196,7 @@ pub(super) fn render(
     found: &Found,
     total: u64,
     groups: &[String],
+    handling: &Handling,
 ) -> Markup {
     let edit = who.grants.extensions;
     let base = format!("/extensions{}", query(&[("q", q)]));
@@ -201,7 +223,7 @@ pub(super) fn render(
                     @if !q.is_empty() { a.btn #ext-search-clear href="/extensions" { "Clear" } }
                 }
             }
-            (table(who, &found.items))
+            (table(who, &found.items, handling))
             (layout::pager(&base, found.next.as_deref(), first_page))
         }
     }
@@ -263,8 +285,9 @@ fn import_form() -> Markup {
     }
 }
 
-/// `#ext-table`: one page of extensions, with the row actions the grant allows.
-pub(super) fn table(who: &Principal, rows: &[Extension]) -> Markup {
+/// `#ext-table`: one page of extensions (with DND and forwarding shown in their status), with the
+/// row actions the grant allows.
+pub(super) fn table(who: &Principal, rows: &[Extension], handling: &Handling) -> Markup {
     let edit = who.grants.extensions;
     let cols = if edit { 6 } else { 5 };
     html! {
@@ -284,8 +307,9 @@ pub(super) fn table(who: &Principal, rows: &[Extension]) -> Markup {
                             td.mono { (e.credentials.username) }
                             td {
                                 @if e.enabled { (badge("ok", "enabled")) } @else { (badge("muted", "disabled")) }
+                                (handling_badges(handling.get(&e.number)))
                             }
-                            @if edit { td.actions { (row_actions(e)) } }
+                            @if edit { td.actions { (row_actions(e, handling.get(&e.number))) } }
                         }
                     }
                     @if rows.is_empty() { (empty_row(cols, "No extensions found.")) }
@@ -295,8 +319,11 @@ pub(super) fn table(who: &Principal, rows: &[Extension]) -> Markup {
     }
 }
 
-fn row_actions(e: &Extension) -> Markup {
+fn row_actions(e: &Extension, handling: Option<&CallHandling>) -> Markup {
     let url = format!("/api/v1/extensions/{}", super::enc(&e.number));
+    let handling = handling
+        .cloned()
+        .unwrap_or_else(|| CallHandling::none(&e.number));
     html! {
         details.row-edit {
             summary.btn.btn-small.ext-edit-open { "Edit" }
@@ -319,6 +346,10 @@ fn row_actions(e: &Extension) -> Markup {
                     div.form-actions { button.btn.btn-primary type="submit" { "Save" } }
                 }
             }
+        }
+        details.row-edit {
+            summary.btn.btn-small.ext-handling-open { "Call handling" }
+            div.popover { (handling_form(&handling, None)) }
         }
         details.row-edit {
             summary.btn.btn-small.ext-welcome-open { "Send login" }

@@ -17,6 +17,7 @@ pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) enum Nav {
     Dashboard,
     Extensions,
+    RingGroups,
     Trunks,
     Routes,
     Cdrs,
@@ -31,9 +32,10 @@ pub(crate) enum Nav {
 }
 
 impl Nav {
-    pub(crate) const ALL: [Self; 13] = [
+    pub(crate) const ALL: [Self; 14] = [
         Self::Dashboard,
         Self::Extensions,
+        Self::RingGroups,
         Self::Trunks,
         Self::Routes,
         Self::Cdrs,
@@ -51,6 +53,7 @@ impl Nav {
         match self {
             Self::Dashboard => "/",
             Self::Extensions => "/extensions",
+            Self::RingGroups => "/ring-groups",
             Self::Trunks => "/trunks",
             Self::Routes => "/routes",
             Self::Cdrs => "/cdrs",
@@ -69,6 +72,7 @@ impl Nav {
         match self {
             Self::Dashboard => "Dashboard",
             Self::Extensions => "Extensions",
+            Self::RingGroups => "Ring groups",
             Self::Trunks => "Trunks",
             Self::Routes => "Routes",
             Self::Cdrs => "Call records",
@@ -88,6 +92,7 @@ impl Nav {
         match self {
             Self::Dashboard => "nav-dashboard",
             Self::Extensions => "nav-extensions",
+            Self::RingGroups => "nav-ring-groups",
             Self::Trunks => "nav-trunks",
             Self::Routes => "nav-routes",
             Self::Cdrs => "nav-cdrs",
@@ -104,7 +109,12 @@ impl Nav {
 
     fn section(self) -> &'static str {
         match self {
-            Self::Dashboard | Self::Extensions | Self::Trunks | Self::Routes | Self::Cdrs => "PBX",
+            Self::Dashboard
+            | Self::Extensions
+            | Self::RingGroups
+            | Self::Trunks
+            | Self::Routes
+            | Self::Cdrs => "PBX",
             Self::Events | Self::Security | Self::Audit => "Security",
             Self::Cluster | Self::Accounts | Self::WebPolicy | Self::Setup => "System",
             Self::Me => "Account",
@@ -117,6 +127,7 @@ impl Nav {
         match self {
             Self::Dashboard => g.monitor,
             Self::Extensions => g.extensions || g.monitor,
+            Self::RingGroups => g.extensions,
             Self::Trunks | Self::Routes => g.routing,
             Self::Cdrs => g.cdrs != Scope::None,
             Self::Events => g.monitor || g.security,

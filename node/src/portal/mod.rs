@@ -31,6 +31,7 @@ mod admin;
 mod api;
 mod cdrs;
 mod extensions;
+mod features;
 mod layout;
 mod monitor;
 mod routing;
@@ -62,6 +63,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/", get(monitor::dashboard))
         .route("/cluster", get(monitor::cluster))
         .route("/extensions", get(extensions::page))
+        .route("/ring-groups", get(features::page))
         .route("/cdrs", get(cdrs::page))
         .route("/security", get(security::page))
         .route("/audit", get(security::audit))

@@ -256,7 +256,7 @@ pub(super) async fn routes(State(state): State<AppState>, ctx: Ctx) -> Result<Ma
                                 td.mono { (r.did) " " span.muted { "(" (r.did_kind) ")" } }
                                 td.mono { (r.caller_id.as_deref().unwrap_or("")) }
                                 td { (r.trunk.as_deref().unwrap_or("any")) }
-                                td { (r.destination.kind) " " span.mono { (r.destination.target) } }
+                                td { (r.destination.kind.replace('_', " ")) " " span.mono { (r.destination.target) } }
                                 td.actions {
                                     button.btn.btn-small.btn-danger.route-delete type="button"
                                         data-api={ "DELETE /api/v1/routes/inbound/" (enc(&r.name)) }
@@ -282,8 +282,13 @@ pub(super) async fn routes(State(state): State<AppState>, ctx: Ctx) -> Result<Ma
                 (field("DID", "did", html! { input #inbound-did type="text" name="did" required; }))
                 (field("Caller ID pattern", "caller_id", html! { input #inbound-caller-id type="text" name="caller_id"; }))
                 (field("Only from trunk", "trunk", html! { input #inbound-trunk type="text" name="trunk"; }))
-                input type="hidden" name="destination.type" value="extension";
-                (field("Extension", "destination.target", html! {
+                (field("Destination", "destination.type", html! {
+                    select #inbound-target-type name="destination.type" {
+                        option value="extension" { "extension" }
+                        option value="ring_group" { "ring group" }
+                    }
+                }))
+                (field("Extension or ring group number", "destination.target", html! {
                     input #inbound-target type="text" name="destination.target" inputmode="numeric" required;
                 }))
                 div.form-actions { button.btn.btn-primary #inbound-submit type="submit" { "Add route" } }

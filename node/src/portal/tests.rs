@@ -35,7 +35,8 @@ fn a_hostile_display_name_shows_as_text_in_the_extensions_table() {
         ],
         next: None,
     };
-    let html = extensions::render(&admin(), HOSTILE, true, &found, 2, &[]).into_string();
+    let html = extensions::render(&admin(), HOSTILE, true, &found, 2, &[], &Default::default())
+        .into_string();
     assert!(!html.contains(HOSTILE), "raw script in the page");
     assert!(!html.contains("<img"), "raw markup from an attribute value");
     assert!(
@@ -139,6 +140,15 @@ fn the_navigation_follows_the_grants() {
         ids(&principal("router", routing_only)),
         ["nav-trunks", "nav-routes", "nav-me"]
     );
+    let extensions_only = Grants {
+        extensions: true,
+        routing: false,
+        ..routing_only
+    };
+    assert_eq!(
+        ids(&principal("helpdesk", extensions_only)),
+        ["nav-extensions", "nav-ring-groups", "nav-me"]
+    );
     // A custom role called "admin"-like but not admin gets no admin pages.
     let everything_but_admin = principal("superuser", Grants::ADMIN);
     let seen = ids(&everything_but_admin);
@@ -174,7 +184,8 @@ fn ten_thousand_extensions_render_one_page() {
         "one page and one row to tell there is more"
     );
     assert_eq!(found.next.as_deref(), Some("10049"));
-    let html = extensions::render(&admin(), "", true, &found, 10_000, &[]).into_string();
+    let html = extensions::render(&admin(), "", true, &found, 10_000, &[], &Default::default())
+        .into_string();
     assert_eq!(html.matches("<tr id=\"ext-row-").count(), PAGE);
     assert!(
         html.contains("href=\"/extensions?after=10049\""),
@@ -264,4 +275,49 @@ fn assets_are_served_with_their_type_and_cache_lifetime() {
     // The script never writes data as HTML.
     assert!(!super::SCRIPT.contains("innerHTML"));
     assert!(!super::SCRIPT.contains("insertAdjacentHTML"));
+}
+
+#[test]
+fn the_ring_groups_page_and_the_handling_form_show_data_as_text() {
+    use storage::features::{CallHandling, FeatureCodes, RingGroup, RingStrategy};
+
+    let group = RingGroup {
+        number: "600".into(),
+        name: HOSTILE.into(),
+        strategy: RingStrategy::Hunt,
+        members: vec!["1001".into(), "1002".into()],
+        ring_secs: 15,
+        no_answer: Some("601".into()),
+        created_at: 1,
+        updated_at: 2,
+    };
+    let html = super::features::render(&[group], &FeatureCodes::default()).into_string();
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    for needle in [
+        "id=\"ring-groups-table\"",
+        "id=\"ring-group-row-600\"",
+        "data-api=\"PUT /api/v1/ring-groups/600\"",
+        "data-api=\"DELETE /api/v1/ring-groups/600\"",
+        "value=\"1001, 1002\"",
+        "<option value=\"hunt\" selected>",
+        "id=\"ring-group-create\"",
+        "data-api=\"PUT /api/v1/feature-codes\"",
+        "value=\"*78\"",
+    ] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    assert!(!html.contains("<script") && !html.contains("style="));
+
+    let mut h = CallHandling::none("1001");
+    h.dnd = true;
+    h.forward_busy = Some("\"><b>x".into());
+    let form = super::features::handling_form(&h, Some("me-handling")).into_string();
+    assert!(form.contains("data-api=\"PUT /api/v1/extensions/1001/handling\""));
+    assert!(form.contains("id=\"me-handling-dnd\" type=\"checkbox\" name=\"dnd\" checked"));
+    assert!(form.contains("value=\"&quot;&gt;&lt;b&gt;x\""), "{form}");
+    assert!(form.contains("name=\"no_answer_secs\"") && form.contains("value=\"20\""));
+    // In a table row: no ids, so that fifty forms on a page do not repeat one.
+    let row = super::features::handling_form(&h, None).into_string();
+    assert!(!row.contains(" id="), "{row}");
 }
