@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 use crate::codec::{self, CodecError};
-use crate::features::{CallHandling, FeatureCodes, RingGroup};
+use crate::features::{CallHandling, FeatureCodes, RingGroup, Subscription};
 use crate::features_apply;
 use crate::model::{
     ActiveCall, AuditEntry, Ban, Binding, CallDetail, CdrIndexEntry, CdrIndexProgress,
@@ -200,6 +200,17 @@ pub enum Command {
         number: String,
     },
     PutFeatureCodes(FeatureCodes),
+    /// Create or refresh a subscription: `NotFound` when the watcher or the target is no
+    /// extension, `Conflict` (on the watcher) when a new one would exceed
+    /// [`MAX_SUBSCRIPTIONS_PER_WATCHER`](crate::features::MAX_SUBSCRIPTIONS_PER_WATCHER).
+    PutSubscription(Box<Subscription>),
+    DeleteSubscription {
+        key: String,
+    },
+    /// Drop subscriptions that expired by `now`.
+    PruneSubscriptions {
+        now: UnixMillis,
+    },
 }
 
 /// One change to the registration table.
@@ -297,6 +308,9 @@ impl Command {
                 let response = delete(txn, Table::Extensions, number, true);
                 if response == Response::Ok {
                     txn.delete(Table::CallHandling, number);
+                    for key in txn.keys_with_prefix(Table::Subscriptions, &format!("{number}/")) {
+                        txn.delete(Table::Subscriptions, &key);
+                    }
                 }
                 Ok(response)
             }
@@ -420,6 +434,9 @@ impl Command {
             Self::PutRingGroup { group, mode } => features_apply::put_ring_group(txn, group, *mode),
             Self::DeleteRingGroup { number } => features_apply::delete_ring_group(txn, number),
             Self::PutFeatureCodes(codes) => put(txn, codes),
+            Self::PutSubscription(sub) => features_apply::put_subscription(txn, sub),
+            Self::DeleteSubscription { key } => Ok(delete(txn, Table::Subscriptions, key, false)),
+            Self::PruneSubscriptions { now } => features_apply::prune_subscriptions(txn, *now),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -498,6 +515,9 @@ impl Command {
             Self::PutRingGroup { .. } => "put_ring_group",
             Self::DeleteRingGroup { .. } => "delete_ring_group",
             Self::PutFeatureCodes(_) => "put_feature_codes",
+            Self::PutSubscription(_) => "put_subscription",
+            Self::DeleteSubscription { .. } => "delete_subscription",
+            Self::PruneSubscriptions { .. } => "prune_subscriptions",
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::UnixMillis;
+use crate::model::{DialogLeg, UnixMillis};
 use crate::tables::{Record, Table};
 
 /// The longest a number a call may be forwarded to may be (`+` and digits).
@@ -166,6 +166,53 @@ impl Record for FeatureCodes {
     const TABLE: Table = Table::Cluster;
     fn key(&self) -> String {
         Self::KEY.to_owned()
+    }
+}
+
+/// The most subscriptions one extension may hold (a desk phone with an expansion module watches
+/// a few dozen; this bounds a misbehaving or hostile one).
+pub const MAX_SUBSCRIPTIONS_PER_WATCHER: usize = 200;
+
+/// What a subscription is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventPackage {
+    /// RFC 4235 dialog state: the busy lamp of a desk phone's key.
+    Dialog,
+    /// RFC 3856 presence, as a PIDF document.
+    Presence,
+}
+
+/// A phone watching an extension (SUBSCRIBE, RFC 6665); keyed `{watcher}/{Call-ID}`. Replicated so
+/// that the node owning the VIP after a failover goes on notifying it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// The watching extension (it authenticated the SUBSCRIBE).
+    pub watcher: String,
+    /// The extension watched.
+    pub target: String,
+    pub package: EventPackage,
+    /// The subscription's dialog, the PBX's side: `local_cseq` is the last NOTIFY's CSeq as of this
+    /// write (a node taking over adds headroom, for NOTIFYs sent since are not written).
+    pub leg: DialogLeg,
+    /// The `version` of the last dialog-info document as of this write (same headroom rule).
+    pub version: u32,
+    pub expires_at: UnixMillis,
+    /// The node that accepted or last refreshed it.
+    pub node_id: u64,
+    pub created_at: UnixMillis,
+}
+
+impl Subscription {
+    pub fn key_for(watcher: &str, call_id: &str) -> String {
+        format!("{watcher}/{call_id}")
+    }
+}
+
+impl Record for Subscription {
+    const TABLE: Table = Table::Subscriptions;
+    fn key(&self) -> String {
+        Self::key_for(&self.watcher, &self.leg.call_id)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::codec::{self, CodecError};
 use crate::command::{Response, Txn, delete, put};
-use crate::features::{CallHandling, RingGroup};
+use crate::features::{CallHandling, MAX_SUBSCRIPTIONS_PER_WATCHER, RingGroup, Subscription};
 use crate::routing::{Destination, InboundRoute, PutMode};
 use crate::routing_apply::{conflict, not_found};
 use crate::tables::{Record, Table};
@@ -82,6 +82,40 @@ pub(crate) fn number_free(txn: &dyn Txn, number: &str) -> Option<Response> {
     txn.get(Table::RingGroups, number)
         .is_some()
         .then(|| conflict(Table::RingGroups, number))
+}
+
+pub(crate) fn put_subscription(
+    txn: &mut dyn Txn,
+    sub: &Subscription,
+) -> Result<Response, CodecError> {
+    for ext in [&sub.watcher, &sub.target] {
+        if txn.get(Table::Extensions, ext).is_none() {
+            return Ok(not_found(Table::Extensions, ext));
+        }
+    }
+    let key = sub.key();
+    if txn.get(Table::Subscriptions, &key).is_none() {
+        let held = txn
+            .keys_with_prefix(Table::Subscriptions, &format!("{}/", sub.watcher))
+            .len();
+        if held >= MAX_SUBSCRIPTIONS_PER_WATCHER {
+            return Ok(conflict(Table::Subscriptions, &sub.watcher));
+        }
+    }
+    put(txn, sub)
+}
+
+pub(crate) fn prune_subscriptions(txn: &mut dyn Txn, now: u64) -> Result<Response, CodecError> {
+    for key in txn.keys_with_prefix(Table::Subscriptions, "") {
+        let Some(bytes) = txn.get(Table::Subscriptions, &key) else {
+            continue;
+        };
+        let sub: Subscription = codec::decode(&bytes)?;
+        if sub.expires_at <= now {
+            txn.delete(Table::Subscriptions, &key);
+        }
+    }
+    Ok(Response::Ok)
 }
 
 #[cfg(test)]

@@ -44,11 +44,13 @@ pub enum Table {
     /// Per extension: do-not-disturb and forwarding.
     CallHandling,
     RingGroups,
+    /// SUBSCRIBE dialogs for busy lamps and presence.
+    Subscriptions,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 29] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -77,6 +79,7 @@ impl Table {
         Self::CdrsByExtension,
         Self::CallHandling,
         Self::RingGroups,
+        Self::Subscriptions,
     ];
 
     /// Column family holding the table.
@@ -110,6 +113,7 @@ impl Table {
             Self::CdrsByExtension => "t_cdrs_by_extension",
             Self::CallHandling => "t_call_handling",
             Self::RingGroups => "t_ring_groups",
+            Self::Subscriptions => "t_subscriptions",
         }
     }
 
@@ -144,6 +148,7 @@ impl Table {
             Self::CdrsByExtension => 26,
             Self::CallHandling => 27,
             Self::RingGroups => 28,
+            Self::Subscriptions => 29,
         }
     }
 

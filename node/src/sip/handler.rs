@@ -26,6 +26,7 @@ pub(crate) struct Handler {
     pub(crate) registrar: RegistrarConfig,
     pub(crate) writer: BindingWriter,
     pub(crate) endpoint: EndpointHandle,
+    pub(crate) presence: Arc<super::presence::Presence>,
 }
 
 impl Handler {
@@ -58,6 +59,11 @@ impl Handler {
             rsip::Method::Invite if !has_to_tag(&req) => {
                 self.calls
                     .start(tx, req, raw_uri, peer, Arc::clone(&self.auth));
+                None
+            }
+            rsip::Method::Subscribe => {
+                let presence = Arc::clone(&self.presence);
+                tokio::spawn(async move { presence.subscribe(tx, req, raw_uri, peer).await });
                 None
             }
             rsip::Method::Ack => None,

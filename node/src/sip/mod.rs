@@ -7,6 +7,7 @@ mod contact;
 mod endpoint;
 mod expiry;
 mod handler;
+mod presence;
 mod qualify;
 mod registrar;
 mod reply;
@@ -163,13 +164,24 @@ impl SipService {
             let keep = Duration::from_secs(calls_cfg.cdr_retention_days.saturating_mul(86_400));
             tasks.push(tokio::spawn(call::retention(Arc::clone(&calls), keep)));
         }
+        let auth = Arc::new(auth::SipAuth::new(
+            cluster.clone(),
+            Arc::clone(&security),
+            &cfg.digest_algorithms,
+        ));
+        let presence = Arc::new(presence::Presence::new(
+            cluster.clone(),
+            Arc::clone(&auth),
+            endpoint_handle.clone(),
+            Arc::clone(&calls),
+            cfg.realm.clone(),
+            vip.is_some(),
+        ));
+        tasks.push(tokio::spawn(Arc::clone(&presence).run()));
         let handler = Arc::new(handler::Handler {
             calls: Arc::clone(&calls),
-            auth: Arc::new(auth::SipAuth::new(
-                cluster.clone(),
-                Arc::clone(&security),
-                &cfg.digest_algorithms,
-            )),
+            presence,
+            auth,
             cluster: cluster.clone(),
             registrar: RegistrarConfig {
                 min_expires: cfg.min_expires,

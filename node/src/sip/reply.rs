@@ -7,7 +7,7 @@ use sha2::{Digest as _, Sha256};
 /// What the PBX calls itself in `Server` and `User-Agent`: no version, nothing to fingerprint.
 pub(crate) const AGENT: &str = "pbx";
 pub(crate) const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE";
 
 /// A response to `req` with its Via, From, To (with our tag), Call-ID and CSeq.
 pub(crate) fn reply(req: &rsip::Request, code: u16, reason: Option<&str>) -> rsip::Response {

@@ -191,3 +191,67 @@ fn handling_belongs_to_an_extension_and_goes_with_it() {
         "a new extension with the number starts without the old forwards"
     );
 }
+
+fn subscription(watcher: &str, target: &str, call_id: &str, expires_at: u64) -> Subscription {
+    Subscription {
+        watcher: watcher.into(),
+        target: target.into(),
+        package: crate::features::EventPackage::Dialog,
+        leg: crate::model::DialogLeg {
+            call_id: call_id.into(),
+            ..Default::default()
+        },
+        version: 0,
+        expires_at,
+        node_id: 1,
+        created_at: 1,
+    }
+}
+
+#[test]
+fn subscriptions_are_bounded_per_watcher_and_go_with_it() {
+    let mut txn = lab();
+    let put = |txn: &mut MemTxn, s: Subscription| apply(txn, Command::PutSubscription(Box::new(s)));
+    assert_eq!(
+        put(&mut txn, subscription("1001", "1999", "c", 10)),
+        not_found(Table::Extensions, "1999")
+    );
+    for i in 0..MAX_SUBSCRIPTIONS_PER_WATCHER {
+        assert_eq!(
+            put(&mut txn, subscription("1001", "1002", &format!("c{i}"), 10)),
+            Response::Ok
+        );
+    }
+    assert_eq!(
+        put(&mut txn, subscription("1001", "1002", "one-more", 10)),
+        conflict(Table::Subscriptions, "1001")
+    );
+    assert_eq!(
+        put(&mut txn, subscription("1001", "1003", "c7", 20)),
+        Response::Ok,
+        "a refresh of a held one is not a new one"
+    );
+    assert_eq!(
+        put(&mut txn, subscription("1002", "1001", "x", 30)),
+        Response::Ok
+    );
+    assert_eq!(
+        apply(&mut txn, Command::PruneSubscriptions { now: 10 }),
+        Response::Ok
+    );
+    assert_eq!(
+        txn.keys_with_prefix(Table::Subscriptions, "").len(),
+        2,
+        "c7 and x stay"
+    );
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeleteExtension {
+                number: "1001".into()
+            }
+        ),
+        Response::Ok
+    );
+    assert_eq!(txn.keys_with_prefix(Table::Subscriptions, "").len(), 1);
+}

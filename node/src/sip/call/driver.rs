@@ -132,6 +132,7 @@ pub(super) async fn run(
         branch_txs: HashMap::new(),
         input,
         inputs,
+        ringing: Vec::new(),
     };
     driver.drive().await;
 }
@@ -225,7 +226,14 @@ async fn admitted(
                     offered.anonymous,
                     a.started.wall,
                 )
-                .await?;
+                .await;
+            let routed = match routed {
+                Ok(r) => r,
+                Err((refusal, facts)) => {
+                    a.facts = facts;
+                    return Err(refusal);
+                }
+            };
             a.facts = Some(routed.facts);
             admission::admit_outbound(req, peer.transport, routed.trunk)
         }
@@ -376,6 +384,7 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
         branch_txs: HashMap::new(),
         input,
         inputs,
+        ringing: Vec::new(),
     };
     calls.spawn_call(driver.drive());
     Ok(())
@@ -391,20 +400,25 @@ struct Driver {
     /// The call's own input, for answers to the requests it sends.
     input: mpsc::UnboundedSender<Input>,
     inputs: mpsc::UnboundedReceiver<Input>,
+    /// The extensions this call was last seen ringing (for busy lamps).
+    ringing: Vec<String>,
 }
 
 impl Driver {
     async fn drive(mut self) {
         loop {
             self.execute().await;
+            let ringing = self.core.ringing_extensions();
+            self.calls.set_ringing(&self.ringing, &ringing);
+            self.ringing = ringing;
             if self.core.is_over() {
-                return;
+                break;
             }
             let wake = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 input = self.inputs.recv() => match input {
                     Some(input) => self.core.handle(now(), input),
-                    None => return,
+                    None => break,
                 },
                 () = sleep_until(wake) => {
                     let status = self.media_status();
@@ -412,6 +426,7 @@ impl Driver {
                 }
             }
         }
+        self.calls.set_ringing(&self.ringing, &[]);
     }
 
     fn media_status(&self) -> MediaStatus {

@@ -41,6 +41,7 @@ use crate::security::Security;
 use limits::CallLimits;
 
 pub(crate) use self::core::{Input as CallInput, LegEvent};
+pub(crate) use admission::MAX_NUMBER_LEN;
 pub(crate) use hangups::run as watch_hangups;
 pub(crate) use janitor::{carry_on, end_orphans, index_cdrs, retention};
 
@@ -61,6 +62,8 @@ struct Routes {
     by_call_id: HashMap<String, mpsc::UnboundedSender<CallInput>>,
     by_tx: HashMap<ServerTxId, mpsc::UnboundedSender<CallInput>>,
     limits: CallLimits,
+    /// Extensions whose phones ring for a call on this node, with how many calls ring them.
+    ringing: HashMap<String, usize>,
 }
 
 /// The call engine of one node.
@@ -76,6 +79,8 @@ pub(crate) struct Calls {
     /// Every call's task: aborted together when this node stops serving phones (the VIP moved away),
     /// which closes their media sockets without ending the calls, for the next owner to carry on.
     tasks: Mutex<JoinSet<()>>,
+    /// Woken when an extension starts or stops ringing (busy lamps follow).
+    line_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Calls {
@@ -98,6 +103,7 @@ impl Calls {
             trunks,
             routes: Mutex::new(Routes::default()),
             tasks: Mutex::new(JoinSet::new()),
+            line_changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -273,6 +279,37 @@ impl Calls {
         self.routes()
             .by_call_id
             .insert(call_id.to_owned(), input.clone());
+    }
+
+    /// Extensions whose phones ring now for a call on this node.
+    pub(crate) fn ringing_extensions(&self) -> std::collections::HashSet<String> {
+        self.routes().ringing.keys().cloned().collect()
+    }
+
+    pub(crate) fn line_changed(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.line_changed)
+    }
+
+    /// A call's ringing extensions went from `before` to `now`.
+    fn set_ringing(&self, before: &[String], now: &[String]) {
+        if before == now {
+            return;
+        }
+        {
+            let mut routes = self.routes();
+            for ext in before.iter().filter(|e| !now.contains(e)) {
+                if let Some(n) = routes.ringing.get_mut(ext) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        routes.ringing.remove(ext);
+                    }
+                }
+            }
+            for ext in now.iter().filter(|e| !before.contains(e)) {
+                *routes.ringing.entry(ext.clone()).or_default() += 1;
+            }
+        }
+        self.line_changed.notify_one();
     }
 
     /// The per-extension call counts.

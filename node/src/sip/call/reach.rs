@@ -8,7 +8,7 @@ use storage::model::{Binding, Extension, UnixMillis};
 use super::Calls;
 use super::admission::{self, Refusal};
 use super::core::Reached;
-use super::outbound::Routed;
+use super::outbound::{Refused, Routed};
 use super::plan::{self, Directory, Next, Ring, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,18 +92,17 @@ impl Calls {
         number: &str,
         anonymous: bool,
         started_at: UnixMillis,
-    ) -> Result<Routed, Refusal> {
+    ) -> Result<Routed, Refused> {
         let ext = self
             .cluster
             .reader()
             .get::<Extension>(forwarder)
-            .map_err(read_failed)?
-            .ok_or_else(Refusal::internal)?;
+            .map_err(|e| (read_failed(e), None))?
+            .ok_or_else(|| (Refusal::internal(), None))?;
         let cdr_key = storage::model::CallDetail::key_for(started_at, call_id);
         tracing::info!(call = %call_id, extension = %forwarder, to = %number, "forwarding outside");
         self.route_outbound(call_id, &ext, number, anonymous, started_at, cdr_key)
             .await
-            .map_err(|(refusal, _)| refusal)
     }
 
     /// What a later stage of call `call_id` rings now.
@@ -133,9 +132,11 @@ impl Calls {
                 if srtp {
                     return Err(Refusal::new(488, "SRTP Keys Need SIP over TLS", None));
                 }
+                // A refused forward's routing is in the log and the event; the CDR has its cause.
                 let routed = self
                     .route_forward(call_id, &forwarder, &number, anonymous, started_at)
-                    .await?;
+                    .await
+                    .map_err(|(refusal, _)| refusal)?;
                 Ok(Reached::Trunk(routed.trunk))
             }
         }

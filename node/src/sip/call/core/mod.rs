@@ -444,6 +444,31 @@ impl CallCore {
         ids
     }
 
+    /// Extensions whose phones this call rings now (a transfer's target too), sorted.
+    pub(crate) fn ringing_extensions(&self) -> Vec<String> {
+        let ringing = match self.phase {
+            Phase::Ringing => self.winner.is_none(),
+            Phase::Talking => self.transfer.is_some(),
+            Phase::Committing { .. } | Phase::Over => false,
+        };
+        if !ringing {
+            return Vec::new();
+        }
+        let first = if matches!(self.phase, Phase::Ringing) {
+            0
+        } else {
+            self.winner.map_or(0, |w| w + 1)
+        };
+        let mut out: Vec<String> = self.branches[first.min(self.branches.len())..]
+            .iter()
+            .filter(|b| b.final_code.is_none() && self.silence.is_none())
+            .map(|b| b.leg.extension.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub(crate) fn extensions(&self) -> [&str; 2] {
         [&self.caller, &self.callee]
     }

@@ -1,0 +1,469 @@
+//! Busy lamps and presence: phones SUBSCRIBE to an extension's `dialog` (RFC 4235) or `presence`
+//! (PIDF) events and get a NOTIFY whenever its line changes: idle, ringing, in a call, offline.
+//!
+//! Each subscription is a replicated record, written when it is accepted, refreshed or ended, so
+//! the node that owns the VIP after a failover knows every subscription and goes on notifying. What
+//! is not written is each NOTIFY's CSeq and document version: a node that did not send the last
+//! ones starts [`HEADROOM`] above the record's, so both keep increasing. The line states come from
+//! the replicated call records (established calls) and, for ringing, from this node's call engine
+//! (ringing calls live on the node that carries them, and die with it).
+//!
+//! The SUBSCRIBE is authenticated like any request from a phone (digest, counted by the automatic
+//! defence when it fails); a watcher holds at most
+//! [`MAX_SUBSCRIPTIONS_PER_WATCHER`](storage::features::MAX_SUBSCRIPTIONS_PER_WATCHER).
+
+mod document;
+mod request;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster::Cluster;
+use pbx_sip::transaction::{Peer, ServerTxId};
+use storage::features::{EventPackage, Subscription};
+use storage::model::{ActiveCall, Binding, DialogLeg, Extension, UnixMillis};
+use storage::{Command, Record as _};
+
+use super::auth::{AuthOutcome, SipAuth};
+use super::call::{Calls, dialog};
+use super::endpoint::{ClientOutcome, EndpointHandle};
+use super::transport::transport_name;
+use crate::time::now_millis;
+use document::Line;
+
+/// Added to a subscription's recorded CSeq and version by a node that did not send its last NOTIFY.
+pub(crate) const HEADROOM: u32 = 100_000;
+/// The shortest pause between two looks at every subscription.
+const MIN_PASS: Duration = Duration::from_millis(200);
+/// The longest: expiries are noticed within it.
+const MAX_PASS: Duration = Duration::from_secs(1);
+
+/// What this node last sent on a subscription.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    cseq: u32,
+    version: u32,
+    /// `None`: nothing yet (a NOTIFY is due).
+    line: Option<Line>,
+}
+
+/// The presence service of the node serving phones.
+pub(crate) struct Presence {
+    cluster: Cluster,
+    auth: Arc<SipAuth>,
+    endpoint: EndpointHandle,
+    calls: Arc<Calls>,
+    realm: String,
+    /// With a VIP, this node serves every subscription; without one, those it accepted.
+    on_vip: bool,
+    sent: Mutex<HashMap<String, Sent>>,
+}
+
+impl Presence {
+    pub(crate) fn new(
+        cluster: Cluster,
+        auth: Arc<SipAuth>,
+        endpoint: EndpointHandle,
+        calls: Arc<Calls>,
+        realm: String,
+        on_vip: bool,
+    ) -> Self {
+        Self {
+            cluster,
+            auth,
+            endpoint,
+            calls,
+            realm,
+            on_vip,
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sent(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sent>> {
+        self.sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A SUBSCRIBE, new or inside its dialog (a refresh, or `Expires: 0` to end it).
+    pub(crate) async fn subscribe(
+        &self,
+        tx: ServerTxId,
+        req: rsip::Request,
+        raw_uri: String,
+        peer: Peer,
+    ) {
+        let resp = self.answer(&req, &raw_uri, peer).await;
+        self.endpoint.respond(tx, resp).await;
+        self.calls.line_changed().notify_one();
+    }
+
+    async fn answer(&self, req: &rsip::Request, raw_uri: &str, peer: Peer) -> rsip::Response {
+        let now = now_millis();
+        let refuse = |code: u16, reason: &str, extra: &[(String, String)]| {
+            dialog::response(
+                req,
+                code,
+                Some(reason),
+                &dialog::token()[..16],
+                None,
+                extra,
+                None,
+            )
+        };
+        let watcher = match self.auth.check(req, raw_uri, now, false, peer) {
+            AuthOutcome::Authenticated { username } => username,
+            AuthOutcome::Challenge(headers) => {
+                let mut resp =
+                    dialog::response(req, 401, None, &dialog::token()[..16], None, &[], None);
+                let mut all: Vec<rsip::Header> = resp.headers.iter().cloned().collect();
+                let at = all
+                    .iter()
+                    .position(|h| matches!(h, rsip::Header::ContentLength(_)))
+                    .unwrap_or(all.len());
+                all.splice(at..at, headers);
+                resp.headers = rsip::Headers::from(all);
+                return resp;
+            }
+            AuthOutcome::Unavailable => return refuse(503, "Cluster Not Ready", &[]),
+        };
+        let asked = match request::read(req) {
+            Ok(a) => a,
+            Err(r) => return refuse(r.code, r.reason, &r.headers),
+        };
+        let call_id = dialog::first(&req.headers, "Call-ID").unwrap_or_default();
+        let key = Subscription::key_for(&watcher, call_id);
+        let reader = self.cluster.reader();
+        let existing = match reader.get::<Subscription>(&key) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a subscription failed");
+                return refuse(500, "Server Internal Error", &[]);
+            }
+        };
+        let in_dialog = dialog::tag_of(&req.headers, "To").is_some();
+        let mut sub = match (existing, in_dialog) {
+            (Some(sub), true) => sub,
+            (None, true) | (Some(_), false) => {
+                return refuse(481, "Subscription Does Not Exist", &[]);
+            }
+            (None, false) => {
+                let target = request::target(req);
+                let known = match target.as_deref().map(|t| reader.get::<Extension>(t)) {
+                    Some(Ok(Some(e))) => e.enabled,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "reading a subscription's target failed");
+                        return refuse(500, "Server Internal Error", &[]);
+                    }
+                    _ => false,
+                };
+                let (Some(target), true) = (target, known) else {
+                    return refuse(404, "Not Found", &[]);
+                };
+                match self.new_subscription(req, peer, &watcher, &target, asked.package, now) {
+                    Some(s) => s,
+                    None => return refuse(400, "Malformed Dialog Headers", &[]),
+                }
+            }
+        };
+        if sub.package != asked.package {
+            return refuse(489, "Bad Event", &[request::allow_events()]);
+        }
+        if let Some(seq) = dialog::cseq_of(&req.headers) {
+            if in_dialog && seq <= sub.leg.remote_cseq {
+                return refuse(500, "CSeq Out of Order", &[]);
+            }
+            sub.leg.remote_cseq = seq;
+        }
+        if let Some(contact) = dialog::contact_of(&req.headers) {
+            sub.leg.remote_target = contact;
+        }
+        let local_tag = sub.leg.local_tag.clone();
+        let contact = sub.leg.local_contact.clone();
+        let ok = |expires: u32| {
+            let extra = [("Expires".to_owned(), expires.to_string())];
+            dialog::response(req, 200, None, &local_tag, Some(&contact), &extra, None)
+        };
+        if asked.expires == 0 {
+            // Ended (or a one-time fetch): a last NOTIFY with the state, then nothing.
+            self.end(sub, "timeout").await;
+            return ok(0);
+        }
+        sub.expires_at = now.saturating_add(u64::from(asked.expires) * 1000);
+        sub.node_id = self.cluster.node_id();
+        if let Some(sent) = self.sent().get(&key) {
+            sub.leg.local_cseq = sent.cseq;
+            sub.version = sent.version;
+        }
+        match self
+            .cluster
+            .propose(Command::PutSubscription(Box::new(sub.clone())))
+            .await
+        {
+            Ok(storage::Response::Ok) => {}
+            Ok(storage::Response::Conflict { .. }) => {
+                tracing::warn!(extension = %watcher, "too many subscriptions");
+                return refuse(403, "Too Many Subscriptions", &[]);
+            }
+            Ok(storage::Response::NotFound { .. }) => return refuse(404, "Not Found", &[]),
+            Ok(other) => {
+                tracing::warn!(response = ?other, "subscription not stored");
+                return refuse(500, "Server Internal Error", &[]);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "subscription not stored");
+                return refuse(503, "Cluster Not Ready", &[]);
+            }
+        }
+        // The state goes out at once (RFC 6665 §4.2.1.2): a NOTIFY is due on this subscription.
+        let mut sent = self.sent();
+        let entry = sent.entry(key).or_insert(Sent {
+            cseq: sub.leg.local_cseq,
+            version: sub.version,
+            line: None,
+        });
+        entry.line = None;
+        tracing::info!(extension = %watcher, target = %sub.target, package = ?sub.package, expires = asked.expires, "subscription accepted");
+        ok(asked.expires)
+    }
+
+    /// The subscription's dialog from its first SUBSCRIBE.
+    fn new_subscription(
+        &self,
+        req: &rsip::Request,
+        peer: Peer,
+        watcher: &str,
+        target: &str,
+        package: EventPackage,
+        now: UnixMillis,
+    ) -> Option<Subscription> {
+        let headers = &req.headers;
+        let local = self.calls.local(peer.transport)?;
+        let leg = DialogLeg {
+            extension: watcher.to_owned(),
+            call_id: dialog::first(headers, "Call-ID")?.to_owned(),
+            local_tag: dialog::token()[..16].to_owned(),
+            remote_tag: dialog::tag_of(headers, "From")?,
+            local_cseq: 0,
+            remote_cseq: 0,
+            local_uri: dialog::without_tag(dialog::first(headers, "To")?),
+            remote_uri: dialog::without_tag(dialog::first(headers, "From")?),
+            remote_target: dialog::contact_of(headers)?,
+            route_set: dialog::record_routes(headers),
+            local_contact: dialog::contact_uri(target, local, peer.transport),
+            peer: peer.addr.to_string(),
+            transport: transport_name(peer.transport).to_owned(),
+            remote_sdp: String::new(),
+        };
+        Some(Subscription {
+            watcher: watcher.to_owned(),
+            target: target.to_owned(),
+            package,
+            leg,
+            version: 0,
+            expires_at: now,
+            node_id: self.cluster.node_id(),
+            created_at: now,
+        })
+    }
+
+    /// Ends a subscription: the final NOTIFY (`reason`), and its record removed.
+    async fn end(&self, sub: Subscription, reason: &str) {
+        let key = sub.key();
+        let line = self.line_now(&sub.target);
+        if let Some((req, peer)) = self.notify_for(&sub, line, Some(reason)) {
+            let endpoint = self.endpoint.clone();
+            tokio::spawn(async move {
+                let _ = endpoint.request(req, peer).await;
+            });
+        }
+        self.sent().remove(&key);
+        if let Err(e) = self
+            .cluster
+            .propose(Command::DeleteSubscription { key })
+            .await
+        {
+            tracing::warn!(error = %e, "ended subscription not removed");
+        }
+    }
+
+    /// One extension's line as of now (for a single NOTIFY outside a pass).
+    fn line_now(&self, target: &str) -> Line {
+        let calls = self
+            .cluster
+            .reader()
+            .list::<ActiveCall>()
+            .unwrap_or_default();
+        let in_calls = in_calls_of(&calls);
+        let ringing = self.calls.ringing_extensions();
+        let registered = self.registered(target, now_millis());
+        Line::of(
+            in_calls.get(target).map_or(&[][..], Vec::as_slice),
+            ringing.contains(target),
+            registered,
+        )
+    }
+
+    fn registered(&self, target: &str, now: UnixMillis) -> bool {
+        self.cluster
+            .reader()
+            .scan_prefix::<Binding>(&Binding::aor_prefix(target))
+            .is_ok_and(|b| b.iter().any(|b| b.expires_at > now))
+    }
+
+    /// The next NOTIFY on `sub` with `line` (`terminated`: the reason it ends), counting its CSeq
+    /// and version.
+    fn notify_for(
+        &self,
+        sub: &Subscription,
+        line: Line,
+        terminated: Option<&str>,
+    ) -> Option<(rsip::Request, Peer)> {
+        let peer = dialog::peer_of(&sub.leg).ok()?;
+        let local = self.calls.local(peer.transport)?;
+        let (cseq, version) = {
+            let mut sent = self.sent();
+            let entry = sent.entry(sub.key()).or_insert_with(|| Sent {
+                cseq: sub.leg.local_cseq.saturating_add(HEADROOM),
+                version: sub.version.saturating_add(HEADROOM),
+                line: None,
+            });
+            entry.cseq += 1;
+            entry.version += 1;
+            entry.line = Some(line);
+            (entry.cseq, entry.version)
+        };
+        let remaining = sub.expires_at.saturating_sub(now_millis()) / 1000;
+        let state = match terminated {
+            Some(reason) => format!("terminated;reason={reason}"),
+            None => format!("active;expires={remaining}"),
+        };
+        let event = match sub.package {
+            EventPackage::Dialog => "dialog",
+            EventPackage::Presence => "presence",
+        };
+        let extra = [
+            ("Event".to_owned(), event.to_owned()),
+            ("Subscription-State".to_owned(), state),
+        ];
+        let entity = format!("sip:{}@{}", sub.target, self.realm);
+        let body = document::render(sub.package, &entity, line, version);
+        let ctype = document::content_type(sub.package);
+        let req = dialog::request(
+            "NOTIFY",
+            &sub.leg,
+            local,
+            peer.transport,
+            cseq,
+            70,
+            &extra,
+            Some((ctype, body.as_bytes())),
+        )?;
+        Some((req, peer))
+    }
+
+    /// Looks at every subscription this node serves, whenever a line may have changed.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut applied = self.cluster.reader().watch_applied();
+        let changed = self.calls.line_changed();
+        loop {
+            tokio::select! {
+                () = changed.notified() => {}
+                r = applied.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(MAX_PASS) => {}
+            }
+            self.pass().await;
+            tokio::time::sleep(MIN_PASS).await;
+        }
+    }
+
+    async fn pass(self: &Arc<Self>) {
+        let reader = self.cluster.reader();
+        let me = self.cluster.node_id();
+        let subs = match reader.list::<Subscription>() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading subscriptions failed");
+                return;
+            }
+        };
+        let subs: Vec<Subscription> = subs
+            .into_iter()
+            .filter(|s| self.on_vip || s.node_id == me)
+            .collect();
+        {
+            let keys: HashSet<String> = subs.iter().map(|s| s.key()).collect();
+            self.sent().retain(|k, _| keys.contains(k));
+        }
+        if subs.is_empty() {
+            return;
+        }
+        let now = now_millis();
+        let calls = reader.list::<ActiveCall>().unwrap_or_default();
+        let in_calls = in_calls_of(&calls);
+        let ringing = self.calls.ringing_extensions();
+        let mut registered: HashMap<String, bool> = HashMap::new();
+        for sub in subs {
+            if sub.expires_at <= now {
+                tracing::info!(extension = %sub.watcher, target = %sub.target, "subscription expired");
+                let this = Arc::clone(self);
+                tokio::spawn(async move { this.end(sub, "timeout").await });
+                continue;
+            }
+            let online = *registered
+                .entry(sub.target.clone())
+                .or_insert_with(|| self.registered(&sub.target, now));
+            let line = Line::of(
+                in_calls.get(&sub.target).map_or(&[][..], Vec::as_slice),
+                ringing.contains(&sub.target),
+                online,
+            );
+            let last = self.sent().get(&sub.key()).and_then(|s| s.line);
+            if last == Some(line) {
+                continue;
+            }
+            let Some((req, peer)) = self.notify_for(&sub, line, None) else {
+                continue;
+            };
+            metrics::counter!("pbx_presence_notifies_total").increment(1);
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let outcome = this.endpoint.request(req, peer).await;
+                this.after_notify(&sub, outcome).await;
+            });
+        }
+    }
+
+    /// A watcher that no longer knows the subscription (`481`), or is gone, loses it.
+    async fn after_notify(&self, sub: &Subscription, outcome: ClientOutcome) {
+        let gone = match &outcome {
+            ClientOutcome::Final(resp) => matches!(resp.status_code.code(), 404 | 481 | 489),
+            ClientOutcome::Timeout | ClientOutcome::Failed => true,
+        };
+        if !gone {
+            return;
+        }
+        tracing::info!(extension = %sub.watcher, target = %sub.target, "watcher gone; subscription removed");
+        let key = sub.key();
+        self.sent().remove(&key);
+        let _ = self
+            .cluster
+            .propose(Command::DeleteSubscription { key })
+            .await;
+    }
+}
+
+/// For each extension, the established calls it is in (`true`: as the caller).
+fn in_calls_of(calls: &[ActiveCall]) -> HashMap<String, Vec<bool>> {
+    let mut out: HashMap<String, Vec<bool>> = HashMap::new();
+    for c in calls {
+        out.entry(c.caller.extension.clone())
+            .or_default()
+            .push(true);
+        out.entry(c.callee.extension.clone())
+            .or_default()
+            .push(false);
+    }
+    out
+}
