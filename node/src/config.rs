@@ -206,6 +206,14 @@ pub struct CallsSection {
     /// caller is shown to the callee as anonymous.
     #[serde(default)]
     pub reject_anonymous: bool,
+    /// A blind transfer whose target does not answer (or is busy) after the referrer hung up rings
+    /// the referrer back; when off, the party left waiting is hung up.
+    #[serde(default = "default_true")]
+    pub transfer_ring_back: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for CallsSection {
@@ -216,6 +224,7 @@ impl Default for CallsSection {
             max_calls_per_extension: default_max_calls_per_extension(),
             cdr_retention_days: default_cdr_retention_days(),
             reject_anonymous: false,
+            transfer_ring_back: true,
         }
     }
 }

@@ -147,6 +147,7 @@ impl SipService {
                 latch_window: Duration::from_secs(media.latch_window_secs),
                 max_per_extension: calls_cfg.max_calls_per_extension,
                 reject_anonymous: calls_cfg.reject_anonymous,
+                transfer_ring_back: calls_cfg.transfer_ring_back,
                 realm: cfg.realm.clone(),
             },
             Arc::clone(&security),

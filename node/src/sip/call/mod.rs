@@ -54,6 +54,8 @@ pub(crate) struct CallConfig {
     pub(crate) latch_window: Duration,
     pub(crate) max_per_extension: usize,
     pub(crate) reject_anonymous: bool,
+    /// Ring a blind transfer's referrer back when its target does not answer after it hung up.
+    pub(crate) transfer_ring_back: bool,
     pub(crate) realm: String,
 }
 

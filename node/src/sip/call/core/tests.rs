@@ -38,6 +38,7 @@ fn config() -> CallConfig {
         latch_window: Duration::from_secs(10),
         max_per_extension: 4,
         reject_anonymous: false,
+        transfer_ring_back: true,
         realm: "pbx.test".into(),
     }
 }

@@ -39,6 +39,8 @@ pub(super) struct Transfer {
     state: State,
     /// The referrer hung up after its REFER was accepted.
     referrer_gone: bool,
+    /// This is the referrer being rung back after its target did not answer.
+    ring_back: bool,
     /// When the target is given up on if it has not answered.
     deadline: Option<Instant>,
 }
@@ -147,6 +149,7 @@ impl CallCore {
             target,
             state: State::Resolving,
             referrer_gone: false,
+            ring_back: false,
             deadline: None,
         });
         let srtp = carries_keys(&self.sdp[other]);
@@ -191,6 +194,10 @@ impl CallCore {
                 self.transfer = None;
                 return;
             }
+            Err(r) if t.refer.is_none() => {
+                // A ring-back that cannot ring: the transfer is over.
+                return self.transfer_failed(now, r.code);
+            }
             Err(r) => {
                 tracing::info!(call = %self.id, code = r.code, "transfer refused");
                 self.answer_refer(r.code, Some(r.reason));
@@ -198,10 +205,12 @@ impl CallCore {
                 return;
             }
         };
-        let (from, referred_by) = (t.from, t.referred_by.clone());
+        let (from, referred_by, gone) = (t.from, t.referred_by.clone(), t.referrer_gone);
         let other = 1 - from;
         self.answer_refer(202, None);
-        self.notify_referrer(100, false);
+        if !gone {
+            self.notify_referrer(100, false);
+        }
         // The target sees the party that stays as its caller.
         let caller = self.legs[other].extension.clone();
         let new = device_branches(&self.env, &caller, "", false, &devices);
@@ -474,7 +483,8 @@ impl CallCore {
             tracing::warn!(call = %self.id, "transferred call's record not stored");
         }
         tracing::info!(call = %self.id, to = %t.target, "call transferred");
-        metrics::counter!("pbx_call_transfers_total", "result" => "done").increment(1);
+        let result = if t.ring_back { "rung_back" } else { "done" };
+        metrics::counter!("pbx_call_transfers_total", "result" => result).increment(1);
         if t.referrer_gone {
             return;
         }
@@ -493,6 +503,9 @@ impl CallCore {
         let from = t.from;
         tracing::info!(call = %self.id, code, "transfer failed");
         metrics::counter!("pbx_call_transfers_total", "result" => "failed").increment(1);
+        if gone && self.env.config.transfer_ring_back && !t.ring_back {
+            return self.ring_back(from);
+        }
         if gone {
             self.transfer = None;
             self.send_bye(1 - from);
@@ -506,6 +519,36 @@ impl CallCore {
         }
         self.notify_referrer(code, true);
         self.transfer = None;
+    }
+
+    /// The referrer left and its target did not answer: the referrer's own phones ring, for it to
+    /// take the call back; it comes back in the referrer's place like a transfer's target.
+    fn ring_back(&mut self, from: usize) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        let referrer = self.legs[from].extension.clone();
+        tracing::info!(call = %self.id, extension = %referrer, "ringing the referrer back");
+        t.ring_back = true;
+        t.target = referrer.clone();
+        t.state = State::Resolving;
+        t.deadline = None;
+        let stage = Stage {
+            next: Next::Number {
+                number: referrer.clone(),
+                forwarder: Some(referrer),
+            },
+            after: After::Any,
+            hops: 0,
+        };
+        let srtp = carries_keys(&self.sdp[1 - from]);
+        self.push(Action::Resolve {
+            stage,
+            srtp,
+            anonymous: false,
+            started_at: self.started_at,
+            transfer: true,
+        });
     }
 
     /// The target was not answered in time.

@@ -218,8 +218,8 @@ fn a_busy_target_is_reported_and_the_referrer_keeps_the_call() {
     );
 }
 
-#[test]
-fn when_the_referrer_left_and_the_target_never_answers_the_other_party_is_hung_up() {
+/// The referrer hung up after the 202, and the target never answered.
+fn referrer_left_target_silent() -> Harness {
     let mut h = ringing_target();
     h.out.clear();
     let bye = h.callee_sends("BYE", 6, "");
@@ -234,6 +234,81 @@ fn when_the_referrer_left_and_the_target_never_answers_the_other_party_is_hung_u
         "the caller stays for the transfer"
     );
     h.advance(Duration::from_secs(30), MediaStatus::default());
+    h
+}
+
+#[test]
+fn when_the_referrer_left_and_the_target_never_answers_the_referrer_is_rung_back() {
+    let mut h = referrer_left_target_silent();
+    let out = h.take();
+    assert!(sent(&out, "NOTIFY").is_empty(), "nobody to notify");
+    let stage = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Resolve { stage, .. } => Some(stage.next.clone()),
+            _ => None,
+        })
+        .expect("the referrer is looked up");
+    assert_eq!(
+        stage,
+        crate::sip::call::plan::Next::Number {
+            number: "1002".into(),
+            forwarder: Some("1002".into())
+        }
+    );
+    h.feed(Input::Reached(Ok(Reached::Devices {
+        devices: vec![binding(DESK)],
+        ring_for: None,
+        then: Vec::new(),
+    })));
+    let out = h.take();
+    let (index, _) = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Invite { branch, req, peer } if peer.addr == addr(DESK) => {
+                Some((*branch, req.clone()))
+            }
+            _ => None,
+        })
+        .expect("the referrer's desk phone rings again");
+    let offer = sdp("198.18.0.31", 7100, "sendrecv");
+    let ok = h.branch_response(index, 200, "OK", DESK, "again", &offer);
+    h.feed(Input::Branch {
+        index,
+        event: LegEvent::Response(ok),
+    });
+    let out = h.take();
+    let (id, reinvite, _) = sent(&out, "INVITE")
+        .pop()
+        .expect("the caller is re-INVITEd");
+    let ok = Harness::reply_to(&reinvite, 200, &sdp("198.18.0.21", 4000, "sendrecv"));
+    h.feed(Input::Answer {
+        id,
+        outcome: ClientOutcome::Final(ok),
+    });
+    let (_, record) = committed(&h.take()).pop().expect("recorded");
+    assert_eq!(record.callee.extension, "1002");
+    assert_eq!(record.callee.remote_tag, "again");
+    h.feed(Input::Committed {
+        purpose: Purpose::Transfer,
+        ok: true,
+    });
+    let out = h.take();
+    assert!(
+        sent(&out, "BYE").is_empty() && !h.core.is_over(),
+        "the call goes on"
+    );
+}
+
+#[test]
+fn when_nobody_answers_the_ring_back_either_the_other_party_is_hung_up() {
+    let mut h = referrer_left_target_silent();
+    h.out.clear();
+    h.feed(Input::Reached(Err(Refusal::new(
+        480,
+        "Temporarily Unavailable",
+        Some(Disposition::Unavailable),
+    ))));
     let out = h.take();
     let byes = sent(&out, "BYE");
     assert_eq!(byes.len(), 1);
