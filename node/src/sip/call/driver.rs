@@ -193,15 +193,7 @@ async fn admitted(
                 a.cdr_key(),
             )
             .await;
-        let routed = match routed {
-            Ok(r) => r,
-            Err((refusal, facts)) => {
-                a.facts = facts;
-                return Err(refusal);
-            }
-        };
-        a.facts = Some(routed.facts);
-        return admission::admit_outbound(req, peer.transport, routed.trunk);
+        return admit_routed(req, peer, a, routed);
     }
     let offered = admission::offered(req, peer.transport, a.reject_anonymous)?;
     let ring = {
@@ -227,15 +219,26 @@ async fn admitted(
                     a.started.wall,
                 )
                 .await;
-            let routed = match routed {
-                Ok(r) => r,
-                Err((refusal, facts)) => {
-                    a.facts = facts;
-                    return Err(refusal);
-                }
-            };
-            a.facts = Some(routed.facts);
-            admission::admit_outbound(req, peer.transport, routed.trunk)
+            admit_routed(req, peer, a, routed)
+        }
+    }
+}
+
+/// An outbound call (dialled, or forwarded outside) as routed: its facts kept for the CDR either way.
+fn admit_routed(
+    req: &rsip::Request,
+    peer: Peer,
+    a: &mut Attempt,
+    routed: Result<super::outbound::Routed, super::outbound::Refused>,
+) -> Result<admission::Admitted, Refusal> {
+    match routed {
+        Ok(r) => {
+            a.facts = Some(r.facts);
+            admission::admit_outbound(req, peer.transport, r.trunk)
+        }
+        Err((refusal, facts)) => {
+            a.facts = facts;
+            Err(refusal)
         }
     }
 }
@@ -352,7 +355,7 @@ async fn refuse(calls: &Calls, tx: ServerTxId, req: &rsip::Request, a: &Attempt,
 }
 
 /// Puts headers before the Content-Length that `dialog::response` ends with.
-fn insert_before_length(resp: &mut rsip::Response, headers: Vec<rsip::Header>) {
+pub(crate) fn insert_before_length(resp: &mut rsip::Response, headers: Vec<rsip::Header>) {
     let mut all: Vec<rsip::Header> = resp.headers.iter().cloned().collect();
     let at = all
         .iter()

@@ -42,6 +42,7 @@ use limits::CallLimits;
 
 pub(crate) use self::core::{Input as CallInput, LegEvent};
 pub(crate) use admission::MAX_NUMBER_LEN;
+pub(crate) use driver::insert_before_length;
 pub(crate) use hangups::run as watch_hangups;
 pub(crate) use janitor::{carry_on, end_orphans, index_cdrs, retention};
 

@@ -18,6 +18,28 @@ pub(super) enum Internal {
     No,
 }
 
+impl Reached {
+    /// The phones a stage rings (`ring` is [`Ring::Devices`]).
+    fn from_devices(ring: Ring) -> Self {
+        match ring {
+            Ring::Devices {
+                devices,
+                ring_for,
+                then,
+            } => Self::Devices {
+                devices,
+                ring_for,
+                then,
+            },
+            Ring::Outside { .. } => Self::Devices {
+                devices: Vec::new(),
+                ring_for: None,
+                then: Vec::new(),
+            },
+        }
+    }
+}
+
 /// The directory as of now, for a call whose offer does (`srtp`) or does not carry SRTP keys.
 pub(super) struct ReplicaDirectory<'a> {
     calls: &'a Calls,
@@ -119,15 +141,7 @@ impl Calls {
             plan::resolve(&dir, stage)?
         };
         match ring {
-            Ring::Devices {
-                devices,
-                ring_for,
-                then,
-            } => Ok(Reached::Devices {
-                devices,
-                ring_for,
-                then,
-            }),
+            Ring::Devices { .. } => Ok(Reached::from_devices(ring)),
             Ring::Outside { number, forwarder } => {
                 if srtp {
                     return Err(Refusal::new(488, "SRTP Keys Need SIP over TLS", None));
@@ -166,15 +180,7 @@ impl Calls {
             plan::resolve(&dir, stage)?
         };
         match ring {
-            Ring::Devices {
-                devices,
-                ring_for,
-                then,
-            } => Ok(Reached::Devices {
-                devices,
-                ring_for,
-                then,
-            }),
+            Ring::Devices { .. } => Ok(Reached::from_devices(ring)),
             Ring::Outside { number, .. } => {
                 self.may_dial_outside(&ext, &number)?;
                 Err(Refusal::new(501, "Transfer Outside Not Supported", None))

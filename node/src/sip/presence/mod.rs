@@ -26,7 +26,7 @@ use storage::model::{ActiveCall, Binding, DialogLeg, Extension, UnixMillis};
 use storage::{Command, Record as _};
 
 use super::auth::{AuthOutcome, SipAuth};
-use super::call::{Calls, dialog};
+use super::call::{Calls, dialog, insert_before_length};
 use super::endpoint::{ClientOutcome, EndpointHandle};
 use super::transport::transport_name;
 use crate::time::now_millis;
@@ -115,15 +115,8 @@ impl Presence {
         let watcher = match self.auth.check(req, raw_uri, now, false, peer) {
             AuthOutcome::Authenticated { username } => username,
             AuthOutcome::Challenge(headers) => {
-                let mut resp =
-                    dialog::response(req, 401, None, &dialog::token()[..16], None, &[], None);
-                let mut all: Vec<rsip::Header> = resp.headers.iter().cloned().collect();
-                let at = all
-                    .iter()
-                    .position(|h| matches!(h, rsip::Header::ContentLength(_)))
-                    .unwrap_or(all.len());
-                all.splice(at..at, headers);
-                resp.headers = rsip::Headers::from(all);
+                let mut resp = refuse(401, "Unauthorized", &[]);
+                insert_before_length(&mut resp, headers);
                 return resp;
             }
             AuthOutcome::Unavailable => return refuse(503, "Cluster Not Ready", &[]),
