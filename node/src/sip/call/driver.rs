@@ -113,6 +113,19 @@ pub(super) async fn run(
         if let Some(code) = super::features::dialled_code(&req) {
             return calls.feature_code(tx, &req, peer, &caller, &code).await;
         }
+        if let Some(replaces) = dialog::first(&req.headers, "Replaces") {
+            // RFC 3891: a dialog this PBX does not have is 481; one it has cannot be replaced by a
+            // phone's own INVITE yet (transfers go through REFER).
+            let call_id = replaces.split(';').next().unwrap_or("").trim();
+            let known = !call_id.is_empty() && calls.routes().by_call_id.contains_key(call_id);
+            let refusal = if known {
+                Refusal::new(501, "Replaces Not Supported", None)
+            } else {
+                Refusal::new(481, "Call/Transaction Does Not Exist", None)
+            };
+            let attempt = Attempt::new(caller, String::new(), started);
+            return refuse(&calls, tx, &req, &attempt, refusal).await;
+        }
         let callee = admission::dialled_number(&req).unwrap_or_default();
         let mut a = Attempt::new(caller, callee, started);
         a.reject_anonymous = calls.config.reject_anonymous;
