@@ -4,7 +4,10 @@
 //! Each subscription is a replicated record, written when it is accepted, refreshed or ended, so
 //! the node that owns the VIP after a failover knows every subscription and goes on notifying. What
 //! is not written is each NOTIFY's CSeq and document version: a node that did not send the last
-//! ones starts [`HEADROOM`] above the record's, so both keep increasing. The line states come from
+//! ones starts [`HEADROOM`] above the record's and writes that start into the record before its
+//! first NOTIFY, so both keep increasing across any number of owners (as long as one owner sends
+//! fewer than [`HEADROOM`] NOTIFYs on a subscription between two refreshes). One NOTIFY per
+//! subscription is in flight at a time; a change meanwhile goes out once it is answered. The line states come from
 //! the replicated call records (established calls) and, for ringing, from this node's call engine
 //! (ringing calls live on the node that carries them, and die with it).
 //!
@@ -32,7 +35,8 @@ use super::transport::transport_name;
 use crate::time::now_millis;
 use document::Line;
 
-/// Added to a subscription's recorded CSeq and version by a node that did not send its last NOTIFY.
+/// Added to a subscription's recorded CSeq and version by a node that did not send its last NOTIFY
+/// (and written back before it sends, so the owner after it starts above it in turn).
 pub(crate) const HEADROOM: u32 = 100_000;
 /// The shortest pause between two looks at every subscription.
 const MIN_PASS: Duration = Duration::from_millis(200);
@@ -42,8 +46,13 @@ const MAX_PASS: Duration = Duration::from_secs(1);
 /// What this node last sent on a subscription.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
+    /// The last NOTIFY's CSeq.
     cseq: u32,
+    /// The next document's version (the first is 0, RFC 4235 §4.1).
     version: u32,
+    /// A NOTIFY (or this node's claim of the subscription) is waiting for its answer: the next one
+    /// waits (RFC 6665 §4.2.2: one NOTIFY in flight per subscription).
+    busy: bool,
     /// `None`: nothing yet (a NOTIFY is due).
     line: Option<Line>,
 }
@@ -94,12 +103,25 @@ impl Presence {
         raw_uri: String,
         peer: Peer,
     ) {
-        let resp = self.answer(&req, &raw_uri, peer).await;
+        let (resp, ended) = match self.answer(&req, &raw_uri, peer).await {
+            Ok(done) => done,
+            Err(refusal) => (refusal, None),
+        };
         self.endpoint.respond(tx, resp).await;
+        if let Some(sub) = ended {
+            self.end(sub, "timeout").await;
+        }
         self.calls.line_changed().notify_one();
     }
 
-    async fn answer(&self, req: &rsip::Request, raw_uri: &str, peer: Peer) -> rsip::Response {
+    /// The answer, and the subscription it ends (its final NOTIFY goes after the answer); `Err`: a
+    /// refusal.
+    async fn answer(
+        &self,
+        req: &rsip::Request,
+        raw_uri: &str,
+        peer: Peer,
+    ) -> Result<(rsip::Response, Option<Subscription>), rsip::Response> {
         let now = now_millis();
         let refuse = |code: u16, reason: &str, extra: &[(String, String)]| {
             dialog::response(
@@ -117,13 +139,13 @@ impl Presence {
             AuthOutcome::Challenge(headers) => {
                 let mut resp = refuse(401, "Unauthorized", &[]);
                 insert_before_length(&mut resp, headers);
-                return resp;
+                return Err(resp);
             }
-            AuthOutcome::Unavailable => return refuse(503, "Cluster Not Ready", &[]),
+            AuthOutcome::Unavailable => return Err(refuse(503, "Cluster Not Ready", &[])),
         };
         let asked = match request::read(req) {
             Ok(a) => a,
-            Err(r) => return refuse(r.code, r.reason, &r.headers),
+            Err(r) => return Err(refuse(r.code, r.reason, &r.headers)),
         };
         let call_id = dialog::first(&req.headers, "Call-ID").unwrap_or_default();
         let key = Subscription::key_for(&watcher, call_id);
@@ -132,14 +154,14 @@ impl Presence {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "reading a subscription failed");
-                return refuse(500, "Server Internal Error", &[]);
+                return Err(refuse(500, "Server Internal Error", &[]));
             }
         };
         let in_dialog = dialog::tag_of(&req.headers, "To").is_some();
         let mut sub = match (existing, in_dialog) {
             (Some(sub), true) => sub,
             (None, true) | (Some(_), false) => {
-                return refuse(481, "Subscription Does Not Exist", &[]);
+                return Err(refuse(481, "Subscription Does Not Exist", &[]));
             }
             (None, false) => {
                 let target = request::target(req);
@@ -147,25 +169,25 @@ impl Presence {
                     Some(Ok(Some(e))) => e.enabled,
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "reading a subscription's target failed");
-                        return refuse(500, "Server Internal Error", &[]);
+                        return Err(refuse(500, "Server Internal Error", &[]));
                     }
                     _ => false,
                 };
                 let (Some(target), true) = (target, known) else {
-                    return refuse(404, "Not Found", &[]);
+                    return Err(refuse(404, "Not Found", &[]));
                 };
                 match self.new_subscription(req, peer, &watcher, &target, asked.package, now) {
                     Some(s) => s,
-                    None => return refuse(400, "Malformed Dialog Headers", &[]),
+                    None => return Err(refuse(400, "Malformed Dialog Headers", &[])),
                 }
             }
         };
         if sub.package != asked.package {
-            return refuse(489, "Bad Event", &[request::allow_events()]);
+            return Err(refuse(489, "Bad Event", &[request::allow_events()]));
         }
         if let Some(seq) = dialog::cseq_of(&req.headers) {
             if in_dialog && seq <= sub.leg.remote_cseq {
-                return refuse(500, "CSeq Out of Order", &[]);
+                return Err(refuse(500, "CSeq Out of Order", &[]));
             }
             sub.leg.remote_cseq = seq;
         }
@@ -180,8 +202,7 @@ impl Presence {
         };
         if asked.expires == 0 {
             // Ended (or a one-time fetch): a last NOTIFY with the state, then nothing.
-            self.end(sub, "timeout").await;
-            return ok(0);
+            return Ok((ok(0), Some(sub)));
         }
         sub.expires_at = now.saturating_add(u64::from(asked.expires) * 1000);
         sub.node_id = self.cluster.node_id();
@@ -197,16 +218,16 @@ impl Presence {
             Ok(storage::Response::Ok) => {}
             Ok(storage::Response::Conflict { .. }) => {
                 tracing::warn!(extension = %watcher, "too many subscriptions");
-                return refuse(403, "Too Many Subscriptions", &[]);
+                return Err(refuse(403, "Too Many Subscriptions", &[]));
             }
-            Ok(storage::Response::NotFound { .. }) => return refuse(404, "Not Found", &[]),
+            Ok(storage::Response::NotFound { .. }) => return Err(refuse(404, "Not Found", &[])),
             Ok(other) => {
                 tracing::warn!(response = ?other, "subscription not stored");
-                return refuse(500, "Server Internal Error", &[]);
+                return Err(refuse(500, "Server Internal Error", &[]));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "subscription not stored");
-                return refuse(503, "Cluster Not Ready", &[]);
+                return Err(refuse(503, "Cluster Not Ready", &[]));
             }
         }
         // The state goes out at once (RFC 6665 §4.2.1.2): a NOTIFY is due on this subscription.
@@ -214,11 +235,12 @@ impl Presence {
         let entry = sent.entry(key).or_insert(Sent {
             cseq: sub.leg.local_cseq,
             version: sub.version,
+            busy: false,
             line: None,
         });
         entry.line = None;
         tracing::info!(extension = %watcher, target = %sub.target, package = ?sub.package, expires = asked.expires, "subscription accepted");
-        ok(asked.expires)
+        Ok((ok(asked.expires), None))
     }
 
     /// The subscription's dialog from its first SUBSCRIBE.
@@ -317,15 +339,16 @@ impl Presence {
         let local = self.calls.local(peer.transport)?;
         let (cseq, version) = {
             let mut sent = self.sent();
-            let entry = sent.entry(sub.key()).or_insert_with(|| Sent {
-                cseq: sub.leg.local_cseq.saturating_add(HEADROOM),
-                version: sub.version.saturating_add(HEADROOM),
-                line: None,
-            });
+            let entry = sent
+                .entry(sub.key())
+                .or_insert_with(|| taken_over(sub, false));
             entry.cseq += 1;
+            let version = entry.version;
             entry.version += 1;
             entry.line = Some(line);
-            (entry.cseq, entry.version)
+            // A final NOTIFY holds nothing up: nothing follows it.
+            entry.busy = terminated.is_none();
+            (entry.cseq, version)
         };
         let remaining = sub.expires_at.saturating_sub(now_millis()) / 1000;
         let state = match terminated {
@@ -412,9 +435,19 @@ impl Presence {
                 ringing.contains(&sub.target),
                 online,
             );
-            let last = self.sent().get(&sub.key()).and_then(|s| s.line);
-            if last == Some(line) {
-                continue;
+            let key = sub.key();
+            let known = self.sent().get(&key).copied();
+            match known {
+                None => {
+                    // First sight on this node (it took the VIP over, or restarted): the numbers it
+                    // will use are written first, so the next owner starts above them.
+                    self.sent().insert(key, taken_over(&sub, true));
+                    let this = Arc::clone(self);
+                    tokio::spawn(async move { this.claim(sub).await });
+                    continue;
+                }
+                Some(s) if s.busy || s.line == Some(line) => continue,
+                Some(_) => {}
             }
             let Some((req, peer)) = self.notify_for(&sub, line, None) else {
                 continue;
@@ -428,8 +461,50 @@ impl Presence {
         }
     }
 
-    /// A watcher that no longer knows the subscription (`481`), or is gone, loses it.
+    /// Writes the CSeq and version this node starts from into the subscription's record.
+    async fn claim(&self, sub: Subscription) {
+        let key = sub.key();
+        let Some(start) = self.sent().get(&key).copied() else {
+            return;
+        };
+        let mut rec = sub;
+        rec.leg.local_cseq = start.cseq;
+        rec.version = start.version;
+        rec.node_id = self.cluster.node_id();
+        match self
+            .cluster
+            .propose(Command::PutSubscription(Box::new(rec)))
+            .await
+        {
+            Ok(storage::Response::Ok) => {
+                if let Some(s) = self.sent().get_mut(&key) {
+                    s.busy = false;
+                }
+                self.calls.line_changed().notify_one();
+            }
+            Ok(storage::Response::NotFound { .. }) => {
+                // Its target is gone: so is the subscription.
+                self.sent().remove(&key);
+                let _ = self
+                    .cluster
+                    .propose(Command::DeleteSubscription { key })
+                    .await;
+            }
+            other => {
+                tracing::warn!(outcome = ?other.map(|_| ()), "subscription not claimed; trying again");
+                self.sent().remove(&key);
+            }
+        }
+    }
+
+    /// The answer to a NOTIFY: the next may go. A watcher that no longer knows the subscription
+    /// (`481`), or is gone, loses it.
     async fn after_notify(&self, sub: &Subscription, outcome: ClientOutcome) {
+        let key = sub.key();
+        if let Some(s) = self.sent().get_mut(&key) {
+            s.busy = false;
+        }
+        self.calls.line_changed().notify_one();
         let gone = match &outcome {
             ClientOutcome::Final(resp) => matches!(resp.status_code.code(), 404 | 481 | 489),
             ClientOutcome::Timeout | ClientOutcome::Failed => true,
@@ -438,12 +513,22 @@ impl Presence {
             return;
         }
         tracing::info!(extension = %sub.watcher, target = %sub.target, "watcher gone; subscription removed");
-        let key = sub.key();
         self.sent().remove(&key);
         let _ = self
             .cluster
             .propose(Command::DeleteSubscription { key })
             .await;
+    }
+}
+
+/// Where a node that did not send a subscription's last NOTIFY starts: above anything the record
+/// says was sent, by [`HEADROOM`].
+fn taken_over(sub: &Subscription, busy: bool) -> Sent {
+    Sent {
+        cseq: sub.leg.local_cseq.saturating_add(HEADROOM),
+        version: sub.version.saturating_add(HEADROOM),
+        busy,
+        line: None,
     }
 }
 
