@@ -299,14 +299,24 @@ impl Owner {
             ),
         );
         let at = Instant::now();
-        Ok(Held {
+        let mut held = Held {
             services,
             since: at,
             fenced_at: at,
             announced: 0,
-            // The first goes out on the next tick, once the lease is checked again.
             next_announce: at,
-        })
+        };
+        // The first gratuitous ARP at once (if the lease still holds, checked at the last moment as
+        // in the loop), not on the next tick: the first requests the new owner sends (a busy lamp's
+        // NOTIFY, a carried-on call's BYE) get their answers at its MAC, not the dead owner's.
+        if self.fence.holds() {
+            held.announced = 1;
+            held.next_announce = at + announce_after(1, self.arp_refresh);
+            if let Err(e) = driver.announce().await {
+                tracing::warn!(node = me, error = %e, "vip announcement failed");
+            }
+        }
+        Ok(held)
     }
 
     /// Fence first (nothing more is sent as the owner), then the services, then the address.
