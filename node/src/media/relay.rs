@@ -67,7 +67,16 @@ impl Flow {
         now: Instant,
         may_latch: &LatchGate,
     ) -> bool {
+        let in_window = self.latch_until.is_none_or(|until| now <= until);
         if let Some(latched) = self.latched {
+            // While the window is open, the signalled address itself takes over a latch made on
+            // the looser trusted-address match: packets still in flight from a phone that left
+            // (a transfer's referrer, behind the same address) latched first.
+            let exact = in_window && latched != src && self.signalled == Some(src);
+            if exact && may_latch(src.ip()) {
+                self.latched = Some(src);
+                return true;
+            }
             return latched == src;
         }
         if !may_latch(src.ip()) {
@@ -77,7 +86,6 @@ impl Flow {
             self.latched = Some(src);
             return true;
         }
-        let in_window = self.latch_until.is_none_or(|until| now <= until);
         if in_window && trusted.contains(&src.ip()) {
             self.latched = Some(src);
             return true;
@@ -511,6 +519,32 @@ mod tests {
         );
         assert_eq!(session.stats().relayed, 2);
         assert_eq!(session.stats().dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn the_signalled_address_takes_over_a_loose_latch_inside_the_window() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_400, 42_499);
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5), open()).unwrap();
+        let (leaving, arriving, callee) = (phone().await, phone().await, phone().await);
+        // The side now belongs to `arriving`; `leaving` (same address, another port) still sends.
+        session.set_peer(0, Side::Caller, peer_of(&arriving));
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        let caller_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
+        leaving.send_to(b"stray", caller_side).await.unwrap();
+        assert_eq!(recv(&callee).await.unwrap().0, b"stray", "latched loosely");
+        arriving.send_to(b"mine", caller_side).await.unwrap();
+        assert_eq!(recv(&callee).await.unwrap().0, b"mine");
+        assert_eq!(
+            session.latched(0)[0].rtp,
+            Some(arriving.local_addr().unwrap()),
+            "the signalled address took the latch over"
+        );
+        leaving.send_to(b"stray again", caller_side).await.unwrap();
+        assert!(
+            recv(&callee).await.is_none(),
+            "the one that left is foreign now"
+        );
     }
 
     #[tokio::test]

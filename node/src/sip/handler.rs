@@ -61,6 +61,12 @@ impl Handler {
                     .start(tx, req, raw_uri, peer, Arc::clone(&self.auth));
                 None
             }
+            rsip::Method::Subscribe
+                if has_to_tag(&req) && self.calls.route_request(tx, req.clone()) =>
+            {
+                // The implicit subscription of a REFER, in the call's dialog.
+                None
+            }
             rsip::Method::Subscribe => {
                 let presence = Arc::clone(&self.presence);
                 tokio::spawn(async move { presence.subscribe(tx, req, raw_uri, peer).await });

@@ -138,6 +138,14 @@ pub(super) async fn run(
     for id in core.call_ids() {
         calls.add_call_id(&id, &input);
     }
+    let counted = [
+        attempt.caller.clone(),
+        if attempt.ring_group {
+            String::new()
+        } else {
+            attempt.callee.clone()
+        },
+    ];
     let driver = Driver {
         calls,
         core,
@@ -146,6 +154,7 @@ pub(super) async fn run(
         input,
         inputs,
         ringing: Vec::new(),
+        counted,
     };
     driver.drive().await;
 }
@@ -388,6 +397,7 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
         calls.media_guard(),
     )
     .map_err(|e| e.to_string())?;
+    let counted = core.extensions().map(str::to_owned);
     calls.limits().adopt(core.extensions());
     let (input, inputs) = mpsc::unbounded_channel();
     for id in core.call_ids() {
@@ -401,6 +411,7 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
         input,
         inputs,
         ringing: Vec::new(),
+        counted,
     };
     calls.spawn_call(driver.drive());
     Ok(())
@@ -418,6 +429,10 @@ struct Driver {
     inputs: mpsc::UnboundedReceiver<Input>,
     /// The extensions this call was last seen ringing (for busy lamps).
     ringing: Vec<String>,
+    /// The extensions the call is counted against (`[caller, callee]`; empty: none): the number
+    /// dialled until the call is answered, then whoever is in it (after a forward, a ring group, a
+    /// transfer).
+    counted: [String; 2],
 }
 
 impl Driver {
@@ -427,6 +442,15 @@ impl Driver {
             let ringing = self.core.ringing_extensions();
             self.calls.set_ringing(&self.ringing, &ringing);
             self.ringing = ringing;
+            if let Some(parties) = self.core.parties()
+                && parties != self.counted
+            {
+                let mut limits = self.calls.limits();
+                limits.release([&self.counted[0], &self.counted[1]]);
+                limits.adopt([&parties[0], &parties[1]]);
+                drop(limits);
+                self.counted = parties;
+            }
             if self.core.is_over() {
                 break;
             }
@@ -553,7 +577,9 @@ impl Driver {
     async fn end(&mut self, cdr: storage::model::CallDetail) {
         self.calls
             .forget(self.core.invite_tx(), &self.core.call_ids());
-        self.calls.limits().release(self.core.extensions());
+        self.calls
+            .limits()
+            .release([&self.counted[0], &self.counted[1]]);
         let stats = self.media.stats();
         tracing::debug!(call = %self.core.id(), relayed = stats.relayed, dropped = stats.dropped, "media of the call");
         if let Err(e) = record::end(&self.calls.cluster, cdr).await {

@@ -469,6 +469,16 @@ impl CallCore {
         out
     }
 
+    /// The extensions in the established call (`None` before the answer).
+    pub(crate) fn parties(&self) -> Option<[String; 2]> {
+        matches!(self.phase, Phase::Talking).then(|| {
+            [
+                self.legs[CALLER].extension.clone(),
+                self.legs[CALLEE].extension.clone(),
+            ]
+        })
+    }
+
     pub(crate) fn extensions(&self) -> [&str; 2] {
         [&self.caller, &self.callee]
     }

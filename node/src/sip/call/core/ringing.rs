@@ -602,6 +602,8 @@ pub(super) fn device_branches(
     let realm = &env.config.realm;
     let caller_uri = if anonymous {
         ANONYMOUS_FROM.to_owned()
+    } else if caller_name.is_empty() {
+        format!("<sip:{caller}@{realm}>")
     } else {
         format!("\"{caller_name}\" <sip:{caller}@{realm}>")
     };

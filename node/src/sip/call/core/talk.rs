@@ -34,7 +34,7 @@ impl CallCore {
             Input::Committed {
                 purpose: Purpose::Transfer,
                 ok,
-            } => self.transfer_committed(ok),
+            } => self.transfer_committed(now, ok),
             Input::Reached(reached) => self.transfer_reached(now, reached),
             Input::Branch {
                 index,
@@ -157,6 +157,7 @@ impl CallCore {
                 self.reply_in_leg(from, tx, &req, 200, None);
             }
             rsip::Method::Refer => self.on_refer(tx, from, req),
+            rsip::Method::Subscribe => self.refer_subscription(from, tx, &req),
             rsip::Method::Bye => {
                 self.reply_in_leg(from, tx, &req, 200, None);
                 self.send_bye(to);
@@ -180,6 +181,22 @@ impl CallCore {
             }
             _ => self.reply_in_leg(from, tx, &req, 501, None),
         }
+    }
+
+    /// A SUBSCRIBE in the call's dialog: a referrer refreshing or ending the implicit subscription
+    /// of its REFER (RFC 3515 §2.4.4); it ends with the transfer anyway. Other packages: `489`.
+    fn refer_subscription(&mut self, from: usize, tx: ServerTxId, req: &rsip::Request) {
+        let event = dialog::first(&req.headers, "Event").unwrap_or("");
+        let name = event.split(';').next().unwrap_or("").trim();
+        if !name.eq_ignore_ascii_case("refer") {
+            return self.reply_in_leg(from, tx, req, 489, None);
+        }
+        let asked =
+            dialog::first(&req.headers, "Expires").and_then(|v| v.trim().parse::<u32>().ok());
+        let expires = if asked == Some(0) { 0 } else { 60 };
+        let extra = [("Expires".to_owned(), expires.to_string())];
+        let resp = self.leg_response(from, req, 200, None, &extra, None);
+        self.respond(tx, resp);
     }
 
     /// A re-INVITE or UPDATE: hold, resume, codec change, or a session refresh.

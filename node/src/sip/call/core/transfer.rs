@@ -61,11 +61,27 @@ enum State {
         offer: Sdp,
     },
     /// The new party is in: the record is being committed before the referrer is told and hung up.
+    /// `offer` is the new party's session: its side of the relay opens once the referrer is gone.
     Committing {
         old_leg: DialogLeg,
         old_peer: Peer,
+        offer: Sdp,
+    },
+    /// The referrer is being told (`bye: false`) or hung up (`bye: true`): request `id`'s answer
+    /// moves on. Its media may still be in flight, so the new party's side of the relay is not
+    /// opened (and cannot latch the referrer's packets) until it is gone, or the deadline passes.
+    Leaving {
+        id: u64,
+        bye: bool,
+        old_leg: DialogLeg,
+        old_peer: Peer,
+        offer: Sdp,
     },
 }
+
+/// How long a departing referrer may take to answer its last NOTIFY and BYE before the new party's
+/// media flows anyway.
+const LEAVING: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The number a Refer-To names (`<sip:1004@pbx>`, `sip:1004@pbx;user=phone`), if it is one.
 pub(crate) fn refer_target(value: &str) -> Result<String, &'static str> {
@@ -85,7 +101,10 @@ pub(crate) fn refer_target(value: &str) -> Result<String, &'static str> {
     let ok = !digits.is_empty()
         && user.len() <= super::super::admission::MAX_NUMBER_LEN
         && digits.bytes().all(|b| b.is_ascii_digit());
-    if ok && rest.contains('@') {
+    let host = rest
+        .split_once('@')
+        .map_or("", |(_, h)| h.split([';', '?', '>']).next().unwrap_or(""));
+    if ok && !host.is_empty() {
         Ok(user.to_owned())
     } else {
         Err("Refer-To Names No Number")
@@ -211,9 +230,14 @@ impl CallCore {
         if !gone {
             self.notify_referrer(100, false);
         }
-        // The target sees the party that stays as its caller.
+        // The target sees the party that stays as its caller (named when it is the original caller).
         let caller = self.legs[other].extension.clone();
-        let new = device_branches(&self.env, &caller, "", false, &devices);
+        let name = if other == super::CALLER {
+            self.caller_name.clone()
+        } else {
+            String::new()
+        };
+        let new = device_branches(&self.env, &caller, &name, false, &devices);
         let first = self.branches.len();
         self.branches.extend(new);
         let mut extra = Vec::new();
@@ -383,14 +407,15 @@ impl CallCore {
         }
     }
 
-    /// The answer to a request the call sent: `true` when it was the transfer's re-INVITE.
+    /// The answer to a request the call sent: `true` when it was the transfer's.
     pub(super) fn transfer_answer(&mut self, now: Now, id: u64, outcome: &ClientOutcome) -> bool {
-        let is_ours = matches!(
-            self.transfer.as_ref().map(|t| &t.state),
-            Some(State::Reinviting { id: mine, .. }) if *mine == id
-        );
-        if !is_ours {
-            return false;
+        match self.transfer.as_ref().map(|t| &t.state) {
+            Some(State::Leaving { id: mine, .. }) if *mine == id => {
+                self.referrer_answered();
+                return true;
+            }
+            Some(State::Reinviting { id: mine, .. }) if *mine == id => {}
+            _ => return false,
         }
         let Some(t) = self.transfer.as_mut() else {
             return false;
@@ -435,8 +460,7 @@ impl CallCore {
         let old_leg = std::mem::replace(&mut self.legs[from], leg);
         let old_peer = std::mem::replace(&mut self.peers[from], peer);
         self.retired_call_ids.push(old_leg.call_id.clone());
-        self.set_media_peers(from, &offer);
-        self.sdp[from] = offer;
+        self.sdp[from] = offer.clone();
         for sides in &mut self.latched {
             sides[from] = Default::default();
         }
@@ -458,23 +482,29 @@ impl CallCore {
             self.push(Action::Ack { req: ack, peer });
         }
         if let Some(t) = self.transfer.as_mut() {
-            t.state = State::Committing { old_leg, old_peer };
+            t.state = State::Committing {
+                old_leg,
+                old_peer,
+                offer,
+            };
         }
         tracing::info!(call = %self.id, extension = %self.legs[from].extension, "transfer answered; recording it");
         self.commit(now, Purpose::Transfer);
         true
     }
 
-    /// The record names the new party: the referrer hears the transfer worked and is hung up.
-    pub(super) fn transfer_committed(&mut self, ok: bool) {
+    /// The record names the new party: the referrer hears the transfer worked, then is hung up.
+    pub(super) fn transfer_committed(&mut self, now: Now, ok: bool) {
         let Some(t) = self.transfer.take() else {
             return;
         };
         let State::Committing {
             mut old_leg,
             old_peer,
+            offer,
         } = t.state
         else {
+            self.transfer = Some(t);
             return;
         };
         if !ok {
@@ -486,10 +516,59 @@ impl CallCore {
         let result = if t.ring_back { "rung_back" } else { "done" };
         metrics::counter!("pbx_call_transfers_total", "result" => result).increment(1);
         if t.referrer_gone {
+            self.set_media_peers(t.from, &offer);
             return;
         }
-        self.notify_on(&mut old_leg, old_peer, 200, true);
-        self.bye_on(&mut old_leg, old_peer);
+        let id = self.notify_on(&mut old_leg, old_peer, 200, true);
+        self.transfer = Some(Transfer {
+            state: State::Leaving {
+                id: id.unwrap_or(0),
+                bye: false,
+                old_leg,
+                old_peer,
+                offer,
+            },
+            deadline: Some(now.at + LEAVING),
+            ..t
+        });
+        if id.is_none() {
+            self.referrer_answered();
+        }
+    }
+
+    /// The departing referrer answered its NOTIFY (it gets BYE next) or its BYE (the new party's
+    /// media flows); also when it takes too long.
+    fn referrer_answered(&mut self) {
+        let Some(mut t) = self.transfer.take() else {
+            return;
+        };
+        let State::Leaving {
+            bye,
+            mut old_leg,
+            old_peer,
+            offer,
+            ..
+        } = t.state
+        else {
+            self.transfer = Some(t);
+            return;
+        };
+        if bye {
+            self.set_media_peers(t.from, &offer);
+            return;
+        }
+        let id = self.bye_on(&mut old_leg, old_peer);
+        t.state = State::Leaving {
+            id: id.unwrap_or(0),
+            bye: true,
+            old_leg,
+            old_peer,
+            offer,
+        };
+        self.transfer = Some(t);
+        if id.is_none() {
+            self.referrer_answered();
+        }
     }
 
     /// The transfer failed with `code`: the referrer is told and keeps the call, or, if it already
@@ -553,16 +632,33 @@ impl CallCore {
 
     /// The target was not answered in time.
     pub(super) fn transfer_timeout(&mut self, now: Now) {
-        if self.transfer_deadline().is_some_and(|d| now.at >= d) {
-            self.transfer_failed(now, 408);
+        if self.transfer_deadline().is_none_or(|d| now.at < d) {
+            return;
         }
+        let leaving = matches!(
+            self.transfer.as_ref().map(|t| &t.state),
+            Some(State::Leaving { .. })
+        );
+        if !leaving {
+            return self.transfer_failed(now, 408);
+        }
+        // The referrer is slow to go: on without it.
+        tracing::info!(call = %self.id, "referrer slow to answer; going on");
+        if let Some(t) = self.transfer.as_mut() {
+            t.deadline = Some(now.at + LEAVING);
+        }
+        self.referrer_answered();
     }
 
     /// A BYE from the referrer during its transfer: the call goes on for the transfer to complete.
     /// `false` when no transfer of this leg is in progress.
     pub(super) fn referrer_left(&mut self, from: usize) -> bool {
         match self.transfer.as_mut() {
-            Some(t) if t.from == from && t.refer.is_none() => {
+            Some(t)
+                if t.from == from
+                    && t.refer.is_none()
+                    && !matches!(t.state, State::Committing { .. } | State::Leaving { .. }) =>
+            {
                 t.referrer_gone = true;
                 tracing::info!(call = %self.id, "referrer hung up; transfer goes on");
                 true
@@ -577,8 +673,22 @@ impl CallCore {
         let Some(t) = self.transfer.take() else {
             return;
         };
-        if let State::Reinviting { leg, peer, .. } = t.state {
-            self.hang_up_target(&leg, peer);
+        match t.state {
+            State::Reinviting { leg, peer, .. } => self.hang_up_target(&leg, peer),
+            State::Committing {
+                mut old_leg,
+                old_peer,
+                ..
+            }
+            | State::Leaving {
+                bye: false,
+                mut old_leg,
+                old_peer,
+                ..
+            } if !t.referrer_gone => {
+                self.bye_on(&mut old_leg, old_peer);
+            }
+            _ => {}
         }
     }
 
@@ -605,10 +715,8 @@ impl CallCore {
         self.legs[from].local_cseq = leg.local_cseq;
     }
 
-    fn notify_on(&mut self, leg: &mut DialogLeg, peer: Peer, code: u16, last: bool) {
-        let Some(local) = self.env.locals.get(peer.transport) else {
-            return;
-        };
+    fn notify_on(&mut self, leg: &mut DialogLeg, peer: Peer, code: u16, last: bool) -> Option<u64> {
+        let local = self.env.locals.get(peer.transport)?;
         let state = if last {
             "terminated;reason=noresource"
         } else {
@@ -630,16 +738,15 @@ impl CallCore {
             &extra,
             Some(("message/sipfrag;version=2.0", frag.as_bytes())),
         ) {
-            self.send_request(notify, peer);
+            return Some(self.send_request(notify, peer));
         }
+        None
     }
 
-    fn bye_on(&mut self, leg: &mut DialogLeg, peer: Peer) {
-        let Some(local) = self.env.locals.get(peer.transport) else {
-            return;
-        };
+    fn bye_on(&mut self, leg: &mut DialogLeg, peer: Peer) -> Option<u64> {
+        let local = self.env.locals.get(peer.transport)?;
         leg.local_cseq += 1;
-        if let Some(bye) = dialog::request(
+        let bye = dialog::request(
             "BYE",
             leg,
             local,
@@ -648,9 +755,8 @@ impl CallCore {
             70,
             &[],
             None,
-        ) {
-            self.send_request(bye, peer);
-        }
+        )?;
+        Some(self.send_request(bye, peer))
     }
 }
 
@@ -668,6 +774,7 @@ mod tests {
         assert!(refer_target("<sip:alice@pbx.test>").is_err());
         assert!(refer_target("<tel:1004>").is_err());
         assert!(refer_target("<sip:1004>").is_err());
+        assert!(refer_target("<sip:1004@>").is_err());
         assert_eq!(
             refer_target("<sip:1004@pbx.test?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy>"),
             Err("Attended Transfer Not Supported")

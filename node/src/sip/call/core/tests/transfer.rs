@@ -33,6 +33,18 @@ fn sent(out: &[Action], method: &str) -> Vec<(u64, rsip::Request, Peer)> {
         .collect()
 }
 
+/// Where the relay was told to send the callee side's RTP, if it was.
+fn target_media(out: &[Action]) -> Option<SocketAddr> {
+    out.iter().find_map(|a| match a {
+        Action::SetPeer {
+            side: Side::Callee,
+            peer,
+            ..
+        } => peer.rtp,
+        _ => None,
+    })
+}
+
 fn sipfrag_of(req: &rsip::Request) -> (String, String) {
     (
         String::from_utf8_lossy(&req.body).into_owned(),
@@ -154,7 +166,7 @@ fn a_blind_transfer_puts_the_target_in_the_referrers_place() {
         ok: true,
     });
     let out = h.take();
-    let notify = &sent(&out, "NOTIFY")[0];
+    let notify = sent(&out, "NOTIFY").pop().expect("the referrer is told");
     assert_eq!(
         sipfrag_of(&notify.1),
         (
@@ -162,9 +174,33 @@ fn a_blind_transfer_puts_the_target_in_the_referrers_place() {
             "terminated;reason=noresource".to_owned()
         )
     );
-    let bye = &sent(&out, "BYE")[0];
+    assert!(
+        sent(&out, "BYE").is_empty(),
+        "the BYE waits for the NOTIFY's answer"
+    );
+    assert!(
+        target_media(&out).is_none(),
+        "the new party's side opens once the referrer is gone"
+    );
+    let ok = Harness::reply_to(&notify.1, 200, "");
+    h.feed(Input::Answer {
+        id: notify.0,
+        outcome: ClientOutcome::Final(ok),
+    });
+    let out = h.take();
+    let bye = sent(&out, "BYE")
+        .pop()
+        .expect("then the referrer is hung up");
     assert_eq!(bye.2.addr, addr(DESK));
     assert_eq!(header(&bye.1.headers, "Call-ID"), old_call_id);
+    assert!(target_media(&out).is_none());
+    let ok = Harness::reply_to(&bye.1, 200, "");
+    h.feed(Input::Answer {
+        id: bye.0,
+        outcome: ClientOutcome::Final(ok),
+    });
+    let rtp = target_media(&h.take()).expect("the new party's media flows");
+    assert_eq!(rtp, addr("198.18.0.34:7000"));
 
     // The caller hangs up later: the BYE goes to the new party.
     let bye = h.caller_sends("BYE", 2, "");
