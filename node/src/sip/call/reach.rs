@@ -18,25 +18,20 @@ pub(super) enum Internal {
     No,
 }
 
-impl Reached {
-    /// The phones a stage rings (`ring` is [`Ring::Devices`]).
-    fn from_devices(ring: Ring) -> Self {
-        match ring {
-            Ring::Devices {
-                devices,
-                ring_for,
-                then,
-            } => Self::Devices {
-                devices,
-                ring_for,
-                then,
-            },
-            Ring::Outside { .. } => Self::Devices {
-                devices: Vec::new(),
-                ring_for: None,
-                then: Vec::new(),
-            },
-        }
+/// A stage's phones as the call core takes them, or the outside number it goes to and the
+/// extension it goes out as.
+fn split(ring: Ring) -> Result<Reached, (String, String)> {
+    match ring {
+        Ring::Devices {
+            devices,
+            ring_for,
+            then,
+        } => Ok(Reached::Devices {
+            devices,
+            ring_for,
+            then,
+        }),
+        Ring::Outside { number, forwarder } => Err((number, forwarder)),
     }
 }
 
@@ -140,9 +135,9 @@ impl Calls {
             let dir = ReplicaDirectory::new(self, crate::time::now_millis(), srtp);
             plan::resolve(&dir, stage)?
         };
-        match ring {
-            Ring::Devices { .. } => Ok(Reached::from_devices(ring)),
-            Ring::Outside { number, forwarder } => {
+        match split(ring) {
+            Ok(phones) => Ok(phones),
+            Err((number, forwarder)) => {
                 if srtp {
                     return Err(Refusal::new(488, "SRTP Keys Need SIP over TLS", None));
                 }
@@ -179,9 +174,9 @@ impl Calls {
             let dir = ReplicaDirectory::new(self, crate::time::now_millis(), srtp);
             plan::resolve(&dir, stage)?
         };
-        match ring {
-            Ring::Devices { .. } => Ok(Reached::from_devices(ring)),
-            Ring::Outside { number, .. } => {
+        match split(ring) {
+            Ok(phones) => Ok(phones),
+            Err((number, _)) => {
                 self.may_dial_outside(&ext, &number)?;
                 Err(Refusal::new(501, "Transfer Outside Not Supported", None))
             }
