@@ -117,3 +117,14 @@ fn recordings(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .collect()
 }
+
+/// Samples in a 16-bit PCM WAV recording that are not near silence.
+pub fn loud_samples(path: &Path) -> usize {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .get(44..)
+        .unwrap_or(&[])
+        .chunks_exact(2)
+        .filter(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 1000)
+        .count()
+}

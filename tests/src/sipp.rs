@@ -233,3 +233,77 @@ impl Sipp {
         )
     }
 }
+
+/// One SIP message of a sipp trace (`-trace_msg`): when sipp traced it, whether it received it, and
+/// its text (lines without `\r`).
+#[derive(Debug)]
+pub struct TraceMsg {
+    /// sipp's clock as it prints it (`hh:mm:ss.micros`).
+    pub at: String,
+    pub received: bool,
+    pub text: String,
+}
+
+impl TraceMsg {
+    /// When sipp traced it, in seconds of its day.
+    pub fn secs(&self) -> f64 {
+        let mut parts = self.at.split(':').map(|p| p.parse::<f64>().unwrap_or(0.0));
+        let (h, m, s) = (parts.next(), parts.next(), parts.next());
+        h.unwrap_or(0.0) * 3600.0 + m.unwrap_or(0.0) * 60.0 + s.unwrap_or(0.0)
+    }
+
+    pub fn first_line(&self) -> &str {
+        self.text.lines().next().unwrap_or("")
+    }
+
+    /// The value of header `name` (the first one), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.text
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+    }
+
+    /// The CSeq number and method.
+    pub fn cseq(&self) -> (u32, &str) {
+        let cseq = self.header("CSeq").unwrap_or_default();
+        let (n, method) = cseq.split_once(' ').unwrap_or((cseq, ""));
+        (n.parse().unwrap_or(0), method.trim())
+    }
+
+    pub fn body(&self) -> &str {
+        self.text.split_once("\n\n").map_or("", |(_, b)| b.trim())
+    }
+}
+
+/// The messages of the sipp trace in `dir`, in order.
+pub fn trace(dir: &Path) -> Vec<TraceMsg> {
+    let mut out: Vec<TraceMsg> = Vec::new();
+    let mut at = "";
+    let text = messages(dir);
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("-----") {
+            at = rest.trim_start_matches('-').trim();
+            continue;
+        }
+        if line.starts_with("UDP message") {
+            out.push(TraceMsg {
+                at: at.split_whitespace().last().unwrap_or("").to_owned(),
+                received: line.contains("received"),
+                text: String::new(),
+            });
+        } else if let Some(m) = out.last_mut() {
+            if m.text.is_empty() && line.trim().is_empty() {
+                continue;
+            }
+            m.text.push_str(line);
+            m.text.push('\n');
+        }
+    }
+    out
+}

@@ -40,8 +40,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use pbx_tests::api::{poll, poll_node, send, wait_registered};
-use pbx_tests::baresip::Baresip;
-use pbx_tests::sipp::{self, Sipp, logs, messages, subdir};
+use pbx_tests::baresip::{Baresip, loud_samples};
+use pbx_tests::sipp::{self, Sipp, TraceMsg as Msg, logs, messages, subdir, trace};
 use pbx_tests::{Lab, LabClient, LabOptions, free_port, free_sip_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -248,60 +248,6 @@ impl Site {
         );
         calls["calls"][0].clone()
     }
-}
-
-/// A SIP message of a sipp trace: whether sipp received it, and its text.
-#[derive(Debug)]
-struct Msg {
-    received: bool,
-    text: String,
-}
-
-impl Msg {
-    fn first_line(&self) -> &str {
-        self.text.lines().next().unwrap_or("")
-    }
-
-    /// The value of header `name` (case-insensitive), if any.
-    fn header(&self, name: &str) -> Option<&str> {
-        self.text
-            .lines()
-            .take_while(|l| !l.trim().is_empty())
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-            })
-    }
-
-    fn body(&self) -> &str {
-        self.text
-            .split_once("\r\n\r\n")
-            .or_else(|| self.text.split_once("\n\n"))
-            .map_or("", |(_, b)| b.trim())
-    }
-}
-
-/// The messages of the sipp trace in `dir`, in order.
-fn trace(dir: &Path) -> Vec<Msg> {
-    let mut out: Vec<Msg> = Vec::new();
-    for line in messages(dir).lines() {
-        if line.starts_with("-----") {
-            continue;
-        }
-        if line.starts_with("UDP message") {
-            out.push(Msg {
-                received: line.contains("received"),
-                text: String::new(),
-            });
-        } else if let Some(m) = out.last_mut() {
-            if m.text.is_empty() && line.trim().is_empty() {
-                continue;
-            }
-            m.text.push_str(line);
-            m.text.push('\n');
-        }
-    }
-    out
 }
 
 /// The messages of `msgs` sipp received whose first line starts with `start`.
@@ -777,17 +723,6 @@ async fn baresip_transfer(site: &Site) {
     // relayed after the transfer (2001's last RTP did not take 2004's place in the relay).
     let heard: usize = target.recordings().iter().map(|p| loud_samples(p)).sum();
     assert!(heard > 8000, "2004 heard {heard} loud samples from 2002");
-}
-
-/// Samples in a 16-bit PCM WAV recording that are not near silence.
-fn loud_samples(path: &Path) -> usize {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    bytes
-        .get(44..)
-        .unwrap_or(&[])
-        .chunks_exact(2)
-        .filter(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 1000)
-        .count()
 }
 
 /// What the PBX got wrong in the transfer of case 1 when this file was written, now fixed. With at

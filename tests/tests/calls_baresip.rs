@@ -2,25 +2,13 @@
 //! sine tone, and each records what it decodes from the RTP the PBX relayed.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
-use std::path::Path;
 use std::time::Duration;
 
 use pbx_tests::api::{assert_no_media_ports, calls_reach, wait_first_cdr, wait_registered};
-use pbx_tests::baresip::Baresip;
+use pbx_tests::baresip::{Baresip, loud_samples};
 use pbx_tests::{Lab, LabOptions};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
-
-/// Samples in a 16-bit PCM WAV recording that are not near silence.
-fn loud_samples(path: &Path) -> usize {
-    let bytes = std::fs::read(path).unwrap();
-    bytes
-        .get(44..)
-        .unwrap_or(&[])
-        .chunks_exact(2)
-        .filter(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 1000)
-        .count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_baresip_phones_call_each_other_and_hear_each_other() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pbx_tests::api::{lab_without_pings, wait_registered};
 use pbx_tests::process::KillOnDrop;
-use pbx_tests::sipp::{self, Sipp};
+use pbx_tests::sipp::{self, Sipp, TraceMsg as Msg, trace};
 use pbx_tests::{Lab, LabClient, LabOptions, topology};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -23,76 +23,6 @@ const RING: Duration = Duration::from_secs(2);
 const HOLD_MS: &str = "3000";
 /// The longest a watcher runs.
 const WATCH_FOR: Duration = Duration::from_secs(60);
-
-/// One SIP message of a sipp trace.
-struct Msg {
-    /// When sipp traced it (its clock, as it prints it).
-    at: String,
-    received: bool,
-    text: String,
-}
-
-impl Msg {
-    /// When sipp traced it, in seconds of its day.
-    fn secs(&self) -> f64 {
-        let mut parts = self.at.split(':').map(|p| p.parse::<f64>().unwrap_or(0.0));
-        let (h, m, s) = (parts.next(), parts.next(), parts.next());
-        h.unwrap_or(0.0) * 3600.0 + m.unwrap_or(0.0) * 60.0 + s.unwrap_or(0.0)
-    }
-
-    fn first_line(&self) -> &str {
-        self.text.lines().next().unwrap_or("")
-    }
-
-    /// The value of header `name` (the first one), trimmed.
-    fn header(&self, name: &str) -> Option<&str> {
-        self.text
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.trim().is_empty())
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-            })
-    }
-
-    fn cseq(&self) -> (u32, &str) {
-        let cseq = self.header("CSeq").unwrap_or_default();
-        let (n, method) = cseq.split_once(' ').unwrap_or((cseq, ""));
-        (n.parse().unwrap_or(0), method.trim())
-    }
-
-    fn body(&self) -> &str {
-        self.text.split_once("\n\n").map_or("", |(_, b)| b.trim())
-    }
-}
-
-/// The messages of the sipp trace in `dir`, in order.
-fn trace(dir: &Path) -> Vec<Msg> {
-    let mut out: Vec<Msg> = Vec::new();
-    let mut at = "";
-    for line in sipp::messages(dir).lines() {
-        let line = line.trim_end_matches('\r');
-        if let Some(rest) = line.strip_prefix("-----") {
-            at = rest.trim_start_matches('-').trim();
-            continue;
-        }
-        if line.starts_with("UDP message") {
-            out.push(Msg {
-                at: at.split_whitespace().last().unwrap_or("").to_owned(),
-                received: line.contains("received"),
-                text: String::new(),
-            });
-        } else if let Some(m) = out.last_mut() {
-            if m.text.is_empty() && line.trim().is_empty() {
-                continue;
-            }
-            m.text.push_str(line);
-            m.text.push('\n');
-        }
-    }
-    out
-}
 
 /// One line per message of `msgs`: when, its direction, first line, CSeq, and for a NOTIFY its
 /// subscription state and dialog state; for failure messages.
