@@ -442,14 +442,15 @@ impl Driver {
             let ringing = self.core.ringing_extensions();
             self.calls.set_ringing(&self.ringing, &ringing);
             self.ringing = ringing;
+            // Compared in place: this runs for every message of the call.
             if let Some(parties) = self.core.parties()
-                && parties != self.counted
+                && parties != [&*self.counted[0], &*self.counted[1]]
             {
                 let mut limits = self.calls.limits();
                 limits.release([&self.counted[0], &self.counted[1]]);
-                limits.adopt([&parties[0], &parties[1]]);
+                limits.adopt(parties);
                 drop(limits);
-                self.counted = parties;
+                self.counted = parties.map(str::to_owned);
             }
             if self.core.is_over() {
                 break;

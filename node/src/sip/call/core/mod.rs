@@ -470,13 +470,9 @@ impl CallCore {
     }
 
     /// The extensions in the established call (`None` before the answer).
-    pub(crate) fn parties(&self) -> Option<[String; 2]> {
-        matches!(self.phase, Phase::Talking).then(|| {
-            [
-                self.legs[CALLER].extension.clone(),
-                self.legs[CALLEE].extension.clone(),
-            ]
-        })
+    pub(crate) fn parties(&self) -> Option<[&str; 2]> {
+        matches!(self.phase, Phase::Talking)
+            .then(|| [&*self.legs[CALLER].extension, &*self.legs[CALLEE].extension])
     }
 
     pub(crate) fn extensions(&self) -> [&str; 2] {
