@@ -63,6 +63,38 @@ impl Direction {
         .into_iter()
         .find_map(|(token, direction)| name.eq_ignore_ascii_case(token).then_some(direction))
     }
+
+    fn attribute(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    fn sends(self) -> bool {
+        matches!(self, Self::SendRecv | Self::SendOnly)
+    }
+
+    fn receives(self) -> bool {
+        matches!(self, Self::SendRecv | Self::RecvOnly)
+    }
+
+    /// The answer's direction (RFC 3264 §6.1) when the answerer relays `from`: it may send only
+    /// what the offerer receives and `from` sends, and receive only what the offerer sends and
+    /// `from` receives.
+    fn answering(offer: Self, from: Self) -> Self {
+        match (
+            offer.receives() && from.sends(),
+            offer.sends() && from.receives(),
+        ) {
+            (true, true) => Self::SendRecv,
+            (true, false) => Self::SendOnly,
+            (false, true) => Self::RecvOnly,
+            (false, false) => Self::Inactive,
+        }
+    }
 }
 
 /// What one m= line asks for.
@@ -240,6 +272,247 @@ impl Sdp {
         }
         Ok(out)
     }
+}
+
+/// The answer to `offer` (RFC 3264 §6) that the PBX makes from `from`, another phone's offer: how
+/// a B2BUA connects a party that offered to a call whose other side offered too. In call pickup the
+/// ringing caller's offer and the picking-up phone's own INVITE offer each get an answer made from
+/// the other, `answer(&caller, &picker)` and `answer(&picker, &caller)`; the two agree on formats,
+/// `a=rtcp-mux` and direction. The result is a parsed [`Sdp`] with one `m=` line per `m=` line of
+/// `offer`, in order, still carrying `from`'s addresses and ports: pass it through
+/// [`Sdp::rewrite`] to put the relay's in.
+///
+/// * Session level: `v=0`, `from`'s `o=` and `s=` lines, `from`'s session-level `c=` if it has
+///   one, `t=0 0`.
+/// * Stream `i` is accepted when `offer`'s stream `i` has a nonzero port, `from`'s stream `i` has
+///   the same kind and a nonzero port, both use plain RTP (`RTP/AVP` or `RTP/AVPF`), and some of
+///   `offer`'s formats match: a static payload type (0–95) by number, a dynamic one (96–127) only
+///   when both sides' `a=rtpmap` give that number the same encoding name (in any case), clock rate
+///   and channels (1 when omitted), because the relay passes payload type numbers through.
+///   The answer's stream has `from`'s port, `offer`'s protocol, the matching formats in `offer`'s
+///   order with `offer`'s `a=rtpmap`/`a=fmtp` lines for them, `from`'s media-level `c=` and
+///   `a=ptime`/`a=maxptime` (media level, else session level), `a=rtcp-mux` when both have it,
+///   and always a direction attribute: it sends only if `offer` receives and `from` sends, and
+///   receives only if `offer` sends and `from` receives.
+/// * Any other stream is rejected: port 0, `offer`'s kind, protocol and first format, and
+///   `a=inactive`.
+/// * Hold survives: `from`'s `c=` lines are copied as they are, so `0.0.0.0` stays.
+///
+/// Every error is [`SdpError::Unacceptable`] (488): either side carries SDES keys (`a=crypto`) or
+/// uses an SRTP or DTLS protocol on any stream (the PBX does not negotiate keys); `offer` has no
+/// streams; every stream is rejected (`"no common codec"`); or the answer would break a bound of
+/// [`Sdp::parse`] (only contrived input gets there). Never panics.
+pub fn answer(offer: &Sdp, from: &Sdp) -> Result<Sdp, SdpError> {
+    let keyed = |sdp: &Sdp| {
+        sdp.media.iter().any(|m| {
+            let protocol = m.protocol.to_ascii_uppercase();
+            m.has_crypto || protocol.contains("SAVP") || protocol.contains("DTLS")
+        })
+    };
+    if keyed(offer) || keyed(from) {
+        return Err(SdpError::Unacceptable(
+            "the PBX does not negotiate SRTP keys",
+        ));
+    }
+    if offer.media.is_empty() {
+        return Err(SdpError::Unacceptable("no media"));
+    }
+    let (_, offer_streams) = offer.sections();
+    let (from_session, from_streams) = from.sections();
+    let session_line = |letter: char| {
+        from_session
+            .iter()
+            .find(|line| line.letter == letter)
+            .map(|line| line.value.as_str())
+    };
+
+    let mut streams = String::new();
+    let mut accepted = false;
+    for (index, (offered, offered_lines)) in offer
+        .media
+        .iter()
+        .zip(offer_streams.iter().copied())
+        .enumerate()
+    {
+        let theirs = from.media.get(index).zip(from_streams.get(index).copied());
+        let formats = theirs
+            .filter(|(theirs, _)| {
+                offered.port != 0
+                    && theirs.port != 0
+                    && offered.kind.eq_ignore_ascii_case(&theirs.kind)
+                    && is_plain_rtp(&offered.protocol)
+                    && is_plain_rtp(&theirs.protocol)
+            })
+            .map(|(theirs, their_lines)| {
+                common_formats(offered, offered_lines, theirs, their_lines)
+            })
+            .unwrap_or_default();
+        let Some((theirs, their_lines)) = theirs.filter(|_| !formats.is_empty()) else {
+            let first = offered.formats.first().map_or("0", String::as_str);
+            let m = format!("{} 0 {} {first}", offered.kind, offered.protocol);
+            push_line(&mut streams, 'm', &m);
+            push_line(&mut streams, 'a', Direction::Inactive.attribute());
+            continue;
+        };
+        accepted = true;
+        let numbers: Vec<u8> = formats.iter().map(|&(_, number)| number).collect();
+        let names: Vec<&str> = formats.iter().map(|&(name, _)| name).collect();
+        let m = format!(
+            "{} {} {} {}",
+            offered.kind,
+            theirs.port,
+            offered.protocol,
+            names.join(" ")
+        );
+        push_line(&mut streams, 'm', &m);
+        if let Some(connection) = their_lines.iter().find(|line| line.letter == 'c') {
+            push_line(&mut streams, 'c', &connection.value);
+        }
+        for line in offered_lines {
+            let Some(value) = ["rtpmap", "fmtp"]
+                .iter()
+                .find_map(|name| attribute_value(line, name))
+            else {
+                continue;
+            };
+            let number = value.split_ascii_whitespace().next().and_then(payload_type);
+            if number.is_some_and(|number| numbers.contains(&number)) {
+                push_line(&mut streams, 'a', &line.value);
+            }
+        }
+        for name in ["ptime", "maxptime"] {
+            let found = [their_lines, from_session]
+                .into_iter()
+                .flatten()
+                .find(|line| attribute_value(line, name).is_some());
+            if let Some(line) = found {
+                push_line(&mut streams, 'a', &line.value);
+            }
+        }
+        if offered.rtcp_mux && theirs.rtcp_mux {
+            push_line(&mut streams, 'a', "rtcp-mux");
+        }
+        let direction = Direction::answering(offered.direction, theirs.direction);
+        push_line(&mut streams, 'a', direction.attribute());
+    }
+    if !accepted {
+        return Err(SdpError::Unacceptable("no common codec"));
+    }
+
+    let origin = session_line('o').ok_or(SdpError::Unacceptable("no origin to answer from"))?;
+    let mut text = String::with_capacity(streams.len() + 256);
+    push_line(&mut text, 'v', "0");
+    push_line(&mut text, 'o', origin);
+    push_line(&mut text, 's', session_line('s').unwrap_or("-"));
+    if let Some(connection) = session_line('c') {
+        push_line(&mut text, 'c', connection);
+    }
+    push_line(&mut text, 't', "0 0");
+    text.push_str(&streams);
+    // Built from lines that parsed once, so only a bound can fail here; that is no fault of the
+    // request, so it must not come back as a 400.
+    Sdp::parse(text.as_bytes()).map_err(|error| match error {
+        SdpError::Malformed(_) => SdpError::Unacceptable("answer would not be valid SDP"),
+        other => other,
+    })
+}
+
+impl Sdp {
+    /// The session-level lines, and each stream's lines from its `m=` line on.
+    fn sections(&self) -> (&[Line], Vec<&[Line]>) {
+        let starts: Vec<usize> = self
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, line)| matches!(line.role, Role::Media { .. }))
+            .map(|(at, _)| at)
+            .collect();
+        let session_end = starts.first().copied().unwrap_or(self.lines.len());
+        let session = self.lines.get(..session_end).unwrap_or_default();
+        let streams = starts
+            .iter()
+            .enumerate()
+            .map(|(k, &start)| {
+                let end = starts.get(k + 1).copied().unwrap_or(self.lines.len());
+                self.lines.get(start..end).unwrap_or_default()
+            })
+            .collect();
+        (session, streams)
+    }
+}
+
+/// `RTP/AVP` or `RTP/AVPF`: the profiles whose formats are payload type numbers the relay can
+/// pass through (the secure ones are refused before this is asked).
+fn is_plain_rtp(protocol: &str) -> bool {
+    protocol.eq_ignore_ascii_case("RTP/AVP") || protocol.eq_ignore_ascii_case("RTP/AVPF")
+}
+
+/// An RTP payload type number (0–127), as written in `m=`, `a=rtpmap` and `a=fmtp`.
+fn payload_type(text: &str) -> Option<u8> {
+    parse_u16(text)
+        .and_then(|number| u8::try_from(number).ok())
+        .filter(|&number| number <= 127)
+}
+
+/// The value of `a=<name>:<value>` (name in any case), if `line` is that attribute.
+fn attribute_value<'a>(line: &'a Line, name: &str) -> Option<&'a str> {
+    let (found, value) = line.value.split_once(':')?;
+    (line.letter == 'a' && found.eq_ignore_ascii_case(name)).then_some(value)
+}
+
+/// `offer`'s formats that `from`'s stream also has, in `offer`'s order, each once, with its
+/// payload type number.
+fn common_formats<'a>(
+    offer: &'a MediaInfo,
+    offer_lines: &[Line],
+    from: &MediaInfo,
+    from_lines: &[Line],
+) -> Vec<(&'a str, u8)> {
+    let mut kept: Vec<(&str, u8)> = Vec::new();
+    for format in &offer.formats {
+        let Some(number) = payload_type(format) else {
+            continue;
+        };
+        let shared = from
+            .formats
+            .iter()
+            .any(|theirs| payload_type(theirs) == Some(number));
+        let same_meaning = number < 96
+            || rtpmap(offer_lines, number)
+                .zip(rtpmap(from_lines, number))
+                .is_some_and(|(ours, theirs)| {
+                    ours.0.eq_ignore_ascii_case(theirs.0) && ours.1 == theirs.1
+                });
+        if shared && same_meaning && !kept.iter().any(|&(_, seen)| seen == number) {
+            kept.push((format, number));
+        }
+    }
+    kept
+}
+
+/// What the first `a=rtpmap` for `number` says: encoding name, and clock rate with channels (1
+/// when omitted). None when there is none or it does not parse.
+fn rtpmap(lines: &[Line], number: u8) -> Option<(&str, (u32, u16))> {
+    let value = lines.iter().find_map(|line| {
+        let value = attribute_value(line, "rtpmap")?;
+        let mut fields = value.split_ascii_whitespace();
+        (fields.next().and_then(payload_type) == Some(number)).then(|| fields.next())
+    })??;
+    let mut parts = value.split('/');
+    let name = parts.next().filter(|name| !name.is_empty())?;
+    let rate = parts
+        .next()
+        .filter(|rate| !rate.is_empty() && rate.bytes().all(|b| b.is_ascii_digit()))?
+        .parse()
+        .ok()?;
+    let channels = match parts.next() {
+        Some(channels) => parse_u16(channels)?,
+        None => 1,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((name, (rate, channels)))
 }
 
 fn push_line(out: &mut String, letter: char, value: &str) {

@@ -883,3 +883,541 @@ fn never_panics_on_mutation() {
     // Mutations must leave some bodies valid, or the rewrite path went unexercised.
     assert!(parsed > 100, "only {parsed} mutated bodies parsed");
 }
+
+// `answer`: an answer to one phone's offer made from another phone's offer (call pickup).
+
+/// A G.711 caller, µ-law first, as it rings the pickup group.
+const CALLER: &[&str] = &[
+    "v=0",
+    "o=caller 1000 1 IN IP4 192.0.2.10",
+    "s=-",
+    "c=IN IP4 192.0.2.10",
+    "t=0 0",
+    "m=audio 20000 RTP/AVP 0 8 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-16",
+    "a=ptime:20",
+    "a=sendrecv",
+];
+
+/// The phone picking the call up, A-law first, in its own INVITE.
+const PICKER: &[&str] = &[
+    "v=0",
+    "o=picker 2000 7 IN IP4 192.0.2.20",
+    "s=Picker",
+    "c=IN IP4 192.0.2.20",
+    "t=0 0",
+    "m=audio 30000 RTP/AVP 8 0 101",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-15",
+    "a=ptime:30",
+];
+
+fn answer_of(offer: &[&str], from: &[&str]) -> Result<Sdp, SdpError> {
+    answer(&parse(&crlf(offer)).unwrap(), &parse(&crlf(from)).unwrap())
+}
+
+/// Checks the answer is exactly `expected` (as parsed), and that it goes through `rewrite` with
+/// the relay's address to a body that parses again with the same streams.
+fn assert_answer(offer: &[&str], from: &[&str], expected: &[&str]) -> Sdp {
+    let answered = answer_of(offer, from).unwrap();
+    assert_eq!(answered, parse(&crlf(expected)).unwrap());
+    assert_eq!(
+        answered.media().len(),
+        parse(&crlf(offer)).unwrap().media().len()
+    );
+    let ports: Vec<u16> = answered
+        .media()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| if m.port == 0 { 0 } else { 40000 + 2 * i as u16 })
+        .collect();
+    let out = answered.rewrite(PBX4, &ports).unwrap();
+    let again = parse(&out).unwrap();
+    for (before, after) in answered.media().iter().zip(again.media()) {
+        assert_eq!(after.formats, before.formats);
+        assert_eq!(after.direction, before.direction);
+    }
+    answered
+}
+
+/// A one-stream description at 192.0.2.30 with this m= line and these attributes after it.
+fn offer_with(m: &str, attributes: &[&str]) -> Vec<String> {
+    [
+        "v=0",
+        "o=- 1 1 IN IP4 192.0.2.30",
+        "s=-",
+        "c=IN IP4 192.0.2.30",
+        "t=0 0",
+        m,
+    ]
+    .iter()
+    .chain(attributes)
+    .map(|line| (*line).to_owned())
+    .collect()
+}
+
+fn strs(lines: &[String]) -> Vec<&str> {
+    lines.iter().map(String::as_str).collect()
+}
+
+fn formats_answered(offer: &[String], from: &[String]) -> Result<Vec<String>, SdpError> {
+    answer_of(&strs(offer), &strs(from)).map(|sdp| sdp.media()[0].formats.clone())
+}
+
+#[test]
+fn answer_keeps_offers_order_and_telephone_event() {
+    assert_answer(
+        CALLER,
+        PICKER,
+        &[
+            "v=0",
+            "o=picker 2000 7 IN IP4 192.0.2.20",
+            "s=Picker",
+            "c=IN IP4 192.0.2.20",
+            "t=0 0",
+            "m=audio 30000 RTP/AVP 0 8 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=ptime:30",
+            "a=sendrecv",
+        ],
+    );
+    // The other way round, the picker hears the same codecs in its own order.
+    assert_answer(
+        PICKER,
+        CALLER,
+        &[
+            "v=0",
+            "o=caller 1000 1 IN IP4 192.0.2.10",
+            "s=-",
+            "c=IN IP4 192.0.2.10",
+            "t=0 0",
+            "m=audio 20000 RTP/AVP 8 0 101",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15",
+            "a=ptime:20",
+            "a=sendrecv",
+        ],
+    );
+}
+
+#[test]
+fn answer_has_froms_origin_and_the_rewrite_puts_the_relay_in() {
+    let answered = answer_of(CALLER, PICKER).unwrap();
+    let out = answered.rewrite(PBX4, &[40000]).unwrap();
+    assert!(
+        out.starts_with("v=0\r\no=picker 2000 7 IN IP4 203.0.113.5\r\ns=Picker\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("\r\nc=IN IP4 203.0.113.5\r\n"), "{out}");
+    assert!(
+        out.contains("\r\nm=audio 40000 RTP/AVP 0 8 101\r\n"),
+        "{out}"
+    );
+    assert!(!out.contains("192.0.2."), "{out}");
+    let out = answered.rewrite(PBX6, &[40000]).unwrap();
+    assert!(out.contains("\r\nc=IN IP6 2001:db8::1\r\n"), "{out}");
+    assert_eq!(
+        answered.rewrite(PBX4, &[40000, 40002]),
+        Err(SdpError::Unacceptable("port count does not match m= lines"))
+    );
+}
+
+#[test]
+fn answer_matches_dynamic_types_only_by_the_same_number_and_meaning() {
+    let offer = offer_with(
+        "m=audio 20000 RTP/AVP 0 8 101",
+        &["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16"],
+    );
+    let answered = |m: &str, attributes: &[&str]| {
+        formats_answered(&offer, &offer_with(m, attributes)).unwrap()
+    };
+    // The same event, numbered differently: the relay cannot renumber, so it is left out.
+    let from = ["a=rtpmap:96 telephone-event/8000", "a=fmtp:96 0-15"];
+    assert_eq!(answered("m=audio 30000 RTP/AVP 8 0 96", &from), ["0", "8"]);
+    let answered_text = answer_of(
+        &strs(&offer),
+        &strs(&offer_with("m=audio 30000 RTP/AVP 8 0 96", &from)),
+    )
+    .unwrap();
+    assert!(
+        answered_text
+            .lines
+            .iter()
+            .all(|line| !line.value.contains("101"))
+    );
+    // The same number meaning something else, or nothing known.
+    for attributes in [
+        &["a=rtpmap:101 telephone-event/16000"][..],
+        &["a=rtpmap:101 CN/8000"],
+        &["a=rtpmap:101 telephone-event/8000/2"],
+        &["a=rtpmap:101 telephone-event"],
+        &["a=rtpmap:101 telephone-event/x"],
+        &["a=rtpmap:101"],
+        &[],
+    ] {
+        assert_eq!(
+            answered("m=audio 30000 RTP/AVP 0 101", attributes),
+            ["0"],
+            "{attributes:?}"
+        );
+    }
+    // The same meaning, in any case, with the channel count written out.
+    for attributes in [
+        &["a=rtpmap:101 TELEPHONE-EVENT/8000"][..],
+        &["a=RTPMAP:101 telephone-event/8000/1"],
+        &["a=rtpmap:96 PCMU/8000", "a=rtpmap:101 telephone-event/8000"],
+    ] {
+        assert_eq!(
+            answered("m=audio 30000 RTP/AVP 96 0 101", attributes),
+            ["0", "101"],
+            "{attributes:?}"
+        );
+    }
+    // The offer's own map must say it too.
+    let bare = offer_with("m=audio 20000 RTP/AVP 0 101", &[]);
+    assert_eq!(
+        formats_answered(
+            &bare,
+            &offer_with(
+                "m=audio 30000 RTP/AVP 0 101",
+                &["a=rtpmap:101 telephone-event/8000"]
+            )
+        ),
+        Ok(vec!["0".to_owned()])
+    );
+    // Static types match by number alone; repeats count once; the offer's text is kept.
+    assert_eq!(
+        formats_answered(
+            &offer_with("m=audio 20000 RTP/AVP 18 0 18 009", &[]),
+            &offer_with("m=audio 30000 RTP/AVP 9 0 18", &[]),
+        ),
+        Ok(vec!["18".to_owned(), "0".to_owned(), "009".to_owned()])
+    );
+}
+
+#[test]
+fn answer_without_a_common_codec_is_refused() {
+    let none = unacceptable("no common codec");
+    assert_eq!(
+        answer_of(
+            &strs(&offer_with("m=audio 20000 RTP/AVP 0 101", &[])),
+            &strs(&offer_with("m=audio 30000 RTP/AVP 8 9", &[]))
+        ),
+        none
+    );
+    assert_eq!(
+        answer_of(
+            &strs(&offer_with("m=audio 20000 RTP/AVP 0", &[])),
+            &strs(&offer_with("m=audio 0 RTP/AVP 0", &[]))
+        ),
+        none
+    );
+    assert_eq!(
+        answer_of(
+            &strs(&offer_with("m=audio 20000 RTP/AVP 0", &[])),
+            &strs(&offer_with("m=video 30000 RTP/AVP 0", &[]))
+        ),
+        none
+    );
+    assert_eq!(
+        answer_of(
+            &strs(&offer_with("m=image 20000 udptl t38", &[])),
+            &strs(&offer_with("m=image 30000 udptl t38", &[]))
+        ),
+        none
+    );
+    assert_eq!(
+        answer_of(
+            &strs(&offer_with("m=audio 20000 TCP/RTP/AVP 0", &[])),
+            &strs(&offer_with("m=audio 30000 TCP/RTP/AVP 0", &[]))
+        ),
+        none
+    );
+    let sipp = parse(&crlf(SIPP)).unwrap();
+    assert_eq!(answer(&sipp, &Sdp::none()), none);
+    assert_eq!(answer(&Sdp::none(), &sipp), unacceptable("no media"));
+}
+
+#[test]
+fn answer_rejects_streams_from_cannot_take_with_one_format() {
+    let answered = assert_answer(
+        AUDIO_VIDEO,
+        SIPP,
+        &[
+            "v=0",
+            "o=user1 53655765 2353687637 IN IP4 10.0.0.5",
+            "s=-",
+            "c=IN IP4 10.0.0.5",
+            "t=0 0",
+            "m=audio 6000 RTP/AVP 0 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15",
+            "a=sendrecv",
+            "m=video 0 RTP/AVP 96",
+            "a=inactive",
+        ],
+    );
+    let out = answered.rewrite(PBX4, &[40000, 0]).unwrap();
+    assert!(
+        out.ends_with("\r\nm=video 0 RTP/AVP 96\r\na=inactive\r\n"),
+        "{out}"
+    );
+    assert_eq!(out.matches("c=").count(), 1, "{out}");
+
+    // From rejected video itself, or has text where the offer has video.
+    for video in ["m=video 0 RTP/AVP 96", "m=text 5000 RTP/AVP 96"] {
+        let mut from = AUDIO_VIDEO.to_vec();
+        from[10] = video;
+        let answered = answer_of(AUDIO_VIDEO, &from).unwrap();
+        assert_eq!(answered.media()[0].formats, ["0", "101"]);
+        assert_eq!(
+            (answered.media()[1].port, &answered.media()[1].formats[..]),
+            (0, &["96".to_owned()][..]),
+            "{video}"
+        );
+    }
+
+    // An offered stream at port 0 stays rejected, and keeps its first format only.
+    let mut offer = AUDIO_VIDEO.to_vec();
+    offer[10] = "m=video 0 RTP/AVP 96 97";
+    let mut from = AUDIO_VIDEO.to_vec();
+    from[10] = "m=video 51372 RTP/AVP 96 97";
+    let answered = answer_of(&offer, &from).unwrap();
+    assert_eq!(
+        (answered.media()[1].port, &answered.media()[1].formats[..]),
+        (0, &["96".to_owned()][..])
+    );
+
+    // Both sides with video: accepted, with from's media-level c= and the offer's fmtp.
+    let answered = answer_of(AUDIO_VIDEO, AUDIO_VIDEO).unwrap();
+    let video = &answered.media()[1];
+    assert_eq!((video.port, video.address), (51372, ip("192.0.2.21")));
+    assert_eq!(video.formats, ["96"]);
+    // Both only receive video, so nobody sends it.
+    assert_eq!(video.direction, Direction::Inactive);
+}
+
+#[test]
+fn answer_direction_follows_rfc_3264() {
+    use Direction::*;
+    // (offer, from) -> answer
+    let table = [
+        (SendRecv, SendRecv, SendRecv),
+        (SendRecv, SendOnly, SendOnly),
+        (SendRecv, RecvOnly, RecvOnly),
+        (SendRecv, Inactive, Inactive),
+        (SendOnly, SendRecv, RecvOnly),
+        (SendOnly, SendOnly, Inactive),
+        (SendOnly, RecvOnly, RecvOnly),
+        (SendOnly, Inactive, Inactive),
+        (RecvOnly, SendRecv, SendOnly),
+        (RecvOnly, SendOnly, SendOnly),
+        (RecvOnly, RecvOnly, Inactive),
+        (RecvOnly, Inactive, Inactive),
+        (Inactive, SendRecv, Inactive),
+        (Inactive, SendOnly, Inactive),
+        (Inactive, RecvOnly, Inactive),
+        (Inactive, Inactive, Inactive),
+    ];
+    for (offered, from, expected) in table {
+        let offer = offer_with(
+            "m=audio 20000 RTP/AVP 0",
+            &[format!("a={}", offered.attribute()).as_str()],
+        );
+        let from_lines = offer_with(
+            "m=audio 30000 RTP/AVP 0",
+            &[format!("a={}", from.attribute()).as_str()],
+        );
+        let answered = answer_of(&strs(&offer), &strs(&from_lines)).unwrap();
+        assert_eq!(
+            answered.media()[0].direction,
+            expected,
+            "{offered:?} {from:?}"
+        );
+        // Written out even when it is the default.
+        let attribute = format!("a={}", expected.attribute());
+        assert!(
+            answered
+                .lines
+                .iter()
+                .any(|line| format!("{}={}", line.letter, line.value) == attribute)
+        );
+    }
+    // A session-level direction counts as the stream's.
+    let mut offer = SIPP.to_vec();
+    offer.insert(5, "a=sendonly");
+    let answered = answer_of(&offer, PICKER).unwrap();
+    assert_eq!(answered.media()[0].direction, RecvOnly);
+}
+
+#[test]
+fn answer_refuses_keys() {
+    let keys = unacceptable("the PBX does not negotiate SRTP keys");
+    assert_eq!(answer_of(SRTP, SIPP), keys);
+    assert_eq!(answer_of(SIPP, SRTP), keys);
+    assert_eq!(answer_of(CHROME_LIKE, BARESIP), keys);
+    assert_eq!(answer_of(BARESIP, CHROME_LIKE), keys);
+    // SDES keys offered over plain RTP, or a secure profile without keys, even on a second stream.
+    let mut keyed = SIPP.to_vec();
+    keyed
+        .push("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz");
+    assert_eq!(answer_of(&keyed, SIPP), keys);
+    assert_eq!(answer_of(SIPP, &keyed), keys);
+    let mut secure = SIPP.to_vec();
+    secure.push("m=video 6002 rtp/savpf 96");
+    assert_eq!(answer_of(SIPP, &secure), keys);
+    secure[9] = "m=application 9 UDP/DTLS/SCTP webrtc-datachannel";
+    assert_eq!(answer_of(&secure, SIPP), keys);
+}
+
+#[test]
+fn answer_keeps_hold_and_rtcp_mux_only_when_both_have_it() {
+    let mut held = PICKER.to_vec();
+    held[3] = "c=IN IP4 0.0.0.0";
+    let answered = answer_of(CALLER, &held).unwrap();
+    assert_eq!(answered.media()[0].address, None);
+    let out = answered.rewrite(PBX4, &[40000]).unwrap();
+    assert!(out.contains("\r\nc=IN IP4 0.0.0.0\r\n"), "{out}");
+    assert!(
+        out.contains("\r\no=picker 2000 7 IN IP4 203.0.113.5\r\n"),
+        "{out}"
+    );
+
+    // Media-level hold too.
+    let held = offer_with(
+        "m=audio 30000 RTP/AVP 0",
+        &["c=IN IP4 0.0.0.0", "a=sendonly"],
+    );
+    let answered = answer_of(CALLER, &strs(&held)).unwrap();
+    assert_eq!(answered.media()[0].address, None);
+    assert_eq!(answered.media()[0].direction, Direction::SendOnly);
+
+    assert!(answer_of(BARESIP, BARESIP).unwrap().media()[0].rtcp_mux);
+    assert!(!answer_of(BARESIP, SIPP).unwrap().media()[0].rtcp_mux);
+    assert!(!answer_of(SIPP, BARESIP).unwrap().media()[0].rtcp_mux);
+}
+
+#[test]
+fn answer_between_baresip_and_sipp() {
+    assert_answer(
+        BARESIP,
+        SIPP,
+        &[
+            "v=0",
+            "o=user1 53655765 2353687637 IN IP4 10.0.0.5",
+            "s=-",
+            "c=IN IP4 10.0.0.5",
+            "t=0 0",
+            "m=audio 6000 RTP/AVP 0 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15",
+            "a=sendrecv",
+        ],
+    );
+    assert_answer(
+        SIPP,
+        BARESIP,
+        &[
+            "v=0",
+            "o=- 1311128013 2006566427 IN IP4 192.168.1.20",
+            "s=-",
+            "c=IN IP4 192.168.1.20",
+            "t=0 0",
+            "m=audio 10000 RTP/AVP 0 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-11,16",
+            "a=ptime:20",
+            "a=sendrecv",
+        ],
+    );
+    // Opus survives where both map 96 to it; Linphone's ICE, a=rtcp and extras do not carry over.
+    assert_answer(
+        LINPHONE_ICE,
+        BARESIP,
+        &[
+            "v=0",
+            "o=- 1311128013 2006566427 IN IP4 192.168.1.20",
+            "s=-",
+            "c=IN IP4 192.168.1.20",
+            "t=0 0",
+            "m=audio 10000 RTP/AVP 96 0 8 101",
+            "a=rtpmap:96 opus/48000/2",
+            "a=fmtp:96 useinbandfec=1",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=ptime:20",
+            "a=sendrecv",
+        ],
+    );
+}
+
+#[test]
+fn answer_that_would_break_a_bound_is_unacceptable() {
+    // A kind so long that from's five-digit port with the offer's longer protocol pushes the m=
+    // line past MAX_LINE_BYTES, while both offers are within it.
+    let kind = "x".repeat(MAX_LINE_BYTES - "m= 65535 RTP/AVP 0".len());
+    let offer = offer_with(&format!("m={kind} 1 RTP/AVPF 0"), &[]);
+    let from = offer_with(&format!("m={kind} 65535 RTP/AVP 0"), &[]);
+    assert_eq!(
+        answer_of(&strs(&offer), &strs(&from)).map(|_| ()),
+        Err(SdpError::Unacceptable("answer would not be valid SDP"))
+    );
+}
+
+#[test]
+fn answer_never_panics_on_mutation() {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const INTERESTING: &[u8] = b"\r\n =:/0123456789amcv";
+    let mut samples: Vec<&[&str]> = SAMPLES.to_vec();
+    samples.extend([CALLER, PICKER]);
+    let parsed: Vec<Sdp> = samples.iter().map(|s| parse(&crlf(s)).unwrap()).collect();
+    let mut answered = 0;
+    for _ in 0..3000 {
+        let mut body = crlf(samples[next() as usize % samples.len()]).into_bytes();
+        for _ in 0..1 + next() % 4 {
+            let at = next() as usize % body.len();
+            let byte = INTERESTING[next() as usize % INTERESTING.len()];
+            match next() % 3 {
+                0 => body[at] = byte,
+                1 => {
+                    body.remove(at);
+                }
+                _ => body.insert(at, byte),
+            }
+        }
+        let Ok(mutated) = Sdp::parse(&body) else {
+            continue;
+        };
+        for other in &parsed {
+            for (offer, from) in [(&mutated, other), (other, &mutated)] {
+                let Ok(sdp) = answer(offer, from) else {
+                    continue;
+                };
+                answered += 1;
+                assert_eq!(sdp.media().len(), offer.media().len());
+                let ports: Vec<u16> = sdp.media().iter().map(|m| m.port).collect();
+                let out = sdp.rewrite(PBX4, &ports).unwrap();
+                assert!(parse(&out).is_ok(), "{out}");
+            }
+        }
+    }
+    assert!(answered > 1000, "only {answered} answers made");
+}
