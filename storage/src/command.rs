@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 use crate::codec::{self, CodecError};
-use crate::features::{CallHandling, FeatureCodes, RingGroup, Subscription};
+use crate::features::{
+    CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup, Subscription,
+};
 use crate::features_apply;
 use crate::model::{
     ActiveCall, AuditEntry, Ban, Binding, CallDetail, CdrIndexEntry, CdrIndexProgress,
@@ -199,6 +201,8 @@ pub enum Command {
     DeleteRingGroup {
         number: String,
     },
+    /// Set the feature codes; `Conflict` on the pickup codes' key ([`PickupCodes::KEY`]) when one of
+    /// them would shadow a pickup code, stored or default, or be shadowed by one.
     PutFeatureCodes(FeatureCodes),
     /// Create or refresh a subscription: `NotFound` when the watcher or the target is no
     /// extension, `Conflict` (on the watcher) when a new one would exceed
@@ -211,6 +215,15 @@ pub enum Command {
     PruneSubscriptions {
         now: UnixMillis,
     },
+    // Pickup groups: appended, so that the encoding of every earlier variant is unchanged.
+    /// Create or replace a pickup group; `NotFound` names a member that is no extension.
+    PutPickupGroup(PickupGroup),
+    DeletePickupGroup {
+        name: String,
+    },
+    /// Set the pickup codes; `Conflict` on the feature codes' key ([`FeatureCodes::KEY`]) when one of
+    /// them would shadow a feature code, stored or default, or be shadowed by one.
+    PutPickupCodes(PickupCodes),
 }
 
 /// One change to the registration table.
@@ -308,6 +321,7 @@ impl Command {
                 let response = delete(txn, Table::Extensions, number, true);
                 if response == Response::Ok {
                     txn.delete(Table::CallHandling, number);
+                    features_apply::leave_pickup_groups(txn, number)?;
                     for key in txn.keys_with_prefix(Table::Subscriptions, &format!("{number}/")) {
                         txn.delete(Table::Subscriptions, &key);
                     }
@@ -433,10 +447,13 @@ impl Command {
             Self::PutCallHandling(h) => features_apply::put_call_handling(txn, h),
             Self::PutRingGroup { group, mode } => features_apply::put_ring_group(txn, group, *mode),
             Self::DeleteRingGroup { number } => features_apply::delete_ring_group(txn, number),
-            Self::PutFeatureCodes(codes) => put(txn, codes),
+            Self::PutFeatureCodes(codes) => features_apply::put_feature_codes(txn, codes),
             Self::PutSubscription(sub) => features_apply::put_subscription(txn, sub),
             Self::DeleteSubscription { key } => Ok(delete(txn, Table::Subscriptions, key, false)),
             Self::PruneSubscriptions { now } => features_apply::prune_subscriptions(txn, *now),
+            Self::PutPickupGroup(group) => features_apply::put_pickup_group(txn, group),
+            Self::DeletePickupGroup { name } => Ok(delete(txn, Table::PickupGroups, name, true)),
+            Self::PutPickupCodes(codes) => features_apply::put_pickup_codes(txn, codes),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -518,6 +535,9 @@ impl Command {
             Self::PutSubscription(_) => "put_subscription",
             Self::DeleteSubscription { .. } => "delete_subscription",
             Self::PruneSubscriptions { .. } => "prune_subscriptions",
+            Self::PutPickupGroup(_) => "put_pickup_group",
+            Self::DeletePickupGroup { .. } => "delete_pickup_group",
+            Self::PutPickupCodes(_) => "put_pickup_codes",
         }
     }
 }

@@ -1,9 +1,13 @@
 //! Applying the call-feature commands: references checked in log order, so that a ring group never
-//! names an extension that does not exist and never shares a number with one.
+//! names an extension that does not exist and never shares a number with one, a pickup group
+//! names only extensions that exist, and no feature code and pickup code shadow each other.
 
 use crate::codec::{self, CodecError};
-use crate::command::{Response, Txn, delete, put};
-use crate::features::{CallHandling, MAX_SUBSCRIPTIONS_PER_WATCHER, RingGroup, Subscription};
+use crate::command::{Response, Txn, delete, get, put};
+use crate::features::{
+    CallHandling, FeatureCodes, MAX_SUBSCRIPTIONS_PER_WATCHER, PickupCodes, PickupGroup, RingGroup,
+    Subscription, codes_clash,
+};
 use crate::routing::{Destination, InboundRoute, PutMode};
 use crate::routing_apply::{conflict, not_found};
 use crate::tables::{Record, Table};
@@ -82,6 +86,62 @@ pub(crate) fn number_free(txn: &dyn Txn, number: &str) -> Option<Response> {
     txn.get(Table::RingGroups, number)
         .is_some()
         .then(|| conflict(Table::RingGroups, number))
+}
+
+/// Creates or replaces a pickup group; `NotFound` names a member that is no extension.
+pub(crate) fn put_pickup_group(
+    txn: &mut dyn Txn,
+    group: &PickupGroup,
+) -> Result<Response, CodecError> {
+    if let Some(m) = group
+        .members
+        .iter()
+        .find(|m| txn.get(Table::Extensions, m).is_none())
+    {
+        return Ok(not_found(Table::Extensions, m));
+    }
+    put(txn, group)
+}
+
+/// Extension `number` was deleted: it leaves every pickup group it was in (a group left empty
+/// stays, for its admin to fill again).
+pub(crate) fn leave_pickup_groups(txn: &mut dyn Txn, number: &str) -> Result<(), CodecError> {
+    for key in txn.keys_with_prefix(Table::PickupGroups, "") {
+        let Some(mut group) = get::<PickupGroup>(txn, &key)? else {
+            continue;
+        };
+        if group.has(number) {
+            group.members.retain(|m| m != number);
+            put(txn, &group)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the feature codes unless one shadows a pickup code (the stored ones, or the defaults):
+/// `Conflict` on [`PickupCodes::KEY`].
+pub(crate) fn put_feature_codes(
+    txn: &mut dyn Txn,
+    codes: &FeatureCodes,
+) -> Result<Response, CodecError> {
+    let pickup = get::<PickupCodes>(txn, PickupCodes::KEY)?.unwrap_or_default();
+    if codes_clash(codes, &pickup) {
+        return Ok(conflict(Table::Cluster, PickupCodes::KEY));
+    }
+    put(txn, codes)
+}
+
+/// Sets the pickup codes unless one shadows a feature code (the stored ones, or the defaults):
+/// `Conflict` on [`FeatureCodes::KEY`].
+pub(crate) fn put_pickup_codes(
+    txn: &mut dyn Txn,
+    codes: &PickupCodes,
+) -> Result<Response, CodecError> {
+    let features = get::<FeatureCodes>(txn, FeatureCodes::KEY)?.unwrap_or_default();
+    if codes_clash(&features, codes) {
+        return Ok(conflict(Table::Cluster, FeatureCodes::KEY));
+    }
+    put(txn, codes)
 }
 
 pub(crate) fn put_subscription(

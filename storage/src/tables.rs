@@ -46,11 +46,13 @@ pub enum Table {
     RingGroups,
     /// SUBSCRIBE dialogs for busy lamps and presence.
     Subscriptions,
+    /// Call pickup groups, by name.
+    PickupGroups,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 30] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -80,6 +82,7 @@ impl Table {
         Self::CallHandling,
         Self::RingGroups,
         Self::Subscriptions,
+        Self::PickupGroups,
     ];
 
     /// Column family holding the table.
@@ -114,6 +117,7 @@ impl Table {
             Self::CallHandling => "t_call_handling",
             Self::RingGroups => "t_ring_groups",
             Self::Subscriptions => "t_subscriptions",
+            Self::PickupGroups => "t_pickup_groups",
         }
     }
 
@@ -149,6 +153,7 @@ impl Table {
             Self::CallHandling => 27,
             Self::RingGroups => 28,
             Self::Subscriptions => 29,
+            Self::PickupGroups => 30,
         }
     }
 

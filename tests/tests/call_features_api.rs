@@ -2,8 +2,9 @@
 //! their own extension but not on another's; ring groups created, replaced and deleted, with the
 //! state machine's refusals worded (a number that is an extension's, a missing member, a group an
 //! inbound route still sends calls to); bad bodies refused naming the field; feature codes read by
-//! anyone and changed only with the grant and without clashes; every change in the audit log; and
-//! the portal pages that show them.
+//! anyone and changed only with the grant and without clashes; pickup groups created, replaced and
+//! deleted (members must exist, a deleted extension leaves its groups) and pickup codes that never
+//! clash with the feature codes; every change in the audit log; and the portal pages that show them.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use reqwest::{Method, StatusCode};
@@ -391,7 +392,7 @@ async fn call_features_through_the_api_and_the_portal() {
         json!({"dnd_on": "*78", "dnd_off": "*79", "forward_on": "*72", "forward_off": "*73"})
     );
     let new_codes =
-        json!({"dnd_on": "*80", "dnd_off": "*81", "forward_on": "*82", "forward_off": "*83"});
+        json!({"dnd_on": "*90", "dnd_off": "*91", "forward_on": "*92", "forward_off": "*93"});
     let refused = as_user(
         &lab,
         "una",
@@ -436,6 +437,245 @@ async fn call_features_through_the_api_and_the_portal() {
     .await;
     let (_, codes) = as_user(&lab, "una", Method::GET, "/api/v1/feature-codes", None).await;
     assert_eq!(codes, new_codes);
+    // *8 is the default group pickup code: no feature code may start with it.
+    expect_error(
+        &call(
+            &lab,
+            Method::PUT,
+            "/api/v1/feature-codes",
+            Some(
+                json!({"dnd_on": "*80", "dnd_off": "*91", "forward_on": "*92", "forward_off": "*93"}),
+            ),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        &["dnd_on: *80", "group pickup code (*8)"],
+    );
+
+    // ---- Pickup codes: anyone reads, the grant changes, never clashing with a feature code.
+    let (s, pickup_codes) = as_user(&lab, "una", Method::GET, "/api/v1/pickup-codes", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(pickup_codes, json!({"group": "*8", "directed": "**"}));
+    let refused = as_user(
+        &lab,
+        "una",
+        Method::PUT,
+        "/api/v1/pickup-codes",
+        Some(json!({"group": "#5", "directed": "#6"})),
+    )
+    .await;
+    assert_eq!(refused.0, StatusCode::FORBIDDEN);
+    expect_error(
+        &call(
+            &lab,
+            Method::PUT,
+            "/api/v1/pickup-codes",
+            Some(json!({"group": "*9", "directed": "**"})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        &["group: *9", "feature code dnd_on (*90)"],
+    );
+    let bad_pickup_codes = [
+        (json!({"group": "5", "directed": "**"}), "group"),
+        (json!({"group": "*8", "directed": "*8"}), "directed"),
+        (json!({"group": "*85", "directed": "*8"}), "directed"),
+        (json!({"group": "*8"}), "directed"),
+        (
+            json!({"group": "*8", "directed": "**", "transfer": "*2"}),
+            "transfer",
+        ),
+    ];
+    for (body, field) in bad_pickup_codes {
+        let got = call(
+            &lab,
+            Method::PUT,
+            "/api/v1/pickup-codes",
+            Some(body.clone()),
+        )
+        .await;
+        expect_error(&got, StatusCode::BAD_REQUEST, &[field]);
+    }
+    let (_, pickup_codes) = call(&lab, Method::GET, "/api/v1/pickup-codes", None).await;
+    assert_eq!(pickup_codes["group"], "*8", "nothing refused was stored");
+    send(
+        &lab,
+        Method::PUT,
+        "/api/v1/pickup-codes",
+        json!({"group": "#5", "directed": "#6"}),
+        StatusCode::OK,
+    )
+    .await;
+    let (_, pickup_codes) = as_user(&lab, "una", Method::GET, "/api/v1/pickup-codes", None).await;
+    assert_eq!(pickup_codes, json!({"group": "#5", "directed": "#6"}));
+    // The feature codes may now start with *8, but not with the new #5.
+    expect_error(
+        &call(
+            &lab,
+            Method::PUT,
+            "/api/v1/feature-codes",
+            Some(
+                json!({"dnd_on": "*90", "dnd_off": "#50", "forward_on": "*92", "forward_off": "*93"}),
+            ),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        &["dnd_off: #50", "group pickup code (#5)"],
+    );
+
+    // ---- Pickup groups (grant `extensions`): PUT creates or replaces, members must exist.
+    let (s, front) = call(
+        &lab,
+        Method::PUT,
+        "/api/v1/pickup-groups/Front%20desk",
+        Some(json!({"members": ["1001", "1002"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{front}");
+    assert_eq!(front["name"], "Front desk");
+    assert_eq!(front["members"], json!(["1001", "1002"]));
+    let replaced = send(
+        &lab,
+        Method::PUT,
+        "/api/v1/pickup-groups/Front%20desk",
+        json!({"members": ["1002", "1003"]}),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(replaced["created_at"], front["created_at"]);
+    // The GET answer written back is a valid body; an extension may be in several groups.
+    let (s, one) = call(
+        &lab,
+        Method::GET,
+        "/api/v1/pickup-groups/Front%20desk",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(one["members"], json!(["1002", "1003"]));
+    send(
+        &lab,
+        Method::PUT,
+        "/api/v1/pickup-groups/Front%20desk",
+        one,
+        StatusCode::OK,
+    )
+    .await;
+    create(
+        &lab,
+        "/api/v1/extensions",
+        json!({"number": "1004", "display_name": "Ext 1004"}),
+    )
+    .await;
+    send(
+        &lab,
+        Method::PUT,
+        "/api/v1/pickup-groups/back_office",
+        json!({"members": ["1001", "1004", "1002"]}),
+        StatusCode::CREATED,
+    )
+    .await;
+    expect_error(
+        &call(
+            &lab,
+            Method::PUT,
+            "/api/v1/pickup-groups/ghosts",
+            Some(json!({"members": ["1001", "1999"]})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        &["members", "extension 1999 does not exist"],
+    );
+    let bad_pickup_groups = [
+        ("ghosts", json!({"members": ["1001", "1001"]}), "members[1]"),
+        ("ghosts", json!({"members": ["10a1"]}), "members[0]"),
+        ("ghosts", json!({"members": "1001"}), "members"),
+        ("ghosts", json!({"name": "spirits", "members": []}), "name"),
+        (
+            "ghosts",
+            json!({"members": [], "strategy": "all"}),
+            "strategy",
+        ),
+        ("bad.name", json!({"members": ["1001"]}), "name"),
+        ("%20padded", json!({"members": ["1001"]}), "name"),
+        (
+            "abcdefghijklmnopqrstuvwxyz0123456",
+            json!({"members": ["1001"]}),
+            "name",
+        ),
+    ];
+    for (name, body, field) in bad_pickup_groups {
+        let got = call(
+            &lab,
+            Method::PUT,
+            &format!("/api/v1/pickup-groups/{name}"),
+            Some(body.clone()),
+        )
+        .await;
+        expect_error(&got, StatusCode::BAD_REQUEST, &[field]);
+    }
+    let many: Vec<String> = (0..33).map(|i| format!("{}", 2000 + i)).collect();
+    expect_error(
+        &call(
+            &lab,
+            Method::PUT,
+            "/api/v1/pickup-groups/ghosts",
+            Some(json!({ "members": many })),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        &["members", "at most 32"],
+    );
+    let names = |list: &Value| -> Vec<String> {
+        list["pickup_groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, list) = call(&lab, Method::GET, "/api/v1/pickup-groups", None).await;
+    assert_eq!(names(&list), ["Front desk", "back_office"]);
+    // A deleted extension leaves every group it was in.
+    let (s, _) = call(&lab, Method::DELETE, "/api/v1/extensions/1004", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, back) = call(&lab, Method::GET, "/api/v1/pickup-groups/back_office", None).await;
+    assert_eq!(back["members"], json!(["1001", "1002"]));
+    // A user may not see or change pickup groups.
+    for (method, path) in [
+        (Method::GET, "/api/v1/pickup-groups"),
+        (Method::GET, "/api/v1/pickup-groups/back_office"),
+        (Method::DELETE, "/api/v1/pickup-groups/back_office"),
+    ] {
+        let refused = as_user(&lab, "una", method.clone(), path, None).await;
+        assert_eq!(refused.0, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let refused = as_user(
+        &lab,
+        "una",
+        Method::PUT,
+        "/api/v1/pickup-groups/mine",
+        Some(json!({"members": ["1001"]})),
+    )
+    .await;
+    assert_eq!(refused.0, StatusCode::FORBIDDEN);
+    let (s, body) = call(
+        &lab,
+        Method::DELETE,
+        "/api/v1/pickup-groups/back_office",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    for method in [Method::GET, Method::DELETE] {
+        expect_error(
+            &call(&lab, method, "/api/v1/pickup-groups/back_office", None).await,
+            StatusCode::NOT_FOUND,
+            &["pickup group back_office does not exist"],
+        );
+    }
+    let (_, list) = call(&lab, Method::GET, "/api/v1/pickup-groups", None).await;
+    assert_eq!(names(&list), ["Front desk"]);
 
     // ---- Every change is audited, with who made it and what changed.
     let (_, audit) = call(&lab, Method::GET, "/api/v1/audit?limit=1000", None).await;
@@ -464,9 +704,48 @@ async fn call_features_through_the_api_and_the_portal() {
     assert!(
         found(
             "admin",
-            &["PUT /api/v1/feature-codes", "dnd_on: \"*78\" → \"*80\""]
+            &["PUT /api/v1/feature-codes", "dnd_on: \"*78\" → \"*90\""]
         ),
         "{audit}"
+    );
+    assert!(
+        found(
+            "admin",
+            &["PUT /api/v1/pickup-codes", "group: \"*8\" → \"#5\""]
+        ),
+        "{audit}"
+    );
+    assert!(
+        found(
+            "admin",
+            &[
+                "PUT /api/v1/pickup-groups/back_office",
+                "created",
+                "members=[\"1001\",\"1004\",\"1002\"]"
+            ]
+        ),
+        "{audit}"
+    );
+    assert!(
+        found(
+            "admin",
+            &[
+                "PUT /api/v1/pickup-groups/Front%20desk",
+                "members: [\"1001\",\"1002\"] → [\"1002\",\"1003\"]"
+            ]
+        ),
+        "{audit}"
+    );
+    assert!(
+        found(
+            "admin",
+            &["DELETE /api/v1/pickup-groups/back_office", "deleted"]
+        ),
+        "{audit}"
+    );
+    assert!(
+        !found("admin", &["PUT /api/v1/pickup-groups/ghosts"]),
+        "a refused change has no entry"
     );
 
     // ---- The portal pages.
@@ -485,8 +764,14 @@ async fn call_features_through_the_api_and_the_portal() {
         "Front &lt;desk&gt;",
         "id=\"ring-group-create\"",
         "id=\"feature-codes-form\"",
-        "value=\"*80\"",
+        "value=\"*90\"",
         "id=\"nav-ring-groups\"",
+        "id=\"pickup-groups-table\"",
+        "id=\"pickup-group-row-Front%20desk\"",
+        "value=\"1002, 1003\"",
+        "id=\"pickup-group-create\"",
+        "id=\"pickup-codes-form\"",
+        "value=\"#5\"",
     ] {
         assert!(html.contains(needle), "/ring-groups lacks {needle}");
     }
@@ -499,7 +784,12 @@ async fn call_features_through_the_api_and_the_portal() {
     assert!(html.contains("<option value=\"ring_group\">"));
     let (s, html) = page(&lab, "una", PASSWORD, "/me").await;
     assert_eq!(s, StatusCode::OK);
-    for needle in ["id=\"me-handling-form\"", "id=\"me-dnd-toggle\"", "*80"] {
+    for needle in [
+        "id=\"me-handling-form\"",
+        "id=\"me-dnd-toggle\"",
+        "*90",
+        "id=\"pickup-group-code\">#5<",
+    ] {
         assert!(html.contains(needle), "/me lacks {needle}");
     }
     assert!(

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde_json::Value;
 
-use storage::features::{CallHandling, FeatureCodes, RingGroup};
+use storage::features::{CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup};
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
 use storage::{Command, Record, StateReader};
 
@@ -150,6 +150,16 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         }
         Command::PutFeatureCodes(c) => {
             let before = old::<FeatureCodes>(reader, FeatureCodes::KEY).unwrap_or_default();
+            changes(Some(&before), Some(c))
+        }
+        Command::PutPickupGroup(g) => {
+            changes(old::<PickupGroup>(reader, &g.name).as_ref(), Some(g))
+        }
+        Command::DeletePickupGroup { name } => {
+            changes::<PickupGroup>(old(reader, name).as_ref(), None)
+        }
+        Command::PutPickupCodes(c) => {
+            let before = old::<PickupCodes>(reader, PickupCodes::KEY).unwrap_or_default();
             changes(Some(&before), Some(c))
         }
         other => other.kind().to_owned(),

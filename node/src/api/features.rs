@@ -1,11 +1,13 @@
-//! `/api/v1/extensions/{number}/handling`, `/api/v1/ring-groups` and `/api/v1/feature-codes`: the
-//! call features an office configures — each extension's do-not-disturb and forwarding (which the
-//! extension's own user may set too), the numbers that ring a team, and the codes phones dial to
-//! change their own handling.
+//! `/api/v1/extensions/{number}/handling`, `/api/v1/ring-groups`, `/api/v1/feature-codes`,
+//! `/api/v1/pickup-groups` and `/api/v1/pickup-codes`: the call features an office configures —
+//! each extension's do-not-disturb and forwarding (which the extension's own user may set too), the
+//! numbers that ring a team, the extensions whose phones may answer each other's calls, and the
+//! codes phones dial to change their own handling or to pick up a call.
 //!
 //! References (a ring group's members and fallback, a number already an extension's, a group an
-//! inbound route still sends calls to) are checked by the state machine in log order; the handlers
-//! here only check the shape of a request, and word the state machine's refusals.
+//! inbound route still sends calls to, a pickup group's members, a feature code and a pickup code
+//! that would shadow each other) are checked by the state machine in log order; the handlers here
+//! only check the shape of a request, and word the state machine's refusals.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use storage::Command;
 use storage::features::{
-    CallHandling, FeatureCodes, MAX_MEMBERS, MAX_TARGET_LEN, RING_SECS, RingGroup, RingStrategy,
-    valid_target,
+    CallHandling, FeatureCodes, MAX_MEMBERS, MAX_PICKUP_NAME, MAX_TARGET_LEN, PickupCodes,
+    PickupGroup, RING_SECS, RingGroup, RingStrategy, code_clash, valid_code, valid_target,
 };
 use storage::model::{Extension, UnixMillis};
 use storage::routing::PutMode;
@@ -447,8 +449,6 @@ pub(crate) struct FeatureCodesBody {
     forward_off: String,
 }
 
-const CODE_FIELDS: [&str; 4] = ["dnd_on", "dnd_off", "forward_on", "forward_off"];
-
 /// The codes `body` gives, checked, with a message naming the code at fault.
 fn codes_from_body(body: FeatureCodesBody) -> Result<FeatureCodes, ApiError> {
     let codes = FeatureCodes {
@@ -457,9 +457,21 @@ fn codes_from_body(body: FeatureCodesBody) -> Result<FeatureCodes, ApiError> {
         forward_on: body.forward_on.trim().to_owned(),
         forward_off: body.forward_off.trim().to_owned(),
     };
-    let all = codes.all();
-    for (field, code) in CODE_FIELDS.iter().zip(all) {
-        if !code_shape(code) {
+    check_code_set(&FeatureCodes::FIELDS, &codes.all())?;
+    // The store's rule decides; the checks above only name the code at fault.
+    if !codes.valid() {
+        return Err(ApiError::BadRequest(
+            "feature codes must be '*' or '#' then digits, and none the start of another".into(),
+        ));
+    }
+    Ok(codes)
+}
+
+/// Checks the codes of one set (`fields[i]` is the field of `all[i]`): each of the shape
+/// [`valid_code`] asks, and none the start of another, with a message naming the code at fault.
+fn check_code_set(fields: &[&str], all: &[&str]) -> Result<(), ApiError> {
+    for (field, code) in fields.iter().zip(all) {
+        if !valid_code(code) {
             return Err(ApiError::invalid(
                 field,
                 "'*' or '#', then digits, '*' or '#': 2 to 8 characters",
@@ -474,37 +486,19 @@ fn codes_from_body(body: FeatureCodesBody) -> Result<FeatureCodes, ApiError> {
             // Two features, one code: the later one is at fault. A prefix: the shorter code is,
             // for a phone dialling the longer one would reach it first.
             return Err(if a == b {
-                ApiError::invalid(
-                    CODE_FIELDS[j],
-                    format!("{b} is also the code of {}", CODE_FIELDS[i]),
-                )
+                ApiError::invalid(fields[j], format!("{b} is also the code of {}", fields[i]))
             } else {
                 ApiError::invalid(
-                    CODE_FIELDS[i],
+                    fields[i],
                     format!(
                         "{a} is the start of {} ({b}), which phones could then never dial",
-                        CODE_FIELDS[j]
+                        fields[j]
                     ),
                 )
             });
         }
     }
-    // The store's rule decides; the checks above only name the code at fault.
-    if !codes.valid() {
-        return Err(ApiError::BadRequest(
-            "feature codes must be '*' or '#' then digits, and none the start of another".into(),
-        ));
-    }
-    Ok(codes)
-}
-
-/// The shape [`FeatureCodes::valid`] asks of each code, to say which one is wrong.
-fn code_shape(code: &str) -> bool {
-    (2..=8).contains(&code.len())
-        && code.starts_with(['*', '#'])
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    Ok(())
 }
 
 /// The feature codes phones dial (the defaults until an admin changes them); any signed-in
@@ -526,6 +520,8 @@ pub(crate) fn read_feature_codes(
         .unwrap_or_default())
 }
 
+/// Replaces the feature codes; 400 naming a malformed code or one that starts another, 409 when one
+/// would shadow a pickup code or be shadowed by one.
 pub(crate) async fn put_feature_codes(
     State(state): State<AppState>,
     who: Principal,
@@ -533,10 +529,276 @@ pub(crate) async fn put_feature_codes(
 ) -> Result<Json<FeatureCodes>, ApiError> {
     who.require(who.grants.extensions)?;
     let codes = codes_from_body(body)?;
-    state
-        .propose_checked(Command::PutFeatureCodes(codes.clone()))
-        .await?;
+    match propose_answer(&state, Command::PutFeatureCodes(codes.clone())).await? {
+        storage::Response::Ok => {}
+        storage::Response::Conflict { table, key } if table == "cluster" => {
+            // The pickup codes the state machine held them against, read after its answer.
+            let pickup = read_pickup_codes(state.cluster.reader())?;
+            return Err(clash_refused(&key, &codes, &pickup));
+        }
+        other => return Err(other.into()),
+    }
     tracing::info!(codes = ?codes.all(), "feature codes changed");
+    Ok(Json(codes))
+}
+
+/// The state machine's refusal of feature codes `f` or pickup codes `p` (whichever was written;
+/// `key` is the other set's), as a 409 naming the written code at fault and the code it clashes
+/// with.
+fn clash_refused(key: &str, f: &FeatureCodes, p: &PickupCodes) -> ApiError {
+    let pickup_written = key == FeatureCodes::KEY;
+    let Some(clash) = code_clash(f, p) else {
+        // The other set changed since: nothing to name.
+        return ApiError::Conflict(
+            if pickup_written {
+                "the pickup codes clash with the feature codes: no code may be the start of another"
+            } else {
+                "the feature codes clash with the pickup codes: no code may be the start of another"
+            }
+            .into(),
+        );
+    };
+    let (feature_field, feature_code) = clash.feature;
+    let (pickup_field, pickup_code) = clash.pickup;
+    let how = if feature_code == pickup_code {
+        "it is the same code"
+    } else {
+        "one is the start of the other"
+    };
+    ApiError::Conflict(if pickup_written {
+        format!(
+            "{pickup_field}: {pickup_code} clashes with the feature code {feature_field} \
+             ({feature_code}): {how}"
+        )
+    } else {
+        format!(
+            "{feature_field}: {feature_code} clashes with the {pickup_field} pickup code \
+             ({pickup_code}): {how}"
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pickup groups and codes.
+
+/// A pickup group as `PUT` takes it: its members replace the stored ones (omitted: none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PickupGroupBody {
+    /// Read-only fields of a GET answer, accepted and ignored.
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<IgnoredAny>,
+    /// The GET answer's; accepted (a record read, edited and written back is a valid body) but it
+    /// must be the URL's.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PickupGroupList {
+    pickup_groups: Vec<PickupGroup>,
+}
+
+/// 400 unless `name` can name a pickup group.
+fn validate_pickup_name(name: &str) -> Result<(), ApiError> {
+    if PickupGroup::valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "name",
+            format!(
+                "1 to {MAX_PICKUP_NAME} letters, digits, spaces, '-' or '_', \
+                 not starting or ending with a space"
+            ),
+        ))
+    }
+}
+
+/// Pickup group `name` as `body` describes it, checked. `stored` is the group a PUT replaces.
+fn pickup_group_from_body(
+    name: String,
+    body: PickupGroupBody,
+    stored: Option<&PickupGroup>,
+    now: UnixMillis,
+) -> Result<PickupGroup, ApiError> {
+    if let Some(b) = given(body.name).filter(|b| *b != name) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("{b} differs from the name in the URL ({name}); a group cannot be renamed"),
+        ));
+    }
+    if body.members.len() > MAX_MEMBERS {
+        return Err(ApiError::invalid(
+            "members",
+            format!("at most {MAX_MEMBERS} extensions"),
+        ));
+    }
+    for (i, m) in body.members.iter().enumerate() {
+        let field = format!("members[{i}]");
+        if !is_local_number(m) {
+            return Err(ApiError::invalid(
+                field,
+                "an extension number, 2 to 15 digits",
+            ));
+        }
+        if body.members[..i].contains(m) {
+            return Err(ApiError::invalid(field, format!("{m} is listed twice")));
+        }
+    }
+    Ok(PickupGroup {
+        members: body.members,
+        created_at: stored.map_or(now, |g| g.created_at),
+        updated_at: now,
+        name,
+    })
+}
+
+/// Every pickup group, by name.
+pub(crate) async fn list_pickup_groups(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<PickupGroupList>, ApiError> {
+    who.require(who.grants.extensions)?;
+    state.cluster.linearizable_barrier().await?;
+    let pickup_groups = state.cluster.reader().list::<PickupGroup>()?;
+    Ok(Json(PickupGroupList { pickup_groups }))
+}
+
+/// Pickup group `name` after a linearizable barrier; 400 for a name no group can have, `None`
+/// when there is none.
+async fn read_pickup_group(state: &AppState, name: &str) -> Result<Option<PickupGroup>, ApiError> {
+    validate_pickup_name(name)?;
+    state.cluster.linearizable_barrier().await?;
+    Ok(state.cluster.reader().get::<PickupGroup>(name)?)
+}
+
+fn no_pickup_group(name: &str) -> ApiError {
+    ApiError::NotFound(format!("pickup group {name} does not exist"))
+}
+
+pub(crate) async fn get_pickup_group(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<PickupGroup>, ApiError> {
+    who.require(who.grants.extensions)?;
+    let group = read_pickup_group(&state, &name).await?;
+    Ok(Json(group.ok_or_else(|| no_pickup_group(&name))?))
+}
+
+/// Creates (201) or replaces (200) pickup group `name`; 404 naming a member that is no extension.
+pub(crate) async fn put_pickup_group(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PickupGroupBody>,
+) -> Result<(StatusCode, Json<PickupGroup>), ApiError> {
+    who.require(who.grants.extensions)?;
+    let stored = read_pickup_group(&state, &name).await?;
+    let group = pickup_group_from_body(name, body, stored.as_ref(), now_millis())?;
+    match propose_answer(&state, Command::PutPickupGroup(group.clone())).await? {
+        storage::Response::Ok => {}
+        storage::Response::NotFound { table, key } if table == "extensions" => {
+            return Err(ApiError::NotFound(format!(
+                "members: extension {key} does not exist"
+            )));
+        }
+        other => return Err(other.into()),
+    }
+    let status = if stored.is_some() {
+        tracing::info!(name = %group.name, "pickup group replaced");
+        StatusCode::OK
+    } else {
+        tracing::info!(name = %group.name, "pickup group created");
+        StatusCode::CREATED
+    };
+    Ok((status, Json(group)))
+}
+
+/// Deletes pickup group `name`.
+pub(crate) async fn delete_pickup_group(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    who.require(who.grants.extensions)?;
+    validate_pickup_name(&name)?;
+    let cmd = Command::DeletePickupGroup { name: name.clone() };
+    match propose_answer(&state, cmd).await? {
+        storage::Response::Ok => {}
+        storage::Response::NotFound { .. } => return Err(no_pickup_group(&name)),
+        other => return Err(other.into()),
+    }
+    tracing::info!(name = %name, "pickup group deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The pickup codes as `PUT` takes them: both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PickupCodesBody {
+    group: String,
+    directed: String,
+}
+
+/// The pickup codes `body` gives, checked on their own (against the feature codes, the state
+/// machine checks), with a message naming the code at fault.
+fn pickup_codes_from_body(body: PickupCodesBody) -> Result<PickupCodes, ApiError> {
+    let codes = PickupCodes {
+        group: body.group.trim().to_owned(),
+        directed: body.directed.trim().to_owned(),
+    };
+    check_code_set(&PickupCodes::FIELDS, &codes.all())?;
+    if !codes.valid() {
+        return Err(ApiError::BadRequest(
+            "pickup codes must be '*' or '#' then digits, and neither the start of the other"
+                .into(),
+        ));
+    }
+    Ok(codes)
+}
+
+/// The pickup codes phones dial (the defaults until an admin changes them); any signed-in account
+/// may read them, to know what to dial.
+pub(crate) async fn get_pickup_codes(
+    State(state): State<AppState>,
+    _who: Principal,
+) -> Result<Json<PickupCodes>, ApiError> {
+    state.cluster.linearizable_barrier().await?;
+    Ok(Json(read_pickup_codes(state.cluster.reader())?))
+}
+
+/// The stored pickup codes, or the defaults.
+pub(crate) fn read_pickup_codes(
+    reader: &storage::StateReader,
+) -> Result<PickupCodes, storage::StorageError> {
+    Ok(reader
+        .get::<PickupCodes>(PickupCodes::KEY)?
+        .unwrap_or_default())
+}
+
+/// Replaces the pickup codes; 400 naming a malformed code or one that starts the other, 409 when
+/// one would shadow a feature code or be shadowed by one.
+pub(crate) async fn put_pickup_codes(
+    State(state): State<AppState>,
+    who: Principal,
+    JsonBody(body): JsonBody<PickupCodesBody>,
+) -> Result<Json<PickupCodes>, ApiError> {
+    who.require(who.grants.extensions)?;
+    let codes = pickup_codes_from_body(body)?;
+    match propose_answer(&state, Command::PutPickupCodes(codes.clone())).await? {
+        storage::Response::Ok => {}
+        storage::Response::Conflict { table, key } if table == "cluster" => {
+            let features = read_feature_codes(state.cluster.reader())?;
+            return Err(clash_refused(&key, &features, &codes));
+        }
+        other => return Err(other.into()),
+    }
+    tracing::info!(codes = ?codes.all(), "pickup codes changed");
     Ok(Json(codes))
 }
 
@@ -752,5 +1014,108 @@ mod tests {
         );
         let err = codes("#", "*79", "*72", "*73").unwrap_err();
         assert!(err.starts_with("dnd_on:"), "{err}");
+    }
+
+    fn pickup(json: serde_json::Value) -> Result<PickupGroup, String> {
+        let body: PickupGroupBody = serde_json::from_value(json).map_err(|e| e.to_string())?;
+        pickup_group_from_body("Front desk".into(), body, None, 7).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_pickup_group_keeps_its_members_and_a_get_answer_is_a_valid_body() {
+        let g = pickup(serde_json::json!({"members": ["1002", "1001"]})).unwrap();
+        assert_eq!(g.name, "Front desk");
+        assert_eq!(g.members, ["1002", "1001"]);
+        assert_eq!((g.created_at, g.updated_at), (7, 7));
+        assert!(pickup(serde_json::json!({})).unwrap().members.is_empty());
+        let read = serde_json::to_value(&g).unwrap();
+        let body: PickupGroupBody = serde_json::from_value(read).unwrap();
+        let again = pickup_group_from_body("Front desk".into(), body, Some(&g), 99).unwrap();
+        assert_eq!((again.created_at, again.updated_at), (7, 99));
+        assert_eq!(again.members, g.members);
+    }
+
+    #[test]
+    fn a_bad_pickup_group_names_its_field() {
+        let cases = [
+            (serde_json::json!({"members": ["1001", "1"]}), "members[1]:"),
+            (
+                serde_json::json!({"members": ["1001", "1001"]}),
+                "members[1]:",
+            ),
+            (
+                serde_json::json!({"name": "Back office", "members": []}),
+                "name:",
+            ),
+        ];
+        for (json, field) in cases {
+            let err = pickup(json.clone()).unwrap_err();
+            assert!(err.starts_with(field), "{json}: {err}");
+        }
+        let many: Vec<String> = (0..=MAX_MEMBERS).map(|i| format!("{}", 1000 + i)).collect();
+        let err = pickup(serde_json::json!({"members": many})).unwrap_err();
+        assert!(err.starts_with("members:"), "{err}");
+        let err = pickup(serde_json::json!({"members": ["1001"], "ring_secs": 5})).unwrap_err();
+        assert!(err.contains("ring_secs"), "{err}");
+        for bad in ["", " a", "a/b", "x".repeat(MAX_PICKUP_NAME + 1).as_str()] {
+            let err = validate_pickup_name(bad).unwrap_err().to_string();
+            assert!(err.starts_with("name:"), "{bad:?}: {err}");
+        }
+        assert!(validate_pickup_name("Front desk").is_ok());
+    }
+
+    fn pickup_codes(group: &str, directed: &str) -> Result<PickupCodes, String> {
+        pickup_codes_from_body(PickupCodesBody {
+            group: group.into(),
+            directed: directed.into(),
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pickup_codes_are_checked_one_by_one_then_against_each_other() {
+        assert_eq!(pickup_codes(" *8 ", "**").unwrap(), PickupCodes::default());
+        let err = pickup_codes("8", "**").unwrap_err();
+        assert!(err.starts_with("group:"), "{err}");
+        let err = pickup_codes("*8", "*").unwrap_err();
+        assert!(err.starts_with("directed:"), "{err}");
+        let err = pickup_codes("*8", "*8").unwrap_err();
+        assert!(
+            err.starts_with("directed: *8 is also the code of group"),
+            "{err}"
+        );
+        let err = pickup_codes("*80", "*8").unwrap_err();
+        assert!(
+            err.starts_with("directed: *8 is the start of group (*80)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_clash_between_the_two_sets_names_the_written_code() {
+        let features = FeatureCodes::default();
+        let pickup = PickupCodes {
+            group: "*7".into(),
+            directed: "**".into(),
+        };
+        let e = clash_refused(FeatureCodes::KEY, &features, &pickup);
+        assert!(matches!(e, ApiError::Conflict(_)));
+        assert_eq!(
+            e.to_string(),
+            "group: *7 clashes with the feature code dnd_on (*78): one is the start of the other"
+        );
+        let taken = FeatureCodes {
+            forward_off: "*8".into(),
+            ..FeatureCodes::default()
+        };
+        let e = clash_refused(PickupCodes::KEY, &taken, &PickupCodes::default());
+        assert_eq!(
+            e.to_string(),
+            "forward_off: *8 clashes with the group pickup code (*8): it is the same code"
+        );
+        // The other set changed since the refusal: no pair to name, still a 409.
+        let e = clash_refused(PickupCodes::KEY, &features, &PickupCodes::default());
+        assert!(matches!(e, ApiError::Conflict(_)));
+        assert!(e.to_string().contains("clash"), "{e}");
     }
 }

@@ -43,6 +43,7 @@ pub(crate) use self::{
     events::{EventQuery, list as list_events, list_recipients as recipients_list},
     features::{
         get_feature_codes as feature_codes, get_handling as call_handling,
+        get_pickup_codes as pickup_codes, list_pickup_groups as pickup_groups_list,
         list_ring_groups as ring_groups_list,
     },
     live::{LiveQuery, Window as LiveWindow, snapshot as live_snapshot},
@@ -190,6 +191,17 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/feature-codes",
             get(features::get_feature_codes).put(features::put_feature_codes),
+        )
+        .route("/pickup-groups", get(features::list_pickup_groups))
+        .route(
+            "/pickup-groups/{name}",
+            get(features::get_pickup_group)
+                .put(features::put_pickup_group)
+                .delete(features::delete_pickup_group),
+        )
+        .route(
+            "/pickup-codes",
+            get(features::get_pickup_codes).put(features::put_pickup_codes),
         )
         .route(
             "/extensions/{number}",

@@ -4,7 +4,7 @@ use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use storage::features::{CallHandling, FeatureCodes};
+use storage::features::{CallHandling, FeatureCodes, PickupCodes};
 use storage::web::{Grants, Scope};
 
 use super::features::{codes_list, handling_form};
@@ -226,6 +226,8 @@ pub(super) async fn me(
     };
     let codes: FeatureCodes =
         api::answer(crate::api::feature_codes(State(state.clone()), ctx.who.clone()).await).await?;
+    let pickup_codes: PickupCodes =
+        api::answer(crate::api::pickup_codes(State(state.clone()), ctx.who.clone()).await).await?;
     let content = html! {
         div.grid-2 {
             div.card #me-account {
@@ -253,7 +255,7 @@ pub(super) async fn me(
             div.card #me-handling {
                 h2 { "Calls to my extension" }
                 @match handling {
-                    Ok(h) => { (my_handling(&h, &codes)) }
+                    Ok(h) => { (my_handling(&h, &codes, &pickup_codes)) }
                     Err(p) => { p.banner.banner-bad #handling-error { (p.message) } }
                 }
             }
@@ -275,8 +277,8 @@ pub(super) async fn me(
 }
 
 /// The user's own do-not-disturb (a one-click toggle that keeps the forwards) and forwarding, and
-/// the codes their phone can dial instead.
-fn my_handling(h: &CallHandling, codes: &FeatureCodes) -> Markup {
+/// the codes their phone can dial instead (with the pickup codes).
+fn my_handling(h: &CallHandling, codes: &FeatureCodes, pickup_codes: &PickupCodes) -> Markup {
     let url = format!("/api/v1/extensions/{}/handling", super::enc(&h.extension));
     let toggled = CallHandling {
         dnd: !h.dnd,
@@ -297,8 +299,11 @@ fn my_handling(h: &CallHandling, codes: &FeatureCodes) -> Markup {
             div { (handling_form(h, Some("me-handling"))) }
             div {
                 h3 { "From the phone" }
-                p.hint { "Dial these codes on your phone to change the same settings." }
-                (codes_list(codes))
+                p.hint {
+                    "Dial these codes on your phone to change the same settings, or to answer a "
+                    "call ringing a colleague who shares a pickup group with you."
+                }
+                (codes_list(codes, pickup_codes))
             }
         }
     }

@@ -1,11 +1,14 @@
 //! Call features in the portal: the call-handling form (do-not-disturb and forwarding) shown on the
-//! extensions page and on the user's own page, `/ring-groups` (ring groups, and the feature codes
-//! phones dial), and the feature codes as a user reads them.
+//! extensions page and on the user's own page, `/ring-groups` (ring groups, pickup groups, and the
+//! feature and pickup codes phones dial), and those codes as a user reads them.
 
 use axum::extract::State;
 use maud::{Markup, html};
 use serde::Deserialize;
-use storage::features::{CallHandling, FeatureCodes, RING_SECS, RingGroup, RingStrategy};
+use storage::features::{
+    CallHandling, FeatureCodes, MAX_MEMBERS, MAX_PICKUP_NAME, PickupCodes, PickupGroup, RING_SECS,
+    RingGroup, RingStrategy, code_clash,
+};
 
 use super::layout::{self, Nav, badge, empty_row, field, form_error};
 use super::{Ctx, Problem, api, enc};
@@ -62,13 +65,16 @@ pub(super) fn handling_badges(h: Option<&CallHandling>) -> Markup {
 }
 
 /// The codes a phone dials, as a list for the user.
-pub(super) fn codes_list(c: &FeatureCodes) -> Markup {
+pub(super) fn codes_list(c: &FeatureCodes, p: &PickupCodes) -> Markup {
     html! {
         dl.kv #feature-codes-list {
             dt { "Do not disturb on" } dd.mono { (c.dnd_on) }
             dt { "Do not disturb off" } dd.mono { (c.dnd_off) }
             dt { "Forward every call" } dd { span.mono { (c.forward_on) } " then the number" }
             dt { "Forwarding off" } dd.mono { (c.forward_off) }
+            dt { "Pick up a call ringing in my pickup groups" } dd.mono #pickup-group-code { (p.group) }
+            dt { "Pick up the call ringing an extension of my pickup groups" }
+            dd #pickup-directed-code { span.mono { (p.directed) } " then the extension" }
         }
     }
 }
@@ -119,15 +125,30 @@ struct RingGroups {
     ring_groups: Vec<RingGroup>,
 }
 
-/// `/ring-groups`: the ring groups with their forms, and the feature codes (grant `extensions`).
+#[derive(Debug, Deserialize)]
+struct PickupGroups {
+    pickup_groups: Vec<PickupGroup>,
+}
+
+/// `/ring-groups`: the ring groups and pickup groups with their forms, and the feature and pickup
+/// codes (grant `extensions`).
 pub(super) async fn page(State(state): State<AppState>, ctx: Ctx) -> Result<Markup, Problem> {
     ctx.require(ctx.who.grants.extensions)?;
     let s = || State(state.clone());
     let list: RingGroups =
         api::answer(crate::api::ring_groups_list(s(), ctx.who.clone()).await).await?;
+    let pickup: PickupGroups =
+        api::answer(crate::api::pickup_groups_list(s(), ctx.who.clone()).await).await?;
     let codes: FeatureCodes =
         api::answer(crate::api::feature_codes(s(), ctx.who.clone()).await).await?;
-    let content = render(&list.ring_groups, &codes);
+    let pickup_codes: PickupCodes =
+        api::answer(crate::api::pickup_codes(s(), ctx.who.clone()).await).await?;
+    let content = render(
+        &list.ring_groups,
+        &pickup.pickup_groups,
+        &codes,
+        &pickup_codes,
+    );
     Ok(layout::page(
         &ctx.who,
         Nav::RingGroups,
@@ -137,7 +158,12 @@ pub(super) async fn page(State(state): State<AppState>, ctx: Ctx) -> Result<Mark
 }
 
 /// The page's content.
-pub(super) fn render(groups: &[RingGroup], codes: &FeatureCodes) -> Markup {
+pub(super) fn render(
+    groups: &[RingGroup],
+    pickup: &[PickupGroup],
+    codes: &FeatureCodes,
+    pickup_codes: &PickupCodes,
+) -> Markup {
     html! {
         div.card {
             h2 { "Ring groups" }
@@ -173,7 +199,7 @@ pub(super) fn render(groups: &[RingGroup], codes: &FeatureCodes) -> Markup {
             h2 { "Feature codes" }
             p.hint {
                 "What a phone dials to change its own extension's handling. Each is '*' or '#' and "
-                "digits; none may be the start of another."
+                "digits; none may be the start of another, nor of a pickup code."
             }
             form.form #feature-codes-form data-api="PUT /api/v1/feature-codes" data-then="notice"
                 data-notice="Feature codes saved." {
@@ -193,6 +219,115 @@ pub(super) fn render(groups: &[RingGroup], codes: &FeatureCodes) -> Markup {
                 div.form-actions {
                     button.btn.btn-primary #fc-submit type="submit" { "Save feature codes" }
                 }
+            }
+        }
+        (pickup_section(pickup, codes, pickup_codes))
+    }
+}
+
+/// The pickup groups with their forms, and the pickup codes.
+fn pickup_section(groups: &[PickupGroup], codes: &FeatureCodes, p: &PickupCodes) -> Markup {
+    // Codes stored before the rule existed may still clash: say so (a phone reaches the shorter).
+    let clash = code_clash(codes, p);
+    html! {
+        div.card #pickup-groups {
+            h2 { "Pickup groups" }
+            p.hint {
+                "A phone may answer a call ringing another extension of its pickup groups: "
+                span.mono { (p.group) } " picks up a call ringing in any of them; "
+                span.mono { (p.directed) } " followed by an extension picks up the call ringing "
+                "that extension. An extension may be in several groups."
+            }
+            div.table-wrap {
+                table.data #pickup-groups-table {
+                    thead { tr { th { "Name" } th { "Members" } th.actions { "Actions" } } }
+                    tbody {
+                        @for g in groups { (pickup_row(g)) }
+                        @if groups.is_empty() { (empty_row(3, "No pickup groups.")) }
+                    }
+                }
+            }
+        }
+        div.card {
+            h2 { "New pickup group" }
+            form.form #pickup-group-create data-api="PUT /api/v1/pickup-groups/{name}" data-then="reload" {
+                (form_error())
+                (field(&format!("Name (1 to {MAX_PICKUP_NAME} letters, digits, spaces, '-' or '_')"), "name", html! {
+                    input #pickup-group-name type="text" name="name" maxlength=(MAX_PICKUP_NAME) required
+                        placeholder="Front desk";
+                }))
+                (pickup_members_field(None, Some("pickup-group-members")))
+                p.hint { "A name already taken replaces that group's members." }
+                div.form-actions {
+                    button.btn.btn-primary #pickup-group-submit type="submit" { "Create pickup group" }
+                }
+            }
+        }
+        div.card #pickup-codes {
+            h2 { "Pickup codes" }
+            p.hint {
+                "What a phone dials to answer a call ringing elsewhere in its pickup groups. Each is "
+                "'*' or '#' and digits; none may be the start of another, nor of a feature code."
+            }
+            @if let Some(c) = clash {
+                p.banner.banner-bad #pickup-codes-clash {
+                    "The " (c.pickup.0) " pickup code " (c.pickup.1) " and the feature code "
+                    (c.feature.0) " (" (c.feature.1) ") clash: one is the start of the other. "
+                    "Change one of them."
+                }
+            }
+            form.form #pickup-codes-form data-api="PUT /api/v1/pickup-codes" data-then="notice"
+                data-notice="Pickup codes saved." {
+                (form_error())
+                (field("Pick up a call ringing in the caller's pickup groups", "group", html! {
+                    input #pc-group type="text" name="group" required value=(p.group);
+                }))
+                (field("Pick up the call ringing one extension (then its number)", "directed", html! {
+                    input #pc-directed type="text" name="directed" required value=(p.directed);
+                }))
+                div.form-actions {
+                    button.btn.btn-primary #pc-submit type="submit" { "Save pickup codes" }
+                }
+            }
+        }
+    }
+}
+
+/// A pickup group's members field; `id` names the input of the create form.
+fn pickup_members_field(g: Option<&PickupGroup>, id: Option<&str>) -> Markup {
+    field(
+        &format!("Members (comma-separated extensions, at most {MAX_MEMBERS})"),
+        "members",
+        html! {
+            input id=[id] type="text" name="members" data-type="list" placeholder="1001, 1002"
+                value=(g.map(|g| g.members.join(", ")).unwrap_or_default());
+        },
+    )
+}
+
+fn pickup_row(g: &PickupGroup) -> Markup {
+    let url = format!("/api/v1/pickup-groups/{}", enc(&g.name));
+    html! {
+        tr id={ "pickup-group-row-" (enc(&g.name)) } data-pickup-group=(g.name) {
+            td { strong { (g.name) } }
+            td.mono {
+                @if g.members.is_empty() { "—" } @else { (g.members.join(", ")) }
+            }
+            td.actions {
+                details.row-edit {
+                    summary.btn.btn-small.pickup-group-edit-open { "Edit" }
+                    div.popover {
+                        form.form-stacked.pickup-group-edit data-api={ "PUT " (url) } data-then="reload" {
+                            (form_error())
+                            (pickup_members_field(Some(g), None))
+                            div.form-actions { button.btn.btn-primary type="submit" { "Save" } }
+                        }
+                    }
+                }
+                button.btn.btn-small.btn-danger.pickup-group-delete type="button"
+                    data-api={ "DELETE " (url) }
+                    data-confirm={ "Delete pickup group " (g.name) "?" }
+                    data-then="reload" { "Delete" }
             }
         }
     }

@@ -279,7 +279,7 @@ fn assets_are_served_with_their_type_and_cache_lifetime() {
 
 #[test]
 fn the_ring_groups_page_and_the_handling_form_show_data_as_text() {
-    use storage::features::{CallHandling, FeatureCodes, RingGroup, RingStrategy};
+    use storage::features::{CallHandling, FeatureCodes, PickupCodes, RingGroup, RingStrategy};
 
     let group = RingGroup {
         number: "600".into(),
@@ -291,7 +291,13 @@ fn the_ring_groups_page_and_the_handling_form_show_data_as_text() {
         created_at: 1,
         updated_at: 2,
     };
-    let html = super::features::render(&[group], &FeatureCodes::default()).into_string();
+    let html = super::features::render(
+        &[group],
+        &[],
+        &FeatureCodes::default(),
+        &PickupCodes::default(),
+    )
+    .into_string();
     assert!(!html.contains(HOSTILE), "raw script in the page");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     for needle in [
@@ -320,4 +326,68 @@ fn the_ring_groups_page_and_the_handling_form_show_data_as_text() {
     // In a table row: no ids, so that fifty forms on a page do not repeat one.
     let row = super::features::handling_form(&h, None).into_string();
     assert!(!row.contains(" id="), "{row}");
+}
+
+#[test]
+fn the_pickup_groups_and_codes_show_on_the_ring_groups_page() {
+    use storage::features::{FeatureCodes, PickupCodes, PickupGroup};
+
+    let group = |name: &str, members: &[&str]| PickupGroup {
+        name: name.into(),
+        members: members.iter().map(|m| (*m).to_owned()).collect(),
+        created_at: 1,
+        updated_at: 2,
+    };
+    let groups = [group("Front desk", &["1001", "1002"]), group("empty", &[])];
+    let html = super::features::render(
+        &[],
+        &groups,
+        &FeatureCodes::default(),
+        &PickupCodes::default(),
+    )
+    .into_string();
+    for needle in [
+        "id=\"pickup-groups-table\"",
+        "id=\"pickup-group-row-Front%20desk\"",
+        "data-pickup-group=\"Front desk\"",
+        "data-api=\"PUT /api/v1/pickup-groups/Front%20desk\"",
+        "data-api=\"DELETE /api/v1/pickup-groups/Front%20desk\"",
+        "value=\"1001, 1002\"",
+        "id=\"pickup-group-row-empty\"",
+        "id=\"pickup-group-create\"",
+        "data-api=\"PUT /api/v1/pickup-groups/{name}\"",
+        "data-api=\"PUT /api/v1/pickup-codes\"",
+        "id=\"pc-group\" type=\"text\" name=\"group\" required value=\"*8\"",
+        "id=\"pc-directed\" type=\"text\" name=\"directed\" required value=\"**\"",
+        "No ring groups.",
+    ] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    assert!(!html.contains("id=\"pickup-codes-clash\""), "no clash");
+    assert!(!html.contains("<script") && !html.contains("style="));
+
+    // Codes stored before the rule may clash: the page says which.
+    let codes = FeatureCodes {
+        dnd_on: "*80".into(),
+        ..FeatureCodes::default()
+    };
+    let html = super::features::render(&[], &[], &codes, &PickupCodes::default()).into_string();
+    assert!(html.contains("No pickup groups."));
+    assert!(html.contains("id=\"pickup-codes-clash\""), "{html}");
+    assert!(html.contains("The group pickup code *8 and the feature code dnd_on (*80) clash"));
+
+    // The user's list of codes names the pickup codes too.
+    let list = super::features::codes_list(
+        &FeatureCodes::default(),
+        &PickupCodes {
+            group: "#5".into(),
+            directed: "#6".into(),
+        },
+    )
+    .into_string();
+    assert!(list.contains("id=\"pickup-group-code\">#5<"), "{list}");
+    assert!(
+        list.contains("<span class=\"mono\">#6</span> then the extension"),
+        "{list}"
+    );
 }

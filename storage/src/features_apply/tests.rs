@@ -255,3 +255,162 @@ fn subscriptions_are_bounded_per_watcher_and_go_with_it() {
     );
     assert_eq!(txn.keys_with_prefix(Table::Subscriptions, "").len(), 1);
 }
+
+fn pickup(name: &str, members: &[&str]) -> PickupGroup {
+    PickupGroup {
+        name: name.into(),
+        members: members.iter().map(|m| (*m).to_owned()).collect(),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn stored_pickup(txn: &MemTxn, name: &str) -> Option<PickupGroup> {
+    get::<PickupGroup>(txn, name).unwrap()
+}
+
+#[test]
+fn pickup_group_members_must_exist_and_a_put_replaces() {
+    let mut txn = lab();
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::PutPickupGroup(pickup("Sales", &["1001", "1999"]))
+        ),
+        not_found(Table::Extensions, "1999")
+    );
+    assert!(stored_pickup(&txn, "Sales").is_none(), "nothing written");
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::PutPickupGroup(pickup("Sales", &["1001", "1002"]))
+        ),
+        Response::Ok
+    );
+    // An extension may be in several groups; a put replaces the members.
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::PutPickupGroup(pickup("Desk", &["1002", "1003"]))
+        ),
+        Response::Ok
+    );
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::PutPickupGroup(pickup("Sales", &["1003"]))
+        ),
+        Response::Ok
+    );
+    assert_eq!(
+        stored_pickup(&txn, "Sales").unwrap().members,
+        ["1003"],
+        "replaced"
+    );
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeletePickupGroup {
+                name: "Sales".into()
+            }
+        ),
+        Response::Ok
+    );
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeletePickupGroup {
+                name: "Sales".into()
+            }
+        ),
+        not_found(Table::PickupGroups, "Sales")
+    );
+    assert!(stored_pickup(&txn, "Desk").is_some());
+}
+
+#[test]
+fn a_deleted_extension_leaves_every_pickup_group() {
+    let mut txn = lab();
+    for g in [
+        pickup("a", &["1001", "1002"]),
+        pickup("b", &["1002", "1003"]),
+        pickup("c", &["1002"]),
+        pickup("d", &["1003"]),
+    ] {
+        assert_eq!(apply(&mut txn, Command::PutPickupGroup(g)), Response::Ok);
+    }
+    assert_eq!(
+        apply(
+            &mut txn,
+            Command::DeleteExtension {
+                number: "1002".into()
+            }
+        ),
+        Response::Ok
+    );
+    assert_eq!(stored_pickup(&txn, "a").unwrap().members, ["1001"]);
+    assert_eq!(stored_pickup(&txn, "b").unwrap().members, ["1003"]);
+    assert!(
+        stored_pickup(&txn, "c").unwrap().members.is_empty(),
+        "an emptied group stays"
+    );
+    assert_eq!(stored_pickup(&txn, "d").unwrap(), pickup("d", &["1003"]));
+    // A new extension with the number is in no group.
+    assert_eq!(
+        apply(&mut txn, Command::CreateExtension(ext("1002"))),
+        Response::Ok
+    );
+    assert!(!stored_pickup(&txn, "a").unwrap().has("1002"));
+}
+
+#[test]
+fn feature_codes_and_pickup_codes_never_shadow_each_other() {
+    let mut txn = lab();
+    let codes = |group: &str, directed: &str| PickupCodes {
+        group: group.into(),
+        directed: directed.into(),
+    };
+    // Against the default feature codes (*78, *79, *72, *73).
+    assert_eq!(
+        apply(&mut txn, Command::PutPickupCodes(codes("*7", "**"))),
+        conflict(Table::Cluster, FeatureCodes::KEY)
+    );
+    assert!(txn.get(Table::Cluster, PickupCodes::KEY).is_none());
+    // Against the default pickup codes (*8, **).
+    let mut features = FeatureCodes {
+        dnd_on: "*80".into(),
+        ..FeatureCodes::default()
+    };
+    assert_eq!(
+        apply(&mut txn, Command::PutFeatureCodes(features.clone())),
+        conflict(Table::Cluster, PickupCodes::KEY)
+    );
+    assert!(txn.get(Table::Cluster, FeatureCodes::KEY).is_none());
+    // Move the pickup codes away: the feature codes may then take *80.
+    assert_eq!(
+        apply(&mut txn, Command::PutPickupCodes(codes("#5", "#6"))),
+        Response::Ok
+    );
+    assert_eq!(
+        apply(&mut txn, Command::PutFeatureCodes(features.clone())),
+        Response::Ok
+    );
+    // Against the stored ones, both ways.
+    assert_eq!(
+        apply(&mut txn, Command::PutPickupCodes(codes("*8", "**"))),
+        conflict(Table::Cluster, FeatureCodes::KEY),
+        "*8 is the start of the stored *80"
+    );
+    features.dnd_on = "#50".into();
+    assert_eq!(
+        apply(&mut txn, Command::PutFeatureCodes(features)),
+        conflict(Table::Cluster, PickupCodes::KEY),
+        "#5 is the start of #50"
+    );
+    let stored: PickupCodes =
+        codec::decode(&txn.get(Table::Cluster, PickupCodes::KEY).unwrap()).unwrap();
+    assert_eq!(stored, codes("#5", "#6"));
+    let stored: FeatureCodes =
+        codec::decode(&txn.get(Table::Cluster, FeatureCodes::KEY).unwrap()).unwrap();
+    assert_eq!(stored.dnd_on, "*80");
+}

@@ -4,7 +4,8 @@
 //   form[data-api="METHOD /api/v1/..."]  sends its named fields as JSON (data-type on a field:
 //       number | bool | list | json; empty fields are left out, or sent as null with
 //       data-empty="null"; dotted names nest: grants.monitor), then does data-then:
-//       reload | redirect:/path | show-secret | notice | totp.
+//       reload | redirect:/path | show-secret | notice | totp. `{field}` in the URL is that
+//       field's value, as one path segment (required).
 //   button[data-api]                     the same for one click (data-confirm asks first,
 //       data-body is the JSON body).
 //   form[data-login]                     the sign-in form (asks for the second factor when needed).
@@ -258,7 +259,17 @@
       showError(form, e.message);
       return;
     }
-    const [method, url] = spec(form.dataset.api);
+    const [method, template] = spec(form.dataset.api);
+    let missing = null;
+    const url = template.replace(/\{(\w+)\}/g, (_, k) => {
+      const v = typeof body[k] === 'string' ? body[k].trim() : '';
+      if (!v && !missing) missing = k;
+      return encodeURIComponent(v);
+    });
+    if (missing) {
+      showError(form, `${missing}: required`);
+      return;
+    }
     busy(form, true);
     const res = await call(method, url, method === 'DELETE' ? undefined : body);
     busy(form, false);
