@@ -19,6 +19,12 @@
 //!    (ctrl_tcp), and 2002 ends up talking with 2004: the API shows the call from 2004 to 2002, and
 //!    the CDR stays that of 2001's call to 2002, hung up by the callee. What the phones hear is not
 //!    checked: see below.
+//! 4. **sipp, attended transfer.** 1001 calls 1002; 1004 calls 1001 (the consultation); one sipp
+//!    runs both of 1001's calls and refers 1002 with `Replaces` naming the consultation's dialog.
+//!    The consultation hands 1004's leg over and ends (its CDR says `transferred`), 1004 gets a
+//!    re-INVITE without an offer, its offer reaches 1002 in a re-INVITE, 1002's answer goes back in
+//!    1004's ACK; 1001 hears `100 Trying` and `200 OK` and is hung up on both calls; 1004's audio
+//!    reaches 1002 and is echoed back.
 //!
 //! `a_transfer_frees_the_referrer_and_tells_it_before_hanging_up`, ignored, holds what the PBX still
 //! gets wrong in a transfer, in a lab of its own (at most one call per extension). One of those: RTP
@@ -62,6 +68,7 @@ struct Site {
     target: String,
     dir: TempDir,
     /// The SIP port each sipp phone registered from, and answers calls on.
+    port_1001: u16,
     port_1002: u16,
     port_1003: u16,
     port_1004: u16,
@@ -88,6 +95,7 @@ impl Site {
             client,
             target,
             dir: tempfile::tempdir().unwrap(),
+            port_1001: free_sip_port(),
             port_1002: free_sip_port(),
             port_1003: free_sip_port(),
             port_1004: free_sip_port(),
@@ -102,7 +110,10 @@ impl Site {
     /// Registers `number`'s phone from 127.0.0.1:`port` (sipp then exits; a sipp answering calls
     /// binds the same port later) and waits until node 0 knows the binding.
     async fn register(&self, number: &str, port: u16) {
-        let dir = subdir(self.dir.path(), &format!("register-{number}"));
+        // A phone may register again in a later case: each run has a directory of its own.
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = subdir(self.dir.path(), &format!("register-{number}-{run}"));
         Sipp::new("register-auth.xml")
             .to(&self.target)
             .args(["-inf", &self.csv(number), "-m", "1"])
@@ -322,6 +333,9 @@ async fn blind_transfers_with_sipp_and_baresip_phones() {
     let at = Instant::now();
     baresip_transfer(&site).await;
     eprintln!("case 3 (baresip transfer) took {:?}", at.elapsed());
+    let at = Instant::now();
+    sipp_attended_transfer(&site).await;
+    eprintln!("case 4 (attended transfer) took {:?}", at.elapsed());
 
     site.idle().await;
     eprintln!("whole test took {:?}", started.elapsed());
@@ -485,6 +499,149 @@ async fn sipp_transfer(site: &Site) {
     assert_eq!(cdr["hangup_side"], "caller", "{cdr}");
     assert_eq!(cdr["cause"], "bye", "{cdr}");
     assert!(cdr["duration_secs"].as_u64().unwrap() >= 8, "{cdr}");
+    site.idle().await;
+}
+
+/// Case 4: attended transfer. 1001 calls 1002; 1004 calls 1001 (the consultation); 1001 refers
+/// 1002 to 1004 with Replaces naming the consultation, and 1002 ends up talking with 1004.
+async fn sipp_attended_transfer(site: &Site) {
+    site.register("1001", site.port_1001).await;
+    site.register("1002", site.port_1002).await;
+    let (held, held_dir) = site
+        .answering(
+            "attended-1002",
+            "attended-uas-held.xml",
+            site.port_1002,
+            &["-rtp_echo"],
+        )
+        .await;
+    let (done, relayed) = (site.metric(DONE).await, site.metric(RELAYED).await);
+    let cdrs_before = site.cdrs(1).await.len();
+
+    // The transferor: one sipp for both its calls, so the REFER can name the consultation.
+    let transferor_dir = subdir(site.dir.path(), "attended-1001");
+    let csv = site.csv("1001");
+    let transferor = Sipp::new("attended-uac-transferor.xml")
+        .to(&site.target)
+        .args(["-s", "1002", "-inf", &csv, "-m", "1"])
+        .args(["-auth_uri", &format!("1002@{}", site.target)])
+        .listen("127.0.0.1", site.port_1001)
+        .args(["-oocsf", &sipp::scenario("attended-uas-consult.xml")])
+        .args(["-key", "consulted", "1004"])
+        .timeout(SIPP_TIMEOUT);
+    let task_dir = transferor_dir.clone();
+    let transferor = tokio::spawn(async move { transferor.run(&task_dir).await });
+    site.call_between("1001", "1002", Duration::from_secs(10))
+        .await;
+    let (consulted, consulted_dir) = site.dialling(
+        "attended-1004",
+        "1004",
+        "1001",
+        "attended-uac-consulted.xml",
+    );
+    // Once transferred, the one call up is the held party's, with 1004 in 1001's place.
+    let call = site
+        .call_between("1004", "1002", Duration::from_secs(15))
+        .await;
+    assert_eq!(call["media_streams"], 1, "{call}");
+
+    site.finished(
+        transferor,
+        &transferor_dir,
+        "1001's attended transfer did not go as written",
+    )
+    .await;
+    site.finished(held, &held_dir, "1002 was not moved to 1004")
+        .await;
+    site.finished(
+        consulted,
+        &consulted_dir,
+        "1004 did not take the transferred call",
+    )
+    .await;
+
+    // The transferor: 202, the progress sipfrags, the PBX's BYE on both of its calls.
+    let msgs = trace(&transferor_dir);
+    let refer = sent(&msgs, "REFER ");
+    assert!(
+        refer[0]
+            .header("Refer-To")
+            .is_some_and(|r| r.contains("?Replaces=")),
+        "{}",
+        refer[0].text
+    );
+    assert!(
+        answer_to(&msgs, "3 REFER").starts_with("SIP/2.0 202"),
+        "{msgs:#?}"
+    );
+    assert_eq!(
+        notifies(&msgs),
+        [
+            (
+                "SIP/2.0 100 Trying".to_owned(),
+                "active;expires=60".to_owned()
+            ),
+            (
+                "SIP/2.0 200 OK".to_owned(),
+                "terminated;reason=noresource".to_owned()
+            ),
+        ],
+        "{msgs:#?}"
+    );
+    let byes = received(&msgs, "BYE ");
+    let mut bye_calls: Vec<&str> = byes.iter().filter_map(|m| m.header("Call-ID")).collect();
+    bye_calls.sort_unstable();
+    bye_calls.dedup();
+    assert_eq!(bye_calls.len(), 2, "a BYE on each call: {msgs:#?}");
+
+    // The consulted party: its dialog moved with a re-INVITE without an offer, answered in the ACK.
+    let msgs = trace(&consulted_dir);
+    let reinvites = received(&msgs, "INVITE ");
+    assert_eq!(distinct(&reinvites), 1, "{msgs:#?}");
+    assert_eq!(reinvites[0].body(), "", "{}", reinvites[0].text);
+    let acks = received(&msgs, "ACK ");
+    assert_eq!(distinct(&acks), 1, "{msgs:#?}");
+    assert!(acks[0].body().contains("m=audio "), "{}", acks[0].text);
+
+    // The held party: re-INVITEd with the consulted party's offer.
+    let msgs = trace(&held_dir);
+    assert_eq!(distinct(&received(&msgs, "INVITE ")), 2, "{msgs:#?}");
+
+    // 1004's audio reached 1002 and its echo came back.
+    let relayed = site.metric(RELAYED).await - relayed;
+    assert!(
+        relayed >= 2.0 * PCAP_PACKETS * 0.95,
+        "relayed {relayed} RTP packets after the transfer, expected about {}",
+        2.0 * PCAP_PACKETS
+    );
+    assert_eq!(site.metric(DONE).await - done, 1.0);
+
+    // Two CDRs: the consultation, ended by the transfer; the held call, hung up by 1004.
+    let all = poll_node(
+        &site.client,
+        1,
+        "/api/v1/cdrs",
+        Duration::from_secs(10),
+        |c| {
+            c["cdrs"]
+                .as_array()
+                .is_some_and(|a| a.len() >= cdrs_before + 2)
+        },
+    )
+    .await;
+    let cdrs = all["cdrs"].as_array().unwrap();
+    let find = |caller: &str, callee: &str| {
+        cdrs.iter()
+            .filter(|c| c["caller"] == caller && c["callee"] == callee)
+            .max_by_key(|c| c["started_at"].as_u64())
+            .unwrap_or_else(|| panic!("no CDR of {caller} to {callee}: {all}"))
+    };
+    let consultation = find("1004", "1001");
+    assert_eq!(consultation["cause"], "transferred", "{consultation}");
+    assert_eq!(consultation["disposition"], "answered", "{consultation}");
+    let held_call = find("1001", "1002");
+    assert_eq!(held_call["disposition"], "answered", "{held_call}");
+    assert_eq!(held_call["cause"], "bye", "{held_call}");
     site.idle().await;
 }
 

@@ -12,7 +12,10 @@ use pbx_sip::transaction::{ClientTxId, Peer, ServerTxId};
 use storage::model::{ActiveCall, Extension};
 
 use super::admission::{self, Refusal};
-use super::core::{Action, CallCore, Env, Input, LegEvent, Locals, MediaStatus, NewCall, Now};
+use super::core::{
+    Action, CallCore, Env, Handover, HandoverReply, Input, LegEvent, Locals, MediaStatus, NewCall,
+    NoHandover, Now, Replaces,
+};
 use super::limits::AtLimit;
 use super::outbound::RouteFacts;
 use super::plan::{self, Ring};
@@ -23,6 +26,9 @@ use super::{Calls, dialog};
 use crate::media::MediaSession;
 use crate::sip::auth::{AuthOutcome, SipAuth};
 use crate::time::now_millis;
+
+/// How long an attended transfer waits for the call it replaces to hand its leg over.
+const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn now() -> Now {
     Now {
@@ -519,6 +525,16 @@ impl Driver {
                     self.core.handle(now(), Input::Committed { purpose, ok });
                 }
                 Action::End { cdr } => self.end(*cdr).await,
+                Action::TakeOver { replaces, referrer } => {
+                    let result = self.take_over(replaces, referrer).await;
+                    if let Ok(h) = &result {
+                        self.calls.add_call_id(&h.leg.call_id, &self.input);
+                    }
+                    self.core.handle(now(), Input::TakenOver(result));
+                }
+                Action::HandOver { reply, result } => {
+                    let _ = reply.0.send(result);
+                }
                 Action::Resolve {
                     stage,
                     srtp,
@@ -537,6 +553,41 @@ impl Driver {
                     self.core.handle(now(), Input::Reached(reached));
                 }
             }
+        }
+    }
+
+    /// Asks the call `replaces` names (on this node: the VIP owner carries every call) for the leg
+    /// an attended transfer joins to this call.
+    async fn take_over(
+        &self,
+        replaces: Replaces,
+        referrer: String,
+    ) -> Result<Box<Handover>, NoHandover> {
+        const GONE: NoHandover = (481, "Call/Transaction Does Not Exist");
+        let Some(other) = self
+            .calls
+            .routes()
+            .by_call_id
+            .get(&replaces.call_id)
+            .cloned()
+        else {
+            return Err(GONE);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let asked = Input::HandOver {
+            replaces,
+            referrer,
+            reply: HandoverReply(tx),
+        };
+        if other.send(asked).is_err() {
+            return Err(GONE);
+        }
+        // The other call answers at once unless it is stuck behind a commit; a call that ended
+        // meanwhile drops the question.
+        match tokio::time::timeout(HANDOVER_WAIT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(GONE),
+            Err(_) => Err((500, "Replaced Call Not Answering")),
         }
     }
 

@@ -7,6 +7,7 @@
 //! answer the core waits for (a commit, added media ports, a request's final response) are answered
 //! with an input naming them.
 
+mod attended;
 mod hunt;
 mod prack;
 mod ringing;
@@ -24,6 +25,7 @@ use pbx_sip::sdp::Sdp;
 use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
 use storage::model::{ActiveCall, CallDetail, DialogLeg, MediaStream, UnixMillis};
 
+pub(crate) use self::attended::{Handover, HandoverReply, NoHandover, Replaces};
 use super::CallConfig;
 use super::admission::{Admitted, Refusal, TrunkCredentials, TrunkTarget};
 use super::dialog;
@@ -134,6 +136,15 @@ pub(crate) enum Input {
     HangUp { by: String },
     /// What the stage [`Action::Resolve`] asked for rings, or why it cannot ring.
     Reached(Result<Reached, Refusal>),
+    /// Another call's attended transfer names one of this call's legs (`referrer`'s): the other
+    /// leg is asked for, through `reply`.
+    HandOver {
+        replaces: Replaces,
+        referrer: String,
+        reply: HandoverReply,
+    },
+    /// The answer to [`Action::TakeOver`].
+    TakenOver(Result<Box<Handover>, NoHandover>),
 }
 
 /// A later stage of a call, resolved by the driver against the cluster's configuration.
@@ -194,6 +205,17 @@ pub(crate) enum Action {
     },
     /// The call is over: forget its routes, free its media, remove its record and store the CDR.
     End { cdr: Box<CallDetail> },
+    /// Ask the call `replaces` names for its leg that `referrer` is not on; answered by
+    /// [`Input::TakenOver`] (the driver routes that leg's requests here once it has it).
+    TakeOver {
+        replaces: Replaces,
+        referrer: String,
+    },
+    /// Answer another call's [`Input::HandOver`].
+    HandOver {
+        reply: HandoverReply,
+        result: Result<Box<Handover>, NoHandover>,
+    },
     /// Find what `stage` rings now; answered by [`Input::Reached`]. `srtp`: the caller's offer
     /// carries keys (only phones on TLS may get it).
     Resolve {
@@ -363,6 +385,9 @@ pub(crate) struct CallCore {
     transfer: Option<transfer::Transfer>,
     /// Call-IDs of legs a transfer replaced: a late BYE on one is still answered.
     retired_call_ids: Vec<String>,
+    /// The Call-ID of the leg this call gave to another call's attended transfer: that call
+    /// routes it now.
+    handed_over: Option<String>,
     /// The offer the callee's side gets, and its Max-Forwards, for INVITEs sent later.
     b_offer: Option<String>,
     max_forwards: u32,
@@ -441,6 +466,9 @@ impl CallCore {
             ids.push(self.legs[CALLEE].call_id.clone());
         }
         ids.extend(self.retired_call_ids.iter().cloned());
+        if let Some(gone) = &self.handed_over {
+            ids.retain(|id| id != gone);
+        }
         ids
     }
 
@@ -485,6 +513,14 @@ impl CallCore {
 
     /// Handles one input.
     pub(crate) fn handle(&mut self, now: Now, input: Input) {
+        let input = match input {
+            Input::HandOver {
+                replaces,
+                referrer,
+                reply,
+            } => return self.hand_over(now, &replaces, &referrer, reply),
+            input => input,
+        };
         match self.phase {
             Phase::Ringing => self.ringing_input(now, input),
             Phase::Committing { .. } => self.committing_input(now, input),
@@ -729,6 +765,10 @@ impl CallCore {
     /// A 2xx outside its transaction. Ours again (our ACK was lost): the same ACK again, for as long
     /// as the phone retransmits. A losing fork's, or one nobody knows: ACK and BYE.
     fn on_2xx_again(&mut self, resp: &rsip::Response, peer: Option<Peer>) {
+        let call_id = dialog::first(&resp.headers, "Call-ID");
+        if call_id.is_some() && call_id == self.joining_call_id() {
+            return;
+        }
         if let Some(leg) = self.leg_of(&resp.headers) {
             let cseq = dialog::cseq_of(&resp.headers);
             let ack = self.acks[leg]
@@ -826,6 +866,7 @@ impl CallCore {
             stage_refusal: None,
             transfer: None,
             retired_call_ids: Vec::new(),
+            handed_over: None,
             b_offer: None,
             max_forwards: 70,
             phase: Phase::Talking,

@@ -74,6 +74,7 @@ impl CallCore {
             stage_refusal: None,
             transfer: None,
             retired_call_ids: Vec::new(),
+            handed_over: None,
             b_offer: None,
             max_forwards: call.admitted.max_forwards,
             phase: Phase::Ringing,
@@ -195,7 +196,9 @@ impl CallCore {
             | Input::NoAck { .. }
             | Input::Answer { .. }
             | Input::Committed { .. }
-            | Input::HangUp { .. } => {}
+            | Input::HangUp { .. }
+            | Input::HandOver { .. }
+            | Input::TakenOver(_) => {}
             Input::Reached(reached) => self.reached(now, reached),
         }
         if matches!(self.phase, Phase::Ringing) && self.winner.is_none() && self.all_failed() {

@@ -36,6 +36,7 @@ impl CallCore {
                 ok,
             } => self.transfer_committed(now, ok),
             Input::Reached(reached) => self.transfer_reached(now, reached),
+            Input::TakenOver(result) => self.taken_over(now, result),
             Input::Branch {
                 index,
                 event: LegEvent::Response(resp),
@@ -62,7 +63,10 @@ impl CallCore {
                 tracing::info!(call = %self.id, by = %by, "hung up by an admin");
                 self.hang_up_both(now, "hung-up-by-admin");
             }
-            Input::Committed { .. } | Input::Branch { .. } | Input::Cancelled => {}
+            Input::Committed { .. }
+            | Input::Branch { .. }
+            | Input::Cancelled
+            | Input::HandOver { .. } => {}
         }
     }
 

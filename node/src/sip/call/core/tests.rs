@@ -1311,6 +1311,7 @@ fn reliable_provisionals_from_the_callee_are_pracked_by_the_pbx() {
     assert_eq!(cseq(&requests(&h.take())[0].1), "4 BYE");
 }
 
+mod attended;
 mod hang_up;
 mod hunt;
 mod stages;

@@ -25,7 +25,7 @@ use super::{Action, CallCore, Now, Purpose, Reached};
 use crate::sip::endpoint::ClientOutcome;
 
 /// Longest Refer-To or Referred-By value looked at.
-const MAX_REFER_VALUE: usize = 512;
+pub(super) const MAX_REFER_VALUE: usize = 512;
 
 /// A transfer in progress.
 #[derive(Debug)]
@@ -35,30 +35,62 @@ pub(super) struct Transfer {
     /// The REFER, answered once the target is known.
     refer: Option<(ServerTxId, rsip::Request)>,
     referred_by: Option<String>,
-    target: String,
-    state: State,
+    pub(super) target: String,
+    pub(super) state: State,
     /// The referrer hung up after its REFER was accepted.
-    referrer_gone: bool,
+    pub(super) referrer_gone: bool,
     /// This is the referrer being rung back after its target did not answer.
     ring_back: bool,
     /// When the target is given up on if it has not answered.
     deadline: Option<Instant>,
 }
 
+impl Transfer {
+    pub(super) fn new(
+        from: usize,
+        refer: (ServerTxId, rsip::Request),
+        referred_by: Option<String>,
+        target: String,
+        state: State,
+    ) -> Self {
+        Self {
+            from,
+            refer: Some(refer),
+            referred_by,
+            target,
+            state,
+            referrer_gone: false,
+            ring_back: false,
+            deadline: None,
+        }
+    }
+}
+
 #[derive(Debug)]
-enum State {
+pub(super) enum State {
     Resolving,
+    /// Attended: the call the Replaces names is asked for its other party's leg.
+    Joining,
+    /// Attended: the joining party got a re-INVITE without an offer; its 2xx brings one.
+    Fetching {
+        id: u64,
+        cseq: u32,
+        leg: DialogLeg,
+        peer: Peer,
+    },
     /// The target's phones ring: branches from `first` on.
     Ringing {
         first: usize,
     },
-    /// The target answered with an offer; the party that stays gets it in a re-INVITE.
+    /// The target answered with an offer; the party that stays gets it in a re-INVITE. The
+    /// target's 2xx is acknowledged (with the answer) at `ack_cseq`.
     Reinviting {
         id: u64,
         cseq: u32,
         leg: DialogLeg,
         peer: Peer,
         offer: Sdp,
+        ack_cseq: u32,
     },
     /// The new party is in: the record is being committed before the referrer is told and hung up.
     /// `offer` is the new party's session: its side of the relay opens once the referrer is gone.
@@ -89,9 +121,6 @@ pub(crate) fn refer_target(value: &str) -> Result<String, &'static str> {
         return Err("Refer-To Too Long");
     }
     let uri = dialog::uri_of(value);
-    if uri.to_ascii_lowercase().contains("replaces") {
-        return Err("Attended Transfer Not Supported");
-    }
     let rest = uri
         .strip_prefix("sip:")
         .or_else(|| uri.strip_prefix("sips:"))
@@ -124,20 +153,17 @@ impl CallCore {
         let values: Vec<&str> = pbx_sip::codec::header_values(&req.headers, "Refer-To")
             .take(2)
             .collect();
-        let target = match values.as_slice() {
-            [one] => refer_target(one),
-            _ => Err("Exactly One Refer-To Required"),
+        let [value] = values.as_slice() else {
+            return self.reply_in_leg(from, tx, &req, 400, Some("Exactly One Refer-To Required"));
+        };
+        let target = match super::attended::replaces_in(value) {
+            Ok(Some(replaces)) => return self.on_attended_refer(tx, from, req, replaces),
+            Ok(None) => refer_target(value),
+            Err(reason) => Err(reason),
         };
         let target = match target {
             Ok(t) => t,
-            Err(reason) => {
-                let code = if reason.starts_with("Attended") {
-                    501
-                } else {
-                    400
-                };
-                return self.reply_in_leg(from, tx, &req, code, Some(reason));
-            }
+            Err(reason) => return self.reply_in_leg(from, tx, &req, 400, Some(reason)),
         };
         let other = 1 - from;
         if target == self.legs[other].extension {
@@ -181,13 +207,24 @@ impl CallCore {
         });
     }
 
+    /// The Call-ID of a new party whose 2xx waits for its ACK until the party that stays answers:
+    /// its retransmissions meanwhile are not strays to hang up.
+    pub(super) fn joining_call_id(&self) -> Option<&str> {
+        match self.transfer.as_ref().map(|t| &t.state) {
+            Some(State::Fetching { leg, .. } | State::Reinviting { leg, .. }) => {
+                Some(leg.call_id.as_str())
+            }
+            _ => None,
+        }
+    }
+
     /// When the transfer's target is given up on.
     pub(super) fn transfer_deadline(&self) -> Option<Instant> {
         self.transfer.as_ref().and_then(|t| t.deadline)
     }
 
     /// Answers the REFER (if it still waits for its answer).
-    fn answer_refer(&mut self, code: u16, reason: Option<&str>) {
+    pub(super) fn answer_refer(&mut self, code: u16, reason: Option<&str>) {
         let Some(t) = self.transfer.as_mut() else {
             return;
         };
@@ -359,19 +396,33 @@ impl CallCore {
             Some((ctype, bytes)) if is_sdp(ctype) => Sdp::parse(bytes).ok(),
             _ => None,
         };
+        // A new dialog's INVITE has CSeq 1.
+        self.offer_to_staying(now, leg, peer, offer, 1);
+    }
+
+    /// The new party's offer (its 2xx not acknowledged yet, at `ack_cseq`) goes to the party that
+    /// stays in a re-INVITE.
+    pub(super) fn offer_to_staying(
+        &mut self,
+        now: Now,
+        leg: DialogLeg,
+        peer: Peer,
+        offer: Option<Sdp>,
+        ack_cseq: u32,
+    ) {
         let clear = self.peers.iter().any(|p| p.transport != Transport::Tls)
             || peer.transport != Transport::Tls;
         let usable =
             offer.filter(|o| o.media().len() == self.ports.len() && !(carries_keys(o) && clear));
         let Some(offer) = usable else {
             tracing::warn!(call = %self.id, "transfer target answered without a usable offer");
-            self.hang_up_target(&leg, peer);
+            self.hang_up_target(&leg, peer, ack_cseq);
             return self.transfer_failed(now, 488);
         };
         let from = self.transfer.as_ref().map_or(0, |t| t.from);
         let other = 1 - from;
         let Some(body) = self.rewrite_for(other, &offer) else {
-            self.hang_up_target(&leg, peer);
+            self.hang_up_target(&leg, peer, ack_cseq);
             return self.transfer_failed(now, 488);
         };
         let stay = self.peers[other];
@@ -389,7 +440,7 @@ impl CallCore {
             )
         });
         let Some(reinvite) = reinvite else {
-            self.hang_up_target(&leg, peer);
+            self.hang_up_target(&leg, peer, ack_cseq);
             return self.transfer_failed(now, 500);
         };
         self.legs[other].local_cseq = cseq;
@@ -403,12 +454,16 @@ impl CallCore {
                 leg,
                 peer,
                 offer,
+                ack_cseq,
             };
         }
     }
 
     /// The answer to a request the call sent: `true` when it was the transfer's.
     pub(super) fn transfer_answer(&mut self, now: Now, id: u64, outcome: &ClientOutcome) -> bool {
+        if self.fetched(now, id, outcome) {
+            return true;
+        }
         match self.transfer.as_ref().map(|t| &t.state) {
             Some(State::Leaving { id: mine, .. }) if *mine == id => {
                 self.referrer_answered();
@@ -425,6 +480,7 @@ impl CallCore {
             leg,
             peer,
             offer,
+            ack_cseq,
             ..
         } = std::mem::replace(&mut t.state, State::Resolving)
         else {
@@ -449,7 +505,7 @@ impl CallCore {
         let ack_body = answer.as_ref().and_then(|(a, _)| self.rewrite_for(from, a));
         let (Some((answer, answer_text)), Some(ack_body)) = (answer, ack_body) else {
             tracing::warn!(call = %self.id, "the party staying refused the new session");
-            self.hang_up_target(&leg, peer);
+            self.hang_up_target(&leg, peer, ack_cseq);
             self.transfer_failed(now, 488);
             return true;
         };
@@ -472,13 +528,13 @@ impl CallCore {
                 &self.legs[from],
                 local,
                 peer.transport,
-                1,
+                ack_cseq,
                 70,
                 &[],
                 Some(("application/sdp", ack_body.as_bytes())),
             )
         {
-            self.remember_ack(from, 1, ack.clone());
+            self.remember_ack(from, ack_cseq, ack.clone());
             self.push(Action::Ack { req: ack, peer });
         }
         if let Some(t) = self.transfer.as_mut() {
@@ -573,7 +629,7 @@ impl CallCore {
 
     /// The transfer failed with `code`: the referrer is told and keeps the call, or, if it already
     /// hung up, the party that stays is hung up too.
-    fn transfer_failed(&mut self, now: Now, code: u16) {
+    pub(super) fn transfer_failed(&mut self, now: Now, code: u16) {
         self.cancel_branches(self.winner);
         let Some(t) = self.transfer.as_ref() else {
             return;
@@ -674,7 +730,15 @@ impl CallCore {
             return;
         };
         match t.state {
-            State::Reinviting { leg, peer, .. } => self.hang_up_target(&leg, peer),
+            State::Reinviting {
+                leg,
+                peer,
+                ack_cseq,
+                ..
+            } => self.hang_up_target(&leg, peer, ack_cseq),
+            State::Fetching { mut leg, peer, .. } => {
+                self.bye_on(&mut leg, peer);
+            }
             State::Committing {
                 mut old_leg,
                 old_peer,
@@ -693,11 +757,13 @@ impl CallCore {
     }
 
     /// ACK (without an answer) and BYE a target whose answer the call cannot use.
-    fn hang_up_target(&mut self, leg: &DialogLeg, peer: Peer) {
+    fn hang_up_target(&mut self, leg: &DialogLeg, peer: Peer, ack_cseq: u32) {
         let Some(local) = self.env.locals.get(peer.transport) else {
             return;
         };
-        if let Some(ack) = dialog::request("ACK", leg, local, peer.transport, 1, 70, &[], None) {
+        if let Some(ack) =
+            dialog::request("ACK", leg, local, peer.transport, ack_cseq, 70, &[], None)
+        {
             self.push(Action::Ack { req: ack, peer });
         }
         let mut leg = leg.clone();
@@ -705,7 +771,7 @@ impl CallCore {
     }
 
     /// A NOTIFY of the transfer's progress to the referrer (still on its leg).
-    fn notify_referrer(&mut self, code: u16, last: bool) {
+    pub(super) fn notify_referrer(&mut self, code: u16, last: bool) {
         let Some(from) = self.transfer.as_ref().map(|t| t.from) else {
             return;
         };
@@ -743,7 +809,7 @@ impl CallCore {
         None
     }
 
-    fn bye_on(&mut self, leg: &mut DialogLeg, peer: Peer) -> Option<u64> {
+    pub(super) fn bye_on(&mut self, leg: &mut DialogLeg, peer: Peer) -> Option<u64> {
         let local = self.env.locals.get(peer.transport)?;
         leg.local_cseq += 1;
         let bye = dialog::request(
@@ -775,10 +841,6 @@ mod tests {
         assert!(refer_target("<tel:1004>").is_err());
         assert!(refer_target("<sip:1004>").is_err());
         assert!(refer_target("<sip:1004@>").is_err());
-        assert_eq!(
-            refer_target("<sip:1004@pbx.test?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy>"),
-            Err("Attended Transfer Not Supported")
-        );
         assert!(refer_target(&format!("<sip:{}@pbx>", "1".repeat(600))).is_err());
     }
 }
