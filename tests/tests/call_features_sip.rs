@@ -23,6 +23,12 @@
 //!    `outbound_denied` event naming 1002 (the forwarder's permissions apply). With the
 //!    route put in 1002's group, the same call goes out on the trunk as 5550100 (the provider's
 //!    scenario fails on any other number) and is answered, the CDR naming the trunk.
+//! 5. **Pickup.** 1002 and 1003 share the pickup group `sales`. With nothing ringing, 1003's `*8`
+//!    gets `480 No Call To Pick Up`. Then 1002's phone only rings for 1001's call: 1004, in no
+//!    group with 1002, dials `**1002` and gets the same 480; 1003 dials `*8` with its own G.711
+//!    offer and is answered 200 with an SDP answer on the PBX's ports, 1002's phone is cancelled
+//!    (487), 1001 hears 200 with an answer made from 1003's offer, 1003's audio reaches 1001 and
+//!    is echoed back, and the CDR says 1001 to 1002, answered.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
@@ -276,6 +282,7 @@ async fn ring_groups_dnd_codes_and_forwards_with_sipp_phones() {
     dnd_by_feature_codes(&site, &dir_1004).await;
     forward_on_no_answer(&site, &dir_1004).await;
     outside_forward(&site).await;
+    pickup(&site).await;
 
     // Every call released its media, none is left.
     site.idle().await;
@@ -636,4 +643,116 @@ async fn outside_forward(site: &Site) {
     assert_eq!(out["sent"], "5550100", "{out}");
     assert_eq!(out["direction"], "outbound", "{out}");
     wait_json(client, "/api/v1/calls", |v| v["count"] == 0).await;
+}
+
+/// Case 5: 1003 picks up 1001's call ringing 1002.
+async fn pickup(site: &Site) {
+    const RELAYED: &str = "pbx_media_packets_relayed_total{kind=\"rtp\"}";
+    let client = &site.client;
+    let group = send(
+        client,
+        Method::PUT,
+        "/api/v1/pickup-groups/sales",
+        json!({"members": ["1002", "1003"]}),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(group["members"], json!(["1002", "1003"]), "{group}");
+    // The forwards of the cases before are cleared.
+    site.set_handling("1002", json!({})).await;
+    client.sync(0).await.unwrap();
+
+    let (trace, _) = site
+        .dial(
+            "pickup-nothing",
+            "1003",
+            "*8",
+            "uac-call-failed.xml",
+            "*8 with nothing ringing was not refused",
+        )
+        .await;
+    assert!(trace.contains("SIP/2.0 480 No Call To Pick Up"), "{trace}");
+
+    let before = latest_expiry(client, "1002").await;
+    let (_ringing, ring_dir) = site.phone(
+        "phone-1002-pickup",
+        "1002",
+        "uas-ring-no-answer.xml",
+        Some(site.port_1002),
+    );
+    wait_reregistered(client, "1002", before).await;
+    let relayed = client.metric(0, RELAYED).await.unwrap();
+    let invites = invites_for(&ring_dir, "1002");
+    let caller_dir = site.subdir("pickup-caller");
+    let caller = Sipp::phone_call(
+        &site.target,
+        site.csv("1001"),
+        "1002",
+        "pickup-uac-caller.xml",
+    )
+    .args(["-rtp_echo"]);
+    let task_dir = caller_dir.clone();
+    let caller = tokio::spawn(async move { caller.run(&task_dir).await });
+    assert_eq!(
+        wait_invites(&ring_dir, "1002", invites + 1).await,
+        invites + 1,
+        "1002's phone was not rung\n{}",
+        logs(&ring_dir)
+    );
+
+    let (trace, _) = site
+        .dial(
+            "pickup-outsider",
+            "1004",
+            "**1002",
+            "uac-call-failed.xml",
+            "a pickup from outside the group was not refused",
+        )
+        .await;
+    assert!(trace.contains("SIP/2.0 480 No Call To Pick Up"), "{trace}");
+
+    let (trace, _) = site
+        .dial(
+            "pickup-1003",
+            "1003",
+            "*8",
+            "pickup-uac-picker.xml",
+            "1003 could not pick up 1001's call",
+        )
+        .await;
+    assert!(trace.contains("SIP/2.0 200 OK"), "{trace}");
+    let status = tokio::time::timeout(Duration::from_secs(30), caller)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "1001's picked-up call\n{}\n{}",
+        logs(&caller_dir),
+        site.lab.log_tail(0)
+    );
+    let ring_text = logs(&ring_dir);
+    assert!(ring_text.contains("cancelled"), "{ring_text}");
+    assert!(
+        messages(&ring_dir).contains("SIP/2.0 487 Request Terminated"),
+        "{ring_text}"
+    );
+    // 1003's audio reached 1001, whose echo came back.
+    let relayed = client.metric(0, RELAYED).await.unwrap() - relayed;
+    let mut dropped = Vec::new();
+    for reason in ["foreign_source", "no_destination", "send_failed"] {
+        let name = format!("pbx_media_packets_dropped_total{{reason=\"{reason}\"}}");
+        dropped.push((reason, client.metric(0, &name).await.unwrap_or(0.0)));
+    }
+    assert!(
+        relayed >= 2.0 * 236.0 * 0.95,
+        "relayed {relayed} RTP packets, expected about {}; dropped so far: {dropped:?}\n{}",
+        2 * 236,
+        sipp::log_tails(&caller_dir, 3000)
+    );
+    let cdr = site
+        .cdr(|c| c["callee"] == "1002" && c["caller"] == "1001" && c["cause"] == "bye")
+        .await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    site.idle().await;
 }

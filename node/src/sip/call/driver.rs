@@ -117,6 +117,9 @@ pub(super) async fn run(
             }
         };
         if let Some(code) = super::features::dialled_code(&req) {
+            if calls.pickup(tx, &req, peer, &caller, &code).await {
+                return;
+            }
             return calls.feature_code(tx, &req, peer, &caller, &code).await;
         }
         if let Some(replaces) = dialog::first(&req.headers, "Replaces") {
@@ -161,6 +164,7 @@ pub(super) async fn run(
         inputs,
         ringing: Vec::new(),
         counted,
+        adopted_txs: Vec::new(),
     };
     driver.drive().await;
 }
@@ -418,6 +422,7 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
         inputs,
         ringing: Vec::new(),
         counted,
+        adopted_txs: Vec::new(),
     };
     calls.spawn_call(driver.drive());
     Ok(())
@@ -439,6 +444,8 @@ struct Driver {
     /// dialled until the call is answered, then whoever is in it (after a forward, a ring group, a
     /// transfer).
     counted: [String; 2],
+    /// Server transactions of other INVITEs routed to this call (a picking phone's).
+    adopted_txs: Vec<ServerTxId>,
 }
 
 impl Driver {
@@ -446,7 +453,7 @@ impl Driver {
         loop {
             self.execute().await;
             let ringing = self.core.ringing_extensions();
-            self.calls.set_ringing(&self.ringing, &ringing);
+            self.calls.set_ringing(&self.input, &self.ringing, &ringing);
             self.ringing = ringing;
             // Compared in place: this runs for every message of the call.
             if let Some(parties) = self.core.parties()
@@ -473,7 +480,7 @@ impl Driver {
                 }
             }
         }
-        self.calls.set_ringing(&self.ringing, &[]);
+        self.calls.set_ringing(&self.input, &self.ringing, &[]);
     }
 
     fn media_status(&self) -> MediaStatus {
@@ -531,6 +538,11 @@ impl Driver {
                         self.calls.add_call_id(&h.leg.call_id, &self.input);
                     }
                     self.core.handle(now(), Input::TakenOver(result));
+                }
+                Action::Adopt { call_id, tx } => {
+                    self.calls.add_call_id(&call_id, &self.input);
+                    self.calls.add_tx(tx, &self.input);
+                    self.adopted_txs.push(tx);
                 }
                 Action::HandOver { reply, result } => {
                     let _ = reply.0.send(result);
@@ -629,6 +641,9 @@ impl Driver {
     async fn end(&mut self, cdr: storage::model::CallDetail) {
         self.calls
             .forget(self.core.invite_tx(), &self.core.call_ids());
+        for tx in self.adopted_txs.drain(..) {
+            self.calls.forget(Some(tx), &[]);
+        }
         self.calls
             .limits()
             .release([&self.counted[0], &self.counted[1]]);

@@ -15,6 +15,7 @@ mod inbound;
 mod janitor;
 mod limits;
 mod outbound;
+mod pickup;
 mod plan;
 mod privacy;
 mod reach;
@@ -66,7 +67,11 @@ struct Routes {
     by_tx: HashMap<ServerTxId, mpsc::UnboundedSender<CallInput>>,
     limits: CallLimits,
     /// Extensions whose phones ring for a call on this node, with how many calls ring them.
-    ringing: HashMap<String, usize>,
+    /// The calls ringing each extension's phones on this node, oldest first (a group pickup answers
+    /// the call that has waited longest).
+    /// Each entry numbered in the order it started ringing.
+    ringing: HashMap<String, Vec<(u64, mpsc::UnboundedSender<CallInput>)>>,
+    ringing_seq: u64,
 }
 
 /// The call engine of one node.
@@ -278,6 +283,10 @@ impl Calls {
         });
     }
 
+    fn add_tx(&self, tx: ServerTxId, input: &mpsc::UnboundedSender<CallInput>) {
+        self.routes().by_tx.insert(tx, input.clone());
+    }
+
     fn add_call_id(&self, call_id: &str, input: &mpsc::UnboundedSender<CallInput>) {
         self.routes()
             .by_call_id
@@ -294,25 +303,51 @@ impl Calls {
     }
 
     /// A call's ringing extensions went from `before` to `now`.
-    fn set_ringing(&self, before: &[String], now: &[String]) {
+    fn set_ringing(
+        &self,
+        call: &mpsc::UnboundedSender<CallInput>,
+        before: &[String],
+        now: &[String],
+    ) {
         if before == now {
             return;
         }
         {
             let mut routes = self.routes();
             for ext in before.iter().filter(|e| !now.contains(e)) {
-                if let Some(n) = routes.ringing.get_mut(ext) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
+                if let Some(calls) = routes.ringing.get_mut(ext) {
+                    calls.retain(|(_, c)| !c.same_channel(call));
+                    if calls.is_empty() {
                         routes.ringing.remove(ext);
                     }
                 }
             }
             for ext in now.iter().filter(|e| !before.contains(e)) {
-                *routes.ringing.entry(ext.clone()).or_default() += 1;
+                routes.ringing_seq += 1;
+                let seq = routes.ringing_seq;
+                routes
+                    .ringing
+                    .entry(ext.clone())
+                    .or_default()
+                    .push((seq, call.clone()));
             }
         }
         self.line_changed.notify_one();
+    }
+
+    /// The call that has rung longest among those ringing an extension `wanted` accepts.
+    fn ringing_call(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<mpsc::UnboundedSender<CallInput>> {
+        let routes = self.routes();
+        routes
+            .ringing
+            .iter()
+            .filter(|(ext, _)| wanted(ext))
+            .flat_map(|(_, calls)| calls.iter())
+            .min_by_key(|(seq, _)| *seq)
+            .map(|(_, c)| c.clone())
     }
 
     /// The per-extension call counts.

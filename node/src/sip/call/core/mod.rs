@@ -9,6 +9,7 @@
 
 mod attended;
 mod hunt;
+mod pickup;
 mod prack;
 mod ringing;
 mod stages;
@@ -26,6 +27,7 @@ use pbx_sip::transaction::{Peer, ServerTxId, Timer, Transport};
 use storage::model::{ActiveCall, CallDetail, DialogLeg, MediaStream, UnixMillis};
 
 pub(crate) use self::attended::{Handover, HandoverReply, NoHandover, Replaces};
+pub(crate) use self::pickup::Picker;
 use super::CallConfig;
 use super::admission::{Admitted, Refusal, TrunkCredentials, TrunkTarget};
 use super::dialog;
@@ -145,6 +147,8 @@ pub(crate) enum Input {
     },
     /// The answer to [`Action::TakeOver`].
     TakenOver(Result<Box<Handover>, NoHandover>),
+    /// A phone dialled a pickup code and this call rings an extension it may pick up for.
+    PickUp(Box<Picker>),
 }
 
 /// A later stage of a call, resolved by the driver against the cluster's configuration.
@@ -211,6 +215,9 @@ pub(crate) enum Action {
         replaces: Replaces,
         referrer: String,
     },
+    /// Requests with Call-ID `call_id`, and the server transaction `tx` (its CANCEL, a missing
+    /// ACK), belong to this call from now on: a picking phone's INVITE.
+    Adopt { call_id: String, tx: ServerTxId },
     /// Answer another call's [`Input::HandOver`].
     HandOver {
         reply: HandoverReply,
@@ -388,6 +395,10 @@ pub(crate) struct CallCore {
     /// The Call-ID of the leg this call gave to another call's attended transfer: that call
     /// routes it now.
     handed_over: Option<String>,
+    /// The callee's side is a phone that picked the call up (its INVITE was answered by the PBX).
+    picked: bool,
+    /// A pickup waiting for the record.
+    pickup: Option<pickup::PendingPickup>,
     /// The offer the callee's side gets, and its Max-Forwards, for INVITEs sent later.
     b_offer: Option<String>,
     max_forwards: u32,
@@ -867,6 +878,8 @@ impl CallCore {
             transfer: None,
             retired_call_ids: Vec::new(),
             handed_over: None,
+            picked: false,
+            pickup: None,
             b_offer: None,
             max_forwards: 70,
             phase: Phase::Talking,

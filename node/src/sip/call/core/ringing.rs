@@ -75,6 +75,8 @@ impl CallCore {
             transfer: None,
             retired_call_ids: Vec::new(),
             handed_over: None,
+            picked: false,
+            pickup: None,
             b_offer: None,
             max_forwards: call.admitted.max_forwards,
             phase: Phase::Ringing,
@@ -200,6 +202,7 @@ impl CallCore {
             | Input::HandOver { .. }
             | Input::TakenOver(_) => {}
             Input::Reached(reached) => self.reached(now, reached),
+            Input::PickUp(picker) => self.on_pickup(now, *picker),
         }
         if matches!(self.phase, Phase::Ringing) && self.winner.is_none() && self.all_failed() {
             self.stage_over(now);
@@ -442,7 +445,7 @@ impl CallCore {
     /// The winner's 2xx, if it has not been ACKed yet (a delayed offer ended before its answer): the
     /// callee must stop retransmitting it before it hears BYE.
     pub(super) fn settle_callee_ack(&mut self) {
-        if self.winner.is_some() && self.acks[CALLEE].is_empty() {
+        if self.winner.is_some() && self.acks[CALLEE].is_empty() && !self.picked {
             self.ack_initial(None);
         }
     }
@@ -451,8 +454,10 @@ impl CallCore {
     fn answer_failed(&mut self, now: Now, code: u16, reason: &str, cause: &str) {
         self.answered_at = None;
         self.delayed = Delayed::No;
-        self.settle_callee_ack();
-        self.send_bye(CALLEE);
+        if !self.refuse_picker(code, reason) {
+            self.settle_callee_ack();
+            self.send_bye(CALLEE);
+        }
         let resp = self.caller_response(code, Some(reason), &[], None);
         self.respond_invite(resp);
         let outcome = Outcome::new(Disposition::Failed, HangupSide::Pbx, cause, code);
@@ -540,6 +545,7 @@ impl CallCore {
             Some(("application/sdp", answer_sdp.as_bytes())),
         );
         self.respond_invite(ok);
+        self.answer_picker();
         metrics::counter!("pbx_call_answers_total").increment(1);
         metrics::gauge!("pbx_calls_active").increment(1.0);
         self.max_end = self.env.config.max_duration.map(|d| now.at + d);

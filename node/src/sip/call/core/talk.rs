@@ -37,6 +37,8 @@ impl CallCore {
             } => self.transfer_committed(now, ok),
             Input::Reached(reached) => self.transfer_reached(now, reached),
             Input::TakenOver(result) => self.taken_over(now, result),
+            // Answered meanwhile: refused.
+            Input::PickUp(picker) => self.on_pickup(now, *picker),
             Input::Branch {
                 index,
                 event: LegEvent::Response(resp),

@@ -1314,5 +1314,6 @@ fn reliable_provisionals_from_the_callee_are_pracked_by_the_pbx() {
 mod attended;
 mod hang_up;
 mod hunt;
+mod pickup;
 mod stages;
 mod transfer;
