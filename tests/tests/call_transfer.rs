@@ -527,7 +527,7 @@ async fn sipp_attended_transfer(site: &Site) {
         .args(["-auth_uri", &format!("1002@{}", site.target)])
         .listen("127.0.0.1", site.port_1001)
         .args(["-oocsf", &sipp::scenario("attended-uas-consult.xml")])
-        .args(["-key", "consulted", "1004"])
+        .args(["-key", "consulted", "1004", "-d", "500"])
         .timeout(SIPP_TIMEOUT);
     let task_dir = transferor_dir.clone();
     let transferor = tokio::spawn(async move { transferor.run(&task_dir).await });

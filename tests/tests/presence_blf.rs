@@ -7,11 +7,11 @@
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pbx_tests::api::{lab_without_pings, wait_registered};
+use pbx_tests::netns::{self, on_phone_host, vip_owner};
 use pbx_tests::process::KillOnDrop;
 use pbx_tests::sipp::{self, Sipp, TraceMsg as Msg, trace};
 use pbx_tests::{Lab, LabClient, LabOptions, topology};
@@ -240,18 +240,6 @@ fn caller(target: &str, csv: &str, number: &str) -> Sipp {
         .args(["-s", number])
         .args(["-auth_uri", &format!("{number}@{target}")])
         .args(["-inf", csv, "-m", "1", "-d", HOLD_MS])
-}
-
-/// Phone `k` on the lab's phone host: fixed ports, for the lab's namespace is this test's alone
-/// (the lab's free-port checks look at 127.0.0.1 only).
-fn on_phone_host(sipp: Sipp, k: u16) -> Sipp {
-    let (sip, media) = (5062 + k, 40_000 + 10 * k);
-    sipp.args(["-i", &topology::PHONES_A.to_string()]).args([
-        "-p",
-        &sip.to_string(),
-        "-mp",
-        &media.to_string(),
-    ])
 }
 
 /// Starts `sipp` in `dir`, to end by itself within [`WATCH_FOR`] (killed when dropped).
@@ -498,99 +486,12 @@ async fn refused_subscribes_get_the_rfc_6665_answers_and_bad_digests_count() {
 /// Set in the environment of this test binary when it runs inside the lab's phone namespace.
 const INSIDE: &str = "PRESENCE_BLF_IN_NETNS";
 
-fn lab_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab-netns.sh")
-}
-
-fn pbx_namespaces() -> bool {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with("pbx-"))
-}
-
-/// Removes the namespace lab when dropped, pass or fail.
-struct LabDown;
-
-impl Drop for LabDown {
-    fn drop(&mut self) {
-        let _ = Command::new(lab_script()).arg("down").status();
-    }
-}
-
-/// Builds the namespace lab (`deploy/lab-netns.sh up 3`), runs the ignored test `inner` of this
-/// binary in the phones' namespace (within 150 s), and removes the lab. Needs root, `ip`, `nft`
-/// and `arping`.
-fn in_namespace_lab(inner: &str) {
-    // Another run's lab (vip_failover) is left to finish first, for a while.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pbx_namespaces() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let _down = LabDown;
-    let _ = Command::new(lab_script()).arg("down").status();
-    let up = Command::new(lab_script())
-        .args(["up", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        up.status.success(),
-        "the namespace lab did not come up: {}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let out = Command::new("timeout")
-        .args(["150", "ip", "netns", "exec", "pbx-ph1"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", inner, "--ignored", "--nocapture"])
-        .env(INSIDE, "1")
-        .env("PBX_BIN", pbx_tests::pbx_bin())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "{inner} failed:\n{text}"
-    );
-    for line in text.lines().filter(|l| l.starts_with("failover:")) {
-        eprintln!("{line}");
-    }
-}
-
 /// A watcher subscribed through the VIP; the owner is killed, restarted, and the second owner
 /// killed before any refresh of the subscription: each new owner sends the current state at once and
 /// every change after it, with CSeqs and versions above every earlier owner's.
 #[test]
 fn each_new_vip_owner_goes_on_notifying_with_higher_cseqs() {
-    in_namespace_lab("second_failover_inside_the_lab");
-}
-
-/// The node that alone claims the VIP (not `not`), waiting up to `within`.
-async fn vip_owner(
-    client: &LabClient,
-    nodes: usize,
-    not: Option<usize>,
-    within: Duration,
-) -> usize {
-    let deadline = Instant::now() + within;
-    loop {
-        let mut owners = Vec::new();
-        for i in (0..nodes).filter(|&i| Some(i) != not) {
-            if let Ok(h) = client.health(i).await
-                && h["vip_owner"] == true
-            {
-                owners.push(i);
-            }
-        }
-        if let [owner] = owners[..] {
-            return owner;
-        }
-        assert!(Instant::now() < deadline, "no single VIP owner: {owners:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    netns::in_namespace_lab(INSIDE, "second_failover_inside_the_lab");
 }
 
 /// Kills the VIP owner `owner`; the node that takes over, once the watcher's trace in `dir` holds

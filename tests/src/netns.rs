@@ -1,0 +1,113 @@
+//! Tests that kill the VIP owner run inside the namespace lab (`deploy/lab-netns.sh`): the test
+//! binary starts itself again in the phones' namespace, where the VIP is reachable and the nodes
+//! run in namespaces of their own.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::LabClient;
+use crate::sipp::Sipp;
+use crate::topology;
+
+fn lab_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab-netns.sh")
+}
+
+fn pbx_namespaces() -> bool {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    out.is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("pbx-"))
+    })
+}
+
+/// Removes the namespace lab when dropped, pass or fail.
+struct LabDown;
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = Command::new(lab_script()).arg("down").status();
+    }
+}
+
+/// Builds the namespace lab (`deploy/lab-netns.sh up 3`), runs the ignored test `inner` of the
+/// calling test binary in the phones' namespace (within 150 s) with `inside` set in its environment,
+/// and removes the lab. Lines of its output starting `failover:` are printed. Needs root, `ip`,
+/// `nft` and `arping`.
+pub fn in_namespace_lab(inside: &str, inner: &str) {
+    // Another binary's lab is left to finish first, for a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pbx_namespaces() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _down = LabDown;
+    let _ = Command::new(lab_script()).arg("down").status();
+    let up = Command::new(lab_script())
+        .args(["up", "3"])
+        .output()
+        .expect("the lab script runs");
+    assert!(
+        up.status.success(),
+        "the namespace lab did not come up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let out = Command::new("timeout")
+        .args(["150", "ip", "netns", "exec", "pbx-ph1"])
+        .arg(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", inner, "--ignored", "--nocapture"])
+        .env(inside, "1")
+        .env("PBX_BIN", crate::pbx_bin())
+        .output()
+        .expect("the test binary runs in the namespace");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{inner} failed:\n{text}"
+    );
+    for line in text.lines().filter(|l| l.starts_with("failover:")) {
+        eprintln!("{line}");
+    }
+}
+
+/// The node that alone claims the VIP (not `not`), waiting up to `within`.
+pub async fn vip_owner(
+    client: &LabClient,
+    nodes: usize,
+    not: Option<usize>,
+    within: Duration,
+) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut owners = Vec::new();
+        for i in (0..nodes).filter(|&i| Some(i) != not) {
+            if let Ok(h) = client.health(i).await
+                && h["vip_owner"] == true
+            {
+                owners.push(i);
+            }
+        }
+        if let [owner] = owners[..] {
+            return owner;
+        }
+        assert!(Instant::now() < deadline, "no single VIP owner: {owners:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Phone `k` on the lab's phone host: fixed ports, for the lab's namespace is this test's alone
+/// (the lab's free-port checks look at 127.0.0.1 only).
+pub fn on_phone_host(sipp: Sipp, k: u16) -> Sipp {
+    let (sip, media) = (5062 + k, 40_000 + 10 * k);
+    sipp.args(["-i", &topology::PHONES_A.to_string()]).args([
+        "-p",
+        &sip.to_string(),
+        "-mp",
+        &media.to_string(),
+    ])
+}
