@@ -17,8 +17,8 @@
 //! 3. **baresip, the caller refers.** Three softphones (2001, 2002, 2004), each playing its own
 //!    tone: 2001 calls 2002, then is told `/transfer 2004` through baresip's TCP control interface
 //!    (ctrl_tcp), and 2002 ends up talking with 2004: the API shows the call from 2004 to 2002, and
-//!    the CDR stays that of 2001's call to 2002, hung up by the callee. What the phones hear is not
-//!    checked: see below.
+//!    the CDR stays that of 2001's call to 2002, hung up by the callee, and 2004 decoded 2002's tone
+//!    (2001's last RTP did not take 2004's place in the relay).
 //! 4. **sipp, attended transfer.** 1001 calls 1002; 1004 calls 1001 (the consultation); one sipp
 //!    runs both of 1001's calls and refers 1002 with `Replaces` naming the consultation's dialog.
 //!    The consultation hands 1004's leg over and ends (its CDR says `transferred`), 1004 gets a
@@ -26,12 +26,10 @@
 //!    1004's ACK; 1001 hears `100 Trying` and `200 OK` and is hung up on both calls; 1004's audio
 //!    reaches 1002 and is echoed back.
 //!
-//! `a_transfer_frees_the_referrer_and_tells_it_before_hanging_up`, ignored, holds what the PBX still
-//! gets wrong in a transfer, in a lab of its own (at most one call per extension). One of those: RTP
-//! from the referrer that arrives after the new party took its place (a phone sends until the BYE
-//! reaches it) can take the new party's place in the relay, whose audio is then dropped; with
-//! baresip as the referrer that happened in about one transfer in four. Hence the silent referrer
-//! of case 1, and no audio check in case 3.
+//! `a_transfer_frees_the_referrer_and_tells_it_before_hanging_up`, in a lab of its own (at most one
+//! call per extension), checks what a transfer leaves behind: the referrer free again, told before
+//! it is hung up, and the new party's audio relayed although the referrer kept sending until its
+//! BYE.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
