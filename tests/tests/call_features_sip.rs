@@ -29,6 +29,11 @@
 //!    offer and is answered 200 with an SDP answer on the PBX's ports, 1002's phone is cancelled
 //!    (487), 1001 hears 200 with an answer made from 1003's offer, 1003's audio reaches 1001 and
 //!    is echoed back, and the CDR says 1001 to 1002, answered.
+//! 6. **A call from the trunk, transferred.** The carrier (sipp on 127.0.0.2, the trunk of case 4)
+//!    calls DID 5550199, routed to 1002; 1002's phone answers and refers the call to 1004 (blind).
+//!    The carrier's caller is re-INVITEd with 1004's offer over the trunk and its audio reaches 1004;
+//!    the call is then between the carrier's number and 1004, and the CDR is the inbound call to
+//!    1002 through the trunk.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
@@ -40,8 +45,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use pbx_tests::api::{
-    calls_reach, create, lab_without_pings, peer_trunk, poll, poll_node, send, wait_item,
-    wait_json, wait_registered,
+    calls_reach, create, inbound_to_extension, lab_without_pings, peer_trunk, poll, poll_node,
+    send, wait_item, wait_json, wait_registered,
 };
 use pbx_tests::process::KillOnDrop;
 use pbx_tests::sipp::{self, Sipp, logs, messages, subdir};
@@ -283,6 +288,7 @@ async fn ring_groups_dnd_codes_and_forwards_with_sipp_phones() {
     forward_on_no_answer(&site, &dir_1004).await;
     outside_forward(&site).await;
     pickup(&site).await;
+    trunk_call_transfer(&site).await;
 
     // Every call released its media, none is left.
     site.idle().await;
@@ -754,5 +760,61 @@ async fn pickup(site: &Site) {
         .cdr(|c| c["callee"] == "1002" && c["caller"] == "1001" && c["cause"] == "bye")
         .await;
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    site.idle().await;
+}
+
+/// Case 6: the carrier's caller, answered by 1002, is transferred to 1004.
+async fn trunk_call_transfer(site: &Site) {
+    const RELAYED: &str = "pbx_media_packets_relayed_total{kind=\"rtp\"}";
+    let client = &site.client;
+    create(
+        client,
+        "/api/v1/routes/inbound",
+        inbound_to_extension("to-1002", "5550199", "1002"),
+    )
+    .await;
+    client.sync(0).await.unwrap();
+    let before = latest_expiry(client, "1002").await;
+    let dir = site.subdir("phone-1002-refer");
+    let referrer = Sipp::new("uas-register.xml")
+        .to(&site.target)
+        .args(["-oocsf", &sipp::scenario("transfer-uas-refer.xml")])
+        .args(["-key", "refer_to", "1004"])
+        .args(["-inf", site.csv("1002"), "-m", "1", "-d", PHONE_HOLD_MS])
+        .listen("127.0.0.1", site.port_1002);
+    let _referrer = referrer.spawn(&dir);
+    wait_reregistered(client, "1002", before).await;
+    let relayed = client.metric(0, RELAYED).await.unwrap();
+
+    let caller_dir = site.subdir("trunk-caller");
+    let caller = Sipp::provider_call(
+        &site.target,
+        PROVIDER_IP,
+        "5550199",
+        "trunk-provider-transfer-stays.xml",
+    );
+    let status = caller.run(&caller_dir).await;
+    assert!(
+        status.success(),
+        "the carrier's call through the transfer\n{}\n{}\n{}",
+        logs(&caller_dir),
+        logs(&dir),
+        site.lab.log_tail(0)
+    );
+    let msgs = messages(&dir);
+    assert!(msgs.contains("SIP/2.0 202"), "{msgs}");
+    // The final NOTIFY tells 1002 the transfer worked.
+    assert!(msgs.contains("terminated;reason=noresource"), "{msgs}");
+    let relayed = client.metric(0, RELAYED).await.unwrap() - relayed;
+    assert!(
+        relayed >= 236.0 * 0.95,
+        "relayed {relayed} RTP packets from the carrier's caller to 1004, expected about 236"
+    );
+    let cdr = site
+        .cdr(|c| c["callee"] == "1002" && c["caller"] == "15551234")
+        .await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(cdr["direction"], "inbound", "{cdr}");
+    assert_eq!(cdr["trunk"], "carrier", "{cdr}");
     site.idle().await;
 }
