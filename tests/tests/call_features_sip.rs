@@ -22,7 +22,8 @@
 //!    `403 Route Not Permitted`, a `denied` CDR whose cause names the route, and an
 //!    `outbound_denied` event naming 1002 (the forwarder's permissions apply). With the
 //!    route put in 1002's group, the same call goes out on the trunk as 5550100 (the provider's
-//!    scenario fails on any other number) and is answered, the CDR naming the trunk.
+//!    scenario fails on any other number) and is answered, the CDR naming the trunk. The same with a
+//!    forward on no answer: 1002's phone rings 5 s first, then the refusal (`403`) or the trunk.
 //! 5. **Pickup.** 1002 and 1003 share the pickup group `sales`. With nothing ringing, 1003's `*8`
 //!    gets `480 No Call To Pick Up`. Then 1002's phone only rings for 1001's call: 1004, in no
 //!    group with 1002, dials `**1002` and gets the same 480; 1003 dials `*8` with its own G.711
@@ -648,6 +649,87 @@ async fn outside_forward(site: &Site) {
     assert_eq!(out["route"], "national", "{out}");
     assert_eq!(out["sent"], "5550100", "{out}");
     assert_eq!(out["direction"], "outbound", "{out}");
+    wait_json(client, "/api/v1/calls", |v| v["count"] == 0).await;
+    outside_forward_on_no_answer(site, carrier_port).await;
+}
+
+/// Case 4, on no answer: 1002's phone rings for 5 s, then the outside forward is routed (as 1002's
+/// call): refused without the route in 1002's group, out on the trunk with it.
+async fn outside_forward_on_no_answer(site: &Site, carrier_port: u16) {
+    let client = &site.client;
+    let permit = |routes: Value| {
+        send(
+            client,
+            Method::PUT,
+            "/api/v1/permission-groups/forwarders",
+            json!({ "routes": routes }),
+            StatusCode::OK,
+        )
+    };
+    permit(json!([])).await;
+    site.set_handling(
+        "1002",
+        json!({"forward_no_answer": "95550100", "no_answer_secs": NO_ANSWER_SECS}),
+    )
+    .await;
+    let before = latest_expiry(client, "1002").await;
+    let (_ringing, ring_dir) = site.phone(
+        "phone-1002-outside",
+        "1002",
+        "uas-ring-no-answer.xml",
+        Some(site.port_1002),
+    );
+    wait_reregistered(client, "1002", before).await;
+    client.sync(0).await.unwrap();
+
+    let (trace, took) = site
+        .dial(
+            "no-answer-outside-refused",
+            "1001",
+            "1002",
+            "uac-call-refused.xml",
+            "the no-answer forward to an outside number 1002 may not call was not refused",
+        )
+        .await;
+    assert!(trace.contains("SIP/2.0 403 Route Not Permitted"), "{trace}");
+    assert!(
+        took >= Duration::from_secs(NO_ANSWER_SECS - 1),
+        "refused after {took:?}: before 1002 rang its {NO_ANSWER_SECS} s"
+    );
+    assert_eq!(invites_for(&ring_dir, "1002"), 1, "1002 rang first");
+
+    let carrier_dir = site.subdir("carrier-no-answer");
+    let mut carrier = Sipp::new("trunk-carrier-uas.xml")
+        .listen(PROVIDER_IP, carrier_port)
+        .args(["-m", "1"])
+        .spawn(&carrier_dir);
+    sipp::wait_bound(format!("{PROVIDER_IP}:{carrier_port}").parse().unwrap()).await;
+    permit(json!(["national"])).await;
+    client.sync(0).await.unwrap();
+    let (_, took) = site
+        .dial(
+            "no-answer-outside-permitted",
+            "1001",
+            "1002",
+            "uac-call.xml",
+            "the no-answer forward to an outside number was not answered by the provider",
+        )
+        .await;
+    assert!(
+        took >= Duration::from_secs(NO_ANSWER_SECS - 1),
+        "answered after {took:?}: before 1002 rang its {NO_ANSWER_SECS} s"
+    );
+    let status = carrier.exited(Duration::from_secs(10)).await;
+    let carrier_logs = logs(&carrier_dir);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the provider's call failed\n{carrier_logs}"
+    );
+    assert!(
+        carrier_logs.contains("trunk INVITE: INVITE sip:5550100@"),
+        "{carrier_logs}"
+    );
+    assert_eq!(invites_for(&ring_dir, "1002"), 2, "1002 rang first");
     wait_json(client, "/api/v1/calls", |v| v["count"] == 0).await;
 }
 

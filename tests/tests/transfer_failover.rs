@@ -182,6 +182,20 @@ async fn attended_transfer_inside_the_lab() {
     bye_calls.sort_unstable();
     bye_calls.dedup();
     assert_eq!(bye_calls.len(), 2, "a BYE on each call");
+    // How long the transfer took on the new owner: the REFER sent, the final NOTIFY received.
+    let refer_sent = msgs
+        .iter()
+        .find(|m| !m.received && m.first_line().starts_with("REFER "))
+        .map(sipp::TraceMsg::secs)
+        .unwrap();
+    let told = msgs
+        .iter()
+        .find(|m| {
+            m.received && m.first_line().starts_with("NOTIFY ") && m.body().contains("200 OK")
+        })
+        .map(sipp::TraceMsg::secs)
+        .unwrap();
+    let transfer_ms = ((told - refer_sent) * 1000.0).round();
     // The held party: re-INVITEd with 1004's offer by the new owner, then hung up by 1004.
     let held_msgs = trace(&held_dir);
     let invites = held_msgs
@@ -218,8 +232,9 @@ async fn attended_transfer_inside_the_lab() {
     assert_eq!(consultation["callee"], "1001", "{consultation}");
     eprintln!(
         "failover: VIP owner {owner} killed, node {new_owner} took over in {took_over:?}; the \
-         transferor was done {refer_at:?} after the kill; {relayed} RTP packets relayed after; \
-         {:?} in all",
+         REFER (sent {REFER_AFTER_MS} ms after the consultation was answered) took {transfer_ms} ms \
+         from sent to the final NOTIFY; the transferor was done {refer_at:?} after the kill; \
+         {relayed} RTP packets relayed after; {:?} in all",
         started.elapsed()
     );
 }
