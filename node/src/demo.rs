@@ -156,7 +156,11 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
             creds_path.display()
         );
     } else {
-        println!("  admin credentials: see {}", creds_path.display());
+        println!(
+            "  admin credentials: see {} (the bootstrap password: once it was changed at the \
+             portal's first sign-in, the new one)",
+            creds_path.display()
+        );
     }
     println!(
         "  portal: open a node's address in a browser (accept the demo CA's certificate); \

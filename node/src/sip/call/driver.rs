@@ -481,6 +481,24 @@ impl Driver {
             }
         }
         self.calls.set_ringing(&self.input, &self.ringing, &[]);
+        // What came after the end: a phone that dialled a pickup code for this call is told there
+        // is nothing to pick up (another call's hand-over request fails as its reply is dropped).
+        self.inputs.close();
+        while let Ok(input) = self.inputs.try_recv() {
+            if let Input::PickUp(p) = input {
+                let resp = dialog::response(
+                    &p.invite,
+                    480,
+                    Some("No Call To Pick Up"),
+                    &dialog::token()[..16],
+                    None,
+                    &[],
+                    None,
+                );
+                self.calls.endpoint.respond(p.tx, resp).await;
+                self.calls.forget(Some(p.tx), &[]);
+            }
+        }
     }
 
     fn media_status(&self) -> MediaStatus {
