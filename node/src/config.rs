@@ -210,6 +210,10 @@ pub struct CallsSection {
     /// the referrer back; when off, the party left waiting is hung up.
     #[serde(default = "default_true")]
     pub transfer_ring_back: bool,
+    /// While one phone holds the call, the other hears the PBX's music on hold (in G.711) instead
+    /// of silence.
+    #[serde(default = "default_true")]
+    pub hold_music: bool,
 }
 
 fn default_true() -> bool {
@@ -225,6 +229,7 @@ impl Default for CallsSection {
             cdr_retention_days: default_cdr_retention_days(),
             reject_anonymous: false,
             transfer_ring_back: true,
+            hold_music: true,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Media: the RTP port range and the per-call relay.
 
+pub(crate) mod music;
 mod ports;
 mod relay;
 

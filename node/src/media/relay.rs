@@ -106,6 +106,9 @@ struct SideState {
     peer: PeerMedia,
     rtp: Flow,
     rtcp: Flow,
+    /// The PBX plays music on hold to this side: the other side's RTP is not passed on meanwhile
+    /// (a holding phone may still send silence, which would fight the music for the jitter buffer).
+    music: bool,
 }
 
 /// The sources one side's RTP and RTCP were latched to.
@@ -156,6 +159,8 @@ struct Counters {
 pub(crate) struct MediaSession {
     streams: Vec<Arc<Stream>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The music on hold playing, by `(stream, side)`.
+    music: std::collections::HashMap<(usize, usize), JoinHandle<()>>,
     counters: Arc<Counters>,
     started: Instant,
     latch_window: Duration,
@@ -164,7 +169,7 @@ pub(crate) struct MediaSession {
 
 impl Drop for MediaSession {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(self.music.values()) {
             task.abort();
         }
     }
@@ -220,6 +225,7 @@ impl MediaSession {
         Self {
             streams: Vec::new(),
             tasks: Vec::new(),
+            music: std::collections::HashMap::new(),
             counters: Arc::new(Counters::default()),
             started: Instant::now(),
             latch_window,
@@ -306,6 +312,27 @@ impl MediaSession {
         s.peer = peer;
     }
 
+    /// Music on hold to `side` of stream `i` in payload type `pt` (`None`: none, the other side's
+    /// RTP flows again).
+    pub(crate) fn hold_music(&mut self, i: usize, side: Side, pt: Option<u8>) {
+        let Some(stream) = self.streams.get(i) else {
+            return;
+        };
+        if let Some(task) = self.music.remove(&(i, side.index())) {
+            task.abort();
+        }
+        lock(&stream.state)[side.index()].music = pt.is_some();
+        if let Some(pt) = pt {
+            let task = tokio::spawn(play_music(
+                Arc::clone(stream),
+                side.index(),
+                pt,
+                self.guard.clone(),
+            ));
+            self.music.insert((i, side.index()), task);
+        }
+    }
+
     /// The sources latched for each side's RTP and RTCP in stream `i`, `[caller, callee]`.
     pub(crate) fn latched(&self, i: usize) -> [Latch; 2] {
         self.streams.get(i).map_or_else(Default::default, |s| {
@@ -327,6 +354,44 @@ impl MediaSession {
         RelayStats {
             relayed: self.counters.relayed.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What becomes of a packet that arrived.
+enum Route {
+    /// Not from the side's own source: dropped.
+    Foreign,
+    /// The other side hears music on hold: not passed on.
+    Held,
+    /// Passed on there (`None`: the other side's address is not known).
+    To(Option<SocketAddr>),
+}
+
+/// Music on hold to `side` of `stream`, every 20 ms, until the task is aborted. Sent from the
+/// relay's own socket facing that side, to where its RTP goes; nothing while the fence is down or
+/// the side's address is not known.
+async fn play_music(stream: Arc<Stream>, side: usize, pt: u8, guard: MediaGuard) {
+    let sent = metrics::counter!("pbx_media_hold_music_packets_total");
+    let mut player = super::music::Player::new(pt, rand::random(), rand::random());
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut packet = Vec::with_capacity(12 + super::music::FRAME);
+    loop {
+        tick.tick().await;
+        if guard.fence.as_ref().is_some_and(|f| !f.holds()) {
+            continue;
+        }
+        let dest = {
+            let state = lock(&stream.state);
+            state[side].rtp.destination(state[side].peer.known)
+        };
+        let Some(dest) = dest else {
+            continue;
+        };
+        player.next_packet(&mut packet);
+        if stream.rtp[side].try_send_to(&packet, dest).is_ok() {
+            sent.increment(1);
         }
     }
 }
@@ -372,7 +437,7 @@ impl Relay {
                 continue;
             }
             let now = Instant::now();
-            let dest = {
+            let route = {
                 let mut state = lock(&self.stream.state);
                 let trusted = state[i].peer.trusted.clone();
                 let flow = if self.is_rtcp {
@@ -381,22 +446,32 @@ impl Relay {
                     &mut state[i].rtp
                 };
                 if !flow.admit(src, &trusted, now, &self.guard.may_latch) {
-                    None
+                    Route::Foreign
+                } else if !self.is_rtcp && state[o].music {
+                    Route::Held
                 } else {
                     let out = &state[o];
                     let flow = if self.is_rtcp { &out.rtcp } else { &out.rtp };
-                    Some(flow.destination(out.peer.known))
+                    Route::To(flow.destination(out.peer.known))
                 }
             };
-            let Some(dest) = dest else {
-                foreign.increment(1);
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
+            let dest = match route {
+                Route::Foreign => {
+                    foreign.increment(1);
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Route::Held => None,
+                Route::To(dest) => dest,
             };
             self.counters.last_packet_ms.store(
                 now.duration_since(self.started).as_millis() as u64,
                 Ordering::Relaxed,
             );
+            if matches!(route, Route::Held) {
+                // The other side hears music on hold instead; the call is not idle.
+                continue;
+            }
             let Some(dest) = dest else {
                 no_dest.increment(1);
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);

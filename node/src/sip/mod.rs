@@ -148,6 +148,7 @@ impl SipService {
                 max_per_extension: calls_cfg.max_calls_per_extension,
                 reject_anonymous: calls_cfg.reject_anonymous,
                 transfer_ring_back: calls_cfg.transfer_ring_back,
+                hold_music: calls_cfg.hold_music,
                 realm: cfg.realm.clone(),
             },
             Arc::clone(&security),

@@ -533,6 +533,7 @@ impl Driver {
                     });
                 }
                 Action::SetPeer { stream, side, peer } => self.media.set_peer(stream, side, peer),
+                Action::HoldMusic { stream, side, pt } => self.media.hold_music(stream, side, pt),
                 Action::RestoreLatch {
                     stream,
                     side,

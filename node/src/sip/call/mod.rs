@@ -58,6 +58,8 @@ pub(crate) struct CallConfig {
     pub(crate) reject_anonymous: bool,
     /// Ring a blind transfer's referrer back when its target does not answer after it hung up.
     pub(crate) transfer_ring_back: bool,
+    /// Play music on hold to a phone while the other holds the call.
+    pub(crate) hold_music: bool,
     pub(crate) realm: String,
 }
 

@@ -9,6 +9,7 @@
 
 mod attended;
 mod hunt;
+mod music;
 mod pickup;
 mod prack;
 mod ringing;
@@ -209,6 +210,12 @@ pub(crate) enum Action {
     },
     /// The call is over: forget its routes, free its media, remove its record and store the CDR.
     End { cdr: Box<CallDetail> },
+    /// Music on hold to `side` of stream `stream` in payload type `pt`, or no more (`None`).
+    HoldMusic {
+        stream: usize,
+        side: Side,
+        pt: Option<u8>,
+    },
     /// Ask the call `replaces` names for its leg that `referrer` is not on; answered by
     /// [`Input::TakenOver`] (the driver routes that leg's requests here once it has it).
     TakeOver {
@@ -399,6 +406,8 @@ pub(crate) struct CallCore {
     picked: bool,
     /// A pickup waiting for the record.
     pickup: Option<pickup::PendingPickup>,
+    /// Per stream, `[caller, callee]`: the payload type of the music on hold each side hears.
+    music: Vec<[Option<u8>; 2]>,
     /// The offer the callee's side gets, and its Max-Forwards, for INVITEs sent later.
     b_offer: Option<String>,
     max_forwards: u32,
@@ -537,6 +546,9 @@ impl CallCore {
             Phase::Committing { .. } => self.committing_input(now, input),
             Phase::Talking => self.talking_input(now, input),
             Phase::Over => {}
+        }
+        if !self.is_over() {
+            self.update_music();
         }
     }
 
@@ -880,6 +892,7 @@ impl CallCore {
             handed_over: None,
             picked: false,
             pickup: None,
+            music: Vec::new(),
             b_offer: None,
             max_forwards: 70,
             phase: Phase::Talking,
@@ -898,6 +911,7 @@ impl CallCore {
             env,
         };
         core.restore_media();
+        core.update_music();
         // Claimed: the record now names this node and the CSeqs it will use.
         core.commit(now, Purpose::Claim);
         metrics::gauge!("pbx_calls_active").increment(1.0);

@@ -77,6 +77,7 @@ impl CallCore {
             handed_over: None,
             picked: false,
             pickup: None,
+            music: Vec::new(),
             b_offer: None,
             max_forwards: call.admitted.max_forwards,
             phase: Phase::Ringing,

@@ -39,6 +39,7 @@ fn config() -> CallConfig {
         max_per_extension: 4,
         reject_anonymous: false,
         transfer_ring_back: true,
+        hold_music: true,
         realm: "pbx.test".into(),
     }
 }
@@ -700,6 +701,29 @@ fn hold_from_the_caller_is_passed_on_acked_and_recorded() {
     assert_eq!(records[0].0, Purpose::Update);
     assert!(records[0].1.caller.remote_sdp.contains("a=sendonly"));
     assert_eq!(records[0].1.callee.local_cseq, 2);
+}
+
+fn hold_music(out: &[Action]) -> Vec<(Side, Option<u8>)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::HoldMusic { side, pt, .. } => Some((*side, *pt)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_held_callee_hears_music_until_the_caller_resumes() {
+    let mut h = Harness::talking();
+    let hold = sdp("198.18.0.21", 4000, "sendonly");
+    let answer = sdp("198.18.0.31", 6000, "recvonly");
+    let (_, out) = reinvite(&mut h, true, 2, &hold, &answer);
+    // The callee listens in µ-law (its SDP lists 0 first); the holding caller hears nothing.
+    assert_eq!(hold_music(&out), [(Side::Callee, Some(0))]);
+    let resume = sdp("198.18.0.21", 4000, "sendrecv");
+    let answer = sdp("198.18.0.31", 6000, "sendrecv");
+    let (_, out) = reinvite(&mut h, true, 3, &resume, &answer);
+    assert_eq!(hold_music(&out), [(Side::Callee, None)]);
 }
 
 #[test]
