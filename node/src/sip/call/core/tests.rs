@@ -1084,6 +1084,21 @@ fn record_of(h: &mut Harness) -> ActiveCall {
 }
 
 #[test]
+fn a_call_carried_on_while_on_hold_plays_the_music_again() {
+    let mut h = Harness::ringing(&[DESK]);
+    let mut rec = record_of(&mut h);
+    // Recorded on hold: the caller sendonly, the desk recvonly.
+    rec.caller.remote_sdp = sdp("198.18.0.21", 4000, "sendonly");
+    rec.callee.remote_sdp = sdp("198.18.0.31", 6000, "recvonly");
+    let mut core = CallCore::adopt(env(), h.now, rec).unwrap();
+    let mut out = Vec::new();
+    while let Some(a) = core.poll_action() {
+        out.push(a);
+    }
+    assert_eq!(hold_music(&out), [(Side::Callee, Some(0))]);
+}
+
+#[test]
 fn a_carried_on_call_keeps_its_dialogs_media_and_answer_time() {
     let mut h = Harness::ringing(&[DESK]);
     let mut rec = record_of(&mut h);
