@@ -477,6 +477,23 @@ async fn sipp_transfer(site: &Site) {
         .find(|m| m.header("CSeq") == Some("2 INVITE"))
         .unwrap();
     assert_eq!(port_of(invites[0]), port_of(answered), "{msgs:#?}");
+    // The same session goes on (RFC 3264 §8): the origin's session id kept, its version higher.
+    let origin_of = |m: &Msg| {
+        let line = m
+            .body()
+            .lines()
+            .find(|l| l.starts_with("o="))
+            .unwrap_or("")
+            .to_owned();
+        let f: Vec<String> = line.split(' ').map(str::to_owned).collect();
+        (
+            f.get(1).cloned(),
+            f.get(2).and_then(|v| v.parse::<u64>().ok()),
+        )
+    };
+    let (before, after) = (origin_of(answered), origin_of(invites[0]));
+    assert_eq!(before.0, after.0, "{msgs:#?}");
+    assert!(after.1 > before.1, "{before:?} then {after:?}");
 
     // 1001's audio reached 1004 and 1004's echo came back; 1004's own audio reached 1001.
     let relayed = site.metric(RELAYED).await - relayed;
@@ -891,8 +908,6 @@ async fn baresip_transfer(site: &Site) {
 /// - 1004's audio is relayed to 1001 although 1002 kept talking through its transfer (1004's side
 ///   of the relay opens only once 1002 answered its BYE, so 1002's last RTP cannot take the latch).
 ///
-/// Not checked: the re-INVITE's SDP carries 1004's origin (`o=`), not a continuation of the one
-/// 1001 had (RFC 3264 §8); the PBX passes each phone's origin through (see README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_frees_the_referrer_and_tells_it_before_hanging_up() {
     let site = Site::start("max_calls_per_extension = 1").await;

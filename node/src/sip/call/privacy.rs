@@ -17,19 +17,6 @@ pub(crate) fn wants_privacy(headers: &rsip::Headers) -> bool {
     privacy || uri.starts_with("sip:anonymous@") || uri.starts_with("sips:anonymous@")
 }
 
-/// The SDP with its `o=` user name replaced by `-` (RFC 3323: nothing names the hidden caller).
-pub(crate) fn anonymize_origin(sdp: &str) -> String {
-    sdp.split_inclusive('\n')
-        .map(|line| match line.strip_prefix("o=") {
-            Some(rest) => match rest.split_once(' ') {
-                Some((_, tail)) => format!("o=- {tail}"),
-                None => line.to_owned(),
-            },
-            None => line.to_owned(),
-        })
-        .collect()
-}
-
 /// A display name safe to put between quotes in a From header: no controls, quotes or backslashes,
 /// at most 64 characters; the number when nothing is left.
 pub(crate) fn display_name(name: &str, number: &str) -> String {
@@ -48,15 +35,6 @@ pub(crate) fn display_name(name: &str, number: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origin_user_is_scrubbed_and_the_rest_kept() {
-        let sdp = "v=0\r\no=alice 1 2 IN IP4 10.0.0.1\r\ns=-\r\n";
-        assert_eq!(
-            anonymize_origin(sdp),
-            "v=0\r\no=- 1 2 IN IP4 10.0.0.1\r\ns=-\r\n"
-        );
-    }
 
     #[test]
     fn display_names_cannot_break_the_header() {

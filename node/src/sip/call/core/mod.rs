@@ -21,6 +21,7 @@ mod transfer;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use pbx_sip::sdp::Sdp;
@@ -408,6 +409,10 @@ pub(crate) struct CallCore {
     pickup: Option<pickup::PendingPickup>,
     /// Per stream, `[caller, callee]`: the payload type of the music on hold each side hears.
     music: Vec<[Option<u8>; 2]>,
+    /// The version of the last SDP origin sent on each leg ([`CallCore::own_origin`]).
+    origin_versions: [std::sync::atomic::AtomicU64; 2],
+    /// The wall clock as of the input being handled, in milliseconds.
+    wall: std::sync::atomic::AtomicU64,
     /// The offer the callee's side gets, and its Max-Forwards, for INVITEs sent later.
     b_offer: Option<String>,
     max_forwards: u32,
@@ -533,6 +538,7 @@ impl CallCore {
 
     /// Handles one input.
     pub(crate) fn handle(&mut self, now: Now, input: Input) {
+        self.wall.store(now.wall, Relaxed);
         let input = match input {
             Input::HandOver {
                 replaces,
@@ -554,6 +560,7 @@ impl CallCore {
 
     /// A timer is due; `media` is the relay's state as of now.
     pub(crate) fn handle_timeout(&mut self, now: Now, media: MediaStatus) {
+        self.wall.store(now.wall, Relaxed);
         match self.phase {
             Phase::Ringing => {
                 if self.winner.is_none() && self.ring_deadline.is_some_and(|d| now.at >= d) {
@@ -690,15 +697,44 @@ impl CallCore {
         }
     }
 
-    /// `sdp` rewritten for the phone on `leg`: the PBX's media address and its ports facing that leg.
+    /// `sdp` rewritten for the phone on `leg`: the PBX's media address and its ports facing that
+    /// leg, and the PBX's own origin line for that leg.
     fn rewrite_for(&self, leg: usize, sdp: &Sdp) -> Option<String> {
         let ports = super::session::stream_ports(sdp, &self.ports, side_of(leg));
         let text = sdp.rewrite(self.env.media_addr, &ports).ok()?;
-        Some(if leg == CALLEE && self.anonymous {
-            super::privacy::anonymize_origin(&text)
+        Some(self.own_origin(leg, &text))
+    }
+
+    /// `text` with the PBX's origin for `leg` (RFC 3264 §8): one session id per side of the call,
+    /// whoever is on it (a transfer's new party continues the session the phone that stays has
+    /// seen), and a version that rises with every description sent on it: the wall clock's
+    /// milliseconds, or the last version plus one, so a node carrying the call on after a failover
+    /// goes on above the old owner's. The user name is `-`: nothing names the other phone (RFC 3323
+    /// for an anonymous caller, and simply less to leak otherwise).
+    fn own_origin(&self, leg: usize, text: &str) -> String {
+        // Atomics only to keep the core `Sync` behind `&self`; one task handles a call.
+        let version = self.origin_versions[leg]
+            .load(Relaxed)
+            .saturating_add(1)
+            .max(self.wall.load(Relaxed));
+        self.origin_versions[leg].store(version, Relaxed);
+        let session = origin_session(&self.id, leg);
+        let kind = if self.env.media_addr.is_ipv4() {
+            "IP4"
         } else {
-            text
-        })
+            "IP6"
+        };
+        let origin = format!("o=- {session} {version} IN {kind} {}", self.env.media_addr);
+        let mut out = String::with_capacity(text.len() + 16);
+        for line in text.split_inclusive('\n') {
+            if line.starts_with("o=") {
+                out.push_str(&origin);
+                out.push_str("\r\n");
+            } else {
+                out.push_str(line);
+            }
+        }
+        out
     }
 
     /// The dialog record as of now.
@@ -893,6 +929,8 @@ impl CallCore {
             picked: false,
             pickup: None,
             music: Vec::new(),
+            origin_versions: Default::default(),
+            wall: std::sync::atomic::AtomicU64::new(now.wall),
             b_offer: None,
             max_forwards: 70,
             phase: Phase::Talking,
@@ -941,6 +979,17 @@ impl CallCore {
             .collect();
         self.actions.extend(restores);
     }
+}
+
+/// The SDP session id of side `leg` of call `id`: stable for the call's life and across nodes (FNV-1a
+/// of the id), below 2^62 as RFC 8866 asks of an NTP-like number.
+fn origin_session(id: &str, leg: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes().chain([leg as u8]) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h >> 2
 }
 
 /// Whether every side of every stream has its RTP source latched (RTCP may never come: rtcp-mux, or a

@@ -14,7 +14,7 @@ use super::super::dialog::{self, body_of, is_sdp};
 use super::super::privacy::ANONYMOUS_FROM;
 use super::super::record::Outcome;
 use super::super::session::carries_keys;
-use super::super::session::{peer_media, stream_ports};
+use super::super::session::peer_media;
 use super::prack::Reliability;
 use super::{
     Action, Branch, CALLEE, CALLER, CallCore, Delayed, Env, Input, LegEvent, NewCall, Now, Phase,
@@ -78,6 +78,8 @@ impl CallCore {
             picked: false,
             pickup: None,
             music: Vec::new(),
+            origin_versions: Default::default(),
+            wall: std::sync::atomic::AtomicU64::new(now.wall),
             b_offer: None,
             max_forwards: call.admitted.max_forwards,
             phase: Phase::Ringing,
@@ -347,8 +349,7 @@ impl CallCore {
                     peer,
                 });
             }
-            let ports = stream_ports(&answer, &self.ports, Side::Caller);
-            body = answer.rewrite(self.env.media_addr, &ports).ok();
+            body = self.rewrite_for(CALLER, &answer);
         }
         let code = resp.status_code.code();
         let reason = reason_of(resp);

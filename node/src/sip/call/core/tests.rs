@@ -703,6 +703,53 @@ fn hold_from_the_caller_is_passed_on_acked_and_recorded() {
     assert_eq!(records[0].1.callee.local_cseq, 2);
 }
 
+/// The session id and version of an SDP body's origin line, and its user name.
+fn origin(body: &[u8]) -> (String, String, u64) {
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("o="))
+        .unwrap()
+        .to_owned();
+    let mut f = line[2..].split(' ');
+    let user = f.next().unwrap().to_owned();
+    let session = f.next().unwrap().to_owned();
+    let version = f.next().unwrap().parse().unwrap();
+    (user, session, version)
+}
+
+#[test]
+fn each_leg_keeps_one_origin_whose_version_rises() {
+    let mut h = Harness::ringing(&[DESK]);
+    let (user, to_desk, v1) = origin(&h.branch_invite(0).body);
+    assert_eq!(user, "-", "the caller's origin does not reach the callee");
+    let ok = h.answer_from(0, DESK, "desk-tag");
+    h.feed(Input::Branch {
+        index: 0,
+        event: LegEvent::Response(ok),
+    });
+    h.feed(Input::Committed {
+        purpose: Purpose::Answer,
+        ok: true,
+    });
+    let (_, to_caller, c1) = origin(&response_to(&h.take(), INVITE_TX).body);
+    assert_ne!(to_caller, to_desk, "one session per leg");
+    // Hold: both legs see their own session again, each with a higher version.
+    h.now.wall += 1;
+    let hold = sdp("198.18.0.21", 4000, "sendonly");
+    let answer = sdp("198.18.0.31", 6000, "recvonly");
+    let (fwd, out) = reinvite(&mut h, true, 2, &hold, &answer);
+    let (_, s, v2) = origin(&fwd.body);
+    assert_eq!(s, to_desk);
+    assert!(v2 > v1, "{v2} after {v1}");
+    let (_, s, c2) = origin(&response_to(&out, 10).body);
+    assert_eq!(s, to_caller);
+    assert!(c2 > c1, "{c2} after {c1}");
+    // The same description sent again in the same millisecond still counts up.
+    let (fwd, _) = reinvite(&mut h, true, 3, &hold, &answer);
+    assert_eq!(origin(&fwd.body).2, v2 + 1);
+}
+
 fn hold_music(out: &[Action]) -> Vec<(Side, Option<u8>)> {
     out.iter()
         .filter_map(|a| match a {
