@@ -708,8 +708,10 @@ impl CallCore {
     /// `text` with the PBX's origin for `leg` (RFC 3264 §8): one session id per side of the call,
     /// whoever is on it (a transfer's new party continues the session the phone that stays has
     /// seen), and a version that rises with every description sent on it: the wall clock's
-    /// milliseconds, or the last version plus one, so a node carrying the call on after a failover
-    /// goes on above the old owner's. The user name is `-`: nothing names the other phone (RFC 3323
+    /// milliseconds, or the last version plus one. The last version is this node's memory: a node
+    /// carrying the call on after a failover starts from its own clock, above the old owner's last
+    /// version as long as the nodes' clocks agree to within the time between the two descriptions
+    /// (NTP keeps them to milliseconds; the record does not keep the version). The user name is `-`: nothing names the other phone (RFC 3323
     /// for an anonymous caller, and simply less to leak otherwise).
     fn own_origin(&self, leg: usize, text: &str) -> String {
         // Atomics only to keep the core `Sync` behind `&self`; one task handles a call.
