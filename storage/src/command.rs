@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
+use crate::audio::{self, AudioFile, AudioQuotas, QuotaScope};
 use crate::codec::{self, CodecError};
 use crate::features::{
     CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup, Subscription,
@@ -224,6 +225,23 @@ pub enum Command {
     /// Set the pickup codes; `Conflict` on the feature codes' key ([`FeatureCodes::KEY`]) when one of
     /// them would shadow a feature code, stored or default, or be shadowed by one.
     PutPickupCodes(PickupCodes),
+    // The audio index: appended, so that the encoding of every earlier variant is unchanged.
+    /// Enter a new audio file; `Conflict` when its id exists, `QuotaExceeded` when it would take
+    /// its owner or the cluster over their quota.
+    PutAudioFile(AudioFile),
+    /// A node confirmed a verified copy of a file; `NotFound` when the file left the index.
+    AudioHeld {
+        id: String,
+        node: NodeId,
+    },
+    DeleteAudioFile {
+        id: String,
+    },
+    PutAudioQuotas(AudioQuotas),
+    /// Drop the audio files whose retention ended by `now`.
+    PruneAudio {
+        now: UnixMillis,
+    },
 }
 
 /// One change to the registration table.
@@ -273,6 +291,13 @@ pub enum Response {
         limit: Limit,
         suspended: bool,
     },
+    /// An audio file would take its owner or the cluster over `limit` bytes (`used` already).
+    /// (Appended last: earlier variants encode as before.)
+    QuotaExceeded {
+        scope: QuotaScope,
+        limit: u64,
+        used: u64,
+    },
 }
 
 /// The view of the tables `apply` works on: reads see the writes made earlier in the same batch.
@@ -306,12 +331,15 @@ impl Command {
             }
             Self::SetVip(rec) => put(txn, rec),
             Self::PutMember(rec) => put(txn, rec),
-            Self::RemoveMember { node_id } => Ok(delete(
-                txn,
-                Table::Members,
-                &format!("{node_id:020}"),
-                false,
-            )),
+            Self::RemoveMember { node_id } => {
+                audio::forget_holder(txn, *node_id)?;
+                Ok(delete(
+                    txn,
+                    Table::Members,
+                    &format!("{node_id:020}"),
+                    false,
+                ))
+            }
             Self::CreateExtension(rec) => match features_apply::number_free(txn, &rec.number) {
                 Some(taken) => Ok(taken),
                 None => create(txn, rec),
@@ -454,6 +482,11 @@ impl Command {
             Self::PutPickupGroup(group) => features_apply::put_pickup_group(txn, group),
             Self::DeletePickupGroup { name } => Ok(delete(txn, Table::PickupGroups, name, true)),
             Self::PutPickupCodes(codes) => features_apply::put_pickup_codes(txn, codes),
+            Self::PutAudioFile(file) => audio::put_audio_file(txn, file),
+            Self::AudioHeld { id, node } => audio::audio_held(txn, id, *node),
+            Self::DeleteAudioFile { id } => audio::delete_audio_file(txn, id),
+            Self::PutAudioQuotas(q) => put(txn, q),
+            Self::PruneAudio { now } => audio::prune_audio(txn, *now),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -538,6 +571,11 @@ impl Command {
             Self::PutPickupGroup(_) => "put_pickup_group",
             Self::DeletePickupGroup { .. } => "delete_pickup_group",
             Self::PutPickupCodes(_) => "put_pickup_codes",
+            Self::PutAudioFile(_) => "put_audio_file",
+            Self::AudioHeld { .. } => "audio_held",
+            Self::DeleteAudioFile { .. } => "delete_audio_file",
+            Self::PutAudioQuotas(_) => "put_audio_quotas",
+            Self::PruneAudio { .. } => "prune_audio",
         }
     }
 }

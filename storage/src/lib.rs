@@ -9,6 +9,7 @@
 //! file, `{term}-{index}-{unix_millis}.snap`, in the format of `snapshot_file`.
 #![forbid(unsafe_code)]
 
+pub mod audio;
 pub mod codec;
 pub mod command;
 mod error;

@@ -48,11 +48,13 @@ pub enum Table {
     Subscriptions,
     /// Call pickup groups, by name.
     PickupGroups,
+    /// The index of the cluster's audio files, by id.
+    AudioFiles,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 31] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -83,6 +85,7 @@ impl Table {
         Self::RingGroups,
         Self::Subscriptions,
         Self::PickupGroups,
+        Self::AudioFiles,
     ];
 
     /// Column family holding the table.
@@ -118,6 +121,7 @@ impl Table {
             Self::RingGroups => "t_ring_groups",
             Self::Subscriptions => "t_subscriptions",
             Self::PickupGroups => "t_pickup_groups",
+            Self::AudioFiles => "t_audio_files",
         }
     }
 
@@ -154,6 +158,7 @@ impl Table {
             Self::RingGroups => 28,
             Self::Subscriptions => 29,
             Self::PickupGroups => 30,
+            Self::AudioFiles => 31,
         }
     }
 
