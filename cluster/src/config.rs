@@ -37,6 +37,8 @@ pub struct ClusterConfig {
     pub join_timeout_ms: u64,
     /// Longest an operation waits for a leader to be known (elections take well under a second).
     pub leader_wait_ms: u64,
+    /// Disk space the audio store leaves free: a file that would leave less is refused.
+    pub audio_reserve_bytes: u64,
 }
 
 impl ClusterConfig {
@@ -61,6 +63,7 @@ impl ClusterConfig {
             rpc_timeout_ms: 2000,
             join_timeout_ms: 60_000,
             leader_wait_ms: 3000,
+            audio_reserve_bytes: 512 * 1024 * 1024,
         }
     }
 

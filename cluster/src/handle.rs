@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::batch::Batcher;
+use crate::blob_dir::BlobDir;
+use crate::blobs::{BlobClient, TransferError};
 use crate::network::{CallError, NetworkFactory, Transport};
 use crate::rpc::{self, RpcBody, RpcResponse};
 use crate::status::{ClusterStatus, MemberStatus, NodeState};
@@ -42,6 +44,9 @@ pub(crate) struct Inner {
     stopped: AtomicBool,
     pub(crate) leader_contact: crate::succession::LeaderContact,
     leadership: tokio::sync::watch::Receiver<telemetry::Leadership>,
+    /// This node's copy of the audio files.
+    pub(crate) blobs: Arc<BlobDir>,
+    blob_client: BlobClient,
 }
 
 impl Drop for Inner {
@@ -82,6 +87,11 @@ impl Cluster {
         let raft_config = Arc::new(config.raft_config()?);
         let server_config = tls::quic_server_config(&config.tls)?;
         let client_config = tls::quic_client_config(&config.tls)?;
+        let blob_config = tls::quic_blob_client_config(&config.tls)?;
+        let blobs = Arc::new(
+            BlobDir::open(&data_dir.join("audio"), config.audio_reserve_bytes)
+                .map_err(|e| ClusterError::Storage(format!("opening the audio directory: {e}")))?,
+        );
 
         let (log_store, state_machine, reader) = storage::open(data_dir)?;
 
@@ -128,6 +138,12 @@ impl Cluster {
             }
         }
 
+        let blob_client = BlobClient::new(
+            id,
+            endpoint.clone(),
+            blob_config,
+            Duration::from_millis(config.connect_timeout_ms),
+        );
         let batcher = Batcher::start(raft.clone());
         let (leadership_tx, leadership) = tokio::sync::watch::channel(Default::default());
         let inner = Arc::new(Inner {
@@ -143,6 +159,8 @@ impl Cluster {
             stopped: AtomicBool::new(false),
             leader_contact: crate::succession::LeaderContact::new(),
             leadership,
+            blobs,
+            blob_client,
         });
         let server = tokio::spawn(server::serve(endpoint, Arc::downgrade(&inner)));
         let watcher = tokio::spawn(telemetry::watch_raft(inner.raft.metrics(), leadership_tx));
@@ -329,6 +347,60 @@ impl Cluster {
         &self,
     ) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeAddr>> {
         self.inner.raft.metrics()
+    }
+
+    /// This node's copy of the cluster's audio files.
+    pub fn audio_dir(&self) -> &Arc<BlobDir> {
+        &self.inner.blobs
+    }
+
+    /// The members of the current membership (voters and learners) and whether each votes.
+    pub fn members(&self) -> Vec<(NodeId, NodeAddr, bool)> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, addr)| (*id, addr.clone(), voters.contains(id)))
+            .collect()
+    }
+
+    /// Sends audio file `id` from this node's directory to member `node`, which stores it only if
+    /// it hashes to `sha256`.
+    pub async fn push_audio(
+        &self,
+        node: NodeId,
+        id: &str,
+        sha256: &str,
+    ) -> Result<(), TransferError> {
+        let inner = &self.inner;
+        let addr = inner
+            .member_addr(node)
+            .ok_or(TransferError::UnknownNode(node))?;
+        inner
+            .blob_client
+            .push(&inner.blobs, node, &addr.raft_addr, id, sha256)
+            .await
+    }
+
+    /// Fetches audio file `id` from member `node` into this node's directory, stored only if it is
+    /// `size` bytes hashing to `sha256`.
+    pub async fn fetch_audio(
+        &self,
+        node: NodeId,
+        id: &str,
+        sha256: &str,
+        size: u64,
+    ) -> Result<(), TransferError> {
+        let inner = &self.inner;
+        let addr = inner
+            .member_addr(node)
+            .ok_or(TransferError::UnknownNode(node))?;
+        inner
+            .blob_client
+            .fetch(&inner.blobs, node, &addr.raft_addr, id, sha256, size)
+            .await
     }
 
     /// This node's state and the members as the leader sees them (asked over RPC when this node does not

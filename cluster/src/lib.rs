@@ -7,11 +7,14 @@
 //! - `server`: the accept loop, the identity and membership checks, dispatch.
 //! - `config`: [`ClusterConfig`] and the openraft settings derived from it.
 //! - `handle`: [`Cluster`].
+//! - `blob_dir`, `blobs`: each node's copy of the audio files, and moving them between nodes.
 //!
 //! openraft types stay inside this crate, except `raft_metrics` for tests and diagnostics.
 #![forbid(unsafe_code)]
 
 mod batch;
+pub mod blob_dir;
+mod blobs;
 mod config;
 mod error;
 mod handle;
@@ -23,6 +26,8 @@ mod succession;
 mod telemetry;
 pub mod tls;
 
+pub use blob_dir::{BlobDir, BlobError, StoredBlob};
+pub use blobs::TransferError;
 pub use config::ClusterConfig;
 pub use error::ClusterError;
 pub use handle::Cluster;

@@ -280,7 +280,7 @@ fn attempt_usable(attempt: &ConnectAttempt) -> bool {
     }
 }
 
-async fn resolve(addr: &str) -> Result<SocketAddr, String> {
+pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr, String> {
     if let Ok(sock) = addr.parse::<SocketAddr>() {
         return Ok(sock);
     }

@@ -47,6 +47,10 @@ async fn serve_connection(incoming: quinn::Incoming, inner: Weak<Inner>) {
         conn.close(rpc::ERR_BAD_FRAME.into(), b"no certificate");
         return;
     };
+    if tls::negotiated_alpn(&conn).as_deref() == Some(tls::BLOB_ALPN) {
+        serve_blobs(conn, peer, cert, inner).await;
+        return;
+    }
     tracing::debug!(%peer, "raft connection accepted");
     loop {
         match conn.accept_bi().await {
@@ -126,8 +130,32 @@ async fn serve_stream(
     let _ = tokio::time::timeout(ANSWER_DRAIN_TIMEOUT, send.stopped()).await;
 }
 
+/// Audio file transfers: one stream per file ([`crate::blobs`]).
+async fn serve_blobs(
+    conn: quinn::Connection,
+    peer: SocketAddr,
+    cert: CertificateDer<'static>,
+    inner: Weak<Inner>,
+) {
+    tracing::debug!(%peer, "blob connection accepted");
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                tracing::debug!(%peer, reason = %e, "blob connection closed");
+                return;
+            }
+        };
+        let Some(inner) = inner.upgrade() else {
+            conn.close(rpc::ERR_SHUTDOWN.into(), b"shutting down");
+            return;
+        };
+        tokio::spawn(crate::blobs::serve_stream(inner, cert.clone(), send, recv));
+    }
+}
+
 /// Why a request was refused.
-enum Refusal {
+pub(crate) enum Refusal {
     CertificateMismatch(String),
     NotAMember(NodeId),
 }
@@ -140,7 +168,7 @@ impl Refusal {
         }
     }
 
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Self::CertificateMismatch(e) => {
                 format!("certificate does not match the claimed node id: {e}")
@@ -150,7 +178,11 @@ impl Refusal {
     }
 }
 
-fn authorize(inner: &Inner, cert: &CertificateDer<'_>, from: NodeId) -> Result<(), Refusal> {
+pub(crate) fn authorize(
+    inner: &Inner,
+    cert: &CertificateDer<'_>,
+    from: NodeId,
+) -> Result<(), Refusal> {
     tls::cert_names_node(cert, from).map_err(|e| Refusal::CertificateMismatch(e.to_string()))?;
     let metrics = inner.raft.metrics();
     let metrics = metrics.borrow();

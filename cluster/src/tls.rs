@@ -30,6 +30,8 @@ use crate::ClusterError;
 
 /// ALPN protocol of the Raft transport.
 pub const RAFT_ALPN: &[u8] = b"pbx-raft/1";
+/// ALPN protocol of audio file transfers between nodes ([`crate::blobs`]).
+pub const BLOB_ALPN: &[u8] = b"pbx-blob/1";
 /// ALPN protocol of the HTTPS admin API.
 pub const API_ALPN: &[u8] = b"http/1.1";
 /// DNS suffix of node identities.
@@ -277,7 +279,7 @@ pub fn quic_server_config(files: &NodeTlsFiles) -> Result<quinn::ServerConfig, C
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs(&files.cert_pem)?, private_key(&files.key_pem)?)
         .map_err(|e| tls_err("node certificate", e))?;
-    tls.alpn_protocols = vec![RAFT_ALPN.to_vec()];
+    tls.alpn_protocols = vec![RAFT_ALPN.to_vec(), BLOB_ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| tls_err("QUIC server", e))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -288,13 +290,33 @@ pub fn quic_server_config(files: &NodeTlsFiles) -> Result<quinn::ServerConfig, C
 /// The QUIC client side of the Raft transport: trusts only the cluster CA and presents the node
 /// certificate. Callers dial with the server name [`node_server_name`] of the target.
 pub fn quic_client_config(files: &NodeTlsFiles) -> Result<quinn::ClientConfig, ClusterError> {
+    quic_client_config_for(files, RAFT_ALPN)
+}
+
+/// The same, for audio file transfers ([`BLOB_ALPN`]).
+pub fn quic_blob_client_config(files: &NodeTlsFiles) -> Result<quinn::ClientConfig, ClusterError> {
+    quic_client_config_for(files, BLOB_ALPN)
+}
+
+/// The ALPN protocol a QUIC connection agreed on.
+pub(crate) fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+fn quic_client_config_for(
+    files: &NodeTlsFiles,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, ClusterError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls_err("TLS 1.3", e))?
         .with_root_certificates(root_store(&files.ca_pem)?)
         .with_client_auth_cert(certs(&files.cert_pem)?, private_key(&files.key_pem)?)
         .map_err(|e| tls_err("node certificate", e))?;
-    tls.alpn_protocols = vec![RAFT_ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| tls_err("QUIC client", e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
