@@ -500,6 +500,7 @@ async fn run(iterations: usize) {
         cluster: node.clone(),
         prometheus: pbx::telemetry::prometheus(),
         security,
+        audio: pbx::audio::AudioStore::new(node.clone(), Arc::clone(&events)),
         events,
         vip: None,
     });

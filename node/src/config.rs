@@ -77,6 +77,10 @@ pub struct ClusterSection {
     /// Log entries kept behind a snapshot, so a briefly absent node catches up without one.
     #[serde(default = "default_keep_logs_after_snapshot")]
     pub keep_logs_after_snapshot: u64,
+    /// Disk space (MiB) the audio store leaves free on this node: a file that would eat into it is
+    /// refused.
+    #[serde(default = "default_audio_reserve_mib")]
+    pub audio_reserve_mib: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -581,6 +585,9 @@ fn default_snapshot_after_logs() -> u64 {
 }
 fn default_keep_logs_after_snapshot() -> u64 {
     1000
+}
+fn default_audio_reserve_mib() -> u64 {
+    512
 }
 fn default_min_expires() -> u32 {
     60

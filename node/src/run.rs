@@ -49,6 +49,7 @@ pub fn cluster_config(cfg: &NodeConfig) -> anyhow::Result<ClusterConfig> {
     c.election_max_ms = cfg.cluster.election_max_ms;
     c.snapshot_after_logs = cfg.cluster.snapshot_after_logs;
     c.keep_logs_after_snapshot = cfg.cluster.keep_logs_after_snapshot;
+    c.audio_reserve_bytes = cfg.cluster.audio_reserve_mib.saturating_mul(1024 * 1024);
     Ok(c)
 }
 
@@ -64,6 +65,14 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let events = crate::events::Events::start(&cfg.events, cluster.clone())
         .context("starting the event center")?;
     tokio::spawn(announce_leadership(cluster.clone(), Arc::clone(&events)));
+    // Every node keeps a copy of every audio file; expired ones leave the index hourly.
+    let audio = crate::audio::AudioStore::new(cluster.clone(), Arc::clone(&events));
+    tokio::spawn(crate::audio::run_sync(Arc::clone(&audio)));
+    tokio::spawn(crate::events::prune_every_hour(
+        cluster.clone(),
+        Duration::ZERO,
+        |now| Command::PruneAudio { now },
+    ));
     let security =
         crate::security::Security::start(&cfg.security, cluster.clone(), Arc::clone(&events));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -109,6 +118,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         security: Arc::clone(&security),
         events,
         vip: fence,
+        audio,
     });
     let api_task = tokio::spawn(api::serve_https(listener, tls, router, stop_rx, security));
     tracing::info!(node = cfg.node_id, api = %format!("https://{}", cfg.api_advertise()), raft = %cfg.raft_advertise(), "node running");

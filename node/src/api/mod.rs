@@ -2,6 +2,7 @@
 
 mod access;
 mod accounts;
+mod audio;
 mod audit;
 mod auth;
 mod calls;
@@ -70,6 +71,7 @@ pub struct AppState {
     pub events: std::sync::Arc<crate::events::Events>,
     /// This node's VIP lease, when a VIP is configured.
     pub vip: Option<crate::vip::Fence>,
+    pub audio: std::sync::Arc<crate::audio::AudioStore>,
 }
 
 impl AppState {
@@ -243,6 +245,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/permission-groups/{name}",
             get(groups::get).put(groups::update).delete(groups::delete),
+        )
+        .route(
+            "/audio",
+            get(audio::list)
+                .post(audio::upload)
+                .layer(DefaultBodyLimit::max(audio::MAX_UPLOAD_BYTES)),
+        )
+        .route("/audio/{id}", get(audio::get).delete(audio::delete))
+        .route("/audio/{id}/content", get(audio::content))
+        .route(
+            "/audio-quotas",
+            get(audio::get_quotas).put(audio::put_quotas),
         )
         .route("/toll-fraud", get(groups::list_counters))
         .route(

@@ -1,0 +1,304 @@
+//! The audio store in the API: list, upload (prompts and music), download, delete, quotas.
+//!
+//! Cluster files (prompts, music on hold) are configuration: the `extensions` grant reads and
+//! changes them. Files of an extension (recordings, voicemail, greetings) follow the role's
+//! `recordings` scope: all of them, the account's own extension's, or none. Every download of an
+//! extension's file is in the audit log.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use storage::Command;
+use storage::audio::{AudioFile, AudioKind, AudioQuotas, AudioUsage, MAX_AUDIO_NAME};
+use storage::model::AuditEntry;
+use storage::web::Scope;
+use tokio::io::AsyncReadExt;
+
+use super::AppState;
+use super::access::Principal;
+use super::error::ApiError;
+use super::guard::ClientAddr;
+use super::json::JsonBody;
+use super::paging::ListQuery;
+use crate::audio::{AudioError, NewAudio};
+use crate::time::now_millis;
+
+/// Largest upload: about 17 minutes of 8 kHz 16-bit mono, or half that at 16 kHz.
+pub(crate) const MAX_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// Longest prompt or music accepted.
+const MAX_UPLOAD_SECS: u32 = 600;
+
+impl From<AudioError> for ApiError {
+    fn from(e: AudioError) -> Self {
+        match e.http_status() {
+            404 => Self::NotFound(e.to_string()),
+            507 => Self::InsufficientStorage(e.to_string()),
+            503 => Self::Unavailable(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Whether `who` may read (and delete) `file`.
+fn may_access(who: &Principal, file: &AudioFile) -> bool {
+    if file.owner.is_empty() {
+        return who.grants.extensions;
+    }
+    match who.grants.recordings {
+        Scope::All => true,
+        Scope::Own => who.extension.as_deref() == Some(file.owner.as_str()),
+        Scope::None => false,
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AudioView {
+    #[serde(flatten)]
+    file: AudioFile,
+    /// Whether this node holds a copy.
+    local: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AudioList {
+    audio: Vec<AudioView>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AudioQuery {
+    kind: Option<String>,
+    owner: Option<String>,
+}
+
+fn parse_kind(kind: &str) -> Result<AudioKind, ApiError> {
+    AudioKind::parse(kind).ok_or_else(|| {
+        let names: Vec<_> = AudioKind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiError::invalid("kind", format!("must be one of {}", names.join(", ")))
+    })
+}
+
+/// `GET /audio?kind=&owner=`: the files the account may see, newest first.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    ListQuery(q): ListQuery<AudioQuery>,
+) -> Result<Json<AudioList>, ApiError> {
+    let kind = q.kind.as_deref().map(parse_kind).transpose()?;
+    state.cluster.linearizable_barrier().await?;
+    let dir = state.cluster.audio_dir();
+    let mut audio: Vec<AudioView> = state
+        .cluster
+        .reader()
+        .list::<AudioFile>()?
+        .into_iter()
+        .filter(|f| kind.is_none_or(|k| f.kind == k))
+        .filter(|f| q.owner.as_deref().is_none_or(|o| f.owner == o))
+        .filter(|f| may_access(&who, f))
+        .map(|file| AudioView {
+            local: dir.has(&file.id),
+            file,
+        })
+        .collect();
+    audio.sort_by_key(|a| std::cmp::Reverse(a.file.created_at));
+    Ok(Json(AudioList { audio }))
+}
+
+/// An entry the account may see, or 404 (also for one it may not: ids say nothing).
+async fn visible(state: &AppState, who: &Principal, id: &str) -> Result<AudioFile, ApiError> {
+    state.cluster.linearizable_barrier().await?;
+    let file = state.audio.entry(id)?;
+    if !may_access(who, &file) {
+        return Err(AudioError::NotFound.into());
+    }
+    Ok(file)
+}
+
+/// `GET /audio/{id}`.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<AudioView>, ApiError> {
+    let file = visible(&state, &who, &id).await?;
+    Ok(Json(AudioView {
+        local: state.cluster.audio_dir().has(&file.id),
+        file,
+    }))
+}
+
+/// `GET /audio/{id}/content`: the WAV, fetched from a holder first when this node has no copy.
+pub(crate) async fn content(
+    State(state): State<AppState>,
+    who: Principal,
+    client: ClientAddr,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    visible(&state, &who, &id).await?;
+    let (file, data) = state.audio.open(&id).await?;
+    if !file.owner.is_empty() {
+        let entry = AuditEntry {
+            at: now_millis(),
+            seq: format!("{:08x}", rand::random::<u32>()),
+            actor: who.username.clone(),
+            source: client.0.to_string(),
+            action: format!(
+                "GET /api/v1/audio/{id}/content: downloaded {} of extension {}",
+                file.kind.as_str(),
+                file.owner
+            ),
+            status: 200,
+            node_id: state.cluster.node_id(),
+        };
+        state.cluster.propose(Command::Audit(entry)).await?;
+    }
+    let stream = futures::stream::unfold(Some(data), |state| async move {
+        let mut data = state?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match data.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(data)))
+            }
+            Err(e) => Some((Err::<Bytes, _>(e), None)),
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "audio/wav".to_owned()),
+            (header::CONTENT_LENGTH, file.size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.wav\"", file.id),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UploadQuery {
+    kind: String,
+    name: String,
+}
+
+/// `POST /audio?kind=prompt|music_on_hold&name=…` with a WAV body: validated (16-bit PCM mono at
+/// 8 or 16 kHz, at most ten minutes), saved on a majority of the nodes, then 201.
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    who: Principal,
+    ListQuery(q): ListQuery<UploadQuery>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<AudioView>), ApiError> {
+    who.require(who.grants.extensions)?;
+    let kind = parse_kind(&q.kind)?;
+    if !matches!(kind, AudioKind::Prompt | AudioKind::MusicOnHold) {
+        return Err(ApiError::invalid(
+            "kind",
+            "only prompt and music_on_hold files are uploaded; the PBX makes the others",
+        ));
+    }
+    let name = q.name.trim();
+    if name.is_empty() || name.len() > MAX_AUDIO_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("1 to {MAX_AUDIO_NAME} bytes, no control characters"),
+        ));
+    }
+    let limits = pbx_media::wav::PromptLimits {
+        max_bytes: MAX_UPLOAD_BYTES,
+        max_seconds: MAX_UPLOAD_SECS,
+    };
+    pbx_media::wav::read_prompt(&body, limits).map_err(|e| ApiError::invalid("body", e))?;
+    let new = NewAudio {
+        kind,
+        owner: String::new(),
+        name: name.to_owned(),
+        call_id: None,
+        retain_until: None,
+    };
+    let file = state.audio.save(new, &body).await?;
+    Ok((StatusCode::CREATED, Json(AudioView { file, local: true })))
+}
+
+/// `DELETE /audio/{id}`: out of the index at once; each node drops its copy on its next pass.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let file = visible(&state, &who, &id).await?;
+    state
+        .propose_checked(Command::DeleteAudioFile { id: file.id })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct QuotaView {
+    #[serde(flatten)]
+    quotas: AudioQuotas,
+    used_bytes: u64,
+    files: u64,
+}
+
+/// `GET /audio-quotas`: the limits and the cluster's usage.
+pub(crate) async fn get_quotas(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Json<QuotaView>, ApiError> {
+    who.require(who.grants.extensions)?;
+    state.cluster.linearizable_barrier().await?;
+    let reader = state.cluster.reader();
+    let quotas = reader
+        .get::<AudioQuotas>(AudioQuotas::KEY)?
+        .unwrap_or_default();
+    let usage = reader
+        .get::<AudioUsage>(&AudioUsage::key_for(AudioUsage::TOTAL))?
+        .unwrap_or_default();
+    Ok(Json(QuotaView {
+        quotas,
+        used_bytes: usage.bytes,
+        files: usage.files,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotasBody {
+    per_owner_bytes: u64,
+    total_bytes: u64,
+}
+
+/// `PUT /audio-quotas`. Lowering a quota below what is stored deletes nothing: new files are
+/// refused until enough is deleted or expires.
+pub(crate) async fn put_quotas(
+    State(state): State<AppState>,
+    who: Principal,
+    JsonBody(body): JsonBody<QuotasBody>,
+) -> Result<Json<AudioQuotas>, ApiError> {
+    who.require(who.grants.extensions)?;
+    if body.per_owner_bytes == 0 || body.total_bytes == 0 {
+        return Err(ApiError::invalid("quotas", "must be positive"));
+    }
+    if body.per_owner_bytes > body.total_bytes {
+        return Err(ApiError::invalid(
+            "per_owner_bytes",
+            "cannot exceed total_bytes",
+        ));
+    }
+    let quotas = AudioQuotas {
+        per_owner_bytes: body.per_owner_bytes,
+        total_bytes: body.total_bytes,
+    };
+    state
+        .propose_checked(Command::PutAudioQuotas(quotas))
+        .await?;
+    Ok(Json(quotas))
+}
