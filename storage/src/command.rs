@@ -17,6 +17,7 @@ use crate::model::{
     ClusterRecord, Event, Extension, FirewallRule, MemberRecord, Recipient, Setting, UnixMillis,
     UserAccount, VipConfig,
 };
+use crate::recording::{self, RecordingPolicy};
 use crate::routing::{
     CallRoute, Limit, OutboundHold, PutMode, Reservation, RoutingKind, RoutingRecord, TollCounter,
     TrunkStatus,
@@ -242,6 +243,9 @@ pub enum Command {
     PruneAudio {
         now: UnixMillis,
     },
+    // Call recording: appended, so that the encoding of every earlier variant is unchanged.
+    /// Set an extension's recording policy; `NotFound` without the extension.
+    PutRecordingPolicy(RecordingPolicy),
 }
 
 /// One change to the registration table.
@@ -350,6 +354,7 @@ impl Command {
                 if response == Response::Ok {
                     txn.delete(Table::CallHandling, number);
                     features_apply::leave_pickup_groups(txn, number)?;
+                    recording::forget_extension(txn, number);
                     for key in txn.keys_with_prefix(Table::Subscriptions, &format!("{number}/")) {
                         txn.delete(Table::Subscriptions, &key);
                     }
@@ -487,6 +492,7 @@ impl Command {
             Self::DeleteAudioFile { id } => audio::delete_audio_file(txn, id),
             Self::PutAudioQuotas(q) => put(txn, q),
             Self::PruneAudio { now } => audio::prune_audio(txn, *now),
+            Self::PutRecordingPolicy(p) => recording::put_recording_policy(txn, p),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -576,6 +582,7 @@ impl Command {
             Self::DeleteAudioFile { .. } => "delete_audio_file",
             Self::PutAudioQuotas(_) => "put_audio_quotas",
             Self::PruneAudio { .. } => "prune_audio",
+            Self::PutRecordingPolicy(_) => "put_recording_policy",
         }
     }
 }

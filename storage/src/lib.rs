@@ -18,6 +18,7 @@ mod features_apply;
 mod log_store;
 pub mod model;
 mod reader;
+pub mod recording;
 pub mod routing;
 mod routing_apply;
 mod snapshot_file;

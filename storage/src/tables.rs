@@ -50,11 +50,13 @@ pub enum Table {
     PickupGroups,
     /// The index of the cluster's audio files, by id.
     AudioFiles,
+    /// Per extension: whether its calls are recorded.
+    RecordingPolicies,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 31] = [
+    pub const ALL: [Self; 32] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -86,6 +88,7 @@ impl Table {
         Self::Subscriptions,
         Self::PickupGroups,
         Self::AudioFiles,
+        Self::RecordingPolicies,
     ];
 
     /// Column family holding the table.
@@ -122,6 +125,7 @@ impl Table {
             Self::Subscriptions => "t_subscriptions",
             Self::PickupGroups => "t_pickup_groups",
             Self::AudioFiles => "t_audio_files",
+            Self::RecordingPolicies => "t_recording_policies",
         }
     }
 
@@ -159,6 +163,7 @@ impl Table {
             Self::Subscriptions => 29,
             Self::PickupGroups => 30,
             Self::AudioFiles => 31,
+            Self::RecordingPolicies => 32,
         }
     }
 

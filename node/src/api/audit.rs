@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use storage::features::{CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup};
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
+use storage::recording::RecordingPolicy;
 use storage::{Command, Record, StateReader};
 
 use super::guard::AuditActor;
@@ -161,6 +162,12 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         Command::PutPickupCodes(c) => {
             let before = old::<PickupCodes>(reader, PickupCodes::KEY).unwrap_or_default();
             changes(Some(&before), Some(c))
+        }
+        // An extension that never set a policy was not recorded: a change shows from `never`.
+        Command::PutRecordingPolicy(p) => {
+            let before = old::<RecordingPolicy>(reader, &p.extension)
+                .unwrap_or_else(|| RecordingPolicy::none(&p.extension));
+            changes(Some(&before), Some(p))
         }
         other => other.kind().to_owned(),
     }

@@ -131,7 +131,7 @@ fn handling_from_body(
 }
 
 /// 404 unless extension `number` exists (after a linearizable barrier).
-async fn existing_extension(state: &AppState, number: &str) -> Result<(), ApiError> {
+pub(super) async fn existing_extension(state: &AppState, number: &str) -> Result<(), ApiError> {
     state.cluster.linearizable_barrier().await?;
     match state.cluster.reader().get::<Extension>(number)? {
         Some(_) => Ok(()),

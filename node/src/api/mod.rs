@@ -18,6 +18,7 @@ mod guard;
 mod json;
 mod live;
 mod paging;
+mod recording;
 mod registrations;
 mod routes;
 mod security;
@@ -179,6 +180,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/extensions/{number}/handling",
             get(features::get_handling).put(features::put_handling),
+        )
+        .route(
+            "/extensions/{number}/recording",
+            get(recording::get_policy).put(recording::put_policy),
         )
         .route(
             "/ring-groups",

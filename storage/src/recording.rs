@@ -1,0 +1,88 @@
+//! Call recording policy, per extension: whether the calls of an extension are recorded.
+//!
+//! Replicated like the rest of the configuration, so whichever node carries a call reads the same
+//! policy. An extension without a policy is never recorded; deleting an extension deletes its
+//! policy, so a new extension with the number starts unrecorded.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::CodecError;
+use crate::command::{Response, Txn, put, table_name};
+use crate::model::UnixMillis;
+use crate::tables::{Record, Table};
+
+/// Whether an extension's calls are recorded. (New modes are appended: the encoding of every
+/// earlier variant stays as it is.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingMode {
+    /// No call is recorded (also what an extension without a policy gets).
+    #[default]
+    Never,
+    /// Every answered call of the extension is recorded.
+    Always,
+}
+
+impl RecordingMode {
+    pub const ALL: [Self; 2] = [Self::Never, Self::Always];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::Always => "always",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// An extension's recording policy, keyed by the extension's number. A missing record means
+/// [`RecordingMode::Never`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingPolicy {
+    pub extension: String,
+    pub mode: RecordingMode,
+    pub updated_at: UnixMillis,
+}
+
+impl RecordingPolicy {
+    /// The policy of an extension that never set one.
+    pub fn none(extension: &str) -> Self {
+        Self {
+            extension: extension.to_owned(),
+            mode: RecordingMode::Never,
+            updated_at: 0,
+        }
+    }
+}
+
+impl Record for RecordingPolicy {
+    const TABLE: Table = Table::RecordingPolicies;
+    fn key(&self) -> String {
+        self.extension.clone()
+    }
+}
+
+/// Sets an extension's policy; `NotFound` (in the extensions table) without the extension.
+pub(crate) fn put_recording_policy(
+    txn: &mut dyn Txn,
+    policy: &RecordingPolicy,
+) -> Result<Response, CodecError> {
+    if txn.get(Table::Extensions, &policy.extension).is_none() {
+        return Ok(Response::NotFound {
+            table: table_name(Table::Extensions),
+            key: policy.extension.clone(),
+        });
+    }
+    put(txn, policy)
+}
+
+/// Extension `number` was deleted: its policy goes with it.
+pub(crate) fn forget_extension(txn: &mut dyn Txn, number: &str) {
+    txn.delete(Table::RecordingPolicies, number);
+}
+
+#[cfg(test)]
+mod tests;
