@@ -13,6 +13,7 @@
 //! - [`dtmf`]: RFC 4733 telephone-events: the payload, a receiver and a sender.
 //! - [`jitter`]: a fixed-depth jitter buffer feeding the mixer and recorder.
 //! - [`mixer`]: an N-party conference mixer.
+//! - [`recorder`]: a two-party call recorder (stereo, one party per channel) in segments.
 //! - [`wav`]: recording writer and validating prompt reader.
 //! - [`tone`]: tone generation and Goertzel detection.
 //!
@@ -25,6 +26,7 @@ pub mod g711;
 pub mod g722;
 pub mod jitter;
 pub mod mixer;
+pub mod recorder;
 pub mod rtp;
 pub mod tone;
 pub mod wav;
