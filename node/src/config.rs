@@ -218,6 +218,21 @@ pub struct CallsSection {
     /// of silence.
     #[serde(default = "default_true")]
     pub hold_music: bool,
+    /// A recorded call is saved in files of this many seconds each: a failover loses at most the
+    /// one being filled.
+    #[serde(default = "default_recording_segment_secs")]
+    pub recording_segment_secs: u64,
+    /// Recordings are deleted after this many days; 0 keeps them until deleted.
+    #[serde(default = "default_recording_retention_days")]
+    pub recording_retention_days: u64,
+}
+
+fn default_recording_segment_secs() -> u64 {
+    60
+}
+
+fn default_recording_retention_days() -> u64 {
+    90
 }
 
 fn default_true() -> bool {
@@ -234,6 +249,8 @@ impl Default for CallsSection {
             reject_anonymous: false,
             transfer_ring_back: true,
             hold_music: true,
+            recording_segment_secs: default_recording_segment_secs(),
+            recording_retention_days: default_recording_retention_days(),
         }
     }
 }

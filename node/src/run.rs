@@ -88,6 +88,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 cluster.clone(),
                 Arc::clone(&tls),
                 Arc::clone(&security),
+                Arc::clone(&audio),
                 None,
             )
             .await
@@ -95,7 +96,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             (sip, None, None)
         }
         Some(vip) => {
-            let (task, fence) = start_vip(&cfg, vip, &cluster, &tls, &security, &events, &stop_rx)?;
+            let (task, fence) = start_vip(
+                &cfg, vip, &cluster, &tls, &security, &events, &audio, &stop_rx,
+            )?;
             (None, Some(task), Some(fence))
         }
     };
@@ -149,6 +152,10 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 }
 
 /// Starts the VIP owner loop: SIP and media come up on the VIP whenever this node takes it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "what the node built, handed to the owner loop once"
+)]
 fn start_vip(
     cfg: &NodeConfig,
     vip: &crate::config::VipSection,
@@ -156,6 +163,7 @@ fn start_vip(
     tls: &Arc<rustls::ServerConfig>,
     security: &Arc<crate::security::Security>,
     events: &Arc<crate::events::Events>,
+    audio: &Arc<crate::audio::AudioStore>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<(
     tokio::task::JoinHandle<Result<(), crate::vip::VipError>>,
@@ -171,6 +179,7 @@ fn start_vip(
     let (sip_cfg, media_cfg, calls_cfg) = (cfg.sip.clone(), cfg.media.clone(), cfg.calls.clone());
     let trunks_cfg = cfg.trunks.clone();
     let (cluster2, tls, security) = (cluster.clone(), Arc::clone(tls), Arc::clone(security));
+    let audio = Arc::clone(audio);
     let start: crate::vip::StartServices = Arc::new(move || {
         let (sip_cfg, media_cfg, calls_cfg, trunks_cfg) = (
             sip_cfg.clone(),
@@ -178,11 +187,12 @@ fn start_vip(
             calls_cfg.clone(),
             trunks_cfg.clone(),
         );
-        let (cluster, tls, security, on_vip) = (
+        let (cluster, tls, security, on_vip, audio) = (
             cluster2.clone(),
             Arc::clone(&tls),
             Arc::clone(&security),
             on_vip.clone(),
+            Arc::clone(&audio),
         );
         Box::pin(async move {
             crate::sip::SipService::start(
@@ -193,6 +203,7 @@ fn start_vip(
                 cluster,
                 tls,
                 security,
+                audio,
                 Some(on_vip),
             )
             .await

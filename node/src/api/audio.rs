@@ -72,6 +72,8 @@ pub(crate) struct AudioList {
 pub(crate) struct AudioQuery {
     kind: Option<String>,
     owner: Option<String>,
+    /// A CDR's `id`: that call's recording segments.
+    call_id: Option<String>,
 }
 
 fn parse_kind(kind: &str) -> Result<AudioKind, ApiError> {
@@ -81,7 +83,7 @@ fn parse_kind(kind: &str) -> Result<AudioKind, ApiError> {
     })
 }
 
-/// `GET /audio?kind=&owner=`: the files the account may see, newest first.
+/// `GET /audio?kind=&owner=&call_id=`: the files the account may see, newest first.
 pub(crate) async fn list(
     State(state): State<AppState>,
     who: Principal,
@@ -97,6 +99,11 @@ pub(crate) async fn list(
         .into_iter()
         .filter(|f| kind.is_none_or(|k| f.kind == k))
         .filter(|f| q.owner.as_deref().is_none_or(|o| f.owner == o))
+        .filter(|f| {
+            q.call_id
+                .as_deref()
+                .is_none_or(|c| f.call_id.as_deref() == Some(c))
+        })
         .filter(|f| may_access(&who, f))
         .map(|file| AudioView {
             local: dir.has(&file.id),

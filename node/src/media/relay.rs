@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::MediaError;
@@ -109,7 +110,20 @@ struct SideState {
     /// The PBX plays music on hold to this side: the other side's RTP is not passed on meanwhile
     /// (a holding phone may still send silence, which would fight the music for the jitter buffer).
     music: bool,
+    /// The call is recorded: a copy of each RTP packet this side sends goes here.
+    tap: Option<mpsc::Sender<Tapped>>,
 }
+
+/// An RTP packet one side of a recorded call sent (0: the caller, 1: the callee).
+#[derive(Debug)]
+pub(crate) struct Tapped {
+    pub(crate) side: usize,
+    pub(crate) packet: Vec<u8>,
+}
+
+/// Packets queued for a call's recorder: about two seconds of both sides at 20 ms. A recorder
+/// that falls further behind loses packets (counted), never the relay's time.
+const TAP_QUEUE: usize = 200;
 
 /// The sources one side's RTP and RTCP were latched to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -333,6 +347,18 @@ impl MediaSession {
         }
     }
 
+    /// Starts copying the first stream's RTP, as each side sends it, to the receiver returned (it
+    /// ends when the recording is stopped or the session dropped).
+    pub(crate) fn record(&self) -> Option<mpsc::Receiver<Tapped>> {
+        let stream = self.streams.first()?;
+        let (tx, rx) = mpsc::channel(TAP_QUEUE);
+        let mut state = lock(&stream.state);
+        for side in state.iter_mut() {
+            side.tap = Some(tx.clone());
+        }
+        Some(rx)
+    }
+
     /// The sources latched for each side's RTP and RTCP in stream `i`, `[caller, callee]`.
     pub(crate) fn latched(&self, i: usize) -> [Latch; 2] {
         self.streams.get(i).map_or_else(Default::default, |s| {
@@ -408,6 +434,16 @@ struct Relay {
 }
 
 impl Relay {
+    /// Where an admitted packet goes: to the other side `o`, unless it hears music on hold.
+    fn route(&self, state: &[SideState; 2], o: usize) -> Route {
+        if !self.is_rtcp && state[o].music {
+            return Route::Held;
+        }
+        let out = &state[o];
+        let flow = if self.is_rtcp { &out.rtcp } else { &out.rtp };
+        Route::To(flow.destination(out.peer.known))
+    }
+
     async fn run(self) {
         let kind = if self.is_rtcp { "rtcp" } else { "rtp" };
         let relayed = metrics::counter!("pbx_media_packets_relayed_total", "kind" => kind);
@@ -418,6 +454,8 @@ impl Relay {
         let send_failed =
             metrics::counter!("pbx_media_packets_dropped_total", "reason" => "send_failed");
         let fenced = metrics::counter!("pbx_vip_fenced_total", "direction" => "media");
+        let untapped =
+            metrics::counter!("pbx_recording_packets_dropped_total", "reason" => "recorder_behind");
         let (i, o) = (self.from.index(), 1 - self.from.index());
         let sockets = if self.is_rtcp {
             &self.stream.rtcp
@@ -447,12 +485,19 @@ impl Relay {
                 };
                 if !flow.admit(src, &trusted, now, &self.guard.may_latch) {
                     Route::Foreign
-                } else if !self.is_rtcp && state[o].music {
-                    Route::Held
+                } else if let Some(tap) = state[i].tap.as_ref().filter(|_| !self.is_rtcp)
+                    && tap
+                        .try_send(Tapped {
+                            side: i,
+                            packet: buf[..len].to_vec(),
+                        })
+                        .is_err()
+                    && !tap.is_closed()
+                {
+                    untapped.increment(1);
+                    self.route(&state, o)
                 } else {
-                    let out = &state[o];
-                    let flow = if self.is_rtcp { &out.rtcp } else { &out.rtp };
-                    Route::To(flow.destination(out.peer.known))
+                    self.route(&state, o)
                 }
             };
             let dest = match route {

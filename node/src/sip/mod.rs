@@ -88,6 +88,7 @@ impl SipService {
         cluster: Cluster,
         tls: Arc<rustls::ServerConfig>,
         security: Arc<Security>,
+        audio: Arc<crate::audio::AudioStore>,
         vip: Option<OnVip>,
     ) -> Result<Option<Self>, SipError> {
         if cfg.udp.is_none() && cfg.tcp.is_none() && cfg.tls.is_none() {
@@ -153,6 +154,13 @@ impl SipService {
             },
             Arc::clone(&security),
             Arc::clone(&trunks),
+            call::RecordingSetup {
+                store: audio,
+                segment: Duration::from_secs(calls_cfg.recording_segment_secs.max(1)),
+                retention: (calls_cfg.recording_retention_days > 0).then(|| {
+                    Duration::from_secs(calls_cfg.recording_retention_days.saturating_mul(86_400))
+                }),
+            },
         ));
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(trunk::refresh_sources(

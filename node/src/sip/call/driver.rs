@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use pbx_sip::transaction::{ClientTxId, Peer, ServerTxId};
 use storage::model::{ActiveCall, Extension};
+use storage::recording::{RecordingMode, RecordingPolicy};
 
 use super::admission::{self, Refusal};
 use super::core::{
@@ -165,6 +166,8 @@ pub(super) async fn run(
         ringing: Vec::new(),
         counted,
         adopted_txs: Vec::new(),
+        policies_of: None,
+        recording: false,
     };
     driver.drive().await;
 }
@@ -423,6 +426,8 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
         ringing: Vec::new(),
         counted,
         adopted_txs: Vec::new(),
+        policies_of: None,
+        recording: false,
     };
     calls.spawn_call(driver.drive());
     Ok(())
@@ -446,6 +451,10 @@ struct Driver {
     counted: [String; 2],
     /// Server transactions of other INVITEs routed to this call (a picking phone's).
     adopted_txs: Vec<ServerTxId>,
+    /// The parties whose recording policies were last looked at (`None`: not since the answer).
+    policies_of: Option<[String; 2]>,
+    /// The call is being recorded (until its media goes away).
+    recording: bool,
 }
 
 impl Driver {
@@ -464,6 +473,16 @@ impl Driver {
                 limits.adopt(parties);
                 drop(limits);
                 self.counted = parties.map(str::to_owned);
+            }
+            if !self.recording
+                && let Some(parties) = self.core.parties()
+                && self
+                    .policies_of
+                    .as_ref()
+                    .is_none_or(|p| *p != [&*parties[0], &*parties[1]])
+            {
+                self.policies_of = Some(parties.map(str::to_owned));
+                self.record_if_wanted();
             }
             if self.core.is_over() {
                 break;
@@ -499,6 +518,43 @@ impl Driver {
                 self.calls.forget(Some(p.tx), &[]);
             }
         }
+    }
+
+    /// Starts recording when a party's policy asks for it: the first such party owns the files. A
+    /// call carried on after a failover starts again here, in a new segment.
+    fn record_if_wanted(&mut self) {
+        let Some(parties) = self.core.parties() else {
+            return;
+        };
+        let reader = self.calls.cluster.reader();
+        let wants = |ext: &&str| {
+            !ext.is_empty()
+                && reader
+                    .get::<RecordingPolicy>(ext)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|p| p.mode == RecordingMode::Always)
+        };
+        let Some(owner) = parties.iter().find(|p| wants(p)).map(|o| (*o).to_owned()) else {
+            return;
+        };
+        let Some(packets) = self.media.record() else {
+            return;
+        };
+        self.recording = true;
+        let setup = &self.calls.recording;
+        let what = crate::audio::recording::Recording {
+            call_id: self.core.id().to_owned(),
+            owner,
+            parties: self.core.extensions().map(str::to_owned),
+            segment: setup.segment,
+            retention: setup.retention,
+        };
+        tokio::spawn(crate::audio::recording::run(
+            Arc::clone(&setup.store),
+            packets,
+            what,
+        ));
     }
 
     fn media_status(&self) -> MediaStatus {

@@ -91,9 +91,22 @@ pub(crate) struct Calls {
     tasks: Mutex<JoinSet<()>>,
     /// Woken when an extension starts or stops ringing (busy lamps follow).
     line_changed: Arc<tokio::sync::Notify>,
+    /// Where recorded calls go, and in what pieces.
+    pub(crate) recording: RecordingSetup,
+}
+
+/// How calls are recorded.
+pub(crate) struct RecordingSetup {
+    pub(crate) store: Arc<crate::audio::AudioStore>,
+    pub(crate) segment: Duration,
+    pub(crate) retention: Option<Duration>,
 }
 
 impl Calls {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the engine's whole context, handed over once"
+    )]
     pub(crate) fn new(
         cluster: Cluster,
         endpoint: EndpointHandle,
@@ -102,6 +115,7 @@ impl Calls {
         config: CallConfig,
         security: Arc<Security>,
         trunks: Arc<super::trunk::Trunks>,
+        recording: RecordingSetup,
     ) -> Self {
         Self {
             cluster,
@@ -114,6 +128,7 @@ impl Calls {
             routes: Mutex::new(Routes::default()),
             tasks: Mutex::new(JoinSet::new()),
             line_changed: Arc::new(tokio::sync::Notify::new()),
+            recording,
         }
     }
 
