@@ -157,3 +157,59 @@ async fn without_hold_music_the_held_phone_hears_nothing() {
     assert!(packets.is_empty(), "{} packets", packets.len());
     assert_eq!(sent, 0.0);
 }
+
+/// A mono 8 kHz WAV of `secs` seconds of `freq` Hz.
+fn tone_wav(freq: f32, secs: usize) -> Vec<u8> {
+    use pbx_media::wav::{Channels, WavWriter};
+    let mut pcm = vec![0i16; 8000 * secs];
+    pbx_media::tone::ToneGenerator::new(freq, 6000, 8000)
+        .unwrap()
+        .fill(&mut pcm);
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut wav = WavWriter::new(&mut out, Channels::Mono).unwrap();
+    wav.write_mono(&pcm).unwrap();
+    wav.finish().unwrap();
+    out.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_music_is_what_the_held_phone_hears() {
+    let options = LabOptions {
+        sip_extra: "qualify_interval_secs = 0".into(),
+        ..LabOptions::default()
+    };
+    let (lab, client) = Lab::with_extensions(3, options, &["1001", "1002"], SECRET)
+        .await
+        .unwrap();
+    let resp = client
+        .req(
+            1,
+            reqwest::Method::POST,
+            "/api/v1/audio?kind=music_on_hold&name=Tone",
+        )
+        .header("content-type", "audio/wav")
+        .body(tone_wav(440.0, 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+    // Node 0 (where the phones are) picks the new music up within its refresh.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !lab.log_tail(0).contains("music on hold: uploaded music") {
+        assert!(std::time::Instant::now() < deadline, "{}", lab.log_tail(0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (packets, _) = hold_and_resume(&lab, &client, dir.path()).await;
+    assert!(packets.len() >= 50, "{} packets", packets.len());
+    let heard: Vec<i16> = packets
+        .iter()
+        .flat_map(|p| p[12..].iter().map(|&b| alaw(b)))
+        .collect();
+    let tone = pbx_media::tone::dominant(&heard, 8000, &[261.63, 329.63, 392.0, 440.0, 523.25]);
+    assert_eq!(
+        tone,
+        Some(440.0),
+        "the uploaded tone, not the built-in tune"
+    );
+}

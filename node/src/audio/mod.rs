@@ -8,6 +8,7 @@
 //! lacks (a node that was down, a new member), confirms what it has, and drops what the index no
 //! longer lists.
 
+pub(crate) mod music;
 pub(crate) mod recording;
 mod sync;
 

@@ -1,12 +1,16 @@
 //! Music on hold: while one phone holds the call (its SDP says `sendonly`, `inactive` or
 //! `c=0.0.0.0`), the other hears a tune from the PBX instead of silence.
 //!
-//! The tune is the PBX's own: a soft arpeggio synthesised at start (no file to license or ship),
-//! encoded as G.711 µ-law or A-law (whichever the listening phone accepts) and sent as RTP every
-//! 20 ms from the relay's socket facing that phone, with an SSRC of its own. The sans-IO part here
-//! (the encoders, the tune, the packetiser) is tested on its own; [`super::relay`] drives it.
+//! What plays is the newest music an admin uploaded to the audio store (see
+//! [`crate::audio::music`]), or else the PBX's own tune: a soft arpeggio synthesised at start (no
+//! file to license or ship). It is encoded as G.711 µ-law or A-law (whichever the listening phone
+//! accepts) and sent as RTP every 20 ms from the relay's socket facing that phone, with an SSRC of
+//! its own. The sans-IO part here (the tune, the packetiser) is tested on its own;
+//! [`super::relay`] drives it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use pbx_media::g711::Law;
 
 /// Samples per RTP packet: 20 ms at 8 kHz.
 pub(crate) const FRAME: usize = 160;
@@ -24,48 +28,10 @@ const NOTES: [f32; 16] = [
 /// Peak amplitude: loud enough to hear, well below clipping once two partials add up.
 const PEAK: f32 = 7000.0;
 
-/// G.711 µ-law (ITU-T G.711 §3.2) of a 16-bit sample.
-pub(crate) fn ulaw(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32635;
-    let mut s = i32::from(sample);
-    let sign = if s < 0 {
-        s = -s;
-        0x80
-    } else {
-        0
-    };
-    s = s.min(CLIP) + BIAS;
-    let exponent = (7 - (s as u32).leading_zeros().saturating_sub(17).min(7)) as i32;
-    let mantissa = (s >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) as u8 as i32 | mantissa) as u8
-}
-
-/// G.711 A-law (ITU-T G.711 §3.1) of a 16-bit sample.
-pub(crate) fn alaw(sample: i16) -> u8 {
-    let mut s = i32::from(sample) >> 3;
-    let sign = if s < 0 {
-        s = -s - 1;
-        0x00
-    } else {
-        0x80
-    };
-    let s = s.min(0x0FFF);
-    let byte = if s < 32 {
-        (s >> 1) as u8
-    } else {
-        // Segment 1 holds 32..63, 2 holds 64..127, …: the highest bit's position less 4.
-        let segment = (31 - (s as u32).leading_zeros()) as i32 - 4;
-        let mantissa = (s >> segment) & 0x0F;
-        ((segment << 4) | mantissa) as u8
-    };
-    (byte | sign) ^ 0x55
-}
-
-/// One loop of the tune, as 8 kHz 16-bit samples.
-pub(crate) fn tune() -> &'static [i16] {
-    static TUNE: OnceLock<Vec<i16>> = OnceLock::new();
-    TUNE.get_or_init(|| {
+/// One loop of the PBX's own tune, as 8 kHz 16-bit samples.
+pub(crate) fn tune() -> Arc<[i16]> {
+    static TUNE: OnceLock<Arc<[i16]>> = OnceLock::new();
+    let tune = TUNE.get_or_init(|| {
         let mut pcm = Vec::with_capacity(NOTES.len() * NOTE_SAMPLES);
         for freq in NOTES {
             for n in 0..NOTE_SAMPLES {
@@ -78,12 +44,13 @@ pub(crate) fn tune() -> &'static [i16] {
                 pcm.push((PEAK * attack * decay * wave / 1.3) as i16);
             }
         }
-        pcm
-    })
+        pcm.into()
+    });
+    Arc::clone(tune)
 }
 
 /// The music's RTP stream towards one phone: sequence numbers, timestamps and an SSRC of its own,
-/// the tune looping.
+/// the music looping.
 #[derive(Debug)]
 pub(crate) struct Player {
     payload_type: u8,
@@ -91,17 +58,21 @@ pub(crate) struct Player {
     timestamp: u32,
     ssrc: u32,
     at: usize,
+    /// 8 kHz samples, never empty.
+    pcm: Arc<[i16]>,
 }
 
 impl Player {
-    /// A stream in `payload_type`: [`PCMA`] is A-law, anything else µ-law (callers pass [`PCMU`]).
-    pub(crate) fn new(payload_type: u8, ssrc: u32, seq: u16) -> Self {
+    /// A stream of `pcm` (the tune when empty) in `payload_type`: [`PCMA`] is A-law, anything
+    /// else µ-law (callers pass [`PCMU`]).
+    pub(crate) fn new(payload_type: u8, ssrc: u32, seq: u16, pcm: Arc<[i16]>) -> Self {
         Self {
             payload_type,
             seq,
             timestamp: ssrc.rotate_left(16),
             ssrc,
             at: 0,
+            pcm: if pcm.is_empty() { tune() } else { pcm },
         }
     }
 
@@ -113,14 +84,14 @@ impl Player {
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.extend_from_slice(&self.ssrc.to_be_bytes());
-        let pcm = tune();
-        let encode = if self.payload_type == PCMA {
-            alaw
+        let pcm = &self.pcm;
+        let law = if self.payload_type == PCMA {
+            Law::Alaw
         } else {
-            ulaw
+            Law::Ulaw
         };
         for i in 0..FRAME {
-            out.push(encode(pcm[(self.at + i) % pcm.len()]));
+            out.push(law.encode(pcm[(self.at + i) % pcm.len()]));
         }
         self.at = (self.at + FRAME) % pcm.len();
         self.seq = self.seq.wrapping_add(1);
@@ -131,63 +102,6 @@ impl Player {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The reference decoders (ITU-T G.711), to check the encoders against.
-    fn ulaw_decode(byte: u8) -> i16 {
-        let b = !byte;
-        let exponent = (b >> 4) & 0x07;
-        let mantissa = i32::from(b & 0x0F);
-        let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-        if b & 0x80 != 0 {
-            -magnitude as i16
-        } else {
-            magnitude as i16
-        }
-    }
-
-    fn alaw_decode(byte: u8) -> i16 {
-        let b = byte ^ 0x55;
-        let exponent = (b >> 4) & 0x07;
-        let mantissa = i32::from(b & 0x0F);
-        let magnitude = match exponent {
-            0 => (mantissa << 4) + 8,
-            e => ((mantissa << 4) + 0x108) << (e - 1),
-        };
-        if b & 0x80 != 0 {
-            magnitude as i16
-        } else {
-            -magnitude as i16
-        }
-    }
-
-    #[test]
-    fn g711_encodes_silence_and_extremes_as_the_standard_says() {
-        assert_eq!(ulaw(0), 0xFF);
-        assert_eq!(ulaw(i16::MAX), 0x80);
-        assert_eq!(ulaw(i16::MIN), 0x00);
-        assert_eq!(alaw(0), 0xD5);
-        assert_eq!(alaw(i16::MAX), 0xAA);
-        assert_eq!(alaw(i16::MIN), 0x2A);
-    }
-
-    #[test]
-    fn g711_round_trips_within_its_quantisation() {
-        for s in (-32000..32000).step_by(37) {
-            let s = s as i16;
-            // The step grows with the level: about 1/16 of it, plus the smallest step.
-            let tolerance = i32::from(s).abs() / 16 + 16;
-            let u = ulaw_decode(ulaw(s));
-            assert!(
-                (i32::from(u) - i32::from(s)).abs() <= tolerance,
-                "µ-law {s} → {u}"
-            );
-            let a = alaw_decode(alaw(s));
-            assert!(
-                (i32::from(a) - i32::from(s)).abs() <= tolerance,
-                "A-law {s} → {a}"
-            );
-        }
-    }
 
     #[test]
     fn the_tune_is_audible_and_loops_without_a_click() {
@@ -202,7 +116,7 @@ mod tests {
 
     #[test]
     fn packets_are_rtp_with_their_own_counting() {
-        let mut p = Player::new(PCMA, 0x1234_5678, 65535);
+        let mut p = Player::new(PCMA, 0x1234_5678, 65535, Arc::from(Vec::new()));
         let mut first = Vec::new();
         let mut second = Vec::new();
         p.next_packet(&mut first);
@@ -220,11 +134,26 @@ mod tests {
         assert_eq!(ts(&second).wrapping_sub(ts(&first)), FRAME as u32);
         assert_eq!(&first[8..12], &0x1234_5678u32.to_be_bytes());
         // The payload decodes back to the tune.
-        let decoded: Vec<i16> = first[12..].iter().map(|&b| alaw_decode(b)).collect();
+        let decoded: Vec<i16> = first[12..].iter().map(|&b| Law::Alaw.decode(b)).collect();
         let peak = decoded.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
         assert!(
             peak > 500,
             "the first frame carries the note's attack: peak {peak}"
         );
+    }
+
+    #[test]
+    fn uploaded_music_plays_in_place_of_the_tune_and_loops() {
+        let pcm: Arc<[i16]> = (0..200).map(|n| (n * 100) as i16).collect();
+        let mut p = Player::new(PCMU, 1, 0, Arc::clone(&pcm));
+        let mut packet = Vec::new();
+        p.next_packet(&mut packet);
+        p.next_packet(&mut packet);
+        // The second packet holds samples 160..200, then 0..120 again.
+        let heard: Vec<i16> = packet[12..].iter().map(|&b| Law::Ulaw.decode(b)).collect();
+        let sent: Vec<i16> = (160..200).chain(0..120).map(|n| pcm[n]).collect();
+        for (h, s) in heard.iter().zip(&sent) {
+            assert!((i32::from(*h) - i32::from(*s)).abs() <= i32::from(*s).abs() / 16 + 16);
+        }
     }
 }

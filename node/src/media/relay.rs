@@ -326,9 +326,9 @@ impl MediaSession {
         s.peer = peer;
     }
 
-    /// Music on hold to `side` of stream `i` in payload type `pt` (`None`: none, the other side's
-    /// RTP flows again).
-    pub(crate) fn hold_music(&mut self, i: usize, side: Side, pt: Option<u8>) {
+    /// Music on hold (`music`: 8 kHz samples, the built-in tune when empty) to `side` of stream
+    /// `i` in payload type `pt` (`None`: none, the other side's RTP flows again).
+    pub(crate) fn hold_music(&mut self, i: usize, side: Side, pt: Option<u8>, music: Arc<[i16]>) {
         let Some(stream) = self.streams.get(i) else {
             return;
         };
@@ -341,6 +341,7 @@ impl MediaSession {
                 Arc::clone(stream),
                 side.index(),
                 pt,
+                music,
                 self.guard.clone(),
             ));
             self.music.insert((i, side.index()), task);
@@ -397,9 +398,15 @@ enum Route {
 /// Music on hold to `side` of `stream`, every 20 ms, until the task is aborted. Sent from the
 /// relay's own socket facing that side, to where its RTP goes; nothing while the fence is down or
 /// the side's address is not known.
-async fn play_music(stream: Arc<Stream>, side: usize, pt: u8, guard: MediaGuard) {
+async fn play_music(
+    stream: Arc<Stream>,
+    side: usize,
+    pt: u8,
+    music: Arc<[i16]>,
+    guard: MediaGuard,
+) {
     let sent = metrics::counter!("pbx_media_hold_music_packets_total");
-    let mut player = super::music::Player::new(pt, rand::random(), rand::random());
+    let mut player = super::music::Player::new(pt, rand::random(), rand::random(), music);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut packet = Vec::with_capacity(12 + super::music::FRAME);

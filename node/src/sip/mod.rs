@@ -163,6 +163,7 @@ impl SipService {
             },
         ));
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(Arc::clone(&calls.music).refresh_every()));
         tasks.push(tokio::spawn(trunk::refresh_sources(
             Arc::clone(&trunks),
             Duration::from_secs(trunks_cfg.address_refresh_secs.max(5)),

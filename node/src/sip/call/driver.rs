@@ -589,7 +589,10 @@ impl Driver {
                     });
                 }
                 Action::SetPeer { stream, side, peer } => self.media.set_peer(stream, side, peer),
-                Action::HoldMusic { stream, side, pt } => self.media.hold_music(stream, side, pt),
+                Action::HoldMusic { stream, side, pt } => {
+                    let music = self.calls.music.current();
+                    self.media.hold_music(stream, side, pt, music);
+                }
                 Action::RestoreLatch {
                     stream,
                     side,

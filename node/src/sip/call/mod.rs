@@ -93,6 +93,8 @@ pub(crate) struct Calls {
     line_changed: Arc<tokio::sync::Notify>,
     /// Where recorded calls go, and in what pieces.
     pub(crate) recording: RecordingSetup,
+    /// What held callers hear.
+    pub(crate) music: Arc<crate::audio::music::MusicLibrary>,
 }
 
 /// How calls are recorded.
@@ -117,7 +119,9 @@ impl Calls {
         trunks: Arc<super::trunk::Trunks>,
         recording: RecordingSetup,
     ) -> Self {
+        let music = crate::audio::music::MusicLibrary::new(cluster.clone());
         Self {
+            music,
             cluster,
             endpoint,
             out,
