@@ -53,17 +53,24 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// Sets up `calls` calls (one caller and one callee phone each) on a fresh `nodes`-node lab, streams
 /// RTP both ways for `seconds`, hangs every call up and reports. With `pbx_cpu`, every PBX process is
 /// pinned to that CPU (run the generator itself on another, e.g. under `taskset -c 1`), as the
-/// rtpengine anchor was measured.
+/// rtpengine anchor was measured. With `record`, every callee's policy records its calls, in
+/// segments of 10 s (so the media phase includes saving them).
 pub async fn call_load(
     calls: usize,
     seconds: u64,
     nodes: u64,
     pbx_cpu: Option<u32>,
+    record: bool,
 ) -> anyhow::Result<CallLoadReport> {
     let ports_per_node = u16::try_from((calls * 4 + 64).max(400)).context("too many calls")?;
     let options = LabOptions {
         sip_extra: "qualify_interval_secs = 0\nmax_transactions = 500000".into(),
         media_ports_per_node: ports_per_node,
+        calls_extra: if record {
+            "recording_segment_secs = 10".into()
+        } else {
+            String::new()
+        },
         ..LabOptions::default()
     };
     let lab = Lab::start_with(nodes, options).await?;
@@ -84,6 +91,24 @@ pub async fn call_load(
         created == numbers.len(),
         "only {created} extensions created"
     );
+    if record {
+        for callee in numbers.iter().skip(1).step_by(2) {
+            let status = client
+                .req(
+                    0,
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/extensions/{callee}/recording"),
+                )
+                .json(&serde_json::json!({"mode": "always"}))
+                .send()
+                .await?
+                .status();
+            ensure!(
+                status.is_success(),
+                "recording policy of {callee}: {status}"
+            );
+        }
+    }
     let server = std::net::SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port));
     if let Some(cpu) = pbx_cpu {
         for pid in lab.nodes.iter().filter_map(|n| n.pid()) {

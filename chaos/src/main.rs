@@ -56,6 +56,9 @@ enum Scenario {
         /// Pin every PBX process to this CPU.
         #[arg(long)]
         pbx_cpu: Option<u32>,
+        /// Record every call (the callees' policy), in 10 s segments.
+        #[arg(long)]
+        record: bool,
     },
     /// A frozen owner without its kernel fence: nftables fence removed, owner frozen with SIP queued over UDP
     /// and TCP, then woken after another node took over: it must answer none of it. Netns lab.
@@ -181,8 +184,10 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             nodes,
             pbx_cpu,
+            record,
         } => {
-            let report = pbx_chaos::call_load::call_load(calls, seconds, nodes, pbx_cpu).await?;
+            let report =
+                pbx_chaos::call_load::call_load(calls, seconds, nodes, pbx_cpu, record).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::ensure!(
                 report.calls_up == calls,

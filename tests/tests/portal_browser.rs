@@ -878,7 +878,11 @@ async fn roles_users_and_bad_input_in_the_browser() -> anyhow::Result<()> {
         "{mine:?}"
     );
     let nav = texts(&b, "#nav a.nav-link").await?;
-    assert_eq!(nav, ["Call records", "My account"], "the user's navigation");
+    assert_eq!(
+        nav,
+        ["Call records", "Audio", "My account"],
+        "the user's navigation"
+    );
     shot(&b, "me-user").await?;
     b.click("#nav-cdrs").await?;
     wait_url(&b, WAIT, |u| path_of(u) == "/cdrs").await?;

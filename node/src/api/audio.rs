@@ -42,8 +42,9 @@ impl From<AudioError> for ApiError {
     }
 }
 
-/// Whether `who` may read (and delete) `file`.
-fn may_access(who: &Principal, file: &AudioFile) -> bool {
+/// Whether `who` may read (and delete) `file`. The portal's `/audio` page lists by the same rule,
+/// through [`Principal::may_access_audio`] (this module is private to the API).
+pub(crate) fn may_access(who: &Principal, file: &AudioFile) -> bool {
     if file.owner.is_empty() {
         return who.grants.extensions;
     }
@@ -51,6 +52,14 @@ fn may_access(who: &Principal, file: &AudioFile) -> bool {
         Scope::All => true,
         Scope::Own => who.extension.as_deref() == Some(file.owner.as_str()),
         Scope::None => false,
+    }
+}
+
+impl Principal {
+    /// Whether this account may read (and delete) `file`: [`may_access`], reachable from the rest
+    /// of the crate.
+    pub(crate) fn may_access_audio(&self, file: &AudioFile) -> bool {
+        may_access(self, file)
     }
 }
 

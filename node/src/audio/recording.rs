@@ -38,6 +38,10 @@ pub(crate) async fn run(
 ) {
     let mut recorder = CallRecorder::new();
     let ticks_per_segment = (what.segment.as_millis() / 20).max(1) as usize;
+    // The first segment ends somewhere in the second half of its length: calls answered together
+    // (a busy hour, a load test) then save their segments spread out rather than all at once.
+    let mut segment_ticks = ticks_per_segment / 2
+        + rand::Rng::gen_range(&mut rand::thread_rng(), 0..ticks_per_segment.div_ceil(2));
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     // A late wake-up writes the ticks it missed: the recording keeps the call's time.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -54,9 +58,10 @@ pub(crate) async fn run(
             },
             _ = tick.tick() => {
                 recorder.tick();
-                if recorder.ticks() >= ticks_per_segment {
+                if recorder.ticks() >= segment_ticks {
                     save(&store, &mut recorder, &what, started);
                     started = now_millis();
+                    segment_ticks = ticks_per_segment;
                 }
             }
         }

@@ -1,17 +1,18 @@
 //! `/extensions`: search and page through the extensions, create, edit, delete and import them,
-//! and e-mail a phone's user their portal login.
+//! set whether their calls are recorded, and e-mail a phone's user their portal login.
 //!
 //! The table is read one page at a time from the replicated extensions table, by number: a number
 //! search is a key range, a name search a filtered scan whose work per request is bounded (and
 //! which carries on from where it stopped, like the API's paging).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use maud::{Markup, html};
 use serde::Deserialize;
 use storage::features::CallHandling;
 use storage::model::Extension;
+use storage::recording::{RecordingMode, RecordingPolicy};
 use storage::routing::PermissionGroup;
 use storage::{StateReader, StorageError};
 
@@ -31,6 +32,20 @@ const END: &str = "\u{7f}";
 
 /// The call handling of the extensions on a page that set one, by number.
 pub(super) type Handling = HashMap<String, CallHandling>;
+
+/// What the extensions on a page have set, by number: call handling, and the recording policy
+/// (an extension without one is never recorded).
+#[derive(Debug, Default)]
+pub(super) struct RowSettings {
+    pub handling: Handling,
+    pub recording: HashMap<String, RecordingMode>,
+}
+
+impl RowSettings {
+    fn recording(&self, number: &str) -> RecordingMode {
+        self.recording.get(number).copied().unwrap_or_default()
+    }
+}
 
 /// Where extensions are read from: the replicated table, or a map in tests.
 pub(super) trait ExtensionSource {
@@ -138,6 +153,67 @@ pub(super) struct ExtensionFilters {
     after: Option<String>,
 }
 
+/// What the page shows.
+#[derive(Debug)]
+pub(super) struct Loaded {
+    pub found: Found,
+    pub total: u64,
+    pub groups: Vec<String>,
+    pub settings: RowSettings,
+}
+
+/// Reads one page of extensions matching `q` after `after`, what they have set, the count and the
+/// permission groups.
+pub(super) fn load(
+    reader: &StateReader,
+    q: &str,
+    after: Option<&str>,
+) -> Result<Loaded, StorageError> {
+    let found = find(reader, q, after, PAGE, NAME_BUDGET)?;
+    let mut settings = RowSettings::default();
+    for e in &found.items {
+        if let Some(h) = reader.get::<CallHandling>(&e.number)? {
+            settings.handling.insert(e.number.clone(), h);
+        }
+    }
+    settings.recording = recording_policies(reader, &found.items)?;
+    let total = reader.count::<Extension>()?;
+    let groups: Vec<String> = reader
+        .list::<PermissionGroup>()?
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    Ok(Loaded {
+        found,
+        total,
+        groups,
+        settings,
+    })
+}
+
+/// The recording policies of `rows` (in number order), read in one pass over the range of numbers
+/// the page covers. A policy exists only for an existing extension, so the pass visits no more
+/// rows than `find` did to fill the page, however many extensions the cluster has.
+fn recording_policies(
+    reader: &StateReader,
+    rows: &[Extension],
+) -> Result<HashMap<String, RecordingMode>, StorageError> {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(HashMap::new());
+    };
+    let on_page: HashSet<&str> = rows.iter().map(|e| e.number.as_str()).collect();
+    // NUL is the least byte: `{last}\0` is the first key after `last`.
+    let to = format!("{}\u{0}", last.number);
+    let (policies, _) =
+        reader.scan_range::<RecordingPolicy>(&first.number, &to, usize::MAX, |p| {
+            on_page.contains(p.extension.as_str())
+        })?;
+    Ok(policies
+        .into_iter()
+        .map(|p| (p.extension, p.mode))
+        .collect())
+}
+
 /// `/extensions`.
 pub(super) async fn page(
     State(state): State<AppState>,
@@ -149,36 +225,21 @@ pub(super) async fn page(
     let q = given(f.q).unwrap_or_default();
     let after = given(f.after);
     let reader = state.cluster.reader().clone();
-    let (found, total, groups, handling) = {
+    let loaded = {
         let q = q.clone();
         let after = after.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-            let found = find(&reader, &q, after.as_deref(), PAGE, NAME_BUDGET)?;
-            let mut handling = Handling::new();
-            for e in &found.items {
-                if let Some(h) = reader.get::<CallHandling>(&e.number)? {
-                    handling.insert(e.number.clone(), h);
-                }
-            }
-            let total = reader.count::<Extension>()?;
-            let groups: Vec<String> = reader
-                .list::<PermissionGroup>()?
-                .into_iter()
-                .map(|g| g.name)
-                .collect();
-            Ok((found, total, groups, handling))
-        })
-        .await
-        .map_err(|e| Problem::internal(e.to_string()))??
+        tokio::task::spawn_blocking(move || load(&reader, &q, after.as_deref()))
+            .await
+            .map_err(|e| Problem::internal(e.to_string()))??
     };
     let content = render(
         &ctx.who,
         &q,
         after.is_none(),
-        &found,
-        total,
-        &groups,
-        &handling,
+        &loaded.found,
+        loaded.total,
+        &loaded.groups,
+        &loaded.settings,
     );
     Ok(layout::page(
         &ctx.who,
@@ -196,7 +257,7 @@ pub(super) fn render(
     found: &Found,
     total: u64,
     groups: &[String],
-    handling: &Handling,
+    settings: &RowSettings,
 ) -> Markup {
     let edit = who.grants.extensions;
     let base = format!("/extensions{}", query(&[("q", q)]));
@@ -223,7 +284,7 @@ pub(super) fn render(
                     @if !q.is_empty() { a.btn #ext-search-clear href="/extensions" { "Clear" } }
                 }
             }
-            (table(who, &found.items, handling))
+            (table(who, &found.items, settings))
             (layout::pager(&base, found.next.as_deref(), first_page))
         }
     }
@@ -285,17 +346,17 @@ fn import_form() -> Markup {
     }
 }
 
-/// `#ext-table`: one page of extensions (with DND and forwarding shown in their status), with the
-/// row actions the grant allows.
-pub(super) fn table(who: &Principal, rows: &[Extension], handling: &Handling) -> Markup {
+/// `#ext-table`: one page of extensions (with DND and forwarding shown in their status, and
+/// whether their calls are recorded), with the row actions the grant allows.
+pub(super) fn table(who: &Principal, rows: &[Extension], settings: &RowSettings) -> Markup {
     let edit = who.grants.extensions;
-    let cols = if edit { 6 } else { 5 };
+    let cols = if edit { 7 } else { 6 };
     html! {
         div.table-wrap {
             table.data #ext-table {
                 thead { tr {
                     th { "Number" } th { "Display name" } th { "Permission group" } th { "SIP user" }
-                    th { "Status" }
+                    th { "Status" } th { "Recording" }
                     @if edit { th.actions { "Actions" } }
                 } }
                 tbody {
@@ -307,14 +368,44 @@ pub(super) fn table(who: &Principal, rows: &[Extension], handling: &Handling) ->
                             td.mono { (e.credentials.username) }
                             td {
                                 @if e.enabled { (badge("ok", "enabled")) } @else { (badge("muted", "disabled")) }
-                                (handling_badges(handling.get(&e.number)))
+                                (handling_badges(settings.handling.get(&e.number)))
                             }
-                            @if edit { td.actions { (row_actions(e, handling.get(&e.number))) } }
+                            td.ext-recording { (recording_cell(e, settings.recording(&e.number), edit)) }
+                            @if edit { td.actions { (row_actions(e, settings.handling.get(&e.number))) } }
                         }
                     }
                     @if rows.is_empty() { (empty_row(cols, "No extensions found.")) }
                 }
             }
+        }
+    }
+}
+
+/// Whether an extension's calls are recorded; with the `extensions` grant, a select that sets it
+/// (`PUT …/recording` as soon as it changes).
+fn recording_cell(e: &Extension, mode: RecordingMode, edit: bool) -> Markup {
+    let label = |m: RecordingMode| match m {
+        RecordingMode::Never => "not recorded",
+        RecordingMode::Always => "always recorded",
+    };
+    if !edit {
+        let kind = match mode {
+            RecordingMode::Never => "muted",
+            RecordingMode::Always => "warn",
+        };
+        return badge(kind, label(mode));
+    }
+    let url = format!("/api/v1/extensions/{}/recording", super::enc(&e.number));
+    html! {
+        form.recording-form data-api={ "PUT " (url) } data-then="notice"
+            data-notice="Extension {extension}: recording {mode}." {
+            select.recording-mode name="mode" data-autosubmit
+                aria-label={ "Recording of extension " (e.number) } {
+                @for m in RecordingMode::ALL {
+                    option value=(m.as_str()) selected[m == mode] { (label(m)) }
+                }
+            }
+            (form_error())
         }
     }
 }

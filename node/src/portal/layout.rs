@@ -21,6 +21,7 @@ pub(crate) enum Nav {
     Trunks,
     Routes,
     Cdrs,
+    Audio,
     Events,
     Security,
     Audit,
@@ -32,13 +33,14 @@ pub(crate) enum Nav {
 }
 
 impl Nav {
-    pub(crate) const ALL: [Self; 14] = [
+    pub(crate) const ALL: [Self; 15] = [
         Self::Dashboard,
         Self::Extensions,
         Self::RingGroups,
         Self::Trunks,
         Self::Routes,
         Self::Cdrs,
+        Self::Audio,
         Self::Events,
         Self::Security,
         Self::Audit,
@@ -57,6 +59,7 @@ impl Nav {
             Self::Trunks => "/trunks",
             Self::Routes => "/routes",
             Self::Cdrs => "/cdrs",
+            Self::Audio => "/audio",
             Self::Events => "/events",
             Self::Security => "/security",
             Self::Audit => "/audit",
@@ -76,6 +79,7 @@ impl Nav {
             Self::Trunks => "Trunks",
             Self::Routes => "Routes",
             Self::Cdrs => "Call records",
+            Self::Audio => "Audio",
             Self::Events => "Events",
             Self::Security => "Firewall & bans",
             Self::Audit => "Audit log",
@@ -96,6 +100,7 @@ impl Nav {
             Self::Trunks => "nav-trunks",
             Self::Routes => "nav-routes",
             Self::Cdrs => "nav-cdrs",
+            Self::Audio => "nav-audio",
             Self::Events => "nav-events",
             Self::Security => "nav-security",
             Self::Audit => "nav-audit",
@@ -114,7 +119,8 @@ impl Nav {
             | Self::RingGroups
             | Self::Trunks
             | Self::Routes
-            | Self::Cdrs => "PBX",
+            | Self::Cdrs
+            | Self::Audio => "PBX",
             Self::Events | Self::Security | Self::Audit => "Security",
             Self::Cluster | Self::Accounts | Self::WebPolicy | Self::Setup => "System",
             Self::Me => "Account",
@@ -130,6 +136,8 @@ impl Nav {
             Self::RingGroups => g.extensions,
             Self::Trunks | Self::Routes => g.routing,
             Self::Cdrs => g.cdrs != Scope::None,
+            // Cluster files need the extensions grant; an extension's, the recordings scope.
+            Self::Audio => g.extensions || g.recordings != Scope::None,
             Self::Events => g.monitor || g.security,
             Self::Security | Self::Audit => g.security,
             Self::Cluster => g.monitor || who.is_admin(),
@@ -334,6 +342,22 @@ pub(crate) fn duration(secs: u64) -> String {
     } else {
         format!("{m}:{s:02}")
     }
+}
+
+/// A size as `512 B`, `1.5 KiB`, `12.0 MiB`, `3.2 GiB` (binary units, one decimal).
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    // 1023.96 would show as 1024.0: the next unit shows it as 1.0.
+    while v >= 1023.95 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// A labelled form field with the place its error is shown.

@@ -11,7 +11,7 @@
 //!   API (`/api/v1/...`), with the session's CSRF token, so what the portal can do, a script can do,
 //!   and the API's checks (grants, validation, audit) are the only ones. Pages *read* through the
 //!   API's own handler functions called in-process ([`api`]) or through the replicated reader, always
-//!   one page of a table at a time ([`extensions`], [`cdrs`]): 10 000 extensions or 100 000 CDRs
+//!   one page of a table at a time ([`extensions`], [`cdrs`], [`audio`]): 10 000 extensions or 100 000 CDRs
 //!   cost the same as ten.
 //! - **One small plain-JavaScript file and one CSS file**, compiled into the binary with
 //!   `include_str!` and served from `/assets/` with a short public cache lifetime. No framework, no
@@ -29,6 +29,7 @@
 mod account;
 mod admin;
 mod api;
+mod audio;
 mod cdrs;
 mod extensions;
 mod features;
@@ -65,6 +66,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/extensions", get(extensions::page))
         .route("/ring-groups", get(features::page))
         .route("/cdrs", get(cdrs::page))
+        .route("/audio", get(audio::page))
         .route("/security", get(security::page))
         .route("/audit", get(security::audit))
         .route("/events", get(security::events))

@@ -113,8 +113,8 @@ fn the_navigation_follows_the_grants() {
     );
     assert_eq!(
         ids(&principal("user", Grants::USER)),
-        ["nav-cdrs", "nav-me"],
-        "a user sees their own calls and account"
+        ["nav-cdrs", "nav-audio", "nav-me"],
+        "a user sees their own calls, recordings and account"
     );
     assert_eq!(
         ids(&principal("operator", Grants::OPERATOR)),
@@ -122,6 +122,7 @@ fn the_navigation_follows_the_grants() {
             "nav-dashboard",
             "nav-extensions",
             "nav-cdrs",
+            "nav-audio",
             "nav-events",
             "nav-cluster",
             "nav-me"
@@ -147,7 +148,8 @@ fn the_navigation_follows_the_grants() {
     };
     assert_eq!(
         ids(&principal("helpdesk", extensions_only)),
-        ["nav-extensions", "nav-ring-groups", "nav-me"]
+        ["nav-extensions", "nav-ring-groups", "nav-audio", "nav-me"],
+        "prompts and music are the extensions grant's"
     );
     // A custom role called "admin"-like but not admin gets no admin pages.
     let everything_but_admin = principal("superuser", Grants::ADMIN);
@@ -249,6 +251,11 @@ fn times_and_durations() {
     assert_eq!(layout::iso(1_764_324_000_000), "2025-11-28T10:00:00Z");
     assert_eq!(layout::duration(59), "0:59");
     assert_eq!(layout::duration(3_725), "1:02:05");
+    assert_eq!(layout::bytes(0), "0 B");
+    assert_eq!(layout::bytes(1023), "1023 B");
+    assert_eq!(layout::bytes(1536), "1.5 KiB");
+    assert_eq!(layout::bytes(1024 * 1024 - 1), "1.0 MiB");
+    assert_eq!(layout::bytes(16 * 1024 * 1024 * 1024), "16.0 GiB");
 }
 
 #[test]
@@ -390,4 +397,281 @@ fn the_pickup_groups_and_codes_show_on_the_ring_groups_page() {
         list.contains("<span class=\"mono\">#6</span> then the extension"),
         "{list}"
     );
+}
+
+// ---- Pages read from a one-node cluster -----------------------------------------------------
+
+/// A one-node cluster, initialized and leading, in `dir`.
+async fn one_node(dir: &std::path::Path) -> cluster::Cluster {
+    use cluster::{ClusterConfig, NodeTlsFiles, generate_ca, issue_node_cert};
+    use std::time::{Duration, Instant};
+    use storage::model::NodeAddr;
+
+    let ca = generate_ca("test").unwrap();
+    let cert = issue_node_cert(&ca, 1, &[]).unwrap();
+    let advertise = NodeAddr {
+        raft_addr: "127.0.0.1:1".into(),
+        api_addr: "127.0.0.1:1".into(),
+    };
+    let tls = NodeTlsFiles::new(&ca.cert_pem, &cert);
+    let cfg = ClusterConfig::new(1, "127.0.0.1:0".parse().unwrap(), advertise, tls);
+    let node = cluster::Cluster::start(cfg, dir).await.unwrap();
+    node.initialize().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.current_leader() != Some(1) {
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node
+}
+
+async fn seed(node: &cluster::Cluster, cmd: storage::Command) {
+    let answer = node.propose(cmd).await.unwrap();
+    assert_eq!(answer, storage::Response::Ok);
+}
+
+fn audio_file(
+    n: u64,
+    kind: storage::audio::AudioKind,
+    owner: &str,
+    name: &str,
+) -> storage::audio::AudioFile {
+    storage::audio::AudioFile {
+        id: format!("{n:032x}"),
+        kind,
+        owner: owner.into(),
+        name: name.into(),
+        call_id: (kind == storage::audio::AudioKind::Recording).then(|| format!("call-{n}")),
+        size: 48_044 + n,
+        sha256: "0".repeat(64),
+        created_at: 1_764_324_000_000 + n * 1000,
+        retain_until: (kind == storage::audio::AudioKind::Recording).then_some(1_772_100_000_000),
+        holders: vec![1, 2, 3],
+    }
+}
+
+/// The row ids of the audio table, in order.
+fn audio_rows(html: &str) -> Vec<&str> {
+    html.split("<tr id=\"audio-row-")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audio_page_lists_the_files_the_account_may_see() {
+    use storage::audio::AudioKind;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    let prompt = audio_file(1, AudioKind::Prompt, "", "Welcome");
+    let mine = audio_file(2, AudioKind::Recording, "1001", "call of 1001");
+    let theirs = audio_file(3, AudioKind::Recording, "1002", HOSTILE);
+    let music = audio_file(4, AudioKind::MusicOnHold, "", "Hold tune");
+    for f in [&prompt, &mine, &theirs, &music] {
+        seed(&node, storage::Command::PutAudioFile(f.clone())).await;
+    }
+    let reader = node.reader();
+
+    // The admin: every file, newest first, each with its player, download and delete; the upload
+    // form and the quotas.
+    let who = admin();
+    let loaded = super::audio::load(reader, &who, None, None).unwrap();
+    let content = super::audio::render(&who, None, true, &loaded);
+    let html = layout::page(&who, Nav::Audio, "Audio", content).into_string();
+    assert_eq!(
+        audio_rows(&html),
+        [&music.id, &theirs.id, &mine.id, &prompt.id]
+    );
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let id = &mine.id;
+    for needle in [
+        format!(
+            "<audio class=\"player\" controls preload=\"none\" src=\"/api/v1/audio/{id}/content\">"
+        ),
+        format!("href=\"/api/v1/audio/{id}/content\" download>Download</a>"),
+        format!("data-api=\"DELETE /api/v1/audio/{id}\""),
+        "<td class=\"mono\">call-2</td>".to_owned(),
+        "<td class=\"num\">46.9 KiB</td>".to_owned(),
+        "title=\"nodes 1, 2, 3\">3</td>".to_owned(),
+        "datetime=\"2026-02-26T10:00:00Z\"".to_owned(),
+        "datetime=\"2025-11-28T10:00:02Z\"".to_owned(),
+        "until deleted".to_owned(),
+        "id=\"audio-upload\" data-upload=\"/api/v1/audio\"".to_owned(),
+        "<option value=\"music_on_hold\">music on hold</option>".to_owned(),
+        "accept=\".wav,audio/wav,audio/x-wav\"".to_owned(),
+        "data-api=\"PUT /api/v1/audio-quotas\"".to_owned(),
+        "name=\"total_bytes\" data-type=\"mib\" min=\"1\" step=\"any\" required value=\"16384\""
+            .to_owned(),
+        "name=\"per_owner_bytes\" data-type=\"mib\" min=\"1\" step=\"any\" required value=\"256\""
+            .to_owned(),
+        "class=\"nav-link active\" id=\"nav-audio\" href=\"/audio\"".to_owned(),
+        "id=\"audio-count\">4<".to_owned(),
+    ] {
+        assert!(html.contains(&needle), "/audio lacks {needle}");
+    }
+    assert!(
+        !html.contains("id=\"audio-more\""),
+        "everything is on the page"
+    );
+    assert!(!html.contains("style=") && !html.contains(" onclick"));
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "only the portal's script"
+    );
+
+    // Filtered by kind.
+    let loaded = super::audio::load(reader, &who, Some(AudioKind::Prompt), None).unwrap();
+    let html = super::audio::render(&who, Some(AudioKind::Prompt), true, &loaded).into_string();
+    assert_eq!(audio_rows(&html), [&prompt.id]);
+    assert!(html.contains("<option value=\"prompt\" selected>prompt</option>"));
+
+    // A user whose role sees its own extension's recordings: 1001's, not 1002's, no cluster
+    // files, no upload and no quotas.
+    let user = principal("user", Grants::USER);
+    let loaded = super::audio::load(reader, &user, None, None).unwrap();
+    assert!(loaded.storage.is_none());
+    let html = super::audio::render(&user, None, true, &loaded).into_string();
+    assert_eq!(audio_rows(&html), [&mine.id]);
+    assert!(!html.contains(&theirs.id) && !html.contains(&prompt.id));
+    assert!(!html.contains("id=\"audio-upload\"") && !html.contains("audio-quotas"));
+    assert!(html.contains("id=\"audio-count\">1<"));
+    // The same role without an extension sees nothing.
+    let mut nobody = principal("user", Grants::USER);
+    nobody.extension = None;
+    let loaded = super::audio::load(reader, &nobody, None, None).unwrap();
+    assert!(loaded.listing.files.is_empty());
+
+    node.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_audio_page_shows_the_newest_page_and_counts_the_rest() {
+    use super::audio::{Newest, Position};
+    use storage::audio::AudioKind;
+
+    // 450 recordings offered in no particular order, one of another extension's.
+    let who = principal("user", Grants::USER);
+    let mut files: Vec<_> = (0..450)
+        .map(|n| audio_file(n, AudioKind::Recording, "1001", &format!("r{n}")))
+        .collect();
+    files.push(audio_file(1000, AudioKind::Recording, "1002", "not mine"));
+    files.reverse();
+    files.swap(3, 300);
+    let page = |after: Option<Position>| {
+        let mut newest = Newest::new(&who, None, after, 200);
+        for f in &files {
+            newest.offer(f);
+        }
+        newest.finish()
+    };
+    let first = page(None);
+    assert_eq!(first.total, 450);
+    assert_eq!(first.files.len(), 200);
+    assert_eq!(first.files[0].name, "r449");
+    assert_eq!(first.files[199].name, "r250");
+    assert_eq!(first.more, 250);
+    let cursor = first.next.clone().unwrap();
+    let second = page(Position::parse(&cursor));
+    assert_eq!(second.files[0].name, "r249");
+    assert_eq!(second.more, 50);
+    let third = page(Position::parse(&second.next.unwrap()));
+    assert_eq!(third.files.len(), 50);
+    assert_eq!(third.files[49].name, "r0");
+    assert_eq!((third.more, third.next), (0, None));
+
+    // The page says how many more there are and links to them.
+    let loaded = super::audio::Loaded {
+        listing: first,
+        storage: None,
+    };
+    let html = super::audio::render(&who, Some(AudioKind::Recording), true, &loaded).into_string();
+    assert!(html.contains("id=\"audio-more\">250 older files are not on this page."));
+    assert!(
+        html.contains(&format!(
+            "href=\"/audio?kind=recording&amp;after={}\"",
+            enc(&cursor)
+        )),
+        "{html}"
+    );
+    for bad in ["", "x", "12-nothex", "-0000", "1-00"] {
+        assert!(Position::parse(bad).is_none(), "{bad:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extensions_page_shows_and_sets_the_recording_policy() {
+    use storage::recording::{RecordingMode, RecordingPolicy};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    for n in ["1001", "1002", "1003"] {
+        seed(
+            &node,
+            storage::Command::CreateExtension(extension(n, &format!("User {n}"))),
+        )
+        .await;
+    }
+    let policy = |n: &str, mode| RecordingPolicy {
+        extension: n.into(),
+        mode,
+        updated_at: 1,
+    };
+    seed(
+        &node,
+        storage::Command::PutRecordingPolicy(policy("1002", RecordingMode::Always)),
+    )
+    .await;
+    seed(
+        &node,
+        storage::Command::PutRecordingPolicy(policy("1003", RecordingMode::Never)),
+    )
+    .await;
+    let reader = node.reader();
+    let loaded = extensions::load(reader, "", None).unwrap();
+    assert_eq!(loaded.found.items.len(), 3);
+    let render = |who: &Principal| {
+        extensions::render(
+            who,
+            "",
+            true,
+            &loaded.found,
+            loaded.total,
+            &loaded.groups,
+            &loaded.settings,
+        )
+        .into_string()
+    };
+    let html = render(&admin());
+    let row = |html: &str, n: &str| -> String {
+        let start = html.find(&format!("<tr id=\"ext-row-{n}\"")).unwrap();
+        let end = html[start..].find("</tr>").unwrap();
+        html[start..start + end].to_owned()
+    };
+    for (n, mode) in [("1001", "never"), ("1002", "always"), ("1003", "never")] {
+        let r = row(&html, n);
+        assert!(
+            r.contains(&format!(
+                "data-api=\"PUT /api/v1/extensions/{n}/recording\" data-then=\"notice\""
+            )),
+            "{r}"
+        );
+        assert!(r.contains("name=\"mode\" data-autosubmit"), "{r}");
+        assert!(
+            r.contains(&format!("<option value=\"{mode}\" selected>")),
+            "{n}: {r}"
+        );
+        assert_eq!(r.matches(" selected>").count(), 1, "{r}");
+    }
+    assert!(html.contains("<th>Recording</th>"));
+
+    // Who only watches sees the policy, with nothing to change it.
+    let html = render(&principal("operator", Grants::OPERATOR));
+    assert!(row(&html, "1002").contains(">always recorded</span>"));
+    assert!(row(&html, "1001").contains(">not recorded</span>"));
+    assert!(!html.contains("/recording\""));
+
+    node.shutdown().await.unwrap();
 }

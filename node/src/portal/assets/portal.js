@@ -2,7 +2,7 @@
 // Content-Security-Policy forbids it): everything hangs off data-* attributes the server renders.
 //
 //   form[data-api="METHOD /api/v1/..."]  sends its named fields as JSON (data-type on a field:
-//       number | bool | list | json; empty fields are left out, or sent as null with
+//       number | bool | list | json | mib (a number of MiB sent as bytes); empty fields are left out, or sent as null with
 //       data-empty="null"; dotted names nest: grants.monitor), then does data-then:
 //       reload | redirect:/path | show-secret | notice | totp. `{field}` in the URL is that
 //       field's value, as one path segment (required).
@@ -10,6 +10,9 @@
 //       data-body is the JSON body).
 //   form[data-login]                     the sign-in form (asks for the second factor when needed).
 //   form[data-import]                    uploads a CSV file and shows the per-row report.
+//   form[data-upload]                    uploads its file input's WAV file as the body of a POST to
+//       data-upload?kind=…&name=… (the name defaults to the file's), then does data-then.
+//   select[data-autosubmit]              submits its form as soon as it changes.
 //   [data-live]                          the monitor, kept current from the server's event stream.
 //   button[data-network]                 the setup wizard's network check.
 //
@@ -34,7 +37,7 @@
     const init = { method, headers, credentials: 'same-origin' };
     if (body !== undefined) {
       headers['Content-Type'] = contentType;
-      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      init.body = typeof body === 'string' || body instanceof Blob ? body : JSON.stringify(body);
     }
     let resp;
     try {
@@ -166,6 +169,8 @@
     switch (type) {
       case 'number':
         return Number(raw);
+      case 'mib':
+        return Math.round(Number(raw) * 1024 * 1024);
       case 'bool':
         return raw === 'true';
       case 'list':
@@ -363,6 +368,28 @@
     report.hidden = false;
   }
 
+  // ---- Audio upload --------------------------------------------------------------------------
+
+  async function uploadAudio(form) {
+    clearErrors(form);
+    const input = $('input[type="file"]', form);
+    const file = input?.files?.[0];
+    if (!file) {
+      showError(form, 'body: choose a WAV file');
+      return;
+    }
+    const kind = form.elements.namedItem('kind')?.value ?? '';
+    const typed = form.elements.namedItem('name')?.value.trim() ?? '';
+    const name = typed || file.name.replace(/\.wav$/i, '');
+    const url = `${form.dataset.upload}?kind=${encodeURIComponent(kind)}&name=${encodeURIComponent(name)}`;
+    busy(form, true);
+    const res = await call('POST', url, file, 'audio/wav');
+    busy(form, false);
+    if (res.ok) after(form, res);
+    else if (res.status === 413) showError(form, 'The file is larger than the server accepts.');
+    else showError(form, messageOf(res));
+  }
+
   // ---- Times and durations -------------------------------------------------------------------
 
   function localTimes(root = document) {
@@ -537,10 +564,18 @@
     } else if (form.dataset.import) {
       ev.preventDefault();
       importCsv(form);
+    } else if (form.dataset.upload) {
+      ev.preventDefault();
+      uploadAudio(form);
     } else if (form.dataset.api) {
       ev.preventDefault();
       submitApi(form);
     }
+  });
+
+  document.addEventListener('change', (ev) => {
+    const el = ev.target;
+    if (el instanceof HTMLSelectElement && 'autosubmit' in el.dataset) el.form?.requestSubmit();
   });
 
   document.addEventListener('click', (ev) => {
