@@ -375,12 +375,10 @@ impl Cluster {
         sha256: &str,
     ) -> Result<(), TransferError> {
         let inner = &self.inner;
-        let addr = inner
-            .member_addr(node)
-            .ok_or(TransferError::UnknownNode(node))?;
+        let addr = inner.blob_peer(node)?;
         inner
             .blob_client
-            .push(&inner.blobs, node, &addr.raft_addr, id, sha256)
+            .push(&inner.blobs, node, &addr, id, sha256)
             .await
     }
 
@@ -394,12 +392,10 @@ impl Cluster {
         size: u64,
     ) -> Result<(), TransferError> {
         let inner = &self.inner;
-        let addr = inner
-            .member_addr(node)
-            .ok_or(TransferError::UnknownNode(node))?;
+        let addr = inner.blob_peer(node)?;
         inner
             .blob_client
-            .fetch(&inner.blobs, node, &addr.raft_addr, id, sha256, size)
+            .fetch(&inner.blobs, node, &addr, id, sha256, size)
             .await
     }
 
@@ -574,6 +570,13 @@ impl Inner {
             .nodes()
             .next()
             .is_some()
+    }
+
+    /// The address audio transfers with member `node` dial.
+    fn blob_peer(&self, node: NodeId) -> Result<String, TransferError> {
+        self.member_addr(node)
+            .map(|a| a.raft_addr)
+            .ok_or(TransferError::UnknownNode(node))
     }
 
     fn member_addr(&self, id: NodeId) -> Option<NodeAddr> {

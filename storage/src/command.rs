@@ -23,6 +23,7 @@ use crate::routing::{
     TrunkStatus,
 };
 use crate::tables::{Record, Table};
+use crate::time_condition::{self, TimeCondition};
 use crate::web::{HangupRequest, WebAccount, WebRole, WebSession};
 use crate::web_apply;
 
@@ -246,6 +247,14 @@ pub enum Command {
     // Call recording: appended, so that the encoding of every earlier variant is unchanged.
     /// Set an extension's recording policy; `NotFound` without the extension.
     PutRecordingPolicy(RecordingPolicy),
+    // Time conditions: appended.
+    /// Create or replace a time condition: `NotFound` naming an open or closed destination that
+    /// does not exist.
+    PutTimeCondition(TimeCondition),
+    /// Delete a time condition: `Conflict` naming an inbound route that still sends calls to it.
+    DeleteTimeCondition {
+        name: String,
+    },
 }
 
 /// One change to the registration table.
@@ -492,6 +501,8 @@ impl Command {
             Self::DeleteAudioFile { id } => audio::delete_audio_file(txn, id),
             Self::PutAudioQuotas(q) => put(txn, q),
             Self::PruneAudio { now } => audio::prune_audio(txn, *now),
+            Self::PutTimeCondition(c) => time_condition::put_time_condition(txn, c),
+            Self::DeleteTimeCondition { name } => time_condition::delete_time_condition(txn, name),
             Self::PutRecordingPolicy(p) => recording::put_recording_policy(txn, p),
             Self::UpdateBindings(ops) => {
                 for op in ops {
@@ -583,6 +594,8 @@ impl Command {
             Self::PutAudioQuotas(_) => "put_audio_quotas",
             Self::PruneAudio { .. } => "prune_audio",
             Self::PutRecordingPolicy(_) => "put_recording_policy",
+            Self::PutTimeCondition(_) => "put_time_condition",
+            Self::DeleteTimeCondition { .. } => "delete_time_condition",
         }
     }
 }

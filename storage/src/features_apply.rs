@@ -54,8 +54,8 @@ pub(crate) fn put_ring_group(
     put(txn, group)
 }
 
-/// Deletes a ring group; `Conflict` names an inbound route or another group that still sends calls
-/// to it.
+/// Deletes a ring group; `Conflict` names an inbound route, another group or a time condition that
+/// still sends calls to it.
 pub(crate) fn delete_ring_group(txn: &mut dyn Txn, number: &str) -> Result<Response, CodecError> {
     if txn.get(Table::RingGroups, number).is_none() {
         return Ok(not_found(Table::RingGroups, number));
@@ -77,6 +77,9 @@ pub(crate) fn delete_ring_group(txn: &mut dyn Txn, number: &str) -> Result<Respo
         if other.number != number && other.no_answer.as_deref() == Some(number) {
             return Ok(conflict(Table::RingGroups, &other.number));
         }
+    }
+    if let Some(cond) = crate::time_condition::sending_to_ring_group(txn, number)? {
+        return Ok(conflict(Table::TimeConditions, &cond));
     }
     Ok(delete(txn, Table::RingGroups, number, true))
 }

@@ -24,6 +24,7 @@ mod routing_apply;
 mod snapshot_file;
 mod state_machine;
 pub mod tables;
+pub mod time_condition;
 pub mod web;
 mod web_apply;
 

@@ -182,6 +182,8 @@ pub enum Destination {
     Extension(String),
     /// A ring group's number. (Appended: the encoding of earlier variants is unchanged.)
     RingGroup(String),
+    /// A time condition's name: its open or closed destination, by the cluster's clock. (Appended.)
+    TimeCondition(String),
 }
 
 /// A rule for calls arriving on trunks.

@@ -73,6 +73,10 @@ pub(crate) fn put_routing(
                     .get(Table::RingGroups, n)
                     .is_none()
                     .then_some((Table::RingGroups, n)),
+                Destination::TimeCondition(n) => txn
+                    .get(Table::TimeConditions, n)
+                    .is_none()
+                    .then_some((Table::TimeConditions, n)),
             };
             if let Some((table, number)) = missing {
                 return Ok(not_found(table, number));

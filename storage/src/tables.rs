@@ -52,11 +52,13 @@ pub enum Table {
     AudioFiles,
     /// Per extension: whether its calls are recorded.
     RecordingPolicies,
+    /// Business hours and holidays choosing an inbound call's destination, by name.
+    TimeConditions,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 33] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -89,6 +91,7 @@ impl Table {
         Self::PickupGroups,
         Self::AudioFiles,
         Self::RecordingPolicies,
+        Self::TimeConditions,
     ];
 
     /// Column family holding the table.
@@ -126,6 +129,7 @@ impl Table {
             Self::PickupGroups => "t_pickup_groups",
             Self::AudioFiles => "t_audio_files",
             Self::RecordingPolicies => "t_recording_policies",
+            Self::TimeConditions => "t_time_conditions",
         }
     }
 
@@ -164,6 +168,7 @@ impl Table {
             Self::PickupGroups => 30,
             Self::AudioFiles => 31,
             Self::RecordingPolicies => 32,
+            Self::TimeConditions => 33,
         }
     }
 

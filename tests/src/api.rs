@@ -47,7 +47,26 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut req = api.admin(method, path);
+    answer(api.admin(method, path), path, body).await
+}
+
+/// The password the tests give the web accounts they create.
+pub const PASSWORD: &str = "Quiet-Harbor-42x";
+
+/// Sends `body` (if any) to node 0 as web account `user` (password [`PASSWORD`]); the status and
+/// the JSON answer (`null` for an empty one).
+pub async fn as_user(
+    lab: &Lab,
+    user: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let req = lab.anon(0, method, path).basic_auth(user, Some(PASSWORD));
+    answer(req, path, body).await
+}
+
+async fn answer(mut req: RequestBuilder, path: &str, body: Option<Value>) -> (StatusCode, Value) {
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -60,6 +79,19 @@ pub async fn call(
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"))
     };
     (status, value)
+}
+
+/// Asserts an error answer: `status`, an error code, and a message containing each of `needles`.
+pub fn expect_error(got: &(StatusCode, Value), status: StatusCode, needles: &[&str]) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert!(got.1["error"].is_string(), "{}", got.1);
+    let msg = got.1["message"].as_str().unwrap_or_default();
+    for needle in needles {
+        assert!(
+            msg.contains(needle),
+            "message {msg:?} should mention {needle:?}"
+        );
+    }
 }
 
 /// Sends `body` as admin to node 0 and asserts the answer's `status`; the JSON answer.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::LabClient;
 use crate::sipp::Sipp;
 use crate::topology;
+use crate::{Lab, LabClient, LabOptions};
 
 fn lab_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab-netns.sh")
@@ -73,6 +73,30 @@ pub fn in_namespace_lab(inside: &str, inner: &str) {
     for line in text.lines().filter(|l| l.starts_with("failover:")) {
         eprintln!("{line}");
     }
+}
+
+/// A 3-node lab in the namespaces (`options` with `netns` set) with extensions `numbers`, a
+/// signed-in client whose requests give up after 1.5 s (a killed node must not stall a test), and
+/// the node that owns the VIP.
+pub async fn vip_lab(
+    options: LabOptions,
+    numbers: &[&str],
+    secret: &str,
+) -> (Lab, LabClient, usize) {
+    let options = LabOptions {
+        netns: true,
+        ..options
+    };
+    let (lab, client) = Lab::with_extensions(3, options, numbers, secret)
+        .await
+        .expect("the lab starts");
+    let client = client
+        .with_session()
+        .await
+        .expect("a session")
+        .with_timeout(Duration::from_millis(1500));
+    let owner = vip_owner(&client, lab.nodes.len(), None, Duration::from_secs(20)).await;
+    (lab, client, owner)
 }
 
 /// The node that alone claims the VIP (not `not`), waiting up to `within`.

@@ -11,44 +11,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use pbx_tests::Lab;
+use pbx_tests::api::{PASSWORD, as_user, expect_error};
 use pbx_tests::api::{call, create, inbound_to_extension, send};
-
-const PASSWORD: &str = "Quiet-Harbor-42x";
-
-/// A request as web account `user` (HTTP Basic); the status and the JSON answer.
-async fn as_user(
-    lab: &Lab,
-    user: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = lab.anon(0, method, path).basic_auth(user, Some(PASSWORD));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"))
-    };
-    (status, value)
-}
-
-/// Asserts an error answer: `status`, and a message containing each of `needles`.
-fn expect_error(got: &(StatusCode, Value), status: StatusCode, needles: &[&str]) {
-    assert_eq!(got.0, status, "{}", got.1);
-    let msg = got.1["message"].as_str().unwrap_or_default();
-    for needle in needles {
-        assert!(
-            msg.contains(needle),
-            "message {msg:?} should mention {needle:?}"
-        );
-    }
-}
 
 /// A portal page's HTML as `user` (Basic auth works for pages as for the API).
 async fn page(lab: &Lab, user: &str, password: &str, path: &str) -> (StatusCode, String) {

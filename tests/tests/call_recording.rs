@@ -282,20 +282,11 @@ async fn recording_failover_inside_the_lab() {
         return;
     }
     let options = LabOptions {
-        netns: true,
         sip_extra: "qualify_interval_secs = 0".into(),
         calls_extra: "recording_segment_secs = 2".into(),
         ..LabOptions::default()
     };
-    let (mut lab, client) = Lab::with_extensions(3, options, &["1001", "1002"], SECRET)
-        .await
-        .unwrap();
-    let client = client
-        .with_session()
-        .await
-        .unwrap()
-        .with_timeout(Duration::from_millis(1500));
-    let owner = vip_owner(&client, lab.nodes.len(), None, Duration::from_secs(20)).await;
+    let (mut lab, client, owner) = netns::vip_lab(options, &["1001", "1002"], SECRET).await;
     send(
         &lab,
         Method::PUT,

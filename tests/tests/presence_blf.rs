@@ -535,19 +535,11 @@ async fn failover() {
     }
     let started = Instant::now();
     let options = LabOptions {
-        netns: true,
         sip_extra: "qualify_interval_secs = 0".into(),
         ..LabOptions::default()
     };
-    let (mut lab, client) = Lab::with_extensions(3, options, &["1001", "1002", "1003"], SECRET)
-        .await
-        .unwrap();
-    let client = client
-        .with_session()
-        .await
-        .unwrap()
-        .with_timeout(Duration::from_millis(1500));
-    let first_owner = vip_owner(&client, lab.nodes.len(), None, Duration::from_secs(20)).await;
+    let (mut lab, client, first_owner) =
+        netns::vip_lab(options, &["1001", "1002", "1003"], SECRET).await;
     let lab_up = started.elapsed();
     let vip = SocketAddr::new(topology::VIP.into(), topology::SIP_PORT).to_string();
     let dir = tempfile::tempdir().unwrap();

@@ -5,48 +5,13 @@
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use pbx_tests::Lab;
+use pbx_tests::api::{PASSWORD, as_user, expect_error};
 use pbx_tests::api::{call, create, send};
 
-const PASSWORD: &str = "Quiet-Harbor-42x";
 const PATH: &str = "/api/v1/extensions/1001/recording";
-
-/// A request as web account `user` (HTTP Basic); the status and the JSON answer.
-async fn as_user(
-    lab: &Lab,
-    user: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = lab.anon(0, method, path).basic_auth(user, Some(PASSWORD));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"))
-    };
-    (status, value)
-}
-
-/// Asserts an error answer: `status`, and a message containing each of `needles`.
-fn expect_error(got: &(StatusCode, Value), status: StatusCode, needles: &[&str]) {
-    assert_eq!(got.0, status, "{}", got.1);
-    let msg = got.1["message"].as_str().unwrap_or_default();
-    for needle in needles {
-        assert!(
-            msg.contains(needle),
-            "message {msg:?} should mention {needle:?}"
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_policy_through_the_api() {

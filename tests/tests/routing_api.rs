@@ -9,19 +9,7 @@ use serde_json::{Value, json};
 
 use pbx_tests::Lab;
 use pbx_tests::api::call;
-
-/// Asserts an error answer: `status`, and a message containing each of `needles`.
-fn expect_error(got: &(StatusCode, Value), status: StatusCode, needles: &[&str]) {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert!(got.1["error"].is_string(), "{}", got.1);
-    let msg = got.1["message"].as_str().unwrap_or_default();
-    for needle in needles {
-        assert!(
-            msg.contains(needle),
-            "message {msg:?} should mention {needle:?}"
-        );
-    }
-}
+use pbx_tests::api::expect_error;
 
 /// Requests without credentials, or with a wrong password, are refused on every path given.
 async fn refused_without_admin(lab: &Lab, paths: &[(Method, &str)]) {

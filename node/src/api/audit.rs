@@ -14,6 +14,7 @@ use serde_json::Value;
 use storage::features::{CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup};
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
 use storage::recording::RecordingPolicy;
+use storage::time_condition::TimeCondition;
 use storage::{Command, Record, StateReader};
 
 use super::guard::AuditActor;
@@ -158,6 +159,12 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         }
         Command::DeletePickupGroup { name } => {
             changes::<PickupGroup>(old(reader, name).as_ref(), None)
+        }
+        Command::PutTimeCondition(c) => {
+            changes(old::<TimeCondition>(reader, &c.name).as_ref(), Some(c))
+        }
+        Command::DeleteTimeCondition { name } => {
+            changes::<TimeCondition>(old(reader, name).as_ref(), None)
         }
         Command::PutPickupCodes(c) => {
             let before = old::<PickupCodes>(reader, PickupCodes::KEY).unwrap_or_default();

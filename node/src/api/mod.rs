@@ -25,6 +25,7 @@ mod security;
 mod serve;
 mod session;
 mod system;
+mod time_conditions;
 mod trunks;
 
 use std::time::Instant;
@@ -55,6 +56,7 @@ pub(crate) use self::{
         AuditQuery, Defence, Rate, audit as list_audit, defence as security_defence,
         get_policy as firewall_policy, list_bans as bans_list, list_rules as rules_list,
     },
+    time_conditions::{effective_zone as time_condition_zone, list as time_conditions_list},
     trunks::list as list_trunks,
 };
 pub use error::ApiError;
@@ -62,6 +64,9 @@ pub use guard::ClientAddr;
 pub(crate) use live::record_version;
 pub use routes::{RoutingSettings, read_routing_settings};
 pub use serve::{ServeError, serve_https};
+/// The time conditions as the list answer shows them at a given instant, for the portal's tests.
+#[cfg(test)]
+pub(crate) use time_conditions::list_views as time_condition_views;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -194,6 +199,13 @@ pub fn router(state: AppState) -> Router {
             get(features::get_ring_group)
                 .put(features::update_ring_group)
                 .delete(features::delete_ring_group),
+        )
+        .route("/time-conditions", get(time_conditions::list))
+        .route(
+            "/time-conditions/{name}",
+            get(time_conditions::get)
+                .put(time_conditions::put)
+                .delete(time_conditions::delete),
         )
         .route(
             "/feature-codes",

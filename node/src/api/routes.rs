@@ -222,6 +222,7 @@ crud::handlers! {
 pub(crate) enum DestinationJson {
     Extension(String),
     RingGroup(String),
+    TimeCondition(String),
 }
 
 impl From<Destination> for DestinationJson {
@@ -229,6 +230,37 @@ impl From<Destination> for DestinationJson {
         match d {
             Destination::Extension(n) => Self::Extension(n),
             Destination::RingGroup(n) => Self::RingGroup(n),
+            Destination::TimeCondition(n) => Self::TimeCondition(n),
+        }
+    }
+}
+
+impl DestinationJson {
+    /// The destination, checked on its own: a number of 2 to 15 digits, or a time condition's
+    /// name (and only where `conditions` allows one).
+    pub(crate) fn checked(self, field: &str, conditions: bool) -> Result<Destination, ApiError> {
+        match self {
+            Self::Extension(n) | Self::RingGroup(n)
+                if !(2..=15).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Err(ApiError::invalid(
+                    format!("{field}.target"),
+                    "an extension or ring group number, 2 to 15 digits",
+                ))
+            }
+            Self::Extension(n) => Ok(Destination::Extension(n)),
+            Self::RingGroup(n) => Ok(Destination::RingGroup(n)),
+            Self::TimeCondition(_) if !conditions => Err(ApiError::invalid(
+                format!("{field}.type"),
+                "extension or ring_group (a time condition leads to no other)",
+            )),
+            Self::TimeCondition(n) if !storage::time_condition::TimeCondition::valid_name(&n) => {
+                Err(ApiError::invalid(
+                    format!("{field}.target"),
+                    "a time condition's name",
+                ))
+            }
+            Self::TimeCondition(n) => Ok(Destination::TimeCondition(n)),
         }
     }
 }
@@ -291,6 +323,7 @@ impl Resource for InboundRoute {
         (Table::Trunks, "trunk"),
         (Table::Extensions, "destination.target"),
         (Table::RingGroups, "destination.target"),
+        (Table::TimeConditions, "destination.target"),
     ];
     type Body = InboundBody;
     type View = InboundView;
@@ -335,18 +368,7 @@ impl Resource for InboundRoute {
         if let Some(t) = &trunk {
             validate_name("trunk", t)?;
         }
-        let (DestinationJson::Extension(target) | DestinationJson::RingGroup(target)) =
-            &body.destination;
-        if !(2..=15).contains(&target.len()) || !target.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::invalid(
-                "destination.target",
-                "an extension or ring group number, 2 to 15 digits",
-            ));
-        }
-        let destination = match body.destination {
-            DestinationJson::Extension(n) => Destination::Extension(n),
-            DestinationJson::RingGroup(n) => Destination::RingGroup(n),
-        };
+        let destination = body.destination.checked("destination", true)?;
         Ok(Self {
             name,
             did_kind: body.did_kind,

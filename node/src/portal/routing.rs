@@ -1,5 +1,6 @@
-//! `/trunks` and `/routes`: the trunks with their state, the outbound and inbound routes; each
-//! with a create form and delete buttons (grant `routing`).
+//! `/trunks` and `/routes`: the trunks with their state, the outbound and inbound routes, and the
+//! time conditions inbound routes may send calls to; each with a create form and delete buttons
+//! (grant `routing`).
 
 use axum::extract::State;
 use maud::{Markup, html};
@@ -148,7 +149,7 @@ fn class_name(c: RouteClass) -> &'static str {
 }
 
 #[derive(Debug, Deserialize)]
-struct Outbound {
+pub(super) struct Outbound {
     routes: Vec<OutboundRoute>,
 }
 
@@ -172,8 +173,111 @@ struct InboundRoute {
 }
 
 #[derive(Debug, Deserialize)]
-struct Inbound {
+pub(super) struct Inbound {
     routes: Vec<InboundRoute>,
+}
+
+/// One weekly range of a time condition, as `GET /api/v1/time-conditions` shows it.
+#[derive(Debug, Deserialize)]
+struct OpenHours {
+    days: Vec<String>,
+    from: String,
+    to: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Holiday {
+    #[serde(default)]
+    name: String,
+    from: String,
+    to: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TimeCondition {
+    name: String,
+    hours: Vec<OpenHours>,
+    holidays: Vec<Holiday>,
+    open: Destination,
+    closed: Destination,
+    open_now: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct TimeConditions {
+    time_conditions: Vec<TimeCondition>,
+}
+
+/// The days of the week as the API names them, Monday first, with their labels.
+const DAYS: [(&str, &str); 7] = [
+    ("mon", "Mon"),
+    ("tue", "Tue"),
+    ("wed", "Wed"),
+    ("thu", "Thu"),
+    ("fri", "Fri"),
+    ("sat", "Sat"),
+    ("sun", "Sun"),
+];
+
+/// `["mon", "tue", "wed", "fri"]` as `Mon–Wed, Fri`: runs of three days or more as a span.
+fn days_summary(days: &[String]) -> String {
+    let on: Vec<bool> = DAYS
+        .iter()
+        .map(|(d, _)| days.iter().any(|x| x == d))
+        .collect();
+    if on.iter().all(|o| *o) {
+        return "Every day".into();
+    }
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < DAYS.len() {
+        if !on[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i + 1 < DAYS.len() && on[i + 1] {
+            i += 1;
+        }
+        match i - start {
+            0 => parts.push(DAYS[start].1.to_owned()),
+            1 => parts.extend([DAYS[start].1.to_owned(), DAYS[i].1.to_owned()]),
+            _ => parts.push(format!("{}–{}", DAYS[start].1, DAYS[i].1)),
+        }
+        i += 1;
+    }
+    parts.join(", ")
+}
+
+/// A condition's weekly hours in one line: `Mon–Fri 09:00–17:30; Sat 10:00–12:00`.
+fn hours_summary(hours: &[OpenHours]) -> String {
+    hours
+        .iter()
+        .map(|h| format!("{} {}–{}", days_summary(&h.days), h.from, h.to))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Where a destination leads, in words: `extension 1001`.
+fn destination(d: &Destination) -> Markup {
+    html! { (d.kind.replace('_', " ")) " " span.mono { (d.target) } }
+}
+
+/// A destination's type and target fields, named `{name}.type` and `{name}.target`; `when` is
+/// `open` or `closed`, as the labels say it.
+fn destination_fields(when: &str, name: &str) -> Markup {
+    html! {
+        (field(&format!("When {when}, send calls to"), &format!("{name}.type"), html! {
+            select id={ "time-condition-" (name) "-type" } name={ (name) ".type" } {
+                option value="extension" { "extension" }
+                option value="ring_group" { "ring group" }
+            }
+        }))
+        (field(&format!("Number (when {when})"), &format!("{name}.target"), html! {
+            input id={ "time-condition-" (name) "-target" } type="text" name={ (name) ".target" }
+                inputmode="numeric" required;
+        }))
+    }
 }
 
 /// `/routes`.
@@ -182,7 +286,16 @@ pub(super) async fn routes(State(state): State<AppState>, ctx: Ctx) -> Result<Ma
     let s = || State(state.clone());
     let out: Outbound = api::answer(crate::api::outbound_list(s(), ctx.who.clone()).await).await?;
     let inb: Inbound = api::answer(crate::api::inbound_list(s(), ctx.who.clone()).await).await?;
-    let content = html! {
+    let conds: TimeConditions =
+        api::answer(crate::api::time_conditions_list(s(), ctx.who.clone()).await).await?;
+    let zone = crate::api::time_condition_zone(state.cluster.reader());
+    let content = render(&out, &inb, &conds, &zone);
+    Ok(layout::page(&ctx.who, Nav::Routes, "Routes", content))
+}
+
+/// The routes page's content; `zone` is the cluster's time zone.
+pub(super) fn render(out: &Outbound, inb: &Inbound, conds: &TimeConditions, zone: &str) -> Markup {
+    html! {
         div.card {
             h2 { "Outbound routes" }
             p.hint { "Tried in order of position, then name." }
@@ -286,14 +399,109 @@ pub(super) async fn routes(State(state): State<AppState>, ctx: Ctx) -> Result<Ma
                     select #inbound-target-type name="destination.type" {
                         option value="extension" { "extension" }
                         option value="ring_group" { "ring group" }
+                        option value="time_condition" { "time condition" }
                     }
                 }))
-                (field("Extension or ring group number", "destination.target", html! {
-                    input #inbound-target type="text" name="destination.target" inputmode="numeric" required;
+                (field("Extension or ring group number, or time condition name", "destination.target", html! {
+                    input #inbound-target type="text" name="destination.target" required;
                 }))
                 div.form-actions { button.btn.btn-primary #inbound-submit type="submit" { "Add route" } }
             }
         }
-    };
-    Ok(layout::page(&ctx.who, Nav::Routes, "Routes", content))
+        (time_conditions(conds, zone))
+    }
+}
+
+/// The time conditions with their create-or-replace form.
+fn time_conditions(conds: &TimeConditions, zone: &str) -> Markup {
+    let list = &conds.time_conditions;
+    html! {
+        div.card #time-conditions {
+            h2 { "Time conditions" }
+            p.hint {
+                "Business hours and holidays: an inbound route whose destination is a time condition "
+                "sends each call to its open or closed destination, decided when the call arrives. "
+                "Hours are in the cluster's time zone, " span #time-conditions-zone { (zone) } "; a holiday is closed all day."
+            }
+            div.table-wrap {
+                table.data #time-conditions-table {
+                    thead { tr {
+                        th { "Name" } th { "Open hours" } th.num { "Holidays" } th { "Open →" }
+                        th { "Closed →" } th { "Now" } th.actions { "" }
+                    } }
+                    tbody {
+                        @for c in list {
+                            tr id={ "time-condition-row-" (c.name) } data-time-condition=(c.name) {
+                                td { strong { (c.name) } }
+                                td {
+                                    @if c.hours.is_empty() { span.muted { "never open" } }
+                                    @else { (hours_summary(&c.hours)) }
+                                }
+                                td.num title=(c.holidays.iter()
+                                    .map(|h| if h.from == h.to { format!("{} {}", h.from, h.name) } else { format!("{}..{} {}", h.from, h.to, h.name) })
+                                    .collect::<Vec<_>>().join("\n")) {
+                                    (c.holidays.len())
+                                }
+                                td { (destination(&c.open)) }
+                                td { (destination(&c.closed)) }
+                                td {
+                                    @if c.open_now { (badge("ok", "open now")) }
+                                    @else { (badge("warn", "closed now")) }
+                                }
+                                td.actions {
+                                    button.btn.btn-small.btn-danger.time-condition-delete type="button"
+                                        data-api={ "DELETE /api/v1/time-conditions/" (enc(&c.name)) }
+                                        data-confirm={ "Delete time condition " (c.name) "?" } data-then="reload" { "Delete" }
+                                }
+                            }
+                        }
+                        @if list.is_empty() { (empty_row(7, "No time conditions.")) }
+                    }
+                }
+            }
+            h2 { "New or changed time condition" }
+            form.form #time-condition-form data-api="PUT /api/v1/time-conditions/{name}" data-then="reload" {
+                (form_error())
+                (field("Name (letters, digits, '-' or '_')", "name", html! {
+                    input #time-condition-name type="text" name="name" maxlength="32" required placeholder="office";
+                }))
+                fieldset.wide {
+                    legend { "Open on" }
+                    div.checks {
+                        @for (i, (value, label)) in DAYS.iter().enumerate() {
+                            label.check {
+                                input type="checkbox" name="hours.0.days" value=(value) data-type="list" checked[i < 5];
+                                (label)
+                            }
+                        }
+                    }
+                    p.field-error data-for="hours.0.days" hidden {}
+                }
+                (field("From (HH:MM)", "hours.0.from", html! {
+                    input #time-condition-from type="text" name="hours.0.from" required
+                        placeholder="09:00" maxlength="5" value="09:00";
+                }))
+                (field("Until (HH:MM, not included; 24:00 for midnight)", "hours.0.to", html! {
+                    input #time-condition-to type="text" name="hours.0.to" required
+                        placeholder="17:30" maxlength="5" value="17:00";
+                }))
+                p.hint.wide {
+                    "One weekly range here. A condition may have more (up to 32), set through the API "
+                    "(PUT /api/v1/time-conditions/{name}); saving this form under the name of an existing "
+                    "condition replaces it, with this one range."
+                }
+                div.wide {
+                    (field("Holidays, closed all day, one a line: YYYY-MM-DD[..YYYY-MM-DD] name", "holidays", html! {
+                        textarea #time-condition-holidays name="holidays" data-type="holidays" rows="3"
+                            placeholder="2026-12-24..2026-12-26 Christmas" {}
+                    }))
+                }
+                (destination_fields("open", "open"))
+                (destination_fields("closed", "closed"))
+                div.form-actions {
+                    button.btn.btn-primary #time-condition-submit type="submit" { "Save time condition" }
+                }
+            }
+        }
+    }
 }

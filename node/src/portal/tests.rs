@@ -675,3 +675,141 @@ async fn the_extensions_page_shows_and_sets_the_recording_policy() {
 
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routes_page_shows_the_time_conditions() {
+    use storage::Command;
+    use storage::features::{RingGroup, RingStrategy};
+    use storage::routing::{Destination, PutMode};
+    use storage::time_condition::{Holiday, OpenHours, TimeCondition};
+
+    /// 2026-11-30 12:00:00 UTC, a Monday.
+    const NOON_UTC: u64 = 1_796_040_000_000;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    seed(
+        &node,
+        Command::CreateExtension(extension("1001", "Reception")),
+    )
+    .await;
+    let group = RingGroup {
+        number: "600".into(),
+        name: "Sales".into(),
+        strategy: RingStrategy::All,
+        members: vec!["1001".into()],
+        ring_secs: 20,
+        no_answer: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    seed(
+        &node,
+        Command::PutRingGroup {
+            group,
+            mode: PutMode::Create,
+        },
+    )
+    .await;
+    let holiday = |name: &str, from: &str, to: &str| Holiday {
+        name: name.into(),
+        from: from.into(),
+        to: to.into(),
+    };
+    let office = TimeCondition {
+        name: "office".into(),
+        hours: vec![
+            OpenHours {
+                days: 0b1_1111,
+                from: 9 * 60,
+                to: 17 * 60 + 30,
+            },
+            OpenHours {
+                days: 0b010_0000,
+                from: 10 * 60,
+                to: 24 * 60,
+            },
+        ],
+        holidays: vec![
+            holiday("Christmas", "2026-12-24", "2026-12-26"),
+            holiday(HOSTILE, "2027-01-01", "2027-01-01"),
+        ],
+        open: Destination::Extension("1001".into()),
+        closed: Destination::RingGroup("600".into()),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let night = TimeCondition {
+        name: "night".into(),
+        hours: vec![],
+        holidays: vec![],
+        open: Destination::RingGroup("600".into()),
+        closed: Destination::Extension("1001".into()),
+        ..office.clone()
+    };
+    seed(&node, Command::PutTimeCondition(office)).await;
+    seed(&node, Command::PutTimeCondition(night)).await;
+
+    // The page reads the API's answer, as it does through the handler.
+    let list = crate::api::time_condition_views(node.reader(), NOON_UTC).unwrap();
+    let conds: super::routing::TimeConditions = super::api::answer(axum::Json(list)).await.unwrap();
+    let outbound: super::routing::Outbound =
+        serde_json::from_value(serde_json::json!({"routes": []})).unwrap();
+    let inbound: super::routing::Inbound = serde_json::from_value(serde_json::json!({"routes": [{
+        "name": "main", "did_kind": "exact", "did": "+15550100",
+        "destination": {"type": "time_condition", "target": "office"}
+    }]}))
+    .unwrap();
+    let html = super::routing::render(&outbound, &inbound, &conds, "UTC").into_string();
+    let row = |name: &str| -> String {
+        let start = html
+            .find(&format!("<tr id=\"time-condition-row-{name}\""))
+            .unwrap_or_else(|| panic!("no row {name}: {html}"));
+        let end = html[start..].find("</tr>").unwrap();
+        html[start..start + end].to_owned()
+    };
+    let office_row = row("office");
+    for needle in [
+        "<td>Mon–Fri 09:00–17:30; Sat 10:00–24:00</td>",
+        ">2</td>",
+        "extension <span class=\"mono\">1001</span>",
+        "ring group <span class=\"mono\">600</span>",
+        "open now",
+        "data-api=\"DELETE /api/v1/time-conditions/office\"",
+    ] {
+        assert!(office_row.contains(needle), "{needle}: {office_row}");
+    }
+    // A holiday's name is text, in the count's title.
+    assert!(
+        office_row.contains("2026-12-24..2026-12-26 Christmas"),
+        "{office_row}"
+    );
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    assert!(html.contains("2027-01-01 &lt;script&gt;"), "{office_row}");
+    let night_row = row("night");
+    assert!(
+        night_row.contains("never open") && night_row.contains("closed now"),
+        "{night_row}"
+    );
+    for needle in [
+        "id=\"time-conditions-zone\">UTC<",
+        "id=\"time-condition-form\" data-api=\"PUT /api/v1/time-conditions/{name}\"",
+        "name=\"hours.0.days\" value=\"mon\" data-type=\"list\" checked",
+        "name=\"hours.0.days\" value=\"sun\" data-type=\"list\">",
+        "name=\"hours.0.from\"",
+        "name=\"hours.0.to\"",
+        "data-for=\"hours.0.days\"",
+        "name=\"holidays\" data-type=\"holidays\"",
+        "name=\"open.type\"",
+        "name=\"closed.target\"",
+        "through the API",
+        // The inbound route form offers conditions, and the table names one.
+        "<option value=\"time_condition\">time condition</option>",
+        "time condition <span class=\"mono\">office</span>",
+    ] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    assert!(!html.contains("<script") && !html.contains("style="));
+
+    node.shutdown().await.unwrap();
+}

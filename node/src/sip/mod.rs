@@ -22,7 +22,7 @@ use std::time::Duration;
 use cluster::Cluster;
 use pbx_sip::transaction::TransactionConfig;
 
-pub(crate) use call::index_cdrs;
+pub(crate) use call::{cluster_zone, index_cdrs, local_time};
 pub use registrar::RegistrarConfig;
 
 use crate::config::{CallsSection, MediaSection, SipSection, TrunksSection};

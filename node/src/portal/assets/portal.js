@@ -2,8 +2,10 @@
 // Content-Security-Policy forbids it): everything hangs off data-* attributes the server renders.
 //
 //   form[data-api="METHOD /api/v1/..."]  sends its named fields as JSON (data-type on a field:
-//       number | bool | list | json | mib (a number of MiB sent as bytes); empty fields are left out, or sent as null with
-//       data-empty="null"; dotted names nest: grants.monitor), then does data-then:
+//       number | bool | list | json | mib (a number of MiB sent as bytes) | holidays (lines
+//       "YYYY-MM-DD[..YYYY-MM-DD] name" → [{from, to, name}]); empty fields are left out, or sent as null
+//       with data-empty="null"; dotted names nest: grants.monitor, and a number makes a list:
+//       hours.0.from), then does data-then:
 //       reload | redirect:/path | show-secret | notice | totp. `{field}` in the URL is that
 //       field's value, as one path segment (required).
 //   button[data-api]                     the same for one click (data-confirm asks first,
@@ -116,15 +118,22 @@
     for (const el of $$('[aria-invalid]', form)) el.removeAttribute('aria-invalid');
   }
 
-  // The API says `field: reason` (or `field[2]: reason`, or `field must …`): the reason goes under
-  // that field when the form has it, otherwise at the top of the form.
+  // The API says `field: reason` (or `field[2]: reason`, `list[0].field: reason`, or `field must …`):
+  // the reason goes under that field when the form has it (`list.0.field`, else `list.field`, else
+  // `list`: a form names a list's items by number, or has one field for the whole list), otherwise
+  // at the top of the form.
   function showError(form, message) {
-    const m = /^([A-Za-z_][\w.]*)(\[\d+\])?(:\s*|\s)/.exec(message);
-    const slot = m && $$('.field-error', form).find((p) => p.dataset.for === m[1]);
+    const m = /^([A-Za-z_][\w.]*(?:\[\d+\][\w.]*)*)(:\s*|\s)/.exec(message);
+    const names = m
+      ? [m[1].replace(/\[(\d+)\]/g, '.$1'), m[1].replace(/\[\d+\]/g, ''), m[1].replace(/\[.*$/, '')]
+      : [];
+    const slots = $$('.field-error', form);
+    const name = names.find((n) => slots.some((p) => p.dataset.for === n));
+    const slot = name && slots.find((p) => p.dataset.for === name);
     if (slot) {
-      slot.textContent = m[3].startsWith(':') ? message.slice(m[0].length) : message;
+      slot.textContent = m[2].startsWith(':') ? message.slice(m[0].length) : message;
       slot.hidden = false;
-      const input = form.elements.namedItem(m[1]);
+      const input = form.elements.namedItem(name);
       if (input instanceof Element) {
         input.setAttribute('aria-invalid', 'true');
         input.focus();
@@ -154,10 +163,10 @@
   function setPath(obj, name, value) {
     const keys = name.split('.');
     let o = obj;
-    for (const k of keys.slice(0, -1)) {
-      if (typeof o[k] !== 'object' || o[k] === null) o[k] = {};
+    keys.slice(0, -1).forEach((k, i) => {
+      if (typeof o[k] !== 'object' || o[k] === null) o[k] = /^\d+$/.test(keys[i + 1]) ? [] : {};
       o = o[k];
-    }
+    });
     o[keys[keys.length - 1]] = value;
   }
 
@@ -181,6 +190,12 @@
         } catch {
           throw new Error(`${el.name}: not valid JSON`);
         }
+      case 'holidays':
+        return raw.split('\n').map((l) => l.trim()).filter(Boolean).map((line, i) => {
+          const m = /^(\d{4}-\d{2}-\d{2})(?:\s*\.\.\s*(\d{4}-\d{2}-\d{2}))?(?:\s+(.*))?$/.exec(line);
+          if (!m) throw new Error(`${el.name}: line ${i + 1} is not "YYYY-MM-DD[..YYYY-MM-DD] name"`);
+          return { from: m[1], to: m[2] ?? m[1], name: m[3] ?? '' };
+        });
       default:
         return raw;
     }

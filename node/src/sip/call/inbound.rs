@@ -131,10 +131,20 @@ impl Calls {
             let r = Refusal::new(404, "Not Found", Some(Disposition::NotFound));
             return Err((a, r));
         };
-        // An extension or a ring group: one number space, the call's plan tells them apart.
-        let (Destination::Extension(number) | Destination::RingGroup(number)) =
-            &spec.destination.destination;
-        a.callee = number.clone();
+        // An extension or a ring group: one number space, the call's plan tells them apart. A
+        // time condition chooses one of its two by the cluster's clock, now.
+        let number = match &spec.destination.destination {
+            Destination::Extension(n) | Destination::RingGroup(n) => n.clone(),
+            Destination::TimeCondition(name) => match self.time_condition(name, a.started.wall) {
+                Some(n) => n,
+                None => {
+                    a.facts = Some(facts);
+                    let r = Refusal::new(404, "Not Found", Some(Disposition::NotFound));
+                    return Err((a, r));
+                }
+            },
+        };
+        a.callee = number;
         facts.did = did;
         facts.route = spec.name.clone();
         let cmd = storage::Command::PutCallRoute(facts.record(a.cdr_key()));
@@ -142,6 +152,29 @@ impl Calls {
         a.facts = Some(facts);
         tracing::info!(call = %a.id, trunk, did = %a.callee, "inbound call routed");
         Ok(a)
+    }
+}
+
+impl Calls {
+    /// The number time condition `name` sends a call arriving at `at` to: its open or closed
+    /// destination in the cluster's time zone. `None` when the condition is gone (deleted after
+    /// the routes were compiled).
+    fn time_condition(&self, name: &str, at: storage::model::UnixMillis) -> Option<String> {
+        let reader = self.cluster.reader();
+        let cond = reader
+            .get::<storage::time_condition::TimeCondition>(name)
+            .ok()
+            .flatten()?;
+        let zone = super::schedule::cluster_zone(reader);
+        let local = super::schedule::local_time(&zone, at);
+        let open = cond.is_open(&local);
+        let chosen = cond.destination(&local);
+        tracing::info!(condition = %name, zone = %zone, date = %local.date, minute = local.minute, open, "time condition");
+        match chosen {
+            Destination::Extension(n) | Destination::RingGroup(n) => Some(n.clone()),
+            // The state machine never stores a condition leading to another.
+            Destination::TimeCondition(_) => None,
+        }
     }
 }
 

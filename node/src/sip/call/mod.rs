@@ -20,6 +20,7 @@ mod plan;
 mod privacy;
 mod reach;
 mod record;
+mod schedule;
 mod session;
 
 use std::collections::HashMap;
@@ -46,6 +47,7 @@ pub(crate) use admission::MAX_NUMBER_LEN;
 pub(crate) use driver::insert_before_length;
 pub(crate) use hangups::run as watch_hangups;
 pub(crate) use janitor::{carry_on, end_orphans, index_cdrs, retention};
+pub(crate) use schedule::{cluster_zone, local_time};
 
 /// Settings of the call engine (from `[calls]` and `[media]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
