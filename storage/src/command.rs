@@ -528,6 +528,20 @@ impl Command {
         }
     }
 
+    /// Whether applying it may change the audio index (files, their holders).
+    pub fn changes_audio(&self) -> bool {
+        match self {
+            Self::PutAudioFile(_)
+            | Self::AudioHeld { .. }
+            | Self::DeleteAudioFile { .. }
+            | Self::PruneAudio { .. }
+            | Self::RemoveMember { .. } => true,
+            Self::Batch(cmds) => cmds.iter().any(Self::changes_audio),
+            Self::Audited { change, .. } => change.changes_audio(),
+            _ => false,
+        }
+    }
+
     /// Short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

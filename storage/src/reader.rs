@@ -26,6 +26,8 @@ struct Applied {
     index: watch::Sender<u64>,
     /// Bumped whenever routing configuration (trunks, routes, groups, settings) may have changed.
     routing: std::sync::atomic::AtomicU64,
+    /// Bumped whenever the audio index may have changed.
+    audio: std::sync::atomic::AtomicU64,
 }
 
 impl StateReader {
@@ -34,6 +36,7 @@ impl StateReader {
             last: watch::Sender::new(None),
             index: watch::Sender::new(0),
             routing: std::sync::atomic::AtomicU64::new(0),
+            audio: std::sync::atomic::AtomicU64::new(0),
         };
         Self {
             db,
@@ -58,6 +61,21 @@ impl StateReader {
         self.applied
             .routing
             .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Marks the audio index as changed (before the change is published).
+    pub(crate) fn audio_changed(&self) {
+        self.applied
+            .audio
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A number that changes whenever the audio index may have: a node need not look at the index
+    /// again while it stays the same.
+    pub fn audio_version(&self) -> u64 {
+        self.applied
+            .audio
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A number that changes whenever trunks, routes, permission groups or settings may have: what

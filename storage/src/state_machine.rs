@@ -262,6 +262,8 @@ impl Txn for BatchTxn<'_> {
 struct Applied {
     /// Some entry changed routing configuration.
     routing: bool,
+    /// Some entry changed the audio index.
+    audio: bool,
     responses: Vec<Response>,
     last_applied: Option<LogId<NodeId>>,
     last_membership: Membership,
@@ -277,6 +279,7 @@ fn apply_entries(
     let mut responses = Vec::new();
     let mut last_applied = None;
     let mut routing = false;
+    let mut audio = false;
     for entry in entries {
         let log_id = entry.log_id;
         last_applied = Some(log_id);
@@ -288,6 +291,7 @@ fn apply_entries(
             }
             EntryPayload::Normal(command) => {
                 routing |= command.changes_routing();
+                audio |= command.changes_audio();
                 let response = command.apply(&mut txn).map_err(|e| (log_id, e.into()))?;
                 if let Some(e) = txn.take_error() {
                     return Err((log_id, e));
@@ -301,6 +305,7 @@ fn apply_entries(
     let Some(last) = last_applied else {
         return Ok(Applied {
             routing,
+            audio,
             responses,
             last_applied,
             last_membership,
@@ -324,6 +329,7 @@ fn apply_entries(
     write().map_err(|e| (last, e))?;
     Ok(Applied {
         routing,
+        audio,
         responses,
         last_applied,
         last_membership,
@@ -349,6 +355,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.last_membership = applied.last_membership;
             if applied.routing {
                 self.reader.routing_changed();
+            }
+            if applied.audio {
+                self.reader.audio_changed();
             }
             self.reader.publish(applied.last_applied);
         }
@@ -397,6 +406,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         self.reader.routing_changed();
+        self.reader.audio_changed();
         self.reader.publish(meta.last_log_id);
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())

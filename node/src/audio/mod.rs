@@ -326,13 +326,17 @@ pub(crate) async fn fetch_from_holders(
     Err(AudioError::Unavailable)
 }
 
-/// Tells the index this node holds a verified copy of file `id`.
-pub(crate) async fn confirm(cluster: &Cluster, id: &str) {
+/// Tells the index this node holds a verified copy of file `id`; whether that was committed.
+pub(crate) async fn confirm(cluster: &Cluster, id: &str) -> bool {
     let held = Command::AudioHeld {
         id: id.to_owned(),
         node: cluster.node_id(),
     };
-    if let Err(e) = cluster.propose(held).await {
-        tracing::debug!(audio = %id, error = %e, "copy not confirmed yet");
+    match cluster.propose(held).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(audio = %id, error = %e, "copy not confirmed yet");
+            false
+        }
     }
 }

@@ -43,17 +43,27 @@ impl MusicLibrary {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Looks for newer music every few seconds until the task is aborted.
+    /// Looks for newer music every few seconds until the task is aborted: only when the audio
+    /// index changed, or the music to play was not here yet (a scan of the index costs as many
+    /// reads as it has files).
     pub(crate) async fn refresh_every(self: Arc<Self>) {
         let mut tick = tokio::time::interval(REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = None;
         loop {
             tick.tick().await;
-            self.refresh().await;
+            let version = self.cluster.reader().audio_version();
+            if seen == Some(version) {
+                continue;
+            }
+            if self.refresh().await {
+                seen = Some(version);
+            }
         }
     }
 
-    async fn refresh(&self) {
+    /// Whether the music now playing is the newest (false: its copy is not here yet).
+    async fn refresh(&self) -> bool {
         let newest = match self.cluster.reader().list::<AudioFile>() {
             Ok(files) => files
                 .into_iter()
@@ -61,34 +71,36 @@ impl MusicLibrary {
                 .max_by_key(|f| f.created_at),
             Err(e) => {
                 tracing::debug!(error = %e, "music on hold: index not read");
-                return;
+                return false;
             }
         };
         let wanted = newest.as_ref().map(|f| f.id.clone());
         if self.lock().0 == wanted {
-            return;
+            return true;
         }
         let Some(file) = newest else {
             tracing::info!("music on hold: the built-in tune");
             *self.lock() = (None, Arc::from(Vec::new()));
-            return;
+            return true;
         };
         let Ok(path) = self.cluster.audio_dir().path(&file.id) else {
-            return;
+            return true;
         };
-        // Not here yet: the catch-up fetches it, and a later pass picks it up.
+        // Not here yet: the catch-up fetches it, and a later look picks it up.
         let Ok(bytes) = tokio::fs::read(&path).await else {
-            return;
+            return false;
         };
         match read_prompt(&bytes, LIMITS) {
             Ok(pcm) => {
                 tracing::info!(audio = %file.id, name = %file.name, seconds = pcm.len() / 8000, "music on hold: uploaded music");
                 *self.lock() = (Some(file.id), Arc::from(pcm));
+                true
             }
             Err(e) => {
                 tracing::warn!(audio = %file.id, error = %e, "music on hold: file not playable; keeping what plays");
                 // Not tried again until newer music is uploaded.
                 self.lock().0 = Some(file.id);
+                true
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use cluster::{Cluster, StoredBlob};
 use storage::NodeId;
@@ -15,8 +15,13 @@ use storage::audio::AudioFile;
 
 use super::{AudioError, AudioStore, confirm, fetch_from_holders};
 
-/// How often each node compares its directory with the index.
-const EVERY: Duration = Duration::from_secs(3);
+/// How often each node looks whether the index changed since its last pass.
+const CHECK: Duration = Duration::from_secs(1);
+/// A pass that left work (a fetch that failed, a copy not confirmed) is run again this soon.
+const RETRY: Duration = Duration::from_secs(5);
+/// A pass runs at least this often even when the index did not change (unlisted files age past
+/// their grace; the directory may have been touched by hand).
+const FULL_PASS: Duration = Duration::from_secs(60);
 
 /// How long an unlisted file is kept: longer than any save takes between its first copy and its
 /// index entry.
@@ -64,22 +69,37 @@ pub(crate) fn plan(
     plan
 }
 
-/// Runs passes until the process ends.
+/// Runs passes until the process ends: whenever the index changed, again soon after a pass that
+/// left work, and at least every [`FULL_PASS`]. An index that does not change costs nothing but a
+/// counter read a second, however many files it lists.
 pub(crate) async fn run(store: Arc<AudioStore>) {
-    let mut tick = tokio::time::interval(EVERY);
+    let mut tick = tokio::time::interval(CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = None;
+    let mut next_pass = Instant::now();
     loop {
         tick.tick().await;
-        if let Err(e) = pass(&store).await {
-            tracing::warn!(node = store.cluster.node_id(), error = %e, "audio sync pass failed");
+        let version = store.cluster.reader().audio_version();
+        if seen == Some(version) && Instant::now() < next_pass {
+            continue;
         }
+        seen = Some(version);
+        let unfinished = match pass(&store).await {
+            Ok(unfinished) => unfinished,
+            Err(e) => {
+                tracing::warn!(node = store.cluster.node_id(), error = %e, "audio sync pass failed");
+                true
+            }
+        };
+        next_pass = Instant::now() + if unfinished { RETRY } else { FULL_PASS };
     }
 }
 
-async fn pass(store: &AudioStore) -> Result<(), AudioError> {
+/// One pass; whether it left work for the next.
+async fn pass(store: &AudioStore) -> Result<bool, AudioError> {
     let cluster: &Cluster = &store.cluster;
     if !cluster.is_initialized() {
-        return Ok(());
+        return Ok(true);
     }
     let me = cluster.node_id();
     let index = cluster
@@ -94,21 +114,24 @@ async fn pass(store: &AudioStore) -> Result<(), AudioError> {
     metrics::gauge!("pbx_audio_local_bytes").set(bytes as f64);
     metrics::gauge!("pbx_audio_local_files").set(local.len() as f64);
 
+    let mut unfinished = false;
     for id in &plan.confirm {
-        confirm(cluster, id).await;
+        unfinished |= !confirm(cluster, id).await;
     }
     for file in &plan.fetch {
         match fetch_from_holders(cluster, file).await {
             Ok(()) => {
                 metrics::counter!("pbx_audio_caught_up_total").increment(1);
                 tracing::info!(node = me, audio = %file.id, size = file.size, "fetched a missing audio file");
-                confirm(cluster, &file.id).await;
+                unfinished |= !confirm(cluster, &file.id).await;
             }
             Err(AudioError::DiskFull { reason, .. }) => {
                 store.full_event(&reason);
+                unfinished = true;
                 break;
             }
             Err(e) => {
+                unfinished = true;
                 tracing::debug!(node = me, audio = %file.id, error = %e, "missing audio file not fetched yet")
             }
         }
@@ -124,7 +147,7 @@ async fn pass(store: &AudioStore) -> Result<(), AudioError> {
             }
         }
     }
-    Ok(())
+    Ok(unfinished)
 }
 
 #[cfg(test)]
