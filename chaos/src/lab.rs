@@ -83,6 +83,8 @@ pub fn free_sip_port() -> u16 {
 pub struct LabOptions {
     pub snapshot_after_logs: u64,
     pub keep_logs_after_snapshot: u64,
+    /// Extra lines for each node's `[cluster]` section.
+    pub cluster_extra: String,
     /// Extra lines for each node's `[sip]` section.
     pub sip_extra: String,
     /// RTP ports per node (node `id` gets the `id`-th slice of this size above 10000).
@@ -129,6 +131,7 @@ impl Default for LabOptions {
         Self {
             snapshot_after_logs: 5000,
             keep_logs_after_snapshot: 1000,
+            cluster_extra: String::new(),
             sip_extra: String::new(),
             media_ports_per_node: 400,
             media_extra: String::new(),
@@ -343,12 +346,13 @@ impl Lab {
         std::fs::write(
             &config,
             format!(
-                "node_id = {id}\ndata_dir = \"{}\"\n{media}[cluster]\nlisten = \"{host_s}:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n\
+                "node_id = {id}\ndata_dir = \"{}\"\n{media}[cluster]\nlisten = \"{host_s}:{raft_port}\"\nsnapshot_after_logs = {}\nkeep_logs_after_snapshot = {}\n{}\n\
                  [api]\n{api}[tls]\ndir = \"{}\"\n\
                  [sip]\nudp = \"{host_s}:{sip_port}\"\ntcp = \"{host_s}:{sip_port}\"\ntls = \"{host_s}:{sip_tls_port}\"\n{}\n",
                 path_str(&data_dir),
                 self.options.snapshot_after_logs,
                 self.options.keep_logs_after_snapshot,
+                self.options.cluster_extra,
                 path_str(&tls),
                 self.options.sip_extra,
             ),

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use pbx_tests::api::send;
-use pbx_tests::{Lab, LabClient};
+use pbx_tests::{Lab, LabClient, LabOptions};
 
 /// A WAV file: 16-bit PCM mono at `rate` Hz, `secs` seconds of a 440 Hz tone.
 fn wav(rate: u32, channels: u16, bits: u16, secs: u32) -> Vec<u8> {
@@ -248,4 +248,36 @@ async fn audio_is_saved_on_a_majority_copied_everywhere_and_caught_up_by_a_retur
     }
     let usage = client.get_json(0, "/api/v1/audio-quotas").await.unwrap();
     assert_eq!(usage["files"], 1, "{usage}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_is_full_refuses_audio_with_an_event_and_stores_nothing() {
+    // Every node keeps more disk free than any machine has: each refuses every new file.
+    let options = LabOptions {
+        cluster_extra: "audio_reserve_mib = 1000000000".into(),
+        ..LabOptions::default()
+    };
+    let mut lab = Lab::start_with(3, options).await.unwrap();
+    lab.wait_leader(Duration::from_secs(10)).await.unwrap();
+    let client = lab.client();
+    let (status, answer) =
+        upload(&client, 0, "kind=prompt&name=Welcome", wav(8000, 1, 16, 1)).await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("full"),
+        "{answer}"
+    );
+    let listed = client.get_json(1, "/api/v1/audio").await.unwrap();
+    assert_eq!(listed["audio"].as_array().unwrap().len(), 0, "{listed}");
+    for i in 0..3 {
+        let dir = lab.nodes[i].data_dir.join("audio");
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(files, 1, "only the empty tmp/ directory on node {i}");
+        assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+    }
+    let event = pbx_tests::api::wait_item(&client, "/api/v1/events", "events", |e| {
+        e["kind"] == "audio_store_full"
+    })
+    .await;
+    assert_eq!(event["severity"], "critical", "{event}");
 }
