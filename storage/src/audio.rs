@@ -103,6 +103,39 @@ impl Record for AudioFile {
     }
 }
 
+/// An entry of the index of recordings by call: file `audio_id`, owned by `owner`, was recorded
+/// from call `call_id` (a CDR's `id`). Keyed `{call_id}/{audio_id}`, so a call's recordings are one
+/// prefix; written and deleted with the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecording {
+    pub call_id: String,
+    pub audio_id: String,
+    pub owner: String,
+    pub created_at: UnixMillis,
+}
+
+impl CallRecording {
+    pub fn prefix(call_id: &str) -> String {
+        format!("{call_id}/")
+    }
+
+    fn of(file: &AudioFile) -> Option<Self> {
+        file.call_id.as_ref().map(|call_id| Self {
+            call_id: call_id.clone(),
+            audio_id: file.id.clone(),
+            owner: file.owner.clone(),
+            created_at: file.created_at,
+        })
+    }
+}
+
+impl Record for CallRecording {
+    const TABLE: Table = Table::RecordingsByCall;
+    fn key(&self) -> String {
+        format!("{}{}", Self::prefix(&self.call_id), self.audio_id)
+    }
+}
+
 /// The limits on stored audio. Kept in the cluster table under [`AudioQuotas::KEY`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudioQuotas {
@@ -231,6 +264,9 @@ pub(crate) fn put_audio_file(txn: &mut dyn Txn, file: &AudioFile) -> Result<Resp
         });
     }
     account(txn, &file.owner, file.size, true)?;
+    if let Some(entry) = CallRecording::of(file) {
+        put(txn, &entry)?;
+    }
     put(txn, file)
 }
 
@@ -262,6 +298,9 @@ pub(crate) fn delete_audio_file(txn: &mut dyn Txn, id: &str) -> Result<Response,
         });
     };
     account(txn, &file.owner, file.size, false)?;
+    if let Some(entry) = CallRecording::of(&file) {
+        txn.delete(Table::RecordingsByCall, &entry.key());
+    }
     Ok(delete(txn, Table::AudioFiles, id, true))
 }
 

@@ -54,11 +54,13 @@ pub enum Table {
     RecordingPolicies,
     /// Business hours and holidays choosing an inbound call's destination, by name.
     TimeConditions,
+    /// Recordings by the call they are of (`{call_id}/{audio id}`), written with each file.
+    RecordingsByCall,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -92,6 +94,7 @@ impl Table {
         Self::AudioFiles,
         Self::RecordingPolicies,
         Self::TimeConditions,
+        Self::RecordingsByCall,
     ];
 
     /// Column family holding the table.
@@ -130,6 +133,7 @@ impl Table {
             Self::AudioFiles => "t_audio_files",
             Self::RecordingPolicies => "t_recording_policies",
             Self::TimeConditions => "t_time_conditions",
+            Self::RecordingsByCall => "t_recordings_by_call",
         }
     }
 
@@ -169,6 +173,7 @@ impl Table {
             Self::AudioFiles => 31,
             Self::RecordingPolicies => 32,
             Self::TimeConditions => 33,
+            Self::RecordingsByCall => 34,
         }
     }
 

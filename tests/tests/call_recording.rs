@@ -100,31 +100,52 @@ async fn call_id_on(client: &LabClient, node: usize, n: usize) -> String {
     panic!("fewer than {n} CDRs");
 }
 
-/// The recording segments of call `id`, oldest first, once `n` are listed.
+/// The recording segments of call `id` on node 0, oldest first, once `n` are listed.
 async fn segments(client: &LabClient, id: &str, n: usize, within: Duration) -> Vec<Value> {
-    segments_on(client, 0, id, n, within).await
-}
-
-async fn segments_on(
-    client: &LabClient,
-    node: usize,
-    id: &str,
-    n: usize,
-    within: Duration,
-) -> Vec<Value> {
     let deadline = Instant::now() + within;
     loop {
-        let listed = client
-            .get_json(node, &format!("/api/v1/audio?kind=recording&call_id={id}"))
-            .await
-            .unwrap();
-        let mut files = listed["audio"].as_array().unwrap().clone();
+        let files = listed(client, 0, id).await;
         if files.len() >= n || Instant::now() >= deadline {
-            files.sort_by_key(|f| f["created_at"].as_u64().unwrap());
             return files;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Seconds of stereo audio in `files` (16-bit, 8 kHz, 44-byte headers).
+fn seconds_in(files: &[Value]) -> f64 {
+    let bytes: u64 = files.iter().map(|f| f["size"].as_u64().unwrap() - 44).sum();
+    bytes as f64 / 32_000.0
+}
+
+/// The recording segments of call `id` on `node`, oldest first, once they hold at least `secs`
+/// seconds and no more are saved for a moment (the last is saved as the call ends).
+async fn segments_covering(
+    client: &LabClient,
+    node: usize,
+    id: &str,
+    secs: f64,
+    within: Duration,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let files = listed(client, node, id).await;
+        if seconds_in(&files) >= secs || Instant::now() >= deadline {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            return listed(client, node, id).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn listed(client: &LabClient, node: usize, id: &str) -> Vec<Value> {
+    let listed = client
+        .get_json(node, &format!("/api/v1/audio?kind=recording&call_id={id}"))
+        .await
+        .unwrap();
+    let mut files = listed["audio"].as_array().unwrap().clone();
+    files.sort_by_key(|f| f["created_at"].as_u64().unwrap());
+    files
 }
 
 /// Downloads the segments from node `node` and joins their left and right channels.
@@ -211,8 +232,9 @@ async fn a_recorded_call_holds_each_party_on_its_own_channel_in_saved_segments()
     assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
     let id = call_id(&client, 1).await;
     // Five seconds in two-second segments: three files (the last one short).
-    let files = segments(&client, &id, 3, Duration::from_secs(15)).await;
-    assert_eq!(files.len(), 3, "{files:?}");
+    // Two-second segments, the first ending between 1 and 2 s in: three or four files.
+    let files = segments_covering(&client, 0, &id, 4.5, Duration::from_secs(15)).await;
+    assert!((3..=4).contains(&files.len()), "{files:?}");
     for f in &files {
         assert_eq!(
             f["owner"], "1002",
@@ -224,6 +246,35 @@ async fn a_recorded_call_holds_each_party_on_its_own_channel_in_saved_segments()
             "kept for the retention period"
         );
     }
+    // The CDR names its segments, oldest first, and the portal's CDR page links them.
+    let cdrs = client.get_json(0, "/api/v1/cdrs").await.unwrap();
+    let cdr = cdrs["cdrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    let ids: Vec<&str> = files.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    let linked: Vec<&str> = cdr["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(linked, ids, "{cdr}");
+    let page = client
+        .req(0, Method::GET, "/cdrs")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("/api/v1/audio/{}/content", ids[0])),
+        "the portal's CDR page links the recording"
+    );
     let (left, right) = join(&client, 0, &files).await;
     let total = left.len() as f64 / 8000.0;
     assert!(
@@ -262,7 +313,16 @@ async fn a_recorded_call_holds_each_party_on_its_own_channel_in_saved_segments()
         .get_json(0, "/api/v1/audio?kind=recording")
         .await
         .unwrap();
-    assert_eq!(all["audio"].as_array().unwrap().len(), 3);
+    assert_eq!(all["audio"].as_array().unwrap().len(), files.len());
+    let cdrs = client.get_json(0, "/api/v1/cdrs").await.unwrap();
+    let unrecorded = cdrs["cdrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == other.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(unrecorded["recordings"], json!([]), "{unrecorded}");
 }
 
 #[test]
@@ -327,7 +387,14 @@ async fn recording_failover_inside_the_lab() {
     assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
 
     let id = call_id_on(&client, new_owner, 1).await;
-    let files = segments_on(&client, new_owner, &id, 5, Duration::from_secs(20)).await;
+    let files = segments_covering(
+        &client,
+        new_owner,
+        &id,
+        f64::from(TALK_SECS) - 4.0,
+        Duration::from_secs(20),
+    )
+    .await;
     let (left, right) = join(&client, new_owner, &files).await;
     let recorded = left.len() as f64 / 8000.0;
     let (caller_440, callee_660) = (seconds_of(&left, 440.0), seconds_of(&right, 660.0));

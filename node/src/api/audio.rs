@@ -12,7 +12,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use storage::Command;
-use storage::audio::{AudioFile, AudioKind, AudioQuotas, AudioUsage, MAX_AUDIO_NAME};
+use storage::audio::{
+    AudioFile, AudioKind, AudioQuotas, AudioUsage, CallRecording, MAX_AUDIO_NAME,
+};
 use storage::model::AuditEntry;
 use storage::web::Scope;
 use tokio::io::AsyncReadExt;
@@ -101,10 +103,18 @@ pub(crate) async fn list(
     let kind = q.kind.as_deref().map(parse_kind).transpose()?;
     state.cluster.linearizable_barrier().await?;
     let dir = state.cluster.audio_dir();
-    let mut audio: Vec<AudioView> = state
-        .cluster
-        .reader()
-        .list::<AudioFile>()?
+    let reader = state.cluster.reader();
+    // A call's recordings through their index; anything else is a scan of the whole index.
+    let files = match q.call_id.as_deref() {
+        Some(c) if c.contains('/') => Vec::new(),
+        Some(c) => reader
+            .scan_prefix::<CallRecording>(&CallRecording::prefix(c))?
+            .into_iter()
+            .filter_map(|r| reader.get::<AudioFile>(&r.audio_id).transpose())
+            .collect::<Result<Vec<_>, _>>()?,
+        None => reader.list::<AudioFile>()?,
+    };
+    let mut audio: Vec<AudioView> = files
         .into_iter()
         .filter(|f| kind.is_none_or(|k| f.kind == k))
         .filter(|f| q.owner.as_deref().is_none_or(|o| f.owner == o))

@@ -443,6 +443,9 @@ pub(crate) struct CdrView {
     /// The number as dialled, and as sent to the trunk (after strip and prepend).
     pub dialled: String,
     pub sent: String,
+    /// The ids of the call's recording segments (`/audio/{id}/content`), oldest first: those the
+    /// account's recordings scope lets it hear.
+    pub recordings: Vec<String>,
 }
 
 impl From<CdrRow> for CdrView {
@@ -470,8 +473,28 @@ impl From<CdrRow> for CdrView {
             route,
             dialled,
             sent,
+            recordings: Vec::new(),
         }
     }
+}
+
+/// The recording segments of call `call_id` that an account with recordings scope `scope` (and
+/// extension `own`) may hear, oldest first.
+fn recordings_of(
+    reader: &storage::StateReader,
+    call_id: &str,
+    scope: storage::web::Scope,
+    own: Option<&str>,
+) -> Result<Vec<String>, StorageError> {
+    use storage::audio::CallRecording;
+    use storage::web::Scope;
+    if scope == Scope::None {
+        return Ok(Vec::new());
+    }
+    let mut segments = reader.scan_prefix::<CallRecording>(&CallRecording::prefix(call_id))?;
+    segments.retain(|r| scope == Scope::All || own == Some(r.owner.as_str()));
+    segments.sort_by_key(|r| r.created_at);
+    Ok(segments.into_iter().map(|r| r.audio_id).collect())
 }
 
 #[derive(Debug, Serialize)]
@@ -523,6 +546,7 @@ pub(crate) async fn list(
     }
     state.cluster.linearizable_barrier().await?;
     let reader = state.cluster.reader().clone();
+    let (scope, own) = (who.grants.recordings, who.extension.clone());
     let (body, next) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let routes = |key: &str| reader.get::<CallRoute>(key);
         let cdr = |key: &str| reader.get::<CallDetail>(key);
@@ -536,10 +560,16 @@ pub(crate) async fn list(
         });
         let page = fetch_rows(&reader, index, &routes, &q, visit_budget(q.page.limit))?;
         let body = match q.format {
-            Format::Json => Body::Json(CdrPage {
-                cdrs: page.items.into_iter().map(CdrView::from).collect(),
-                next: page.next.clone(),
-            }),
+            Format::Json => {
+                let mut cdrs: Vec<CdrView> = page.items.into_iter().map(CdrView::from).collect();
+                for c in cdrs.iter_mut().filter(|c| c.answered_at.is_some()) {
+                    c.recordings = recordings_of(&reader, &c.id, scope, own.as_deref())?;
+                }
+                Body::Json(CdrPage {
+                    cdrs,
+                    next: page.next.clone(),
+                })
+            }
             Format::Csv => Body::Csv(to_csv(&page.items)?),
         };
         Ok((body, page.next))

@@ -34,6 +34,9 @@ pub(super) struct Cdr {
     pub direction: String,
     #[serde(default)]
     pub trunk: String,
+    /// The call's recording segments the account may hear.
+    #[serde(default)]
+    pub recordings: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +74,7 @@ pub(super) fn table(rows: &[Cdr]) -> Markup {
                 thead { tr {
                     th { "Started" } th { "Caller" } th { "Callee" } th { "Direction" } th { "Trunk" }
                     th { "Result" } th.num { "Talk time" } th { "Ended by" } th.num { "Node" }
+                    th { "Recording" }
                 } }
                 tbody {
                     @for c in rows {
@@ -86,9 +90,17 @@ pub(super) fn table(rows: &[Cdr]) -> Markup {
                             }
                             td { (c.hangup_side) @if !c.cause.is_empty() { " · " span.muted { (c.cause) } } }
                             td.num { (c.node_id) }
+                            td {
+                                // Each segment plays in the browser (a download: it is audited).
+                                @for (n, id) in c.recordings.iter().enumerate() {
+                                    a.recording href={ "/api/v1/audio/" (id) "/content" }
+                                        title={ "Segment " (n + 1) } { "▶ " (n + 1) }
+                                    " "
+                                }
+                            }
                         }
                     }
-                    @if rows.is_empty() { (empty_row(9, "No call records match.")) }
+                    @if rows.is_empty() { (empty_row(10, "No call records match.")) }
                 }
             }
         }

@@ -164,3 +164,36 @@ fn retention_drops_expired_files_and_gives_their_bytes_back() {
     assert!(txn.get(Table::AudioFiles, &id(3)).is_some());
     assert_eq!(used(&txn, "1001"), (50, 2));
 }
+
+#[test]
+fn a_calls_recordings_are_indexed_by_the_call_until_deleted_or_expired() {
+    let mut txn = MemTxn::default();
+    let seg = |n: u8, call: &str, until: Option<u64>| {
+        let mut f = file(&id(n), "1002", 10);
+        f.kind = AudioKind::Recording;
+        f.call_id = Some(call.into());
+        f.retain_until = until;
+        f
+    };
+    let (a, b, c) = (
+        seg(1, "call-a", None),
+        seg(2, "call-a", Some(5)),
+        seg(3, "call-b", None),
+    );
+    for f in [a, b, c] {
+        assert_eq!(apply(&mut txn, Command::PutAudioFile(f)), Response::Ok);
+    }
+    let of = |txn: &MemTxn, call: &str| {
+        txn.keys_with_prefix(Table::RecordingsByCall, &CallRecording::prefix(call))
+    };
+    assert_eq!(
+        of(&txn, "call-a"),
+        vec![format!("call-a/{}", id(1)), format!("call-a/{}", id(2))]
+    );
+    assert_eq!(of(&txn, "call-b").len(), 1);
+    apply(&mut txn, Command::PruneAudio { now: 5 });
+    assert_eq!(of(&txn, "call-a"), vec![format!("call-a/{}", id(1))]);
+    apply(&mut txn, Command::DeleteAudioFile { id: id(1) });
+    assert!(of(&txn, "call-a").is_empty());
+    assert_eq!(of(&txn, "call-b").len(), 1, "another call's untouched");
+}
