@@ -12,6 +12,7 @@ use crate::features::{
     CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup, Subscription,
 };
 use crate::features_apply;
+use crate::ivr::{self, Ivr};
 use crate::model::{
     ActiveCall, AuditEntry, Ban, Binding, CallDetail, CdrIndexEntry, CdrIndexProgress,
     ClusterRecord, Event, Extension, FirewallRule, MemberRecord, Recipient, Setting, UnixMillis,
@@ -39,7 +40,8 @@ pub enum Command {
     RemoveMember {
         node_id: NodeId,
     },
-    /// Create an extension; `Conflict` if the number is taken.
+    /// Create an extension; `Conflict` if the number is taken (by an extension, a ring group or an
+    /// IVR).
     CreateExtension(Extension),
     /// Replace an existing extension; `NotFound` if there is none.
     UpdateExtension(Extension),
@@ -194,13 +196,14 @@ pub enum Command {
     },
     /// Set an extension's do-not-disturb and forwarding; `NotFound` without the extension.
     PutCallHandling(CallHandling),
-    /// Create or replace a ring group: its number must be no extension's, its members and fallback
-    /// must exist.
+    /// Create or replace a ring group: its number must be no extension's or IVR's, its members and
+    /// fallback must exist.
     PutRingGroup {
         group: RingGroup,
         mode: PutMode,
     },
-    /// Delete a ring group; `Conflict` names what still sends calls to it.
+    /// Delete a ring group; `Conflict` names what still sends calls to it (a route, a group, a
+    /// time condition, an IVR).
     DeleteRingGroup {
         number: String,
     },
@@ -251,9 +254,23 @@ pub enum Command {
     /// Create or replace a time condition: `NotFound` naming an open or closed destination that
     /// does not exist.
     PutTimeCondition(TimeCondition),
-    /// Delete a time condition: `Conflict` naming an inbound route that still sends calls to it.
+    /// Delete a time condition: `Conflict` naming an inbound route or an IVR that still sends
+    /// calls to it.
     DeleteTimeCondition {
         name: String,
+    },
+    // IVR menus: appended.
+    /// Create (`Conflict` if the number is an IVR's) or replace (`NotFound` if it is none) an IVR:
+    /// `Invalid` when malformed or its greeting is no prompt, `Conflict` naming the extension or
+    /// ring group with its number, `NotFound` naming a greeting or destination that does not exist.
+    PutIvr {
+        ivr: Ivr,
+        mode: PutMode,
+    },
+    /// Delete an IVR: `Conflict` naming an inbound route, time condition or other IVR that still
+    /// sends calls to it.
+    DeleteIvr {
+        number: String,
     },
 }
 
@@ -310,6 +327,14 @@ pub enum Response {
         scope: QuotaScope,
         limit: u64,
         used: u64,
+    },
+    /// Refused because record `key` of `table` is malformed, or refers to something of the wrong
+    /// kind: `reason` says which field and why, as `field: reason`. The proposer checks the same
+    /// rule first; this is the state machine's own guard. (Appended last.)
+    Invalid {
+        table: String,
+        key: String,
+        reason: String,
     },
 }
 
@@ -503,6 +528,8 @@ impl Command {
             Self::PruneAudio { now } => audio::prune_audio(txn, *now),
             Self::PutTimeCondition(c) => time_condition::put_time_condition(txn, c),
             Self::DeleteTimeCondition { name } => time_condition::delete_time_condition(txn, name),
+            Self::PutIvr { ivr, mode } => ivr::put_ivr(txn, ivr, *mode),
+            Self::DeleteIvr { number } => ivr::delete_ivr(txn, number),
             Self::PutRecordingPolicy(p) => recording::put_recording_policy(txn, p),
             Self::UpdateBindings(ops) => {
                 for op in ops {
@@ -610,6 +637,8 @@ impl Command {
             Self::PutRecordingPolicy(_) => "put_recording_policy",
             Self::PutTimeCondition(_) => "put_time_condition",
             Self::DeleteTimeCondition { .. } => "delete_time_condition",
+            Self::PutIvr { .. } => "put_ivr",
+            Self::DeleteIvr { .. } => "delete_ivr",
         }
     }
 }

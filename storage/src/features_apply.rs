@@ -1,6 +1,7 @@
 //! Applying the call-feature commands: references checked in log order, so that a ring group never
-//! names an extension that does not exist and never shares a number with one, a pickup group
-//! names only extensions that exist, and no feature code and pickup code shadow each other.
+//! names an extension that does not exist and never shares a number with one or with an IVR, a
+//! pickup group names only extensions that exist, and no feature code and pickup code shadow each
+//! other.
 
 use crate::codec::{self, CodecError};
 use crate::command::{Response, Txn, delete, get, put};
@@ -34,8 +35,10 @@ pub(crate) fn put_ring_group(
         _ => {}
     }
     // One number, one thing to ring.
-    if txn.get(Table::Extensions, &group.number).is_some() {
-        return Ok(conflict(Table::Extensions, &group.number));
+    for table in [Table::Extensions, Table::Ivrs] {
+        if txn.get(table, &group.number).is_some() {
+            return Ok(conflict(table, &group.number));
+        }
     }
     if let Some(m) = group
         .members
@@ -54,8 +57,8 @@ pub(crate) fn put_ring_group(
     put(txn, group)
 }
 
-/// Deletes a ring group; `Conflict` names an inbound route, another group or a time condition that
-/// still sends calls to it.
+/// Deletes a ring group; `Conflict` names an inbound route, another group, a time condition or an
+/// IVR that still sends calls to it.
 pub(crate) fn delete_ring_group(txn: &mut dyn Txn, number: &str) -> Result<Response, CodecError> {
     if txn.get(Table::RingGroups, number).is_none() {
         return Ok(not_found(Table::RingGroups, number));
@@ -81,14 +84,18 @@ pub(crate) fn delete_ring_group(txn: &mut dyn Txn, number: &str) -> Result<Respo
     if let Some(cond) = crate::time_condition::sending_to_ring_group(txn, number)? {
         return Ok(conflict(Table::TimeConditions, &cond));
     }
+    if let Some(ivr) = crate::ivr::sending_to(txn, &Destination::RingGroup(number.to_owned()))? {
+        return Ok(conflict(Table::Ivrs, &ivr));
+    }
     Ok(delete(txn, Table::RingGroups, number, true))
 }
 
-/// Creating an extension: refused when a ring group has its number.
+/// Creating an extension: refused when a ring group or an IVR has its number.
 pub(crate) fn number_free(txn: &dyn Txn, number: &str) -> Option<Response> {
-    txn.get(Table::RingGroups, number)
-        .is_some()
-        .then(|| conflict(Table::RingGroups, number))
+    [Table::RingGroups, Table::Ivrs]
+        .into_iter()
+        .find(|t| txn.get(*t, number).is_some())
+        .map(|t| conflict(t, number))
 }
 
 /// Creates or replaces a pickup group; `NotFound` names a member that is no extension.

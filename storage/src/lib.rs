@@ -15,6 +15,7 @@ pub mod command;
 mod error;
 pub mod features;
 mod features_apply;
+pub mod ivr;
 mod log_store;
 pub mod model;
 mod reader;

@@ -184,6 +184,8 @@ pub enum Destination {
     RingGroup(String),
     /// A time condition's name: its open or closed destination, by the cluster's clock. (Appended.)
     TimeCondition(String),
+    /// An IVR's number: its menu, where the caller chooses by key. (Appended.)
+    Ivr(String),
 }
 
 /// A rule for calls arriving on trunks.

@@ -24,6 +24,15 @@ pub(crate) fn conflict(table: Table, key: &str) -> Response {
     }
 }
 
+/// Record `key` of `table` refused for its own content: `reason` as `field: reason`.
+pub(crate) fn invalid(table: Table, key: &str, reason: String) -> Response {
+    Response::Invalid {
+        table: table_name(table),
+        key: key.to_owned(),
+        reason,
+    }
+}
+
 fn write<R: Record>(txn: &mut dyn Txn, rec: &R, mode: PutMode) -> Result<Response, CodecError> {
     match mode {
         PutMode::Create => create(txn, rec),
@@ -77,6 +86,10 @@ pub(crate) fn put_routing(
                     .get(Table::TimeConditions, n)
                     .is_none()
                     .then_some((Table::TimeConditions, n)),
+                Destination::Ivr(n) => txn
+                    .get(Table::Ivrs, n)
+                    .is_none()
+                    .then_some((Table::Ivrs, n)),
             };
             if let Some((table, number)) = missing {
                 return Ok(not_found(table, number));

@@ -56,11 +56,13 @@ pub enum Table {
     TimeConditions,
     /// Recordings by the call they are of (`{call_id}/{audio id}`), written with each file.
     RecordingsByCall,
+    /// IVR menus (auto attendants), by number.
+    Ivrs,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 35] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -95,6 +97,7 @@ impl Table {
         Self::RecordingPolicies,
         Self::TimeConditions,
         Self::RecordingsByCall,
+        Self::Ivrs,
     ];
 
     /// Column family holding the table.
@@ -134,6 +137,7 @@ impl Table {
             Self::RecordingPolicies => "t_recording_policies",
             Self::TimeConditions => "t_time_conditions",
             Self::RecordingsByCall => "t_recordings_by_call",
+            Self::Ivrs => "t_ivrs",
         }
     }
 
@@ -174,6 +178,7 @@ impl Table {
             Self::RecordingPolicies => 32,
             Self::TimeConditions => 33,
             Self::RecordingsByCall => 34,
+            Self::Ivrs => 35,
         }
     }
 

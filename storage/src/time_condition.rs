@@ -54,7 +54,7 @@ pub struct TimeCondition {
     pub name: String,
     pub hours: Vec<OpenHours>,
     pub holidays: Vec<Holiday>,
-    /// Where calls go while open, and while closed: an extension or a ring group.
+    /// Where calls go while open, and while closed: an extension, a ring group or an IVR.
     pub open: Destination,
     pub closed: Destination,
     pub created_at: UnixMillis,
@@ -167,8 +167,8 @@ impl TimeCondition {
 }
 
 /// `NotFound` for what `d` names when that does not exist. A condition's destinations are
-/// extensions and ring groups only (the API refuses a condition first): a condition never leads
-/// to another, so no chain can loop.
+/// extensions, ring groups and IVRs only (the API refuses a condition first): a condition never
+/// leads to another, so no chain can loop without a caller choosing in an IVR.
 fn missing_target(txn: &dyn Txn, d: &Destination) -> Option<Response> {
     let not_found = |table: Table, key: &str| Response::NotFound {
         table: table_name(table),
@@ -178,6 +178,7 @@ fn missing_target(txn: &dyn Txn, d: &Destination) -> Option<Response> {
         Destination::Extension(n) => (Extension::TABLE, n),
         Destination::RingGroup(n) => (Table::RingGroups, n),
         Destination::TimeCondition(n) => return Some(not_found(Table::TimeConditions, n)),
+        Destination::Ivr(n) => (Table::Ivrs, n),
     };
     txn.get(table, key).is_none().then(|| not_found(table, key))
 }
@@ -196,7 +197,7 @@ pub(crate) fn put_time_condition(
     put(txn, cond)
 }
 
-/// Deletes a condition: `Conflict` naming an inbound route that still sends calls to it.
+/// Deletes a condition: `Conflict` naming an inbound route or an IVR that still sends calls to it.
 pub(crate) fn delete_time_condition(txn: &mut dyn Txn, name: &str) -> Result<Response, CodecError> {
     if txn.get(Table::TimeConditions, name).is_none() {
         return Ok(Response::NotFound {
@@ -216,6 +217,12 @@ pub(crate) fn delete_time_condition(txn: &mut dyn Txn, name: &str) -> Result<Res
                 key: route.name,
             });
         }
+    }
+    if let Some(ivr) = crate::ivr::sending_to(txn, &target)? {
+        return Ok(Response::Conflict {
+            table: table_name(Table::Ivrs),
+            key: ivr,
+        });
     }
     Ok(delete(txn, Table::TimeConditions, name, true))
 }

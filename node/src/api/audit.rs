@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use storage::features::{CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup};
+use storage::ivr::Ivr;
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
 use storage::recording::RecordingPolicy;
 use storage::time_condition::TimeCondition;
@@ -166,6 +167,8 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         Command::DeleteTimeCondition { name } => {
             changes::<TimeCondition>(old(reader, name).as_ref(), None)
         }
+        Command::PutIvr { ivr, .. } => changes(old::<Ivr>(reader, &ivr.number).as_ref(), Some(ivr)),
+        Command::DeleteIvr { number } => changes::<Ivr>(old(reader, number).as_ref(), None),
         Command::PutPickupCodes(c) => {
             let before = old::<PickupCodes>(reader, PickupCodes::KEY).unwrap_or_default();
             changes(Some(&before), Some(c))

@@ -118,11 +118,13 @@ impl From<storage::Response> for ApiError {
     fn from(r: storage::Response) -> Self {
         match r {
             storage::Response::Conflict { table, key } => {
-                Self::Conflict(format!("{} {key} already exists", singular(&table)))
+                Self::Conflict(format!("{} {key} already exists", noun(&table)))
             }
             storage::Response::NotFound { table, key } => {
-                Self::NotFound(format!("{} {key} does not exist", singular(&table)))
+                Self::NotFound(format!("{} {key} does not exist", noun(&table)))
             }
+            // The state machine's own guard: the reason names the field, as a handler's check does.
+            storage::Response::Invalid { reason, .. } => Self::BadRequest(reason),
             other => Self::Internal(format!("unexpected answer {other:?}")),
         }
     }
@@ -172,7 +174,10 @@ impl ApiError {
     }
 }
 
-/// A table's name as a noun in a message: `outbound_routes` → `outbound route`.
-fn noun(table: &str) -> String {
-    singular(table).replace('_', " ")
+/// A table's name as a noun in a message: `outbound_routes` → `outbound route`, `ivrs` → `IVR`.
+pub(crate) fn noun(table: &str) -> String {
+    match table {
+        "ivrs" => "IVR".to_owned(),
+        _ => singular(table).replace('_', " "),
+    }
 }

@@ -10,6 +10,7 @@ use storage::model::{ClusterRecord, Extension, UnixMillis};
 
 use super::AppState;
 use super::access::Principal;
+use super::crud::propose_answer;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::paging::{LIMITS, ListQuery, Page, PageRequest};
@@ -193,6 +194,20 @@ fn realm(state: &AppState) -> Result<String, ApiError> {
     Ok(rec.realm)
 }
 
+/// The state machine's refusal of creating an extension, in words: its number may be a ring
+/// group's or an IVR's (one number, one thing to call).
+pub(super) fn create_refused(r: storage::Response) -> ApiError {
+    match r {
+        storage::Response::Conflict { table, key } if table == "ring_groups" => {
+            ApiError::Conflict(format!("{key} is a ring group's number"))
+        }
+        storage::Response::Conflict { table, key } if table == "ivrs" => {
+            ApiError::Conflict(format!("{key} is an IVR's number"))
+        }
+        other => other.into(),
+    }
+}
+
 pub(crate) async fn create(
     State(state): State<AppState>,
     who: Principal,
@@ -224,9 +239,10 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
     };
-    state
-        .propose_checked(Command::CreateExtension(ext.clone()))
-        .await?;
+    match propose_answer(&state, Command::CreateExtension(ext.clone())).await? {
+        storage::Response::Ok => {}
+        refused => return Err(create_refused(refused)),
+    }
     tracing::info!(extension = %ext.number, "extension created");
     let mut view = ExtensionView::from(ext);
     view.generated_secret = generated.then_some(secret);

@@ -42,7 +42,7 @@ fn is_local_number(s: &str) -> bool {
 }
 
 /// An optional text field: absent, `null` or blank is unset.
-fn given(v: Option<String>) -> Option<String> {
+pub(super) fn given(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
@@ -296,6 +296,9 @@ fn put_refused(r: storage::Response, group: &RingGroup) -> ApiError {
         storage::Response::Conflict { table, key } if table == "extensions" => {
             ApiError::Conflict(format!("{key} is an extension's number"))
         }
+        storage::Response::Conflict { table, key } if table == "ivrs" => {
+            ApiError::Conflict(format!("{key} is an IVR's number"))
+        }
         storage::Response::Conflict { table, key } if table == "ring_groups" => {
             ApiError::Conflict(format!("ring group {key} already exists"))
         }
@@ -325,6 +328,9 @@ fn delete_refused(r: storage::Response, number: &str) -> ApiError {
         }
         storage::Response::Conflict { table, key } if table == "ring_groups" => ApiError::Conflict(
             format!("ring group {key} still sends its unanswered calls to ring group {number}"),
+        ),
+        storage::Response::Conflict { table, key } if table == "ivrs" => ApiError::Conflict(
+            format!("IVR {key} still sends calls to ring group {number}"),
         ),
         storage::Response::Conflict { table, key } => ApiError::Conflict(format!(
             "ring group {number} is used by {} {key}",
@@ -966,6 +972,9 @@ mod tests {
         assert_eq!(e.to_string(), "600 is an extension's number");
         let e = put_refused(r("conflict", "ring_groups", "600"), &g);
         assert_eq!(e.to_string(), "ring group 600 already exists");
+        let e = put_refused(r("conflict", "ivrs", "600"), &g);
+        assert!(matches!(e, ApiError::Conflict(_)));
+        assert_eq!(e.to_string(), "600 is an IVR's number");
         let e = put_refused(r("missing", "extensions", "1999"), &g);
         assert!(matches!(e, ApiError::NotFound(_)));
         assert_eq!(e.to_string(), "members: extension 1999 does not exist");
@@ -987,6 +996,8 @@ mod tests {
         );
         let e = delete_refused(r("missing", "ring_groups", "600"), "600");
         assert!(matches!(e, ApiError::NotFound(_)));
+        let e = delete_refused(r("conflict", "ivrs", "500"), "600");
+        assert_eq!(e.to_string(), "IVR 500 still sends calls to ring group 600");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod extensions;
 mod features;
 mod groups;
 mod guard;
+mod ivrs;
 mod json;
 mod live;
 mod paging;
@@ -49,6 +50,7 @@ pub(crate) use self::{
         get_pickup_codes as pickup_codes, list_pickup_groups as pickup_groups_list,
         list_ring_groups as ring_groups_list,
     },
+    ivrs::list as ivrs_list,
     live::{LiveQuery, Window as LiveWindow, snapshot as live_snapshot},
     paging::ListQuery,
     routes::{list_inbound as inbound_list, list_outbound as outbound_list},
@@ -61,6 +63,9 @@ pub(crate) use self::{
 };
 pub use error::ApiError;
 pub use guard::ClientAddr;
+/// The IVRs as the list answer shows them, for the portal's tests.
+#[cfg(test)]
+pub(crate) use ivrs::list_views as ivr_views;
 pub(crate) use live::record_version;
 pub use routes::{RoutingSettings, read_routing_settings};
 pub use serve::{ServeError, serve_https};
@@ -206,6 +211,11 @@ pub fn router(state: AppState) -> Router {
             get(time_conditions::get)
                 .put(time_conditions::put)
                 .delete(time_conditions::delete),
+        )
+        .route("/ivrs", get(ivrs::list))
+        .route(
+            "/ivrs/{number}",
+            get(ivrs::get).put(ivrs::put).delete(ivrs::delete),
         )
         .route(
             "/feature-codes",

@@ -211,7 +211,8 @@ crud::handlers! {
 // ---------------------------------------------------------------------------------------------
 // Inbound routes.
 
-/// Where an inbound call goes, as JSON: `{"type": "extension", "target": "1001"}`.
+/// Where an inbound call goes, as JSON: `{"type": "extension", "target": "1001"}`; the types are
+/// `extension`, `ring_group`, `time_condition` and `ivr`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(
     tag = "type",
@@ -223,6 +224,7 @@ pub(crate) enum DestinationJson {
     Extension(String),
     RingGroup(String),
     TimeCondition(String),
+    Ivr(String),
 }
 
 impl From<Destination> for DestinationJson {
@@ -231,13 +233,14 @@ impl From<Destination> for DestinationJson {
             Destination::Extension(n) => Self::Extension(n),
             Destination::RingGroup(n) => Self::RingGroup(n),
             Destination::TimeCondition(n) => Self::TimeCondition(n),
+            Destination::Ivr(n) => Self::Ivr(n),
         }
     }
 }
 
 impl DestinationJson {
-    /// The destination, checked on its own: a number of 2 to 15 digits, or a time condition's
-    /// name (and only where `conditions` allows one).
+    /// The destination, checked on its own: a number of 2 to 15 digits, an IVR's number, or a time
+    /// condition's name (and only where `conditions` allows one).
     pub(crate) fn checked(self, field: &str, conditions: bool) -> Result<Destination, ApiError> {
         match self {
             Self::Extension(n) | Self::RingGroup(n)
@@ -252,7 +255,7 @@ impl DestinationJson {
             Self::RingGroup(n) => Ok(Destination::RingGroup(n)),
             Self::TimeCondition(_) if !conditions => Err(ApiError::invalid(
                 format!("{field}.type"),
-                "extension or ring_group (a time condition leads to no other)",
+                "extension, ring_group or ivr (a time condition leads to no other)",
             )),
             Self::TimeCondition(n) if !storage::time_condition::TimeCondition::valid_name(&n) => {
                 Err(ApiError::invalid(
@@ -261,6 +264,14 @@ impl DestinationJson {
                 ))
             }
             Self::TimeCondition(n) => Ok(Destination::TimeCondition(n)),
+            Self::Ivr(n) if !storage::ivr::Ivr::valid_number(&n) => Err(ApiError::invalid(
+                format!("{field}.target"),
+                format!(
+                    "an IVR's number, 1 to {} digits",
+                    storage::ivr::MAX_IVR_NUMBER
+                ),
+            )),
+            Self::Ivr(n) => Ok(Destination::Ivr(n)),
         }
     }
 }
@@ -324,6 +335,7 @@ impl Resource for InboundRoute {
         (Table::Extensions, "destination.target"),
         (Table::RingGroups, "destination.target"),
         (Table::TimeConditions, "destination.target"),
+        (Table::Ivrs, "destination.target"),
     ];
     type Body = InboundBody;
     type View = InboundView;
@@ -596,5 +608,19 @@ mod tests {
         let g: DestinationJson =
             serde_json::from_str(r#"{"type":"ring_group","target":"600"}"#).unwrap();
         assert!(matches!(&g, DestinationJson::RingGroup(n) if n == "600"));
+        let ivr: DestinationJson = serde_json::from_str(r#"{"type":"ivr","target":"5"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&ivr).unwrap(),
+            r#"{"type":"ivr","target":"5"}"#
+        );
+        assert_eq!(
+            ivr.checked("destination", false).unwrap(),
+            Destination::Ivr("5".into()),
+            "an IVR wherever a condition may not be: a caller's key leads on"
+        );
+        let err = DestinationJson::Ivr("5x".into())
+            .checked("open", false)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("open.target:"), "{err}");
     }
 }

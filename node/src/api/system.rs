@@ -348,7 +348,7 @@ pub(crate) async fn import(
                 refused => errors.push(RowError {
                     line: *line,
                     number: ext.number.clone(),
-                    message: ApiError::from(refused).to_string(),
+                    message: extensions::create_refused(refused).to_string(),
                 }),
             }
         }

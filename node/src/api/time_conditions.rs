@@ -349,6 +349,7 @@ fn put_refused(r: storage::Response, cond: &TimeCondition) -> ApiError {
             "extensions" => ("extension", Destination::Extension(key.to_owned())),
             "ring_groups" => ("ring group", Destination::RingGroup(key.to_owned())),
             "time_conditions" => ("time condition", Destination::TimeCondition(key.to_owned())),
+            "ivrs" => ("IVR", Destination::Ivr(key.to_owned())),
             _ => return None,
         };
         let field = if cond.open == d { "open" } else { "closed" };
@@ -374,6 +375,9 @@ fn delete_refused(r: storage::Response, name: &str) -> ApiError {
                 "inbound route {key} still sends calls to time condition {name}"
             ))
         }
+        storage::Response::Conflict { table, key } if table == "ivrs" => ApiError::Conflict(
+            format!("IVR {key} still sends calls to time condition {name}"),
+        ),
         storage::Response::Conflict { table, key } => ApiError::Conflict(format!(
             "time condition {name} is used by {} {key}",
             table.trim_end_matches('s').replace('_', " ")
@@ -423,7 +427,7 @@ pub(crate) async fn get(
 }
 
 /// Creates (201) or replaces (200) condition `name`; 404 naming `open.target` or `closed.target`
-/// when that extension or ring group does not exist.
+/// when that extension, ring group or IVR does not exist.
 pub(crate) async fn put(
     State(state): State<AppState>,
     who: Principal,
@@ -447,7 +451,7 @@ pub(crate) async fn put(
     Ok((status, Json(view_now(state.cluster.reader(), cond))))
 }
 
-/// Deletes condition `name`; 409 naming the inbound route that still sends calls to it.
+/// Deletes condition `name`; 409 naming the inbound route or IVR that still sends calls to it.
 pub(crate) async fn delete(
     State(state): State<AppState>,
     who: Principal,
@@ -671,5 +675,19 @@ mod tests {
         );
         let e = delete_refused(nf("time_conditions", "office"), "office");
         assert!(matches!(e, ApiError::NotFound(_)));
+        let menu = storage::Response::Conflict {
+            table: "ivrs".into(),
+            key: "500".into(),
+        };
+        assert_eq!(
+            delete_refused(menu, "office").to_string(),
+            "IVR 500 still sends calls to time condition office"
+        );
+        let mut to_menu = c;
+        to_menu.closed = Destination::Ivr("500".into());
+        assert_eq!(
+            put_refused(nf("ivrs", "500"), &to_menu).to_string(),
+            "closed.target: IVR 500 does not exist"
+        );
     }
 }

@@ -1,15 +1,18 @@
 //! `/trunks` and `/routes`: the trunks with their state, the outbound and inbound routes, and the
-//! time conditions inbound routes may send calls to; each with a create form and delete buttons
-//! (grant `routing`).
+//! time conditions and IVR menus inbound routes may send calls to; each with a create form and
+//! delete buttons (grant `routing`).
 
 use axum::extract::State;
 use maud::{Markup, html};
 use serde::Deserialize;
+use storage::audio::{AudioFile, AudioKind};
+use storage::ivr::{IVR_KEYS, MAX_IVR_NAME, MAX_IVR_NUMBER};
 use storage::routing::{OutboundRoute, RouteClass, TrunkStatus};
+use storage::{StateReader, StorageError};
 
 use super::layout::{self, Nav, badge, empty_row, field, form_error, when};
-use super::{Ctx, Problem, api, enc};
-use crate::api::AppState;
+use super::{Ctx, Params, Problem, api, enc, given};
+use crate::api::{AppState, Principal};
 
 /// A trunk as `GET /api/v1/trunks` shows it.
 #[derive(Debug, Deserialize)]
@@ -160,6 +163,41 @@ struct Destination {
     target: String,
 }
 
+/// The kinds of destination as the API names them, with their labels.
+const EXTENSION: (&str, &str) = ("extension", "extension");
+const RING_GROUP: (&str, &str) = ("ring_group", "ring group");
+const TIME_CONDITION: (&str, &str) = ("time_condition", "time condition");
+const IVR: (&str, &str) = ("ivr", "IVR");
+/// Where an inbound route or an IVR's key may send calls.
+const ANY_DESTINATION: [(&str, &str); 4] = [EXTENSION, RING_GROUP, TIME_CONDITION, IVR];
+/// Where a time condition may send calls: never to another condition.
+const CONDITION_DESTINATION: [(&str, &str); 3] = [EXTENSION, RING_GROUP, IVR];
+
+/// A destination kind's label: `ring_group` as `ring group`.
+fn kind_label(kind: &str) -> String {
+    ANY_DESTINATION
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or_else(|| kind.replace('_', " "), |(_, label)| (*label).to_owned())
+}
+
+/// A `select` of destination kinds, `selected` chosen.
+fn kind_select(
+    id: &str,
+    name: &str,
+    label: &str,
+    kinds: &[(&str, &str)],
+    selected: Option<&str>,
+) -> Markup {
+    html! {
+        select id=(id) name=(name) aria-label=(label) {
+            @for (value, text) in kinds {
+                option value=(value) selected[selected == Some(*value)] { (text) }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct InboundRoute {
     name: String,
@@ -206,6 +244,74 @@ struct TimeCondition {
 #[derive(Debug, Deserialize)]
 pub(super) struct TimeConditions {
     time_conditions: Vec<TimeCondition>,
+}
+
+/// One key of an IVR, as `GET /api/v1/ivrs` shows it.
+#[derive(Debug, Deserialize)]
+struct IvrOption {
+    digit: String,
+    destination: Destination,
+}
+
+#[derive(Debug, Deserialize)]
+struct Ivr {
+    number: String,
+    name: String,
+    #[serde(default)]
+    greeting: Option<String>,
+    options: Vec<IvrOption>,
+    direct_dial: bool,
+    timeout_secs: u8,
+    attempts: u8,
+    #[serde(default)]
+    fallback: Option<Destination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Ivrs {
+    ivrs: Vec<Ivr>,
+}
+
+/// A prompt the greeting may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Prompt {
+    pub(super) id: String,
+    pub(super) name: String,
+}
+
+/// Prompts the greeting select offers at most (the audio page has them all).
+pub(super) const MAX_PROMPTS: usize = 500;
+
+/// The prompts of the audio store `who` may see, by name: one pass over the index that keeps
+/// only prompts, at most [`MAX_PROMPTS`] of them.
+pub(super) fn prompts(reader: &StateReader, who: &Principal) -> Result<Vec<Prompt>, StorageError> {
+    let mut out = Vec::new();
+    reader.scan_range::<AudioFile>("", "\u{7f}", usize::MAX, |f| {
+        if f.kind == AudioKind::Prompt && out.len() < MAX_PROMPTS && who.may_access_audio(f) {
+            out.push(Prompt {
+                id: f.id.clone(),
+                name: f.name.clone(),
+            });
+        }
+        false
+    })?;
+    out.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    Ok(out)
+}
+
+/// The IVR section of the routes page: the IVRs, the prompts a greeting may be, and the IVR the
+/// form edits (`/routes?ivr=500`), if any.
+pub(super) struct IvrMenus {
+    pub(super) list: Ivrs,
+    pub(super) prompts: Vec<Prompt>,
+    pub(super) editing: Option<String>,
+}
+
+/// The routes page's query: `ivr`, the IVR whose form is filled in.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RoutesQuery {
+    #[serde(default)]
+    ivr: Option<String>,
 }
 
 /// The days of the week as the API names them, Monday first, with their labels.
@@ -260,19 +366,21 @@ fn hours_summary(hours: &[OpenHours]) -> String {
 
 /// Where a destination leads, in words: `extension 1001`.
 fn destination(d: &Destination) -> Markup {
-    html! { (d.kind.replace('_', " ")) " " span.mono { (d.target) } }
+    html! { (kind_label(&d.kind)) " " span.mono { (d.target) } }
 }
 
 /// A destination's type and target fields, named `{name}.type` and `{name}.target`; `when` is
 /// `open` or `closed`, as the labels say it.
 fn destination_fields(when: &str, name: &str) -> Markup {
+    let label = format!("When {when}, send calls to");
     html! {
-        (field(&format!("When {when}, send calls to"), &format!("{name}.type"), html! {
-            select id={ "time-condition-" (name) "-type" } name={ (name) ".type" } {
-                option value="extension" { "extension" }
-                option value="ring_group" { "ring group" }
-            }
-        }))
+        (field(&label, &format!("{name}.type"), kind_select(
+            &format!("time-condition-{name}-type"),
+            &format!("{name}.type"),
+            &label,
+            &CONDITION_DESTINATION,
+            None,
+        )))
         (field(&format!("Number (when {when})"), &format!("{name}.target"), html! {
             input id={ "time-condition-" (name) "-target" } type="text" name={ (name) ".target" }
                 inputmode="numeric" required;
@@ -280,21 +388,38 @@ fn destination_fields(when: &str, name: &str) -> Markup {
     }
 }
 
-/// `/routes`.
-pub(super) async fn routes(State(state): State<AppState>, ctx: Ctx) -> Result<Markup, Problem> {
+/// `/routes`; `?ivr=500` fills the IVR form in with IVR 500, to change it.
+pub(super) async fn routes(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Params(q): Params<RoutesQuery>,
+) -> Result<Markup, Problem> {
     ctx.require(ctx.who.grants.routing)?;
     let s = || State(state.clone());
     let out: Outbound = api::answer(crate::api::outbound_list(s(), ctx.who.clone()).await).await?;
     let inb: Inbound = api::answer(crate::api::inbound_list(s(), ctx.who.clone()).await).await?;
     let conds: TimeConditions =
         api::answer(crate::api::time_conditions_list(s(), ctx.who.clone()).await).await?;
-    let zone = crate::api::time_condition_zone(state.cluster.reader());
-    let content = render(&out, &inb, &conds, &zone);
+    let list: Ivrs = api::answer(crate::api::ivrs_list(s(), ctx.who.clone()).await).await?;
+    let reader = state.cluster.reader();
+    let zone = crate::api::time_condition_zone(reader);
+    let menus = IvrMenus {
+        list,
+        prompts: prompts(reader, &ctx.who)?,
+        editing: given(q.ivr),
+    };
+    let content = render(&out, &inb, &conds, &zone, &menus);
     Ok(layout::page(&ctx.who, Nav::Routes, "Routes", content))
 }
 
 /// The routes page's content; `zone` is the cluster's time zone.
-pub(super) fn render(out: &Outbound, inb: &Inbound, conds: &TimeConditions, zone: &str) -> Markup {
+pub(super) fn render(
+    out: &Outbound,
+    inb: &Inbound,
+    conds: &TimeConditions,
+    zone: &str,
+    menus: &IvrMenus,
+) -> Markup {
     html! {
         div.card {
             h2 { "Outbound routes" }
@@ -369,7 +494,7 @@ pub(super) fn render(out: &Outbound, inb: &Inbound, conds: &TimeConditions, zone
                                 td.mono { (r.did) " " span.muted { "(" (r.did_kind) ")" } }
                                 td.mono { (r.caller_id.as_deref().unwrap_or("")) }
                                 td { (r.trunk.as_deref().unwrap_or("any")) }
-                                td { (r.destination.kind.replace('_', " ")) " " span.mono { (r.destination.target) } }
+                                td { (destination(&r.destination)) }
                                 td.actions {
                                     button.btn.btn-small.btn-danger.route-delete type="button"
                                         data-api={ "DELETE /api/v1/routes/inbound/" (enc(&r.name)) }
@@ -395,20 +520,17 @@ pub(super) fn render(out: &Outbound, inb: &Inbound, conds: &TimeConditions, zone
                 (field("DID", "did", html! { input #inbound-did type="text" name="did" required; }))
                 (field("Caller ID pattern", "caller_id", html! { input #inbound-caller-id type="text" name="caller_id"; }))
                 (field("Only from trunk", "trunk", html! { input #inbound-trunk type="text" name="trunk"; }))
-                (field("Destination", "destination.type", html! {
-                    select #inbound-target-type name="destination.type" {
-                        option value="extension" { "extension" }
-                        option value="ring_group" { "ring group" }
-                        option value="time_condition" { "time condition" }
-                    }
-                }))
-                (field("Extension or ring group number, or time condition name", "destination.target", html! {
+                (field("Destination", "destination.type", kind_select(
+                    "inbound-target-type", "destination.type", "Destination", &ANY_DESTINATION, None,
+                )))
+                (field("Extension, ring group or IVR number, or time condition name", "destination.target", html! {
                     input #inbound-target type="text" name="destination.target" required;
                 }))
                 div.form-actions { button.btn.btn-primary #inbound-submit type="submit" { "Add route" } }
             }
         }
         (time_conditions(conds, zone))
+        (ivrs(menus))
     }
 }
 
@@ -500,6 +622,178 @@ fn time_conditions(conds: &TimeConditions, zone: &str) -> Markup {
                 (destination_fields("closed", "closed"))
                 div.form-actions {
                     button.btn.btn-primary #time-condition-submit type="submit" { "Save time condition" }
+                }
+            }
+        }
+    }
+}
+
+/// An IVR's keys in words, one a line: `1 → extension 1001`.
+fn keys_summary(options: &[IvrOption]) -> Markup {
+    html! {
+        @for (i, o) in options.iter().enumerate() {
+            @if i > 0 { br; }
+            span.mono { (o.digit) } " → " (destination(&o.destination))
+        }
+    }
+}
+
+/// The IVR menus with their create-or-change form: one row per key, whose empty target leaves the
+/// key out.
+fn ivrs(menus: &IvrMenus) -> Markup {
+    let list = &menus.list.ivrs;
+    let editing = menus
+        .editing
+        .as_deref()
+        .and_then(|n| list.iter().find(|i| i.number == n));
+    let prompt_name = |id: &str| {
+        menus
+            .prompts
+            .iter()
+            .find(|p| p.id == id)
+            .map_or_else(|| id.to_owned(), |p| p.name.clone())
+    };
+    let greeting = editing.and_then(|i| i.greeting.as_deref());
+    let fallback = editing.and_then(|i| i.fallback.as_ref());
+    html! {
+        div.card #ivrs {
+            h2 { "IVR menus" }
+            p.hint {
+                "An IVR answers with its greeting, then sends the caller where the key pressed leads: "
+                "an extension, a ring group, a time condition or an IVR (itself: back to the menu). "
+                "Its number can be dialled inside, and inbound routes and time conditions can send calls to it."
+            }
+            div.table-wrap {
+                table.data #ivrs-table {
+                    thead { tr {
+                        th { "Number" } th { "Name" } th { "Greeting" } th { "Keys" } th { "Direct dial" }
+                        th { "Plays × wait" } th { "Then" } th.actions { "" }
+                    } }
+                    tbody {
+                        @for i in list {
+                            tr id={ "ivr-row-" (i.number) } data-ivr=(i.number) {
+                                td.mono { strong { (i.number) } }
+                                td { (i.name) }
+                                td {
+                                    @match &i.greeting {
+                                        Some(g) => { (prompt_name(g)) }
+                                        None => { span.muted { "none" } }
+                                    }
+                                }
+                                td {
+                                    @if i.options.is_empty() { span.muted { "no keys" } }
+                                    @else { (keys_summary(&i.options)) }
+                                }
+                                td { @if i.direct_dial { "yes" } @else { "no" } }
+                                td { (i.attempts) " × " (i.timeout_secs) " s" }
+                                td {
+                                    @match &i.fallback {
+                                        Some(d) => { (destination(d)) }
+                                        None => { span.muted { "hang up" } }
+                                    }
+                                }
+                                td.actions {
+                                    a.btn.btn-small.ivr-edit href={ "/routes?ivr=" (enc(&i.number)) "#ivr-form" } { "Edit" }
+                                    " "
+                                    button.btn.btn-small.btn-danger.ivr-delete type="button"
+                                        data-api={ "DELETE /api/v1/ivrs/" (enc(&i.number)) }
+                                        data-confirm={ "Delete IVR " (i.number) " (" (i.name) ")?" } data-then="reload" { "Delete" }
+                                }
+                            }
+                        }
+                        @if list.is_empty() { (empty_row(8, "No IVR menus.")) }
+                    }
+                }
+            }
+            h2 {
+                @match editing {
+                    Some(i) => { "Change IVR " (i.number) }
+                    None => { "New IVR" }
+                }
+            }
+            form.form #ivr-form data-api="PUT /api/v1/ivrs/{number}" data-then="reload" {
+                (form_error())
+                (field("Number (digits)", "number", html! {
+                    input #ivr-number type="text" name="number" inputmode="numeric" required
+                        maxlength=(MAX_IVR_NUMBER) placeholder="500" value=[editing.map(|i| &i.number)]
+                        readonly[editing.is_some()];
+                }))
+                (field("Name", "name", html! {
+                    input #ivr-name type="text" name="name" required maxlength=(MAX_IVR_NAME)
+                        placeholder="Main menu" value=[editing.map(|i| &i.name)];
+                }))
+                (field("Greeting (a prompt of the audio page)", "greeting", html! {
+                    select #ivr-greeting name="greeting" data-empty="null" {
+                        option value="" { "no greeting" }
+                        @for p in &menus.prompts {
+                            option value=(p.id) selected[greeting == Some(p.id.as_str())] { (p.name) }
+                        }
+                        // A greeting the account cannot see, or beyond the list, stays as it is.
+                        @if let Some(g) = greeting.filter(|g| !menus.prompts.iter().any(|p| p.id == *g)) {
+                            option value=(g) selected { (g) }
+                        }
+                    }
+                }))
+                (field("Seconds to wait for a key", "timeout_secs", html! {
+                    input #ivr-timeout type="number" name="timeout_secs" min="1" max="60" data-type="number"
+                        value=(editing.map_or(5, |i| i.timeout_secs));
+                }))
+                (field("Times the greeting is played", "attempts", html! {
+                    input #ivr-attempts type="number" name="attempts" min="1" max="5" data-type="number"
+                        value=(editing.map_or(3, |i| i.attempts));
+                }))
+                label.check.wide {
+                    input #ivr-direct-dial type="checkbox" name="direct_dial" checked[editing.is_some_and(|i| i.direct_dial)];
+                    "Callers may also dial an extension's number"
+                }
+                fieldset.wide {
+                    legend { "Keys" }
+                    p.hint { "A key whose number or name is empty is no option." }
+                    table.data #ivr-options-table {
+                        thead { tr { th { "Key" } th { "Sends calls to" } th { "Number or name" } } }
+                        tbody {
+                            @for (row, key) in IVR_KEYS.iter().enumerate() {
+                                @let chosen = editing.and_then(|i| i.options.iter().find(|o| o.digit == key.to_string()));
+                                tr id={ "ivr-key-" (row) } data-optional {
+                                    td.mono {
+                                        strong { (key) }
+                                        input type="hidden" name={ "options." (row) ".digit" } value=(key);
+                                    }
+                                    td { (kind_select(
+                                        &format!("ivr-key-{row}-type"),
+                                        &format!("options.{row}.destination.type"),
+                                        &format!("Key {key} sends calls to"),
+                                        &ANY_DESTINATION,
+                                        chosen.map(|o| o.destination.kind.as_str()),
+                                    )) }
+                                    td {
+                                        input id={ "ivr-key-" (row) "-target" } type="text"
+                                            name={ "options." (row) ".destination.target" } data-row-key
+                                            aria-label={ "Key " (key) ": number or name" }
+                                            value=[chosen.map(|o| &o.destination.target)];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    p.field-error data-for="options" hidden {}
+                }
+                div.wide.ivr-fallback data-optional {
+                    (field("When no valid key is pressed, send calls to", "fallback.type", kind_select(
+                        "ivr-fallback-type",
+                        "fallback.type",
+                        "When no valid key is pressed, send calls to",
+                        &ANY_DESTINATION,
+                        fallback.map(|d| d.kind.as_str()),
+                    )))
+                    (field("Number or name (empty: hang up)", "fallback.target", html! {
+                        input #ivr-fallback-target type="text" name="fallback.target" data-row-key
+                            value=[fallback.map(|d| &d.target)];
+                    }))
+                }
+                div.form-actions {
+                    button.btn.btn-primary #ivr-submit type="submit" { "Save IVR" }
+                    @if editing.is_some() { a.btn href="/routes#ivrs" { "New IVR instead" } }
                 }
             }
         }

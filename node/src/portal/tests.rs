@@ -760,7 +760,12 @@ async fn the_routes_page_shows_the_time_conditions() {
         "destination": {"type": "time_condition", "target": "office"}
     }]}))
     .unwrap();
-    let html = super::routing::render(&outbound, &inbound, &conds, "UTC").into_string();
+    let menus = super::routing::IvrMenus {
+        list: serde_json::from_value(serde_json::json!({"ivrs": []})).unwrap(),
+        prompts: vec![],
+        editing: None,
+    };
+    let html = super::routing::render(&outbound, &inbound, &conds, "UTC", &menus).into_string();
     let row = |name: &str| -> String {
         let start = html
             .find(&format!("<tr id=\"time-condition-row-{name}\""))
@@ -810,6 +815,210 @@ async fn the_routes_page_shows_the_time_conditions() {
         assert!(html.contains(needle), "{needle}");
     }
     assert!(!html.contains("<script") && !html.contains("style="));
+
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routes_page_shows_the_ivrs_and_fills_the_form_in_to_change_one() {
+    use storage::Command;
+    use storage::audio::AudioKind;
+    use storage::features::{RingGroup, RingStrategy};
+    use storage::ivr::{Ivr, IvrOption};
+    use storage::routing::{Destination, PutMode};
+    use storage::time_condition::TimeCondition;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    seed(
+        &node,
+        Command::CreateExtension(extension("1001", "Reception")),
+    )
+    .await;
+    let group = RingGroup {
+        number: "600".into(),
+        name: "Sales".into(),
+        strategy: RingStrategy::All,
+        members: vec!["1001".into()],
+        ring_secs: 20,
+        no_answer: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    seed(
+        &node,
+        Command::PutRingGroup {
+            group,
+            mode: PutMode::Create,
+        },
+    )
+    .await;
+    let office = TimeCondition {
+        name: "office".into(),
+        hours: vec![],
+        holidays: vec![],
+        open: Destination::Extension("1001".into()),
+        closed: Destination::RingGroup("600".into()),
+        created_at: 1,
+        updated_at: 1,
+    };
+    seed(&node, Command::PutTimeCondition(office)).await;
+    let welcome = audio_file(1, AudioKind::Prompt, "", "Welcome");
+    let hostile_prompt = audio_file(2, AudioKind::Prompt, "", HOSTILE);
+    let recording = audio_file(3, AudioKind::Recording, "1001", "call of 1001");
+    for f in [&welcome, &hostile_prompt, &recording] {
+        seed(&node, Command::PutAudioFile(f.clone())).await;
+    }
+    let option = |digit: char, destination: Destination| IvrOption { digit, destination };
+    let main = Ivr {
+        number: "500".into(),
+        name: "Main menu".into(),
+        greeting: Some(welcome.id.clone()),
+        options: vec![
+            option('1', Destination::Extension("1001".into())),
+            option('2', Destination::RingGroup("600".into())),
+            option('*', Destination::Ivr("500".into())),
+        ],
+        direct_dial: true,
+        timeout_secs: 5,
+        attempts: 3,
+        fallback: Some(Destination::TimeCondition("office".into())),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let night = Ivr {
+        number: "501".into(),
+        name: HOSTILE.into(),
+        greeting: None,
+        options: vec![],
+        direct_dial: false,
+        timeout_secs: 10,
+        attempts: 1,
+        fallback: None,
+        ..main.clone()
+    };
+    for ivr in [main, night] {
+        seed(
+            &node,
+            Command::PutIvr {
+                ivr,
+                mode: PutMode::Create,
+            },
+        )
+        .await;
+    }
+
+    // The page reads the API's answer, as it does through the handler.
+    let reader = node.reader();
+    let menus = |editing: Option<String>| async move {
+        let list = crate::api::ivr_views(reader).unwrap();
+        super::routing::IvrMenus {
+            list: super::api::answer(axum::Json(list)).await.unwrap(),
+            prompts: super::routing::prompts(reader, &admin()).unwrap(),
+            editing,
+        }
+    };
+    let outbound: super::routing::Outbound =
+        serde_json::from_value(serde_json::json!({"routes": []})).unwrap();
+    let inbound: super::routing::Inbound = serde_json::from_value(serde_json::json!({"routes": [{
+        "name": "main", "did_kind": "exact", "did": "+15550100",
+        "destination": {"type": "ivr", "target": "500"}
+    }]}))
+    .unwrap();
+    let conds: super::routing::TimeConditions =
+        serde_json::from_value(serde_json::json!({"time_conditions": []})).unwrap();
+    let page = |menus: super::routing::IvrMenus| {
+        super::routing::render(&outbound, &inbound, &conds, "UTC", &menus).into_string()
+    };
+    let html = page(menus(Some("500".into())).await);
+    let part = |start: &str, end: &str| -> String {
+        let at = html
+            .find(start)
+            .unwrap_or_else(|| panic!("no {start}: {html}"));
+        let len = html[at..].find(end).unwrap();
+        html[at..at + len].to_owned()
+    };
+    let main_row = part("<tr id=\"ivr-row-500\"", "</tr>");
+    for needle in [
+        "<strong>500</strong>",
+        "<td>Main menu</td>",
+        "<td>Welcome</td>",
+        "<span class=\"mono\">1</span> → extension <span class=\"mono\">1001</span>",
+        "<span class=\"mono\">2</span> → ring group <span class=\"mono\">600</span>",
+        "<span class=\"mono\">*</span> → IVR <span class=\"mono\">500</span>",
+        "<td>yes</td>",
+        "3 × 5 s",
+        "time condition <span class=\"mono\">office</span>",
+        "href=\"/routes?ivr=500#ivr-form\"",
+        "data-api=\"DELETE /api/v1/ivrs/500\"",
+    ] {
+        assert!(main_row.contains(needle), "{needle}: {main_row}");
+    }
+    let night_row = part("<tr id=\"ivr-row-501\"", "</tr>");
+    for needle in ["no keys", "hang up", "none", "<td>no</td>", "1 × 10 s"] {
+        assert!(night_row.contains(needle), "{needle}: {night_row}");
+    }
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    assert!(night_row.contains("&lt;script&gt;"), "{night_row}");
+
+    // The form is IVR 500's: its number fixed, its prompt chosen, its keys in their rows.
+    let form = part("<form class=\"form\" id=\"ivr-form\"", "</form>");
+    for needle in [
+        "data-api=\"PUT /api/v1/ivrs/{number}\"",
+        "name=\"number\"",
+        "value=\"500\" readonly",
+        "name=\"greeting\" data-empty=\"null\"",
+        &format!("<option value=\"{}\" selected>Welcome</option>", welcome.id),
+        "&lt;script&gt;alert(1)&lt;/script&gt;</option>",
+        "name=\"timeout_secs\" min=\"1\" max=\"60\" data-type=\"number\" value=\"5\"",
+        "name=\"attempts\" min=\"1\" max=\"5\" data-type=\"number\" value=\"3\"",
+        "name=\"direct_dial\" checked",
+        // Key 1 is the first row; key 2's row has its ring group chosen; key * leads back.
+        "<tr id=\"ivr-key-0\" data-optional>",
+        "name=\"options.0.digit\" value=\"1\"",
+        "name=\"options.0.destination.target\" data-row-key aria-label=\"Key 1: number or name\" value=\"1001\"",
+        "<option value=\"ring_group\" selected>ring group</option>",
+        "name=\"options.9.digit\" value=\"*\"",
+        "name=\"options.9.destination.target\" data-row-key aria-label=\"Key *: number or name\" value=\"500\"",
+        "name=\"options.11.digit\" value=\"#\"",
+        "data-for=\"options\"",
+        "<option value=\"time_condition\" selected>time condition</option>",
+        "name=\"fallback.target\" data-row-key value=\"office\"",
+    ] {
+        assert!(form.contains(needle), "{needle}: {form}");
+    }
+    assert!(
+        !form.contains(&recording.id),
+        "a recording is no greeting to offer"
+    );
+    assert!(
+        form.contains("name=\"options.1.destination.target\" data-row-key aria-label=\"Key 2: number or name\" value=\"600\""),
+        "{form}"
+    );
+    assert!(
+        form.contains("name=\"options.3.destination.target\" data-row-key aria-label=\"Key 4: number or name\">"),
+        "an unused key has no target: {form}"
+    );
+    // Inbound routes may send calls to an IVR, and time conditions too, but not to a condition.
+    assert!(html.contains("<option value=\"ivr\">IVR</option>"));
+    assert!(html.contains("IVR <span class=\"mono\">500</span>"));
+    let open_select = part("id=\"time-condition-open-type\"", "</select>");
+    assert!(open_select.contains("value=\"ivr\""), "{open_select}");
+    assert!(
+        !open_select.contains("value=\"time_condition\""),
+        "{open_select}"
+    );
+    assert!(!html.contains("<script") && !html.contains("style="));
+
+    // Without `?ivr=`: a blank form for a new IVR.
+    let html = page(menus(None).await);
+    assert!(html.contains("New IVR"), "{html}");
+    assert!(html.contains(
+        "name=\"number\" inputmode=\"numeric\" required maxlength=\"32\" placeholder=\"500\">"
+    ));
+    // An account that may not see the cluster's prompts is offered none.
+    let user = principal("user", Grants::USER);
+    assert!(super::routing::prompts(reader, &user).unwrap().is_empty());
 
     node.shutdown().await.unwrap();
 }

@@ -5,7 +5,9 @@
 //       number | bool | list | json | mib (a number of MiB sent as bytes) | holidays (lines
 //       "YYYY-MM-DD[..YYYY-MM-DD] name" → [{from, to, name}]); empty fields are left out, or sent as null
 //       with data-empty="null"; dotted names nest: grants.monitor, and a number makes a list:
-//       hours.0.from), then does data-then:
+//       hours.0.from; the fields inside a [data-optional] element (one item of a list: a row) are
+//       left out while its [data-row-key] field is empty, and the list closes up), then does
+//       data-then:
 //       reload | redirect:/path | show-secret | notice | totp. `{field}` in the URL is that
 //       field's value, as one path segment (required).
 //   button[data-api]                     the same for one click (data-confirm asks first,
@@ -201,11 +203,27 @@
     }
   }
 
+  // Whether `el` is in an optional row of `form` whose key field is empty.
+  function inEmptyRow(form, el) {
+    const row = el.closest('[data-optional]');
+    if (!row || !form.contains(row)) return false;
+    const key = $('[data-row-key]', row);
+    return key !== null && key.value.trim() === '';
+  }
+
+  // `v` with the holes left by skipped rows taken out of its lists.
+  function closeUp(v) {
+    if (Array.isArray(v)) return v.filter(() => true).map(closeUp);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, closeUp(x)]));
+    return v;
+  }
+
   function formBody(form) {
     const body = {};
     for (const el of form.elements) {
       if (!el.name || el.disabled || 'skip' in el.dataset) continue;
       if (['file', 'submit', 'button', 'reset'].includes(el.type)) continue;
+      if (inEmptyRow(form, el)) continue;
       if (el.type === 'radio' && !el.checked) continue;
       if (el.type === 'checkbox' && el.dataset.type === 'list') {
         // A group of checkboxes sharing a name: the values of those checked.
@@ -217,7 +235,7 @@
       const v = fieldValue(el);
       if (v !== undefined) setPath(body, el.name, v);
     }
-    return body;
+    return closeUp(body);
   }
 
   // ---- What happens after a change succeeded ------------------------------------------------
