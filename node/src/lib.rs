@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod api;
+mod apps;
 pub mod audio;
 pub mod cli;
 pub mod client;

@@ -2,7 +2,7 @@
 //! The pure cores (codec, transactions, digest) live in the `pbx-sip` crate.
 
 mod auth;
-mod call;
+pub(crate) mod call;
 mod contact;
 mod endpoint;
 mod expiry;
@@ -41,6 +41,8 @@ pub enum SipError {
     Dns(String),
     #[error("[trunks] tls_ca_file: {0}")]
     TrunkCa(String),
+    #[error("binding the application agent on loopback: {0}")]
+    Apps(std::io::Error),
 }
 
 /// The running SIP service; dropping it stops its tasks, closes its sockets and connections, and
@@ -134,6 +136,9 @@ impl SipService {
             Duration::from_secs(calls_cfg.ring_timeout_secs.saturating_add(60)),
             Arc::clone(&security),
         ));
+        let (apps, apps_task) = crate::apps::Apps::start(cluster.clone(), Arc::clone(&audio))
+            .await
+            .map_err(SipError::Apps)?;
         let calls = Arc::new(call::Calls::new(
             cluster.clone(),
             endpoint_handle.clone(),
@@ -161,8 +166,9 @@ impl SipService {
                     Duration::from_secs(calls_cfg.recording_retention_days.saturating_mul(86_400))
                 }),
             },
+            Arc::clone(&apps),
         ));
-        let mut tasks = Vec::new();
+        let mut tasks = vec![apps_task];
         tasks.push(tokio::spawn(Arc::clone(&calls.music).refresh_every()));
         tasks.push(tokio::spawn(trunk::refresh_sources(
             Arc::clone(&trunks),
@@ -218,7 +224,7 @@ impl SipService {
         }
         // After the calls carried on: requests stored before are acted on at once.
         tasks.push(tokio::spawn(call::watch_hangups(Arc::clone(&calls))));
-        tasks.extend(transports.spawn(&out, inbound_tx, &security));
+        tasks.extend(transports.spawn(&out, inbound_tx, &security, Some(&apps)));
         // Trunks register from the node serving phones: the VIP owner (this service exists only
         // while it owns the VIP), or without a VIP the Raft leader, so a provider sees one
         // registration.

@@ -331,6 +331,7 @@ impl Transports {
         out: &Outbound,
         inbound: mpsc::Sender<Inbound>,
         security: &Arc<Security>,
+        apps: Option<&Arc<crate::apps::Apps>>,
     ) -> Vec<JoinHandle<()>> {
         let mut tasks = Vec::new();
         if let Some(sock) = self.udp {
@@ -339,6 +340,7 @@ impl Transports {
                 out.clone(),
                 inbound.clone(),
                 Arc::clone(security),
+                apps.cloned(),
             )));
         }
         if let Some(listener) = self.tcp {
@@ -370,6 +372,7 @@ async fn udp_loop(
     out: Outbound,
     inbound: mpsc::Sender<Inbound>,
     security: Arc<Security>,
+    apps: Option<Arc<crate::apps::Apps>>,
 ) {
     let mut buf = vec![0u8; codec::MAX_MESSAGE_LEN + 1];
     loop {
@@ -384,7 +387,9 @@ async fn udp_loop(
         if out.fenced("in") {
             continue;
         }
-        if !security.admit(from.ip(), Service::Sip, GateTransport::Udp) {
+        // The PBX's own application agent is not a source the gate judges.
+        let own = apps.as_ref().is_some_and(|a| a.owns(from));
+        if !own && !security.admit(from.ip(), Service::Sip, GateTransport::Udp) {
             continue;
         }
         let peer = Peer {

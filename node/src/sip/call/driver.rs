@@ -201,7 +201,8 @@ async fn admitted(
         "" => Internal::No,
         number => calls.internal(number)?,
     };
-    a.ring_group = internal == Internal::RingGroup;
+    // A group's or a menu's call counts against no extension's limit.
+    a.ring_group = matches!(internal, Internal::RingGroup | Internal::App);
     let outbound = internal == Internal::No
         && !a.callee.is_empty()
         && !a.from_trunk

@@ -3,7 +3,7 @@
 //! callers are refused with `433` when the trunk or the site says so.
 
 use storage::model::{Disposition, Severity};
-use storage::routing::{Destination, Direction};
+use storage::routing::Direction;
 
 use super::Calls;
 use super::admission::Refusal;
@@ -133,16 +133,13 @@ impl Calls {
         };
         // An extension or a ring group: one number space, the call's plan tells them apart. A
         // time condition chooses one of its two by the cluster's clock, now.
-        let number = match &spec.destination.destination {
-            Destination::Extension(n) | Destination::RingGroup(n) => n.clone(),
-            Destination::TimeCondition(name) => match self.time_condition(name, a.started.wall) {
-                Some(n) => n,
-                None => {
-                    a.facts = Some(facts);
-                    let r = Refusal::new(404, "Not Found", Some(Disposition::NotFound));
-                    return Err((a, r));
-                }
-            },
+        let dest = &spec.destination.destination;
+        let Some(number) =
+            crate::apps::destination_number(self.cluster.reader(), dest, a.started.wall)
+        else {
+            a.facts = Some(facts);
+            let r = Refusal::new(404, "Not Found", Some(Disposition::NotFound));
+            return Err((a, r));
         };
         a.callee = number;
         facts.did = did;
@@ -152,29 +149,6 @@ impl Calls {
         a.facts = Some(facts);
         tracing::info!(call = %a.id, trunk, did = %a.callee, "inbound call routed");
         Ok(a)
-    }
-}
-
-impl Calls {
-    /// The number time condition `name` sends a call arriving at `at` to: its open or closed
-    /// destination in the cluster's time zone. `None` when the condition is gone (deleted after
-    /// the routes were compiled).
-    fn time_condition(&self, name: &str, at: storage::model::UnixMillis) -> Option<String> {
-        let reader = self.cluster.reader();
-        let cond = reader
-            .get::<storage::time_condition::TimeCondition>(name)
-            .ok()
-            .flatten()?;
-        let zone = super::schedule::cluster_zone(reader);
-        let local = super::schedule::local_time(&zone, at);
-        let open = cond.is_open(&local);
-        let chosen = cond.destination(&local);
-        tracing::info!(condition = %name, zone = %zone, date = %local.date, minute = local.minute, open, "time condition");
-        match chosen {
-            Destination::Extension(n) | Destination::RingGroup(n) => Some(n.clone()),
-            // The state machine never stores a condition leading to another.
-            Destination::TimeCondition(_) => None,
-        }
     }
 }
 

@@ -155,6 +155,17 @@ pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
     let mut carried = 0;
     for call in all {
         let id = call.id.clone();
+        let in_menu = calls
+            .cluster
+            .reader()
+            .get::<storage::ivr::Ivr>(&call.callee.extension)
+            .is_ok_and(|ivr| ivr.is_some());
+        if in_menu {
+            // The menu ran in the lost node's agent; the caller would be left in silence.
+            tracing::warn!(call = %id, ivr = %call.callee.extension, "caller was in an auto attendant; hanging up");
+            hang_up(calls, &call, "menu-lost-in-failover").await;
+            continue;
+        }
         match super::driver::adopt(calls, call.clone()) {
             Ok(()) => carried += 1,
             Err(why) => {

@@ -97,6 +97,8 @@ pub(crate) struct Calls {
     pub(crate) recording: RecordingSetup,
     /// What held callers hear.
     pub(crate) music: Arc<crate::audio::music::MusicLibrary>,
+    /// The agent auto attendants answer with.
+    pub(crate) apps: Arc<crate::apps::Apps>,
 }
 
 /// How calls are recorded.
@@ -120,6 +122,7 @@ impl Calls {
         security: Arc<Security>,
         trunks: Arc<super::trunk::Trunks>,
         recording: RecordingSetup,
+        apps: Arc<crate::apps::Apps>,
     ) -> Self {
         let music = crate::audio::music::MusicLibrary::new(cluster.clone());
         Self {
@@ -135,6 +138,7 @@ impl Calls {
             tasks: Mutex::new(JoinSet::new()),
             line_changed: Arc::new(tokio::sync::Notify::new()),
             recording,
+            apps,
         }
     }
 
@@ -189,11 +193,13 @@ impl Calls {
     pub(crate) fn media_guard(&self) -> MediaGuard {
         let security = Arc::clone(&self.security);
         MediaGuard {
+            // Loopback is this host: the PBX's own applications answer from there.
             may_latch: Arc::new(move |ip| {
-                security
-                    .gate()
-                    .check(ip, Service::Media, GateTransport::Udp)
-                    .is_ok()
+                ip.is_loopback()
+                    || security
+                        .gate()
+                        .check(ip, Service::Media, GateTransport::Udp)
+                        .is_ok()
             }),
             fence: self.out.fence(),
         }

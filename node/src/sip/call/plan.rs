@@ -28,6 +28,11 @@ pub(crate) trait Directory {
     fn devices(&self, number: &str) -> Result<Vec<Binding>, Refusal>;
     /// The extension is in as many calls as it may be.
     fn at_limit(&self, number: &str) -> bool;
+    /// The application a number belongs to (an auto attendant's), as the one device it rings.
+    fn application(&self, number: &str) -> Result<Option<Binding>, Refusal> {
+        let _ = number;
+        Ok(None)
+    }
 }
 
 /// How a stage ended without an answer.
@@ -161,6 +166,13 @@ pub(crate) fn number_plan(
     }
     if let Some(group) = dir.ring_group(number)? {
         return group_plan(dir, &group, hops);
+    }
+    if let Some(app) = dir.application(number)? {
+        return Ok(Ring::Devices {
+            devices: vec![app],
+            ring_for: None,
+            then: Vec::new(),
+        });
     }
     match forwarder {
         Some(f) => Ok(Ring::Outside {

@@ -15,6 +15,8 @@ use super::plan::{self, Directory, Next, Ring, Stage};
 pub(super) enum Internal {
     Extension,
     RingGroup,
+    /// An auto attendant's.
+    App,
     No,
 }
 
@@ -79,6 +81,13 @@ impl Directory for ReplicaDirectory<'_> {
     fn at_limit(&self, number: &str) -> bool {
         self.calls.limits().count(number) >= self.calls.config.max_per_extension
     }
+    fn application(&self, number: &str) -> Result<Option<Binding>, Refusal> {
+        let ivr = self
+            .reader
+            .get::<storage::ivr::Ivr>(number)
+            .map_err(read_failed)?;
+        Ok(ivr.map(|_| self.calls.apps.binding(number, self.now)))
+    }
 }
 
 impl Calls {
@@ -92,9 +101,18 @@ impl Calls {
         {
             return Ok(Internal::Extension);
         }
-        let group = reader.get::<RingGroup>(number).map_err(read_failed)?;
-        Ok(if group.is_some() {
-            Internal::RingGroup
+        if reader
+            .get::<RingGroup>(number)
+            .map_err(read_failed)?
+            .is_some()
+        {
+            return Ok(Internal::RingGroup);
+        }
+        let ivr = reader
+            .get::<storage::ivr::Ivr>(number)
+            .map_err(read_failed)?;
+        Ok(if ivr.is_some() {
+            Internal::App
         } else {
             Internal::No
         })
@@ -151,9 +169,10 @@ impl Calls {
         }
     }
 
-    /// What a transfer's target rings: extensions and ring groups only. An outside number its
-    /// referrer may not dial is refused as a dialled call would be (`403`); one it may dial is not
-    /// transferred to yet (`501`), for a transfer does not ring trunks.
+    /// What a transfer's target rings: extensions, ring groups and menus only. An outside number
+    /// its referrer may not dial is refused as a dialled call would be (`403`); one it may dial is
+    /// not transferred to yet (`501`), for a transfer does not ring trunks. An auto attendant
+    /// hands calls on to its own numbers only, never outside.
     pub(super) fn reach_transfer(&self, stage: &Stage, srtp: bool) -> Result<Reached, Refusal> {
         let Next::Number {
             forwarder: Some(referrer),
@@ -162,13 +181,22 @@ impl Calls {
         else {
             return Err(Refusal::internal());
         };
-        let Some(ext) = self
-            .cluster
-            .reader()
-            .get::<Extension>(referrer)
-            .map_err(read_failed)?
-        else {
-            return Err(Refusal::new(403, "Only Extensions Transfer", None));
+        let reader = self.cluster.reader();
+        let ext = reader.get::<Extension>(referrer).map_err(read_failed)?;
+        let app = ext.is_none()
+            && reader
+                .get::<storage::ivr::Ivr>(referrer)
+                .map_err(read_failed)?
+                .is_some();
+        let Some(ext) = ext else {
+            if !app {
+                return Err(Refusal::new(403, "Only Extensions Transfer", None));
+            }
+            let ring = {
+                let dir = ReplicaDirectory::new(self, crate::time::now_millis(), srtp);
+                plan::resolve(&dir, stage)?
+            };
+            return split(ring).map_err(|_| Refusal::new(403, "Menus Do Not Dial Outside", None));
         };
         let ring = {
             let dir = ReplicaDirectory::new(self, crate::time::now_millis(), srtp);

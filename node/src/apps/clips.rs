@@ -1,0 +1,60 @@
+//! The sounds the PBX makes itself when no recording is set: a chime for a menu without a
+//! recorded greeting, and the three rising tones of an invalid choice (the special information
+//! tone callers know from "number not in service"). Synthesised once, at 8 kHz.
+
+use std::sync::{Arc, OnceLock};
+
+use pbx_media::tone::ToneGenerator;
+
+const RATE: u32 = 8000;
+const LEVEL: i16 = 6000;
+
+fn tones(parts: &[(f32, usize)]) -> Arc<[i16]> {
+    let mut pcm = Vec::new();
+    for &(freq, ms) in parts {
+        let n = RATE as usize * ms / 1000;
+        let start = pcm.len();
+        pcm.resize(start + n, 0);
+        if freq > 0.0
+            && let Ok(mut g) = ToneGenerator::new(freq, LEVEL, RATE)
+        {
+            g.fill(&mut pcm[start..]);
+        }
+    }
+    pcm.into()
+}
+
+/// Played in place of a menu's greeting when it has none (or its file is not readable here).
+pub(crate) fn chime() -> Arc<[i16]> {
+    static CHIME: OnceLock<Arc<[i16]>> = OnceLock::new();
+    Arc::clone(CHIME.get_or_init(|| tones(&[(660.0, 250), (0.0, 50), (880.0, 400), (0.0, 300)])))
+}
+
+/// Played after a key that leads nowhere.
+pub(crate) fn invalid() -> Arc<[i16]> {
+    static SIT: OnceLock<Arc<[i16]>> = OnceLock::new();
+    Arc::clone(SIT.get_or_init(|| tones(&[(950.0, 330), (1400.0, 330), (1800.0, 330), (0.0, 500)])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pbx_media::tone::dominant;
+
+    #[test]
+    fn the_invalid_notice_is_the_three_rising_tones() {
+        let pcm = invalid();
+        let third = 330 * 8;
+        let found: Vec<_> = (0..3)
+            .map(|i| {
+                dominant(
+                    &pcm[i * third + 200..(i + 1) * third - 200],
+                    RATE,
+                    &[950.0, 1400.0, 1800.0],
+                )
+            })
+            .collect();
+        assert_eq!(found, [Some(950.0), Some(1400.0), Some(1800.0)]);
+        assert!(chime().len() >= 8000);
+    }
+}

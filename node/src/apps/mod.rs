@@ -1,0 +1,325 @@
+//! The PBX's own applications: calls the PBX answers itself. Today that is the auto attendant
+//! (IVR menus, [`storage::ivr`]).
+//!
+//! An application is reached the way a phone is: the call plan resolves an IVR's number to one
+//! device, this node's application agent on a loopback address, and the call engine sends it the
+//! INVITE and relays media to it like any callee ([`crate::sip::call`]'s plan). The agent answers,
+//! plays the menu and reads the caller's keys; a choice is a blind transfer (REFER), which the call
+//! engine carries out as for a phone: the caller stays in the call, recorded and billed as before,
+//! and the application leaves. So nothing in the call engine is special to applications, and a call
+//! handed on is an ordinary call from then on.
+//!
+//! The agent lives as long as this node's SIP service (the VIP's owner). A caller still in a menu
+//! when the owner fails is not carried on: the new owner finds the call's callee at the old owner's
+//! loopback and ends the call; calls already handed on are carried on as usual.
+
+mod clips;
+mod ivr;
+mod media;
+mod session;
+mod ua;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster::Cluster;
+use pbx_media::wav::{PromptLimits, read_prompt};
+use storage::ivr::Ivr;
+use storage::model::{Binding, UnixMillis};
+use storage::routing::Destination;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use self::ivr::MenuConfig;
+use self::ua::{Event, Ua};
+use crate::audio::AudioStore;
+
+/// Longest SIP datagram the agent reads.
+const MAX_SIP: usize = 8192;
+/// Keys and reports queued for one session before the agent drops them.
+const SESSION_QUEUE: usize = 64;
+/// Decoded greetings kept in memory.
+const CACHED_GREETINGS: usize = 64;
+/// Prompts are checked on upload; these bound what is read back.
+const GREETING_LIMITS: PromptLimits = PromptLimits {
+    max_bytes: 16 * 1024 * 1024,
+    max_seconds: 600,
+};
+/// Destinations followed through time conditions and menus to reach a number.
+const MAX_DESTINATION_HOPS: usize = 4;
+
+/// What a session asks of the agent.
+#[derive(Debug)]
+pub(crate) enum AppCommand {
+    Refer(String),
+    Hangup,
+}
+
+/// What the agent tells a session.
+#[derive(Debug)]
+pub(crate) enum SessionEvent {
+    Key(char),
+    Transferred(u16),
+    Ended,
+}
+
+/// What sessions share.
+pub(crate) struct Context {
+    cluster: Cluster,
+    store: Arc<AudioStore>,
+    greetings: Mutex<HashMap<String, Arc<[i16]>>>,
+}
+
+impl Context {
+    /// A menu's greeting: the uploaded prompt (fetched from a holder if this node has no copy yet),
+    /// or the chime when there is none or it cannot be read.
+    async fn greeting(&self, id: Option<&str>) -> Arc<[i16]> {
+        let Some(id) = id else {
+            return clips::chime();
+        };
+        if let Some(pcm) = self.lock().get(id) {
+            return Arc::clone(pcm);
+        }
+        let pcm = match self.read(id).await {
+            Ok(pcm) => pcm,
+            Err(e) => {
+                tracing::warn!(audio = %id, error = %e, "auto attendant: greeting not readable; playing the chime");
+                return clips::chime();
+            }
+        };
+        let mut cache = self.lock();
+        if cache.len() >= CACHED_GREETINGS {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), Arc::clone(&pcm));
+        pcm
+    }
+
+    async fn read(&self, id: &str) -> Result<Arc<[i16]>, String> {
+        use tokio::io::AsyncReadExt as _;
+        let (_, mut file) = self.store.open(id).await.map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        (&mut file)
+            .take(GREETING_LIMITS.max_bytes as u64 + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let pcm = read_prompt(&bytes, GREETING_LIMITS).map_err(|e| e.to_string())?;
+        Ok(pcm.into())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<[i16]>>> {
+        self.greetings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// This node's application agent.
+pub(crate) struct Apps {
+    addr: SocketAddr,
+    node_id: u64,
+}
+
+impl Apps {
+    /// Binds the agent on loopback and starts it; it stops when the handle is aborted.
+    pub(crate) async fn start(
+        cluster: Cluster,
+        store: Arc<AudioStore>,
+    ) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
+        let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?;
+        let addr = sock.local_addr()?;
+        let apps = Arc::new(Self {
+            addr,
+            node_id: cluster.node_id(),
+        });
+        let ctx = Arc::new(Context {
+            cluster,
+            store,
+            greetings: Mutex::new(HashMap::new()),
+        });
+        tracing::info!(%addr, "application agent listening");
+        let task = tokio::spawn(agent(sock, ctx));
+        Ok((apps, task))
+    }
+
+    /// Whether a datagram from `from` is the agent's own (the SIP gate lets it through: it is this
+    /// process, and an allow list written for phones must not cut the PBX off from itself).
+    pub(crate) fn owns(&self, from: SocketAddr) -> bool {
+        from == self.addr
+    }
+
+    /// The one "device" an IVR's number rings: this agent.
+    pub(crate) fn binding(&self, number: &str, now: UnixMillis) -> Binding {
+        Binding {
+            aor: number.to_owned(),
+            contact: format!("sip:{number}@{}", self.addr),
+            expires_at: now + 3_600_000,
+            q: None,
+            call_id: String::new(),
+            cseq: 0,
+            source: self.addr.to_string(),
+            transport: "udp".to_owned(),
+            user_agent: "pbx-apps".to_owned(),
+            node_id: self.node_id,
+            registered_at: now,
+            instance: None,
+            reachable: Some(true),
+        }
+    }
+}
+
+/// The number a destination rings, following time conditions (by the cluster's clock now).
+/// `None` when it names nothing that exists.
+pub(crate) fn destination_number(
+    reader: &storage::StateReader,
+    dest: &Destination,
+    at: UnixMillis,
+) -> Option<String> {
+    let mut dest = dest.clone();
+    for _ in 0..MAX_DESTINATION_HOPS {
+        match dest {
+            Destination::Extension(n) | Destination::RingGroup(n) | Destination::Ivr(n) => {
+                return Some(n);
+            }
+            Destination::TimeCondition(name) => {
+                let cond = reader
+                    .get::<storage::time_condition::TimeCondition>(&name)
+                    .ok()
+                    .flatten()?;
+                let zone = crate::sip::call::cluster_zone(reader);
+                let local = crate::sip::call::local_time(&zone, at);
+                tracing::info!(condition = %name, zone = %zone, date = %local.date, minute = local.minute, open = cond.is_open(&local), "time condition");
+                dest = cond.destination(&local).clone();
+            }
+        }
+    }
+    None
+}
+
+/// The menu as this call sees it: its destinations resolved to numbers now.
+fn menu_of(reader: &storage::StateReader, ivr: &Ivr, at: UnixMillis) -> MenuConfig {
+    MenuConfig {
+        options: ivr
+            .options
+            .iter()
+            .filter_map(|o| Some((o.digit, destination_number(reader, &o.destination, at)?)))
+            .collect(),
+        direct_dial: ivr.direct_dial,
+        timeout: Duration::from_secs(u64::from(ivr.timeout_secs.max(1))),
+        attempts: ivr.attempts.max(1),
+        fallback: ivr
+            .fallback
+            .as_ref()
+            .and_then(|d| destination_number(reader, d, at)),
+    }
+}
+
+/// The agent's loop: SIP in and out, sessions started and told what concerns them.
+async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
+    let Ok(local) = sock.local_addr() else {
+        return;
+    };
+    let mut ua = Ua::new(local);
+    let mut sessions: HashMap<String, mpsc::Sender<SessionEvent>> = HashMap::new();
+    let (commands_tx, mut commands) = mpsc::channel::<(String, AppCommand)>(1024);
+    let mut buf = vec![0u8; MAX_SIP];
+    loop {
+        let wake = ua
+            .next_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            got = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = got {
+                    ua.datagram(&buf[..n], from, std::time::Instant::now());
+                }
+            }
+            Some((call, cmd)) = commands.recv() => match cmd {
+                AppCommand::Refer(to) => ua.refer(&call, &to, std::time::Instant::now()),
+                AppCommand::Hangup => ua.hangup(&call, std::time::Instant::now()),
+            },
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        ua.tick(std::time::Instant::now());
+        while let Some(event) = ua.poll_event() {
+            match event {
+                Event::Invited { call, user, offer } => {
+                    match start_session(&ctx, &call, &user, &offer).await {
+                        Ok((session, sdp)) => {
+                            ua.answer(&call, &sdp, std::time::Instant::now());
+                            let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+                            sessions.insert(call, tx);
+                            tokio::spawn(session.run(Arc::clone(&ctx), rx, commands_tx.clone()));
+                        }
+                        Err((code, reason)) => {
+                            tracing::info!(call = %call, number = %user, code, reason, "application refused the call");
+                            ua.refuse(&call, code, reason);
+                        }
+                    }
+                }
+                Event::Digit { call, digit } => tell(&sessions, &call, SessionEvent::Key(digit)),
+                Event::Transferred { call, code } => {
+                    tell(&sessions, &call, SessionEvent::Transferred(code));
+                }
+                Event::Ended { call } => {
+                    tell(&sessions, &call, SessionEvent::Ended);
+                    sessions.remove(&call);
+                }
+            }
+        }
+        metrics::gauge!("pbx_ivr_sessions").set(ua.len() as f64);
+        while let Some(t) = ua.poll_transmit() {
+            let _ = sock.try_send_to(&t.bytes, t.to);
+        }
+    }
+}
+
+fn tell(sessions: &HashMap<String, mpsc::Sender<SessionEvent>>, call: &str, ev: SessionEvent) {
+    if let Some(tx) = sessions.get(call) {
+        // A session that cannot keep up loses keys, never the agent's loop.
+        let _ = tx.try_send(ev);
+    }
+}
+
+/// Sets up the session for a new call to `number`, and the SDP to answer with.
+async fn start_session(
+    ctx: &Context,
+    call: &str,
+    number: &str,
+    offer: &[u8],
+) -> Result<(session::Session, Vec<u8>), (u16, &'static str)> {
+    let reader = ctx.cluster.reader();
+    let ivr = reader
+        .get::<Ivr>(number)
+        .ok()
+        .flatten()
+        .ok_or((404, "Not Found"))?;
+    let agreed = media::negotiate(offer).map_err(|_| (488, "Not Acceptable Here"))?;
+    let peer = pbx_sip::sdp::Sdp::parse(offer).ok().and_then(|sdp| {
+        let m = sdp.media().get(agreed.stream)?;
+        Some(SocketAddr::new(m.address?, m.port))
+    });
+    let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
+        .await
+        .map_err(|_| (503, "Service Unavailable"))?;
+    let local = sock
+        .local_addr()
+        .map_err(|_| (503, "Service Unavailable"))?;
+    let sdp = agreed.answer(local, rand::random::<u32>().into());
+    let menu = menu_of(reader, &ivr, crate::time::now_millis());
+    Ok((
+        session::Session {
+            call: call.to_owned(),
+            ivr,
+            menu,
+            agreed,
+            sock,
+            peer,
+        },
+        sdp,
+    ))
+}
