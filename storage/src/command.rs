@@ -25,6 +25,7 @@ use crate::routing::{
 };
 use crate::tables::{Record, Table};
 use crate::time_condition::{self, TimeCondition};
+use crate::voicemail::{self, Mailbox, VoicemailMessage};
 use crate::web::{HangupRequest, WebAccount, WebRole, WebSession};
 use crate::web_apply;
 
@@ -272,6 +273,26 @@ pub enum Command {
     DeleteIvr {
         number: String,
     },
+    // Voicemail: appended.
+    /// Create or replace a mailbox: `NotFound` without the extension or a greeting file,
+    /// `Invalid` when malformed or a greeting is not the extension's.
+    PutMailbox(Mailbox),
+    /// Delete a mailbox with its messages and their audio.
+    DeleteMailbox {
+        extension: String,
+    },
+    /// Enter a message whose audio file is in the index: `Invalid` when the mailbox is full.
+    PutVoicemailMessage(VoicemailMessage),
+    SetVoicemailHeard {
+        mailbox: String,
+        audio_id: String,
+        heard: bool,
+    },
+    /// Delete a message and its audio file.
+    DeleteVoicemailMessage {
+        mailbox: String,
+        audio_id: String,
+    },
 }
 
 /// One change to the registration table.
@@ -389,6 +410,9 @@ impl Command {
                     txn.delete(Table::CallHandling, number);
                     features_apply::leave_pickup_groups(txn, number)?;
                     recording::forget_extension(txn, number);
+                    if txn.get(Table::Mailboxes, number).is_some() {
+                        voicemail::delete_mailbox(txn, number)?;
+                    }
                     for key in txn.keys_with_prefix(Table::Subscriptions, &format!("{number}/")) {
                         txn.delete(Table::Subscriptions, &key);
                     }
@@ -530,6 +554,17 @@ impl Command {
             Self::DeleteTimeCondition { name } => time_condition::delete_time_condition(txn, name),
             Self::PutIvr { ivr, mode } => ivr::put_ivr(txn, ivr, *mode),
             Self::DeleteIvr { number } => ivr::delete_ivr(txn, number),
+            Self::PutMailbox(m) => voicemail::put_mailbox(txn, m),
+            Self::DeleteMailbox { extension } => voicemail::delete_mailbox(txn, extension),
+            Self::PutVoicemailMessage(m) => voicemail::put_message(txn, m),
+            Self::SetVoicemailHeard {
+                mailbox,
+                audio_id,
+                heard,
+            } => voicemail::set_heard(txn, mailbox, audio_id, *heard),
+            Self::DeleteVoicemailMessage { mailbox, audio_id } => {
+                voicemail::delete_message(txn, mailbox, audio_id)
+            }
             Self::PutRecordingPolicy(p) => recording::put_recording_policy(txn, p),
             Self::UpdateBindings(ops) => {
                 for op in ops {
@@ -562,6 +597,8 @@ impl Command {
             | Self::AudioHeld { .. }
             | Self::DeleteAudioFile { .. }
             | Self::PruneAudio { .. }
+            | Self::DeleteMailbox { .. }
+            | Self::DeleteVoicemailMessage { .. }
             | Self::RemoveMember { .. } => true,
             Self::Batch(cmds) => cmds.iter().any(Self::changes_audio),
             Self::Audited { change, .. } => change.changes_audio(),
@@ -639,6 +676,11 @@ impl Command {
             Self::DeleteTimeCondition { .. } => "delete_time_condition",
             Self::PutIvr { .. } => "put_ivr",
             Self::DeleteIvr { .. } => "delete_ivr",
+            Self::PutMailbox(_) => "put_mailbox",
+            Self::DeleteMailbox { .. } => "delete_mailbox",
+            Self::PutVoicemailMessage(_) => "put_voicemail_message",
+            Self::SetVoicemailHeard { .. } => "set_voicemail_heard",
+            Self::DeleteVoicemailMessage { .. } => "delete_voicemail_message",
         }
     }
 }

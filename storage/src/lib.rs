@@ -26,6 +26,7 @@ mod snapshot_file;
 mod state_machine;
 pub mod tables;
 pub mod time_condition;
+pub mod voicemail;
 pub mod web;
 mod web_apply;
 

@@ -58,11 +58,15 @@ pub enum Table {
     RecordingsByCall,
     /// IVR menus (auto attendants), by number.
     Ivrs,
+    /// Voicemail boxes, by extension.
+    Mailboxes,
+    /// Messages left in mailboxes (`{mailbox}/{audio id}`).
+    VoicemailMessages,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 35] = [
+    pub const ALL: [Self; 37] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -98,6 +102,8 @@ impl Table {
         Self::TimeConditions,
         Self::RecordingsByCall,
         Self::Ivrs,
+        Self::Mailboxes,
+        Self::VoicemailMessages,
     ];
 
     /// Column family holding the table.
@@ -138,6 +144,8 @@ impl Table {
             Self::TimeConditions => "t_time_conditions",
             Self::RecordingsByCall => "t_recordings_by_call",
             Self::Ivrs => "t_ivrs",
+            Self::Mailboxes => "t_mailboxes",
+            Self::VoicemailMessages => "t_voicemail_messages",
         }
     }
 
@@ -179,6 +187,8 @@ impl Table {
             Self::TimeConditions => 33,
             Self::RecordingsByCall => 34,
             Self::Ivrs => 35,
+            Self::Mailboxes => 36,
+            Self::VoicemailMessages => 37,
         }
     }
 
