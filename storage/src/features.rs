@@ -313,6 +313,9 @@ pub enum EventPackage {
     Dialog,
     /// RFC 3856 presence, as a PIDF document.
     Presence,
+    /// RFC 3842 message waiting: the watcher's own voicemail counts (its target is itself).
+    /// Variants are encoded by their index: new ones go last.
+    MessageSummary,
 }
 
 /// A phone watching an extension (SUBSCRIBE, RFC 6665); keyed `{watcher}/{Call-ID}`. Replicated so
@@ -446,6 +449,23 @@ mod tests {
         assert!(codes_clash(&taken, &PickupCodes::default()));
         taken.dnd_on = "**1".into();
         assert!(codes_clash(&taken, &PickupCodes::default()));
+    }
+
+    #[test]
+    fn event_packages_keep_their_encoded_index() {
+        // Subscription records are replicated and stored: a variant's index is its encoding.
+        for (package, index) in [
+            (EventPackage::Dialog, 0u32),
+            (EventPackage::Presence, 1),
+            (EventPackage::MessageSummary, 2),
+        ] {
+            let bytes = crate::codec::encode(&package).unwrap();
+            assert_eq!(bytes[1..], index.to_le_bytes(), "{package:?}");
+            assert_eq!(
+                crate::codec::decode::<EventPackage>(&bytes).unwrap(),
+                package
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! What a watcher is told about an extension: its line state, and the documents that carry it
-//! (RFC 4235 dialog-info for busy lamps, RFC 3863 PIDF for presence). Pure.
+//! What a watcher is told: an extension's line state, or its own mailbox's counts, and the
+//! documents that carry them (RFC 4235 dialog-info for busy lamps, RFC 3863 PIDF for presence,
+//! RFC 3842 simple-message-summary for message waiting). Pure.
 
 use std::fmt::Write as _;
 
 use storage::features::EventPackage;
+use storage::voicemail::{self, VoicemailMessage};
 
 /// An extension's line, as a busy lamp shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,20 +34,69 @@ impl Line {
     }
 }
 
+/// A mailbox's voice messages: `new` not heard yet, `old` heard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Messages {
+    pub(crate) new: usize,
+    pub(crate) old: usize,
+}
+
+impl Messages {
+    /// The counts of a mailbox's messages (none: no mailbox, or an empty one).
+    pub(crate) fn of(messages: &[VoicemailMessage]) -> Self {
+        let (total, new) = voicemail::counts(messages);
+        Self {
+            new,
+            old: total.saturating_sub(new),
+        }
+    }
+}
+
+/// What one subscription's NOTIFY reports, by package: what a pass compares with what it last
+/// sent, and what [`render`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Dialog(Line),
+    Presence(Line),
+    MessageSummary(Messages),
+}
+
+impl State {
+    pub(crate) fn package(self) -> EventPackage {
+        match self {
+            Self::Dialog(_) => EventPackage::Dialog,
+            Self::Presence(_) => EventPackage::Presence,
+            Self::MessageSummary(_) => EventPackage::MessageSummary,
+        }
+    }
+}
+
 /// The `Content-Type` of a package's documents.
 pub(crate) fn content_type(package: EventPackage) -> &'static str {
     match package {
         EventPackage::Dialog => "application/dialog-info+xml",
         EventPackage::Presence => "application/pidf+xml",
+        EventPackage::MessageSummary => "application/simple-message-summary",
     }
 }
 
-/// The body of a NOTIFY: the full state of `entity` (`sip:1002@realm`) as of `version`.
-pub(crate) fn render(package: EventPackage, entity: &str, line: Line, version: u32) -> String {
-    match package {
-        EventPackage::Dialog => dialog_info(entity, line, version),
-        EventPackage::Presence => pidf(entity, line),
+/// The body of a NOTIFY: the full state of `entity` (`sip:1002@realm`: the extension watched, or
+/// the mailbox's account) as of `version` (only dialog-info documents carry it).
+pub(crate) fn render(entity: &str, state: State, version: u32) -> String {
+    match state {
+        State::Dialog(line) => dialog_info(entity, line, version),
+        State::Presence(line) => pidf(entity, line),
+        State::MessageSummary(messages) => message_summary(entity, messages),
     }
+}
+
+/// RFC 3842 §5.2: waiting when a message is not heard yet; no urgent messages are told apart.
+fn message_summary(account: &str, m: Messages) -> String {
+    let waiting = if m.new > 0 { "yes" } else { "no" };
+    format!(
+        "Messages-Waiting: {waiting}\r\nMessage-Account: {account}\r\nVoice-Message: {}/{} (0/0)\r\n",
+        m.new, m.old
+    )
 }
 
 fn dialog_info(entity: &str, line: Line, version: u32) -> String {
@@ -108,17 +159,16 @@ mod tests {
 
     #[test]
     fn dialog_info_says_early_confirmed_or_nothing() {
-        let idle = render(EventPackage::Dialog, "sip:1002@pbx", Line::Idle, 3);
+        let idle = render("sip:1002@pbx", State::Dialog(Line::Idle), 3);
         assert!(idle.contains("version=\"3\""));
         assert!(idle.contains("entity=\"sip:1002@pbx\""));
         assert!(!idle.contains("<dialog "), "idle: no dialog");
-        let ringing = render(EventPackage::Dialog, "sip:1002@pbx", Line::Ringing, 4);
+        let ringing = render("sip:1002@pbx", State::Dialog(Line::Ringing), 4);
         assert!(ringing.contains("<state>early</state>"));
         assert!(ringing.contains("direction=\"recipient\""));
         let busy = render(
-            EventPackage::Dialog,
             "sip:1002@pbx",
-            Line::InCall { initiator: true },
+            State::Dialog(Line::InCall { initiator: true }),
             5,
         );
         assert!(busy.contains("<state>confirmed</state>"));
@@ -127,10 +177,75 @@ mod tests {
 
     #[test]
     fn pidf_is_open_unless_offline_and_escapes_the_entity() {
-        let p = render(EventPackage::Presence, "sip:1002@a&b", Line::Offline, 1);
+        let p = render("sip:1002@a&b", State::Presence(Line::Offline), 1);
         assert!(p.contains("<basic>closed</basic>"));
         assert!(p.contains("entity=\"sip:1002@a&amp;b\""));
-        let p = render(EventPackage::Presence, "sip:1002@pbx", Line::Ringing, 1);
+        let p = render("sip:1002@pbx", State::Presence(Line::Ringing), 1);
         assert!(p.contains("<basic>open</basic>") && p.contains("Ringing"));
+    }
+
+    fn message(audio_id: &str, heard: bool) -> VoicemailMessage {
+        VoicemailMessage {
+            mailbox: "1002".into(),
+            audio_id: audio_id.into(),
+            caller: "1001".into(),
+            caller_name: String::new(),
+            because: voicemail::LeftBecause::NoAnswer,
+            call_id: "c".into(),
+            received_at: 1,
+            duration_ms: 1000,
+            heard,
+        }
+    }
+
+    #[test]
+    fn messages_count_new_as_not_heard_and_old_as_heard() {
+        assert_eq!(Messages::of(&[]), Messages { new: 0, old: 0 });
+        let held = [message("a", false), message("b", true), message("c", false)];
+        assert_eq!(Messages::of(&held), Messages { new: 2, old: 1 });
+    }
+
+    #[test]
+    fn message_summary_says_waiting_only_with_new_messages() {
+        let account = "sip:1002@pbx.test";
+        let none = render(account, State::MessageSummary(Messages::default()), 7);
+        assert_eq!(
+            none,
+            "Messages-Waiting: no\r\nMessage-Account: sip:1002@pbx.test\r\nVoice-Message: 0/0 (0/0)\r\n"
+        );
+        let waiting = render(
+            account,
+            State::MessageSummary(Messages { new: 2, old: 5 }),
+            0,
+        );
+        assert!(
+            waiting.starts_with("Messages-Waiting: yes\r\n"),
+            "{waiting}"
+        );
+        assert!(
+            waiting.contains("\r\nVoice-Message: 2/5 (0/0)\r\n"),
+            "{waiting}"
+        );
+        let heard = render(
+            account,
+            State::MessageSummary(Messages { new: 0, old: 3 }),
+            0,
+        );
+        assert!(heard.starts_with("Messages-Waiting: no\r\n"), "{heard}");
+        assert!(heard.contains("Voice-Message: 0/3 (0/0)"), "{heard}");
+    }
+
+    #[test]
+    fn each_state_is_its_package_document() {
+        for (state, ctype) in [
+            (State::Dialog(Line::Idle), "application/dialog-info+xml"),
+            (State::Presence(Line::Idle), "application/pidf+xml"),
+            (
+                State::MessageSummary(Messages::default()),
+                "application/simple-message-summary",
+            ),
+        ] {
+            assert_eq!(content_type(state.package()), ctype);
+        }
     }
 }

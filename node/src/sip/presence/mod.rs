@@ -1,5 +1,9 @@
-//! Busy lamps and presence: phones SUBSCRIBE to an extension's `dialog` (RFC 4235) or `presence`
-//! (PIDF) events and get a NOTIFY whenever its line changes: idle, ringing, in a call, offline.
+//! Busy lamps, presence and message waiting: phones SUBSCRIBE to an extension's `dialog` (RFC 4235)
+//! or `presence` (PIDF) events and get a NOTIFY whenever its line changes: idle, ringing, in a call,
+//! offline; or to their own mailbox's `message-summary` (RFC 3842) and get a NOTIFY whenever its
+//! counts of new (not heard) and old (heard) voice messages change. A phone may watch only its own
+//! mailbox (`403` for any other, existing or not); it may subscribe without having a mailbox, and is
+//! told there are no messages.
 //!
 //! Each subscription is a replicated record, written when it is accepted, refreshed or ended, so
 //! the node that owns the VIP after a failover knows every subscription and goes on notifying. What
@@ -7,9 +11,12 @@
 //! ones starts [`HEADROOM`] above the record's and writes that start into the record before its
 //! first NOTIFY, so both keep increasing across any number of owners (as long as one owner sends
 //! fewer than [`HEADROOM`] NOTIFYs on a subscription between two refreshes). One NOTIFY per
-//! subscription is in flight at a time; a change meanwhile goes out once it is answered. The line states come from
-//! the replicated call records (established calls) and, for ringing, from this node's call engine
-//! (ringing calls live on the node that carries them, and die with it).
+//! subscription is in flight at a time; a change meanwhile goes out once it is answered. The line
+//! states come from the replicated call records (established calls) and, for ringing, from this
+//! node's call engine (ringing calls live on the node that carries them, and die with it); the
+//! mailbox counts from the replicated voicemail messages, so they too survive a failover (each
+//! watched mailbox's messages are scanned again once per pass after a new Raft entry: see
+//! [`MailboxCache`]).
 //!
 //! The SUBSCRIBE is authenticated like any request from a phone (digest, counted by the automatic
 //! defence when it fails); a watcher holds at most
@@ -26,6 +33,7 @@ use cluster::Cluster;
 use pbx_sip::transaction::{Peer, ServerTxId};
 use storage::features::{EventPackage, Subscription};
 use storage::model::{ActiveCall, Binding, DialogLeg, Extension, UnixMillis};
+use storage::voicemail::VoicemailMessage;
 use storage::{Command, Record as _};
 
 use super::auth::{AuthOutcome, SipAuth};
@@ -33,7 +41,7 @@ use super::call::{Calls, dialog, insert_before_length};
 use super::endpoint::{ClientOutcome, EndpointHandle};
 use super::transport::transport_name;
 use crate::time::now_millis;
-use document::Line;
+use document::{Line, Messages, State};
 
 /// Added to a subscription's recorded CSeq and version by a node that did not send its last NOTIFY
 /// (and written back before it sends, so the owner after it starts above it in turn).
@@ -53,8 +61,36 @@ struct Sent {
     /// A NOTIFY (or this node's claim of the subscription) is waiting for its answer: the next one
     /// waits (RFC 6665 §4.2.2: one NOTIFY in flight per subscription).
     busy: bool,
-    /// `None`: nothing yet (a NOTIFY is due).
-    line: Option<Line>,
+    /// What the last NOTIFY told; `None`: nothing yet (a NOTIFY is due).
+    state: Option<State>,
+}
+
+/// What a pass does with a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// First sight on this node: claim it (write the CSeq and version it starts from) first.
+    Claim,
+    /// Nothing: a NOTIFY or the claim is still unanswered, or the state is what was last told.
+    Wait,
+    /// Send the state.
+    Notify,
+}
+
+/// The step for a subscription whose state is `now`, given what this node last sent on it.
+fn step(known: Option<&Sent>, now: State) -> Step {
+    match known {
+        None => Step::Claim,
+        Some(s) if s.busy || s.state == Some(now) => Step::Wait,
+        Some(_) => Step::Notify,
+    }
+}
+
+/// Mailbox counts read as of an applied Raft index: messages change only through Raft, so while the
+/// index stands still the counts do too, and a pass without a new entry reads nothing.
+#[derive(Debug, Default)]
+struct MailboxCache {
+    index: u64,
+    counts: HashMap<String, Messages>,
 }
 
 /// The presence service of the node serving phones.
@@ -163,6 +199,20 @@ impl Presence {
             (None, true) | (Some(_), false) => {
                 return Err(refuse(481, "Subscription Does Not Exist", &[]));
             }
+            (None, false) if asked.package == EventPackage::MessageSummary => {
+                // Its own mailbox only; whether it has one is not asked (it is told "no").
+                let target = match request::own_mailbox(req, &watcher) {
+                    Ok(t) => t,
+                    Err(r) => {
+                        tracing::info!(extension = %watcher, "message-summary of another mailbox refused");
+                        return Err(refuse(r.code, r.reason, &r.headers));
+                    }
+                };
+                match self.new_subscription(req, peer, &watcher, &target, asked.package, now) {
+                    Some(s) => s,
+                    None => return Err(refuse(400, "Malformed Dialog Headers", &[])),
+                }
+            }
             (None, false) => {
                 let target = request::target(req);
                 let known = match target.as_deref().map(|t| reader.get::<Extension>(t)) {
@@ -236,9 +286,9 @@ impl Presence {
             cseq: sub.leg.local_cseq,
             version: sub.version,
             busy: false,
-            line: None,
+            state: None,
         });
-        entry.line = None;
+        entry.state = None;
         tracing::info!(extension = %watcher, target = %sub.target, package = ?sub.package, expires = asked.expires, "subscription accepted");
         Ok((ok(asked.expires), None))
     }
@@ -286,8 +336,8 @@ impl Presence {
     /// Ends a subscription: the final NOTIFY (`reason`), and its record removed.
     async fn end(&self, sub: Subscription, reason: &str) {
         let key = sub.key();
-        let line = self.line_now(&sub.target);
-        if let Some((req, peer)) = self.notify_for(&sub, line, Some(reason)) {
+        let state = self.state_now(&sub);
+        if let Some((req, peer)) = self.notify_for(&sub, state, Some(reason)) {
             let endpoint = self.endpoint.clone();
             tokio::spawn(async move {
                 let _ = endpoint.request(req, peer).await;
@@ -303,7 +353,22 @@ impl Presence {
         }
     }
 
-    /// One extension's line as of now (for a single NOTIFY outside a pass).
+    /// A subscription's state as of now (for a single NOTIFY outside a pass).
+    fn state_now(&self, sub: &Subscription) -> State {
+        match sub.package {
+            EventPackage::Dialog => State::Dialog(self.line_now(&sub.target)),
+            EventPackage::Presence => State::Presence(self.line_now(&sub.target)),
+            EventPackage::MessageSummary => {
+                let counts = messages_of(self.cluster.reader(), &sub.target).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, mailbox = %sub.target, "reading voicemail counts failed");
+                    Messages::default()
+                });
+                State::MessageSummary(counts)
+            }
+        }
+    }
+
+    /// One extension's line as of now.
     fn line_now(&self, target: &str) -> Line {
         let calls = self
             .cluster
@@ -327,12 +392,12 @@ impl Presence {
             .is_ok_and(|b| b.iter().any(|b| b.expires_at > now))
     }
 
-    /// The next NOTIFY on `sub` with `line` (`terminated`: the reason it ends), counting its CSeq
+    /// The next NOTIFY on `sub` with `state` (`terminated`: the reason it ends), counting its CSeq
     /// and version.
     fn notify_for(
         &self,
         sub: &Subscription,
-        line: Line,
+        state: State,
         terminated: Option<&str>,
     ) -> Option<(rsip::Request, Peer)> {
         let peer = dialog::peer_of(&sub.leg).ok()?;
@@ -345,27 +410,27 @@ impl Presence {
             entry.cseq += 1;
             let version = entry.version;
             entry.version += 1;
-            entry.line = Some(line);
+            entry.state = Some(state);
             // A final NOTIFY holds nothing up: nothing follows it.
             entry.busy = terminated.is_none();
             (entry.cseq, version)
         };
         let remaining = sub.expires_at.saturating_sub(now_millis()) / 1000;
-        let state = match terminated {
+        let subscription_state = match terminated {
             Some(reason) => format!("terminated;reason={reason}"),
             None => format!("active;expires={remaining}"),
         };
-        let event = match sub.package {
-            EventPackage::Dialog => "dialog",
-            EventPackage::Presence => "presence",
-        };
         let extra = [
-            ("Event".to_owned(), event.to_owned()),
-            ("Subscription-State".to_owned(), state),
+            (
+                "Event".to_owned(),
+                request::event_name(sub.package).to_owned(),
+            ),
+            ("Subscription-State".to_owned(), subscription_state),
         ];
+        // The extension watched, or the mailbox's account (the watcher's own).
         let entity = format!("sip:{}@{}", sub.target, self.realm);
-        let body = document::render(sub.package, &entity, line, version);
-        let ctype = document::content_type(sub.package);
+        let body = document::render(&entity, state, version);
+        let ctype = document::content_type(state.package());
         let req = dialog::request(
             "NOTIFY",
             &sub.leg,
@@ -383,19 +448,22 @@ impl Presence {
     pub(crate) async fn run(self: Arc<Self>) {
         let mut applied = self.cluster.reader().watch_applied();
         let changed = self.calls.line_changed();
+        let mut mailboxes = MailboxCache::default();
         loop {
             tokio::select! {
                 () = changed.notified() => {}
                 r = applied.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(MAX_PASS) => {}
             }
-            self.pass().await;
+            self.pass(&mut mailboxes).await;
             tokio::time::sleep(MIN_PASS).await;
         }
     }
 
-    async fn pass(self: &Arc<Self>) {
+    async fn pass(self: &Arc<Self>, mailboxes: &mut MailboxCache) {
         let reader = self.cluster.reader();
+        // Read before anything else: counts read after it are at least this recent.
+        let index = reader.applied_index();
         let me = self.cluster.node_id();
         let subs = match reader.list::<Subscription>() {
             Ok(s) => s,
@@ -420,6 +488,20 @@ impl Presence {
         let in_calls = in_calls_of(&calls);
         let ringing = self.calls.ringing_extensions();
         let mut registered: HashMap<String, bool> = HashMap::new();
+        let mut line = |target: &str| {
+            let online = *registered
+                .entry(target.to_owned())
+                .or_insert_with(|| self.registered(target, now));
+            Line::of(
+                in_calls.get(target).map_or(&[][..], Vec::as_slice),
+                ringing.contains(target),
+                online,
+            )
+        };
+        if mailboxes.index != index {
+            mailboxes.index = index;
+            mailboxes.counts.clear();
+        }
         for sub in subs {
             if sub.expires_at <= now {
                 tracing::info!(extension = %sub.watcher, target = %sub.target, "subscription expired");
@@ -427,18 +509,31 @@ impl Presence {
                 tokio::spawn(async move { this.end(sub, "timeout").await });
                 continue;
             }
-            let online = *registered
-                .entry(sub.target.clone())
-                .or_insert_with(|| self.registered(&sub.target, now));
-            let line = Line::of(
-                in_calls.get(&sub.target).map_or(&[][..], Vec::as_slice),
-                ringing.contains(&sub.target),
-                online,
-            );
+            let state = match sub.package {
+                EventPackage::Dialog => State::Dialog(line(&sub.target)),
+                EventPackage::Presence => State::Presence(line(&sub.target)),
+                EventPackage::MessageSummary => {
+                    // Each mailbox's messages are read (a prefix scan, at most 1000 records) at
+                    // most once per applied index, i.e. again after every Raft entry while it has
+                    // a subscription. Good enough for now; a replicated per-mailbox count (or a
+                    // signal from the voicemail commands) would spare the rescans.
+                    let counts = match mailboxes.counts.get(&sub.target) {
+                        Some(c) => *c,
+                        None => match messages_of(reader, &sub.target) {
+                            Ok(c) => *mailboxes.counts.entry(sub.target.clone()).or_insert(c),
+                            Err(e) => {
+                                tracing::warn!(error = %e, mailbox = %sub.target, "reading voicemail counts failed");
+                                continue;
+                            }
+                        },
+                    };
+                    State::MessageSummary(counts)
+                }
+            };
             let key = sub.key();
             let known = self.sent().get(&key).copied();
-            match known {
-                None => {
+            match step(known.as_ref(), state) {
+                Step::Claim => {
                     // First sight on this node (it took the VIP over, or restarted): the numbers it
                     // will use are written first, so the next owner starts above them.
                     self.sent().insert(key, taken_over(&sub, true));
@@ -446,10 +541,10 @@ impl Presence {
                     tokio::spawn(async move { this.claim(sub).await });
                     continue;
                 }
-                Some(s) if s.busy || s.line == Some(line) => continue,
-                Some(_) => {}
+                Step::Wait => continue,
+                Step::Notify => {}
             }
-            let Some((req, peer)) = self.notify_for(&sub, line, None) else {
+            let Some((req, peer)) = self.notify_for(&sub, state, None) else {
                 continue;
             };
             metrics::counter!("pbx_presence_notifies_total").increment(1);
@@ -528,8 +623,17 @@ fn taken_over(sub: &Subscription, busy: bool) -> Sent {
         cseq: sub.leg.local_cseq.saturating_add(HEADROOM),
         version: sub.version.saturating_add(HEADROOM),
         busy,
-        line: None,
+        state: None,
     }
+}
+
+/// The counts of `mailbox`'s voice messages (none without a mailbox).
+fn messages_of(
+    reader: &storage::StateReader,
+    mailbox: &str,
+) -> Result<Messages, storage::StorageError> {
+    let held = reader.scan_prefix::<VoicemailMessage>(&VoicemailMessage::prefix(mailbox))?;
+    Ok(Messages::of(&held))
 }
 
 /// For each extension, the established calls it is in (`true`: as the caller).
@@ -544,4 +648,74 @@ fn in_calls_of(calls: &[ActiveCall]) -> HashMap<String, Vec<bool>> {
             .push(false);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(busy: bool, state: Option<State>) -> Sent {
+        Sent {
+            cseq: 1,
+            version: 1,
+            busy,
+            state,
+        }
+    }
+
+    #[test]
+    fn a_notify_goes_when_the_state_changed_and_none_is_in_flight() {
+        let none = State::MessageSummary(Messages::default());
+        let one = State::MessageSummary(Messages { new: 1, old: 0 });
+        let heard = State::MessageSummary(Messages { new: 0, old: 1 });
+        // Never seen on this node (a takeover, a restart): claimed before anything is sent.
+        assert_eq!(step(None, none), Step::Claim);
+        // Just accepted, or claimed: the state goes out at once, whatever it is.
+        assert_eq!(step(Some(&sent(false, None)), none), Step::Notify);
+        // Counts as last told: nothing; a message left, or heard: a NOTIFY.
+        assert_eq!(step(Some(&sent(false, Some(none))), none), Step::Wait);
+        assert_eq!(step(Some(&sent(false, Some(none))), one), Step::Notify);
+        assert_eq!(step(Some(&sent(false, Some(one))), heard), Step::Notify);
+        // One in flight (or the claim unanswered): the change waits for its answer.
+        assert_eq!(step(Some(&sent(true, Some(none))), one), Step::Wait);
+        assert_eq!(step(Some(&sent(true, None)), one), Step::Wait);
+        // Lines compare the same way.
+        let idle = State::Dialog(Line::Idle);
+        assert_eq!(step(Some(&sent(false, Some(idle))), idle), Step::Wait);
+        assert_eq!(
+            step(Some(&sent(false, Some(idle))), State::Dialog(Line::Ringing)),
+            Step::Notify
+        );
+    }
+
+    #[test]
+    fn a_takeover_starts_above_the_recorded_numbers_with_a_notify_due() {
+        let sub = Subscription {
+            watcher: "1002".into(),
+            target: "1002".into(),
+            package: EventPackage::MessageSummary,
+            leg: DialogLeg {
+                local_cseq: 7,
+                ..DialogLeg::default()
+            },
+            version: 3,
+            expires_at: 1,
+            node_id: 1,
+            created_at: 1,
+        };
+        let start = taken_over(&sub, true);
+        assert_eq!((start.cseq, start.version), (7 + HEADROOM, 3 + HEADROOM));
+        assert_eq!(
+            step(Some(&start), State::MessageSummary(Messages::default())),
+            Step::Wait
+        );
+        let claimed = Sent {
+            busy: false,
+            ..start
+        };
+        assert_eq!(
+            step(Some(&claimed), State::MessageSummary(Messages::default())),
+            Step::Notify
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! What a SUBSCRIBE asks for: the event package, how long, and whom. Pure.
+//! What a SUBSCRIBE asks for: the event package, how long, and whom (for message waiting: only the
+//! subscriber's own mailbox). Pure.
 
 use storage::features::EventPackage;
 
@@ -32,8 +33,25 @@ impl Refused {
     }
 }
 
+/// Every package served, in the order `Allow-Events` lists them.
+const PACKAGES: [EventPackage; 3] = [
+    EventPackage::Dialog,
+    EventPackage::Presence,
+    EventPackage::MessageSummary,
+];
+
+/// A package's name in `Event` and `Allow-Events`.
+pub(crate) fn event_name(package: EventPackage) -> &'static str {
+    match package {
+        EventPackage::Dialog => "dialog",
+        EventPackage::Presence => "presence",
+        EventPackage::MessageSummary => "message-summary",
+    }
+}
+
 pub(crate) fn allow_events() -> (String, String) {
-    ("Allow-Events".to_owned(), "dialog, presence".to_owned())
+    let names: Vec<&str> = PACKAGES.into_iter().map(event_name).collect();
+    ("Allow-Events".to_owned(), names.join(", "))
 }
 
 fn header<'a>(req: &'a rsip::Request, name: &str) -> Option<&'a str> {
@@ -44,11 +62,10 @@ fn header<'a>(req: &'a rsip::Request, name: &str) -> Option<&'a str> {
 pub(crate) fn read(req: &rsip::Request) -> Result<Asked, Refused> {
     let event = header(req, "Event").unwrap_or("");
     let name = event.split(';').next().unwrap_or("").trim();
-    let package = if name.eq_ignore_ascii_case("dialog") {
-        EventPackage::Dialog
-    } else if name.eq_ignore_ascii_case("presence") {
-        EventPackage::Presence
-    } else {
+    let Some(package) = PACKAGES
+        .into_iter()
+        .find(|p| name.eq_ignore_ascii_case(event_name(*p)))
+    else {
         let mut r = Refused::new(489, "Bad Event");
         r.headers.push(allow_events());
         return Err(r);
@@ -95,6 +112,29 @@ pub(crate) fn target(req: &rsip::Request) -> Option<String> {
     ok.then(|| user.to_owned())
 }
 
+/// The mailbox a new `message-summary` SUBSCRIBE authenticated as `watcher` may watch: its own,
+/// when the Request-URI's user or the To URI's user is its number (a phone may send it to a
+/// voicemail access number or service name with its own address in To). Anything else is `403`,
+/// whether or not that other mailbox or extension exists, so nothing is learned about it.
+pub(crate) fn own_mailbox(req: &rsip::Request, watcher: &str) -> Result<String, Refused> {
+    let uri_user = req.uri.auth.as_ref().map(|a| a.user.as_str());
+    let to_user = header(req, "To").and_then(|to| user_of(super::super::call::dialog::uri_of(to)));
+    if uri_user == Some(watcher) || to_user == Some(watcher) {
+        Ok(watcher.to_owned())
+    } else {
+        Err(Refused::new(403, "Forbidden"))
+    }
+}
+
+/// The user part of a `sip:`/`sips:` URI (without user parameters).
+fn user_of(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    user.split(';').next().filter(|u| !u.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,9 +167,14 @@ mod tests {
                 expires: MAX_EXPIRES
             }
         );
-        let bad = read(&subscribe("1002", "Event: message-summary\r\n")).unwrap_err();
+        let bad = read(&subscribe("1002", "Event: conference\r\n")).unwrap_err();
         assert_eq!(bad.code, 489);
         assert_eq!(bad.headers, [allow_events()]);
+        assert_eq!(
+            allow_events().1,
+            "dialog, presence, message-summary",
+            "every package served is announced"
+        );
         assert_eq!(read(&subscribe("1002", "")).unwrap_err().code, 489);
     }
 
@@ -161,5 +206,85 @@ mod tests {
     fn the_target_is_a_number() {
         assert_eq!(target(&subscribe("1002", "")).as_deref(), Some("1002"));
         assert_eq!(target(&subscribe("alice", "")), None);
+    }
+
+    /// A SUBSCRIBE to `uri_user`'s address with `to` as its To header.
+    fn subscribe_to(uri_user: &str, to: &str, extra: &str) -> rsip::Request {
+        let text = format!(
+            "SUBSCRIBE sip:{uri_user}@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.21:5062;branch=z9hG4bKa\r\nMax-Forwards: 70\r\nFrom: <sip:1002@pbx.test>;tag=a\r\nTo: {to}\r\nCall-ID: s\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:1002@198.18.0.21:5062>\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        match pbx_sip::codec::parse(text.as_bytes()).unwrap().sip {
+            rsip::SipMessage::Request(r) => r,
+            rsip::SipMessage::Response(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn message_summary_is_a_package_with_its_own_document() {
+        let a = read(&subscribe(
+            "1002",
+            "Event: message-summary\r\nExpires: 3600\r\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            a,
+            Asked {
+                package: EventPackage::MessageSummary,
+                expires: 3600
+            }
+        );
+        let accepts = [
+            "application/simple-message-summary",
+            "Application/Simple-Message-Summary",
+            "application/pidf+xml, application/simple-message-summary;q=0.5",
+            "*/*",
+        ];
+        for accept in accepts {
+            let extra = format!("Event: message-summary\r\nAccept: {accept}\r\n");
+            assert!(read(&subscribe("1002", &extra)).is_ok(), "{accept}");
+        }
+        let wrong = "Event: message-summary\r\nAccept: application/dialog-info+xml\r\n";
+        assert_eq!(read(&subscribe("1002", wrong)).unwrap_err().code, 406);
+        let event_params = "Event: Message-Summary;id=1\r\n";
+        assert_eq!(
+            read(&subscribe("1002", event_params)).unwrap().package,
+            EventPackage::MessageSummary
+        );
+    }
+
+    #[test]
+    fn a_phone_watches_only_its_own_mailbox() {
+        let own = subscribe_to("1002", "<sip:1002@pbx.test>", "");
+        assert_eq!(own_mailbox(&own, "1002").as_deref(), Ok("1002"));
+        // Sent to a voicemail service address, its own account in To.
+        let service = subscribe_to("voicemail", "\"Me\" <sip:1002@pbx.test>", "");
+        assert_eq!(own_mailbox(&service, "1002").as_deref(), Ok("1002"));
+        let bare_to = subscribe_to("*97", "sip:1002@pbx.test", "");
+        assert_eq!(own_mailbox(&bare_to, "1002").as_deref(), Ok("1002"));
+        // Another extension's mailbox, by either address, existing or not: the same 403.
+        for (uri, to) in [
+            ("1003", "<sip:1003@pbx.test>"),
+            ("1999", "<sip:1999@pbx.test>"),
+            ("voicemail", "<sip:1003@pbx.test>"),
+            ("100", "<sip:10021@pbx.test>"),
+        ] {
+            let other = subscribe_to(uri, to, "");
+            let refused = own_mailbox(&other, "1002").unwrap_err();
+            assert_eq!(
+                (refused.code, refused.reason),
+                (403, "Forbidden"),
+                "{uri} {to}"
+            );
+            assert!(refused.headers.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_user_of_a_uri() {
+        assert_eq!(user_of("sip:1002@pbx.test"), Some("1002"));
+        assert_eq!(user_of("sips:1002;x=y@pbx.test:5061"), Some("1002"));
+        assert_eq!(user_of("sip:pbx.test"), None);
+        assert_eq!(user_of("sip:@pbx.test"), None);
+        assert_eq!(user_of("tel:1002"), None);
     }
 }
