@@ -1,8 +1,10 @@
-//! The audio store in the API: list, upload (prompts and music), download, delete, quotas.
+//! The audio store in the API: list, upload (prompts, music, greetings), download, delete, quotas.
 //!
 //! Cluster files (prompts, music on hold) are configuration: the `extensions` grant reads and
 //! changes them. Files of an extension (recordings, voicemail, greetings) follow the role's
-//! `recordings` scope: all of them, the account's own extension's, or none. Every download of an
+//! `recordings` scope: all of them, the account's own extension's, or none. An extension's own
+//! voicemail and greetings are its user's whatever the role (the mailbox is theirs), and a
+//! greeting, which the `extensions` grant uploads, is the grant's too. Every download of an
 //! extension's file is in the audit log.
 
 use axum::Json;
@@ -16,12 +18,15 @@ use storage::audio::{
     AudioFile, AudioKind, AudioQuotas, AudioUsage, CallRecording, MAX_AUDIO_NAME,
 };
 use storage::model::AuditEntry;
+use storage::voicemail::Mailbox;
 use storage::web::Scope;
 use tokio::io::AsyncReadExt;
 
 use super::AppState;
 use super::access::Principal;
 use super::error::ApiError;
+use super::extensions::validate_number;
+use super::features::existing_extension;
 use super::guard::ClientAddr;
 use super::json::JsonBody;
 use super::paging::ListQuery;
@@ -50,9 +55,15 @@ pub(crate) fn may_access(who: &Principal, file: &AudioFile) -> bool {
     if file.owner.is_empty() {
         return who.grants.extensions;
     }
+    let own = who.extension.as_deref() == Some(file.owner.as_str());
+    match file.kind {
+        AudioKind::Voicemail if own => return true,
+        AudioKind::Greeting if own || who.grants.extensions => return true,
+        _ => {}
+    }
     match who.grants.recordings {
         Scope::All => true,
-        Scope::Own => who.extension.as_deref() == Some(file.owner.as_str()),
+        Scope::Own => own,
         Scope::None => false,
     }
 }
@@ -212,24 +223,64 @@ pub(crate) async fn content(
 pub(crate) struct UploadQuery {
     kind: String,
     name: String,
+    /// A greeting's extension.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
-/// `POST /audio?kind=prompt|music_on_hold&name=…` with a WAV body: validated (16-bit PCM mono at
-/// 8 or 16 kHz, at most ten minutes), saved on a majority of the nodes, then 201.
+/// Who a file of `kind` is uploaded for, checked against what `who` may do: nobody (the cluster)
+/// for prompts and music (grant `extensions`); for a greeting, `owner`, an existing extension
+/// (grant `extensions`, or the extension's own user).
+async fn upload_owner(
+    state: &AppState,
+    who: &Principal,
+    kind: AudioKind,
+    owner: Option<&str>,
+) -> Result<String, ApiError> {
+    let owner = owner.filter(|o| !o.is_empty());
+    match kind {
+        AudioKind::Prompt | AudioKind::MusicOnHold => {
+            who.require(who.grants.extensions)?;
+            if owner.is_some() {
+                return Err(ApiError::invalid(
+                    "owner",
+                    "only a greeting has an owner; prompts and music are the cluster's",
+                ));
+            }
+            Ok(String::new())
+        }
+        AudioKind::Greeting => {
+            let owner = owner.ok_or_else(|| {
+                ApiError::invalid("owner", "required for a greeting: its extension's number")
+            })?;
+            who.require(who.grants.extensions || who.extension.as_deref() == Some(owner))?;
+            if validate_number(owner).is_err() {
+                return Err(ApiError::invalid(
+                    "owner",
+                    "an extension's number, 2 to 15 digits",
+                ));
+            }
+            existing_extension(state, owner).await?;
+            Ok(owner.to_owned())
+        }
+        AudioKind::Recording | AudioKind::Voicemail => Err(ApiError::invalid(
+            "kind",
+            "only prompt, music_on_hold and greeting files are uploaded; the PBX makes the others",
+        )),
+    }
+}
+
+/// `POST /audio?kind=prompt|music_on_hold|greeting&name=…[&owner=…]` with a WAV body: validated
+/// (16-bit PCM mono at 8 or 16 kHz, at most ten minutes), saved on a majority of the nodes, then
+/// 201. A greeting counts against its extension's quota.
 pub(crate) async fn upload(
     State(state): State<AppState>,
     who: Principal,
     ListQuery(q): ListQuery<UploadQuery>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<AudioView>), ApiError> {
-    who.require(who.grants.extensions)?;
     let kind = parse_kind(&q.kind)?;
-    if !matches!(kind, AudioKind::Prompt | AudioKind::MusicOnHold) {
-        return Err(ApiError::invalid(
-            "kind",
-            "only prompt and music_on_hold files are uploaded; the PBX makes the others",
-        ));
-    }
+    let owner = upload_owner(&state, &who, kind, q.owner.as_deref()).await?;
     let name = q.name.trim();
     if name.is_empty() || name.len() > MAX_AUDIO_NAME || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -244,7 +295,7 @@ pub(crate) async fn upload(
     pbx_media::wav::read_prompt(&body, limits).map_err(|e| ApiError::invalid("body", e))?;
     let new = NewAudio {
         kind,
-        owner: String::new(),
+        owner,
         name: name.to_owned(),
         call_id: None,
         retain_until: None,
@@ -260,6 +311,21 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let file = visible(&state, &who, &id).await?;
+    if file.kind == AudioKind::Greeting
+        && let Some(mailbox) = state.cluster.reader().get::<Mailbox>(&file.owner)?
+    {
+        for (field, greeting) in [
+            ("greeting_unavailable", &mailbox.greeting_unavailable),
+            ("greeting_busy", &mailbox.greeting_busy),
+        ] {
+            if greeting.as_deref() == Some(file.id.as_str()) {
+                return Err(ApiError::Conflict(format!(
+                    "greeting {id} is used by the mailbox of extension {} ({field})",
+                    file.owner
+                )));
+            }
+        }
+    }
     state
         .propose_checked(Command::DeleteAudioFile { id: file.id })
         .await?;
@@ -327,4 +393,78 @@ pub(crate) async fn put_quotas(
         .propose_checked(Command::PutAudioQuotas(quotas))
         .await?;
     Ok(Json(quotas))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::web::Grants;
+
+    fn who(grants: Grants, extension: Option<&str>) -> Principal {
+        Principal {
+            username: "u".into(),
+            role: "r".into(),
+            extension: extension.map(Into::into),
+            grants,
+            session: None,
+            must_change_password: false,
+            needs_totp: false,
+        }
+    }
+
+    fn file(kind: AudioKind, owner: &str) -> AudioFile {
+        AudioFile {
+            id: "0".repeat(32),
+            kind,
+            owner: owner.into(),
+            name: "f".into(),
+            call_id: None,
+            size: 1,
+            sha256: "0".repeat(64),
+            created_at: 1,
+            retain_until: None,
+            holders: vec![1],
+        }
+    }
+
+    #[test]
+    fn an_extensions_own_voicemail_and_greetings_are_its_users() {
+        let no_recordings = Grants {
+            recordings: Scope::None,
+            ..Grants::USER
+        };
+        for grants in [Grants::USER, no_recordings] {
+            let own = who(grants, Some("1001"));
+            assert!(may_access(&own, &file(AudioKind::Voicemail, "1001")));
+            assert!(may_access(&own, &file(AudioKind::Greeting, "1001")));
+            assert!(!may_access(&own, &file(AudioKind::Voicemail, "1002")));
+            assert!(!may_access(&own, &file(AudioKind::Greeting, "1002")));
+            assert!(!may_access(&own, &file(AudioKind::Prompt, "")));
+        }
+        // Recordings follow the scope alone.
+        assert!(may_access(
+            &who(Grants::USER, Some("1001")),
+            &file(AudioKind::Recording, "1001")
+        ));
+        assert!(!may_access(
+            &who(no_recordings, Some("1001")),
+            &file(AudioKind::Recording, "1001")
+        ));
+        // An unrelated account sees none of 1001's; the extensions grant sees its greetings.
+        let other = who(Grants::USER, Some("1002"));
+        assert!(!may_access(&other, &file(AudioKind::Voicemail, "1001")));
+        let helpdesk = who(
+            Grants {
+                extensions: true,
+                ..no_recordings
+            },
+            None,
+        );
+        assert!(may_access(&helpdesk, &file(AudioKind::Greeting, "1001")));
+        assert!(!may_access(&helpdesk, &file(AudioKind::Voicemail, "1001")));
+        assert!(may_access(
+            &who(Grants::OPERATOR, None),
+            &file(AudioKind::Voicemail, "1001")
+        ));
+    }
 }

@@ -16,6 +16,7 @@ use storage::ivr::Ivr;
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
 use storage::recording::RecordingPolicy;
 use storage::time_condition::TimeCondition;
+use storage::voicemail::Mailbox;
 use storage::{Command, Record, StateReader};
 
 use super::guard::AuditActor;
@@ -26,9 +27,10 @@ const MAX_ACTION: usize = 2048;
 /// Longest value shown for one field.
 const MAX_VALUE: usize = 120;
 /// Fields whose values never appear in the log, only that they changed.
-const SECRET_FIELDS: [&str; 5] = [
+const SECRET_FIELDS: [&str; 6] = [
     "credentials",
     "password_hash",
+    "pin_hash",
     "secret",
     "ha1_md5",
     "ha1_sha256",
@@ -179,6 +181,21 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
                 .unwrap_or_else(|| RecordingPolicy::none(&p.extension));
             changes(Some(&before), Some(p))
         }
+        Command::PutMailbox(m) => changes(old::<Mailbox>(reader, &m.extension).as_ref(), Some(m)),
+        Command::DeleteMailbox { extension } => {
+            changes::<Mailbox>(old(reader, extension).as_ref(), None)
+        }
+        Command::SetVoicemailHeard {
+            mailbox,
+            audio_id,
+            heard,
+        } => format!(
+            "voicemail message {audio_id} of mailbox {mailbox} marked {}",
+            if *heard { "heard" } else { "new" }
+        ),
+        Command::DeleteVoicemailMessage { mailbox, audio_id } => {
+            format!("voicemail message {audio_id} of mailbox {mailbox} deleted")
+        }
         other => other.kind().to_owned(),
     }
 }
@@ -280,6 +297,22 @@ mod tests {
             changes(Some(&ext("A", "x")), Some(&ext("A", "x"))),
             "changed, nothing different"
         );
+    }
+
+    #[test]
+    fn a_mailbox_change_never_shows_the_pin_hash() {
+        let before = Mailbox::new("1001", 1);
+        let mut after = before.clone();
+        after.pin_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+        after.ring_secs = 30;
+        let text = changes(Some(&before), Some(&after));
+        assert_eq!(
+            text,
+            "changed pin_hash (secret) changed, ring_secs: 20 → 30"
+        );
+        let created = changes(None, Some(&after));
+        assert!(created.contains("pin_hash (secret) created"), "{created}");
+        assert!(!created.contains("argon2"), "{created}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod session;
 mod system;
 mod time_conditions;
 mod trunks;
+mod voicemail;
 
 use std::time::Instant;
 
@@ -60,6 +61,7 @@ pub(crate) use self::{
     },
     time_conditions::{effective_zone as time_condition_zone, list as time_conditions_list},
     trunks::list as list_trunks,
+    voicemail::{MailboxView, MessageList, get as mailbox, list_messages as voicemail_messages},
 };
 pub use error::ApiError;
 pub use guard::ClientAddr;
@@ -194,6 +196,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/extensions/{number}/recording",
             get(recording::get_policy).put(recording::put_policy),
+        )
+        .route(
+            "/extensions/{number}/voicemail",
+            get(voicemail::get)
+                .put(voicemail::put)
+                .delete(voicemail::delete),
+        )
+        .route(
+            "/extensions/{number}/voicemail/messages",
+            get(voicemail::list_messages),
+        )
+        .route(
+            "/extensions/{number}/voicemail/messages/{audio_id}",
+            axum::routing::put(voicemail::mark).delete(voicemail::delete_message),
         )
         .route(
             "/ring-groups",

@@ -9,7 +9,7 @@ use storage::web::{Grants, Scope};
 
 use super::features::{codes_list, handling_form};
 use super::layout::{self, Nav, badge, field, form_error, when};
-use super::{Ctx, Params, Problem, Restricted, api, cdrs, given, safe_next, see_other};
+use super::{Ctx, Params, Problem, Restricted, api, cdrs, given, safe_next, see_other, voicemail};
 use crate::api::{AppState, Principal};
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,8 +192,8 @@ pub(super) struct MeQuery {
     after: Option<String>,
 }
 
-/// `/me`: the account, its own extension's do-not-disturb and forwarding, its own calls, and links
-/// to change the password and second factor.
+/// `/me`: the account, its own extension's do-not-disturb and forwarding, its voicemail (messages,
+/// settings, PIN, greetings), its own calls, and links to change the password and second factor.
 pub(super) async fn me(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -222,6 +222,13 @@ pub(super) async fn me(
             )
             .await,
         ),
+        None => None,
+    };
+    let mailbox = match &me.extension {
+        Some(ext) => Some((
+            ext.clone(),
+            voicemail::load_mine(&state, &ctx.who, ext).await,
+        )),
         None => None,
     };
     let codes: FeatureCodes =
@@ -259,6 +266,9 @@ pub(super) async fn me(
                     Err(p) => { p.banner.banner-bad #handling-error { (p.message) } }
                 }
             }
+        }
+        @if let Some((ext, mine)) = &mailbox {
+            (voicemail::mine_card(ext, mine))
         }
         @if let Some(calls) = calls {
             div.card #me-calls {

@@ -1,5 +1,6 @@
 //! `/extensions`: search and page through the extensions, create, edit, delete and import them,
-//! set whether their calls are recorded, and e-mail a phone's user their portal login.
+//! set whether their calls are recorded and their voicemail, and e-mail a phone's user their
+//! portal login.
 //!
 //! The table is read one page at a time from the replicated extensions table, by number: a number
 //! search is a key range, a name search a filtered scan whose work per request is bounded (and
@@ -14,11 +15,12 @@ use storage::features::CallHandling;
 use storage::model::Extension;
 use storage::recording::{RecordingMode, RecordingPolicy};
 use storage::routing::PermissionGroup;
+use storage::voicemail::Mailbox;
 use storage::{StateReader, StorageError};
 
 use super::features::{handling_badges, handling_form};
 use super::layout::{self, Nav, badge, empty_row, field, form_error};
-use super::{Ctx, Params, Problem, given, query};
+use super::{Ctx, Params, Problem, given, query, voicemail};
 use crate::api::{AppState, Principal};
 
 /// Rows per page.
@@ -39,6 +41,8 @@ pub(super) type Handling = HashMap<String, CallHandling>;
 pub(super) struct RowSettings {
     pub handling: Handling,
     pub recording: HashMap<String, RecordingMode>,
+    /// The mailboxes of the extensions that have one.
+    pub mailboxes: HashMap<String, Mailbox>,
 }
 
 impl RowSettings {
@@ -177,6 +181,7 @@ pub(super) fn load(
         }
     }
     settings.recording = recording_policies(reader, &found.items)?;
+    settings.mailboxes = mailboxes(reader, &found.items)?;
     let total = reader.count::<Extension>()?;
     let groups: Vec<String> = reader
         .list::<PermissionGroup>()?
@@ -211,6 +216,26 @@ fn recording_policies(
     Ok(policies
         .into_iter()
         .map(|p| (p.extension, p.mode))
+        .collect())
+}
+
+/// The mailboxes of `rows` (in number order), read like [`recording_policies`]: one pass over the
+/// range of numbers the page covers.
+fn mailboxes(
+    reader: &StateReader,
+    rows: &[Extension],
+) -> Result<HashMap<String, Mailbox>, StorageError> {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(HashMap::new());
+    };
+    let on_page: HashSet<&str> = rows.iter().map(|e| e.number.as_str()).collect();
+    let to = format!("{}\u{0}", last.number);
+    let (found, _) = reader.scan_range::<Mailbox>(&first.number, &to, usize::MAX, |m| {
+        on_page.contains(m.extension.as_str())
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|m| (m.extension.clone(), m))
         .collect())
 }
 
@@ -369,9 +394,12 @@ pub(super) fn table(who: &Principal, rows: &[Extension], settings: &RowSettings)
                             td {
                                 @if e.enabled { (badge("ok", "enabled")) } @else { (badge("muted", "disabled")) }
                                 (handling_badges(settings.handling.get(&e.number)))
+                                @if settings.mailboxes.get(&e.number).is_some_and(|m| m.enabled) {
+                                    " " (badge("info", "voicemail"))
+                                }
                             }
                             td.ext-recording { (recording_cell(e, settings.recording(&e.number), edit)) }
-                            @if edit { td.actions { (row_actions(e, settings.handling.get(&e.number))) } }
+                            @if edit { td.actions { (row_actions(e, settings)) } }
                         }
                     }
                     @if rows.is_empty() { (empty_row(cols, "No extensions found.")) }
@@ -410,9 +438,11 @@ fn recording_cell(e: &Extension, mode: RecordingMode, edit: bool) -> Markup {
     }
 }
 
-fn row_actions(e: &Extension, handling: Option<&CallHandling>) -> Markup {
+fn row_actions(e: &Extension, settings: &RowSettings) -> Markup {
     let url = format!("/api/v1/extensions/{}", super::enc(&e.number));
-    let handling = handling
+    let handling = settings
+        .handling
+        .get(&e.number)
         .cloned()
         .unwrap_or_else(|| CallHandling::none(&e.number));
     html! {
@@ -441,6 +471,10 @@ fn row_actions(e: &Extension, handling: Option<&CallHandling>) -> Markup {
         details.row-edit {
             summary.btn.btn-small.ext-handling-open { "Call handling" }
             div.popover { (handling_form(&handling, None)) }
+        }
+        details.row-edit {
+            summary.btn.btn-small.ext-voicemail-open { "Voicemail" }
+            div.popover { (voicemail::admin_form(&e.number, settings.mailboxes.get(&e.number))) }
         }
         details.row-edit {
             summary.btn.btn-small.ext-welcome-open { "Send login" }

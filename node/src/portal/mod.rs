@@ -38,6 +38,7 @@ mod monitor;
 mod routing;
 mod security;
 mod setup;
+mod voicemail;
 
 use std::future::Future;
 use std::pin::Pin;

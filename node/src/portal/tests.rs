@@ -1022,3 +1022,193 @@ async fn the_routes_page_shows_the_ivrs_and_fills_the_form_in_to_change_one() {
 
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extensions_page_shows_and_sets_each_mailbox() {
+    use storage::audio::AudioKind;
+    use storage::voicemail::Mailbox;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    for n in ["1001", "1002", "1003"] {
+        seed(
+            &node,
+            storage::Command::CreateExtension(extension(n, &format!("User {n}"))),
+        )
+        .await;
+    }
+    let greeting = audio_file(7, AudioKind::Greeting, "1001", "Hello");
+    seed(&node, storage::Command::PutAudioFile(greeting.clone())).await;
+    let mut with_pin = Mailbox::new("1001", 1);
+    with_pin.pin_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+    with_pin.email = Some(HOSTILE.into());
+    with_pin.ring_secs = 30;
+    with_pin.greeting_busy = Some(greeting.id.clone());
+    seed(&node, storage::Command::PutMailbox(with_pin)).await;
+    let mut off = Mailbox::new("1003", 1);
+    off.enabled = false;
+    off.max_messages = 7;
+    seed(&node, storage::Command::PutMailbox(off)).await;
+
+    let loaded = extensions::load(node.reader(), "", None).unwrap();
+    assert_eq!(loaded.settings.mailboxes.len(), 2);
+    let html = extensions::render(
+        &admin(),
+        "",
+        true,
+        &loaded.found,
+        loaded.total,
+        &loaded.groups,
+        &loaded.settings,
+    )
+    .into_string();
+    let row = |n: &str| -> String {
+        let start = html.find(&format!("<tr id=\"ext-row-{n}\"")).unwrap();
+        let end = html[start..].find("</tr>").unwrap();
+        html[start..start + end].to_owned()
+    };
+
+    // 1001: its settings in the form, the greeting carried along, the PIN set and removable.
+    let r = row("1001");
+    for needle in [
+        "<span class=\"badge badge-info\">voicemail</span>",
+        "class=\"form-stacked ext-voicemail\" data-api=\"PUT /api/v1/extensions/1001/voicemail\"",
+        "name=\"enabled\" checked",
+        "name=\"ring_secs\" data-type=\"number\" min=\"5\" max=\"120\" value=\"30\"",
+        "name=\"max_message_secs\" data-type=\"number\" min=\"10\" max=\"600\" value=\"180\"",
+        "name=\"max_messages\" data-type=\"number\" min=\"1\" max=\"1000\" value=\"100\"",
+        "value=\"&lt;script&gt;alert(1)&lt;/script&gt;\"",
+        "type=\"password\" name=\"pin\"",
+        &format!(
+            "<input type=\"hidden\" name=\"greeting_busy\" value=\"{}\">",
+            greeting.id
+        ),
+        "Save voicemail",
+        "Remove PIN",
+        "data-api=\"DELETE /api/v1/extensions/1001/voicemail\"",
+    ] {
+        assert!(r.contains(needle), "1001 lacks {needle}: {r}");
+    }
+    assert!(!r.contains("argon2") && !r.contains(HOSTILE));
+    assert!(!r.contains("name=\"greeting_unavailable\""));
+    // The PIN is removed by a PUT of the same settings with `pin: null`.
+    assert!(r.contains("&quot;pin&quot;:null"), "{r}");
+
+    // 1002 has none: the defaults, and saving creates one.
+    let r = row("1002");
+    assert!(r.contains("No mailbox yet: saving creates one."), "{r}");
+    assert!(r.contains("Create mailbox") && !r.contains("Delete mailbox"));
+    assert!(!r.contains(">voicemail</span>"));
+    assert!(
+        r.contains("name=\"ring_secs\" data-type=\"number\" min=\"5\" max=\"120\" value=\"20\"")
+    );
+
+    // 1003 is off: no badge, an unchecked box, its own limits, no PIN to remove.
+    let r = row("1003");
+    assert!(!r.contains(">voicemail</span>"));
+    assert!(
+        r.contains("<input type=\"checkbox\" name=\"enabled\">"),
+        "{r}"
+    );
+    assert!(r.contains("value=\"7\""));
+    assert!(!r.contains("Remove PIN") && r.contains(">not set</span>"));
+    assert!(!html.contains("style=") && !html.contains(" onclick"));
+
+    // Who only watches gets no forms.
+    let html = extensions::render(
+        &principal("operator", Grants::OPERATOR),
+        "",
+        true,
+        &loaded.found,
+        loaded.total,
+        &loaded.groups,
+        &loaded.settings,
+    )
+    .into_string();
+    assert!(!html.contains("/voicemail\""));
+
+    node.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_users_voicemail_card_lists_messages_and_carries_the_settings() {
+    use crate::api::{MailboxView, MessageList};
+    use serde_json::json;
+
+    let view: MailboxView = serde_json::from_value(json!({
+        "extension": "1001", "enabled": true, "has_pin": false, "email": "me@example.com",
+        "ring_secs": 25, "greeting_unavailable": "a".repeat(32), "greeting_busy": null,
+        "max_message_secs": 120, "max_messages": 50, "messages_total": 2, "messages_new": 1,
+        "created_at": 1, "updated_at": 2
+    }))
+    .unwrap();
+    let new_id = "b".repeat(32);
+    let heard_id = "c".repeat(32);
+    let list: MessageList = serde_json::from_value(json!({
+        "messages": [
+            {"audio_id": new_id, "caller": "1002", "caller_name": HOSTILE, "because": "busy",
+             "call_id": "c1", "received_at": 1_764_324_000_000u64, "duration_ms": 61_200,
+             "heard": false},
+            {"audio_id": heard_id, "caller": "+15550100", "caller_name": "", "because": "no_answer",
+             "call_id": "c2", "received_at": 1_764_320_000_000u64, "duration_ms": 4000,
+             "heard": true}
+        ],
+        "total": 2, "new": 1
+    }))
+    .unwrap();
+    let html = super::voicemail::mine_card("1001", &Ok(Some((view, list)))).into_string();
+    let msgs = "/api/v1/extensions/1001/voicemail/messages";
+    for needle in [
+        "id=\"voicemail-count\">2<".to_owned(),
+        "id=\"voicemail-new\">1 new<".to_owned(),
+        format!("<tr id=\"voicemail-row-{new_id}\""),
+        format!(
+            "<audio class=\"player\" controls preload=\"none\" src=\"/api/v1/audio/{new_id}/content\">"
+        ),
+        format!("data-api=\"PUT {msgs}/{new_id}\" data-body=\"{{&quot;heard&quot;:true}}\""),
+        format!("data-api=\"PUT {msgs}/{heard_id}\" data-body=\"{{&quot;heard&quot;:false}}\""),
+        format!("data-api=\"DELETE {msgs}/{heard_id}\""),
+        "<td class=\"num\">1:02</td>".to_owned(),
+        "<td class=\"num\">0:04</td>".to_owned(),
+        "<td>busy</td>".to_owned(),
+        "<td>not answered</td>".to_owned(),
+        "datetime=\"2025-11-28T10:00:00Z\"".to_owned(),
+        // The settings form edits three fields and carries the rest.
+        "id=\"voicemail-settings\" data-api=\"PUT /api/v1/extensions/1001/voicemail\"".to_owned(),
+        "id=\"voicemail-enabled\" type=\"checkbox\" name=\"enabled\" checked".to_owned(),
+        "name=\"email\" maxlength=\"254\" autocomplete=\"email\" data-empty=\"null\" value=\"me@example.com\""
+            .to_owned(),
+        "name=\"ring_secs\" data-type=\"number\" min=\"5\" max=\"120\" value=\"25\"".to_owned(),
+        "<input type=\"hidden\" name=\"max_message_secs\" data-type=\"number\" value=\"120\">"
+            .to_owned(),
+        format!("<input type=\"hidden\" name=\"greeting_unavailable\" value=\"{}\">", "a".repeat(32)),
+        // The PIN form: typed twice, the repeat not sent.
+        "id=\"voicemail-pin-new\" type=\"password\" name=\"pin\"".to_owned(),
+        "data-skip data-match=\"pin\"".to_owned(),
+        "<input type=\"hidden\" name=\"enabled\" data-type=\"bool\" value=\"true\">".to_owned(),
+        ">not set</span>".to_owned(),
+        // Greetings: the one set plays and can go back to a beep; the upload points the mailbox.
+        format!("src=\"/api/v1/audio/{}/content\"", "a".repeat(32)),
+        "&quot;greeting_unavailable&quot;:null".to_owned(),
+        "data-upload=\"/api/v1/audio?owner=1001\" data-then=\"greeting\"".to_owned(),
+        "data-mailbox-api=\"PUT /api/v1/extensions/1001/voicemail\"".to_owned(),
+        "<input type=\"hidden\" name=\"kind\" value=\"greeting\">".to_owned(),
+        "<option value=\"greeting_busy\">".to_owned(),
+    ] {
+        assert!(html.contains(&needle), "the card lacks {needle}: {html}");
+    }
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("style=") && !html.contains(" onclick"));
+
+    // Without a mailbox, or when it cannot be read.
+    let none = super::voicemail::mine_card("1001", &Ok(None)).into_string();
+    assert!(none.contains("id=\"voicemail-none\""), "{none}");
+    assert!(!none.contains("<form"));
+    let failed = super::voicemail::mine_card(
+        "1001",
+        &Err(super::Problem::internal("the cluster is away")),
+    )
+    .into_string();
+    assert!(failed.contains("the cluster is away"));
+}

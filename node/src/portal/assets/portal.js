@@ -15,7 +15,9 @@
 //   form[data-login]                     the sign-in form (asks for the second factor when needed).
 //   form[data-import]                    uploads a CSV file and shows the per-row report.
 //   form[data-upload]                    uploads its file input's WAV file as the body of a POST to
-//       data-upload?kind=…&name=… (the name defaults to the file's), then does data-then.
+//       data-upload?kind=…&name=… (the name defaults to the file's), then does data-then; with
+//       data-then="greeting", then sends data-mailbox (JSON) with its field named by the form's
+//       `use` field set to the new file's id, as data-mailbox-api="METHOD /url", and reloads.
 //   select[data-autosubmit]              submits its form as soon as it changes.
 //   [data-live]                          the monitor, kept current from the server's event stream.
 //   button[data-network]                 the setup wizard's network check.
@@ -414,12 +416,33 @@
     const kind = form.elements.namedItem('kind')?.value ?? '';
     const typed = form.elements.namedItem('name')?.value.trim() ?? '';
     const name = typed || file.name.replace(/\.wav$/i, '');
-    const url = `${form.dataset.upload}?kind=${encodeURIComponent(kind)}&name=${encodeURIComponent(name)}`;
+    const base = form.dataset.upload;
+    const sep = base.includes('?') ? '&' : '?';
+    const url = `${base}${sep}kind=${encodeURIComponent(kind)}&name=${encodeURIComponent(name)}`;
     busy(form, true);
     const res = await call('POST', url, file, 'audio/wav');
     busy(form, false);
-    if (res.ok) after(form, res);
+    if (res.ok && form.dataset.then === 'greeting') useGreeting(form, res.data?.id);
+    else if (res.ok) after(form, res);
     else if (res.status === 413) showError(form, 'The file is larger than the server accepts.');
+    else showError(form, messageOf(res));
+  }
+
+  // Points the mailbox at a greeting just uploaded.
+  async function useGreeting(form, id) {
+    let body;
+    try {
+      body = JSON.parse(form.dataset.mailbox || '{}');
+    } catch {
+      body = {};
+    }
+    const use = form.elements.namedItem('use')?.value;
+    if (use && id) body[use] = id;
+    const [method, url] = spec(form.dataset.mailboxApi);
+    busy(form, true);
+    const res = await call(method, url, body);
+    busy(form, false);
+    if (res.ok) location.reload();
     else showError(form, messageOf(res));
   }
 
