@@ -301,10 +301,14 @@ pub(crate) fn delete_audio_file(txn: &mut dyn Txn, id: &str) -> Result<Response,
     if let Some(entry) = CallRecording::of(&file) {
         txn.delete(Table::RecordingsByCall, &entry.key());
     }
-    if file.kind == AudioKind::Voicemail {
-        // A message goes with its audio, however the audio goes (API, retention, mailbox).
-        let message = crate::voicemail::VoicemailMessage::key_for(&file.owner, &file.id);
-        txn.delete(Table::VoicemailMessages, &message);
+    match file.kind {
+        AudioKind::Voicemail => {
+            // A message goes with its audio, however the audio goes (API, retention, mailbox).
+            let message = crate::voicemail::VoicemailMessage::key_for(&file.owner, &file.id);
+            txn.delete(Table::VoicemailMessages, &message);
+        }
+        AudioKind::Greeting => crate::voicemail::forget_greeting(txn, &file.owner, id)?,
+        AudioKind::Prompt | AudioKind::MusicOnHold | AudioKind::Recording => {}
     }
     Ok(delete(txn, Table::AudioFiles, id, true))
 }

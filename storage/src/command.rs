@@ -599,6 +599,7 @@ impl Command {
             | Self::PruneAudio { .. }
             | Self::DeleteMailbox { .. }
             | Self::DeleteVoicemailMessage { .. }
+            | Self::DeleteExtension { .. }
             | Self::RemoveMember { .. } => true,
             Self::Batch(cmds) => cmds.iter().any(Self::changes_audio),
             Self::Audited { change, .. } => change.changes_audio(),

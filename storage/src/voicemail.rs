@@ -223,10 +223,39 @@ pub(crate) fn put_mailbox(txn: &mut dyn Txn, mailbox: &Mailbox) -> Result<Respon
     put(txn, mailbox)
 }
 
-/// Deletes a mailbox with every message in it (and their audio).
+/// Greeting `id` of `extension` is gone: its mailbox plays the beep instead.
+pub(crate) fn forget_greeting(
+    txn: &mut dyn Txn,
+    extension: &str,
+    id: &str,
+) -> Result<(), CodecError> {
+    let Some(mut m) = get::<Mailbox>(txn, extension)? else {
+        return Ok(());
+    };
+    let before = (m.greeting_unavailable.clone(), m.greeting_busy.clone());
+    for g in [&mut m.greeting_unavailable, &mut m.greeting_busy] {
+        if g.as_deref() == Some(id) {
+            *g = None;
+        }
+    }
+    if before != (m.greeting_unavailable.clone(), m.greeting_busy.clone()) {
+        put(txn, &m)?;
+    }
+    Ok(())
+}
+
+/// Deletes a mailbox with every message in it and the greetings it plays (and their audio).
 pub(crate) fn delete_mailbox(txn: &mut dyn Txn, extension: &str) -> Result<Response, CodecError> {
-    if get::<Mailbox>(txn, extension)?.is_none() {
+    let Some(mailbox) = get::<Mailbox>(txn, extension)? else {
         return Ok(not_found(Table::Mailboxes, extension));
+    };
+    for id in [&mailbox.greeting_unavailable, &mailbox.greeting_busy]
+        .into_iter()
+        .flatten()
+    {
+        if txn.get(Table::AudioFiles, id).is_some() {
+            audio::delete_audio_file(txn, id)?;
+        }
     }
     for key in txn.keys_with_prefix(
         Table::VoicemailMessages,

@@ -18,6 +18,7 @@ mod ivr;
 mod media;
 mod session;
 mod ua;
+mod voicemail;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -29,6 +30,7 @@ use pbx_media::wav::{PromptLimits, read_prompt};
 use storage::ivr::Ivr;
 use storage::model::{Binding, UnixMillis};
 use storage::routing::Destination;
+use storage::voicemail::LeftBecause;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -50,6 +52,55 @@ const GREETING_LIMITS: PromptLimits = PromptLimits {
 };
 /// Destinations followed through time conditions and menus to reach a number.
 const MAX_DESTINATION_HOPS: usize = 4;
+
+/// What answers a call the agent gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Ivr,
+    Voicemail(LeftBecause),
+}
+
+const IVR_PREFIX: &str = "ivr.";
+const VOICEMAIL_PREFIX: &str = "vm.";
+
+impl Service {
+    /// The Request-URI user the agent is sent for `number`.
+    fn user(&self, number: &str) -> String {
+        match self {
+            Self::Ivr => format!("{IVR_PREFIX}{number}"),
+            Self::Voicemail(b) => format!("{VOICEMAIL_PREFIX}{}.{number}", b.as_str()),
+        }
+    }
+
+    /// The service and number a Request-URI user names.
+    fn parse(user: &str) -> Option<(Self, &str)> {
+        if let Some(number) = user.strip_prefix(IVR_PREFIX) {
+            return Some((Self::Ivr, number));
+        }
+        let (because, number) = user.strip_prefix(VOICEMAIL_PREFIX)?.split_once('.')?;
+        Some((Self::Voicemail(LeftBecause::parse(because)?), number))
+    }
+}
+
+/// Whether a call's callee leg (as its record has it) was answered by an application agent: its
+/// target is an agent's contact on loopback. Such a call cannot be carried on by another node or
+/// process (the agent's session died with its owner).
+pub(crate) fn is_app_leg(leg: &storage::model::DialogLeg) -> bool {
+    let target = leg.remote_target.as_str();
+    let Some(rest) = target.strip_prefix("sip:") else {
+        return false;
+    };
+    let Some((user, host)) = rest.split_once('@') else {
+        return false;
+    };
+    let ours = Service::parse(user).is_some();
+    let loopback = host
+        .split([';', '>'])
+        .next()
+        .and_then(|h| h.parse::<SocketAddr>().ok())
+        .is_some_and(|a| a.ip().is_loopback());
+    ours && loopback
+}
 
 /// What a session asks of the agent.
 #[derive(Debug)]
@@ -152,11 +203,12 @@ impl Apps {
         from == self.addr
     }
 
-    /// The one "device" an IVR's number rings: this agent.
-    pub(crate) fn binding(&self, number: &str, now: UnixMillis) -> Binding {
+    /// The one "device" a call to `number` rings when `service` answers it: this agent, with the
+    /// service and the number in the contact's user part (`ivr.700`, `vm.busy.1002`).
+    pub(crate) fn binding(&self, service: &Service, number: &str, now: UnixMillis) -> Binding {
         Binding {
             aor: number.to_owned(),
-            contact: format!("sip:{number}@{}", self.addr),
+            contact: format!("sip:{}@{}", service.user(number), self.addr),
             expires_at: now + 3_600_000,
             q: None,
             call_id: String::new(),
@@ -247,20 +299,27 @@ async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
         ua.tick(std::time::Instant::now());
         while let Some(event) = ua.poll_event() {
             match event {
-                Event::Invited { call, user, offer } => {
-                    match start_session(&ctx, &call, &user, &offer).await {
-                        Ok((session, sdp)) => {
-                            ua.answer(&call, &sdp, std::time::Instant::now());
-                            let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-                            sessions.insert(call, tx);
-                            tokio::spawn(session.run(Arc::clone(&ctx), rx, commands_tx.clone()));
-                        }
-                        Err((code, reason)) => {
-                            tracing::info!(call = %call, number = %user, code, reason, "application refused the call");
-                            ua.refuse(&call, code, reason);
-                        }
+                Event::Invited {
+                    call,
+                    user,
+                    from,
+                    offer,
+                } => match start_session(&ctx, &call, &user, &from, &offer).await {
+                    Ok((session, sdp)) => {
+                        ua.answer(&call, &sdp, std::time::Instant::now());
+                        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+                        sessions.insert(call, tx);
+                        let (ctx, commands) = (Arc::clone(&ctx), commands_tx.clone());
+                        match session {
+                            Started::Ivr(s) => tokio::spawn(s.run(ctx, rx, commands)),
+                            Started::Voicemail(s) => tokio::spawn(s.run(ctx, rx, commands)),
+                        };
                     }
-                }
+                    Err((code, reason)) => {
+                        tracing::info!(call = %call, user = %user, code, reason, "application refused the call");
+                        ua.refuse(&call, code, reason);
+                    }
+                },
                 Event::Digit { call, digit } => tell(&sessions, &call, SessionEvent::Key(digit)),
                 Event::Transferred { call, code } => {
                     tell(&sessions, &call, SessionEvent::Transferred(code));
@@ -285,20 +344,69 @@ fn tell(sessions: &HashMap<String, mpsc::Sender<SessionEvent>>, call: &str, ev: 
     }
 }
 
-/// Sets up the session for a new call to `number`, and the SDP to answer with.
+/// A session set up, of either kind.
+enum Started {
+    Ivr(session::Session),
+    Voicemail(voicemail::Session),
+}
+
+/// Sets up the session for a new call to `user` (the service and number), and the SDP to answer
+/// with.
 async fn start_session(
     ctx: &Context,
     call: &str,
-    number: &str,
+    user: &str,
+    from: &str,
     offer: &[u8],
-) -> Result<(session::Session, Vec<u8>), (u16, &'static str)> {
+) -> Result<(Started, Vec<u8>), (u16, &'static str)> {
     let reader = ctx.cluster.reader();
-    let ivr = reader
-        .get::<Ivr>(number)
-        .ok()
-        .flatten()
-        .ok_or((404, "Not Found"))?;
+    let (service, number) = Service::parse(user).ok_or((404, "Not Found"))?;
     let agreed = media::negotiate(offer).map_err(|_| (488, "Not Acceptable Here"))?;
+    let (sock, peer, sdp) = open_media(offer, &agreed).await?;
+    let started = match service {
+        Service::Ivr => {
+            let ivr = reader
+                .get::<Ivr>(number)
+                .ok()
+                .flatten()
+                .ok_or((404, "Not Found"))?;
+            let menu = menu_of(reader, &ivr, crate::time::now_millis());
+            Started::Ivr(session::Session {
+                call: call.to_owned(),
+                ivr,
+                menu,
+                agreed,
+                sock,
+                peer,
+            })
+        }
+        Service::Voicemail(because) => {
+            let mailbox = reader
+                .get::<storage::voicemail::Mailbox>(number)
+                .ok()
+                .flatten()
+                .filter(|m| m.enabled)
+                .ok_or((404, "Not Found"))?;
+            Started::Voicemail(voicemail::Session {
+                call: call.to_owned(),
+                mailbox,
+                because,
+                from: from.to_owned(),
+                agreed,
+                sock,
+                peer,
+            })
+        }
+    };
+    Ok((started, sdp))
+}
+
+/// The call's media socket on loopback, where the relay sends from (the offer's address), and
+/// the SDP answer.
+async fn open_media(
+    offer: &[u8],
+    agreed: &media::Agreed,
+) -> Result<(UdpSocket, Option<SocketAddr>, Vec<u8>), (u16, &'static str)> {
     let peer = pbx_sip::sdp::Sdp::parse(offer).ok().and_then(|sdp| {
         let m = sdp.media().get(agreed.stream)?;
         Some(SocketAddr::new(m.address?, m.port))
@@ -310,16 +418,56 @@ async fn start_session(
         .local_addr()
         .map_err(|_| (503, "Service Unavailable"))?;
     let sdp = agreed.answer(local, rand::random::<u32>().into());
-    let menu = menu_of(reader, &ivr, crate::time::now_millis());
-    Ok((
-        session::Session {
-            call: call.to_owned(),
-            ivr,
-            menu,
-            agreed,
-            sock,
-            peer,
-        },
-        sdp,
-    ))
+    Ok((sock, peer, sdp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg(target: &str) -> storage::model::DialogLeg {
+        storage::model::DialogLeg {
+            extension: "1002".into(),
+            call_id: "c".into(),
+            local_tag: "a".into(),
+            remote_tag: "b".into(),
+            local_cseq: 1,
+            remote_cseq: 1,
+            local_uri: String::new(),
+            remote_uri: String::new(),
+            remote_target: target.into(),
+            route_set: Vec::new(),
+            local_contact: String::new(),
+            peer: String::new(),
+            transport: "udp".into(),
+            remote_sdp: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_service_and_number_travel_in_the_request_uri_user() {
+        for s in [
+            Service::Ivr,
+            Service::Voicemail(LeftBecause::Busy),
+            Service::Voicemail(LeftBecause::NoAnswer),
+            Service::Voicemail(LeftBecause::Unavailable),
+        ] {
+            let user = s.user("1002");
+            assert_eq!(Service::parse(&user), Some((s, "1002")), "{user}");
+        }
+        assert_eq!(Service::parse("1002"), None);
+        assert_eq!(Service::parse("vm.later.1002"), None);
+    }
+
+    #[test]
+    fn an_application_leg_is_an_agent_contact_on_loopback() {
+        assert!(is_app_leg(&leg("sip:vm.busy.1002@127.0.0.1:40000")));
+        assert!(is_app_leg(&leg(
+            "sip:ivr.700@127.0.0.1:40000;transport=udp"
+        )));
+        // A phone on loopback (the demo), or an agent's user elsewhere, is not.
+        assert!(!is_app_leg(&leg("sip:1002@127.0.0.1:5062")));
+        assert!(!is_app_leg(&leg("sip:ivr.700@198.18.0.5:5060")));
+        assert!(!is_app_leg(&leg("garbage")));
+    }
 }

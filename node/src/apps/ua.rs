@@ -34,6 +34,8 @@ pub(crate) enum Event {
     Invited {
         call: String,
         user: String,
+        /// The INVITE's From: who calls.
+        from: String,
         offer: Vec<u8>,
     },
     /// A key pressed, sent as SIP INFO (`application/dtmf-relay`) rather than in the media.
@@ -82,6 +84,9 @@ struct Dialog {
     remote: String,
     /// The INVITE's To with our tag: our requests' From.
     local: String,
+    /// Our Contact: the INVITE's Request-URI (which names the service, so a call's record shows
+    /// what answered it).
+    contact: String,
     /// The engine's Contact: our requests' Request-URI.
     remote_target: String,
     local_cseq: u32,
@@ -123,7 +128,7 @@ fn copy_headers(out: &mut String, msg: &Message, name: &str) {
 }
 
 /// The URI inside a name-addr (`"A" <sip:a@h>;tag=x` → `sip:a@h`), or the value as it is.
-fn uri_in(value: &str) -> &str {
+pub(super) fn uri_in(value: &str) -> &str {
     match (value.find('<'), value.find('>')) {
         (Some(a), Some(b)) if a < b => &value[a + 1..b],
         _ => value.split(';').next().unwrap_or(value).trim(),
@@ -293,6 +298,12 @@ impl Ua {
                 local_tag,
                 remote: remote.to_owned(),
                 remote_target: uri_in(contact).to_owned(),
+                contact: format!(
+                    "<{}>",
+                    msg.request_uri()
+                        .unwrap_or_default()
+                        .replace(['<', '>', '\r', '\n'], "")
+                ),
                 local_cseq: 1,
                 answer: None,
                 unacked: None,
@@ -305,6 +316,7 @@ impl Ua {
         self.events.push_back(Event::Invited {
             call,
             user,
+            from: remote.to_owned(),
             offer: msg.body().to_vec(),
         });
         let _ = now;
@@ -312,10 +324,10 @@ impl Ua {
 
     /// Answers the new call `call` with `200 OK` carrying `sdp`.
     pub(crate) fn answer(&mut self, call: &str, sdp: &[u8], now: Instant) {
-        let contact = format!("<sip:app@{}>", self.local);
         let Some(d) = self.dialogs.get_mut(call) else {
             return;
         };
+        let contact = d.contact.clone();
         let Some(invite) = d.invite.take() else {
             return;
         };
@@ -371,8 +383,9 @@ impl Ua {
             m,
             "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\nMax-Forwards: 70\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n\
-             Contact: <sip:app@{local}>\r\n{extra}Content-Length: 0\r\n\r\n",
+             Contact: {contact}\r\n{extra}Content-Length: 0\r\n\r\n",
             target = d.remote_target,
+            contact = d.contact,
             from = d.local,
             to = d.remote,
         );
@@ -565,7 +578,10 @@ mod tests {
 
     fn answered(ua: &mut Ua, t: Instant) -> String {
         ua.datagram(&invite("c1", 1), ENGINE.parse().unwrap(), t);
-        let Some(Event::Invited { call, user, offer }) = ua.poll_event() else {
+        let Some(Event::Invited {
+            call, user, offer, ..
+        }) = ua.poll_event()
+        else {
             panic!("no invite event");
         };
         assert_eq!((call.as_str(), user.as_str()), ("c1", "700"));

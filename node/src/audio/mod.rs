@@ -101,6 +101,11 @@ impl AudioStore {
         })
     }
 
+    /// The event center (its mail relay sends voicemail).
+    pub(crate) fn events(&self) -> &Arc<Events> {
+        &self.events
+    }
+
     /// Saves `bytes`: stored here, copied to a majority of the voters, then entered in the index.
     pub(crate) async fn save(&self, new: NewAudio, bytes: &[u8]) -> Result<AudioFile, AudioError> {
         let cluster = &self.cluster;

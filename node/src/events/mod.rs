@@ -4,6 +4,8 @@
 
 mod smtp;
 
+pub(crate) use smtp::Attached;
+
 pub(crate) use smtp::valid_address;
 
 use std::net::IpAddr;
@@ -89,6 +91,18 @@ impl Events {
     ) -> Option<Result<(), smtp::SmtpError>> {
         let relay = self.smtp.as_ref()?;
         Some(relay.send(to, subject, body).await)
+    }
+
+    /// As [`Events::send_mail`], with a file attached.
+    pub(crate) async fn send_mail_with(
+        &self,
+        to: &str,
+        subject: &str,
+        body: &str,
+        file: &Attached<'_>,
+    ) -> Option<Result<(), smtp::SmtpError>> {
+        let relay = self.smtp.as_ref()?;
+        Some(relay.send_with(to, subject, body, file).await)
     }
 
     /// Records an event and notifies its recipients, in the background.

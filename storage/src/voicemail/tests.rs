@@ -183,3 +183,36 @@ fn deleting_the_extension_deletes_its_mailbox_and_messages() {
             .is_none()
     );
 }
+
+#[test]
+fn a_deleted_greeting_leaves_the_mailbox_with_the_beep_and_a_deleted_mailbox_takes_its_greetings() {
+    let mut txn = office();
+    apply(
+        &mut txn,
+        Command::PutAudioFile(file(8, AudioKind::Greeting, "1002")),
+    );
+    apply(
+        &mut txn,
+        Command::PutAudioFile(file(9, AudioKind::Greeting, "1002")),
+    );
+    let mut m = Mailbox::new("1002", 1);
+    m.greeting_busy = Some(format!("{:032x}", 8));
+    m.greeting_unavailable = Some(format!("{:032x}", 9));
+    assert_eq!(apply(&mut txn, Command::PutMailbox(m)), Response::Ok);
+    let gone = Command::DeleteAudioFile {
+        id: format!("{:032x}", 8),
+    };
+    assert_eq!(apply(&mut txn, gone), Response::Ok);
+    let stored = get::<Mailbox>(&txn, "1002").unwrap().unwrap();
+    assert_eq!(stored.greeting_busy, None);
+    assert_eq!(stored.greeting_unavailable, Some(format!("{:032x}", 9)));
+    let delete = Command::DeleteMailbox {
+        extension: "1002".into(),
+    };
+    assert_eq!(apply(&mut txn, delete), Response::Ok);
+    assert!(
+        get::<AudioFile>(&txn, &format!("{:032x}", 9))
+            .unwrap()
+            .is_none()
+    );
+}

@@ -155,15 +155,10 @@ pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
     let mut carried = 0;
     for call in all {
         let id = call.id.clone();
-        let in_menu = calls
-            .cluster
-            .reader()
-            .get::<storage::ivr::Ivr>(&call.callee.extension)
-            .is_ok_and(|ivr| ivr.is_some());
-        if in_menu {
-            // The menu ran in the lost node's agent; the caller would be left in silence.
-            tracing::warn!(call = %id, ivr = %call.callee.extension, "caller was in an auto attendant; hanging up");
-            hang_up(calls, &call, "menu-lost-in-failover").await;
+        if crate::apps::is_app_leg(&call.callee) {
+            // The menu or mailbox ran in the lost node's agent; the caller would be left in silence.
+            tracing::warn!(call = %id, to = %call.callee.extension, "caller was with an application of the lost node; hanging up");
+            hang_up(calls, &call, "application-lost-in-failover").await;
             continue;
         }
         match super::driver::adopt(calls, call.clone()) {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use storage::features::{CallHandling, RingGroup, RingStrategy};
 use storage::model::{Binding, Disposition, Extension};
+use storage::voicemail::{LeftBecause, Mailbox};
 
 use super::admission::Refusal;
 
@@ -32,6 +33,16 @@ pub(crate) trait Directory {
     fn application(&self, number: &str) -> Result<Option<Binding>, Refusal> {
         let _ = number;
         Ok(None)
+    }
+    /// The extension's mailbox, when it has one that takes calls.
+    fn mailbox(&self, number: &str) -> Result<Option<Mailbox>, Refusal> {
+        let _ = number;
+        Ok(None)
+    }
+    /// The voicemail application, as the one device a call to `number`'s mailbox rings.
+    fn voicemail(&self, number: &str, because: LeftBecause) -> Option<Binding> {
+        let _ = (number, because);
+        None
     }
 }
 
@@ -87,6 +98,11 @@ pub(crate) enum Next {
         extension: String,
         ring_for: Duration,
     },
+    /// The extension's mailbox, for this reason.
+    Voicemail {
+        extension: String,
+        because: LeftBecause,
+    },
 }
 
 /// What a stage rings.
@@ -140,7 +156,25 @@ pub(crate) fn resolve(dir: &dyn Directory, stage: &Stage) -> Result<Ring, Refusa
                 then: Vec::new(),
             })
         }
+        Next::Voicemail { extension, because } => voicemail(dir, extension, *because),
     }
+}
+
+/// The mailbox's application as the one device rung.
+fn voicemail(dir: &dyn Directory, number: &str, because: LeftBecause) -> Result<Ring, Refusal> {
+    let Some(app) = dir.voicemail(number, because) else {
+        return Err(unavailable());
+    };
+    tracing::info!(
+        extension = number,
+        because = because.as_str(),
+        "to voicemail"
+    );
+    Ok(Ring::Devices {
+        devices: vec![app],
+        ring_for: None,
+        then: Vec::new(),
+    })
 }
 
 /// What dialling `number` rings. `forwarder`: the extension whose forward led here (`None` for the
@@ -194,6 +228,20 @@ fn forward(to: &str, from: &str, after: After, hops: u8) -> Stage {
     }
 }
 
+/// The stage that takes the call to `number`'s mailbox after `after`.
+fn to_mailbox(number: &str, because: LeftBecause, after: After, hops: u8) -> Stage {
+    Stage {
+        next: Next::Voicemail {
+            extension: number.to_owned(),
+            because,
+        },
+        after,
+        hops,
+    }
+}
+
+/// An extension's own rules: forwards first; where the extension has none for a case, its
+/// mailbox (when it takes calls); else busy or unavailable.
 fn extension_plan(dir: &dyn Directory, number: &str, hops: u8) -> Result<Ring, Refusal> {
     let h = dir
         .handling(number)?
@@ -202,30 +250,41 @@ fn extension_plan(dir: &dyn Directory, number: &str, hops: u8) -> Result<Ring, R
         tracing::debug!(extension = number, to = %to, "forwarding every call");
         return number_plan(dir, to, Some(number), hops + 1);
     }
+    let mailbox = dir.mailbox(number)?.filter(|m| m.enabled);
     if h.dnd || dir.at_limit(number) {
-        return match &h.forward_busy {
-            Some(to) => number_plan(dir, to, Some(number), hops + 1),
-            None => Err(busy()),
+        return match (&h.forward_busy, &mailbox) {
+            (Some(to), _) => number_plan(dir, to, Some(number), hops + 1),
+            (None, Some(_)) => voicemail(dir, number, LeftBecause::Busy),
+            (None, None) => Err(busy()),
         };
     }
     let devices = dir.devices(number)?;
     if devices.is_empty() {
-        return match &h.forward_unregistered {
-            Some(to) => number_plan(dir, to, Some(number), hops + 1),
-            None => Err(unavailable()),
+        return match (&h.forward_unregistered, &mailbox) {
+            (Some(to), _) => number_plan(dir, to, Some(number), hops + 1),
+            (None, Some(_)) => voicemail(dir, number, LeftBecause::Unavailable),
+            (None, None) => Err(unavailable()),
         };
     }
     let mut then = Vec::new();
+    let mut ring_for = None;
     if let Some(to) = &h.forward_no_answer {
         then.push(forward(to, number, After::NoAnswer, hops));
+        ring_for = Some(Duration::from_secs(u64::from(h.no_answer_secs)));
+    } else if let Some(m) = &mailbox {
+        then.push(to_mailbox(
+            number,
+            LeftBecause::NoAnswer,
+            After::NoAnswer,
+            hops,
+        ));
+        ring_for = Some(Duration::from_secs(u64::from(m.ring_secs)));
     }
     if let Some(to) = &h.forward_busy {
         then.push(forward(to, number, After::Busy, hops));
+    } else if mailbox.is_some() {
+        then.push(to_mailbox(number, LeftBecause::Busy, After::Busy, hops));
     }
-    let ring_for = h
-        .forward_no_answer
-        .as_ref()
-        .map(|_| Duration::from_secs(u64::from(h.no_answer_secs)));
     Ok(Ring::Devices {
         devices,
         ring_for,

@@ -86,7 +86,18 @@ impl Directory for ReplicaDirectory<'_> {
             .reader
             .get::<storage::ivr::Ivr>(number)
             .map_err(read_failed)?;
-        Ok(ivr.map(|_| self.calls.apps.binding(number, self.now)))
+        Ok(ivr.map(|_| {
+            self.calls
+                .apps
+                .binding(&crate::apps::Service::Ivr, number, self.now)
+        }))
+    }
+    fn mailbox(&self, number: &str) -> Result<Option<storage::voicemail::Mailbox>, Refusal> {
+        self.reader.get(number).map_err(read_failed)
+    }
+    fn voicemail(&self, number: &str, because: storage::voicemail::LeftBecause) -> Option<Binding> {
+        let service = crate::apps::Service::Voicemail(because);
+        Some(self.calls.apps.binding(&service, number, self.now))
     }
 }
 

@@ -10,6 +10,7 @@ struct Office {
     /// Extensions with a phone registered.
     online: HashSet<String>,
     full: HashSet<String>,
+    mailboxes: HashMap<String, Mailbox>,
 }
 
 impl Directory for Office {
@@ -31,6 +32,14 @@ impl Directory for Office {
     }
     fn at_limit(&self, n: &str) -> bool {
         self.full.contains(n)
+    }
+    fn mailbox(&self, n: &str) -> Result<Option<Mailbox>, Refusal> {
+        Ok(self.mailboxes.get(n).cloned())
+    }
+    fn voicemail(&self, n: &str, because: LeftBecause) -> Option<Binding> {
+        let mut b = phone(n);
+        b.contact = format!("sip:vm.{}.{n}@127.0.0.1:9", because.as_str());
+        Some(b)
     }
 }
 
@@ -241,4 +250,78 @@ fn a_group_nobody_can_answer_goes_straight_to_its_fallback() {
     assert_eq!(rung(&dial(&o, "600").unwrap()), ["1004"]);
     group(&mut o, RingStrategy::All, &["1001", "1002"], None);
     assert_eq!(dial(&o, "600").unwrap_err().code, 480);
+}
+
+fn rings_mailbox(ring: &Ring, because: LeftBecause) -> bool {
+    matches!(ring, Ring::Devices { devices, .. }
+        if devices.len() == 1 && devices[0].contact.starts_with(&format!("sip:vm.{}.", because.as_str())))
+}
+
+#[test]
+fn a_mailbox_takes_the_calls_no_forward_takes() {
+    let mut o = office();
+    o.mailboxes.insert("1002".into(), Mailbox::new("1002", 0));
+    // Ringing: for the mailbox's ring time, then voicemail on no answer or busy.
+    let Ok(Ring::Devices { ring_for, then, .. }) = number_plan(&o, "1002", None, 0) else {
+        panic!("1002 rings");
+    };
+    assert_eq!(ring_for, Some(Duration::from_secs(20)));
+    let nexts: Vec<_> = then.iter().map(|s| (s.next.clone(), s.after)).collect();
+    assert_eq!(
+        nexts,
+        [
+            (
+                Next::Voicemail {
+                    extension: "1002".into(),
+                    because: LeftBecause::NoAnswer
+                },
+                After::NoAnswer
+            ),
+            (
+                Next::Voicemail {
+                    extension: "1002".into(),
+                    because: LeftBecause::Busy
+                },
+                After::Busy
+            ),
+        ]
+    );
+    let reached = resolve(&o, &then[0]).unwrap();
+    assert!(rings_mailbox(&reached, LeftBecause::NoAnswer));
+    // No phone: straight to the mailbox; on do-not-disturb, as busy.
+    o.online.remove("1002");
+    let ring = number_plan(&o, "1002", None, 0).unwrap();
+    assert!(rings_mailbox(&ring, LeftBecause::Unavailable));
+    o.online.insert("1002".into());
+    handling(&mut o, "1002", |h| h.dnd = true);
+    let ring = number_plan(&o, "1002", None, 0).unwrap();
+    assert!(rings_mailbox(&ring, LeftBecause::Busy));
+}
+
+#[test]
+fn forwards_come_before_the_mailbox_and_a_disabled_mailbox_takes_nothing() {
+    let mut o = office();
+    o.mailboxes.insert("1002".into(), Mailbox::new("1002", 0));
+    handling(&mut o, "1002", |h| {
+        h.forward_no_answer = Some("1003".into());
+        h.no_answer_secs = 15;
+    });
+    let Ok(Ring::Devices { ring_for, then, .. }) = number_plan(&o, "1002", None, 0) else {
+        panic!("1002 rings");
+    };
+    assert_eq!(ring_for, Some(Duration::from_secs(15)));
+    assert!(matches!(&then[0].next, Next::Number { number, .. } if number == "1003"));
+    // Busy has no forward: the mailbox.
+    assert!(matches!(
+        &then[1].next,
+        Next::Voicemail {
+            because: LeftBecause::Busy,
+            ..
+        }
+    ));
+    let mut off = Mailbox::new("1004", 0);
+    off.enabled = false;
+    o.mailboxes.insert("1004".into(), off);
+    o.online.remove("1004");
+    assert_eq!(number_plan(&o, "1004", None, 0).unwrap_err().code, 480);
 }

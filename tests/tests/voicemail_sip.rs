@@ -1,0 +1,233 @@
+//! Voicemail with real `pbx` processes, a scripted phone sending a real tone, and a real SMTP
+//! server (aiosmtpd): 1001 calls 1002, whose phone is not registered, reaches 1002's mailbox, hears
+//! the beep, speaks 440 Hz for 4 s and hangs up. The message is in the mailbox, unheard; its WAV
+//! holds the tone for about the time spoken; a majority of the nodes hold the same bytes; the
+//! mailbox's owner gets it by e-mail with the WAV attached, and 1002's phone, subscribed to its
+//! mailbox's `message-summary`, is told a message waits.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sha2::Digest as _;
+
+use pbx_media::g711::Law;
+use pbx_media::rtp::{RtpHeader, RtpPacket};
+use pbx_media::tone::{ToneGenerator, dominant};
+use pbx_tests::api::{send, wait_json};
+use pbx_tests::phone::Phone;
+use pbx_tests::process::KillOnDrop;
+use pbx_tests::sipp::{self, Sipp};
+use pbx_tests::{Lab, LabOptions, free_port};
+
+const SECRET: &str = "Tr7!kq-Vw9zP";
+
+/// A plain SMTP server (aiosmtpd) that keeps every message in the maildir `maildir`.
+fn mailbox_smtp(port: u16, maildir: &Path) -> KillOnDrop {
+    KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
+    )
+}
+
+/// Sends `secs` seconds of a `freq` Hz tone in µ-law, 20 ms a packet, from `phone`'s RTP socket.
+async fn talk(phone: &Phone, to: SocketAddr, freq: f32, secs: u32) {
+    let sock = phone.rtp_socket();
+    let mut tone = ToneGenerator::new(freq, 8000, 8000).unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for n in 0..secs * 50 {
+        tick.tick().await;
+        let mut pcm = [0i16; 160];
+        tone.fill(&mut pcm);
+        let mut payload = Vec::new();
+        Law::Ulaw.encode_into(&pcm, &mut payload);
+        let header = RtpHeader {
+            marker: n == 0,
+            payload_type: 0,
+            sequence: n as u16,
+            timestamp: n * 160,
+            ssrc: 0x5eed_01b8,
+        };
+        let mut packet = Vec::new();
+        header.write(&payload, &mut packet).unwrap();
+        sock.send_to(&packet, to).await.unwrap();
+    }
+}
+
+/// Listens on `phone`'s RTP socket for `within`: the frequencies of the 20 ms frames heard.
+async fn listen(phone: &Phone, within: Duration) -> Vec<Option<f32>> {
+    let sock = phone.rtp_socket();
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 1500];
+    let end = Instant::now() + within;
+    while let Ok(Ok(n)) = tokio::time::timeout(
+        end.saturating_duration_since(Instant::now()),
+        sock.recv(&mut buf),
+    )
+    .await
+    {
+        let Ok(p) = RtpPacket::parse(&buf[..n]) else {
+            continue;
+        };
+        let mut pcm = Vec::new();
+        Law::Ulaw.decode_into(p.payload, &mut pcm);
+        let loud = pcm.iter().any(|s| s.unsigned_abs() > 500);
+        heard.push(
+            loud.then(|| dominant(&pcm, 8000, &[440.0, 1000.0]))
+                .flatten(),
+        );
+    }
+    heard
+}
+
+/// Seconds of `freq` in mono 8 kHz 16-bit `wav`, by 20 ms frames.
+fn seconds_of(wav: &[u8], freq: f32) -> f64 {
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 1, "mono");
+    let samples: Vec<i16> = wav[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let frames = samples
+        .chunks(160)
+        .filter(|b| {
+            b.iter().any(|s| s.unsigned_abs() > 500)
+                && dominant(b, 8000, &[440.0, 660.0, 1000.0]) == Some(freq)
+        })
+        .count();
+    frames as f64 * 0.02
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_leaves_a_message_that_is_stored_replicated_and_mailed() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_port = free_port(false);
+    let maildir = dir.path().join("mail");
+    let _smtp = mailbox_smtp(smtp_port, &maildir);
+    let options = LabOptions {
+        sip_extra: "qualify_interval_secs = 0".into(),
+        events_extra: format!(
+            "smtp_server = \"127.0.0.1:{smtp_port}\"\nmail_from = \"pbx@lab.test\""
+        ),
+        ..LabOptions::default()
+    };
+    let (lab, client) = Lab::with_extensions(3, options, &["1001", "1002"], SECRET)
+        .await
+        .unwrap();
+    let mailbox = json!({"email": "bob@lab.test", "pin": "739154", "max_message_secs": 60});
+    send(
+        &client,
+        Method::PUT,
+        "/api/v1/extensions/1002/voicemail",
+        mailbox,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    // 1002's phone watches its mailbox (it subscribes, it does not register).
+    let sip = SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port));
+    let target = sip.to_string();
+    let watch_dir = sipp::subdir(dir.path(), "mwi-1002");
+    let csv = sipp::credentials(&watch_dir, "phone.csv", "1002", SECRET);
+    let watcher = Sipp::new("mwi-subscribe-wait.xml")
+        .to(&target)
+        .args(["-s", "1002", "-auth_uri", &format!("1002@{target}")])
+        .args(["-inf", &csv, "-m", "1", "-timeout", "40s", "-timeout_error"])
+        .on("127.0.0.1")
+        .timeout(Duration::from_secs(45));
+    let task_dir = watch_dir.clone();
+    let watching = tokio::spawn(async move { watcher.run(&task_dir).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // 1002 has no phone registered: the call goes straight to the mailbox, which answers.
+    let mut alice = Phone::new(sip, "1001", SECRET).await.unwrap();
+    assert_eq!(alice.register(300).await.unwrap(), 200);
+    let out = alice.dial("1002", None).await.unwrap();
+    let mut dialog = alice
+        .outcome(&out, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the mailbox answers");
+    // No greeting set: the beep (1 kHz) comes at once.
+    let heard = listen(&alice, Duration::from_secs(1)).await;
+    let beeps = heard.iter().filter(|f| **f == Some(1000.0)).count();
+    assert!(beeps >= 10, "the beep, 400 ms: {heard:?}");
+    talk(&alice, dialog.media, 440.0, 4).await;
+    assert_eq!(alice.hang_up(&mut dialog).await.unwrap(), 200);
+
+    // The message, unheard, from 1001, about 4 s long.
+    let listed = wait_json(&client, "/api/v1/extensions/1002/voicemail/messages", |v| {
+        v["total"] == 1
+    })
+    .await;
+    let message = &listed["messages"][0];
+    assert_eq!(listed["new"], 1, "{listed}");
+    assert_eq!(message["caller"], "1001", "{message}");
+    assert_eq!(message["heard"], false, "{message}");
+    assert_eq!(message["because"], "unavailable", "{message}");
+    let ms = message["duration_ms"].as_u64().unwrap();
+    assert!((3500..=5500).contains(&ms), "{message}");
+    let id = message["audio_id"].as_str().unwrap().to_owned();
+
+    // Its WAV holds the tone for about the time spoken.
+    let wav = client
+        .req(0, Method::GET, &format!("/api/v1/audio/{id}/content"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let tone = seconds_of(&wav, 440.0);
+    assert!(tone >= 3.5, "440 Hz for {tone} s of {ms} ms");
+
+    // A majority of the nodes hold the same bytes.
+    let sha = hex::encode(sha2::Sha256::digest(&wav));
+    let held = (0..3)
+        .filter(|&i| {
+            std::fs::read(lab.nodes[i].data_dir.join("audio").join(&id))
+                .is_ok_and(|b| hex::encode(sha2::Sha256::digest(&b)) == sha)
+        })
+        .count();
+    assert!(held >= 2, "{held} nodes hold the message");
+
+    // The owner's e-mail, with the WAV attached.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mail = loop {
+        let found = std::fs::read_dir(maildir.join("new")).ok().and_then(|new| {
+            new.flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .find(|m| m.contains("To: bob@lab.test"))
+        });
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no mail for bob");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(mail.contains("New voicemail for 1002 from"), "{mail}");
+    assert!(mail.contains("Content-Type: audio/wav"), "{mail}");
+    assert!(mail.contains("voicemail-1002-"), "{mail}");
+
+    // 1002's phone was told: one new message.
+    let status = tokio::time::timeout(Duration::from_secs(45), watching)
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = sipp::logs(&watch_dir);
+    assert!(status.success(), "the MWI watcher\n{logs}");
+    assert!(
+        logs.contains("Messages-Waiting: yes") && logs.contains("Voice-Message: 1/0"),
+        "{logs}"
+    );
+}
