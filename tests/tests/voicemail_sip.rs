@@ -3,13 +3,17 @@
 //! the beep, speaks 440 Hz for 4 s and hangs up. The message is in the mailbox, unheard; its WAV
 //! holds the tone for about the time spoken; a majority of the nodes hold the same bytes; the
 //! mailbox's owner gets it by e-mail with the WAV attached, and 1002's phone, subscribed to its
-//! mailbox's `message-summary`, is told a message waits.
+//! mailbox's `message-summary`, is told a message waits. Then 1002 dials `*97`: a wrong PIN gets
+//! the three rising tones, the right one a beep for the new message, then the message itself (the
+//! 440 Hz tone); `7` deletes it, the menu says goodbye and hangs up, and the mailbox is empty.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -25,6 +29,13 @@ use pbx_tests::sipp::{self, Sipp};
 use pbx_tests::{Lab, LabOptions, free_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
+/// What the phones may hear: the message's tone, the menu's beeps, the invalid-choice tones.
+const CANDIDATES: [f32; 8] = [440.0, 600.0, 800.0, 950.0, 1000.0, 1400.0, 1800.0, 900.0];
+
+/// Frames of `freq` in `heard`.
+fn frames_of(heard: &[Option<f32>], freq: f32) -> usize {
+    heard.iter().filter(|f| **f == Some(freq)).count()
+}
 
 /// A plain SMTP server (aiosmtpd) that keeps every message in the maildir `maildir`.
 fn mailbox_smtp(port: u16, maildir: &Path) -> KillOnDrop {
@@ -40,9 +51,21 @@ fn mailbox_smtp(port: u16, maildir: &Path) -> KillOnDrop {
     )
 }
 
-/// Sends `secs` seconds of a `freq` Hz tone in µ-law, 20 ms a packet, from `phone`'s RTP socket.
-async fn talk(phone: &Phone, to: SocketAddr, freq: f32, secs: u32) {
-    let sock = phone.rtp_socket();
+/// A media socket of the test's own (the scripted phone's RTP socket has a reader of its own) and
+/// the SDP offer naming it: G.711 µ-law and telephone-events.
+async fn media() -> (UdpSocket, String) {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+    );
+    (sock, sdp)
+}
+
+/// Sends `secs` seconds of a `freq` Hz tone in µ-law, 20 ms a packet, from `sock`.
+async fn talk(sock: &UdpSocket, to: SocketAddr, freq: f32, secs: u32) {
     let mut tone = ToneGenerator::new(freq, 8000, 8000).unwrap();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     for n in 0..secs * 50 {
@@ -64,9 +87,48 @@ async fn talk(phone: &Phone, to: SocketAddr, freq: f32, secs: u32) {
     }
 }
 
-/// Listens on `phone`'s RTP socket for `within`: the frequencies of the 20 ms frames heard.
-async fn listen(phone: &Phone, within: Duration) -> Vec<Option<f32>> {
-    let sock = phone.rtp_socket();
+/// Presses `keys` as RFC 4733 telephone-events (payload type 101) towards `to`.
+async fn press(sock: &UdpSocket, to: SocketAddr, keys: &str) {
+    for (k, key) in keys.chars().enumerate() {
+        let event = match key {
+            '0'..='9' => key as u8 - b'0',
+            '*' => 10,
+            _ => 11,
+        };
+        // Each key an event of its own: a timestamp never used before on this stream.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(80_000);
+        let ts = NEXT.fetch_add(4000, std::sync::atomic::Ordering::Relaxed);
+        for (n, (end, duration)) in [
+            (false, 160u16),
+            (false, 320),
+            (false, 480),
+            (true, 640),
+            (true, 640),
+            (true, 640),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let header = RtpHeader {
+                marker: n == 0,
+                payload_type: 101,
+                sequence: 1000 + (k * 6 + n) as u16,
+                timestamp: ts,
+                ssrc: 0x5eed_d7f0,
+            };
+            let flags = if end { 0x8a } else { 0x0a };
+            let payload = [event, flags, (duration >> 8) as u8, duration as u8];
+            let mut packet = Vec::new();
+            header.write(&payload, &mut packet).unwrap();
+            sock.send_to(&packet, to).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+}
+
+/// Listens on `sock` for `within`: the frequencies of the 20 ms frames heard.
+async fn listen(sock: &UdpSocket, within: Duration) -> Vec<Option<f32>> {
     let mut heard = Vec::new();
     let mut buf = [0u8; 1500];
     let end = Instant::now() + within;
@@ -82,10 +144,7 @@ async fn listen(phone: &Phone, within: Duration) -> Vec<Option<f32>> {
         let mut pcm = Vec::new();
         Law::Ulaw.decode_into(p.payload, &mut pcm);
         let loud = pcm.iter().any(|s| s.unsigned_abs() > 500);
-        heard.push(
-            loud.then(|| dominant(&pcm, 8000, &[440.0, 1000.0]))
-                .flatten(),
-        );
+        heard.push(loud.then(|| dominant(&pcm, 8000, &CANDIDATES)).flatten());
     }
     heard
 }
@@ -152,17 +211,18 @@ async fn a_caller_leaves_a_message_that_is_stored_replicated_and_mailed() {
     // 1002 has no phone registered: the call goes straight to the mailbox, which answers.
     let mut alice = Phone::new(sip, "1001", SECRET).await.unwrap();
     assert_eq!(alice.register(300).await.unwrap(), 200);
-    let out = alice.dial("1002", None).await.unwrap();
+    let (alice_media, offer) = media().await;
+    let out = alice.dial("1002", Some(&offer)).await.unwrap();
     let mut dialog = alice
         .outcome(&out, Duration::from_secs(10))
         .await
         .unwrap()
         .expect("the mailbox answers");
     // No greeting set: the beep (1 kHz) comes at once.
-    let heard = listen(&alice, Duration::from_secs(1)).await;
-    let beeps = heard.iter().filter(|f| **f == Some(1000.0)).count();
+    let heard = listen(&alice_media, Duration::from_secs(1)).await;
+    let beeps = frames_of(&heard, 1000.0);
     assert!(beeps >= 10, "the beep, 400 ms: {heard:?}");
-    talk(&alice, dialog.media, 440.0, 4).await;
+    talk(&alice_media, dialog.media, 440.0, 4).await;
     assert_eq!(alice.hang_up(&mut dialog).await.unwrap(), 200);
 
     // The message, unheard, from 1001, about 4 s long.
@@ -230,4 +290,44 @@ async fn a_caller_leaves_a_message_that_is_stored_replicated_and_mailed() {
         logs.contains("Messages-Waiting: yes") && logs.contains("Voice-Message: 1/0"),
         "{logs}"
     );
+
+    // 1002 listens from its phone.
+    let mut bob = Phone::new(sip, "1002", SECRET).await.unwrap();
+    let (bob_media, offer) = media().await;
+    let out = bob.dial("*97", Some(&offer)).await.unwrap();
+    let mut menu = bob
+        .outcome(&out, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the voicemail menu answers");
+    let asked = listen(&bob_media, Duration::from_millis(800)).await;
+    assert!(
+        frames_of(&asked, 800.0) >= 8,
+        "two beeps ask for the PIN: {asked:?}"
+    );
+    press(&bob_media, menu.media, "111111#").await;
+    let wrong = listen(&bob_media, Duration::from_millis(1800)).await;
+    assert!(
+        frames_of(&wrong, 950.0) >= 8 && frames_of(&wrong, 1800.0) >= 8,
+        "a wrong PIN: the three rising tones: {wrong:?}"
+    );
+    press(&bob_media, menu.media, "739154#").await;
+    let heard = listen(&bob_media, Duration::from_secs(6)).await;
+    assert!(
+        frames_of(&heard, 600.0) >= 5,
+        "one beep: one new message: {heard:?}"
+    );
+    let message = frames_of(&heard, 440.0) as f64 * 0.02;
+    assert!(message >= 3.0, "the message plays: 440 Hz for {message} s");
+    // 7: deleted; no more messages: goodbye, and the PBX hangs up.
+    press(&bob_media, menu.media, "7").await;
+    let bye = bob.expect_request("BYE", Duration::from_secs(5)).await;
+    assert!(bye.is_ok(), "the menu hangs up after the last message");
+    let _ = &mut menu;
+    let after = wait_json(&client, "/api/v1/extensions/1002/voicemail/messages", |v| {
+        v["total"] == 0
+    })
+    .await;
+    assert_eq!(after["new"], 0, "{after}");
+    assert!(lab.log_tail(0).contains("voicemail menu: wrong PIN"));
 }

@@ -15,6 +15,7 @@
 
 mod clips;
 mod ivr;
+mod listen;
 mod media;
 mod session;
 mod ua;
@@ -53,15 +54,20 @@ const GREETING_LIMITS: PromptLimits = PromptLimits {
 /// Destinations followed through time conditions and menus to reach a number.
 const MAX_DESTINATION_HOPS: usize = 4;
 
+pub(crate) use listen::LISTEN_CODE;
+
 /// What answers a call the agent gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Service {
     Ivr,
     Voicemail(LeftBecause),
+    /// The owner listening to their mailbox, from a phone at this address.
+    Listen(IpAddr),
 }
 
 const IVR_PREFIX: &str = "ivr.";
 const VOICEMAIL_PREFIX: &str = "vm.";
+const LISTEN_PREFIX: &str = "listen.";
 
 impl Service {
     /// The Request-URI user the agent is sent for `number`.
@@ -69,6 +75,13 @@ impl Service {
         match self {
             Self::Ivr => format!("{IVR_PREFIX}{number}"),
             Self::Voicemail(b) => format!("{VOICEMAIL_PREFIX}{}.{number}", b.as_str()),
+            Self::Listen(ip) => {
+                let octets = match ip {
+                    IpAddr::V4(a) => a.octets().to_vec(),
+                    IpAddr::V6(a) => a.octets().to_vec(),
+                };
+                format!("{LISTEN_PREFIX}{}.{number}", hex::encode(octets))
+            }
         }
     }
 
@@ -76,6 +89,16 @@ impl Service {
     fn parse(user: &str) -> Option<(Self, &str)> {
         if let Some(number) = user.strip_prefix(IVR_PREFIX) {
             return Some((Self::Ivr, number));
+        }
+        if let Some(rest) = user.strip_prefix(LISTEN_PREFIX) {
+            let (ip, number) = rest.split_once('.')?;
+            let bytes = hex::decode(ip).ok()?;
+            let ip = match bytes.len() {
+                4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+                16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+                _ => return None,
+            };
+            return Some((Self::Listen(ip), number));
         }
         let (because, number) = user.strip_prefix(VOICEMAIL_PREFIX)?.split_once('.')?;
         Some((Self::Voicemail(LeftBecause::parse(because)?), number))
@@ -121,6 +144,7 @@ pub(crate) enum SessionEvent {
 pub(crate) struct Context {
     cluster: Cluster,
     store: Arc<AudioStore>,
+    security: Arc<crate::security::Security>,
     greetings: Mutex<HashMap<String, Arc<[i16]>>>,
 }
 
@@ -180,6 +204,7 @@ impl Apps {
     pub(crate) async fn start(
         cluster: Cluster,
         store: Arc<AudioStore>,
+        security: Arc<crate::security::Security>,
     ) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
         let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?;
         let addr = sock.local_addr()?;
@@ -190,6 +215,7 @@ impl Apps {
         let ctx = Arc::new(Context {
             cluster,
             store,
+            security,
             greetings: Mutex::new(HashMap::new()),
         });
         tracing::info!(%addr, "application agent listening");
@@ -277,6 +303,9 @@ async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
     };
     let mut ua = Ua::new(local);
     let mut sessions: HashMap<String, mpsc::Sender<SessionEvent>> = HashMap::new();
+    // Answered, not yet acknowledged: a session starts once the caller is connected, so the
+    // first words of a greeting are not played into a call still being set up.
+    let mut answered: HashMap<String, (Started, mpsc::Receiver<SessionEvent>)> = HashMap::new();
     let (commands_tx, mut commands) = mpsc::channel::<(String, AppCommand)>(1024);
     let mut buf = vec![0u8; MAX_SIP];
     loop {
@@ -308,18 +337,24 @@ async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
                     Ok((session, sdp)) => {
                         ua.answer(&call, &sdp, std::time::Instant::now());
                         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-                        sessions.insert(call, tx);
-                        let (ctx, commands) = (Arc::clone(&ctx), commands_tx.clone());
-                        match session {
-                            Started::Ivr(s) => tokio::spawn(s.run(ctx, rx, commands)),
-                            Started::Voicemail(s) => tokio::spawn(s.run(ctx, rx, commands)),
-                        };
+                        sessions.insert(call.clone(), tx);
+                        answered.insert(call, (session, rx));
                     }
                     Err((code, reason)) => {
                         tracing::info!(call = %call, user = %user, code, reason, "application refused the call");
                         ua.refuse(&call, code, reason);
                     }
                 },
+                Event::Confirmed { call } => {
+                    if let Some((session, rx)) = answered.remove(&call) {
+                        let (ctx, commands) = (Arc::clone(&ctx), commands_tx.clone());
+                        match session {
+                            Started::Ivr(s) => tokio::spawn(s.run(ctx, rx, commands)),
+                            Started::Voicemail(s) => tokio::spawn(s.run(ctx, rx, commands)),
+                            Started::Listen(s) => tokio::spawn(s.run(ctx, rx, commands)),
+                        };
+                    }
+                }
                 Event::Digit { call, digit } => tell(&sessions, &call, SessionEvent::Key(digit)),
                 Event::Transferred { call, code } => {
                     tell(&sessions, &call, SessionEvent::Transferred(code));
@@ -327,6 +362,7 @@ async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
                 Event::Ended { call } => {
                     tell(&sessions, &call, SessionEvent::Ended);
                     sessions.remove(&call);
+                    answered.remove(&call);
                 }
             }
         }
@@ -348,6 +384,7 @@ fn tell(sessions: &HashMap<String, mpsc::Sender<SessionEvent>>, call: &str, ev: 
 enum Started {
     Ivr(session::Session),
     Voicemail(voicemail::Session),
+    Listen(listen::Session),
 }
 
 /// Sets up the session for a new call to `user` (the service and number), and the SDP to answer
@@ -392,6 +429,21 @@ async fn start_session(
                 mailbox,
                 because,
                 from: from.to_owned(),
+                agreed,
+                sock,
+                peer,
+            })
+        }
+        Service::Listen(source) => {
+            reader
+                .get::<storage::voicemail::Mailbox>(number)
+                .ok()
+                .flatten()
+                .ok_or((404, "Not Found"))?;
+            Started::Listen(listen::Session {
+                call: call.to_owned(),
+                extension: number.to_owned(),
+                source,
                 agreed,
                 sock,
                 peer,
@@ -451,12 +503,16 @@ mod tests {
             Service::Voicemail(LeftBecause::Busy),
             Service::Voicemail(LeftBecause::NoAnswer),
             Service::Voicemail(LeftBecause::Unavailable),
+            Service::Listen("198.18.0.21".parse().unwrap()),
+            Service::Listen("2001:db8::7".parse().unwrap()),
         ] {
             let user = s.user("1002");
             assert_eq!(Service::parse(&user), Some((s, "1002")), "{user}");
         }
         assert_eq!(Service::parse("1002"), None);
         assert_eq!(Service::parse("vm.later.1002"), None);
+        assert_eq!(Service::parse("listen.c612.1002"), None);
+        assert_eq!(Service::parse("listen.zz.1002"), None);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub(crate) enum Event {
         from: String,
         offer: Vec<u8>,
     },
+    /// The answer was acknowledged: the caller is connected, media flows both ways.
+    Confirmed { call: String },
     /// A key pressed, sent as SIP INFO (`application/dtmf-relay`) rather than in the media.
     Digit { call: String, digit: char },
     /// The transfer asked for ended with this final status: 2xx the target answered (the call
@@ -220,8 +222,10 @@ impl Ua {
         let call = msg.call_id().to_owned();
         let method = msg.method();
         if method == Method::Ack {
-            if let Some(d) = self.dialogs.get_mut(&call) {
-                d.unacked = None;
+            if let Some(d) = self.dialogs.get_mut(&call)
+                && d.unacked.take().is_some()
+            {
+                self.events.push_back(Event::Confirmed { call });
             }
             return;
         }
@@ -612,6 +616,17 @@ mod tests {
             ENGINE.parse().unwrap(),
             t,
         );
+        assert_eq!(
+            ua.poll_event(),
+            Some(Event::Confirmed { call: "c1".into() })
+        );
+        // The ACK again (for the 200 again): once is enough.
+        ua.datagram(
+            &in_dialog("ACK", "c1", 1, &tag, "", ""),
+            ENGINE.parse().unwrap(),
+            t,
+        );
+        assert_eq!(ua.poll_event(), None);
         ua.tick(t + Duration::from_secs(10));
         assert!(sent(&mut ua).is_empty());
         assert_eq!(ua.len(), 1);
@@ -648,6 +663,10 @@ mod tests {
         let mut ua = Ua::new("127.0.0.1:9000".parse().unwrap());
         let tag = answered(&mut ua, t);
         ua.datagram(&in_dialog("ACK", "c1", 1, &tag, "", ""), from, t);
+        assert_eq!(
+            ua.poll_event(),
+            Some(Event::Confirmed { call: "c1".into() })
+        );
         ua.refer("c1", "1002", t);
         let refer = sent(&mut ua).remove(0);
         assert_eq!(refer.method(), Method::Refer);

@@ -71,6 +71,8 @@ pub(super) struct Attempt {
     pub(super) facts: Option<RouteFacts>,
     /// The number dialled is a ring group's: its calls are not an extension's to count.
     pub(super) ring_group: bool,
+    /// The call goes to one of the PBX's applications rather than by the call plan.
+    pub(super) app: Option<crate::apps::Service>,
 }
 
 impl Attempt {
@@ -117,29 +119,38 @@ pub(super) async fn run(
                 return refuse(&calls, tx, &req, &attempt, refusal).await;
             }
         };
-        if let Some(code) = super::features::dialled_code(&req) {
+        let code = super::features::dialled_code(&req);
+        if let Some(code) = code.as_deref().filter(|c| *c == crate::apps::LISTEN_CODE) {
+            // The caller's own mailbox, behind its PIN; wrong PINs count against this address.
+            tracing::info!(extension = %caller, code, "voicemail menu dialled");
+            let mut a = Attempt::new(caller.clone(), caller, started);
+            a.app = Some(crate::apps::Service::Listen(peer.addr.ip()));
+            a.ring_group = true;
+            a
+        } else if let Some(code) = code {
             if calls.pickup(tx, &req, peer, &caller, &code).await {
                 return;
             }
             return calls.feature_code(tx, &req, peer, &caller, &code).await;
+        } else {
+            if let Some(replaces) = dialog::first(&req.headers, "Replaces") {
+                // RFC 3891: a dialog this PBX does not have is 481; one it has cannot be replaced by a
+                // phone's own INVITE yet (transfers go through REFER).
+                let call_id = replaces.split(';').next().unwrap_or("").trim();
+                let known = !call_id.is_empty() && calls.routes().by_call_id.contains_key(call_id);
+                let refusal = if known {
+                    Refusal::new(501, "Replaces Not Supported", None)
+                } else {
+                    Refusal::new(481, "Call/Transaction Does Not Exist", None)
+                };
+                let attempt = Attempt::new(caller, String::new(), started);
+                return refuse(&calls, tx, &req, &attempt, refusal).await;
+            }
+            let callee = admission::dialled_number(&req).unwrap_or_default();
+            let mut a = Attempt::new(caller, callee, started);
+            a.reject_anonymous = calls.config.reject_anonymous;
+            a
         }
-        if let Some(replaces) = dialog::first(&req.headers, "Replaces") {
-            // RFC 3891: a dialog this PBX does not have is 481; one it has cannot be replaced by a
-            // phone's own INVITE yet (transfers go through REFER).
-            let call_id = replaces.split(';').next().unwrap_or("").trim();
-            let known = !call_id.is_empty() && calls.routes().by_call_id.contains_key(call_id);
-            let refusal = if known {
-                Refusal::new(501, "Replaces Not Supported", None)
-            } else {
-                Refusal::new(481, "Call/Transaction Does Not Exist", None)
-            };
-            let attempt = Attempt::new(caller, String::new(), started);
-            return refuse(&calls, tx, &req, &attempt, refusal).await;
-        }
-        let callee = admission::dialled_number(&req).unwrap_or_default();
-        let mut a = Attempt::new(caller, callee, started);
-        a.reject_anonymous = calls.config.reject_anonymous;
-        a
     };
     let (core, media) = match admit(&calls, tx, &req, peer, &mut attempt).await {
         Ok(admitted) => admitted,
@@ -184,6 +195,7 @@ impl Attempt {
             from_trunk: false,
             facts: None,
             ring_group: false,
+            app: None,
         }
     }
 }
@@ -197,6 +209,16 @@ async fn admitted(
     peer: Peer,
     a: &mut Attempt,
 ) -> Result<admission::Admitted, Refusal> {
+    if let Some(service) = a.app {
+        let offered = admission::offered(req, peer.transport, a.reject_anonymous)?;
+        let agent = calls.apps.binding(&service, &a.callee, a.started.wall);
+        return Ok(admission::Admitted::ringing(
+            offered,
+            vec![agent],
+            None,
+            Vec::new(),
+        ));
+    }
     let internal = match a.callee.as_str() {
         "" => Internal::No,
         number => calls.internal(number)?,
