@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::audio::{self, AudioFile, AudioQuotas, QuotaScope};
 use crate::codec::{self, CodecError};
+use crate::conference::{self, ConferenceRoom, Participant};
 use crate::features::{
     CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup, Subscription,
 };
@@ -293,6 +294,38 @@ pub enum Command {
         mailbox: String,
         audio_id: String,
     },
+    // Conference rooms: appended.
+    /// Create (`Conflict` if the number is a room's) or replace (`NotFound` if it is none) a room:
+    /// `Invalid` when malformed, `Conflict` naming the extension, ring group or IVR with its number.
+    PutConferenceRoom {
+        room: ConferenceRoom,
+        mode: PutMode,
+    },
+    /// Delete a room and its participants: `Conflict` naming an inbound route, time condition or
+    /// IVR that still sends calls to it.
+    DeleteConferenceRoom {
+        number: String,
+    },
+    /// Enter or refresh a participant: `NotFound` without the room, `Invalid` when a new one would
+    /// exceed the room's limit.
+    PutParticipant(Participant),
+    /// Mute or unmute a participant; `NotFound` when not in the room.
+    SetParticipantMuted {
+        room: String,
+        id: String,
+        muted: bool,
+    },
+    /// A moderator removes a participant: the node carrying the call hangs it up and removes the
+    /// record. `NotFound` when not in the room.
+    KickParticipant {
+        room: String,
+        id: String,
+    },
+    /// A participant left; `Ok` when already gone.
+    RemoveParticipant {
+        room: String,
+        id: String,
+    },
 }
 
 /// One change to the registration table.
@@ -566,6 +599,18 @@ impl Command {
                 voicemail::delete_message(txn, mailbox, audio_id)
             }
             Self::PutRecordingPolicy(p) => recording::put_recording_policy(txn, p),
+            Self::PutConferenceRoom { room, mode } => conference::put_room(txn, room, *mode),
+            Self::DeleteConferenceRoom { number } => conference::delete_room(txn, number),
+            Self::PutParticipant(p) => conference::put_participant(txn, p),
+            Self::SetParticipantMuted { room, id, muted } => {
+                conference::change_participant(txn, room, id, |p| p.muted = *muted)
+            }
+            Self::KickParticipant { room, id } => {
+                conference::change_participant(txn, room, id, |p| p.kicked = true)
+            }
+            Self::RemoveParticipant { room, id } => {
+                Ok(conference::remove_participant(txn, room, id))
+            }
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -682,6 +727,12 @@ impl Command {
             Self::PutVoicemailMessage(_) => "put_voicemail_message",
             Self::SetVoicemailHeard { .. } => "set_voicemail_heard",
             Self::DeleteVoicemailMessage { .. } => "delete_voicemail_message",
+            Self::PutConferenceRoom { .. } => "put_conference_room",
+            Self::DeleteConferenceRoom { .. } => "delete_conference_room",
+            Self::PutParticipant(_) => "put_participant",
+            Self::SetParticipantMuted { .. } => "set_participant_muted",
+            Self::KickParticipant { .. } => "kick_participant",
+            Self::RemoveParticipant { .. } => "remove_participant",
         }
     }
 }

@@ -35,7 +35,7 @@ pub(crate) fn put_ring_group(
         _ => {}
     }
     // One number, one thing to ring.
-    for table in [Table::Extensions, Table::Ivrs] {
+    for table in [Table::Extensions, Table::Ivrs, Table::ConferenceRooms] {
         if txn.get(table, &group.number).is_some() {
             return Ok(conflict(table, &group.number));
         }
@@ -90,9 +90,9 @@ pub(crate) fn delete_ring_group(txn: &mut dyn Txn, number: &str) -> Result<Respo
     Ok(delete(txn, Table::RingGroups, number, true))
 }
 
-/// Creating an extension: refused when a ring group or an IVR has its number.
+/// Creating an extension: refused when a ring group, an IVR or a conference room has its number.
 pub(crate) fn number_free(txn: &dyn Txn, number: &str) -> Option<Response> {
-    [Table::RingGroups, Table::Ivrs]
+    [Table::RingGroups, Table::Ivrs, Table::ConferenceRooms]
         .into_iter()
         .find(|t| txn.get(*t, number).is_some())
         .map(|t| conflict(t, number))

@@ -166,6 +166,7 @@ fn missing_destination(txn: &dyn Txn, d: &Destination, own: &str) -> Option<Resp
         Destination::TimeCondition(n) => (Table::TimeConditions, n),
         Destination::Ivr(n) if n == own => return None,
         Destination::Ivr(n) => (Table::Ivrs, n),
+        Destination::Conference(n) => (Table::ConferenceRooms, n),
     };
     txn.get(table, key).is_none().then(|| not_found(table, key))
 }
@@ -185,7 +186,7 @@ pub(crate) fn put_ivr(txn: &mut dyn Txn, ivr: &Ivr, mode: PutMode) -> Result<Res
         _ => {}
     }
     // One number, one thing to call.
-    for table in [Table::Extensions, Table::RingGroups] {
+    for table in [Table::Extensions, Table::RingGroups, Table::ConferenceRooms] {
         if txn.get(table, &ivr.number).is_some() {
             return Ok(conflict(table, &ivr.number));
         }

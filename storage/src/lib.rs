@@ -12,6 +12,7 @@
 pub mod audio;
 pub mod codec;
 pub mod command;
+pub mod conference;
 mod error;
 pub mod features;
 mod features_apply;

@@ -186,6 +186,8 @@ pub enum Destination {
     TimeCondition(String),
     /// An IVR's number: its menu, where the caller chooses by key. (Appended.)
     Ivr(String),
+    /// A conference room's number. (Appended.)
+    Conference(String),
 }
 
 /// A rule for calls arriving on trunks.

@@ -90,6 +90,10 @@ pub(crate) fn put_routing(
                     .get(Table::Ivrs, n)
                     .is_none()
                     .then_some((Table::Ivrs, n)),
+                Destination::Conference(n) => txn
+                    .get(Table::ConferenceRooms, n)
+                    .is_none()
+                    .then_some((Table::ConferenceRooms, n)),
             };
             if let Some((table, number)) = missing {
                 return Ok(not_found(table, number));

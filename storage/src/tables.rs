@@ -62,11 +62,15 @@ pub enum Table {
     Mailboxes,
     /// Messages left in mailboxes (`{mailbox}/{audio id}`).
     VoicemailMessages,
+    /// Conference rooms, by number.
+    ConferenceRooms,
+    /// Who is in a conference room now (`{room}/{participant id}`).
+    ConferenceParticipants,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 37] = [
+    pub const ALL: [Self; 39] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -104,6 +108,8 @@ impl Table {
         Self::Ivrs,
         Self::Mailboxes,
         Self::VoicemailMessages,
+        Self::ConferenceRooms,
+        Self::ConferenceParticipants,
     ];
 
     /// Column family holding the table.
@@ -146,6 +152,8 @@ impl Table {
             Self::Ivrs => "t_ivrs",
             Self::Mailboxes => "t_mailboxes",
             Self::VoicemailMessages => "t_voicemail_messages",
+            Self::ConferenceRooms => "t_conference_rooms",
+            Self::ConferenceParticipants => "t_conference_participants",
         }
     }
 
@@ -189,6 +197,8 @@ impl Table {
             Self::Ivrs => 35,
             Self::Mailboxes => 36,
             Self::VoicemailMessages => 37,
+            Self::ConferenceRooms => 38,
+            Self::ConferenceParticipants => 39,
         }
     }
 

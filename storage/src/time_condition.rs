@@ -179,6 +179,7 @@ fn missing_target(txn: &dyn Txn, d: &Destination) -> Option<Response> {
         Destination::RingGroup(n) => (Table::RingGroups, n),
         Destination::TimeCondition(n) => return Some(not_found(Table::TimeConditions, n)),
         Destination::Ivr(n) => (Table::Ivrs, n),
+        Destination::Conference(n) => (Table::ConferenceRooms, n),
     };
     txn.get(table, key).is_none().then(|| not_found(table, key))
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde_json::Value;
 
+use storage::conference::ConferenceRoom;
 use storage::features::{CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup};
 use storage::ivr::Ivr;
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
@@ -168,6 +169,20 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         }
         Command::DeleteTimeCondition { name } => {
             changes::<TimeCondition>(old(reader, name).as_ref(), None)
+        }
+        Command::PutConferenceRoom { room, .. } => changes(
+            old::<ConferenceRoom>(reader, &room.number).as_ref(),
+            Some(room),
+        ),
+        Command::DeleteConferenceRoom { number } => {
+            changes::<ConferenceRoom>(old(reader, number).as_ref(), None)
+        }
+        Command::SetParticipantMuted { room, id, muted } => format!(
+            "participant {id} of conference room {room} {}",
+            if *muted { "muted" } else { "unmuted" }
+        ),
+        Command::KickParticipant { room, id } => {
+            format!("participant {id} of conference room {room} kicked")
         }
         Command::PutIvr { ivr, .. } => changes(old::<Ivr>(reader, &ivr.number).as_ref(), Some(ivr)),
         Command::DeleteIvr { number } => changes::<Ivr>(old(reader, number).as_ref(), None),

@@ -204,6 +204,9 @@ pub(super) fn create_refused(r: storage::Response) -> ApiError {
         storage::Response::Conflict { table, key } if table == "ivrs" => {
             ApiError::Conflict(format!("{key} is an IVR's number"))
         }
+        storage::Response::Conflict { table, key } if table == "conference_rooms" => {
+            ApiError::Conflict(format!("{key} is a conference room's number"))
+        }
         other => other.into(),
     }
 }

@@ -299,6 +299,9 @@ fn put_refused(r: storage::Response, group: &RingGroup) -> ApiError {
         storage::Response::Conflict { table, key } if table == "ivrs" => {
             ApiError::Conflict(format!("{key} is an IVR's number"))
         }
+        storage::Response::Conflict { table, key } if table == "conference_rooms" => {
+            ApiError::Conflict(format!("{key} is a conference room's number"))
+        }
         storage::Response::Conflict { table, key } if table == "ring_groups" => {
             ApiError::Conflict(format!("ring group {key} already exists"))
         }

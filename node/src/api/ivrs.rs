@@ -280,6 +280,9 @@ fn put_refused(r: storage::Response, ivr: &Ivr) -> ApiError {
         storage::Response::Conflict { table, key } if table == "ring_groups" => {
             ApiError::Conflict(format!("{key} is a ring group's number"))
         }
+        storage::Response::Conflict { table, key } if table == "conference_rooms" => {
+            ApiError::Conflict(format!("{key} is a conference room's number"))
+        }
         storage::Response::NotFound { table, key } if table == "ivrs" && key == *number => {
             no_ivr(number)
         }
@@ -292,6 +295,7 @@ fn put_refused(r: storage::Response, ivr: &Ivr) -> ApiError {
                 "ring_groups" => Destination::RingGroup(key.clone()),
                 "time_conditions" => Destination::TimeCondition(key.clone()),
                 "ivrs" => Destination::Ivr(key.clone()),
+                "conference_rooms" => Destination::Conference(key.clone()),
                 _ => return storage::Response::NotFound { table, key }.into(),
             };
             // The field first, as every message naming one starts (the portal places it by that).

@@ -8,6 +8,7 @@ mod auth;
 mod calls;
 mod cdrs;
 mod cluster;
+mod conferences;
 mod crud;
 mod error;
 mod events;
@@ -45,6 +46,9 @@ pub(crate) use self::{
         get_policy as web_policy, list as list_accounts, list_roles as roles_list, me as my_account,
     },
     cdrs::{RawCdrQuery, list as list_cdrs},
+    conferences::{
+        DEFAULT_MAX_PARTICIPANTS, list as conferences_list, participants as conference_participants,
+    },
     events::{EventQuery, list as list_events, list_recipients as recipients_list},
     features::{
         get_feature_codes as feature_codes, get_handling as call_handling,
@@ -63,6 +67,9 @@ pub(crate) use self::{
     trunks::list as list_trunks,
     voicemail::{MailboxView, MessageList, get as mailbox, list_messages as voicemail_messages},
 };
+/// The conference rooms as the list answer shows them, for the portal's tests.
+#[cfg(test)]
+pub(crate) use conferences::list_views as conference_views;
 pub use error::ApiError;
 pub use guard::ClientAddr;
 /// The IVRs as the list answer shows them, for the portal's tests.
@@ -232,6 +239,21 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/ivrs/{number}",
             get(ivrs::get).put(ivrs::put).delete(ivrs::delete),
+        )
+        .route("/conferences", get(conferences::list))
+        .route(
+            "/conferences/{number}",
+            get(conferences::get)
+                .put(conferences::put)
+                .delete(conferences::delete),
+        )
+        .route(
+            "/conferences/{number}/participants",
+            get(conferences::participants),
+        )
+        .route(
+            "/conferences/{number}/participants/{id}",
+            axum::routing::put(conferences::set_muted).delete(conferences::kick),
         )
         .route(
             "/feature-codes",

@@ -212,7 +212,7 @@ crud::handlers! {
 // Inbound routes.
 
 /// Where an inbound call goes, as JSON: `{"type": "extension", "target": "1001"}`; the types are
-/// `extension`, `ring_group`, `time_condition` and `ivr`.
+/// `extension`, `ring_group`, `time_condition`, `ivr` and `conference`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(
     tag = "type",
@@ -225,6 +225,7 @@ pub(crate) enum DestinationJson {
     RingGroup(String),
     TimeCondition(String),
     Ivr(String),
+    Conference(String),
 }
 
 impl From<Destination> for DestinationJson {
@@ -234,6 +235,7 @@ impl From<Destination> for DestinationJson {
             Destination::RingGroup(n) => Self::RingGroup(n),
             Destination::TimeCondition(n) => Self::TimeCondition(n),
             Destination::Ivr(n) => Self::Ivr(n),
+            Destination::Conference(n) => Self::Conference(n),
         }
     }
 }
@@ -255,7 +257,7 @@ impl DestinationJson {
             Self::RingGroup(n) => Ok(Destination::RingGroup(n)),
             Self::TimeCondition(_) if !conditions => Err(ApiError::invalid(
                 format!("{field}.type"),
-                "extension, ring_group or ivr (a time condition leads to no other)",
+                "extension, ring_group, ivr or conference (a time condition leads to no other)",
             )),
             Self::TimeCondition(n) if !storage::time_condition::TimeCondition::valid_name(&n) => {
                 Err(ApiError::invalid(
@@ -272,6 +274,16 @@ impl DestinationJson {
                 ),
             )),
             Self::Ivr(n) => Ok(Destination::Ivr(n)),
+            Self::Conference(n) if !storage::conference::ConferenceRoom::valid_number(&n) => {
+                Err(ApiError::invalid(
+                    format!("{field}.target"),
+                    format!(
+                        "a conference room's number, 1 to {} digits",
+                        storage::conference::MAX_ROOM_NUMBER
+                    ),
+                ))
+            }
+            Self::Conference(n) => Ok(Destination::Conference(n)),
         }
     }
 }
@@ -336,6 +348,7 @@ impl Resource for InboundRoute {
         (Table::RingGroups, "destination.target"),
         (Table::TimeConditions, "destination.target"),
         (Table::Ivrs, "destination.target"),
+        (Table::ConferenceRooms, "destination.target"),
     ];
     type Body = InboundBody;
     type View = InboundView;

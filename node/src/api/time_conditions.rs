@@ -350,6 +350,7 @@ fn put_refused(r: storage::Response, cond: &TimeCondition) -> ApiError {
             "ring_groups" => ("ring group", Destination::RingGroup(key.to_owned())),
             "time_conditions" => ("time condition", Destination::TimeCondition(key.to_owned())),
             "ivrs" => ("IVR", Destination::Ivr(key.to_owned())),
+            "conference_rooms" => ("conference room", Destination::Conference(key.to_owned())),
             _ => return None,
         };
         let field = if cond.open == d { "open" } else { "closed" };

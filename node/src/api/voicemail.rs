@@ -64,6 +64,12 @@ fn may_read_messages(who: &Principal, number: &str) -> bool {
 /// past 9 and 0 (`123456`, `987654`, `890123`); not the extension's number; not a block of 2 or 3
 /// digits repeated (`121212`, `123123`).
 pub(crate) fn pin_problem(pin: &str, extension: &str) -> Option<String> {
+    pin_rule(pin, extension, "the extension's number")
+}
+
+/// The PIN policy of [`pin_problem`], for a PIN guarding `own` (a mailbox's extension, a conference
+/// room's number), which the PIN must not be: `whose` words it (`the room's number`).
+pub(crate) fn pin_rule(pin: &str, own: &str, whose: &str) -> Option<String> {
     let digits = pin.as_bytes();
     if !PIN_DIGITS.contains(&digits.len()) || !digits.iter().all(u8::is_ascii_digit) {
         return Some(format!(
@@ -83,8 +89,8 @@ pub(crate) fn pin_problem(pin: &str, extension: &str) -> Option<String> {
     if steps(1) || steps(9) {
         return Some("must not be a run of digits up or down (such as 123456)".into());
     }
-    if pin == extension {
-        return Some("must not be the extension's number".into());
+    if pin == own {
+        return Some(format!("must not be {whose}"));
     }
     let repeats = |block: usize| {
         digits.len().is_multiple_of(block) && digits.chunks(block).all(|c| c == &digits[..block])
@@ -138,10 +144,10 @@ impl MailboxView {
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
-mod double_option {
+pub(super) mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(in crate::api) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)

@@ -114,9 +114,11 @@ pub(super) async fn dashboard(
     let search = given(q.q).unwrap_or_default();
     let after = given(q.after);
     let (m, refused) = gather(&state, &search, after.as_deref()).await?;
+    let rooms = running_rooms(&state, &ctx.who).await?;
     let content = html! {
         @if let Some(message) = refused { p.banner.banner-bad #states-error { (message) } }
         (render(&ctx.who, &m, &search, after.as_deref()))
+        (conferences(&ctx.who, &rooms))
     };
     Ok(layout::page(&ctx.who, Nav::Dashboard, "Dashboard", content).into_response())
 }
@@ -297,6 +299,117 @@ pub(super) fn render(who: &Principal, m: &Monitor, search: &str, after: Option<&
                     }
                 }
                 (layout::pager(&base, m.next.as_deref(), after.is_none()))
+            }
+        }
+    }
+}
+
+/// A conference room with people in it, as `GET /api/v1/conferences` and its participants show it.
+#[derive(Debug, Deserialize)]
+pub(super) struct RunningRoom {
+    pub number: String,
+    pub name: String,
+    pub participants: Vec<Participant>,
+}
+
+/// Someone in a conference room, as `GET /api/v1/conferences/{number}/participants` shows it.
+#[derive(Debug, Deserialize)]
+pub(super) struct Participant {
+    pub id: String,
+    pub caller: String,
+    pub caller_name: String,
+    pub duration_secs: u64,
+    pub muted: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct RoomSummary {
+    number: String,
+    name: String,
+    participants: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct RoomSummaries {
+    rooms: Vec<RoomSummary>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Participants {
+    participants: Vec<Participant>,
+}
+
+/// The conference rooms someone is in, with who, through the API.
+async fn running_rooms(state: &AppState, who: &Principal) -> Result<Vec<RunningRoom>, Problem> {
+    use axum::extract::Path;
+    let s = || State(state.clone());
+    let list: RoomSummaries =
+        super::api::answer(crate::api::conferences_list(s(), who.clone()).await).await?;
+    let mut out = Vec::new();
+    for r in list.rooms.into_iter().filter(|r| r.participants > 0) {
+        let inside: Participants = super::api::answer(
+            crate::api::conference_participants(s(), who.clone(), Path(r.number.clone())).await,
+        )
+        .await?;
+        out.push(RunningRoom {
+            number: r.number,
+            name: r.name,
+            participants: inside.participants,
+        });
+    }
+    Ok(out)
+}
+
+/// The monitor's box of running conference rooms: who is in each, for how long, and (with the
+/// `routing` or `hang_up` grant) buttons to mute, unmute and remove them.
+pub(super) fn conferences(who: &Principal, rooms: &[RunningRoom]) -> Markup {
+    let moderate = who.grants.routing || who.grants.hang_up;
+    let cols = if moderate { 4 } else { 3 };
+    html! {
+        div.card #conferences {
+            h2 { "Conferences" }
+            div.table-wrap {
+                table.data #conferences-table {
+                    thead { tr {
+                        th { "Participant" } th { "Muted" } th.num { "In the room for" }
+                        @if moderate { th.actions { "" } }
+                    } }
+                    @for r in rooms {
+                        tbody data-room=(r.number) {
+                            tr.group-head {
+                                th colspan=(cols) {
+                                    "Room " span.mono { (r.number) } " · " (r.name) " · "
+                                    (r.participants.len()) " in it, for "
+                                    (duration(r.participants.iter().map(|p| p.duration_secs).max().unwrap_or(0)))
+                                }
+                            }
+                            @for p in &r.participants {
+                                tr data-participant=(p.id) {
+                                    td { span.mono { (p.caller) } " " (p.caller_name) }
+                                    td { @if p.muted { "muted" } @else { span.muted { "no" } } }
+                                    td.num.duration data-secs=(p.duration_secs) { (duration(p.duration_secs)) }
+                                    @if moderate {
+                                        @let url = format!("/api/v1/conferences/{}/participants/{}", super::enc(&r.number), super::enc(&p.id));
+                                        td.actions {
+                                            button.btn.btn-small.participant-mute type="button"
+                                                data-api={ "PUT " (url) }
+                                                data-body=(serde_json::json!({ "muted": !p.muted }))
+                                                data-then="reload" { @if p.muted { "Unmute" } @else { "Mute" } }
+                                            " "
+                                            button.btn.btn-small.btn-danger.participant-kick type="button"
+                                                data-api={ "DELETE " (url) }
+                                                data-confirm={ "Remove " (p.caller) " from room " (r.number) "?" }
+                                                data-then="reload" { "Remove" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if rooms.is_empty() {
+                        tbody { (empty_row(cols, "No conference is running.")) }
+                    }
+                }
             }
         }
     }

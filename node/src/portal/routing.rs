@@ -6,13 +6,14 @@ use axum::extract::State;
 use maud::{Markup, html};
 use serde::Deserialize;
 use storage::audio::{AudioFile, AudioKind};
+use storage::conference::{MAX_ROOM_NAME, MAX_ROOM_NUMBER, ROOM_PARTICIPANTS};
 use storage::ivr::{IVR_KEYS, MAX_IVR_NAME, MAX_IVR_NUMBER};
 use storage::routing::{OutboundRoute, RouteClass, TrunkStatus};
 use storage::{StateReader, StorageError};
 
-use super::layout::{self, Nav, badge, empty_row, field, form_error, when};
+use super::layout::{self, Nav, badge, duration, empty_row, field, form_error, when};
 use super::{Ctx, Params, Problem, api, enc, given};
-use crate::api::{AppState, Principal};
+use crate::api::{AppState, DEFAULT_MAX_PARTICIPANTS, Principal};
 
 /// A trunk as `GET /api/v1/trunks` shows it.
 #[derive(Debug, Deserialize)]
@@ -168,10 +169,11 @@ const EXTENSION: (&str, &str) = ("extension", "extension");
 const RING_GROUP: (&str, &str) = ("ring_group", "ring group");
 const TIME_CONDITION: (&str, &str) = ("time_condition", "time condition");
 const IVR: (&str, &str) = ("ivr", "IVR");
+const CONFERENCE: (&str, &str) = ("conference", "conference room");
 /// Where an inbound route or an IVR's key may send calls.
-const ANY_DESTINATION: [(&str, &str); 4] = [EXTENSION, RING_GROUP, TIME_CONDITION, IVR];
+const ANY_DESTINATION: [(&str, &str); 5] = [EXTENSION, RING_GROUP, TIME_CONDITION, IVR, CONFERENCE];
 /// Where a time condition may send calls: never to another condition.
-const CONDITION_DESTINATION: [(&str, &str); 3] = [EXTENSION, RING_GROUP, IVR];
+const CONDITION_DESTINATION: [(&str, &str); 4] = [EXTENSION, RING_GROUP, IVR, CONFERENCE];
 
 /// A destination kind's label: `ring_group` as `ring group`.
 fn kind_label(kind: &str) -> String {
@@ -307,11 +309,38 @@ pub(super) struct IvrMenus {
     pub(super) editing: Option<String>,
 }
 
-/// The routes page's query: `ivr`, the IVR whose form is filled in.
+/// The routes page's query: `ivr`, the IVR whose form is filled in; `room`, the conference room's.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RoutesQuery {
     #[serde(default)]
     ivr: Option<String>,
+    #[serde(default)]
+    room: Option<String>,
+}
+
+/// A conference room as `GET /api/v1/conferences` shows it.
+#[derive(Debug, Deserialize)]
+pub(super) struct Room {
+    pub(super) number: String,
+    pub(super) name: String,
+    pub(super) has_pin: bool,
+    pub(super) max_participants: u16,
+    pub(super) participants: usize,
+    #[serde(default)]
+    pub(super) running_since: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RoomList {
+    pub(super) rooms: Vec<Room>,
+}
+
+/// The conference section of the routes page: the rooms, and the room the form edits
+/// (`/routes?room=800`), if any; `now` (Unix ms) times the running rooms.
+pub(super) struct Rooms {
+    pub(super) list: RoomList,
+    pub(super) editing: Option<String>,
+    pub(super) now: u64,
 }
 
 /// The days of the week as the API names them, Monday first, with their labels.
@@ -408,7 +437,12 @@ pub(super) async fn routes(
         prompts: prompts(reader, &ctx.who)?,
         editing: given(q.ivr),
     };
-    let content = render(&out, &inb, &conds, &zone, &menus);
+    let rooms = Rooms {
+        list: api::answer(crate::api::conferences_list(s(), ctx.who.clone()).await).await?,
+        editing: given(q.room),
+        now: crate::time::now_millis(),
+    };
+    let content = render(&out, &inb, &conds, &zone, &menus, &rooms);
     Ok(layout::page(&ctx.who, Nav::Routes, "Routes", content))
 }
 
@@ -419,6 +453,7 @@ pub(super) fn render(
     conds: &TimeConditions,
     zone: &str,
     menus: &IvrMenus,
+    rooms: &Rooms,
 ) -> Markup {
     html! {
         div.card {
@@ -531,6 +566,102 @@ pub(super) fn render(
         }
         (time_conditions(conds, zone))
         (ivrs(menus))
+        (conference_rooms(rooms))
+    }
+}
+
+/// The conference rooms with their create-or-change form.
+fn conference_rooms(rooms: &Rooms) -> Markup {
+    let list = &rooms.list.rooms;
+    let editing = rooms
+        .editing
+        .as_deref()
+        .and_then(|n| list.iter().find(|r| r.number == n));
+    html! {
+        div.card #conference-rooms {
+            h2 { "Conference rooms" }
+            p.hint {
+                "Callers who dial a room's number talk together, after entering its PIN if it has one. "
+                "Inbound routes, time conditions and IVR keys can send calls to a room."
+            }
+            div.table-wrap {
+                table.data #conference-rooms-table {
+                    thead { tr {
+                        th { "Number" } th { "Name" } th { "PIN" } th.num { "Participants" }
+                        th.num { "Running for" } th.actions { "" }
+                    } }
+                    tbody {
+                        @for r in list {
+                            tr id={ "room-row-" (r.number) } data-room=(r.number) {
+                                td.mono { strong { (r.number) } }
+                                td { (r.name) }
+                                td { @if r.has_pin { "yes" } @else { span.muted { "none" } } }
+                                td.num { (r.participants) " / " (r.max_participants) }
+                                td.num {
+                                    @match r.running_since {
+                                        Some(since) => {
+                                            @let secs = rooms.now.saturating_sub(since) / 1000;
+                                            span.duration data-secs=(secs) { (duration(secs)) }
+                                        }
+                                        None => { span.muted { "empty" } }
+                                    }
+                                }
+                                td.actions {
+                                    a.btn.btn-small.room-edit href={ "/routes?room=" (enc(&r.number)) "#room-form" } { "Edit" }
+                                    " "
+                                    button.btn.btn-small.btn-danger.room-delete type="button"
+                                        data-api={ "DELETE /api/v1/conferences/" (enc(&r.number)) }
+                                        data-confirm={ "Delete conference room " (r.number) " (" (r.name) ")?" } data-then="reload" { "Delete" }
+                                }
+                            }
+                        }
+                        @if list.is_empty() { (empty_row(6, "No conference rooms.")) }
+                    }
+                }
+            }
+            h2 {
+                @match editing {
+                    Some(r) => { "Change conference room " (r.number) }
+                    None => { "New conference room" }
+                }
+            }
+            form.form #room-form data-api="PUT /api/v1/conferences/{number}" data-then="reload" {
+                (form_error())
+                (field("Number (digits)", "number", html! {
+                    input #room-number type="text" name="number" inputmode="numeric" required
+                        maxlength=(MAX_ROOM_NUMBER) placeholder="800" value=[editing.map(|r| &r.number)]
+                        readonly[editing.is_some()];
+                }))
+                (field("Name", "name", html! {
+                    input #room-name type="text" name="name" required maxlength=(MAX_ROOM_NAME)
+                        placeholder="Weekly call" value=[editing.map(|r| &r.name)];
+                }))
+                (field("PIN (6 to 12 digits; empty: no PIN, or keep the current one)", "pin", html! {
+                    input #room-pin type="password" name="pin" inputmode="numeric" autocomplete="new-password"
+                        pattern="[0-9]{6,12}";
+                }))
+                (field("Most participants", "max_participants", html! {
+                    input #room-max type="number" name="max_participants"
+                        min=(ROOM_PARTICIPANTS.start()) max=(ROOM_PARTICIPANTS.end()) data-type="number"
+                        value=(editing.map_or(DEFAULT_MAX_PARTICIPANTS, |r| r.max_participants));
+                }))
+                div.form-actions {
+                    button.btn.btn-primary #room-submit type="submit" { "Save room" }
+                    @if editing.is_some_and(|r| r.has_pin) {
+                        " "
+                        button.btn.room-clear-pin type="button"
+                            data-api={ "PUT /api/v1/conferences/" (enc(editing.map_or("", |r| r.number.as_str()))) }
+                            data-body=(serde_json::json!({
+                                "name": editing.map_or("", |r| r.name.as_str()),
+                                "max_participants": editing.map_or(DEFAULT_MAX_PARTICIPANTS, |r| r.max_participants),
+                                "pin": null,
+                            }))
+                            data-confirm="Remove the room's PIN?" data-then="reload" { "Remove PIN" }
+                    }
+                    @if editing.is_some() { a.btn href="/routes#conference-rooms" { "New room instead" } }
+                }
+            }
+        }
     }
 }
 

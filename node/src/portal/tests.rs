@@ -765,7 +765,8 @@ async fn the_routes_page_shows_the_time_conditions() {
         prompts: vec![],
         editing: None,
     };
-    let html = super::routing::render(&outbound, &inbound, &conds, "UTC", &menus).into_string();
+    let html = super::routing::render(&outbound, &inbound, &conds, "UTC", &menus, &no_rooms())
+        .into_string();
     let row = |name: &str| -> String {
         let start = html
             .find(&format!("<tr id=\"time-condition-row-{name}\""))
@@ -928,7 +929,8 @@ async fn the_routes_page_shows_the_ivrs_and_fills_the_form_in_to_change_one() {
     let conds: super::routing::TimeConditions =
         serde_json::from_value(serde_json::json!({"time_conditions": []})).unwrap();
     let page = |menus: super::routing::IvrMenus| {
-        super::routing::render(&outbound, &inbound, &conds, "UTC", &menus).into_string()
+        super::routing::render(&outbound, &inbound, &conds, "UTC", &menus, &no_rooms())
+            .into_string()
     };
     let html = page(menus(Some("500".into())).await);
     let part = |start: &str, end: &str| -> String {
@@ -1211,4 +1213,206 @@ fn the_users_voicemail_card_lists_messages_and_carries_the_settings() {
     )
     .into_string();
     assert!(failed.contains("the cluster is away"));
+}
+
+/// A routes page without conference rooms.
+fn no_rooms() -> super::routing::Rooms {
+    super::routing::Rooms {
+        list: serde_json::from_value(serde_json::json!({"rooms": []})).unwrap(),
+        editing: None,
+        now: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routes_page_shows_the_conference_rooms_and_fills_the_form_in_to_change_one() {
+    use storage::Command;
+    use storage::conference::{ConferenceRoom, Participant};
+    use storage::routing::PutMode;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    let room = |number: &str, name: &str, pin: bool| ConferenceRoom {
+        number: number.into(),
+        name: name.into(),
+        pin_hash: pin.then(|| "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        max_participants: 20,
+        created_at: 1,
+        updated_at: 1,
+    };
+    for r in [room("800", "Weekly", true), room("801", HOSTILE, false)] {
+        seed(
+            &node,
+            Command::PutConferenceRoom {
+                room: r,
+                mode: PutMode::Create,
+            },
+        )
+        .await;
+    }
+    for (n, joined_at) in [(1u8, 10_000), (2, 40_000)] {
+        seed(
+            &node,
+            Command::PutParticipant(Participant {
+                room: "800".into(),
+                id: format!("{n:016x}"),
+                caller: "1001".into(),
+                caller_name: "Reception".into(),
+                joined_at,
+                muted: false,
+                kicked: false,
+                node_id: 1,
+            }),
+        )
+        .await;
+    }
+
+    // The page reads the API's answer, as it does through the handler.
+    let reader = node.reader();
+    let rooms = |editing: Option<String>| async move {
+        let list = crate::api::conference_views(reader).unwrap();
+        super::routing::Rooms {
+            list: super::api::answer(axum::Json(list)).await.unwrap(),
+            editing,
+            now: 135_000,
+        }
+    };
+    let outbound: super::routing::Outbound =
+        serde_json::from_value(serde_json::json!({"routes": []})).unwrap();
+    let inbound: super::routing::Inbound = serde_json::from_value(serde_json::json!({"routes": [{
+        "name": "main", "did_kind": "exact", "did": "+15550100",
+        "destination": {"type": "conference", "target": "800"}
+    }]}))
+    .unwrap();
+    let conds: super::routing::TimeConditions =
+        serde_json::from_value(serde_json::json!({"time_conditions": []})).unwrap();
+    let menus = || super::routing::IvrMenus {
+        list: serde_json::from_value(serde_json::json!({"ivrs": []})).unwrap(),
+        prompts: vec![],
+        editing: None,
+    };
+    let html = super::routing::render(
+        &outbound,
+        &inbound,
+        &conds,
+        "UTC",
+        &menus(),
+        &rooms(Some("800".into())).await,
+    )
+    .into_string();
+    let part = |start: &str, end: &str| -> String {
+        let at = html
+            .find(start)
+            .unwrap_or_else(|| panic!("no {start}: {html}"));
+        let len = html[at..].find(end).unwrap();
+        html[at..at + len].to_owned()
+    };
+    let weekly = part("<tr id=\"room-row-800\"", "</tr>");
+    for needle in [
+        "<strong>800</strong>",
+        "<td>Weekly</td>",
+        "<td>yes</td>",
+        "2 / 20",
+        "data-secs=\"125\"",
+        "href=\"/routes?room=800#room-form\"",
+        "data-api=\"DELETE /api/v1/conferences/800\"",
+    ] {
+        assert!(weekly.contains(needle), "{needle}: {weekly}");
+    }
+    let other = part("<tr id=\"room-row-801\"", "</tr>");
+    for needle in ["none", "0 / 20", "empty", "&lt;script&gt;"] {
+        assert!(other.contains(needle), "{needle}: {other}");
+    }
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    assert!(!html.contains("argon2"), "the PIN's hash in the page");
+    let form = part("<form class=\"form\" id=\"room-form\"", "</form>");
+    for needle in [
+        "data-api=\"PUT /api/v1/conferences/{number}\"",
+        "value=\"800\" readonly",
+        "name=\"name\"",
+        "value=\"Weekly\"",
+        "name=\"pin\"",
+        "name=\"max_participants\" min=\"2\" max=\"50\" data-type=\"number\" value=\"20\"",
+        "Remove PIN",
+    ] {
+        assert!(form.contains(needle), "{needle}: {form}");
+    }
+    // Inbound routes, IVR keys and time conditions may send calls to a room.
+    assert!(html.contains("<option value=\"conference\">conference room</option>"));
+    assert!(html.contains("conference room <span class=\"mono\">800</span>"));
+    let open_select = part("id=\"time-condition-open-type\"", "</select>");
+    assert!(
+        open_select.contains("value=\"conference\""),
+        "{open_select}"
+    );
+    assert!(!html.contains("<script") && !html.contains("style="));
+
+    // Without `?room=`: a blank form for a new room, with the default limit.
+    let html = super::routing::render(
+        &outbound,
+        &inbound,
+        &conds,
+        "UTC",
+        &menus(),
+        &rooms(None).await,
+    )
+    .into_string();
+    assert!(html.contains("New conference room"), "{html}");
+    assert!(html.contains("data-type=\"number\" value=\"10\""), "{html}");
+    assert!(!html.contains("Remove PIN"));
+
+    node.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_monitor_lists_running_conferences_with_mute_and_remove_for_moderators() {
+    use super::monitor::{Participant, RunningRoom};
+    let rooms = [RunningRoom {
+        number: "800".into(),
+        name: HOSTILE.into(),
+        participants: vec![
+            Participant {
+                id: "0000000000000001".into(),
+                caller: "1001".into(),
+                caller_name: "Reception".into(),
+                duration_secs: 125,
+                muted: false,
+            },
+            Participant {
+                id: "0000000000000002".into(),
+                caller: "1002".into(),
+                caller_name: "Sales".into(),
+                duration_secs: 30,
+                muted: true,
+            },
+        ],
+    }];
+    let html = super::monitor::conferences(&admin(), &rooms).into_string();
+    for needle in [
+        "id=\"conferences\"",
+        "<span class=\"mono\">800</span>",
+        "2 in it, for 2:05",
+        "data-participant=\"0000000000000001\"",
+        "data-api=\"PUT /api/v1/conferences/800/participants/0000000000000001\"",
+        "data-body=\"{&quot;muted&quot;:true}\"",
+        ">Mute<",
+        "data-body=\"{&quot;muted&quot;:false}\"",
+        ">Unmute<",
+        "data-api=\"DELETE /api/v1/conferences/800/participants/0000000000000002\"",
+    ] {
+        assert!(html.contains(needle), "{needle}: {html}");
+    }
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    let viewer = Grants {
+        routing: false,
+        hang_up: false,
+        ..Grants::ADMIN
+    };
+    let html = super::monitor::conferences(&principal("viewer", viewer), &rooms).into_string();
+    assert!(
+        html.contains("Reception") && !html.contains("data-api"),
+        "{html}"
+    );
+    let html = super::monitor::conferences(&admin(), &[]).into_string();
+    assert!(html.contains("No conference is running."), "{html}");
 }

@@ -297,13 +297,18 @@ fn every_destination_must_exist_but_a_key_may_lead_back_to_the_menu() {
             Table::TimeConditions,
         ),
         (Destination::Ivr("501".into()), Table::Ivrs),
+        (
+            Destination::Conference("800".into()),
+            Table::ConferenceRooms,
+        ),
     ];
     for (d, table) in missing {
         let key = match &d {
             Destination::Extension(k)
             | Destination::RingGroup(k)
             | Destination::TimeCondition(k)
-            | Destination::Ivr(k) => k.clone(),
+            | Destination::Ivr(k)
+            | Destination::Conference(k) => k.clone(),
         };
         let mut ivr = main_menu();
         ivr.options[1].destination = d.clone();
