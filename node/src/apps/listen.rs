@@ -23,7 +23,7 @@ use storage::voicemail::{Mailbox, VoicemailMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::media::{Agreed, Keys, Playout};
+use super::media::{Agreed, CallMedia, Heard};
 use super::voicemail::Take;
 use super::{AppCommand, Context, SessionEvent};
 use crate::audio::NewAudio;
@@ -303,6 +303,11 @@ fn sound(s: Sound) -> Arc<[i16]> {
     }
 }
 
+/// Two short beeps: enter the PIN (the conference rooms ask the same way).
+pub(super) fn ask_pin_sound() -> Arc<[i16]> {
+    sound(Sound::AskPin)
+}
+
 /// The mailbox's messages in the order they are played: new first, each oldest first.
 fn in_order(mut all: Vec<VoicemailMessage>) -> Vec<VoicemailMessage> {
     all.sort_by_key(|m| (m.heard, m.received_at));
@@ -333,20 +338,15 @@ impl Session {
             source,
             agreed,
             sock,
-            mut peer,
+            peer,
         } = self;
         tracing::info!(call = %call, extension = %ext, "voicemail menu answered");
-        let mut playout = Playout::new(agreed.law, agreed.pt, rand::random());
-        let mut keys = Keys::new(agreed.events);
+        let mut media = CallMedia::new(&agreed, Arc::new(sock), peer);
         let mut messages: Vec<VoicemailMessage> = Vec::new();
         let mut greeting: Option<Take> = None;
         let (mut menu, first) = Menu::start(Instant::now());
         let mut pending: std::collections::VecDeque<Step> = first.into();
         let mut queue: std::collections::VecDeque<Arc<[i16]>> = std::collections::VecDeque::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut buf = vec![0u8; 1500];
-        let mut packet = Vec::with_capacity(12 + super::media::FRAME);
         let mut playing = false;
         let mut hung_up = false;
         loop {
@@ -366,12 +366,12 @@ impl Session {
                         // A message or a replay cuts what plays; tones queue behind each other.
                         if matches!(s, Sound::Message(_)) {
                             queue.clear();
-                            playout.play(clip);
+                            media.playout.play(clip);
                             playing = true;
                         } else if playing {
                             queue.push_back(clip);
                         } else {
-                            playout.play(clip);
+                            media.playout.play(clip);
                             playing = true;
                         }
                     }
@@ -444,33 +444,25 @@ impl Session {
                     Some(SessionEvent::Transferred(_)) => {}
                     Some(SessionEvent::Ended) | None => return,
                 },
-                _ = tick.tick() => {
-                    let ended = playout.next_packet(&mut packet);
-                    if let Some(to) = peer {
-                        let _ = sock.try_send_to(&packet, to);
-                    }
-                    if ended {
+                heard = media.next() => match heard {
+                    Heard::Tick { ended: true } => {
                         if let Some(next) = queue.pop_front() {
-                            playout.play(next);
+                            media.playout.play(next);
                         } else {
                             playing = false;
                             pending.extend(menu.played(Instant::now()));
                         }
                     }
-                }
-                got = sock.recv_from(&mut buf) => {
-                    let Ok((n, from)) = got else { continue };
-                    if peer.is_some_and(|p| p != from) {
-                        continue;
+                    Heard::Tick { ended: false } => {}
+                    Heard::Packet { keys } => {
+                        if let Some(take) = greeting.as_mut() {
+                            take.packet(media.datagram());
+                        }
+                        for k in keys {
+                            pending.extend(menu.digit(k, Instant::now()));
+                        }
                     }
-                    peer = Some(from);
-                    if let Some(take) = greeting.as_mut() {
-                        take.packet(&buf[..n]);
-                    }
-                    for k in keys.packet(&buf[..n]) {
-                        pending.extend(menu.digit(k, Instant::now()));
-                    }
-                }
+                },
                 () = tokio::time::sleep_until(deadline) => {
                     pending.extend(menu.tick(Instant::now()));
                 }

@@ -322,3 +322,81 @@ mod tests {
         assert!(Keys::new(None).packet(&event(100, 2, true, 800)).is_empty());
     }
 }
+
+/// One call's media as a session drives it: the loopback socket, the playout sent every 20 ms
+/// to the relay (only to the address the offer named, or when it named none the first sender),
+/// and the keys read from what comes back.
+pub(crate) struct CallMedia {
+    pub(crate) sock: Arc<tokio::net::UdpSocket>,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) playout: Playout,
+    keys: Keys,
+    tick: tokio::time::Interval,
+    buf: Vec<u8>,
+    len: usize,
+    packet: Vec<u8>,
+}
+
+/// What [`CallMedia::next`] saw.
+#[derive(Debug)]
+pub(crate) enum Heard {
+    /// A 20 ms packet went out; `ended` when the clip playing ended with it.
+    Tick { ended: bool },
+    /// A datagram from the call ([`CallMedia::datagram`]), with the keys it completed.
+    Packet { keys: Vec<char> },
+}
+
+/// Longest RTP datagram read.
+const MAX_RTP: usize = 1500;
+
+impl CallMedia {
+    pub(crate) fn new(
+        agreed: &Agreed,
+        sock: Arc<tokio::net::UdpSocket>,
+        peer: Option<SocketAddr>,
+    ) -> Self {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            sock,
+            peer,
+            playout: Playout::new(agreed.law, agreed.pt, rand::random()),
+            keys: Keys::new(agreed.events),
+            tick,
+            buf: vec![0; MAX_RTP],
+            len: 0,
+            packet: Vec::with_capacity(12 + FRAME),
+        }
+    }
+
+    /// Waits for the next tick (and sends its packet) or the next datagram from the call.
+    /// Cancel-safe: usable as a branch of `select!`.
+    pub(crate) async fn next(&mut self) -> Heard {
+        loop {
+            tokio::select! {
+                _ = self.tick.tick() => {
+                    let ended = self.playout.next_packet(&mut self.packet);
+                    if let Some(to) = self.peer {
+                        let _ = self.sock.try_send_to(&self.packet, to);
+                    }
+                    return Heard::Tick { ended };
+                }
+                got = self.sock.recv_from(&mut self.buf) => {
+                    let Ok((n, from)) = got else { continue };
+                    if self.peer.is_some_and(|p| p != from) {
+                        continue;
+                    }
+                    self.peer = Some(from);
+                    self.len = n;
+                    let keys = self.keys.packet(&self.buf[..n]);
+                    return Heard::Packet { keys };
+                }
+            }
+        }
+    }
+
+    /// The datagram the last [`Heard::Packet`] was.
+    pub(crate) fn datagram(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}

@@ -14,6 +14,7 @@
 //! loopback and ends the call; calls already handed on are carried on as usual.
 
 mod clips;
+mod conference;
 mod ivr;
 mod listen;
 mod media;
@@ -63,11 +64,31 @@ pub(crate) enum Service {
     Voicemail(LeftBecause),
     /// The owner listening to their mailbox, from a phone at this address.
     Listen(IpAddr),
+    /// A conference room, from a phone at this address when known (a wrong PIN counts against
+    /// it; never a trunk's).
+    Conference(Option<IpAddr>),
 }
 
 const IVR_PREFIX: &str = "ivr.";
 const VOICEMAIL_PREFIX: &str = "vm.";
 const LISTEN_PREFIX: &str = "listen.";
+const CONFERENCE_PREFIX: &str = "conf.";
+
+fn ip_hex(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => hex::encode(a.octets()),
+        IpAddr::V6(a) => hex::encode(a.octets()),
+    }
+}
+
+fn ip_of_hex(s: &str) -> Option<IpAddr> {
+    let bytes = hex::decode(s).ok()?;
+    match bytes.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
+}
 
 impl Service {
     /// The Request-URI user the agent is sent for `number`.
@@ -75,13 +96,9 @@ impl Service {
         match self {
             Self::Ivr => format!("{IVR_PREFIX}{number}"),
             Self::Voicemail(b) => format!("{VOICEMAIL_PREFIX}{}.{number}", b.as_str()),
-            Self::Listen(ip) => {
-                let octets = match ip {
-                    IpAddr::V4(a) => a.octets().to_vec(),
-                    IpAddr::V6(a) => a.octets().to_vec(),
-                };
-                format!("{LISTEN_PREFIX}{}.{number}", hex::encode(octets))
-            }
+            Self::Listen(ip) => format!("{LISTEN_PREFIX}{}.{number}", ip_hex(ip)),
+            Self::Conference(Some(ip)) => format!("{CONFERENCE_PREFIX}{}.{number}", ip_hex(ip)),
+            Self::Conference(None) => format!("{CONFERENCE_PREFIX}-.{number}"),
         }
     }
 
@@ -92,13 +109,16 @@ impl Service {
         }
         if let Some(rest) = user.strip_prefix(LISTEN_PREFIX) {
             let (ip, number) = rest.split_once('.')?;
-            let bytes = hex::decode(ip).ok()?;
-            let ip = match bytes.len() {
-                4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
-                16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
-                _ => return None,
+            return Some((Self::Listen(ip_of_hex(ip)?), number));
+        }
+        if let Some(rest) = user.strip_prefix(CONFERENCE_PREFIX) {
+            let (ip, number) = rest.split_once('.')?;
+            let source = if ip == "-" {
+                None
+            } else {
+                Some(ip_of_hex(ip)?)
             };
-            return Some((Self::Listen(ip), number));
+            return Some((Self::Conference(source), number));
         }
         let (because, number) = user.strip_prefix(VOICEMAIL_PREFIX)?.split_once('.')?;
         Some((Self::Voicemail(LeftBecause::parse(because)?), number))
@@ -146,9 +166,58 @@ pub(crate) struct Context {
     store: Arc<AudioStore>,
     security: Arc<crate::security::Security>,
     greetings: Mutex<HashMap<String, Arc<[i16]>>>,
+    /// The rooms running on this agent.
+    rooms: Mutex<HashMap<String, mpsc::Sender<conference::RoomInput>>>,
 }
 
 impl Context {
+    /// Puts `input` (a join) into room `number`, starting the room when it is not running.
+    /// `None` when the room cannot take it now (its queue is full).
+    fn enter_room(
+        self: &Arc<Self>,
+        number: &str,
+        input: conference::RoomInput,
+    ) -> Option<mpsc::Sender<conference::RoomInput>> {
+        let mut rooms = self
+            .rooms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = match rooms.get(number).filter(|tx| !tx.is_closed()) {
+            Some(tx) => tx.clone(),
+            None => {
+                let (tx, rx) = mpsc::channel(conference::ROOM_QUEUE);
+                rooms.insert(number.to_owned(), tx.clone());
+                tokio::spawn(conference::run_room(
+                    Arc::clone(self),
+                    number.to_owned(),
+                    rx,
+                ));
+                tx
+            }
+        };
+        // Sent under the lock: a room closing checks its queue under the same lock.
+        tx.try_send(input).ok()?;
+        Some(tx)
+    }
+
+    /// A room without members closes unless a join is queued; `true` when it closed.
+    fn close_room_if_idle(
+        &self,
+        number: &str,
+        inputs: &mut mpsc::Receiver<conference::RoomInput>,
+    ) -> bool {
+        let mut rooms = self
+            .rooms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !inputs.is_empty() {
+            return false;
+        }
+        rooms.remove(number);
+        inputs.close();
+        true
+    }
+
     /// A menu's greeting: the uploaded prompt (fetched from a holder if this node has no copy yet),
     /// or the chime when there is none or it cannot be read.
     async fn greeting(&self, id: Option<&str>) -> Arc<[i16]> {
@@ -205,6 +274,7 @@ impl Apps {
         cluster: Cluster,
         store: Arc<AudioStore>,
         security: Arc<crate::security::Security>,
+        on_vip: bool,
     ) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
         let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?;
         let addr = sock.local_addr()?;
@@ -217,8 +287,10 @@ impl Apps {
             store,
             security,
             greetings: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(HashMap::new()),
         });
         tracing::info!(%addr, "application agent listening");
+        tokio::spawn(forget_participants(ctx.cluster.clone(), on_vip));
         let task = tokio::spawn(agent(sock, ctx));
         Ok((apps, task))
     }
@@ -250,6 +322,26 @@ impl Apps {
     }
 }
 
+/// Conference members whose calls this agent cannot have: those of this node's earlier agent
+/// (a restart), and on the VIP every other node's (their owner is gone; its calls with an agent
+/// were hung up when carried on).
+async fn forget_participants(cluster: Cluster, on_vip: bool) {
+    use storage::conference::Participant;
+    let me = cluster.node_id();
+    let Ok(all) = cluster.reader().list::<Participant>() else {
+        return;
+    };
+    for p in all.into_iter().filter(|p| on_vip || p.node_id == me) {
+        tracing::info!(room = %p.room, participant = %p.id, node = p.node_id, "conference member of a lost agent removed");
+        let _ = cluster
+            .propose(storage::Command::RemoveParticipant {
+                room: p.room,
+                id: p.id,
+            })
+            .await;
+    }
+}
+
 /// The number a destination rings, following time conditions (by the cluster's clock now).
 /// `None` when it names nothing that exists.
 pub(crate) fn destination_number(
@@ -260,7 +352,10 @@ pub(crate) fn destination_number(
     let mut dest = dest.clone();
     for _ in 0..MAX_DESTINATION_HOPS {
         match dest {
-            Destination::Extension(n) | Destination::RingGroup(n) | Destination::Ivr(n) => {
+            Destination::Extension(n)
+            | Destination::RingGroup(n)
+            | Destination::Ivr(n)
+            | Destination::Conference(n) => {
                 return Some(n);
             }
             Destination::TimeCondition(name) => {
@@ -352,6 +447,7 @@ async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
                             Started::Ivr(s) => tokio::spawn(s.run(ctx, rx, commands)),
                             Started::Voicemail(s) => tokio::spawn(s.run(ctx, rx, commands)),
                             Started::Listen(s) => tokio::spawn(s.run(ctx, rx, commands)),
+                            Started::Conference(s) => tokio::spawn(s.run(ctx, rx, commands)),
                         };
                     }
                 }
@@ -385,6 +481,7 @@ enum Started {
     Ivr(session::Session),
     Voicemail(voicemail::Session),
     Listen(listen::Session),
+    Conference(conference::Session),
 }
 
 /// Sets up the session for a new call to `user` (the service and number), and the SDP to answer
@@ -429,6 +526,22 @@ async fn start_session(
                 mailbox,
                 because,
                 from: from.to_owned(),
+                agreed,
+                sock,
+                peer,
+            })
+        }
+        Service::Conference(source) => {
+            let room = reader
+                .get::<storage::conference::ConferenceRoom>(number)
+                .ok()
+                .flatten()
+                .ok_or((404, "Not Found"))?;
+            Started::Conference(conference::Session {
+                call: call.to_owned(),
+                room,
+                from: from.to_owned(),
+                source,
                 agreed,
                 sock,
                 peer,
@@ -505,6 +618,8 @@ mod tests {
             Service::Voicemail(LeftBecause::Unavailable),
             Service::Listen("198.18.0.21".parse().unwrap()),
             Service::Listen("2001:db8::7".parse().unwrap()),
+            Service::Conference(None),
+            Service::Conference(Some("198.18.0.21".parse().unwrap())),
         ] {
             let user = s.user("1002");
             assert_eq!(Service::parse(&user), Some((s, "1002")), "{user}");

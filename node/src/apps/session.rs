@@ -11,11 +11,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::ivr::{Clip, Menu, MenuConfig, Numbers, Step};
-use super::media::{Agreed, Keys, Playout};
+use super::media::{Agreed, CallMedia, Heard};
 use super::{AppCommand, Context, SessionEvent};
 
-/// Longest RTP datagram read.
-const MAX_RTP: usize = 1500;
 /// Nobody stays in a menu longer than this; the call is hung up.
 const MAX_SESSION: Duration = Duration::from_secs(15 * 60);
 
@@ -61,7 +59,7 @@ impl Session {
             menu,
             agreed,
             sock,
-            mut peer,
+            peer,
         } = self;
         let greeting = ctx.greeting(ivr.greeting.as_deref()).await;
         let invalid = super::clips::invalid();
@@ -69,16 +67,11 @@ impl Session {
             Clip::Greeting => Arc::clone(&greeting),
             Clip::Invalid => Arc::clone(&invalid),
         };
-        let mut playout = Playout::new(agreed.law, agreed.pt, rand::random());
-        let mut keys = Keys::new(agreed.events);
+        let mut media = CallMedia::new(&agreed, Arc::new(sock), peer);
         let (mut menu, first) = Menu::start(menu);
         tracing::info!(call = %call, ivr = %ivr.number, name = %ivr.name, "auto attendant answered");
         metrics::counter!("pbx_ivr_calls_total").increment(1);
         let mut pending = vec![first];
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut buf = vec![0u8; MAX_RTP];
-        let mut packet = Vec::with_capacity(12 + super::media::FRAME);
         let mut give_up = Instant::now() + MAX_SESSION;
         let reader = ctx.cluster.reader().clone();
         let numbers = Replica(&reader);
@@ -86,15 +79,15 @@ impl Session {
         loop {
             for step in pending.drain(..) {
                 match step {
-                    Step::Play(c) => playout.play(clip_of(c)),
-                    Step::Silence => playout.stop(),
+                    Step::Play(c) => media.playout.play(clip_of(c)),
+                    Step::Silence => media.playout.stop(),
                     Step::Transfer(to) => {
-                        playout.stop();
+                        media.playout.stop();
                         tracing::info!(call = %call, ivr = %ivr.number, to = %to, "auto attendant: handing the call on");
                         let _ = commands.send((call.clone(), AppCommand::Refer(to))).await;
                     }
                     Step::Hangup => {
-                        playout.stop();
+                        media.playout.stop();
                         hung_up = true;
                         let _ = commands.send((call.clone(), AppCommand::Hangup)).await;
                     }
@@ -114,26 +107,15 @@ impl Session {
                     Some(SessionEvent::Transferred(_)) => {}
                     Some(SessionEvent::Ended) | None => return,
                 },
-                _ = tick.tick() => {
-                    let ended = playout.next_packet(&mut packet);
-                    if let Some(to) = peer {
-                        let _ = sock.try_send_to(&packet, to);
+                heard = media.next() => match heard {
+                    Heard::Tick { ended: true } => pending.extend(menu.played(now_std())),
+                    Heard::Tick { ended: false } => {}
+                    Heard::Packet { keys } => {
+                        for k in keys {
+                            pending.extend(menu.digit(k, now_std(), &numbers));
+                        }
                     }
-                    if ended {
-                        pending.extend(menu.played(now_std()));
-                    }
-                }
-                got = sock.recv_from(&mut buf) => {
-                    let Ok((n, from)) = got else { continue };
-                    // Only the address the offer named, or (when it named none) the first sender.
-                    if peer.is_some_and(|p| p != from) {
-                        continue;
-                    }
-                    peer = Some(from);
-                    for k in keys.packet(&buf[..n]) {
-                        pending.extend(menu.digit(k, now_std(), &numbers));
-                    }
-                }
+                },
                 () = tokio::time::sleep_until(deadline) => {
                     if Instant::now() >= give_up && !hung_up {
                         tracing::warn!(call = %call, "auto attendant: caller in the menu too long; hanging up");

@@ -19,13 +19,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::media::{Agreed, Keys, Playout};
+use super::media::{Agreed, CallMedia, Heard};
 use super::{AppCommand, Context, SessionEvent};
 use crate::audio::NewAudio;
 
 const RATE: usize = 8000;
-/// Longest RTP datagram read.
-const MAX_RTP: usize = 1500;
 /// A take shorter than this is no message (a caller who hung up at the beep).
 const SHORTEST: Duration = Duration::from_millis(1000);
 /// A packet further than this ahead of the audio so far is taken as a new stream (SSRC or
@@ -167,7 +165,7 @@ impl Session {
             from,
             agreed,
             sock,
-            mut peer,
+            peer,
         } = self;
         let ext = mailbox.extension.clone();
         let greeting_id = match because {
@@ -182,29 +180,24 @@ impl Session {
         };
         tracing::info!(call = %call, extension = %ext, because = because.as_str(), "voicemail answered");
         metrics::counter!("pbx_voicemail_calls_total").increment(1);
-        let mut playout = Playout::new(agreed.law, agreed.pt, rand::random());
-        let mut keys = Keys::new(agreed.events);
+        let mut media = CallMedia::new(&agreed, Arc::new(sock), peer);
         let max = Duration::from_secs(u64::from(mailbox.max_message_secs));
         let mut take = Take::new(agreed.law, agreed.pt, max);
         let mut phase = match greeting {
             Some(g) => {
-                playout.play(g);
+                media.playout.play(g);
                 Phase::Greeting
             }
             None => {
-                playout.play(beep());
+                media.playout.play(beep());
                 Phase::Beep
             }
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut buf = vec![0u8; MAX_RTP];
-        let mut packet = Vec::with_capacity(12 + super::media::FRAME);
         let started = Instant::now();
         let mut hung_up = false;
         loop {
             if phase == Phase::Greeting && started.elapsed() > MAX_GREETING {
-                playout.play(beep());
+                media.playout.play(beep());
                 phase = Phase::Beep;
             }
             if phase == Phase::Recording && take.full() && !hung_up {
@@ -212,53 +205,49 @@ impl Session {
                 hung_up = true;
                 let _ = commands.send((call.clone(), AppCommand::Hangup)).await;
             }
-            tokio::select! {
+            let pressed = tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(SessionEvent::Key('#')) if phase == Phase::Recording && !hung_up => {
+                    Some(SessionEvent::Key(k)) => vec![k],
+                    Some(SessionEvent::Transferred(_)) => Vec::new(),
+                    Some(SessionEvent::Ended) | None => break,
+                },
+                heard = media.next() => match heard {
+                    Heard::Tick { ended } => {
+                        if ended {
+                            phase = match phase {
+                                Phase::Greeting => {
+                                    media.playout.play(beep());
+                                    Phase::Beep
+                                }
+                                Phase::Beep | Phase::Recording => Phase::Recording,
+                            };
+                        }
+                        Vec::new()
+                    }
+                    Heard::Packet { keys } => {
+                        if phase == Phase::Recording && !hung_up && keys.is_empty() {
+                            take.packet(media.datagram());
+                        }
+                        keys
+                    }
+                },
+            };
+            if pressed.contains(&'#') && !hung_up {
+                match phase {
+                    Phase::Recording => {
                         hung_up = true;
                         let _ = commands.send((call.clone(), AppCommand::Hangup)).await;
                     }
-                    Some(SessionEvent::Key(_) | SessionEvent::Transferred(_)) => {}
-                    Some(SessionEvent::Ended) | None => break,
-                },
-                _ = tick.tick() => {
-                    let ended = playout.next_packet(&mut packet);
-                    if let Some(to) = peer {
-                        let _ = sock.try_send_to(&packet, to);
-                    }
-                    if ended {
-                        phase = match phase {
-                            Phase::Greeting => {
-                                playout.play(beep());
-                                Phase::Beep
-                            }
-                            Phase::Beep | Phase::Recording => Phase::Recording,
-                        };
-                    }
-                }
-                got = sock.recv_from(&mut buf) => {
-                    let Ok((n, from)) = got else { continue };
-                    if peer.is_some_and(|p| p != from) {
-                        continue;
-                    }
-                    peer = Some(from);
-                    let pressed = keys.packet(&buf[..n]);
-                    if phase == Phase::Recording {
-                        if pressed.contains(&'#') && !hung_up {
-                            hung_up = true;
-                            let _ = commands.send((call.clone(), AppCommand::Hangup)).await;
-                        } else if !hung_up {
-                            take.packet(&buf[..n]);
-                        }
-                    } else if pressed.contains(&'#') && phase == Phase::Greeting {
-                        // `#` skips the greeting.
-                        playout.play(beep());
+                    // `#` skips the greeting.
+                    Phase::Greeting => {
+                        media.playout.play(beep());
                         phase = Phase::Beep;
                     }
+                    Phase::Beep => {}
                 }
             }
         }
-        drop(sock);
+        drop(media);
         if take.length() < SHORTEST {
             tracing::info!(call = %call, extension = %ext, "voicemail: no message left");
             return;

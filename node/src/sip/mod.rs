@@ -136,10 +136,14 @@ impl SipService {
             Duration::from_secs(calls_cfg.ring_timeout_secs.saturating_add(60)),
             Arc::clone(&security),
         ));
-        let (apps, apps_task) =
-            crate::apps::Apps::start(cluster.clone(), Arc::clone(&audio), Arc::clone(&security))
-                .await
-                .map_err(SipError::Apps)?;
+        let (apps, apps_task) = crate::apps::Apps::start(
+            cluster.clone(),
+            Arc::clone(&audio),
+            Arc::clone(&security),
+            vip.is_some(),
+        )
+        .await
+        .map_err(SipError::Apps)?;
         let calls = Arc::new(call::Calls::new(
             cluster.clone(),
             endpoint_handle.clone(),

@@ -255,7 +255,8 @@ async fn admitted(
     }
     let offered = admission::offered(req, peer.transport, a.reject_anonymous)?;
     let ring = {
-        let dir = ReplicaDirectory::new(calls, a.started.wall, offered.srtp);
+        let mut dir = ReplicaDirectory::new(calls, a.started.wall, offered.srtp);
+        dir.source = (!a.from_trunk).then_some(peer.addr.ip());
         plan::number_plan(&dir, &a.callee, None, 0)?
     };
     match ring {

@@ -15,7 +15,7 @@ use super::plan::{self, Directory, Next, Ring, Stage};
 pub(super) enum Internal {
     Extension,
     RingGroup,
-    /// An auto attendant's.
+    /// An auto attendant's or a conference room's.
     App,
     No,
 }
@@ -43,6 +43,9 @@ pub(super) struct ReplicaDirectory<'a> {
     reader: &'a StateReader,
     now: UnixMillis,
     srtp: bool,
+    /// The calling phone's address (not a trunk's): a conference PIN guessed wrong counts
+    /// against it.
+    pub(super) source: Option<std::net::IpAddr>,
 }
 
 fn read_failed(e: storage::StorageError) -> Refusal {
@@ -57,6 +60,7 @@ impl<'a> ReplicaDirectory<'a> {
             reader: calls.cluster.reader(),
             now,
             srtp,
+            source: None,
         }
     }
 }
@@ -82,15 +86,24 @@ impl Directory for ReplicaDirectory<'_> {
         self.calls.limits().count(number) >= self.calls.config.max_per_extension
     }
     fn application(&self, number: &str) -> Result<Option<Binding>, Refusal> {
+        use crate::apps::Service;
         let ivr = self
             .reader
             .get::<storage::ivr::Ivr>(number)
             .map_err(read_failed)?;
-        Ok(ivr.map(|_| {
-            self.calls
-                .apps
-                .binding(&crate::apps::Service::Ivr, number, self.now)
-        }))
+        let service = if ivr.is_some() {
+            Service::Ivr
+        } else if self
+            .reader
+            .get::<storage::conference::ConferenceRoom>(number)
+            .map_err(read_failed)?
+            .is_some()
+        {
+            Service::Conference(self.source)
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(self.calls.apps.binding(&service, number, self.now)))
     }
     fn mailbox(&self, number: &str) -> Result<Option<storage::voicemail::Mailbox>, Refusal> {
         self.reader.get(number).map_err(read_failed)
@@ -122,7 +135,10 @@ impl Calls {
         let ivr = reader
             .get::<storage::ivr::Ivr>(number)
             .map_err(read_failed)?;
-        Ok(if ivr.is_some() {
+        let room = reader
+            .get::<storage::conference::ConferenceRoom>(number)
+            .map_err(read_failed)?;
+        Ok(if ivr.is_some() || room.is_some() {
             Internal::App
         } else {
             Internal::No

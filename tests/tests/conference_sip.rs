@@ -1,0 +1,262 @@
+//! A conference room with real `pbx` processes and three scripted phones sending real tones:
+//! 1001 (440 Hz), 1002 (660 Hz) and 1003 (880 Hz) dial room 800, enter its PIN, and talk at
+//! once. Each hears the other two and not itself. The API lists the three participants; a
+//! moderator mutes 1003 (the others stop hearing 880 Hz) and removes 1002 (its call is ended).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::UdpSocket;
+
+use pbx_media::g711::Law;
+use pbx_media::rtp::{RtpHeader, RtpPacket};
+use pbx_media::tone::{ToneGenerator, goertzel};
+use pbx_tests::api::{lab_without_pings, send, wait_json};
+use pbx_tests::phone::{Dialog, Phone};
+
+const SECRET: &str = "Tr7!kq-Vw9zP";
+const PIN: &str = "482915";
+
+/// A media socket of the test's own and the SDP offer naming it (µ-law, telephone-events).
+async fn media() -> (Arc<UdpSocket>, String) {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+    );
+    (Arc::new(sock), sdp)
+}
+
+/// Presses `keys` as RFC 4733 telephone-events (payload type 101) towards `to`.
+async fn press(sock: &UdpSocket, to: SocketAddr, keys: &str, base: u32) {
+    for (k, key) in keys.chars().enumerate() {
+        let event = match key {
+            '0'..='9' => key as u8 - b'0',
+            '*' => 10,
+            _ => 11,
+        };
+        let ts = base + k as u32 * 4000;
+        for (n, (end, duration)) in [(false, 160u16), (false, 320), (true, 480), (true, 480)]
+            .into_iter()
+            .enumerate()
+        {
+            let header = RtpHeader {
+                marker: n == 0,
+                payload_type: 101,
+                sequence: (k * 4 + n) as u16,
+                timestamp: ts,
+                ssrc: base,
+            };
+            let flags = if end { 0x8a } else { 0x0a };
+            let payload = [event, flags, (duration >> 8) as u8, duration as u8];
+            let mut packet = Vec::new();
+            header.write(&payload, &mut packet).unwrap();
+            sock.send_to(&packet, to).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+/// Sends a `freq` Hz tone for `secs` seconds from `sock` to `to`, while collecting what arrives
+/// on `sock`; the audio heard.
+async fn talk_and_listen(sock: Arc<UdpSocket>, to: SocketAddr, freq: f32, secs: u32) -> Vec<i16> {
+    let sender = {
+        let sock = Arc::clone(&sock);
+        tokio::spawn(async move {
+            let mut tone = ToneGenerator::new(freq, 6000, 8000).unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for n in 0..secs * 50 {
+                tick.tick().await;
+                let mut pcm = [0i16; 160];
+                tone.fill(&mut pcm);
+                let mut payload = Vec::new();
+                Law::Ulaw.encode_into(&pcm, &mut payload);
+                let header = RtpHeader {
+                    marker: n == 0,
+                    payload_type: 0,
+                    sequence: n as u16,
+                    timestamp: n * 160,
+                    ssrc: freq as u32,
+                };
+                let mut packet = Vec::new();
+                header.write(&payload, &mut packet).unwrap();
+                let _ = sock.send_to(&packet, to).await;
+            }
+        })
+    };
+    let heard = listen(&sock, Duration::from_secs(u64::from(secs))).await;
+    sender.await.unwrap();
+    heard
+}
+
+/// Everything heard on `sock` for `within`, as 8 kHz samples.
+async fn listen(sock: &UdpSocket, within: Duration) -> Vec<i16> {
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 1500];
+    let end = Instant::now() + within;
+    while let Ok(Ok(n)) = tokio::time::timeout(
+        end.saturating_duration_since(Instant::now()),
+        sock.recv(&mut buf),
+    )
+    .await
+    {
+        if let Ok(p) = RtpPacket::parse(&buf[..n])
+            && p.header.payload_type == 0
+        {
+            Law::Ulaw.decode_into(p.payload, &mut heard);
+        }
+    }
+    heard
+}
+
+/// The share of each frequency's power in what was heard, frame by frame (the last second).
+fn powers(heard: &[i16]) -> [f32; 3] {
+    let tail = &heard[heard.len().saturating_sub(8000)..];
+    let mut out = [0.0f32; 3];
+    for frame in tail.chunks_exact(160) {
+        for (i, f) in [440.0, 660.0, 880.0].into_iter().enumerate() {
+            out[i] += goertzel(frame, f, 8000);
+        }
+    }
+    out
+}
+
+fn hears(p: &[f32; 3], f: usize) -> bool {
+    let loudest = p.iter().copied().fold(0.0f32, f32::max);
+    loudest > 0.0 && p[f] > 0.2 * loudest
+}
+
+struct Member {
+    phone: Phone,
+    dialog: Dialog,
+    sock: Arc<UdpSocket>,
+}
+
+async fn join(lab: &pbx_tests::Lab, user: &str, base: u32) -> Member {
+    let sip = SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port));
+    let mut phone = Phone::new(sip, user, SECRET).await.unwrap();
+    let (sock, offer) = media().await;
+    let out = phone.dial("800", Some(&offer)).await.unwrap();
+    let dialog = phone
+        .outcome(&out, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the room answers");
+    // The two beeps asking for the PIN, then the PIN.
+    listen(&sock, Duration::from_millis(700)).await;
+    press(&sock, dialog.media, &format!("{PIN}#"), base).await;
+    Member {
+        phone,
+        dialog,
+        sock,
+    }
+}
+
+async fn participants(client: &pbx_tests::LabClient, n: usize) -> Vec<Value> {
+    let all = wait_json(client, "/api/v1/conferences/800/participants", |v| {
+        v["participants"].as_array().is_some_and(|a| a.len() == n)
+    })
+    .await;
+    all["participants"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_phones_in_a_room_each_hear_the_other_two_and_not_themselves() {
+    let (lab, client) = lab_without_pings(1, &["1001", "1002", "1003"], SECRET).await;
+    send(
+        &client,
+        Method::PUT,
+        "/api/v1/conferences/800",
+        json!({"name": "Weekly", "pin": PIN, "max_participants": 5}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let mut a = join(&lab, "1001", 100_000).await;
+    let b = join(&lab, "1002", 200_000).await;
+    let c = join(&lab, "1003", 300_000).await;
+    let listed = participants(&client, 3).await;
+    let mut callers: Vec<&str> = listed
+        .iter()
+        .map(|p| p["caller"].as_str().unwrap())
+        .collect();
+    callers.sort_unstable();
+    assert_eq!(callers, ["1001", "1002", "1003"]);
+
+    let (ha, hb, hc) = tokio::join!(
+        talk_and_listen(Arc::clone(&a.sock), a.dialog.media, 440.0, 3),
+        talk_and_listen(Arc::clone(&b.sock), b.dialog.media, 660.0, 3),
+        talk_and_listen(Arc::clone(&c.sock), c.dialog.media, 880.0, 3),
+    );
+    let (pa, pb, pc) = (powers(&ha), powers(&hb), powers(&hc));
+    assert!(
+        hears(&pa, 1) && hears(&pa, 2) && !hears(&pa, 0),
+        "1001 (440): {pa:?}"
+    );
+    assert!(
+        hears(&pb, 0) && hears(&pb, 2) && !hears(&pb, 1),
+        "1002 (660): {pb:?}"
+    );
+    assert!(
+        hears(&pc, 0) && hears(&pc, 1) && !hears(&pc, 2),
+        "1003 (880): {pc:?}"
+    );
+
+    // A moderator mutes 1003: 1001 hears 660 Hz only.
+    let id_of = |caller: &str| {
+        listed.iter().find(|p| p["caller"] == caller).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    send(
+        &client,
+        Method::PUT,
+        &format!("/api/v1/conferences/800/participants/{}", id_of("1003")),
+        json!({"muted": true}),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ha, _, _) = tokio::join!(
+        talk_and_listen(Arc::clone(&a.sock), a.dialog.media, 440.0, 2),
+        talk_and_listen(Arc::clone(&b.sock), b.dialog.media, 660.0, 2),
+        talk_and_listen(Arc::clone(&c.sock), c.dialog.media, 880.0, 2),
+    );
+    let pa = powers(&ha);
+    assert!(
+        hears(&pa, 1) && !hears(&pa, 2),
+        "1001 with 1003 muted: {pa:?}"
+    );
+
+    // A moderator removes 1002: its call is ended.
+    let mut b = b;
+    let kicked = client
+        .req(
+            0,
+            Method::DELETE,
+            &format!("/api/v1/conferences/800/participants/{}", id_of("1002")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(kicked.status().is_success(), "{}", kicked.status());
+    assert!(
+        b.phone
+            .expect_request("BYE", Duration::from_secs(5))
+            .await
+            .is_ok(),
+        "the removed participant is hung up"
+    );
+    participants(&client, 2).await;
+    // 1001 hangs up; only 1003 is left.
+    assert_eq!(a.phone.hang_up(&mut a.dialog).await.unwrap(), 200);
+    participants(&client, 1).await;
+    drop(c);
+}
