@@ -457,6 +457,10 @@ impl Session {
                     Heard::Packet { keys } => {
                         if let Some(take) = greeting.as_mut() {
                             take.packet(media.datagram());
+                            if take.full() {
+                                // The longest greeting: kept as if `#` ended it.
+                                pending.extend(menu.digit('#', Instant::now()));
+                            }
                         }
                         for k in keys {
                             pending.extend(menu.digit(k, Instant::now()));
