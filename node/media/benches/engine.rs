@@ -1,15 +1,18 @@
 //! CPU cost of the media engine's per-call work, single-threaded: recording a two-party G.711 call
 //! (two packets in, one stereo tick out, per 20 ms; segment encoding included) and mixing a
-//! conference (one 20 ms tick for N participants). Turned into calls (or participants) one core can
-//! carry in real time: 20 ms divided by the cost per tick.
+//! conference (one 20 ms tick for N participants), alone and as a room does it (each member's packet
+//! through its jitter buffer and G.711 decoder, the mix, each member's mix encoded into an RTP
+//! packet; the sockets left out). Turned into calls (or participants) one core can carry in real
+//! time: 20 ms divided by the cost per tick.
 //! Run: `cargo bench --workspace --bench engine [-- SECONDS_OF_AUDIO]`; figures go in BENCHMARKS.md.
 
 use std::time::Instant;
 
 use pbx_media::g711::Law;
+use pbx_media::jitter::{JitterBuffer, JitterConfig};
 use pbx_media::mixer::Mixer;
 use pbx_media::recorder::{CALLEE, CALLER, CallRecorder};
-use pbx_media::rtp::RtpHeader;
+use pbx_media::rtp::{RtpHeader, RtpPacket};
 use pbx_media::tone::ToneGenerator;
 use pbx_media::{FRAME_SAMPLES, Frame};
 
@@ -100,6 +103,65 @@ fn main() {
             per_participant * 1e6,
             0.020 / per_participant,
             sink % 2
+        );
+    }
+
+    // A room's tick as `node/src/apps/conference.rs` does it, sockets aside: per member, its
+    // packet into its jitter buffer, one frame out and decoded; the mix; per member, its mix
+    // encoded and written as an RTP packet.
+    for n in [3usize, 10, 50] {
+        let ticks = 3000;
+        let streams: Vec<Vec<Vec<u8>>> = (0..n)
+            .map(|i| packets(300.0 + 20.0 * i as f32, ticks, i as u32 + 1))
+            .collect();
+        let mut mixer = Mixer::new();
+        let mut jitters: Vec<JitterBuffer> = (0..n)
+            .map(|id| {
+                mixer.add(id);
+                JitterBuffer::new(JitterConfig::default())
+            })
+            .collect();
+        let mut pcm = Vec::with_capacity(FRAME_SAMPLES);
+        let mut payload = Vec::with_capacity(FRAME_SAMPLES);
+        let mut out = Vec::with_capacity(12 + FRAME_SAMPLES);
+        let mut sent = 0usize;
+        let started = Instant::now();
+        for t in 0..ticks {
+            for (id, jitter) in jitters.iter_mut().enumerate() {
+                let p = RtpPacket::parse(&streams[id][t]).expect("packet");
+                let h = p.header;
+                let _ = jitter.push(h.ssrc, h.sequence, h.timestamp, p.payload);
+                if let Some(f) = jitter.pop() {
+                    pcm.clear();
+                    Law::Ulaw.decode_into(&f.payload, &mut pcm);
+                    let mut frame: Frame = [0; FRAME_SAMPLES];
+                    frame.copy_from_slice(&pcm[..FRAME_SAMPLES]);
+                    mixer.put_frame(id, &frame);
+                }
+            }
+            for (id, mixed) in mixer.mix() {
+                payload.clear();
+                Law::Ulaw.encode_into(mixed, &mut payload);
+                let header = RtpHeader {
+                    marker: false,
+                    payload_type: 0,
+                    sequence: t as u16,
+                    timestamp: (t * FRAME_SAMPLES) as u32,
+                    ssrc: id as u32,
+                };
+                out.clear();
+                header.write(&payload, &mut out).expect("packet");
+                sent += out.len();
+            }
+        }
+        let per_tick = started.elapsed().as_secs_f64() / ticks as f64;
+        let per_participant = per_tick / n as f64;
+        println!(
+            "room: {n} participants: {:.2} µs per 20 ms tick ({:.3} µs per participant: jitter, decode, mix, encode, RTP), {:.0} participants per core before sockets [{}]",
+            per_tick * 1e6,
+            per_participant * 1e6,
+            0.020 / per_participant,
+            sent % 2
         );
     }
 }

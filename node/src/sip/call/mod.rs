@@ -193,9 +193,10 @@ impl Calls {
     pub(crate) fn media_guard(&self) -> MediaGuard {
         let security = Arc::clone(&self.security);
         MediaGuard {
-            // Loopback is this host: the PBX's own applications answer from there.
+            // The PBX's own application agent answers from 127.0.0.1 (this host only); any other
+            // address, loopback ones included, is the firewall's to judge.
             may_latch: Arc::new(move |ip| {
-                ip.is_loopback()
+                ip == IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
                     || security
                         .gate()
                         .check(ip, Service::Media, GateTransport::Udp)
