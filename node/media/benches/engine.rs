@@ -114,6 +114,10 @@ fn main() {
         let streams: Vec<Vec<Vec<u8>>> = (0..n)
             .map(|i| packets(300.0 + 20.0 * i as f32, ticks, i as u32 + 1))
             .collect();
+        // By tick: every member's packet of that tick.
+        let by_tick: Vec<Vec<&[u8]>> = (0..ticks)
+            .map(|t| streams.iter().map(|s| s[t].as_slice()).collect())
+            .collect();
         let mut mixer = Mixer::new();
         let mut jitters: Vec<JitterBuffer> = (0..n)
             .map(|id| {
@@ -126,9 +130,9 @@ fn main() {
         let mut out = Vec::with_capacity(12 + FRAME_SAMPLES);
         let mut sent = 0usize;
         let started = Instant::now();
-        for t in 0..ticks {
-            for (id, jitter) in jitters.iter_mut().enumerate() {
-                let p = RtpPacket::parse(&streams[id][t]).expect("packet");
+        for (t, tick) in by_tick.iter().enumerate() {
+            for (id, (jitter, packet)) in jitters.iter_mut().zip(tick).enumerate() {
+                let p = RtpPacket::parse(packet).expect("packet");
                 let h = p.header;
                 let _ = jitter.push(h.ssrc, h.sequence, h.timestamp, p.payload);
                 if let Some(f) = jitter.pop() {
