@@ -9,14 +9,15 @@ use pbx_media::tone::ToneGenerator;
 const RATE: u32 = 8000;
 const LEVEL: i16 = 6000;
 
-fn tones(parts: &[(f32, usize)]) -> Arc<[i16]> {
+/// Tones of `(Hz, ms)` one after another at `level` (0 Hz: silence), 8 kHz.
+pub(super) fn tones(level: i16, parts: &[(f32, usize)]) -> Arc<[i16]> {
     let mut pcm = Vec::new();
     for &(freq, ms) in parts {
         let n = RATE as usize * ms / 1000;
         let start = pcm.len();
         pcm.resize(start + n, 0);
         if freq > 0.0
-            && let Ok(mut g) = ToneGenerator::new(freq, LEVEL, RATE)
+            && let Ok(mut g) = ToneGenerator::new(freq, level, RATE)
         {
             g.fill(&mut pcm[start..]);
         }
@@ -27,13 +28,20 @@ fn tones(parts: &[(f32, usize)]) -> Arc<[i16]> {
 /// Played in place of a menu's greeting when it has none (or its file is not readable here).
 pub(crate) fn chime() -> Arc<[i16]> {
     static CHIME: OnceLock<Arc<[i16]>> = OnceLock::new();
-    Arc::clone(CHIME.get_or_init(|| tones(&[(660.0, 250), (0.0, 50), (880.0, 400), (0.0, 300)])))
+    Arc::clone(
+        CHIME.get_or_init(|| tones(LEVEL, &[(660.0, 250), (0.0, 50), (880.0, 400), (0.0, 300)])),
+    )
 }
 
 /// Played after a key that leads nowhere.
 pub(crate) fn invalid() -> Arc<[i16]> {
     static SIT: OnceLock<Arc<[i16]>> = OnceLock::new();
-    Arc::clone(SIT.get_or_init(|| tones(&[(950.0, 330), (1400.0, 330), (1800.0, 330), (0.0, 500)])))
+    Arc::clone(SIT.get_or_init(|| {
+        tones(
+            LEVEL,
+            &[(950.0, 330), (1400.0, 330), (1800.0, 330), (0.0, 500)],
+        )
+    }))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::clips::tones;
 use super::listen::{PIN_ATTEMPTS, PIN_WAIT};
 use super::media::{Agreed, CallMedia, Heard};
 use super::{AppCommand, Context, SessionEvent};
@@ -55,26 +56,17 @@ pub(super) enum RoomInput {
     Mute { id: u64, muted: bool },
 }
 
-fn tones(parts: &[(f32, usize)]) -> Arc<[i16]> {
-    let mut pcm = Vec::new();
-    for &(freq, ms) in parts {
-        let start = pcm.len();
-        pcm.resize(start + 8 * ms, 0);
-        if let Ok(mut g) = pbx_media::tone::ToneGenerator::new(freq, 4000, 8000) {
-            g.fill(&mut pcm[start..]);
-        }
-    }
-    pcm.into()
-}
+/// Join and leave tones are softer than the prompts: they play over the conversation.
+const TONE_LEVEL: i16 = 4000;
 
 fn join_tone() -> Arc<[i16]> {
     static T: std::sync::OnceLock<Arc<[i16]>> = std::sync::OnceLock::new();
-    Arc::clone(T.get_or_init(|| tones(&[(523.0, 120), (784.0, 160)])))
+    Arc::clone(T.get_or_init(|| tones(TONE_LEVEL, &[(523.0, 120), (784.0, 160)])))
 }
 
 fn leave_tone() -> Arc<[i16]> {
     static T: std::sync::OnceLock<Arc<[i16]>> = std::sync::OnceLock::new();
-    Arc::clone(T.get_or_init(|| tones(&[(784.0, 120), (523.0, 160)])))
+    Arc::clone(T.get_or_init(|| tones(TONE_LEVEL, &[(784.0, 120), (523.0, 160)])))
 }
 
 /// Adds what is left of `tone` (20 ms of it) to `frame`.
@@ -419,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_tone_is_added_to_what_a_member_hears_until_it_ends() {
-        let mut tone = Some((tones(&[(600.0, 30)]), 0));
+        let mut tone = Some((tones(TONE_LEVEL, &[(600.0, 30)]), 0));
         let mut frame = [100i16; FRAME_SAMPLES];
         mix_tone(&mut frame, &mut tone);
         assert!(frame.iter().any(|s| *s != 100));
@@ -430,7 +422,7 @@ mod tests {
         assert!(second[80..].iter().all(|s| *s == 0));
         assert!(tone.is_none());
         let mut loud = [i16::MAX; FRAME_SAMPLES];
-        let mut again = Some((tones(&[(600.0, 20)]), 0));
+        let mut again = Some((tones(TONE_LEVEL, &[(600.0, 20)]), 0));
         mix_tone(&mut loud, &mut again);
         assert!(loud.iter().all(|s| *s >= i16::MAX - 4000));
     }

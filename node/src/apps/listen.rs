@@ -264,19 +264,7 @@ const MAX_GREETING: Duration = Duration::from_secs(60);
 /// The menu's tones, synthesised once.
 fn sound(s: Sound) -> Arc<[i16]> {
     use std::sync::OnceLock;
-    fn tones(parts: &[(f32, usize)]) -> Arc<[i16]> {
-        let mut pcm = Vec::new();
-        for &(freq, ms) in parts {
-            let start = pcm.len();
-            pcm.resize(start + 8 * ms, 0);
-            if freq > 0.0
-                && let Ok(mut g) = pbx_media::tone::ToneGenerator::new(freq, 6000, 8000)
-            {
-                g.fill(&mut pcm[start..]);
-            }
-        }
-        pcm.into()
-    }
+    let tones = |parts: &[(f32, usize)]| super::clips::tones(6000, parts);
     static ASK: OnceLock<Arc<[i16]>> = OnceLock::new();
     static RECORD: OnceLock<Arc<[i16]>> = OnceLock::new();
     static SAVED: OnceLock<Arc<[i16]>> = OnceLock::new();

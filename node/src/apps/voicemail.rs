@@ -124,13 +124,7 @@ pub(crate) fn caller_of(from: &str) -> (String, String) {
 /// A 1 kHz beep: record now.
 fn beep() -> Arc<[i16]> {
     static BEEP: std::sync::OnceLock<Arc<[i16]>> = std::sync::OnceLock::new();
-    Arc::clone(BEEP.get_or_init(|| {
-        let mut pcm = vec![0i16; RATE * 400 / 1000];
-        if let Ok(mut g) = pbx_media::tone::ToneGenerator::new(1000.0, 7000, RATE as u32) {
-            g.fill(&mut pcm);
-        }
-        pcm.into()
-    }))
+    Arc::clone(BEEP.get_or_init(|| super::clips::tones(7000, &[(1000.0, 400)])))
 }
 
 /// One caller leaving a message.
