@@ -199,6 +199,39 @@ impl Browser {
         }
     }
 
+    /// Clicks `selector`, whose action loads the page anew (a form that reloads or redirects once
+    /// it succeeds), and waits up to `timeout` until the new document has finished loading. Without
+    /// the wait the next step can run against the old page while it is being replaced.
+    pub async fn click_and_wait_for_load(
+        &self,
+        selector: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.execute("window.__pbxOldDocument = true; return true")
+            .await?;
+        self.click(selector).await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // A script run while the page is being replaced may fail: that is a "not yet".
+            let loaded = self
+                .client
+                .execute(
+                    "return window.__pbxOldDocument !== true && document.readyState === 'complete'",
+                    Vec::new(),
+                )
+                .await;
+            if matches!(loaded, Ok(Value::Bool(true))) {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "clicking {selector:?} did not load a new page within {timeout:?} (now on {})",
+                self.where_now().await
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// The text of the first element `selector` (CSS) matches whose text contains `text`, waiting
     /// up to `timeout` for one.
     pub async fn wait_for_text(

@@ -124,7 +124,8 @@ async fn voicemail_in_the_admin_and_user_pages() -> anyhow::Result<()> {
         .await?;
     b.fill(&format!("{form} input[name=pin]"), "402913").await?;
     shot(&b, "admin-form").await?;
-    b.click(&format!("{form} button[type=submit]")).await?;
+    b.click_and_wait_for_load(&format!("{form} button[type=submit]"), WAIT)
+        .await?;
     let m = mailbox_when(&lab, |m| m["has_pin"] == true).await?;
     assert_eq!(
         (&m["max_messages"], &m["ring_secs"]),
@@ -154,7 +155,8 @@ async fn voicemail_in_the_admin_and_user_pages() -> anyhow::Result<()> {
     // Settings: the e-mail and ring time change, the admin's limits and the PIN stay.
     b.fill("#voicemail-email", "una@example.com").await?;
     b.fill("#voicemail-ring", "45").await?;
-    b.click("#voicemail-settings-submit").await?;
+    b.click_and_wait_for_load("#voicemail-settings-submit", WAIT)
+        .await?;
     let m = mailbox_when(&lab, |m| m["ring_secs"] == 45).await?;
     assert_eq!(m["email"], "una@example.com");
     assert_eq!(
@@ -177,7 +179,8 @@ async fn voicemail_in_the_admin_and_user_pages() -> anyhow::Result<()> {
         .await?;
     let before = mailbox_when(&lab, |_| true).await?;
     b.fill("#voicemail-pin-repeat", "813572").await?;
-    b.click("#voicemail-pin-submit").await?;
+    b.click_and_wait_for_load("#voicemail-pin-submit", WAIT)
+        .await?;
     let m = mailbox_when(&lab, |m| m["updated_at"] != before["updated_at"]).await?;
     assert_eq!(
         (&m["ring_secs"], &m["email"]),
@@ -200,7 +203,8 @@ async fn voicemail_in_the_admin_and_user_pages() -> anyhow::Result<()> {
         .await?
         .send_keys(file.to_str().context("a UTF-8 path")?)
         .await?;
-    b.click("#voicemail-greeting-submit").await?;
+    b.click_and_wait_for_load("#voicemail-greeting-submit", WAIT)
+        .await?;
     let m = mailbox_when(&lab, |m| m["greeting_busy"].is_string()).await?;
     let id = m["greeting_busy"].as_str().unwrap().to_owned();
     assert_eq!(m["greeting_unavailable"], Value::Null);
