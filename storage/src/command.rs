@@ -475,6 +475,7 @@ impl Command {
             Self::EndCall { call_id, cdr } => {
                 delete(txn, Table::Calls, call_id, false);
                 txn.delete(Table::HangupRequests, call_id);
+                txn.delete(Table::Settings, &recording::on_demand_key(call_id));
                 release_outbound(txn, call_id)?;
                 index_cdr(txn, cdr)?;
                 put(txn, cdr.as_ref())
@@ -482,6 +483,7 @@ impl Command {
             Self::DeleteCall { call_id } => {
                 release_outbound(txn, call_id)?;
                 txn.delete(Table::HangupRequests, call_id);
+                txn.delete(Table::Settings, &recording::on_demand_key(call_id));
                 Ok(delete(txn, Table::Calls, call_id, false))
             }
             Self::PutRouting { record, mode } => {

@@ -21,21 +21,32 @@ pub enum RecordingMode {
     Never,
     /// Every answered call of the extension is recorded.
     Always,
+    /// A call is recorded from when the extension's user presses the feature code (`*1`) in it,
+    /// until they press it again.
+    OnDemand,
 }
 
 impl RecordingMode {
-    pub const ALL: [Self; 2] = [Self::Never, Self::Always];
+    pub const ALL: [Self; 3] = [Self::Never, Self::Always, Self::OnDemand];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Never => "never",
             Self::Always => "always",
+            Self::OnDemand => "on_demand",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == s)
     }
+}
+
+/// The setting (`Settings` table) that says a call's on-demand recording is on: its value names the
+/// extension that turned it on. Replicated, so that the node carrying the call on after a failover
+/// goes on recording; ending or deleting the call deletes it.
+pub fn on_demand_key(call_id: &str) -> String {
+    format!("recording.on_demand.{call_id}")
 }
 
 /// An extension's recording policy, keyed by the extension's number. A missing record means

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod baresip;
 pub mod browser;
+pub mod dtmf;
 pub mod netns;
 pub mod process;
 pub mod sipp;

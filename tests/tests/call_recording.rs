@@ -1,7 +1,8 @@
 //! Call recording with real `pbx` processes and scripted phones sending real tones: a call of an
 //! extension whose policy is `always` is saved in segments of the audio store, the caller's tone on
 //! the left channel and the callee's on the right, on a majority of the nodes; a call of extensions
-//! without a policy is not recorded.
+//! without a policy is not recorded; an extension whose policy is `on_demand` records what lies
+//! between two presses of `*1`.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use pbx_media::g711::Law;
 use pbx_media::rtp::RtpHeader;
 use pbx_media::tone::{ToneGenerator, dominant};
 use pbx_tests::api::send;
+use pbx_tests::dtmf::press;
 use pbx_tests::netns::{self, vip_owner};
 use pbx_tests::phone::{Answer, Dialog, Phone};
 use pbx_tests::{Lab, LabClient, LabOptions, topology};
@@ -323,6 +325,45 @@ async fn a_recorded_call_holds_each_party_on_its_own_channel_in_saved_segments()
         .unwrap()
         .clone();
     assert_eq!(unrecorded["recordings"], json!([]), "{unrecorded}");
+
+    // 1003 records on demand: it calls 1001 and presses *1 two seconds in and again three seconds
+    // later; only the part between the presses is recorded.
+    send(
+        &lab,
+        Method::PUT,
+        "/api/v1/extensions/1003/recording",
+        json!({"mode": "on_demand"}),
+        StatusCode::OK,
+    )
+    .await;
+    let (mut c, a) = call(&mut carol, &mut alice, "1001").await;
+    let presses = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        press(&carol.rtp_socket(), c.media, "*1").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        press(&carol.rtp_socket(), c.media, "*1").await.unwrap();
+    };
+    tokio::join!(
+        talk(&carol, c.media, 880.0, 8),
+        talk(&alice, a.media, 440.0, 8),
+        presses
+    );
+    assert_eq!(carol.hang_up(&mut c).await.unwrap(), 200);
+    let on_demand = call_id(&client, 3).await;
+    let files = segments_covering(&client, 0, &on_demand, 2.5, Duration::from_secs(15)).await;
+    assert!(!files.is_empty(), "the code started a recording");
+    for f in &files {
+        assert_eq!(f["owner"], "1003", "who pressed the code owns it");
+    }
+    let (left, right) = join(&client, 0, &files).await;
+    let recorded = left.len() as f64 / 8000.0;
+    assert!(
+        (2.5..=4.5).contains(&recorded),
+        "{recorded} s recorded between presses 3 s apart, of an 8 s call"
+    );
+    let (caller_880, callee_440) = (seconds_of(&left, 880.0), seconds_of(&right, 440.0));
+    assert!(caller_880 >= 2.0, "the caller's tone for {caller_880} s");
+    assert!(callee_440 >= 2.0, "the callee's tone for {callee_440} s");
 }
 
 #[test]

@@ -54,9 +54,9 @@ async fn recording_policy_through_the_api() {
 
     // ---- Bad bodies are refused naming the field; an unknown mode lists the modes.
     expect_error(
-        &call(&lab, Method::PUT, PATH, Some(json!({"mode": "on_demand"}))).await,
+        &call(&lab, Method::PUT, PATH, Some(json!({"mode": "sometimes"}))).await,
         StatusCode::BAD_REQUEST,
-        &["mode", "never", "always"],
+        &["mode", "never", "always", "on_demand"],
     );
     let bad = [
         (json!({}), "mode"),

@@ -23,6 +23,7 @@ use pbx_media::g711::Law;
 use pbx_media::rtp::{RtpHeader, RtpPacket};
 use pbx_media::tone::{ToneGenerator, dominant};
 use pbx_tests::api::{send, wait_json};
+use pbx_tests::dtmf::press;
 use pbx_tests::phone::Phone;
 use pbx_tests::process::KillOnDrop;
 use pbx_tests::sipp::{self, Sipp};
@@ -84,46 +85,6 @@ async fn talk(sock: &UdpSocket, to: SocketAddr, freq: f32, secs: u32) {
         let mut packet = Vec::new();
         header.write(&payload, &mut packet).unwrap();
         sock.send_to(&packet, to).await.unwrap();
-    }
-}
-
-/// Presses `keys` as RFC 4733 telephone-events (payload type 101) towards `to`.
-async fn press(sock: &UdpSocket, to: SocketAddr, keys: &str) {
-    for (k, key) in keys.chars().enumerate() {
-        let event = match key {
-            '0'..='9' => key as u8 - b'0',
-            '*' => 10,
-            _ => 11,
-        };
-        // Each key an event of its own: a timestamp never used before on this stream.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(80_000);
-        let ts = NEXT.fetch_add(4000, std::sync::atomic::Ordering::Relaxed);
-        for (n, (end, duration)) in [
-            (false, 160u16),
-            (false, 320),
-            (false, 480),
-            (true, 640),
-            (true, 640),
-            (true, 640),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let header = RtpHeader {
-                marker: n == 0,
-                payload_type: 101,
-                sequence: 1000 + (k * 6 + n) as u16,
-                timestamp: ts,
-                ssrc: 0x5eed_d7f0,
-            };
-            let flags = if end { 0x8a } else { 0x0a };
-            let payload = [event, flags, (duration >> 8) as u8, duration as u8];
-            let mut packet = Vec::new();
-            header.write(&payload, &mut packet).unwrap();
-            sock.send_to(&packet, to).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(60)).await;
     }
 }
 
@@ -305,13 +266,13 @@ async fn a_caller_leaves_a_message_that_is_stored_replicated_and_mailed() {
         frames_of(&asked, 800.0) >= 8,
         "two beeps ask for the PIN: {asked:?}"
     );
-    press(&bob_media, menu.media, "111111#").await;
+    press(&bob_media, menu.media, "111111#").await.unwrap();
     let wrong = listen(&bob_media, Duration::from_millis(1800)).await;
     assert!(
         frames_of(&wrong, 950.0) >= 8 && frames_of(&wrong, 1800.0) >= 8,
         "a wrong PIN: the three rising tones: {wrong:?}"
     );
-    press(&bob_media, menu.media, "739154#").await;
+    press(&bob_media, menu.media, "739154#").await.unwrap();
     let heard = listen(&bob_media, Duration::from_secs(6)).await;
     assert!(
         frames_of(&heard, 600.0) >= 5,
@@ -320,7 +281,7 @@ async fn a_caller_leaves_a_message_that_is_stored_replicated_and_mailed() {
     let message = frames_of(&heard, 440.0) as f64 * 0.02;
     assert!(message >= 3.0, "the message plays: 440 Hz for {message} s");
     // 7: deleted; no more messages: goodbye, and the PBX hangs up.
-    press(&bob_media, menu.media, "7").await;
+    press(&bob_media, menu.media, "7").await.unwrap();
     let bye = bob.expect_request("BYE", Duration::from_secs(5)).await;
     assert!(bye.is_ok(), "the menu hangs up after the last message");
     let _ = &mut menu;

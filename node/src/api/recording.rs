@@ -170,8 +170,8 @@ mod tests {
                 .to_string()
         };
         assert_eq!(
-            refused(serde_json::json!({"mode": "on_demand"})),
-            "mode: must be one of never, always"
+            refused(serde_json::json!({"mode": "sometimes"})),
+            "mode: must be one of never, always, on_demand"
         );
         assert_eq!(refused(serde_json::json!({})), "mode: required");
         assert!(

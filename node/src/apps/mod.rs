@@ -56,6 +56,7 @@ const GREETING_LIMITS: PromptLimits = PromptLimits {
 const MAX_DESTINATION_HOPS: usize = 4;
 
 pub(crate) use listen::LISTEN_CODE;
+pub(crate) use media::Keys;
 
 /// What answers a call the agent gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ mod relay;
 use std::net::SocketAddr;
 
 pub(crate) use ports::PortRange;
-pub(crate) use relay::{Latch, MediaGuard, MediaSession, PeerMedia, Side, Tapped};
+pub(crate) use relay::{KEY_QUEUE, Latch, MediaGuard, MediaSession, PeerMedia, Side, Tapped};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MediaError {

@@ -112,7 +112,19 @@ struct SideState {
     music: bool,
     /// The call is recorded: a copy of each RTP packet this side sends goes here.
     tap: Option<mpsc::Sender<Tapped>>,
+    /// Someone listens for this side's keys: a copy of each of its telephone-event packets.
+    keys: Option<KeyTap>,
 }
+
+/// Where a side's telephone-event packets (of the payload types listed) are copied.
+#[derive(Debug)]
+struct KeyTap {
+    payload_types: Vec<u8>,
+    tx: mpsc::Sender<Tapped>,
+}
+
+/// Key packets queued for their listener: a few seconds of presses.
+pub(crate) const KEY_QUEUE: usize = 64;
 
 /// An RTP packet one side of a recorded call sent (0: the caller, 1: the callee).
 #[derive(Debug)]
@@ -360,6 +372,45 @@ impl MediaSession {
         Some(rx)
     }
 
+    /// Stops the recording [`Self::record`] started: the recorder's input ends, and it saves what it
+    /// holds.
+    pub(crate) fn stop_recording(&self) {
+        if let Some(stream) = self.streams.first() {
+            for side in lock(&stream.state).iter_mut() {
+                side.tap = None;
+            }
+        }
+    }
+
+    /// Starts copying the RTP packets `side` sends in the first stream with one of the
+    /// `payload_types` (its telephone-events) to `to`; replaces any earlier listener of that side.
+    /// False without a stream.
+    pub(crate) fn watch_keys(
+        &self,
+        side: Side,
+        payload_types: Vec<u8>,
+        to: mpsc::Sender<Tapped>,
+    ) -> bool {
+        let Some(stream) = self.streams.first() else {
+            return false;
+        };
+        let tap = KeyTap {
+            payload_types,
+            tx: to,
+        };
+        lock(&stream.state)[side.index()].keys = Some(tap);
+        true
+    }
+
+    /// Stops every listener [`Self::watch_keys`] started.
+    pub(crate) fn unwatch_keys(&self) {
+        if let Some(stream) = self.streams.first() {
+            for side in lock(&stream.state).iter_mut() {
+                side.keys = None;
+            }
+        }
+    }
+
     /// The sources latched for each side's RTP and RTCP in stream `i`, `[caller, callee]`.
     pub(crate) fn latched(&self, i: usize) -> [Latch; 2] {
         self.streams.get(i).map_or_else(Default::default, |s| {
@@ -492,18 +543,10 @@ impl Relay {
                 };
                 if !flow.admit(src, &trusted, now, &self.guard.may_latch) {
                     Route::Foreign
-                } else if let Some(tap) = state[i].tap.as_ref().filter(|_| !self.is_rtcp)
-                    && tap
-                        .try_send(Tapped {
-                            side: i,
-                            packet: buf[..len].to_vec(),
-                        })
-                        .is_err()
-                    && !tap.is_closed()
-                {
-                    untapped.increment(1);
-                    self.route(&state, o)
                 } else {
+                    if !self.is_rtcp {
+                        copy_out(&state[i], i, &buf[..len], &untapped);
+                    }
                     self.route(&state, o)
                 }
             };
@@ -540,6 +583,30 @@ impl Relay {
                 }
             }
         }
+    }
+}
+
+/// Gives an admitted RTP packet of side `i` to whoever copies it: the recorder, the key listener.
+/// Neither may hold the relay up: a full queue loses the copy (a recorder's loss is counted).
+fn copy_out(side: &SideState, i: usize, packet: &[u8], untapped: &metrics::Counter) {
+    if let Some(tap) = &side.tap {
+        let copy = Tapped {
+            side: i,
+            packet: packet.to_vec(),
+        };
+        if tap.try_send(copy).is_err() && !tap.is_closed() {
+            untapped.increment(1);
+        }
+    }
+    if let Some(keys) = &side.keys
+        && let Some(&second) = packet.get(1)
+        && keys.payload_types.contains(&(second & 0x7f))
+    {
+        let copy = Tapped {
+            side: i,
+            packet: packet.to_vec(),
+        };
+        let _ = keys.tx.try_send(copy);
     }
 }
 
@@ -746,5 +813,65 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(range.in_use(), 0);
         assert!(MediaSession::allocate(&range, 2, Duration::from_secs(1), open()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_sides_key_packets_are_copied_as_relayed_and_a_stopped_recording_ends() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_500, 42_507);
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5), open()).unwrap();
+        let (caller, callee) = (phone().await, phone().await);
+        session.set_peer(0, Side::Caller, peer_of(&caller));
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        let port = |side| SocketAddr::from(([127, 0, 0, 1], session.port(0, side).unwrap()));
+        let (to, mut keys) = mpsc::channel(KEY_QUEUE);
+        assert!(session.watch_keys(Side::Caller, vec![101], to));
+        let mut recorded = session.record().unwrap();
+        // RTP version 2; payload type 101 (with and without the marker bit), then 0 (audio).
+        let event = [0x80, 101, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 10, 0x0a, 0, 160];
+        let marked = [
+            0x80,
+            0x80 | 101,
+            0,
+            2,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            9,
+            10,
+            0x8a,
+            1,
+            64,
+        ];
+        let audio = [0x80, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 9, 0xff, 0xff];
+        for p in [&event[..], &marked, &audio] {
+            caller.send_to(p, port(Side::Caller)).await.unwrap();
+            assert_eq!(recv(&callee).await.unwrap().0, p, "relayed as it came");
+        }
+        // The callee's key is relayed and recorded, not given to the caller's listener.
+        callee.send_to(&event, port(Side::Callee)).await.unwrap();
+        assert_eq!(recv(&caller).await.unwrap().0, event);
+        let first = tokio::time::timeout(Duration::from_secs(1), keys.recv()).await;
+        assert_eq!(first.unwrap().unwrap().packet, event);
+        let second = tokio::time::timeout(Duration::from_secs(1), keys.recv()).await;
+        assert_eq!(second.unwrap().unwrap().packet, marked);
+        assert!(
+            keys.try_recv().is_err(),
+            "audio and the other side are not keys"
+        );
+        for _ in 0..4 {
+            let t = tokio::time::timeout(Duration::from_secs(1), recorded.recv()).await;
+            assert!(
+                t.unwrap().is_some(),
+                "every packet of both sides is recorded"
+            );
+        }
+        session.stop_recording();
+        session.unwatch_keys();
+        assert!(recorded.recv().await.is_none(), "the recorder's input ends");
+        assert!(keys.recv().await.is_none(), "the listener's input ends");
     }
 }

@@ -415,11 +415,12 @@ fn recording_cell(e: &Extension, mode: RecordingMode, edit: bool) -> Markup {
     let label = |m: RecordingMode| match m {
         RecordingMode::Never => "not recorded",
         RecordingMode::Always => "always recorded",
+        RecordingMode::OnDemand => "recorded on *1",
     };
     if !edit {
         let kind = match mode {
             RecordingMode::Never => "muted",
-            RecordingMode::Always => "warn",
+            RecordingMode::Always | RecordingMode::OnDemand => "warn",
         };
         return badge(kind, label(mode));
     }

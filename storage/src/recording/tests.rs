@@ -23,7 +23,7 @@ fn modes_parse_from_their_names_and_nothing_else() {
     for mode in RecordingMode::ALL {
         assert_eq!(RecordingMode::parse(mode.as_str()), Some(mode));
     }
-    for bad in ["", "Always", "on_demand", "sometimes"] {
+    for bad in ["", "Always", "on-demand", "sometimes"] {
         assert_eq!(RecordingMode::parse(bad), None, "{bad:?}");
     }
     assert_eq!(RecordingMode::default(), RecordingMode::Never);
@@ -84,4 +84,39 @@ fn deleting_the_extension_deletes_its_policy() {
         "a new extension with the number starts unrecorded"
     );
     assert!(stored(&txn, "1002").is_some(), "others keep theirs");
+}
+
+#[test]
+fn a_calls_on_demand_recording_state_goes_with_the_call() {
+    use crate::command::tests::cdr;
+    use crate::model::Setting;
+    let on = |call_id: &str| {
+        Command::PutSetting(Setting {
+            key: on_demand_key(call_id),
+            value: "1001".into(),
+            updated_at: 1,
+        })
+    };
+    let mut txn = MemTxn::default();
+    for id in ["ended", "deleted", "other"] {
+        assert_eq!(apply(&mut txn, on(id)), Response::Ok);
+    }
+    let ended = cdr(100, "ended");
+    apply(
+        &mut txn,
+        Command::EndCall {
+            call_id: ended.id.clone(),
+            cdr: Box::new(ended),
+        },
+    );
+    apply(
+        &mut txn,
+        Command::DeleteCall {
+            call_id: "deleted".into(),
+        },
+    );
+    let left = |id: &str| get::<Setting>(&txn, &on_demand_key(id)).unwrap();
+    assert_eq!(left("ended"), None);
+    assert_eq!(left("deleted"), None);
+    assert_eq!(left("other").map(|s| s.value), Some("1001".to_owned()));
 }

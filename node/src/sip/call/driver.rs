@@ -9,15 +9,16 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use pbx_sip::transaction::{ClientTxId, Peer, ServerTxId};
-use storage::model::{ActiveCall, Extension};
+use storage::model::{ActiveCall, Extension, Setting};
 use storage::recording::{RecordingMode, RecordingPolicy};
 
 use super::admission::{self, Refusal};
 use super::core::{
     Action, CallCore, Env, Handover, HandoverReply, Input, LegEvent, Locals, MediaStatus, NewCall,
-    NoHandover, Now, Replaces,
+    NoHandover, Now, Replaces, side_of,
 };
 use super::limits::AtLimit;
+use super::on_demand::{self, OnDemand};
 use super::outbound::RouteFacts;
 use super::plan::{self, Ring};
 use super::privacy::display_name;
@@ -179,6 +180,8 @@ pub(super) async fn run(
         adopted_txs: Vec::new(),
         policies_of: None,
         recording: false,
+        recorded_on_demand_by: None,
+        on_demand: None,
     };
     driver.drive().await;
 }
@@ -452,6 +455,8 @@ pub(super) fn adopt(calls: &Arc<Calls>, rec: ActiveCall) -> Result<(), String> {
         adopted_txs: Vec::new(),
         policies_of: None,
         recording: false,
+        recorded_on_demand_by: None,
+        on_demand: None,
     };
     calls.spawn_call(driver.drive());
     Ok(())
@@ -477,8 +482,13 @@ struct Driver {
     adopted_txs: Vec<ServerTxId>,
     /// The parties whose recording policies were last looked at (`None`: not since the answer).
     policies_of: Option<[String; 2]>,
-    /// The call is being recorded (until its media goes away).
+    /// The call is being recorded (until its media goes away, or the user who turned recording on
+    /// turns it off).
     recording: bool,
+    /// Who turned the recording on with the feature code, while it is on.
+    recorded_on_demand_by: Option<String>,
+    /// The keys of parties whose policy is `on_demand`, listened to for the feature code.
+    on_demand: Option<OnDemand>,
 }
 
 impl Driver {
@@ -517,6 +527,10 @@ impl Driver {
                     Some(input) => self.core.handle(now(), input),
                     None => break,
                 },
+                tapped = next_key_packet(self.on_demand.as_mut()) => match tapped {
+                    Some(tapped) => self.key_packet(&tapped).await,
+                    None => self.on_demand = None,
+                },
                 () = sleep_until(wake) => {
                     let status = self.media_status();
                     self.core.handle_timeout(now(), status);
@@ -545,25 +559,115 @@ impl Driver {
     }
 
     /// Starts recording when a party's policy asks for it: the first such party owns the files. A
-    /// call carried on after a failover starts again here, in a new segment.
+    /// call carried on after a failover starts again here, in a new segment. Parties whose policy
+    /// is `on_demand` have their keys listened to for the feature code; if one of them had turned
+    /// the recording on before a failover, it goes on.
     fn record_if_wanted(&mut self) {
         let Some(parties) = self.core.parties() else {
             return;
         };
+        let parties = parties.map(str::to_owned);
         let reader = self.calls.cluster.reader();
-        let wants = |ext: &&str| {
-            !ext.is_empty()
-                && reader
-                    .get::<RecordingPolicy>(ext)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|p| p.mode == RecordingMode::Always)
-        };
-        let Some(owner) = parties.iter().find(|p| wants(p)).map(|o| (*o).to_owned()) else {
+        let modes = parties.clone().map(|ext| {
+            if ext.is_empty() {
+                return RecordingMode::Never;
+            }
+            reader
+                .get::<RecordingPolicy>(&ext)
+                .ok()
+                .flatten()
+                .map_or(RecordingMode::Never, |p| p.mode)
+        });
+        if let Some(i) = modes.iter().position(|m| *m == RecordingMode::Always) {
+            self.start_recording(parties[i].clone());
+            return;
+        }
+        let key = storage::recording::on_demand_key(self.core.id());
+        let was_on = reader.get::<Setting>(&key).ok().flatten().map(|s| s.value);
+        self.listen_for_the_code(&parties, modes);
+        if let Some(by) = was_on
+            && parties
+                .iter()
+                .zip(modes)
+                .any(|(p, m)| *p == by && m == RecordingMode::OnDemand)
+            && self.start_recording(by.clone())
+        {
+            tracing::info!(call = %self.core.id(), extension = %by, "on-demand recording goes on after the failover");
+            self.recorded_on_demand_by = Some(by);
+        }
+    }
+
+    /// Listens to the keys of the parties whose policy is `on_demand` (none: stops listening).
+    fn listen_for_the_code(&mut self, parties: &[String; 2], modes: [RecordingMode; 2]) {
+        self.media.unwatch_keys();
+        self.on_demand = None;
+        if !modes.contains(&RecordingMode::OnDemand) {
+            return;
+        }
+        let sdps = self.core.remote_sdps();
+        let mut types: Vec<u8> = sdps
+            .iter()
+            .flat_map(|sdp| on_demand::event_payload_types(sdp))
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        if types.is_empty() {
+            tracing::debug!(call = %self.core.id(), "no telephone-events negotiated: the recording code cannot be heard");
+            return;
+        }
+        let (to, packets) = mpsc::channel(crate::media::KEY_QUEUE);
+        let mut sides = [None, None];
+        for (i, (party, mode)) in parties.iter().zip(modes).enumerate() {
+            if mode == RecordingMode::OnDemand
+                && self.media.watch_keys(side_of(i), types.clone(), to.clone())
+            {
+                sides[i] = Some(on_demand::Presser::new(party.clone()));
+            }
+        }
+        self.on_demand = Some(OnDemand { packets, sides });
+    }
+
+    /// A telephone-event packet of a party that may record on demand.
+    async fn key_packet(&mut self, tapped: &crate::media::Tapped) {
+        let Some(by) = self
+            .on_demand
+            .as_mut()
+            .and_then(|o| o.packet(tapped, std::time::Instant::now()))
+        else {
             return;
         };
+        let key = storage::recording::on_demand_key(self.core.id());
+        let cmd = match self.recorded_on_demand_by.take() {
+            Some(was) => {
+                self.media.stop_recording();
+                self.recording = false;
+                tracing::info!(call = %self.core.id(), extension = %by, started_by = %was, code = on_demand::TOGGLE_CODE, "on-demand recording stopped");
+                storage::Command::DeleteSetting { key }
+            }
+            // A call recorded by policy cannot be stopped by the code.
+            None if self.recording => return,
+            None => {
+                if !self.start_recording(by.clone()) {
+                    return;
+                }
+                tracing::info!(call = %self.core.id(), extension = %by, code = on_demand::TOGGLE_CODE, "on-demand recording started");
+                self.recorded_on_demand_by = Some(by.clone());
+                storage::Command::PutSetting(Setting {
+                    key,
+                    value: by,
+                    updated_at: now_millis(),
+                })
+            }
+        };
+        if let Err(e) = self.calls.cluster.propose(cmd).await {
+            tracing::warn!(call = %self.core.id(), error = %e, "on-demand recording state not replicated");
+        }
+    }
+
+    /// Starts recording, the files owned by `owner`; false when the call has no media to record.
+    fn start_recording(&mut self, owner: String) -> bool {
         let Some(packets) = self.media.record() else {
-            return;
+            return false;
         };
         self.recording = true;
         let setup = &self.calls.recording;
@@ -579,6 +683,7 @@ impl Driver {
             packets,
             what,
         ));
+        true
     }
 
     fn media_status(&self) -> MediaStatus {
@@ -754,6 +859,14 @@ impl Driver {
         if let Err(e) = record::end(&self.calls.cluster, cdr).await {
             tracing::warn!(call = %self.core.id(), error = %e, "CDR not stored");
         }
+    }
+}
+
+/// The next key packet of the call's on-demand listener; never, without one.
+async fn next_key_packet(on_demand: Option<&mut OnDemand>) -> Option<crate::media::Tapped> {
+    match on_demand {
+        Some(o) => o.packets.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -19,6 +19,7 @@ mod pickup;
 mod plan;
 mod privacy;
 mod reach;
+mod on_demand;
 mod record;
 mod schedule;
 mod session;

@@ -528,6 +528,11 @@ impl CallCore {
             .then(|| [&*self.legs[CALLER].extension, &*self.legs[CALLEE].extension])
     }
 
+    /// The session descriptions the two legs' phones last sent, `[caller, callee]`.
+    pub(crate) fn remote_sdps(&self) -> [&str; 2] {
+        [&self.legs[CALLER].remote_sdp, &self.legs[CALLEE].remote_sdp]
+    }
+
     pub(crate) fn extensions(&self) -> [&str; 2] {
         [&self.caller, &self.callee]
     }
