@@ -2,7 +2,8 @@
 //! extension whose policy is `always` is saved in segments of the audio store, the caller's tone on
 //! the left channel and the callee's on the right, on a majority of the nodes; a call of extensions
 //! without a policy is not recorded; an extension whose policy is `on_demand` records what lies
-//! between two presses of `*1`.
+//! between two presses of `*1`; and such a recording goes on, in new segments, after the VIP
+//! owner is killed.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
@@ -392,7 +393,7 @@ async fn recording_failover_inside_the_lab() {
         &lab,
         Method::PUT,
         "/api/v1/extensions/1002/recording",
-        json!({"mode": "always"}),
+        json!({"mode": "on_demand"}),
         StatusCode::OK,
     )
     .await;
@@ -406,8 +407,14 @@ async fn recording_failover_inside_the_lab() {
     assert_eq!(alice.register(300).await.unwrap(), 200);
     assert_eq!(bob.register(300).await.unwrap(), 200);
 
+    // 1002 records on demand: it presses *1 half a second in, and the recording (a replicated
+    // state) goes on on the node that carries the call on.
     let (mut a, b) = call(&mut alice, &mut bob, "1002").await;
     let started = Instant::now();
+    let press_code = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        press(&bob.rtp_socket(), b.media, "*1").await.unwrap();
+    };
     let kill = async {
         tokio::time::sleep(KILL_AFTER).await;
         lab.kill(owner);
@@ -420,10 +427,11 @@ async fn recording_failover_inside_the_lab() {
         .await;
         (new_owner, started.elapsed())
     };
-    let ((new_owner, killed), (), ()) = tokio::join!(
+    let ((new_owner, killed), (), (), ()) = tokio::join!(
         kill,
         talk(&alice, a.media, 440.0, TALK_SECS),
-        talk(&bob, b.media, 660.0, TALK_SECS)
+        talk(&bob, b.media, 660.0, TALK_SECS),
+        press_code
     );
     assert_eq!(alice.hang_up(&mut a).await.unwrap(), 200);
 
@@ -432,7 +440,7 @@ async fn recording_failover_inside_the_lab() {
         &client,
         new_owner,
         &id,
-        f64::from(TALK_SECS) - 4.0,
+        f64::from(TALK_SECS) - 5.0,
         Duration::from_secs(20),
     )
     .await;
@@ -444,18 +452,19 @@ async fn recording_failover_inside_the_lab() {
         killed.as_secs_f64(),
         files.len()
     );
-    // Lost: the segment being filled when the owner died (at most 2 s) and the takeover.
+    // Lost: the first second (before the code), the segment being filled when the owner died (at
+    // most 2 s) and the takeover.
     assert!(
-        recorded >= f64::from(TALK_SECS) - 4.0 && recorded <= f64::from(TALK_SECS) + 1.0,
+        recorded >= f64::from(TALK_SECS) - 5.0 && recorded <= f64::from(TALK_SECS) + 1.0,
         "{recorded} s recorded\n{}",
         lab.log_tail(new_owner)
     );
     assert!(
-        caller_440 >= f64::from(TALK_SECS) - 4.5,
+        caller_440 >= f64::from(TALK_SECS) - 5.5,
         "caller's tone {caller_440} s"
     );
     assert!(
-        callee_660 >= f64::from(TALK_SECS) - 4.5,
+        callee_660 >= f64::from(TALK_SECS) - 5.5,
         "callee's tone {callee_660} s"
     );
     assert_eq!(seconds_of(&left, 660.0), 0.0);
