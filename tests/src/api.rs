@@ -39,6 +39,15 @@ impl Admin for LabClient {
     }
 }
 
+/// Admin requests to one node of the lab (the others may be down).
+pub struct OnNode<'a>(pub &'a LabClient, pub usize);
+
+impl Admin for OnNode<'_> {
+    fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.0.req(self.1, method, path)
+    }
+}
+
 /// Sends `body` (if any) as admin to node 0; the status and the JSON answer (`null` for an empty
 /// one).
 pub async fn call(

@@ -105,6 +105,8 @@ pub(crate) struct ParticipantView {
     /// Whole seconds in the room so far.
     pub duration_secs: u64,
     pub muted: bool,
+    /// The node carrying the member's call (and mixing the room).
+    pub node_id: u64,
 }
 
 impl ParticipantView {
@@ -116,6 +118,7 @@ impl ParticipantView {
             caller_name: p.caller_name,
             joined_at: p.joined_at,
             muted: p.muted,
+            node_id: p.node_id,
         }
     }
 }

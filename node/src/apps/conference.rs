@@ -50,10 +50,24 @@ pub(super) struct Member {
 
 /// What reaches a room.
 pub(super) enum RoomInput {
-    Join { id: u64, member: Box<Member> },
-    Leave { id: u64 },
-    Packet { id: u64, bytes: Vec<u8> },
-    Mute { id: u64, muted: bool },
+    /// A member enters; the others hear the join tone when `tell_others`.
+    Join {
+        id: u64,
+        member: Box<Member>,
+        tell_others: bool,
+        muted: bool,
+    },
+    Leave {
+        id: u64,
+    },
+    Packet {
+        id: u64,
+        bytes: Vec<u8>,
+    },
+    Mute {
+        id: u64,
+        muted: bool,
+    },
 }
 
 /// Join and leave tones are softer than the prompts: they play over the conversation.
@@ -100,11 +114,14 @@ pub(super) async fn run_room(
     loop {
         tokio::select! {
             input = inputs.recv() => match input {
-                Some(RoomInput::Join { id, member }) => {
-                    for m in members.values_mut() {
-                        m.tone = Some((join_tone(), 0));
+                Some(RoomInput::Join { id, member, tell_others, muted }) => {
+                    if tell_others {
+                        for m in members.values_mut() {
+                            m.tone = Some((join_tone(), 0));
+                        }
                     }
                     mixer.add(id);
+                    mixer.set_muted(id, muted);
                     members.insert(id, *member);
                     metrics::gauge!("pbx_conference_participants").increment(1.0);
                 }
@@ -172,6 +189,14 @@ pub(super) async fn run_room(
     }
 }
 
+/// A member's id in its room, from the Call-ID of its call with the agent: the node that carries
+/// the call on after a failover finds the member's record from the call's record alone (FNV-1a).
+pub(super) fn participant_id(call: &str) -> u64 {
+    call.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// One caller in a room.
 pub(super) struct Session {
     pub(super) call: String,
@@ -182,6 +207,9 @@ pub(super) struct Session {
     pub(super) agreed: Agreed,
     pub(super) sock: UdpSocket,
     pub(super) peer: Option<SocketAddr>,
+    /// The member's record when the call was in the room already (carried on after a failover):
+    /// no PIN, no join tone, and its mute stays.
+    pub(super) rejoin: Option<Participant>,
 }
 
 impl Session {
@@ -199,31 +227,46 @@ impl Session {
             agreed,
             sock,
             peer,
+            rejoin,
         } = self;
         let mut media = CallMedia::new(&agreed, Arc::new(sock), peer);
-        tracing::info!(call = %call, room = %room.number, "conference answered");
         let hang_up = || async {
             let _ = commands.send((call.clone(), AppCommand::Hangup)).await;
         };
-        if room.pin_hash.is_some() {
+        let carried_on = rejoin.is_some();
+        if carried_on {
+            tracing::info!(call = %call, room = %room.number, "conference: member carried on");
+        } else {
+            tracing::info!(call = %call, room = %room.number, "conference answered");
+        }
+        if room.pin_hash.is_some() && !carried_on {
             match ask_pin(&ctx, &room, &mut media, &mut events, source).await {
                 PinOutcome::Right => {}
                 PinOutcome::Wrong => return hang_up().await,
                 PinOutcome::Gone => return,
             }
         }
-        let (caller, caller_name) = super::voicemail::caller_of(&from);
-        let pid: u64 = rand::random();
-        let record = Participant {
-            room: room.number.clone(),
-            id: format!("{pid:016x}"),
-            caller,
-            caller_name,
-            joined_at: crate::time::now_millis(),
-            muted: false,
-            kicked: false,
-            node_id: ctx.cluster.node_id(),
+        let pid = participant_id(&call);
+        let record = match rejoin {
+            Some(mut was) => {
+                was.node_id = ctx.cluster.node_id();
+                was
+            }
+            None => {
+                let (caller, caller_name) = super::voicemail::caller_of(&from);
+                Participant {
+                    room: room.number.clone(),
+                    id: format!("{pid:016x}"),
+                    caller,
+                    caller_name,
+                    joined_at: crate::time::now_millis(),
+                    muted: false,
+                    kicked: false,
+                    node_id: ctx.cluster.node_id(),
+                }
+            }
         };
+        let mut muted = record.muted;
         let entered = ctx
             .cluster
             .propose(storage::Command::PutParticipant(record.clone()))
@@ -244,11 +287,13 @@ impl Session {
             seq: rand::random(),
             timestamp: rand::random(),
             ssrc: rand::random(),
-            tone: Some((join_tone(), 0)),
+            tone: (!carried_on).then(|| (join_tone(), 0)),
         };
         let join = RoomInput::Join {
             id: pid,
             member: Box::new(member),
+            tell_others: !carried_on,
+            muted,
         };
         let Some(room_tx) = ctx.enter_room(&room.number, join) else {
             let _ = ctx
@@ -264,7 +309,6 @@ impl Session {
         metrics::counter!("pbx_conference_joins_total").increment(1);
         let mut buf = vec![0u8; 1500];
         let mut follow = tokio::time::interval(FOLLOW);
-        let mut muted = false;
         let key = Participant::key_for(&room.number, &record.id);
         loop {
             tokio::select! {
@@ -408,6 +452,14 @@ async fn ask_pin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_members_id_follows_from_its_call() {
+        assert_eq!(participant_id("abc"), participant_id("abc"));
+        assert_ne!(participant_id("abc"), participant_id("abd"));
+        // FNV-1a's published value for "a".
+        assert_eq!(participant_id("a"), 0xaf63_dc4c_8601_ec8c);
+    }
 
     #[test]
     fn a_tone_is_added_to_what_a_member_hears_until_it_ends() {

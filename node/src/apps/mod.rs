@@ -1,5 +1,5 @@
-//! The PBX's own applications: calls the PBX answers itself. Today that is the auto attendant
-//! (IVR menus, [`storage::ivr`]).
+//! The PBX's own applications: calls the PBX answers itself: the auto attendant (IVR menus,
+//! [`storage::ivr`]), voicemail, and conference rooms.
 //!
 //! An application is reached the way a phone is: the call plan resolves an IVR's number to one
 //! device, this node's application agent on a loopback address, and the call engine sends it the
@@ -9,9 +9,13 @@
 //! and the application leaves. So nothing in the call engine is special to applications, and a call
 //! handed on is an ordinary call from then on.
 //!
-//! The agent lives as long as this node's SIP service (the VIP's owner). A caller still in a menu
-//! when the owner fails is not carried on: the new owner finds the call's callee at the old owner's
-//! loopback and ends the call; calls already handed on are carried on as usual.
+//! The agent lives as long as this node's SIP service (the VIP's owner). When the owner fails,
+//! the new owner carries each call on from its record: a conference member's call is taken over
+//! by the new owner's agent ([`Apps::adopt`]: the same dialog, new media, back in its room without
+//! the PIN, its mute kept) and the room's mix is rebuilt from the members that come back. A caller
+//! still in a menu, leaving a message or listening to one is not carried on (the session's place
+//! in the menu or the recording died with the agent): the new owner ends that call. Calls already
+//! handed on are carried on as usual.
 
 mod clips;
 mod conference;
@@ -267,6 +271,27 @@ impl Context {
 pub(crate) struct Apps {
     addr: SocketAddr,
     node_id: u64,
+    ctx: Arc<Context>,
+    adoptions: mpsc::Sender<Adoption>,
+}
+
+/// A call with an application carried on from another node's agent: its dialog and its session.
+struct Adoption {
+    call: String,
+    dialog: ua::Adopted,
+    session: Started,
+}
+
+/// What the call's record must say of its callee leg once this agent has it.
+#[derive(Debug, Clone)]
+pub(crate) struct AdoptedLeg {
+    /// The agent's contact URI (the leg's remote target) and address (its peer).
+    pub(crate) contact: String,
+    pub(crate) addr: SocketAddr,
+    /// The agent's new session description (its media socket is new).
+    pub(crate) sdp: String,
+    /// The conference member's record key, kept when the lost agent's members are forgotten.
+    pub(crate) participant: String,
 }
 
 impl Apps {
@@ -279,10 +304,6 @@ impl Apps {
     ) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
         let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?;
         let addr = sock.local_addr()?;
-        let apps = Arc::new(Self {
-            addr,
-            node_id: cluster.node_id(),
-        });
         let ctx = Arc::new(Context {
             cluster,
             store,
@@ -290,10 +311,114 @@ impl Apps {
             greetings: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashMap::new()),
         });
+        let (adoptions, adopted) = mpsc::channel(SESSION_QUEUE);
+        let apps = Arc::new(Self {
+            addr,
+            node_id: ctx.cluster.node_id(),
+            ctx: Arc::clone(&ctx),
+            adoptions,
+        });
         tracing::info!(%addr, "application agent listening");
-        tokio::spawn(forget_participants(ctx.cluster.clone(), on_vip));
-        let task = tokio::spawn(agent(sock, ctx));
+        if !on_vip {
+            // On the VIP, the calls carried on say which members stay ([`Apps::forget_lost`]).
+            let me = ctx.cluster.node_id();
+            tokio::spawn(forget_participants(ctx.cluster.clone(), move |p| {
+                p.node_id == me
+            }));
+        }
+        let task = tokio::spawn(agent(sock, ctx, adopted));
         Ok((apps, task))
+    }
+
+    /// Takes over a conference call another node's agent answered (the call is being carried on
+    /// here after a failover): opens its media towards `media_to` (the relay's port facing this
+    /// leg), puts the member back in its room without asking the PIN again, and answers the
+    /// engine (now at `engine`) in the dialog from now on. What the call's record must then say
+    /// of the leg, or why it cannot be taken over (a menu or a mailbox: those sessions are not
+    /// carried on; a member kicked or gone).
+    pub(crate) async fn adopt(
+        &self,
+        leg: &storage::model::DialogLeg,
+        media_to: SocketAddr,
+        engine: SocketAddr,
+    ) -> Result<AdoptedLeg, String> {
+        let target = leg.remote_target.as_str();
+        let user = target
+            .strip_prefix("sip:")
+            .and_then(|r| r.split_once('@'))
+            .map(|(u, _)| u)
+            .ok_or("no agent in the leg's target")?;
+        let (service, number) = Service::parse(user).ok_or("not an application's leg")?;
+        let Service::Conference(source) = service else {
+            return Err(format!("{user}: only conference calls are carried on"));
+        };
+        let reader = self.ctx.cluster.reader();
+        let room = reader
+            .get::<storage::conference::ConferenceRoom>(number)
+            .ok()
+            .flatten()
+            .ok_or("the room is gone")?;
+        let pid = conference::participant_id(&leg.call_id);
+        let key = storage::conference::Participant::key_for(number, &format!("{pid:016x}"));
+        let member = reader
+            .get::<storage::conference::Participant>(&key)
+            .ok()
+            .flatten()
+            .filter(|p| !p.kicked)
+            .ok_or("the caller was not in the room (or was removed)")?;
+        let agreed = media::negotiate(leg.remote_sdp.as_bytes()).map_err(|e| e.to_string())?;
+        let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
+            .await
+            .map_err(|e| e.to_string())?;
+        let local = sock.local_addr().map_err(|e| e.to_string())?;
+        let sdp = agreed.answer(local, rand::random::<u32>().into());
+        let contact = format!("sip:{user}@{}", self.addr);
+        let dialog = ua::Adopted {
+            peer: engine,
+            local_tag: leg.remote_tag.clone(),
+            local: format!("{};tag={}", leg.remote_uri, leg.remote_tag),
+            remote: format!("{};tag={}", leg.local_uri, leg.local_tag),
+            contact: format!("<{contact}>"),
+            remote_target: ua::uri_in(&leg.local_contact).to_owned(),
+            // The lost agent sent few requests (a BYE, a REFER): far below this.
+            local_cseq: leg.remote_cseq.saturating_add(1000),
+            sdp: sdp.clone(),
+        };
+        let session = Started::Conference(conference::Session {
+            call: leg.call_id.clone(),
+            room,
+            from: String::new(),
+            source,
+            agreed,
+            sock,
+            peer: Some(media_to),
+            rejoin: Some(member),
+        });
+        let adoption = Adoption {
+            call: leg.call_id.clone(),
+            dialog,
+            session,
+        };
+        self.adoptions
+            .send(adoption)
+            .await
+            .map_err(|_| "the agent is not running")?;
+        Ok(AdoptedLeg {
+            contact,
+            addr: self.addr,
+            sdp: String::from_utf8_lossy(&sdp).into_owned(),
+            participant: key,
+        })
+    }
+
+    /// On taking the VIP, after the calls were carried on: conference members whose calls were
+    /// not (`kept` lists the record keys of those that were) are forgotten.
+    pub(crate) async fn forget_lost(&self, kept: Vec<String>) {
+        let kept: std::collections::HashSet<String> = kept.into_iter().collect();
+        let lost = move |p: &storage::conference::Participant| {
+            !kept.contains(&storage::conference::Participant::key_for(&p.room, &p.id))
+        };
+        forget_participants(self.ctx.cluster.clone(), lost).await;
     }
 
     /// Whether a datagram from `from` is the agent's own (the SIP gate lets it through: it is this
@@ -323,16 +448,17 @@ impl Apps {
     }
 }
 
-/// Conference members whose calls this agent cannot have: those of this node's earlier agent
-/// (a restart), and on the VIP every other node's (their owner is gone; its calls with an agent
-/// were hung up when carried on).
-async fn forget_participants(cluster: Cluster, on_vip: bool) {
+/// Conference members whose calls no agent has: without a VIP, those of this node's earlier agent
+/// (a restart); on the VIP, every member whose call was not carried on.
+async fn forget_participants(
+    cluster: Cluster,
+    lost: impl Fn(&storage::conference::Participant) -> bool,
+) {
     use storage::conference::Participant;
-    let me = cluster.node_id();
     let Ok(all) = cluster.reader().list::<Participant>() else {
         return;
     };
-    for p in all.into_iter().filter(|p| on_vip || p.node_id == me) {
+    for p in all.into_iter().filter(|p| lost(p)) {
         tracing::info!(room = %p.room, participant = %p.id, node = p.node_id, "conference member of a lost agent removed");
         let _ = cluster
             .propose(storage::Command::RemoveParticipant {
@@ -393,7 +519,7 @@ fn menu_of(reader: &storage::StateReader, ivr: &Ivr, at: UnixMillis) -> MenuConf
 }
 
 /// The agent's loop: SIP in and out, sessions started and told what concerns them.
-async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
+async fn agent(sock: UdpSocket, ctx: Arc<Context>, mut adoptions: mpsc::Receiver<Adoption>) {
     let Ok(local) = sock.local_addr() else {
         return;
     };
@@ -419,6 +545,13 @@ async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
                 AppCommand::Refer(to) => ua.refer(&call, &to, std::time::Instant::now()),
                 AppCommand::Hangup => ua.hangup(&call, std::time::Instant::now()),
             },
+            Some(a) = adoptions.recv() => {
+                if ua.adopt(&a.call, a.dialog) {
+                    let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+                    sessions.insert(a.call, tx);
+                    spawn_session(a.session, Arc::clone(&ctx), rx, commands_tx.clone());
+                }
+            }
             () = tokio::time::sleep_until(wake) => {}
         }
         ua.tick(std::time::Instant::now());
@@ -443,13 +576,7 @@ async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
                 },
                 Event::Confirmed { call } => {
                     if let Some((session, rx)) = answered.remove(&call) {
-                        let (ctx, commands) = (Arc::clone(&ctx), commands_tx.clone());
-                        match session {
-                            Started::Ivr(s) => tokio::spawn(s.run(ctx, rx, commands)),
-                            Started::Voicemail(s) => tokio::spawn(s.run(ctx, rx, commands)),
-                            Started::Listen(s) => tokio::spawn(s.run(ctx, rx, commands)),
-                            Started::Conference(s) => tokio::spawn(s.run(ctx, rx, commands)),
-                        };
+                        spawn_session(session, Arc::clone(&ctx), rx, commands_tx.clone());
                     }
                 }
                 Event::Digit { call, digit } => tell(&sessions, &call, SessionEvent::Key(digit)),
@@ -468,6 +595,20 @@ async fn agent(sock: UdpSocket, ctx: Arc<Context>) {
             let _ = sock.try_send_to(&t.bytes, t.to);
         }
     }
+}
+
+fn spawn_session(
+    session: Started,
+    ctx: Arc<Context>,
+    events: mpsc::Receiver<SessionEvent>,
+    commands: mpsc::Sender<(String, AppCommand)>,
+) {
+    match session {
+        Started::Ivr(s) => tokio::spawn(s.run(ctx, events, commands)),
+        Started::Voicemail(s) => tokio::spawn(s.run(ctx, events, commands)),
+        Started::Listen(s) => tokio::spawn(s.run(ctx, events, commands)),
+        Started::Conference(s) => tokio::spawn(s.run(ctx, events, commands)),
+    };
 }
 
 fn tell(sessions: &HashMap<String, mpsc::Sender<SessionEvent>>, call: &str, ev: SessionEvent) {
@@ -546,6 +687,7 @@ async fn start_session(
                 agreed,
                 sock,
                 peer,
+                rejoin: None,
             })
         }
         Service::Listen(source) => {

@@ -106,6 +106,23 @@ struct Dialog {
     invite: Option<Box<Message>>,
 }
 
+/// A dialog answered by another agent, as the call's record has it, for [`Ua::adopt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Adopted {
+    /// Where the call engine now is.
+    pub(crate) peer: SocketAddr,
+    pub(crate) local_tag: String,
+    /// Our URI with our tag (the engine's To), and the engine's with its tag (its From).
+    pub(crate) local: String,
+    pub(crate) remote: String,
+    /// Our Contact (name-addr) and the engine's Contact URI.
+    pub(crate) contact: String,
+    pub(crate) remote_target: String,
+    /// Above any CSeq the lost agent may have used.
+    pub(crate) local_cseq: u32,
+    pub(crate) sdp: Vec<u8>,
+}
+
 /// The agent: every dialog of one application endpoint.
 #[derive(Debug)]
 pub(crate) struct Ua {
@@ -324,6 +341,44 @@ impl Ua {
             offer: msg.body().to_vec(),
         });
         let _ = now;
+    }
+
+    /// Takes over a dialog another node's agent answered (its owner failed and the call is carried
+    /// on here): established, as confirmed, with our requests from now on sent to `adopted.peer`.
+    /// Requests for it are answered from now on; no event is reported for the adoption itself.
+    pub(crate) fn adopt(&mut self, call: &str, adopted: Adopted) -> bool {
+        if self.dialogs.len() >= MAX_DIALOGS || self.dialogs.contains_key(call) {
+            return false;
+        }
+        let Adopted {
+            peer,
+            local_tag,
+            local,
+            remote,
+            contact,
+            remote_target,
+            local_cseq,
+            sdp,
+        } = adopted;
+        self.dialogs.insert(
+            call.to_owned(),
+            Dialog {
+                peer,
+                local_tag,
+                remote,
+                local,
+                contact,
+                remote_target,
+                local_cseq,
+                answer: None,
+                unacked: None,
+                request: None,
+                leaving: false,
+                sdp,
+                invite: None,
+            },
+        );
+        true
     }
 
     /// Answers the new call `call` with `200 OK` carrying `sdp`.
@@ -595,6 +650,44 @@ mod tests {
         assert_eq!(ok.status_code(), Some(200));
         assert_eq!(ok.body(), b"v=0\r\n");
         ok.to_tag().unwrap().to_owned()
+    }
+
+    #[test]
+    fn an_adopted_dialog_answers_in_dialog_requests_and_sends_its_own_to_the_new_engine() {
+        let t = Instant::now();
+        let mut ua = Ua::new("127.0.0.1:9000".parse().unwrap());
+        let adopted = Adopted {
+            peer: ENGINE.parse().unwrap(),
+            local_tag: "app".into(),
+            local: "<sip:700@pbx>;tag=app".into(),
+            remote: "<sip:1001@pbx>;tag=eng".into(),
+            contact: "<sip:conf.-.800@127.0.0.1:9000>".into(),
+            remote_target: "sip:pbx@192.0.2.1:5060".into(),
+            local_cseq: 1000,
+            sdp: b"v=0\r\n".to_vec(),
+        };
+        assert!(ua.adopt("c9", adopted.clone()));
+        assert!(!ua.adopt("c9", adopted), "adopted once");
+        assert_eq!(ua.poll_event(), None);
+        // A re-INVITE gets our SDP; our BYE goes to the new engine, above the old CSeqs.
+        ua.datagram(
+            &in_dialog("INVITE", "c9", 7, "app", "", ""),
+            ENGINE.parse().unwrap(),
+            t,
+        );
+        let ok = sent(&mut ua).remove(0);
+        assert_eq!((ok.status_code(), ok.body()), (Some(200), &b"v=0\r\n"[..]));
+        ua.hangup("c9", t);
+        let raw = ua.poll_transmit().unwrap();
+        assert_eq!(raw.to, ENGINE.parse().unwrap());
+        let bye = codec::parse(&raw.bytes).unwrap();
+        assert_eq!(bye.method(), Method::Bye);
+        assert_eq!(bye.cseq(), (1001, Method::Bye));
+        assert_eq!(bye.request_uri(), Some("sip:pbx@192.0.2.1:5060"));
+        assert!(bye.header_value("From").unwrap().contains("tag=app"));
+        assert!(bye.header_value("To").unwrap().contains("tag=eng"));
+        ua.datagram(&response_to(&raw.bytes, 200), ENGINE.parse().unwrap(), t);
+        assert_eq!(ua.poll_event(), Some(Event::Ended { call: "c9".into() }));
     }
 
     #[test]

@@ -153,13 +153,20 @@ pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
         return 0;
     };
     let mut carried = 0;
-    for call in all {
+    let mut members = Vec::new();
+    for mut call in all {
         let id = call.id.clone();
         if crate::apps::is_app_leg(&call.callee) {
-            // The menu or mailbox ran in the lost node's agent; the caller would be left in silence.
-            tracing::warn!(call = %id, to = %call.callee.extension, "caller was with an application of the lost node; hanging up");
-            hang_up(calls, &call, "application-lost-in-failover").await;
-            continue;
+            match adopt_app_leg(calls, &mut call).await {
+                Ok(member) => members.push(member),
+                Err(why) => {
+                    // A menu or a mailbox ran in the lost node's agent: the caller would be left
+                    // in silence.
+                    tracing::warn!(call = %id, to = %call.callee.extension, why = %why, "caller was with an application of the lost node; hanging up");
+                    hang_up(calls, &call, "application-lost-in-failover").await;
+                    continue;
+                }
+            }
         }
         match super::driver::adopt(calls, call.clone()) {
             Ok(()) => carried += 1,
@@ -169,7 +176,33 @@ pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
             }
         }
     }
+    calls.apps.forget_lost(members).await;
     carried
+}
+
+/// Gives a call's application leg (a conference member's) to this node's agent, and rewrites the
+/// leg in the record to point at it: its contact, its address, its new media. The conference
+/// member's record key.
+async fn adopt_app_leg(calls: &Calls, call: &mut ActiveCall) -> Result<String, String> {
+    use pbx_sip::transaction::Transport;
+    let engine = calls
+        .local(Transport::Udp)
+        .ok_or("no UDP signalling here")?;
+    let media_ip: std::net::IpAddr = call
+        .media_addr
+        .parse()
+        .map_err(|_| format!("media address {:?}", call.media_addr))?;
+    let stream = call.streams.first_mut().ok_or("no media stream")?;
+    let media_to = std::net::SocketAddr::new(media_ip, stream.callee_port);
+    let leg = calls.apps.adopt(&call.callee, media_to, engine).await?;
+    // The agent's media comes from its new socket: latched afresh.
+    stream.callee_latched = None;
+    call.callee.remote_target = leg.contact;
+    call.callee.peer = leg.addr.to_string();
+    call.callee.transport = "udp".to_owned();
+    call.callee.remote_sdp = leg.sdp;
+    tracing::info!(call = %call.id, room = %call.callee.extension, "conference member carried on by this node's agent");
+    Ok(leg.participant)
 }
 
 /// BYE to both phones in their own dialogs, and the CDR.
