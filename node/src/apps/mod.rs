@@ -290,8 +290,8 @@ pub(crate) struct AdoptedLeg {
     pub(crate) addr: SocketAddr,
     /// The agent's new session description (its media socket is new).
     pub(crate) sdp: String,
-    /// The conference member's record key, kept when the lost agent's members are forgotten.
-    pub(crate) participant: String,
+    /// A conference member's record key, kept when the lost agent's members are forgotten.
+    pub(crate) participant: Option<String>,
 }
 
 impl Apps {
@@ -330,12 +330,12 @@ impl Apps {
         Ok((apps, task))
     }
 
-    /// Takes over a conference call another node's agent answered (the call is being carried on
-    /// here after a failover): opens its media towards `media_to` (the relay's port facing this
-    /// leg), puts the member back in its room without asking the PIN again, and answers the
-    /// engine (now at `engine`) in the dialog from now on. What the call's record must then say
-    /// of the leg, or why it cannot be taken over (a menu or a mailbox: those sessions are not
-    /// carried on; a member kicked or gone).
+    /// Takes over a call another node's agent answered (the call is being carried on here after
+    /// a failover): opens its media towards `media_to` (the relay's port facing this leg), puts a
+    /// conference member back in its room without asking the PIN again (any other session starts
+    /// again), and answers the engine (now at `engine`) in the dialog from now on. What the call's
+    /// record must then say of the leg, or why it cannot be taken over (a member kicked, a menu
+    /// or a mailbox deleted meanwhile).
     pub(crate) async fn adopt(
         &self,
         leg: &storage::model::DialogLeg,
@@ -349,23 +349,24 @@ impl Apps {
             .map(|(u, _)| u)
             .ok_or("no agent in the leg's target")?;
         let (service, number) = Service::parse(user).ok_or("not an application's leg")?;
-        let Service::Conference(source) = service else {
-            return Err(format!("{user}: only conference calls are carried on"));
-        };
-        let reader = self.ctx.cluster.reader();
-        let room = reader
-            .get::<storage::conference::ConferenceRoom>(number)
-            .ok()
-            .flatten()
-            .ok_or("the room is gone")?;
-        let pid = conference::participant_id(&leg.call_id);
-        let key = storage::conference::Participant::key_for(number, &format!("{pid:016x}"));
-        let member = reader
-            .get::<storage::conference::Participant>(&key)
-            .ok()
-            .flatten()
-            .filter(|p| !p.kicked)
-            .ok_or("the caller was not in the room (or was removed)")?;
+        // A conference member is put back in its room as it was; any other session starts again
+        // from its beginning (the menu's greeting, the mailbox's greeting, the PIN prompt): where
+        // it was died with the lost agent.
+        let mut member = None;
+        if let Service::Conference(_) = service {
+            let pid = conference::participant_id(&leg.call_id);
+            let key = storage::conference::Participant::key_for(number, &format!("{pid:016x}"));
+            let found = self
+                .ctx
+                .cluster
+                .reader()
+                .get::<storage::conference::Participant>(&key);
+            match found.ok().flatten() {
+                Some(p) if p.kicked => return Err("the member was removed from the room".into()),
+                Some(p) => member = Some((key, p)),
+                None => {}
+            }
+        }
         let agreed = media::negotiate(leg.remote_sdp.as_bytes()).map_err(|e| e.to_string())?;
         let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
             .await
@@ -384,16 +385,17 @@ impl Apps {
             local_cseq: leg.remote_cseq.saturating_add(1000),
             sdp: sdp.clone(),
         };
-        let session = Started::Conference(conference::Session {
-            call: leg.call_id.clone(),
-            room,
-            from: String::new(),
-            source,
+        let talk = Talk {
+            call: &leg.call_id,
+            // What the engine's INVITE said of the caller: its From.
+            from: &leg.local_uri,
             agreed,
             sock,
             peer: Some(media_to),
-            rejoin: Some(member),
-        });
+        };
+        let (participant, rejoin) = member.unzip();
+        let session = session_for(&self.ctx, service, number, talk, rejoin)
+            .map_err(|(code, reason)| format!("{user}: {code} {reason}"))?;
         let adoption = Adoption {
             call: leg.call_id.clone(),
             dialog,
@@ -407,7 +409,7 @@ impl Apps {
             contact,
             addr: self.addr,
             sdp: String::from_utf8_lossy(&sdp).into_owned(),
-            participant: key,
+            participant,
         })
     }
 
@@ -635,10 +637,46 @@ async fn start_session(
     from: &str,
     offer: &[u8],
 ) -> Result<(Started, Vec<u8>), (u16, &'static str)> {
-    let reader = ctx.cluster.reader();
     let (service, number) = Service::parse(user).ok_or((404, "Not Found"))?;
     let agreed = media::negotiate(offer).map_err(|_| (488, "Not Acceptable Here"))?;
     let (sock, peer, sdp) = open_media(offer, &agreed).await?;
+    let talk = Talk {
+        call,
+        from,
+        agreed,
+        sock,
+        peer,
+    };
+    let started = session_for(ctx, service, number, talk, None)?;
+    Ok((started, sdp))
+}
+
+/// A call's side of the talking: its Call-ID, who calls, the media agreed and its socket.
+struct Talk<'a> {
+    call: &'a str,
+    from: &'a str,
+    agreed: media::Agreed,
+    sock: UdpSocket,
+    peer: Option<SocketAddr>,
+}
+
+/// The session of `service` for `number` (a conference member carried on after a failover
+/// when `rejoin`).
+fn session_for(
+    ctx: &Context,
+    service: Service,
+    number: &str,
+    talk: Talk<'_>,
+    rejoin: Option<storage::conference::Participant>,
+) -> Result<Started, (u16, &'static str)> {
+    let reader = ctx.cluster.reader();
+    let Talk {
+        call,
+        from,
+        agreed,
+        sock,
+        peer,
+    } = talk;
     let started = match service {
         Service::Ivr => {
             let ivr = reader
@@ -687,7 +725,7 @@ async fn start_session(
                 agreed,
                 sock,
                 peer,
-                rejoin: None,
+                rejoin,
             })
         }
         Service::Listen(source) => {
@@ -706,7 +744,7 @@ async fn start_session(
             })
         }
     };
-    Ok((started, sdp))
+    Ok(started)
 }
 
 /// The call's media socket on loopback, where the relay sends from (the offer's address), and

@@ -158,11 +158,9 @@ pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
         let id = call.id.clone();
         if crate::apps::is_app_leg(&call.callee) {
             match adopt_app_leg(calls, &mut call).await {
-                Ok(member) => members.push(member),
+                Ok(member) => members.extend(member),
                 Err(why) => {
-                    // A menu or a mailbox ran in the lost node's agent: the caller would be left
-                    // in silence.
-                    tracing::warn!(call = %id, to = %call.callee.extension, why = %why, "caller was with an application of the lost node; hanging up");
+                    tracing::warn!(call = %id, to = %call.callee.extension, why = %why, "caller was with an application of the lost node that cannot go on here; hanging up");
                     hang_up(calls, &call, "application-lost-in-failover").await;
                     continue;
                 }
@@ -180,10 +178,9 @@ pub(crate) async fn carry_on(calls: &Arc<Calls>, within: Duration) -> usize {
     carried
 }
 
-/// Gives a call's application leg (a conference member's) to this node's agent, and rewrites the
-/// leg in the record to point at it: its contact, its address, its new media. The conference
-/// member's record key.
-async fn adopt_app_leg(calls: &Calls, call: &mut ActiveCall) -> Result<String, String> {
+/// Gives a call's application leg to this node's agent, and rewrites the leg in the record to
+/// point at it: its contact, its address, its new media. A conference member's record key.
+async fn adopt_app_leg(calls: &Calls, call: &mut ActiveCall) -> Result<Option<String>, String> {
     use pbx_sip::transaction::Transport;
     let engine = calls
         .local(Transport::Udp)
@@ -201,7 +198,7 @@ async fn adopt_app_leg(calls: &Calls, call: &mut ActiveCall) -> Result<String, S
     call.callee.peer = leg.addr.to_string();
     call.callee.transport = "udp".to_owned();
     call.callee.remote_sdp = leg.sdp;
-    tracing::info!(call = %call.id, room = %call.callee.extension, "conference member carried on by this node's agent");
+    tracing::info!(call = %call.id, to = %call.callee.extension, service = %call.callee.remote_target, "application call carried on by this node's agent");
     Ok(leg.participant)
 }
 
