@@ -31,7 +31,7 @@ pub struct CallLoadReport {
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -48,6 +48,18 @@ fn cpu_seconds(pid: u32) -> f64 {
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the state.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Pins every PBX process of `lab` (all its threads) to CPU `cpu`.
+pub(crate) fn pin_processes(lab: &Lab, cpu: u32) -> anyhow::Result<()> {
+    for pid in lab.nodes.iter().filter_map(|n| n.pid()) {
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-pc", &cpu.to_string(), &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        ensure!(status.success(), "taskset failed for pid {pid}");
+    }
+    Ok(())
 }
 
 /// Sets up `calls` calls (one caller and one callee phone each) on a fresh `nodes`-node lab, streams
@@ -111,13 +123,7 @@ pub async fn call_load(
     }
     let server = std::net::SocketAddr::from(([127, 0, 0, 1], lab.nodes[0].sip_port));
     if let Some(cpu) = pbx_cpu {
-        for pid in lab.nodes.iter().filter_map(|n| n.pid()) {
-            let status = std::process::Command::new("taskset")
-                .args(["-a", "-pc", &cpu.to_string(), &pid.to_string()])
-                .stdout(std::process::Stdio::null())
-                .status()?;
-            ensure!(status.success(), "taskset failed for pid {pid}");
-        }
+        pin_processes(&lab, cpu)?;
     }
 
     let setup_started = Instant::now();

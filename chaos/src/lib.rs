@@ -3,6 +3,7 @@
 
 pub mod ban_gate;
 pub mod call_load;
+pub mod conference_load;
 pub mod failover;
 pub mod fence_check;
 pub mod lab;

@@ -60,6 +60,20 @@ enum Scenario {
         #[arg(long)]
         record: bool,
     },
+    /// Conference rooms full of phones sending G.711 through a fresh lab: mixes lost, CPU per member.
+    ConferenceLoad {
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Pin every PBX process to this CPU.
+        #[arg(long)]
+        pbx_cpu: Option<u32>,
+    },
     /// A frozen owner without its kernel fence: nftables fence removed, owner frozen with SIP queued over UDP
     /// and TCP, then woken after another node took over: it must answer none of it. Netns lab.
     FenceCheck {
@@ -193,6 +207,26 @@ async fn main() -> anyhow::Result<()> {
                 report.calls_up == calls,
                 "only {} of {calls} calls up",
                 report.calls_up
+            );
+            return Ok(());
+        }
+        Scenario::ConferenceLoad {
+            rooms,
+            members,
+            seconds,
+            nodes,
+            pbx_cpu,
+        } => {
+            let report = pbx_chaos::conference_load::conference_load(
+                rooms, members, seconds, nodes, pbx_cpu,
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.members_up == rooms * members,
+                "only {} of {} members in their rooms",
+                report.members_up,
+                rooms * members
             );
             return Ok(());
         }
