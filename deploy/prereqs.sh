@@ -15,6 +15,8 @@ if [ "${1:-}" = "--sip-tools" ]; then
   # The event-center tests: a real SMTP server (aiosmtpd) and certificates for a webhook receiver.
   /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # Prompts spoken from text (POST /audio/speech) and their test.
+  command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
   # The trunk tests: DNS records for a provider (NAPTR/SRV/A) served by dnsmasq (the binary only,
   # no system service), and Kamailio (with TLS) as the provider's registrar and proxy.
   command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)

@@ -1,6 +1,7 @@
 //! The replicated audio store with three real nodes: an uploaded prompt is on every node's disk with
 //! the same SHA-256; a node that was down while a file was saved fetches it when it returns; bad
-//! uploads, quotas and unknown ids get clear answers.
+//! uploads, quotas and unknown ids get clear answers; a prompt spoken from text (espeak-ng) is saved
+//! as 8 kHz speech, and bad texts and voices are refused naming the field.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::path::PathBuf;
@@ -241,6 +242,59 @@ async fn audio_is_saved_on_a_majority_copied_everywhere_and_caught_up_by_a_retur
     let usage = client.get_json(0, "/api/v1/audio-quotas").await.unwrap();
     assert_eq!(usage["files"], 1, "{usage}");
 
+    // A prompt spoken from text (espeak-ng): an 8 kHz WAV of speech, saved like an upload.
+    let text = "Thank you for calling. For sales, press one. For support, press two.";
+    let spoken = send(
+        &lab,
+        Method::POST,
+        "/api/v1/audio/speech",
+        json!({"kind": "prompt", "name": "Main menu", "text": text}),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert!(holders(&spoken).len() >= 2, "{spoken}");
+    let wav_bytes = client
+        .req(
+            1,
+            Method::GET,
+            &format!("/api/v1/audio/{}/content", spoken["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (rate, samples) = mono_pcm(&wav_bytes);
+    assert_eq!(rate, 8000);
+    let secs = samples.len() as f64 / 8000.0;
+    assert!((2.0..=10.0).contains(&secs), "{secs} s of speech");
+    let voiced = samples
+        .chunks_exact(160)
+        .filter(|f| f.iter().map(|s| i64::from(*s).abs()).sum::<i64>() / 160 > 300)
+        .count() as f64
+        * 0.02;
+    assert!(voiced > 1.0, "{voiced} s of it sounding");
+    let bad = [
+        (json!({"kind": "prompt", "name": "x", "text": ""}), "text"),
+        (json!({"kind": "prompt", "name": "x", "text": "a\u{7}b"}), "text"),
+        (json!({"kind": "prompt", "name": "x", "text": "a".repeat(1001)}), "text"),
+        (json!({"kind": "prompt", "name": "x", "text": "hi", "voice": "-w"}), "voice"),
+        (json!({"kind": "prompt", "name": "x", "text": "hi", "voice": "zz-none"}), "voice"),
+        (json!({"kind": "prompt", "name": "", "text": "hi"}), "name"),
+        (json!({"kind": "recording", "name": "x", "text": "hi"}), "kind"),
+        (json!({"kind": "prompt", "name": "x", "text": "hi", "speed": 3}), "speed"),
+    ];
+    for (body, field) in bad {
+        let (status, answer) =
+            pbx_tests::api::call(&lab, Method::POST, "/api/v1/audio/speech", Some(body.clone()))
+                .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(answer.to_string().contains(field), "{body}: {answer}");
+    }
+    let usage = client.get_json(0, "/api/v1/audio-quotas").await.unwrap();
+    assert_eq!(usage["files"], 2, "only the good one stored: {usage}");
+
     // Last: the server closes a connection whose body it would not read, and the client's pool
     // may not know yet when it sends the next request.
     let (status, _) = upload(
@@ -256,7 +310,19 @@ async fn audio_is_saved_on_a_majority_copied_everywhere_and_caught_up_by_a_retur
         .get_json(1, "/api/v1/audio-quotas")
         .await
         .unwrap();
-    assert_eq!(usage["files"], 1, "nothing stored: {usage}");
+    assert_eq!(usage["files"], 2, "nothing stored: {usage}");
+}
+
+/// The rate and samples of a 16-bit mono WAV with the canonical 44-byte header.
+fn mono_pcm(wav: &[u8]) -> (u32, Vec<i16>) {
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 1, "mono");
+    let rate = u32::from_le_bytes([wav[24], wav[25], wav[26], wav[27]]);
+    let samples = wav[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    (rate, samples)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

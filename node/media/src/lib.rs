@@ -27,6 +27,7 @@ pub mod g722;
 pub mod jitter;
 pub mod mixer;
 pub mod recorder;
+pub mod resample;
 pub mod rtp;
 pub mod tone;
 pub mod wav;

@@ -33,7 +33,7 @@ pub enum WavError {
     /// More than one channel.
     #[error("must be mono")]
     NotMono,
-    /// A sample rate other than 8000 or 16000 Hz.
+    /// A sample rate the reader does not take (prompts: 8000 or 16000 Hz).
     #[error("sample rate {0} Hz not supported")]
     SampleRate(u32),
     /// Longer than the caller's duration limit.
@@ -176,6 +176,27 @@ const PROMPT_RATES: [u32; 2] = [8_000, 16_000];
 /// mono at 8000 or 16000 Hz; refuses anything else with a [`WavError`] whose message explains
 /// why. Never panics, whatever the bytes.
 pub fn read_prompt(bytes: &[u8], limits: PromptLimits) -> Result<Vec<i16>, WavError> {
+    let (samples, rate) = read_mono(bytes, limits, |rate| PROMPT_RATES.contains(&rate))?;
+    Ok(if rate == SAMPLE_RATE_HZ {
+        samples
+    } else {
+        decimate_by_two(&samples)
+    })
+}
+
+/// Reads 16-bit PCM mono at any rate from 8 to 48 kHz as 8 kHz samples, resampled
+/// ([`crate::resample`]): for audio the PBX makes itself, such as synthesised speech.
+pub fn read_any_rate(bytes: &[u8], limits: PromptLimits) -> Result<Vec<i16>, WavError> {
+    let (samples, rate) = read_mono(bytes, limits, |rate| (8_000..=48_000).contains(&rate))?;
+    Ok(crate::resample::to_telephone_rate(&samples, rate))
+}
+
+/// The samples and rate of a 16-bit PCM mono WAV whose rate `rate_ok` accepts, within `limits`.
+fn read_mono(
+    bytes: &[u8],
+    limits: PromptLimits,
+    rate_ok: impl Fn(u32) -> bool,
+) -> Result<(Vec<i16>, u32), WavError> {
     if bytes.len() > limits.max_bytes {
         return Err(WavError::TooLarge {
             max_bytes: limits.max_bytes,
@@ -194,7 +215,7 @@ pub fn read_prompt(bytes: &[u8], limits: PromptLimits) -> Result<Vec<i16>, WavEr
     if spec.channels != 1 {
         return Err(WavError::NotMono);
     }
-    if !PROMPT_RATES.contains(&spec.sample_rate) {
+    if !rate_ok(spec.sample_rate) {
         return Err(WavError::SampleRate(spec.sample_rate));
     }
     let frames = reader.duration();
@@ -214,11 +235,7 @@ pub fn read_prompt(bytes: &[u8], limits: PromptLimits) -> Result<Vec<i16>, WavEr
             hound::Error::IoError(_) => WavError::Truncated,
             _ => WavError::NotPcm16,
         })?;
-    Ok(if spec.sample_rate == SAMPLE_RATE_HZ {
-        samples
-    } else {
-        decimate_by_two(&samples)
-    })
+    Ok((samples, spec.sample_rate))
 }
 
 /// Halves the sample rate: a 7-tap half-band low-pass, `[-1, 0, 9, 16, 9, 0, -1] / 32`, evaluated
@@ -388,6 +405,39 @@ mod tests {
         assert!(
             (9_000..=10_500).contains(&peak),
             "1 kHz passes nearly unchanged: {peak}"
+        );
+    }
+
+    #[test]
+    fn audio_at_any_rate_from_8_to_48_khz_is_read_at_8_khz() {
+        let spec = WavSpec {
+            channels: 1,
+            sample_rate: 22_050,
+            bits_per_sample: 16,
+            sample_format: SampleFormat::Int,
+        };
+        let mut cursor = Cursor::new(Vec::new());
+        let mut writer = hound::WavWriter::new(&mut cursor, spec).unwrap();
+        for &s in &tone(1000.0, 22_050, 22_050) {
+            writer.write_sample(s).unwrap();
+        }
+        writer.finalize().unwrap();
+        let bytes = cursor.into_inner();
+        let read = read_any_rate(&bytes, LIMITS).unwrap();
+        assert!((7_990..=8_000).contains(&read.len()), "{}", read.len());
+        assert!(goertzel(&read[100..], 1000.0, 8000) > 0.9);
+        // Prompts stay strict; other rates and formats are refused as for prompts.
+        assert_eq!(
+            read_prompt(&bytes, LIMITS),
+            Err(WavError::SampleRate(22_050))
+        );
+        assert_eq!(
+            read_any_rate(&wav_bytes(1, 96_000, 16, SampleFormat::Int, 100), LIMITS),
+            Err(WavError::SampleRate(96_000))
+        );
+        assert_eq!(
+            read_any_rate(&wav_bytes(2, 22_050, 16, SampleFormat::Int, 100), LIMITS),
+            Err(WavError::NotMono)
         );
     }
 

@@ -281,13 +281,7 @@ pub(crate) async fn upload(
 ) -> Result<(StatusCode, Json<AudioView>), ApiError> {
     let kind = parse_kind(&q.kind)?;
     let owner = upload_owner(&state, &who, kind, q.owner.as_deref()).await?;
-    let name = q.name.trim();
-    if name.is_empty() || name.len() > MAX_AUDIO_NAME || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name",
-            format!("1 to {MAX_AUDIO_NAME} bytes, no control characters"),
-        ));
-    }
+    let name = checked_name(&q.name)?;
     let limits = pbx_media::wav::PromptLimits {
         max_bytes: MAX_UPLOAD_BYTES,
         max_seconds: MAX_UPLOAD_SECS,
@@ -296,12 +290,71 @@ pub(crate) async fn upload(
     let new = NewAudio {
         kind,
         owner,
-        name: name.to_owned(),
+        name,
         call_id: None,
         retain_until: None,
     };
     let file = state.audio.save(new, &body).await?;
     Ok((StatusCode::CREATED, Json(AudioView { file, local: true })))
+}
+
+/// A prompt, music or greeting spoken from text.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SpeechBody {
+    kind: String,
+    name: String,
+    #[serde(default)]
+    owner: Option<String>,
+    text: String,
+    /// An espeak-ng voice (`en` when absent).
+    #[serde(default)]
+    voice: Option<String>,
+}
+
+/// `POST /audio/speech {kind, name, owner?, text, voice?}`: the text spoken by the node's
+/// synthesiser (espeak-ng; `503` on a node without it), brought to 8 kHz and saved as `kind` on a
+/// majority of the nodes like an uploaded file: 201. The same rights as an upload.
+pub(crate) async fn speech(
+    State(state): State<AppState>,
+    who: Principal,
+    JsonBody(body): JsonBody<SpeechBody>,
+) -> Result<(StatusCode, Json<AudioView>), ApiError> {
+    use crate::audio::speech::{self, SpeechError};
+    let kind = parse_kind(&body.kind)?;
+    let owner = upload_owner(&state, &who, kind, body.owner.as_deref()).await?;
+    let name = checked_name(&body.name)?;
+    let voice = body.voice.as_deref().unwrap_or("en");
+    let wav = speech::speak(&body.text, voice)
+        .await
+        .map_err(|e| match e {
+            SpeechError::Text => ApiError::invalid("text", e.to_string()),
+            SpeechError::Voice => ApiError::invalid("voice", e.to_string()),
+            SpeechError::NotInstalled => ApiError::Unavailable(e.to_string()),
+            SpeechError::Failed(_) | SpeechError::Output(_) => ApiError::Internal(e.to_string()),
+        })?;
+    let new = NewAudio {
+        kind,
+        owner,
+        name,
+        call_id: None,
+        retain_until: None,
+    };
+    let file = state.audio.save(new, &wav).await?;
+    tracing::info!(audio = %file.id, kind = %body.kind, by = %who.username, chars = body.text.chars().count(), "prompt spoken from text");
+    Ok((StatusCode::CREATED, Json(AudioView { file, local: true })))
+}
+
+/// An audio file's name: trimmed, 1 to [`MAX_AUDIO_NAME`] bytes, no control characters.
+fn checked_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_AUDIO_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("1 to {MAX_AUDIO_NAME} bytes, no control characters"),
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 /// `DELETE /audio/{id}`: out of the index at once; each node drops its copy on its next pass.

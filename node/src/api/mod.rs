@@ -317,6 +317,7 @@ pub fn router(state: AppState) -> Router {
                 .post(audio::upload)
                 .layer(DefaultBodyLimit::max(audio::MAX_UPLOAD_BYTES)),
         )
+        .route("/audio/speech", post(audio::speech))
         .route("/audio/{id}", get(audio::get).delete(audio::delete))
         .route("/audio/{id}/content", get(audio::content))
         .route(

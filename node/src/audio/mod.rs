@@ -10,6 +10,7 @@
 
 pub(crate) mod music;
 pub(crate) mod recording;
+pub(crate) mod speech;
 mod sync;
 
 use std::sync::Arc;
