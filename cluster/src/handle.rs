@@ -47,7 +47,20 @@ pub(crate) struct Inner {
     /// This node's copy of the audio files.
     pub(crate) blobs: Arc<BlobDir>,
     blob_client: BlobClient,
+    /// What answers [`RpcBody::App`] requests, once the node registered it.
+    app: std::sync::OnceLock<AppHandler>,
 }
+
+/// Answers application requests from other members: `(kind, body)` to an answer body or the
+/// reason there is none. Requests arrive only from members whose certificate was checked.
+pub type AppHandler = Arc<
+    dyn Fn(
+            String,
+            Vec<u8>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -161,6 +174,7 @@ impl Cluster {
             leadership,
             blobs,
             blob_client,
+            app: std::sync::OnceLock::new(),
         });
         let server = tokio::spawn(server::serve(endpoint, Arc::downgrade(&inner)));
         let watcher = tokio::spawn(telemetry::watch_raft(inner.raft.metrics(), leadership_tx));
@@ -399,6 +413,55 @@ impl Cluster {
             .await
     }
 
+    /// Registers what answers other members' application requests ([`Self::app_call`]); the first
+    /// registration stays.
+    pub fn set_app_handler(&self, handler: AppHandler) {
+        let _ = self.inner.app.set(handler);
+    }
+
+    /// Asks member `node` an application request of `kind` (its handler decides what `body`
+    /// means). `body` is at most [`rpc::MAX_APP_REQUEST`] bytes, the answer at most
+    /// [`rpc::MAX_APP_RESPONSE`].
+    pub async fn app_call(
+        &self,
+        node: NodeId,
+        kind: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClusterError> {
+        let inner = &self.inner;
+        if body.len() > rpc::MAX_APP_REQUEST {
+            return Err(ClusterError::Unavailable(format!(
+                "request of {} bytes is too large",
+                body.len()
+            )));
+        }
+        let addr = inner
+            .member_addr(node)
+            .ok_or(ClusterError::UnknownMember(node))?;
+        let body = RpcBody::App {
+            kind: kind.to_owned(),
+            body,
+        };
+        match inner
+            .transport
+            .call(node, &addr.raft_addr, body, timeout)
+            .await
+        {
+            Ok(RpcResponse::App(Ok(answer))) if answer.len() <= rpc::MAX_APP_RESPONSE => Ok(answer),
+            Ok(RpcResponse::App(Ok(answer))) => Err(ClusterError::Network(format!(
+                "answer of {} bytes is too large",
+                answer.len()
+            ))),
+            Ok(RpcResponse::App(Err(why))) => Err(ClusterError::Unavailable(why)),
+            Ok(RpcResponse::Refused(why)) => Err(ClusterError::Refused(why)),
+            Ok(_) => Err(ClusterError::Network(
+                "unexpected answer to an app request".into(),
+            )),
+            Err(e) => Err(ClusterError::Network(e.to_string())),
+        }
+    }
+
     /// This node's state and the members as the leader sees them (asked over RPC when this node does not
     /// lead; this node's own view, flagged, when the leader cannot be asked).
     pub async fn status(&self) -> ClusterStatus {
@@ -587,6 +650,22 @@ impl Inner {
             .membership()
             .get_node(&id)
             .cloned()
+    }
+
+    /// Answers an application request with the registered handler.
+    pub(crate) async fn serve_app(&self, kind: String, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        if body.len() > rpc::MAX_APP_REQUEST {
+            return Err(format!("request of {} bytes is too large", body.len()));
+        }
+        let handler = self
+            .app
+            .get()
+            .ok_or_else(|| "no application handler".to_owned())?;
+        let answer = handler(kind, body).await?;
+        if answer.len() > rpc::MAX_APP_RESPONSE {
+            return Err(format!("answer of {} bytes is too large", answer.len()));
+        }
+        Ok(answer)
     }
 
     /// Proposes on this node, which must lead.

@@ -30,7 +30,7 @@ pub use blob_dir::{BlobDir, BlobError, StoredBlob};
 pub use blobs::TransferError;
 pub use config::ClusterConfig;
 pub use error::ClusterError;
-pub use handle::Cluster;
+pub use handle::{AppHandler, Cluster};
 pub use status::{ClusterStatus, MemberStatus, NodeState};
 pub use storage::{NodeAddr, NodeId};
 pub use telemetry::Leadership;

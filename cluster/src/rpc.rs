@@ -59,7 +59,19 @@ pub enum RpcBody {
     Status,
     /// A voter's log length and leader silence, for fast succession.
     LogState,
+    /// An application request (appended: earlier variants encode as before), answered by the
+    /// handler the node registered ([`crate::Cluster::set_app_handler`]). `body` is at most
+    /// [`MAX_APP_REQUEST`] bytes.
+    App {
+        kind: String,
+        body: Vec<u8>,
+    },
 }
+
+/// Largest application request body.
+pub const MAX_APP_REQUEST: usize = 64 * 1024;
+/// Largest application answer body.
+pub const MAX_APP_RESPONSE: usize = 16 * 1024 * 1024;
 
 impl RpcBody {
     /// Short name for logs and metrics.
@@ -74,6 +86,7 @@ impl RpcBody {
             Self::ReadIndex => "read_index",
             Self::Status => "status",
             Self::LogState => "log_state",
+            Self::App { .. } => "app",
         }
     }
 }
@@ -95,6 +108,8 @@ pub enum RpcResponse {
     Status(Result<ClusterStatus, ClusterError>),
     LogState(crate::succession::LogState),
     Refused(String),
+    /// The application handler's answer, or why there is none. (Appended.)
+    App(Result<Vec<u8>, String>),
 }
 
 /// Why a frame could not be read or written.

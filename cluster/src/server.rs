@@ -230,6 +230,7 @@ async fn dispatch(inner: &Inner, body: RpcBody) -> RpcResponse {
         RpcBody::ReadIndex => RpcResponse::ReadIndex(inner.read_index_local().await),
         RpcBody::Status => RpcResponse::Status(inner.leader_status()),
         RpcBody::LogState => RpcResponse::LogState(inner.log_state()),
+        RpcBody::App { kind, body } => RpcResponse::App(inner.serve_app(kind, body).await),
     }
 }
 

@@ -503,6 +503,10 @@ async fn run(iterations: usize) {
         audio: pbx::audio::AudioStore::new(node.clone(), Arc::clone(&events)),
         events,
         vip: None,
+        capture: Arc::new(pbx::capture::Capture::new(
+            1,
+            pbx::capture::CaptureConfig::default(),
+        )),
     });
     let admin = sign_in(&router, ADMIN).await;
     let user = sign_in(&router, USER_EXT).await;

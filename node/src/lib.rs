@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod api;
 mod apps;
 pub mod audio;
+pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -75,6 +75,18 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     ));
     let security =
         crate::security::Security::start(&cfg.security, cluster.clone(), Arc::clone(&events));
+    // SIP capture for troubleshooting: off until an admin enables a target; the targets follow
+    // the replicated table on every node, so the next VIP owner captures the same ones.
+    let capture = Arc::new(crate::capture::Capture::new(
+        cfg.node_id,
+        crate::capture::CaptureConfig::default(),
+    ));
+    tokio::spawn(crate::capture::follow_targets(
+        Arc::clone(&capture),
+        cluster.clone(),
+    ));
+    // Other members ask this node's ring over the cluster RPC (the cluster-wide capture query).
+    cluster.set_app_handler(crate::capture::remote::app_handler(Arc::clone(&capture)));
     let (stop_tx, stop_rx) = watch::channel(false);
     // Without a VIP, SIP runs on this node's own listeners from the start; with one, only while this
     // node owns the VIP, started and stopped by the owner loop.
@@ -89,6 +101,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 Arc::clone(&tls),
                 Arc::clone(&security),
                 Arc::clone(&audio),
+                Arc::clone(&capture),
                 None,
             )
             .await
@@ -97,7 +110,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         }
         Some(vip) => {
             let (task, fence) = start_vip(
-                &cfg, vip, &cluster, &tls, &security, &events, &audio, &stop_rx,
+                &cfg, vip, &cluster, &tls, &security, &events, &audio, &capture, &stop_rx,
             )?;
             (None, Some(task), Some(fence))
         }
@@ -122,6 +135,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         events,
         vip: fence,
         audio,
+        capture,
     });
     let api_task = tokio::spawn(api::serve_https(listener, tls, router, stop_rx, security));
     tracing::info!(node = cfg.node_id, api = %format!("https://{}", cfg.api_advertise()), raft = %cfg.raft_advertise(), "node running");
@@ -164,6 +178,7 @@ fn start_vip(
     security: &Arc<crate::security::Security>,
     events: &Arc<crate::events::Events>,
     audio: &Arc<crate::audio::AudioStore>,
+    capture: &Arc<crate::capture::Capture>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<(
     tokio::task::JoinHandle<Result<(), crate::vip::VipError>>,
@@ -180,6 +195,7 @@ fn start_vip(
     let trunks_cfg = cfg.trunks.clone();
     let (cluster2, tls, security) = (cluster.clone(), Arc::clone(tls), Arc::clone(security));
     let audio = Arc::clone(audio);
+    let capture = Arc::clone(capture);
     let start: crate::vip::StartServices = Arc::new(move || {
         let (sip_cfg, media_cfg, calls_cfg, trunks_cfg) = (
             sip_cfg.clone(),
@@ -194,6 +210,7 @@ fn start_vip(
             on_vip.clone(),
             Arc::clone(&audio),
         );
+        let capture = Arc::clone(&capture);
         Box::pin(async move {
             crate::sip::SipService::start(
                 &sip_cfg,
@@ -204,6 +221,7 @@ fn start_vip(
                 tls,
                 security,
                 audio,
+                capture,
                 Some(on_vip),
             )
             .await

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 use crate::audio::{self, AudioFile, AudioQuotas, QuotaScope};
+use crate::capture::{self, CaptureTarget};
 use crate::codec::{self, CodecError};
 use crate::conference::{self, ConferenceRoom, Participant};
 use crate::features::{
@@ -20,6 +21,7 @@ use crate::model::{
     UserAccount, VipConfig,
 };
 use crate::recording::{self, RecordingPolicy};
+use crate::recording_routes::{self, RouteRecordingPolicy};
 use crate::routing::{
     CallRoute, Limit, OutboundHold, PutMode, Reservation, RoutingKind, RoutingRecord, TollCounter,
     TrunkStatus,
@@ -326,6 +328,17 @@ pub enum Command {
         room: String,
         id: String,
     },
+    // Recording per trunk and route: appended.
+    /// Set a trunk's or route's recording policy; `NotFound` without the trunk or route.
+    PutRouteRecordingPolicy(RouteRecordingPolicy),
+    // SIP capture: appended.
+    /// Enable (or extend) SIP capture for an extension or trunk: `Invalid` when malformed (empty
+    /// name, expiry not within 24 h), `NotFound` without the extension or trunk.
+    PutCaptureTarget(CaptureTarget),
+    /// Disable a capture (`ext/{number}` or `trunk/{name}`); `Ok` when there is none.
+    DeleteCaptureTarget {
+        key: String,
+    },
 }
 
 /// One change to the registration table.
@@ -613,6 +626,9 @@ impl Command {
             Self::RemoveParticipant { room, id } => {
                 Ok(conference::remove_participant(txn, room, id))
             }
+            Self::PutRouteRecordingPolicy(p) => recording_routes::put_policy(txn, p),
+            Self::PutCaptureTarget(t) => capture::put_capture_target(txn, t),
+            Self::DeleteCaptureTarget { key } => Ok(delete(txn, Table::CaptureTargets, key, false)),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -735,6 +751,9 @@ impl Command {
             Self::SetParticipantMuted { .. } => "set_participant_muted",
             Self::KickParticipant { .. } => "kick_participant",
             Self::RemoveParticipant { .. } => "remove_participant",
+            Self::PutRouteRecordingPolicy(_) => "put_route_recording_policy",
+            Self::PutCaptureTarget(_) => "put_capture_target",
+            Self::DeleteCaptureTarget { .. } => "delete_capture_target",
         }
     }
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audio;
+pub mod capture;
 pub mod codec;
 pub mod command;
 pub mod conference;
@@ -21,6 +22,7 @@ mod log_store;
 pub mod model;
 mod reader;
 pub mod recording;
+pub mod recording_routes;
 pub mod routing;
 mod routing_apply;
 mod snapshot_file;

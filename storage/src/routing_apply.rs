@@ -139,7 +139,11 @@ pub(crate) fn delete_routing(
     if kind == RoutingKind::Trunk {
         txn.delete(Table::TrunkStatus, name);
     }
-    Ok(delete(txn, kind.table(), name, true))
+    let response = delete(txn, kind.table(), name, true);
+    if response == Response::Ok {
+        crate::recording_routes::forget(txn, kind, name);
+    }
+    Ok(response)
 }
 
 /// Drops the calls a counter holds that are gone: reserved longer ago than a call can ring and with

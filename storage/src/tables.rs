@@ -66,11 +66,16 @@ pub enum Table {
     ConferenceRooms,
     /// Who is in a conference room now (`{room}/{participant id}`).
     ConferenceParticipants,
+    /// Per trunk, inbound route and outbound route: whether its calls are recorded
+    /// (`trunk/{name}`, `inbound/{name}`, `outbound/{name}`).
+    RouteRecordingPolicies,
+    /// SIP capture targets (`ext/{number}`, `trunk/{name}`), each with its expiry.
+    CaptureTargets,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 39] = [
+    pub const ALL: [Self; 41] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -110,6 +115,8 @@ impl Table {
         Self::VoicemailMessages,
         Self::ConferenceRooms,
         Self::ConferenceParticipants,
+        Self::RouteRecordingPolicies,
+        Self::CaptureTargets,
     ];
 
     /// Column family holding the table.
@@ -154,6 +161,8 @@ impl Table {
             Self::VoicemailMessages => "t_voicemail_messages",
             Self::ConferenceRooms => "t_conference_rooms",
             Self::ConferenceParticipants => "t_conference_participants",
+            Self::RouteRecordingPolicies => "t_route_recording_policies",
+            Self::CaptureTargets => "t_capture_targets",
         }
     }
 
@@ -199,6 +208,8 @@ impl Table {
             Self::VoicemailMessages => 37,
             Self::ConferenceRooms => 38,
             Self::ConferenceParticipants => 39,
+            Self::RouteRecordingPolicies => 40,
+            Self::CaptureTargets => 41,
         }
     }
 

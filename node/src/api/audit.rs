@@ -16,6 +16,7 @@ use storage::features::{CallHandling, FeatureCodes, PickupCodes, PickupGroup, Ri
 use storage::ivr::Ivr;
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
 use storage::recording::RecordingPolicy;
+use storage::recording_routes::RouteRecordingPolicy;
 use storage::time_condition::TimeCondition;
 use storage::voicemail::Mailbox;
 use storage::{Command, Record, StateReader};
@@ -194,6 +195,12 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         Command::PutRecordingPolicy(p) => {
             let before = old::<RecordingPolicy>(reader, &p.extension)
                 .unwrap_or_else(|| RecordingPolicy::none(&p.extension));
+            changes(Some(&before), Some(p))
+        }
+        // Likewise a trunk or route: the target is the request's, only the mode shows.
+        Command::PutRouteRecordingPolicy(p) => {
+            let before = old::<RouteRecordingPolicy>(reader, &p.target.key())
+                .unwrap_or_else(|| RouteRecordingPolicy::none(p.target.clone()));
             changes(Some(&before), Some(p))
         }
         Command::PutMailbox(m) => changes(old::<Mailbox>(reader, &m.extension).as_ref(), Some(m)),

@@ -6,6 +6,7 @@ mod audio;
 mod audit;
 mod auth;
 mod calls;
+mod capture;
 mod cdrs;
 mod cluster;
 mod conferences;
@@ -22,6 +23,7 @@ mod live;
 mod paging;
 mod recording;
 mod registrations;
+mod route_recording;
 mod routes;
 mod security;
 mod serve;
@@ -58,6 +60,7 @@ pub(crate) use self::{
     ivrs::list as ivrs_list,
     live::{LiveQuery, Window as LiveWindow, snapshot as live_snapshot},
     paging::ListQuery,
+    route_recording::ROUTE_MODES as ROUTE_RECORDING_MODES,
     routes::{list_inbound as inbound_list, list_outbound as outbound_list},
     security::{
         AuditQuery, Defence, Rate, audit as list_audit, defence as security_defence,
@@ -92,6 +95,8 @@ pub struct AppState {
     /// This node's VIP lease, when a VIP is configured.
     pub vip: Option<crate::vip::Fence>,
     pub audio: std::sync::Arc<crate::audio::AudioStore>,
+    /// This node's SIP capture (the targets follow the replicated table).
+    pub capture: std::sync::Arc<crate::capture::Capture>,
 }
 
 impl AppState {
@@ -283,6 +288,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/trunks/{name}/status", get(trunks::status))
         .route(
+            "/trunks/{name}/recording",
+            get(route_recording::get_trunk).put(route_recording::put_trunk),
+        )
+        .route(
+            "/routes/outbound/{name}/recording",
+            get(route_recording::get_outbound).put(route_recording::put_outbound),
+        )
+        .route(
+            "/routes/inbound/{name}/recording",
+            get(route_recording::get_inbound).put(route_recording::put_inbound),
+        )
+        .route(
             "/routes/outbound",
             get(routes::list_outbound).post(routes::create_outbound),
         )
@@ -323,6 +340,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/audio-quotas",
             get(audio::get_quotas).put(audio::put_quotas),
+        )
+        .route("/capture", get(capture::list))
+        .route("/capture.pcap", get(capture::download))
+        .route("/capture/targets", get(capture::list_targets))
+        .route(
+            "/capture/targets/{kind}/{name}",
+            axum::routing::put(capture::put_target).delete(capture::delete_target),
         )
         .route("/toll-fraud", get(groups::list_counters))
         .route(

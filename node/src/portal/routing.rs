@@ -2,13 +2,17 @@
 //! time conditions and IVR menus inbound routes may send calls to; each with a create form and
 //! delete buttons (grant `routing`).
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use maud::{Markup, html};
 use serde::Deserialize;
 use storage::audio::{AudioFile, AudioKind};
 use storage::conference::{MAX_ROOM_NAME, MAX_ROOM_NUMBER, ROOM_PARTICIPANTS};
 use storage::ivr::{IVR_KEYS, MAX_IVR_NAME, MAX_IVR_NUMBER};
-use storage::routing::{OutboundRoute, RouteClass, TrunkStatus};
+use storage::recording::RecordingMode;
+use storage::recording_routes::route_recordings;
+use storage::routing::{OutboundRoute, RouteClass, RoutingKind, TrunkStatus};
 use storage::{StateReader, StorageError};
 
 use super::layout::{self, Nav, badge, duration, empty_row, field, form_error, when};
@@ -17,7 +21,7 @@ use crate::api::{AppState, DEFAULT_MAX_PARTICIPANTS, Principal};
 
 /// A trunk as `GET /api/v1/trunks` shows it.
 #[derive(Debug, Deserialize)]
-struct Trunk {
+pub(super) struct Trunk {
     name: String,
     kind: String,
     enabled: bool,
@@ -37,6 +41,50 @@ struct Trunk {
 #[derive(Debug, Deserialize)]
 struct Trunks {
     trunks: Vec<Trunk>,
+}
+
+/// The recording modes of the trunks or routes that set one, by name.
+pub(super) type RecordingModes = HashMap<String, RecordingMode>;
+
+/// The recording modes of every trunk, inbound or outbound route (`kind`) that set one.
+pub(super) fn recording_modes(
+    reader: &StateReader,
+    kind: RoutingKind,
+) -> Result<RecordingModes, StorageError> {
+    Ok(route_recordings(reader, kind)?
+        .into_iter()
+        .map(|p| (p.target.name().to_owned(), p.mode))
+        .collect())
+}
+
+/// Whether a trunk's or route's calls are recorded (a badge when they are), with a select and a
+/// button that set it: `PUT {url}` (`…/recording`). `what` names it for screen readers.
+fn recording_cell(url: &str, what: &str, mode: RecordingMode) -> Markup {
+    let label = |m: RecordingMode| {
+        if m == RecordingMode::Always {
+            "always recorded"
+        } else {
+            "not recorded"
+        }
+    };
+    html! {
+        @if mode == RecordingMode::Always { (badge("warn", label(mode))) }
+        form.recording-form data-api={ "PUT " (url) } data-then="reload" {
+            select.recording-mode name="mode" aria-label={ "Recording of " (what) } {
+                @for m in crate::api::ROUTE_RECORDING_MODES {
+                    option value=(m.as_str()) selected[m == mode] { (label(m)) }
+                }
+            }
+            " "
+            button.btn.btn-small.recording-set type="submit" { "Set" }
+            (form_error())
+        }
+    }
+}
+
+/// The mode of `name` in `modes`: never when it set none.
+fn mode_of(modes: &RecordingModes, name: &str) -> RecordingMode {
+    modes.get(name).copied().unwrap_or(RecordingMode::Never)
 }
 
 fn trunk_state_badge(status: Option<&TrunkStatus>, enabled: bool) -> Markup {
@@ -61,16 +109,26 @@ pub(super) async fn trunks(State(state): State<AppState>, ctx: Ctx) -> Result<Ma
         let status = reader.get::<TrunkStatus>(&t.name)?;
         rows.push((t, status));
     }
-    let content = html! {
+    let recording = recording_modes(reader, RoutingKind::Trunk)?;
+    let content = render_trunks(&rows, &recording);
+    Ok(layout::page(&ctx.who, Nav::Trunks, "Trunks", content))
+}
+
+/// The trunks page's content: each trunk with its state and its recording mode.
+pub(super) fn render_trunks(
+    rows: &[(Trunk, Option<TrunkStatus>)],
+    recording: &RecordingModes,
+) -> Markup {
+    html! {
         div.card {
             div.table-wrap {
                 table.data #trunks-table {
                     thead { tr {
                         th { "Name" } th { "Kind" } th { "Host" } th { "User" } th { "State" } th { "Detail" }
-                        th { "DIDs" } th.num { "Max calls" } th.actions { "" }
+                        th { "DIDs" } th.num { "Max calls" } th { "Recording" } th.actions { "" }
                     } }
                     tbody {
-                        @for (t, s) in &rows {
+                        @for (t, s) in rows {
                             tr data-trunk=(t.name) {
                                 td { strong { (t.name) } }
                                 td { (t.kind) }
@@ -90,6 +148,13 @@ pub(super) async fn trunks(State(state): State<AppState>, ctx: Ctx) -> Result<Ma
                                 }
                                 td { (t.dids.join(", ")) }
                                 td.num { @if t.max_calls == 0 { "—" } @else { (t.max_calls) } }
+                                td.trunk-recording {
+                                    (recording_cell(
+                                        &format!("/api/v1/trunks/{}/recording", enc(&t.name)),
+                                        &format!("trunk {}", t.name),
+                                        mode_of(recording, &t.name),
+                                    ))
+                                }
                                 td.actions {
                                     button.btn.btn-small.btn-danger.trunk-delete type="button"
                                         data-api={ "DELETE /api/v1/trunks/" (enc(&t.name)) }
@@ -97,7 +162,7 @@ pub(super) async fn trunks(State(state): State<AppState>, ctx: Ctx) -> Result<Ma
                                 }
                             }
                         }
-                        @if rows.is_empty() { (empty_row(9, "No trunks.")) }
+                        @if rows.is_empty() { (empty_row(10, "No trunks.")) }
                     }
                 }
             }
@@ -140,8 +205,7 @@ pub(super) async fn trunks(State(state): State<AppState>, ctx: Ctx) -> Result<Ma
                 div.form-actions { button.btn.btn-primary #trunk-submit type="submit" { "Add trunk" } }
             }
         }
-    };
-    Ok(layout::page(&ctx.who, Nav::Trunks, "Trunks", content))
+    }
 }
 
 fn class_name(c: RouteClass) -> &'static str {
@@ -155,6 +219,9 @@ fn class_name(c: RouteClass) -> &'static str {
 #[derive(Debug, Deserialize)]
 pub(super) struct Outbound {
     routes: Vec<OutboundRoute>,
+    /// Not the API's: the routes' recording modes, read beside the list.
+    #[serde(skip)]
+    pub(super) recording: RecordingModes,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +282,9 @@ struct InboundRoute {
 #[derive(Debug, Deserialize)]
 pub(super) struct Inbound {
     routes: Vec<InboundRoute>,
+    /// Not the API's: the routes' recording modes, read beside the list.
+    #[serde(skip)]
+    pub(super) recording: RecordingModes,
 }
 
 /// One weekly range of a time condition, as `GET /api/v1/time-conditions` shows it.
@@ -425,12 +495,16 @@ pub(super) async fn routes(
 ) -> Result<Markup, Problem> {
     ctx.require(ctx.who.grants.routing)?;
     let s = || State(state.clone());
-    let out: Outbound = api::answer(crate::api::outbound_list(s(), ctx.who.clone()).await).await?;
-    let inb: Inbound = api::answer(crate::api::inbound_list(s(), ctx.who.clone()).await).await?;
+    let mut out: Outbound =
+        api::answer(crate::api::outbound_list(s(), ctx.who.clone()).await).await?;
+    let mut inb: Inbound =
+        api::answer(crate::api::inbound_list(s(), ctx.who.clone()).await).await?;
     let conds: TimeConditions =
         api::answer(crate::api::time_conditions_list(s(), ctx.who.clone()).await).await?;
     let list: Ivrs = api::answer(crate::api::ivrs_list(s(), ctx.who.clone()).await).await?;
     let reader = state.cluster.reader();
+    out.recording = recording_modes(reader, RoutingKind::OutboundRoute)?;
+    inb.recording = recording_modes(reader, RoutingKind::InboundRoute)?;
     let zone = crate::api::time_condition_zone(reader);
     let menus = IvrMenus {
         list,
@@ -463,7 +537,7 @@ pub(super) fn render(
                 table.data #outbound-table {
                     thead { tr {
                         th.num { "Position" } th { "Name" } th { "Patterns" } th.num { "Strip" } th { "Prepend" }
-                        th { "Class" } th { "Trunks" } th { "Caller ID" } th.actions { "" }
+                        th { "Class" } th { "Trunks" } th { "Caller ID" } th { "Recording" } th.actions { "" }
                     } }
                     tbody {
                         @for r in &out.routes {
@@ -476,6 +550,13 @@ pub(super) fn render(
                                 td { (class_name(r.class)) }
                                 td { (r.trunks.join(", ")) }
                                 td.mono { (r.caller_id.as_deref().unwrap_or("")) }
+                                td.route-recording {
+                                    (recording_cell(
+                                        &format!("/api/v1/routes/outbound/{}/recording", enc(&r.name)),
+                                        &format!("outbound route {}", r.name),
+                                        mode_of(&out.recording, &r.name),
+                                    ))
+                                }
                                 td.actions {
                                     button.btn.btn-small.btn-danger.route-delete type="button"
                                         data-api={ "DELETE /api/v1/routes/outbound/" (enc(&r.name)) }
@@ -483,7 +564,7 @@ pub(super) fn render(
                                 }
                             }
                         }
-                        @if out.routes.is_empty() { (empty_row(9, "No outbound routes.")) }
+                        @if out.routes.is_empty() { (empty_row(10, "No outbound routes.")) }
                     }
                 }
             }
@@ -520,7 +601,8 @@ pub(super) fn render(
             div.table-wrap {
                 table.data #inbound-table {
                     thead { tr {
-                        th { "Name" } th { "DID" } th { "Caller ID" } th { "Trunk" } th { "Destination" } th.actions { "" }
+                        th { "Name" } th { "DID" } th { "Caller ID" } th { "Trunk" } th { "Destination" }
+                        th { "Recording" } th.actions { "" }
                     } }
                     tbody {
                         @for r in &inb.routes {
@@ -530,6 +612,13 @@ pub(super) fn render(
                                 td.mono { (r.caller_id.as_deref().unwrap_or("")) }
                                 td { (r.trunk.as_deref().unwrap_or("any")) }
                                 td { (destination(&r.destination)) }
+                                td.route-recording {
+                                    (recording_cell(
+                                        &format!("/api/v1/routes/inbound/{}/recording", enc(&r.name)),
+                                        &format!("inbound route {}", r.name),
+                                        mode_of(&inb.recording, &r.name),
+                                    ))
+                                }
                                 td.actions {
                                     button.btn.btn-small.btn-danger.route-delete type="button"
                                         data-api={ "DELETE /api/v1/routes/inbound/" (enc(&r.name)) }
@@ -537,7 +626,7 @@ pub(super) fn render(
                                 }
                             }
                         }
-                        @if inb.routes.is_empty() { (empty_row(6, "No inbound routes.")) }
+                        @if inb.routes.is_empty() { (empty_row(7, "No inbound routes.")) }
                     }
                 }
             }

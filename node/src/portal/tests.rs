@@ -1416,3 +1416,181 @@ fn the_monitor_lists_running_conferences_with_mute_and_remove_for_moderators() {
     let html = super::monitor::conferences(&admin(), &[]).into_string();
     assert!(html.contains("No conference is running."), "{html}");
 }
+
+/// A peer trunk to `carrier.example`, for the routing pages.
+fn storage_trunk(name: &str) -> storage::routing::Trunk {
+    storage::routing::Trunk {
+        name: name.into(),
+        kind: storage::routing::TrunkKind::Peer,
+        enabled: true,
+        host: "carrier.example".into(),
+        port: None,
+        transport: None,
+        outbound_proxy: None,
+        username: String::new(),
+        password: String::new(),
+        realm: String::new(),
+        from_user: String::new(),
+        from_domain: String::new(),
+        caller_id: String::new(),
+        send_pai: false,
+        dids: vec![],
+        max_calls: 0,
+        calls_per_minute: 0,
+        qualify_secs: 0,
+        register_expires: 600,
+        allow_anonymous: false,
+        peer_networks: vec![],
+        peer_hosts: vec![],
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// The `<tr …>` of `html` that starts with `start`.
+fn row_of(html: &str, start: &str) -> String {
+    let at = html
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start}: {html}"));
+    let end = html[at..].find("</tr>").unwrap();
+    html[at..at + end].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trunks_and_routes_pages_show_and_set_each_ones_recording() {
+    use storage::Command;
+    use storage::recording::RecordingMode;
+    use storage::recording_routes::{RecordingTarget, RouteRecordingPolicy};
+    use storage::routing::{
+        Destination, DidKind, InboundRoute, OutboundRoute, PutMode, RouteClass, RoutingKind,
+        RoutingRecord,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    seed(
+        &node,
+        Command::CreateExtension(extension("1001", "Reception")),
+    )
+    .await;
+    let outbound = |name: &str| OutboundRoute {
+        name: name.into(),
+        position: 0,
+        patterns: vec!["9.".into()],
+        strip: 1,
+        prepend: String::new(),
+        class: RouteClass::Local,
+        trunks: vec!["carrier".into()],
+        caller_id: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    let inbound = |name: &str| InboundRoute {
+        name: name.into(),
+        did_kind: DidKind::Exact,
+        did: format!("+1555010{}", name.len()),
+        caller_id: None,
+        trunk: Some("carrier".into()),
+        destination: Destination::Extension("1001".into()),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let mut records = vec![
+        RoutingRecord::Trunk(Box::new(storage_trunk("carrier"))),
+        RoutingRecord::Trunk(Box::new(storage_trunk("backup"))),
+    ];
+    records.extend(["local", "intl"].map(|n| RoutingRecord::OutboundRoute(outbound(n))));
+    records.extend(["main", "sales"].map(|n| RoutingRecord::InboundRoute(inbound(n))));
+    for record in records {
+        let mode = PutMode::Create;
+        seed(&node, Command::PutRouting { record, mode }).await;
+    }
+    for target in [
+        RecordingTarget::Trunk("carrier".into()),
+        RecordingTarget::OutboundRoute("intl".into()),
+        RecordingTarget::InboundRoute("sales".into()),
+    ] {
+        let policy = RouteRecordingPolicy {
+            target,
+            mode: RecordingMode::Always,
+            updated_at: 1,
+        };
+        seed(&node, Command::PutRouteRecordingPolicy(policy)).await;
+    }
+    // Set back to never: shown as never, like no policy at all.
+    let policy = RouteRecordingPolicy {
+        target: RecordingTarget::InboundRoute("main".into()),
+        mode: RecordingMode::Never,
+        updated_at: 2,
+    };
+    seed(&node, Command::PutRouteRecordingPolicy(policy)).await;
+    let reader = node.reader();
+
+    // Each row has the badge when recorded, and a select (on its mode) and button that set it.
+    let check = |row: &str, url: &str, always: bool| {
+        assert!(
+            row.contains(&format!(
+                "data-api=\"PUT {url}/recording\" data-then=\"reload\""
+            )),
+            "{row}"
+        );
+        assert_eq!(row.contains(">always recorded</span>"), always, "{row}");
+        let mode = if always { "always" } else { "never" };
+        assert!(
+            row.contains(&format!("<option value=\"{mode}\" selected>")),
+            "{row}"
+        );
+        assert_eq!(row.matches(" selected>").count(), 1, "{row}");
+        assert!(!row.contains("on_demand"), "{row}");
+        assert!(row.contains("type=\"submit\""), "{row}");
+    };
+
+    let trunks: Vec<(super::routing::Trunk, Option<storage::routing::TrunkStatus>)> =
+        ["backup", "carrier"]
+            .into_iter()
+            .map(|n| {
+                let t = serde_json::json!({"name": n, "kind": "peer", "enabled": true, "host": "carrier.example"});
+                (serde_json::from_value(t).unwrap(), None)
+            })
+            .collect();
+    let modes = super::routing::recording_modes(reader, RoutingKind::Trunk).unwrap();
+    let html = super::routing::render_trunks(&trunks, &modes).into_string();
+    assert!(html.contains("<th>Recording</th>"), "{html}");
+    for (name, always) in [("carrier", true), ("backup", false)] {
+        let row = row_of(&html, &format!("<tr data-trunk=\"{name}\""));
+        check(&row, &format!("/api/v1/trunks/{name}"), always);
+    }
+
+    let mut out: super::routing::Outbound = serde_json::from_value(
+        serde_json::json!({"routes": [outbound("intl"), outbound("local")]}),
+    )
+    .unwrap();
+    out.recording = super::routing::recording_modes(reader, RoutingKind::OutboundRoute).unwrap();
+    let dest = serde_json::json!({"type": "extension", "target": "1001"});
+    let mut inb: super::routing::Inbound = serde_json::from_value(serde_json::json!({"routes": [
+        {"name": "main", "did_kind": "exact", "did": "+15550104", "destination": dest},
+        {"name": "sales", "did_kind": "exact", "did": "+15550105", "destination": dest},
+    ]}))
+    .unwrap();
+    inb.recording = super::routing::recording_modes(reader, RoutingKind::InboundRoute).unwrap();
+    let conds: super::routing::TimeConditions =
+        serde_json::from_value(serde_json::json!({"time_conditions": []})).unwrap();
+    let menus = super::routing::IvrMenus {
+        list: serde_json::from_value(serde_json::json!({"ivrs": []})).unwrap(),
+        prompts: vec![],
+        editing: None,
+    };
+    let html = super::routing::render(&out, &inb, &conds, "UTC", &menus, &no_rooms()).into_string();
+    for (kind, name, always) in [
+        ("outbound", "intl", true),
+        ("outbound", "local", false),
+        ("inbound", "sales", true),
+        ("inbound", "main", false),
+    ] {
+        let table = &html[html.find(&format!("id=\"{kind}-table\"")).unwrap()..];
+        let row = row_of(table, &format!("<tr data-route=\"{name}\""));
+        check(&row, &format!("/api/v1/routes/{kind}/{name}"), always);
+    }
+
+    node.shutdown().await.unwrap();
+}

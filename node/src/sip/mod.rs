@@ -91,6 +91,7 @@ impl SipService {
         tls: Arc<rustls::ServerConfig>,
         security: Arc<Security>,
         audio: Arc<crate::audio::AudioStore>,
+        capture: Arc<crate::capture::Capture>,
         vip: Option<OnVip>,
     ) -> Result<Option<Self>, SipError> {
         if cfg.udp.is_none() && cfg.tcp.is_none() && cfg.tls.is_none() {
@@ -110,7 +111,7 @@ impl SipService {
         sip_tls.alpn_protocols.clear();
         let transports =
             transport::bind(udp, tcp, tls_addr.map(|a| (a, Arc::new(sip_tls)))).await?;
-        let out = transports.outbound(vip.as_ref().map(|v| v.fence.clone()));
+        let out = transports.outbound(vip.as_ref().map(|v| v.fence.clone()), Some(capture));
         let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(16 * 1024);
         let client_tls = trunk_tls(trunks_cfg)?;
         out.enable_dialing(transport::Dialer::new(

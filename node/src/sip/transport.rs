@@ -19,6 +19,7 @@ use pbx_sip::codec::{self, Frame, Message, StreamFramer};
 use pbx_sip::transaction::{Peer, Transmit, Transport};
 use storage::model::{Service, Transport as GateTransport};
 
+use crate::capture::{Capture, CaptureTransport, Direction, Passage};
 use crate::security::{Security, sip_transport};
 use crate::vip::Fence;
 
@@ -56,6 +57,8 @@ pub(crate) struct Outbound {
     fence: Option<Fence>,
     /// Opens connections to servers (set once the endpoint's channel exists).
     dialer: Arc<OnceLock<Arc<Dialer>>>,
+    /// SIP capture: every message sent and received passes it (one atomic load when it is off).
+    capture: Option<Arc<Capture>>,
 }
 
 /// The writer queue of every open TCP/TLS connection, by transport and peer address.
@@ -96,11 +99,37 @@ impl Outbound {
         fenced
     }
 
+    /// Hands a message sent or received to the capture, which keeps it if it concerns an enabled
+    /// target. TCP/TLS messages are seen whole (framed), TLS ones decrypted.
+    fn observe(&self, direction: Direction, peer: Peer, bytes: &[u8]) {
+        let Some(capture) = self.capture.as_ref().filter(|c| c.is_active()) else {
+            return;
+        };
+        let local = self
+            .locals
+            .get(&peer.transport)
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let transport = match peer.transport {
+            Transport::Udp => CaptureTransport::Udp,
+            Transport::Tcp => CaptureTransport::Tcp,
+            Transport::Tls => CaptureTransport::Tls,
+        };
+        let passage = Passage {
+            direction,
+            transport,
+            local,
+            remote: peer.addr,
+        };
+        capture.observe(crate::capture::now_micros(), passage, bytes);
+    }
+
     /// Sends without waiting: UDP with `try_send_to`, streams through their writer's queue.
     pub(crate) fn send(&self, t: &Transmit) -> Result<(), SendError> {
         if self.fenced("out") {
             return Ok(());
         }
+        self.observe(Direction::Out, t.peer, &t.bytes);
         metrics::counter!("pbx_sip_messages_sent_total", "transport" => transport_name(t.peer.transport)).increment(1);
         match t.peer.transport {
             Transport::Udp => {
@@ -303,7 +332,7 @@ pub(crate) struct Transports {
 }
 
 impl Transports {
-    pub(crate) fn outbound(&self, fence: Option<Fence>) -> Outbound {
+    pub(crate) fn outbound(&self, fence: Option<Fence>, capture: Option<Arc<Capture>>) -> Outbound {
         let mut locals = HashMap::new();
         if let Some(a) = self.udp.as_ref().and_then(|s| s.local_addr().ok()) {
             locals.insert(Transport::Udp, a);
@@ -320,6 +349,7 @@ impl Transports {
             streams: Arc::new(Mutex::new(HashMap::new())),
             fence,
             dialer: Arc::new(OnceLock::new()),
+            capture,
         }
     }
 
@@ -417,6 +447,7 @@ async fn udp_loop(
 /// Parses one message; malformed requests that can be answered get a `400` on the spot.
 fn decode(bytes: &[u8], peer: Peer, out: &Outbound) -> Option<Message> {
     metrics::counter!("pbx_sip_messages_received_total", "transport" => transport_name(peer.transport)).increment(1);
+    out.observe(Direction::In, peer, bytes);
     match codec::parse(bytes) {
         Ok(mut msg) => {
             // RFC 3261 §18.2.1 `received`, RFC 3581 `rport`: where the request really came from,
