@@ -2,8 +2,9 @@
 //! extension whose policy is `always` is saved in segments of the audio store, the caller's tone on
 //! the left channel and the callee's on the right, on a majority of the nodes; a call of extensions
 //! without a policy is not recorded; an extension whose policy is `on_demand` records what lies
-//! between two presses of `*1`; and such a recording goes on, in new segments, after the VIP
-//! owner is killed.
+//! between two presses of `*1`; a provider's call through an inbound route whose policy is
+//! `always` is recorded; and a recording turned on with `*1` goes on, in new segments, after the
+//! VIP owner is killed.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use pbx_media::g711::Law;
 use pbx_media::rtp::RtpHeader;
 use pbx_media::tone::{ToneGenerator, dominant};
-use pbx_tests::api::send;
+use pbx_tests::api::{create, inbound_to_extension, peer_trunk, send};
 use pbx_tests::dtmf::press;
 use pbx_tests::netns::{self, vip_owner};
 use pbx_tests::phone::{Answer, Dialog, Phone};
@@ -365,6 +366,58 @@ async fn a_recorded_call_holds_each_party_on_its_own_channel_in_saved_segments()
     let (caller_880, callee_440) = (seconds_of(&left, 880.0), seconds_of(&right, 440.0));
     assert!(caller_880 >= 2.0, "the caller's tone for {caller_880} s");
     assert!(callee_440 >= 2.0, "the callee's tone for {callee_440} s");
+
+    // A provider's call to a DID whose inbound route records every call: recorded, the files
+    // counted against the extension that took it.
+    let carrier_ip = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut carrier = Phone::bound(carrier_ip.into(), sip(&lab), "5551234", "unused")
+        .await
+        .unwrap();
+    let trunk = peer_trunk("carrier", &carrier_ip.to_string(), carrier.sip_addr.port());
+    create(&client, "/api/v1/trunks", trunk).await;
+    let route = inbound_to_extension("main", "15550100", "1001");
+    create(&client, "/api/v1/routes/inbound", route).await;
+    send(
+        &lab,
+        Method::PUT,
+        "/api/v1/routes/inbound/main/recording",
+        json!({"mode": "always"}),
+        StatusCode::OK,
+    )
+    .await;
+    // Trunks are known by source address once the PBX has re-read their addresses (within a
+    // second of a change).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A provider is not challenged: its INVITE's first final answer is the 200.
+    let (placed, answered) = tokio::join!(
+        carrier.dial("15550100", None),
+        alice.answer(Answer::Accept, Duration::from_secs(5))
+    );
+    let a = answered.unwrap().1.unwrap();
+    let out = placed.unwrap();
+    let mut p = carrier
+        .outcome(&out, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the provider's call is answered");
+    tokio::join!(
+        talk(&carrier, p.media, 660.0, 3),
+        talk(&alice, a.media, 440.0, 3)
+    );
+    assert_eq!(carrier.hang_up(&mut p).await.unwrap(), 200);
+    let inbound = call_id(&client, 4).await;
+    let files = segments_covering(&client, 0, &inbound, 2.5, Duration::from_secs(15)).await;
+    let (left, right) = join(&client, 0, &files).await;
+    let recorded = left.len() as f64 / 8000.0;
+    assert!(
+        (2.5..=4.0).contains(&recorded),
+        "{recorded} s of a 3 s call"
+    );
+    assert!(seconds_of(&left, 660.0) >= 2.0, "the provider's caller");
+    assert!(seconds_of(&right, 440.0) >= 2.0, "the extension");
+    for f in &files {
+        assert_eq!(f["owner"], "1001", "{f}");
+    }
 }
 
 #[test]

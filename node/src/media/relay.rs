@@ -114,6 +114,9 @@ struct SideState {
     tap: Option<mpsc::Sender<Tapped>>,
     /// Someone listens for this side's keys: a copy of each of its telephone-event packets.
     keys: Option<KeyTap>,
+    /// The PBX plays a short sound to this side (a notice): the other side's RTP is held meanwhile,
+    /// as for music.
+    notice: bool,
 }
 
 /// Where a side's telephone-event packets (of the payload types listed) are copied.
@@ -360,6 +363,25 @@ impl MediaSession {
         }
     }
 
+    /// Plays `clip` (8 kHz) once to `side` of the first stream in G.711 payload type `pt`, the
+    /// other side's audio held back meanwhile. Nothing while that side hears music on hold (the
+    /// music goes on) or another notice.
+    pub(crate) fn play_notice(&self, side: Side, pt: u8, clip: Arc<[i16]>) {
+        let Some(stream) = self.streams.first() else {
+            return;
+        };
+        {
+            let mut state = lock(&stream.state);
+            let s = &mut state[side.index()];
+            if s.music || s.notice || clip.is_empty() {
+                return;
+            }
+            s.notice = true;
+        }
+        let (stream, guard) = (Arc::clone(stream), self.guard.clone());
+        tokio::spawn(play_notice(stream, side.index(), pt, clip, guard));
+    }
+
     /// Starts copying the first stream's RTP, as each side sends it, to the receiver returned (it
     /// ends when the recording is stopped or the session dropped).
     pub(crate) fn record(&self) -> Option<mpsc::Receiver<Tapped>> {
@@ -480,6 +502,37 @@ async fn play_music(
     }
 }
 
+/// Sends `clip` once to `side`, 20 ms a packet, then lets the other side be heard again. The task
+/// owns its stream: a call that ends meanwhile stops it at the next packet (its sockets' peers
+/// are gone), and it never runs longer than the clip.
+async fn play_notice(
+    stream: Arc<Stream>,
+    side: usize,
+    pt: u8,
+    clip: Arc<[i16]>,
+    guard: MediaGuard,
+) {
+    let frames = clip.len().div_ceil(super::music::FRAME);
+    let mut player = super::music::Player::new(pt, rand::random(), rand::random(), clip);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut packet = Vec::with_capacity(12 + super::music::FRAME);
+    for _ in 0..frames {
+        tick.tick().await;
+        if guard.fence.as_ref().is_some_and(|f| !f.holds()) {
+            continue;
+        }
+        let dest = {
+            let state = lock(&stream.state);
+            state[side].rtp.destination(state[side].peer.known)
+        };
+        player.next_packet(&mut packet);
+        if let Some(dest) = dest {
+            let _ = stream.rtp[side].try_send_to(&packet, dest);
+        }
+    }
+    lock(&stream.state)[side].notice = false;
+}
+
 /// One direction of one socket kind: packets from `from` on its RTP (or RTCP) socket go out of the
 /// other side's socket of the same kind.
 struct Relay {
@@ -494,7 +547,7 @@ struct Relay {
 impl Relay {
     /// Where an admitted packet goes: to the other side `o`, unless it hears music on hold.
     fn route(&self, state: &[SideState; 2], o: usize) -> Route {
-        if !self.is_rtcp && state[o].music {
+        if !self.is_rtcp && (state[o].music || state[o].notice) {
             return Route::Held;
         }
         let out = &state[o];
@@ -873,5 +926,42 @@ mod tests {
         session.unwatch_keys();
         assert!(recorded.recv().await.is_none(), "the recorder's input ends");
         assert!(keys.recv().await.is_none(), "the listener's input ends");
+    }
+
+    #[tokio::test]
+    async fn a_notice_is_played_once_to_one_side_with_the_other_held_back_meanwhile() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_600, 42_607);
+        let session = MediaSession::allocate(&range, 1, Duration::from_secs(5), open()).unwrap();
+        let (caller, callee) = (phone().await, phone().await);
+        session.set_peer(0, Side::Caller, peer_of(&caller));
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        let port = |side| SocketAddr::from(([127, 0, 0, 1], session.port(0, side).unwrap()));
+        // Latch the caller's side, then play three frames of a loud square wave to it.
+        callee.send_to(b"first", port(Side::Callee)).await.unwrap();
+        assert_eq!(recv(&caller).await.unwrap().0, b"first");
+        let clip: Arc<[i16]> = (0..480)
+            .map(|i| if i % 8 < 4 { 8000 } else { -8000 })
+            .collect();
+        session.play_notice(Side::Caller, 0, Arc::clone(&clip));
+        // Meanwhile the callee is not heard, and a second notice is refused.
+        session.play_notice(Side::Caller, 0, clip);
+        callee.send_to(b"held", port(Side::Callee)).await.unwrap();
+        let mut notice = 0;
+        let mut buf = [0u8; 256];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(300), caller.recv(&mut buf)).await
+        {
+            assert_eq!(
+                n,
+                172,
+                "RTP header and 160 µ-law samples: {:?}",
+                &buf[..n.min(16)]
+            );
+            assert_eq!(buf[1] & 0x7f, 0);
+            notice += 1;
+        }
+        assert_eq!(notice, 3, "once, 20 ms a packet");
+        callee.send_to(b"after", port(Side::Callee)).await.unwrap();
+        assert_eq!(recv(&caller).await.unwrap().0, b"after", "heard again");
     }
 }

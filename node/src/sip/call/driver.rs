@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 use pbx_sip::transaction::{ClientTxId, Peer, ServerTxId};
 use storage::model::{ActiveCall, Extension, Setting};
 use storage::recording::{RecordingMode, RecordingPolicy};
+use storage::recording_routes::{RecordingTarget, route_recording};
+use storage::routing::{CallRoute, Direction};
 
 use super::admission::{self, Refusal};
 use super::core::{
@@ -582,6 +584,16 @@ impl Driver {
             self.start_recording(parties[i].clone());
             return;
         }
+        if let Some(by) = self.recorded_by_route(reader) {
+            // The files count against the extension in the call, when there is one (a trunk's
+            // leg names the outside number).
+            let owner = parties
+                .iter()
+                .find(|p| !p.is_empty() && matches!(reader.get::<Extension>(p), Ok(Some(_))))
+                .cloned();
+            self.start_recording(owner.unwrap_or(by));
+            return;
+        }
         let key = storage::recording::on_demand_key(self.core.id());
         let was_on = reader.get::<Setting>(&key).ok().flatten().map(|s| s.value);
         self.listen_for_the_code(&parties, modes);
@@ -595,6 +607,27 @@ impl Driver {
             tracing::info!(call = %self.core.id(), extension = %by, "on-demand recording goes on after the failover");
             self.recorded_on_demand_by = Some(by);
         }
+    }
+
+    /// The trunk or route (as `trunk/NAME`, `inbound/NAME`, `outbound/NAME`) whose policy records
+    /// this call, if it came or went through one: its route is stored under the CDR's key while
+    /// the call is up, so a call carried on after a failover finds it too.
+    fn recorded_by_route(&self, reader: &storage::StateReader) -> Option<String> {
+        let route = reader
+            .get::<CallRoute>(&self.core.cdr_key())
+            .ok()
+            .flatten()?;
+        let by_route = match route.direction {
+            Direction::Inbound => Some(RecordingTarget::InboundRoute(route.route)),
+            Direction::Outbound => Some(RecordingTarget::OutboundRoute(route.route)),
+            Direction::Internal => None,
+        };
+        [Some(RecordingTarget::Trunk(route.trunk)), by_route]
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.name().is_empty())
+            .find(|t| route_recording(reader, t) == RecordingMode::Always)
+            .map(|t| t.key())
     }
 
     /// Listens to the keys of the parties whose policy is `on_demand` (none: stops listening).
@@ -659,6 +692,14 @@ impl Driver {
                 })
             }
         };
+        // Both parties are told, by a beep (started) or two (stopped).
+        let started = self.recorded_on_demand_by.is_some();
+        for (i, pt) in self.core.g711_heard().into_iter().enumerate() {
+            if let Some(pt) = pt {
+                self.media
+                    .play_notice(side_of(i), pt, on_demand::notice(started));
+            }
+        }
         if let Err(e) = self.calls.cluster.propose(cmd).await {
             tracing::warn!(call = %self.core.id(), error = %e, "on-demand recording state not replicated");
         }

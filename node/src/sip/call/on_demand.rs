@@ -7,7 +7,10 @@
 //!
 //! [`on_demand_key`]: storage::recording::on_demand_key
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use pbx_media::tone::ToneGenerator;
 
 use crate::apps::Keys;
 use crate::media::Tapped;
@@ -32,6 +35,24 @@ pub(crate) fn event_payload_types(sdp: &str) -> Vec<u8> {
         .filter_map(|(pt, _)| pt.parse::<u8>().ok())
         .filter(|pt| (96..128).contains(pt))
         .collect()
+}
+
+/// The parties hear a notice when recording starts (one beep) and stops (two): 1,400 Hz, softer
+/// than the prompts, as it plays over the conversation.
+pub(crate) fn notice(started: bool) -> Arc<[i16]> {
+    let beep = |ms: usize| {
+        let mut out = vec![0i16; ms * 8];
+        if let Ok(mut tone) = ToneGenerator::new(1_400.0, 6_000, 8_000) {
+            tone.fill(&mut out);
+        }
+        out
+    };
+    let mut clip = beep(if started { 300 } else { 150 });
+    if !started {
+        clip.extend(std::iter::repeat_n(0, 100 * 8));
+        clip.extend(beep(150));
+    }
+    clip.into()
 }
 
 /// Recognises the code in one side's keys.
@@ -111,6 +132,18 @@ impl OnDemand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_notices_are_one_beep_to_start_and_two_to_stop() {
+        let loud = |clip: &[i16]| clip.iter().filter(|s| s.unsigned_abs() > 1000).count();
+        let start = notice(true);
+        assert_eq!(start.len(), 2400);
+        assert!(loud(&start) > 1000);
+        let stop = notice(false);
+        assert_eq!(stop.len(), 3200);
+        assert_eq!(loud(&stop[1200..2000]), 0, "a pause between the two beeps");
+        assert!(loud(&stop[..1200]) > 500 && loud(&stop[2000..]) > 500);
+    }
 
     #[test]
     fn star_then_one_within_the_pause_is_the_code() {

@@ -528,6 +528,11 @@ impl CallCore {
             .then(|| [&*self.legs[CALLER].extension, &*self.legs[CALLEE].extension])
     }
 
+    /// The key of the call's CDR (and of its route, for a trunk call).
+    pub(crate) fn cdr_key(&self) -> String {
+        CallDetail::key_for(self.started_at, &self.id)
+    }
+
     /// The session descriptions the two legs' phones last sent, `[caller, callee]`.
     pub(crate) fn remote_sdps(&self) -> [&str; 2] {
         [&self.legs[CALLER].remote_sdp, &self.legs[CALLEE].remote_sdp]

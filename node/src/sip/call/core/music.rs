@@ -43,6 +43,12 @@ pub(super) fn music_for(sdp: &[Sdp; 2], streams: usize) -> Vec<[Option<u8>; 2]> 
 }
 
 impl CallCore {
+    /// The G.711 payload type each side of the first stream receives in, `[caller, callee]`
+    /// (`None`: another codec, or it receives nothing now): what a notice is played to it in.
+    pub(crate) fn g711_heard(&self) -> [Option<u8>; 2] {
+        [CALLER, CALLEE].map(|side| self.sdp[side].media().first().and_then(listens_in))
+    }
+
     /// Starts or stops music on hold where the call's SDP now says so.
     pub(super) fn update_music(&mut self) {
         let now = if self.env.config.hold_music && matches!(self.phase, Phase::Talking) {
