@@ -277,18 +277,40 @@ async fn audio_is_saved_on_a_majority_copied_everywhere_and_caught_up_by_a_retur
     assert!(voiced > 1.0, "{voiced} s of it sounding");
     let bad = [
         (json!({"kind": "prompt", "name": "x", "text": ""}), "text"),
-        (json!({"kind": "prompt", "name": "x", "text": "a\u{7}b"}), "text"),
-        (json!({"kind": "prompt", "name": "x", "text": "a".repeat(1001)}), "text"),
-        (json!({"kind": "prompt", "name": "x", "text": "hi", "voice": "-w"}), "voice"),
-        (json!({"kind": "prompt", "name": "x", "text": "hi", "voice": "zz-none"}), "voice"),
+        (
+            json!({"kind": "prompt", "name": "x", "text": "a\u{7}b"}),
+            "text",
+        ),
+        (
+            json!({"kind": "prompt", "name": "x", "text": "a".repeat(1001)}),
+            "text",
+        ),
+        (
+            json!({"kind": "prompt", "name": "x", "text": "hi", "voice": "-w"}),
+            "voice",
+        ),
+        (
+            json!({"kind": "prompt", "name": "x", "text": "hi", "voice": "zz-none"}),
+            "voice",
+        ),
         (json!({"kind": "prompt", "name": "", "text": "hi"}), "name"),
-        (json!({"kind": "recording", "name": "x", "text": "hi"}), "kind"),
-        (json!({"kind": "prompt", "name": "x", "text": "hi", "speed": 3}), "speed"),
+        (
+            json!({"kind": "recording", "name": "x", "text": "hi"}),
+            "kind",
+        ),
+        (
+            json!({"kind": "prompt", "name": "x", "text": "hi", "speed": 3}),
+            "speed",
+        ),
     ];
     for (body, field) in bad {
-        let (status, answer) =
-            pbx_tests::api::call(&lab, Method::POST, "/api/v1/audio/speech", Some(body.clone()))
-                .await;
+        let (status, answer) = pbx_tests::api::call(
+            &lab,
+            Method::POST,
+            "/api/v1/audio/speech",
+            Some(body.clone()),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert!(answer.to_string().contains(field), "{body}: {answer}");
     }
