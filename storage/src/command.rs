@@ -10,6 +10,7 @@ use crate::audio::{self, AudioFile, AudioQuotas, QuotaScope};
 use crate::capture::{self, CaptureTarget};
 use crate::codec::{self, CodecError};
 use crate::conference::{self, ConferenceRoom, Participant};
+use crate::contacts::{self, Contact};
 use crate::features::{
     CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup, Subscription,
 };
@@ -339,6 +340,15 @@ pub enum Command {
     DeleteCaptureTarget {
         key: String,
     },
+    // Contacts: appended.
+    /// Create or replace phonebook contacts (at most 1,000), with their numbers' index entries;
+    /// all or nothing. `Invalid` when one is malformed or a book would overflow, `NotFound`
+    /// without a personal book's extension.
+    PutContacts(Vec<Contact>),
+    /// Delete a contact (`company/{id}` or `personal/{extension}/{id}`); `NotFound` without it.
+    DeleteContact {
+        key: String,
+    },
 }
 
 /// One change to the registration table.
@@ -455,6 +465,10 @@ impl Command {
                 if response == Response::Ok {
                     txn.delete(Table::CallHandling, number);
                     features_apply::leave_pickup_groups(txn, number)?;
+                    let book = contacts::Book::Personal {
+                        extension: number.clone(),
+                    };
+                    contacts::delete_book(txn, &book)?;
                     recording::forget_extension(txn, number);
                     if txn.get(Table::Mailboxes, number).is_some() {
                         voicemail::delete_mailbox(txn, number)?;
@@ -629,6 +643,8 @@ impl Command {
             Self::PutRouteRecordingPolicy(p) => recording_routes::put_policy(txn, p),
             Self::PutCaptureTarget(t) => capture::put_capture_target(txn, t),
             Self::DeleteCaptureTarget { key } => Ok(delete(txn, Table::CaptureTargets, key, false)),
+            Self::PutContacts(list) => contacts::put_contacts(txn, list),
+            Self::DeleteContact { key } => contacts::delete_contact(txn, key),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -754,6 +770,8 @@ impl Command {
             Self::PutRouteRecordingPolicy(_) => "put_route_recording_policy",
             Self::PutCaptureTarget(_) => "put_capture_target",
             Self::DeleteCaptureTarget { .. } => "delete_capture_target",
+            Self::PutContacts(_) => "put_contacts",
+            Self::DeleteContact { .. } => "delete_contact",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod capture;
 pub mod codec;
 pub mod command;
 pub mod conference;
+pub mod contacts;
 mod error;
 pub mod features;
 mod features_apply;

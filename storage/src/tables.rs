@@ -71,11 +71,15 @@ pub enum Table {
     RouteRecordingPolicies,
     /// SIP capture targets (`ext/{number}`, `trunk/{name}`), each with its expiry.
     CaptureTargets,
+    /// Phonebook contacts: `company/{id}` and `personal/{extension}/{id}`.
+    Contacts,
+    /// Contacts by normalised number (`{number}/{contact key}`), with the contact's name.
+    ContactsByNumber,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 41] = [
+    pub const ALL: [Self; 43] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -117,6 +121,8 @@ impl Table {
         Self::ConferenceParticipants,
         Self::RouteRecordingPolicies,
         Self::CaptureTargets,
+        Self::Contacts,
+        Self::ContactsByNumber,
     ];
 
     /// Column family holding the table.
@@ -163,6 +169,8 @@ impl Table {
             Self::ConferenceParticipants => "t_conference_participants",
             Self::RouteRecordingPolicies => "t_route_recording_policies",
             Self::CaptureTargets => "t_capture_targets",
+            Self::Contacts => "t_contacts",
+            Self::ContactsByNumber => "t_contacts_by_number",
         }
     }
 
@@ -210,6 +218,8 @@ impl Table {
             Self::ConferenceParticipants => 39,
             Self::RouteRecordingPolicies => 40,
             Self::CaptureTargets => 41,
+            Self::Contacts => 42,
+            Self::ContactsByNumber => 43,
         }
     }
 

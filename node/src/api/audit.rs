@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use storage::conference::ConferenceRoom;
+use storage::contacts::Contact;
 use storage::features::{CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup};
 use storage::ivr::Ivr;
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
@@ -218,6 +219,11 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         Command::DeleteVoicemailMessage { mailbox, audio_id } => {
             format!("voicemail message {audio_id} of mailbox {mailbox} deleted")
         }
+        Command::PutContacts(list) => match list.as_slice() {
+            [one] => changes(old::<Contact>(reader, &one.key()).as_ref(), Some(one)),
+            many => format!("{} contacts imported", many.len()),
+        },
+        Command::DeleteContact { key } => changes::<Contact>(old(reader, key).as_ref(), None),
         other => other.kind().to_owned(),
     }
 }

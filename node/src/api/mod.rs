@@ -10,6 +10,7 @@ mod capture;
 mod cdrs;
 mod cluster;
 mod conferences;
+mod contacts;
 mod crud;
 mod error;
 mod events;
@@ -73,6 +74,13 @@ pub(crate) use self::{
 /// The conference rooms as the list answer shows them, for the portal's tests.
 #[cfg(test)]
 pub(crate) use conferences::list_views as conference_views;
+/// Contacts as the list answer shows them, for the portal's tests.
+#[cfg(test)]
+pub(crate) use contacts::testing as contacts_testing;
+pub(crate) use contacts::{
+    ContactList, ContactQuery, ContactView, list as contacts_list,
+    list_personal as personal_contacts_list,
+};
 pub use error::ApiError;
 pub use guard::ClientAddr;
 /// The IVRs as the list answer shows them, for the portal's tests.
@@ -352,10 +360,42 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/toll-fraud/suspensions/{extension}",
             axum::routing::delete(groups::clear_suspension),
+        )
+        .route("/contacts", get(contacts::list).post(contacts::create))
+        .route(
+            "/contacts/import",
+            post(contacts::import).layer(DefaultBodyLimit::max(contacts::MAX_IMPORT_BYTES)),
+        )
+        .route("/contacts/export", get(contacts::export))
+        .route(
+            "/contacts/{id}",
+            get(contacts::get)
+                .put(contacts::update)
+                .delete(contacts::delete),
+        )
+        .route(
+            "/extensions/{number}/contacts",
+            get(contacts::list_personal).post(contacts::create_personal),
+        )
+        .route(
+            "/extensions/{number}/contacts/import",
+            post(contacts::import_personal)
+                .layer(DefaultBodyLimit::max(contacts::MAX_IMPORT_BYTES)),
+        )
+        .route(
+            "/extensions/{number}/contacts/export",
+            get(contacts::export_personal),
+        )
+        .route(
+            "/extensions/{number}/contacts/{id}",
+            get(contacts::get_personal)
+                .put(contacts::update_personal)
+                .delete(contacts::delete_personal),
         );
     Router::new()
         .nest("/api/v1", v1)
         .route("/metrics", get(metrics_text))
+        .route("/phonebook/{file}", get(contacts::phonebook))
         .merge(crate::portal::router())
         .fallback(crate::portal::fallback(not_found))
         .layer(middleware::from_fn_with_state(

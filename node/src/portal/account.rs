@@ -9,7 +9,9 @@ use storage::web::{Grants, Scope};
 
 use super::features::{codes_list, handling_form};
 use super::layout::{self, Nav, badge, field, form_error, when};
-use super::{Ctx, Params, Problem, Restricted, api, cdrs, given, safe_next, see_other, voicemail};
+use super::{
+    Ctx, Params, Problem, Restricted, api, cdrs, contacts, given, safe_next, see_other, voicemail,
+};
 use crate::api::{AppState, Principal};
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +233,10 @@ pub(super) async fn me(
         )),
         None => None,
     };
+    let contacts = match &me.extension {
+        Some(ext) => Some(contacts::load_card(&state, &ctx.who, ext).await),
+        None => None,
+    };
     let codes: FeatureCodes =
         api::answer(crate::api::feature_codes(State(state.clone()), ctx.who.clone()).await).await?;
     let pickup_codes: PickupCodes =
@@ -269,6 +275,9 @@ pub(super) async fn me(
         }
         @if let Some((ext, mine)) = &mailbox {
             (voicemail::mine_card(ext, mine))
+        }
+        @if let Some(list) = &contacts {
+            (contacts::card(list))
         }
         @if let Some(calls) = calls {
             div.card #me-calls {

@@ -22,6 +22,7 @@ pub(crate) enum Nav {
     Routes,
     Cdrs,
     Audio,
+    Contacts,
     Events,
     Security,
     Audit,
@@ -33,7 +34,7 @@ pub(crate) enum Nav {
 }
 
 impl Nav {
-    pub(crate) const ALL: [Self; 15] = [
+    pub(crate) const ALL: [Self; 16] = [
         Self::Dashboard,
         Self::Extensions,
         Self::RingGroups,
@@ -41,6 +42,7 @@ impl Nav {
         Self::Routes,
         Self::Cdrs,
         Self::Audio,
+        Self::Contacts,
         Self::Events,
         Self::Security,
         Self::Audit,
@@ -60,6 +62,7 @@ impl Nav {
             Self::Routes => "/routes",
             Self::Cdrs => "/cdrs",
             Self::Audio => "/audio",
+            Self::Contacts => "/contacts",
             Self::Events => "/events",
             Self::Security => "/security",
             Self::Audit => "/audit",
@@ -80,6 +83,7 @@ impl Nav {
             Self::Routes => "Routes",
             Self::Cdrs => "Call records",
             Self::Audio => "Audio",
+            Self::Contacts => "Phonebook",
             Self::Events => "Events",
             Self::Security => "Firewall & bans",
             Self::Audit => "Audit log",
@@ -101,6 +105,7 @@ impl Nav {
             Self::Routes => "nav-routes",
             Self::Cdrs => "nav-cdrs",
             Self::Audio => "nav-audio",
+            Self::Contacts => "nav-contacts",
             Self::Events => "nav-events",
             Self::Security => "nav-security",
             Self::Audit => "nav-audit",
@@ -120,7 +125,8 @@ impl Nav {
             | Self::Trunks
             | Self::Routes
             | Self::Cdrs
-            | Self::Audio => "PBX",
+            | Self::Audio
+            | Self::Contacts => "PBX",
             Self::Events | Self::Security | Self::Audit => "Security",
             Self::Cluster | Self::Accounts | Self::WebPolicy | Self::Setup => "System",
             Self::Me => "Account",
@@ -142,7 +148,8 @@ impl Nav {
             Self::Security | Self::Audit => g.security,
             Self::Cluster => g.monitor || who.is_admin(),
             Self::Accounts | Self::WebPolicy | Self::Setup => who.is_admin(),
-            Self::Me => true,
+            // Every account reads the company phonebook; admins change it.
+            Self::Contacts | Self::Me => true,
         }
     }
 }

@@ -31,6 +31,7 @@ mod admin;
 mod api;
 mod audio;
 mod cdrs;
+mod contacts;
 mod extensions;
 mod features;
 mod layout;
@@ -62,6 +63,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/account/password", get(account::password))
         .route("/account/totp", get(account::totp))
         .route("/me", get(account::me))
+        .route("/me/contacts", get(contacts::mine))
+        .route("/contacts", get(contacts::page))
         .route("/", get(monitor::dashboard))
         .route("/cluster", get(monitor::cluster))
         .route("/extensions", get(extensions::page))

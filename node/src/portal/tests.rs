@@ -113,8 +113,8 @@ fn the_navigation_follows_the_grants() {
     );
     assert_eq!(
         ids(&principal("user", Grants::USER)),
-        ["nav-cdrs", "nav-audio", "nav-me"],
-        "a user sees their own calls, recordings and account"
+        ["nav-cdrs", "nav-audio", "nav-contacts", "nav-me"],
+        "a user sees their own calls, recordings, the phonebook and account"
     );
     assert_eq!(
         ids(&principal("operator", Grants::OPERATOR)),
@@ -123,6 +123,7 @@ fn the_navigation_follows_the_grants() {
             "nav-extensions",
             "nav-cdrs",
             "nav-audio",
+            "nav-contacts",
             "nav-events",
             "nav-cluster",
             "nav-me"
@@ -139,7 +140,7 @@ fn the_navigation_follows_the_grants() {
     };
     assert_eq!(
         ids(&principal("router", routing_only)),
-        ["nav-trunks", "nav-routes", "nav-me"]
+        ["nav-trunks", "nav-routes", "nav-contacts", "nav-me"]
     );
     let extensions_only = Grants {
         extensions: true,
@@ -148,7 +149,13 @@ fn the_navigation_follows_the_grants() {
     };
     assert_eq!(
         ids(&principal("helpdesk", extensions_only)),
-        ["nav-extensions", "nav-ring-groups", "nav-audio", "nav-me"],
+        [
+            "nav-extensions",
+            "nav-ring-groups",
+            "nav-audio",
+            "nav-contacts",
+            "nav-me"
+        ],
         "prompts and music are the extensions grant's"
     );
     // A custom role called "admin"-like but not admin gets no admin pages.

@@ -13,7 +13,8 @@
 //   button[data-api]                     the same for one click (data-confirm asks first,
 //       data-body is the JSON body).
 //   form[data-login]                     the sign-in form (asks for the second factor when needed).
-//   form[data-import]                    uploads a CSV file and shows the per-row report.
+//   form[data-import]                    uploads a CSV file and shows the per-row report
+//       (data-columns names its three columns, data-shown the button that reloads).
 //   form[data-upload]                    uploads its file input's WAV file as the body of a POST to
 //       data-upload?kind=…&name=… (the name defaults to the file's), then does data-then; with
 //       data-then="greeting", then sends data-mailbox (JSON) with its field named by the form's
@@ -381,14 +382,16 @@
     const report = $(form.dataset.report || '#import-report');
     const d = res.data ?? {};
     const errors = Array.isArray(d.errors) ? d.errors : [];
-    const rows = errors.map((e) => h('tr', {}, h('td', { class: 'num' }, e.line ?? ''), h('td', {}, e.number ?? ''), h('td', {}, e.message ?? '')));
+    // Extensions report {line, number, message}; contacts {row, field, message}.
+    const rows = errors.map((e) => h('tr', {}, h('td', { class: 'num' }, e.line ?? e.row ?? ''), h('td', {}, e.number ?? e.field ?? ''), h('td', {}, e.message ?? '')));
+    const [c1, c2, c3] = (form.dataset.columns || 'Line,Number,Problem').split(',');
     const secrets = (Array.isArray(d.extensions) ? d.extensions : []).filter((x) => x.generated_secret);
     report.replaceChildren(
       h('p', { class: 'import-summary', id: 'import-summary' },
         `Created ${d.created ?? 0}; ${errors.length} row${errors.length === 1 ? '' : 's'} refused.`),
       errors.length
         ? h('table', { class: 'data', id: 'import-errors' },
-          h('thead', {}, h('tr', {}, h('th', {}, 'Line'), h('th', {}, 'Number'), h('th', {}, 'Problem'))),
+          h('thead', {}, h('tr', {}, h('th', {}, c1), h('th', {}, c2), h('th', {}, c3))),
           h('tbody', {}, ...rows))
         : null,
       secrets.length
@@ -398,7 +401,7 @@
             h('thead', {}, h('tr', {}, h('th', {}, 'Number'), h('th', {}, 'SIP secret'))),
             h('tbody', {}, ...secrets.map((x) => h('tr', {}, h('td', {}, x.number), h('td', {}, h('code', {}, x.generated_secret)))))))
         : null,
-      (d.created ?? 0) > 0 ? h('button', { type: 'button', class: 'btn', dataset: { reload: '' } }, 'Show the new extensions') : null,
+      (d.created ?? 0) > 0 ? h('button', { type: 'button', class: 'btn', dataset: { reload: '' } }, form.dataset.shown || 'Show the new extensions') : null,
     );
     report.hidden = false;
   }

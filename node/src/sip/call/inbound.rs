@@ -77,10 +77,17 @@ impl Calls {
             started,
         );
         a.from_trunk = true;
+        // A caller in the company phonebook shows under the book's name, whatever the provider
+        // sent (often only the number, or a carrier's generic name): one index seek per form of
+        // the number.
         a.caller_name = if anonymous {
             "Anonymous".to_owned()
         } else {
-            display_of(from)
+            storage::contacts::company_name_for(self.cluster.reader(), caller)
+                .inspect_err(|e| tracing::warn!(error = %e, "phonebook lookup failed"))
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| display_of(from))
         };
         let ruri = req
             .uri
