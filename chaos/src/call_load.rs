@@ -50,6 +50,41 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Sends a G.711 packet every 20 ms from each socket to its address for `seconds`, spread over a
+/// few tasks; how many were sent.
+pub(crate) async fn stream_g711(
+    streams: &[(Arc<tokio::net::UdpSocket>, std::net::SocketAddr)],
+    seconds: u64,
+) -> anyhow::Result<u64> {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let senders = 4.min(streams.len().max(1));
+    let chunk = streams.len().div_ceil(senders).max(1);
+    let mut tasks = Vec::new();
+    for group in streams.chunks(chunk) {
+        let group = group.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PACKET_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let (mut sent, mut seq) = (0u64, 0u16);
+            while Instant::now() < until {
+                tick.tick().await;
+                for (i, (sock, to)) in group.iter().enumerate() {
+                    if sock.send_to(&rtp_packet(seq, i as u32), *to).await.is_ok() {
+                        sent += 1;
+                    }
+                }
+                seq = seq.wrapping_add(1);
+            }
+            sent
+        }));
+    }
+    let mut sent = 0;
+    for t in tasks {
+        sent += t.await?;
+    }
+    Ok(sent)
+}
+
 /// Pins every PBX process of `lab` (all its threads) to CPU `cpu`.
 pub(crate) fn pin_processes(lab: &Lab, cpu: u32) -> anyhow::Result<()> {
     for pid in lab.nodes.iter().filter_map(|n| n.pid()) {
@@ -183,33 +218,7 @@ pub async fn call_load(
         })
         .collect();
     let started = Instant::now();
-    let until = started + Duration::from_secs(seconds);
-    let senders = 4.min(streams.len().max(1));
-    let chunk = streams.len().div_ceil(senders).max(1);
-    let mut tasks = Vec::new();
-    for group in streams.chunks(chunk) {
-        let group = group.to_vec();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PACKET_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut sent = 0u64;
-            let mut seq = 0u16;
-            while Instant::now() < until {
-                tick.tick().await;
-                for (i, (sock, to)) in group.iter().enumerate() {
-                    if sock.send_to(&rtp_packet(seq, i as u32), *to).await.is_ok() {
-                        sent += 1;
-                    }
-                }
-                seq = seq.wrapping_add(1);
-            }
-            sent
-        }));
-    }
-    let mut packets_sent = 0;
-    for t in tasks {
-        packets_sent += t.await?;
-    }
+    let packets_sent = stream_g711(&streams, seconds).await?;
     // Let the last packets land.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let elapsed = started.elapsed().as_secs_f64() - 0.5;

@@ -8,12 +8,11 @@ use anyhow::{Context as _, ensure};
 use futures::StreamExt as _;
 use serde::Serialize;
 
-use crate::call_load::{cpu_seconds, pin_processes};
+use crate::call_load::{cpu_seconds, pin_processes, stream_g711};
 use crate::lab::{Lab, LabOptions};
-use crate::phone::{Dialog, Phone, rtp_packet};
+use crate::phone::{Dialog, Phone};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
-const PACKET_EVERY: Duration = Duration::from_millis(20);
 /// The rooms' numbers start here.
 const FIRST_ROOM: u32 = 8000;
 
@@ -115,32 +114,7 @@ pub async fn conference_load(
         .map(|(p, d)| (p.rtp_socket(), d.media))
         .collect();
     let started = Instant::now();
-    let until = started + Duration::from_secs(seconds);
-    let senders = 4.min(streams.len().max(1));
-    let chunk = streams.len().div_ceil(senders).max(1);
-    let mut tasks = Vec::new();
-    for group in streams.chunks(chunk) {
-        let group = group.to_vec();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PACKET_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let (mut sent, mut seq) = (0u64, 0u16);
-            while Instant::now() < until {
-                tick.tick().await;
-                for (i, (sock, to)) in group.iter().enumerate() {
-                    if sock.send_to(&rtp_packet(seq, i as u32), *to).await.is_ok() {
-                        sent += 1;
-                    }
-                }
-                seq = seq.wrapping_add(1);
-            }
-            sent
-        }));
-    }
-    let mut packets_sent = 0;
-    for t in tasks {
-        packets_sent += t.await?;
-    }
+    let packets_sent = stream_g711(&streams, seconds).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
     let mixes_received =

@@ -75,6 +75,25 @@ pub fn in_namespace_lab(inside: &str, inner: &str) {
     }
 }
 
+/// Whether this test binary runs inside the namespace lab (the variable `inside` set by
+/// [`in_namespace_lab`]); says it is skipped when not.
+pub fn inside(inside: &str) -> bool {
+    let here = std::env::var_os(inside).is_some();
+    if !here {
+        eprintln!("not inside the namespace lab: skipped");
+    }
+    here
+}
+
+/// [`vip_lab`] with the OPTIONS pings to phones off (the tests' phones do not answer them).
+pub async fn vip_lab_without_pings(numbers: &[&str], secret: &str) -> (Lab, LabClient, usize) {
+    let options = LabOptions {
+        sip_extra: "qualify_interval_secs = 0".into(),
+        ..LabOptions::default()
+    };
+    vip_lab(options, numbers, secret).await
+}
+
 /// A 3-node lab in the namespaces (`options` with `netns` set) with extensions `numbers`, a
 /// signed-in client whose requests give up after 1.5 s (a killed node must not stall a test), and
 /// the node that owns the VIP.

@@ -432,8 +432,7 @@ const KILL_AFTER: Duration = Duration::from_secs(5);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run inside the namespace lab by a_recording_goes_on_in_new_segments_after_the_vip_owner_is_killed"]
 async fn recording_failover_inside_the_lab() {
-    if std::env::var_os(INSIDE).is_none() {
-        eprintln!("not inside the namespace lab: skipped");
+    if !netns::inside(INSIDE) {
         return;
     }
     let options = LabOptions {

@@ -21,7 +21,7 @@ use pbx_tests::api::{OnNode, lab_without_pings, poll_node, send, wait_json};
 use pbx_tests::dtmf::press;
 use pbx_tests::netns::{self, vip_owner};
 use pbx_tests::phone::{Dialog, Phone};
-use pbx_tests::{LabOptions, topology};
+use pbx_tests::topology;
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
 const PIN: &str = "482915";
@@ -263,15 +263,11 @@ fn each_hears_the_others(heard: [&[i16]; 3]) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run inside the namespace lab by a_room_goes_on_after_the_vip_owner_is_killed"]
 async fn conference_failover_inside_the_lab() {
-    if std::env::var_os(INSIDE).is_none() {
-        eprintln!("not inside the namespace lab: skipped");
+    if !netns::inside(INSIDE) {
         return;
     }
-    let options = LabOptions {
-        sip_extra: "qualify_interval_secs = 0".into(),
-        ..LabOptions::default()
-    };
-    let (mut lab, client, owner) = netns::vip_lab(options, &["1001", "1002", "1003"], SECRET).await;
+    let (mut lab, client, owner) =
+        netns::vip_lab_without_pings(&["1001", "1002", "1003"], SECRET).await;
     send(
         &lab,
         Method::PUT,

@@ -18,7 +18,7 @@ use pbx_tests::dtmf::press;
 use pbx_tests::netns::{self, vip_owner};
 use pbx_tests::phone::{Answer, Phone};
 use pbx_tests::sipp::{self, Sipp, logs, subdir};
-use pbx_tests::{LabOptions, free_sip_port, topology};
+use pbx_tests::{free_sip_port, topology};
 use tokio::net::UdpSocket;
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -139,15 +139,10 @@ async fn sounding_frames(sock: &UdpSocket, within: Duration) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run inside the namespace lab by a_caller_in_the_menu_hears_it_again_after_the_vip_owner_is_killed"]
 async fn ivr_failover_inside_the_lab() {
-    if std::env::var_os(INSIDE).is_none() {
-        eprintln!("not inside the namespace lab: skipped");
+    if !netns::inside(INSIDE) {
         return;
     }
-    let options = LabOptions {
-        sip_extra: "qualify_interval_secs = 0".into(),
-        ..LabOptions::default()
-    };
-    let (mut lab, client, owner) = netns::vip_lab(options, &["1001", "1002"], SECRET).await;
+    let (mut lab, client, owner) = netns::vip_lab_without_pings(&["1001", "1002"], SECRET).await;
     let menu = json!({
         "name": "Main menu",
         "options": [{"digit": "2", "destination": {"type": "extension", "target": "1002"}}],

@@ -880,7 +880,7 @@ async fn roles_users_and_bad_input_in_the_browser() -> anyhow::Result<()> {
     let nav = texts(&b, "#nav a.nav-link").await?;
     assert_eq!(
         nav,
-        ["Call records", "Audio", "My account"],
+        ["Call records", "Audio", "Phonebook", "My account"],
         "the user's navigation"
     );
     shot(&b, "me-user").await?;

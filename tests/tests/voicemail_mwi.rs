@@ -18,7 +18,7 @@ use std::time::Duration;
 use pbx_tests::api::{lab_without_pings, send};
 use pbx_tests::netns::{self, on_phone_host, vip_owner};
 use pbx_tests::sipp::{self, Sipp, TraceMsg as Msg, trace};
-use pbx_tests::{Lab, LabOptions, topology};
+use pbx_tests::{Lab, topology};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -294,15 +294,10 @@ fn the_new_vip_owner_goes_on_telling_the_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run inside the namespace lab by the_new_vip_owner_goes_on_telling_the_counts"]
 async fn failover_inside_the_lab() {
-    if std::env::var_os(INSIDE).is_none() {
-        eprintln!("not inside the namespace lab: skipped");
+    if !netns::inside(INSIDE) {
         return;
     }
-    let options = LabOptions {
-        sip_extra: "qualify_interval_secs = 0".into(),
-        ..LabOptions::default()
-    };
-    let (mut lab, client, owner) = netns::vip_lab(options, &["1001", "1002"], SECRET).await;
+    let (mut lab, client, owner) = netns::vip_lab_without_pings(&["1001", "1002"], SECRET).await;
     let vip = SocketAddr::new(topology::VIP.into(), topology::SIP_PORT).to_string();
     let dir = tempfile::tempdir().unwrap();
     let run = sipp::subdir(dir.path(), "1002");
