@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::lab::{Lab, LabOptions};
 use crate::phone::{Answer, Dialog, Phone, rtp_packet};
 
-const SECRET: &str = "Tr7!kq-Vw9zP";
+pub(crate) const SECRET: &str = "Tr7!kq-Vw9zP";
 const PACKET_EVERY: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Serialize)]
@@ -48,6 +48,27 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the state.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Creates `count` extensions (10000, 10001, …) with the scenarios' secret; their numbers.
+pub(crate) async fn create_extensions(
+    client: &crate::lab::LabClient,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let numbers: Vec<String> = (0..count).map(|i| (10_000 + i).to_string()).collect();
+    let created = futures::stream::iter(numbers.clone())
+        .map(|n| {
+            let client = client.clone();
+            async move { client.create_extension_with_secret(0, &n, SECRET).await }
+        })
+        .buffer_unordered(32)
+        .filter(|r| {
+            std::future::ready(r.as_ref().is_ok_and(|s| *s == reqwest::StatusCode::CREATED))
+        })
+        .count()
+        .await;
+    ensure!(created == count, "only {created} extensions created");
+    Ok(numbers)
 }
 
 /// Sends a G.711 packet every 20 ms from each socket to its address for `seconds`, spread over a
@@ -122,22 +143,7 @@ pub async fn call_load(
     };
     let lab = Lab::start_with(nodes, options).await?;
     let client = lab.client().with_session().await?;
-    let numbers: Vec<String> = (0..calls * 2).map(|i| (10_000 + i).to_string()).collect();
-    let created = futures::stream::iter(numbers.clone())
-        .map(|n| {
-            let client = client.clone();
-            async move { client.create_extension_with_secret(0, &n, SECRET).await }
-        })
-        .buffer_unordered(32)
-        .filter(|r| {
-            std::future::ready(r.as_ref().is_ok_and(|s| *s == reqwest::StatusCode::CREATED))
-        })
-        .count()
-        .await;
-    ensure!(
-        created == numbers.len(),
-        "only {created} extensions created"
-    );
+    let numbers = create_extensions(&client, calls * 2).await?;
     if record {
         for callee in numbers.iter().skip(1).step_by(2) {
             let status = client

@@ -5,14 +5,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use futures::StreamExt as _;
 use serde::Serialize;
 
-use crate::call_load::{cpu_seconds, pin_processes, stream_g711};
+use crate::call_load::{SECRET, cpu_seconds, create_extensions, pin_processes, stream_g711};
 use crate::lab::{Lab, LabOptions};
 use crate::phone::{Dialog, Phone};
 
-const SECRET: &str = "Tr7!kq-Vw9zP";
 /// The rooms' numbers start here.
 const FIRST_ROOM: u32 = 8000;
 
@@ -55,19 +53,7 @@ pub async fn conference_load(
     };
     let lab = Lab::start_with(nodes, options).await?;
     let client = lab.client().with_session().await?;
-    let numbers: Vec<String> = (0..total).map(|i| (10_000 + i).to_string()).collect();
-    let created = futures::stream::iter(numbers.clone())
-        .map(|n| {
-            let client = client.clone();
-            async move { client.create_extension_with_secret(0, &n, SECRET).await }
-        })
-        .buffer_unordered(32)
-        .filter(|r| {
-            std::future::ready(r.as_ref().is_ok_and(|s| *s == reqwest::StatusCode::CREATED))
-        })
-        .count()
-        .await;
-    ensure!(created == total, "only {created} extensions created");
+    let numbers = create_extensions(&client, total).await?;
     for r in 0..rooms {
         let number = FIRST_ROOM + r as u32;
         let status = client

@@ -238,13 +238,14 @@ pub(crate) fn clear_suspension(txn: &mut dyn Txn, extension: &str) -> Result<Res
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::command::Command;
     use crate::command::tests::{MemTxn, cdr, ext};
     use crate::routing::{CallRoute, DidKind, Direction, Limits, RouteClass, Trunk, TrunkKind};
 
-    fn trunk(name: &str) -> Trunk {
+    /// A peer trunk to `carrier.example`, for the tests of what refers to trunks.
+    pub(crate) fn trunk(name: &str) -> Trunk {
         Trunk {
             name: name.into(),
             kind: TrunkKind::Peer,

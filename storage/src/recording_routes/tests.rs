@@ -2,41 +2,12 @@ use super::*;
 use crate::command::tests::{MemTxn, ext};
 use crate::command::{Command, get};
 use crate::routing::{
-    Destination, DidKind, InboundRoute, OutboundRoute, PutMode, RouteClass, RoutingRecord, Trunk,
-    TrunkKind,
+    Destination, DidKind, InboundRoute, OutboundRoute, PutMode, RouteClass, RoutingRecord,
 };
+use crate::routing_apply::tests::trunk;
 
 fn apply(txn: &mut MemTxn, cmd: Command) -> Response {
     cmd.apply(txn).unwrap()
-}
-
-fn trunk(name: &str) -> Trunk {
-    Trunk {
-        name: name.into(),
-        kind: TrunkKind::Peer,
-        enabled: true,
-        host: "carrier.example".into(),
-        port: None,
-        transport: None,
-        outbound_proxy: None,
-        username: String::new(),
-        password: String::new(),
-        realm: String::new(),
-        from_user: String::new(),
-        from_domain: String::new(),
-        caller_id: String::new(),
-        send_pai: false,
-        dids: vec![],
-        max_calls: 0,
-        calls_per_minute: 0,
-        qualify_secs: 0,
-        register_expires: 600,
-        allow_anonymous: false,
-        peer_networks: vec![],
-        peer_hosts: vec![],
-        created_at: 1,
-        updated_at: 1,
-    }
 }
 
 fn outbound(name: &str, trunk: &str) -> OutboundRoute {
