@@ -17,6 +17,9 @@ if [ "${1:-}" = "--sip-tools" ]; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   # Prompts spoken from text (POST /audio/speech) and their test.
   command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+  # Backups copied off-site over SFTP: the node runs OpenSSH's client; the test runs a real sshd.
+  command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
+  [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   # The trunk tests: DNS records for a provider (NAPTR/SRV/A) served by dnsmasq (the binary only,
   # no system service), and Kamailio (with TLS) as the provider's registrar and proxy.
   command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)

@@ -197,6 +197,31 @@ impl Lab {
     }
 
     pub async fn start_with(n: u64, options: LabOptions) -> anyhow::Result<Self> {
+        let mut lab = Self::prepared(n, options)?;
+        // `init` opens the node's store and binds its Raft address: in the node's own namespace.
+        let out = run_pbx_in(
+            lab.nodes[0].netns.as_deref(),
+            &[
+                "cluster",
+                "init",
+                "--config",
+                &path_str(&lab.nodes[0].config),
+            ],
+        )?;
+        lab.admin_password = out
+            .lines()
+            .find_map(|l| l.strip_prefix("admin password: "))
+            .and_then(|l| l.split_whitespace().next())
+            .context("init printed no admin password")?
+            .to_owned();
+        lab.form().await?;
+        lab.change_bootstrap_password().await?;
+        Ok(lab)
+    }
+
+    /// A lab of `n` nodes with certificates and configs, none started (a restore test restores
+    /// the first before [`Lab::form`]).
+    pub fn prepared(n: u64, options: LabOptions) -> anyhow::Result<Self> {
         ensure!(
             pbx_bin().exists(),
             "{} not built (run cargo build -p pbx)",
@@ -221,31 +246,20 @@ impl Lab {
         for id in 1..=n {
             lab.prepare_node(id)?;
         }
-        // `init` opens the node's store and binds its Raft address: in the node's own namespace.
-        let out = run_pbx_in(
-            lab.nodes[0].netns.as_deref(),
-            &[
-                "cluster",
-                "init",
-                "--config",
-                &path_str(&lab.nodes[0].config),
-            ],
-        )?;
-        lab.admin_password = out
-            .lines()
-            .find_map(|l| l.strip_prefix("admin password: "))
-            .and_then(|l| l.split_whitespace().next())
-            .context("init printed no admin password")?
-            .to_owned();
-        for i in 0..lab.nodes.len() {
-            lab.spawn(i)?;
-        }
-        lab.wait_leader(Duration::from_secs(30)).await?;
-        for i in 1..lab.nodes.len() {
-            lab.join(i)?;
-        }
-        lab.change_bootstrap_password().await?;
         Ok(lab)
+    }
+
+    /// Starts every node of a lab whose first node was initialised (or restored), and joins the
+    /// others to it.
+    pub async fn form(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.nodes.len() {
+            self.spawn(i)?;
+        }
+        self.wait_leader(Duration::from_secs(30)).await?;
+        for i in 1..self.nodes.len() {
+            self.join(i)?;
+        }
+        Ok(())
     }
 
     /// What an admin does at first sign-in: the generated bootstrap password is replaced (sessions are

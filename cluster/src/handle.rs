@@ -289,6 +289,37 @@ impl Cluster {
         res
     }
 
+    /// Builds a snapshot of everything applied so far and purges the log it covers, waiting for both:
+    /// nodes that join later are sent the snapshot in chunks rather than the entries. A restore
+    /// calls it, for its entries are large and an append must fit openraft's heartbeat-long deadline.
+    pub async fn snapshot_and_purge(&self, timeout: Duration) -> Result<(), ClusterError> {
+        let raft = &self.inner.raft;
+        let Some(applied) = raft.metrics().borrow().last_applied else {
+            return Ok(());
+        };
+        let fatal = |e: openraft::error::Fatal<NodeId>| ClusterError::Internal(e.to_string());
+        raft.trigger().snapshot().await.map_err(fatal)?;
+        raft.wait(Some(timeout))
+            .metrics(
+                |m| m.snapshot >= Some(applied),
+                "snapshot of the applied log",
+            )
+            .await
+            .map_err(wait_error)?;
+        raft.trigger()
+            .purge_log(applied.index)
+            .await
+            .map_err(fatal)?;
+        raft.wait(Some(timeout))
+            .metrics(
+                |m| m.purged >= Some(applied),
+                "log purged up to the snapshot",
+            )
+            .await
+            .map_err(wait_error)?;
+        Ok(())
+    }
+
     /// After this returns, this node's [`StateReader`] reflects every write committed before the call
     /// (ReadIndex: the leader confirms it still leads and names its commit index; this node waits until
     /// it has applied that far).

@@ -31,6 +31,9 @@ pub enum Cmd {
     /// Create the cluster CA and node certificates.
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Make or list backups of a running cluster (restore one with `cluster restore`).
+    #[command(subcommand)]
+    Backup(BackupCmd),
     /// Call any admin API endpoint and print its JSON answer, e.g.
     /// `pbx api GET /api/v1/trunks` or `pbx api POST /api/v1/routes/outbound --data @route.json`.
     Api {
@@ -106,6 +109,33 @@ pub enum ClusterCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Make this stopped, fresh node the first member of a cluster restored from a backup archive
+    /// (then start it and join the others with `cluster join`). The archive is checked whole
+    /// first: a wrong passphrase, a damaged file or one from a newer pbx writes nothing.
+    Restore {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The archive (`.pbxbak`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The backup passphrase; read from the environment so it stays out of the process list.
+        #[arg(long, env = "PBX_BACKUP_PASSPHRASE", hide_env_values = true)]
+        passphrase: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Make a backup now, on the node `--via` names; prints its record once it is written.
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the cluster's backups.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +168,19 @@ impl Cmd {
             Self::Run { config } => crate::run::run(NodeConfig::load(&config)?).await,
             Self::Cluster(c) => c.execute().await,
             Self::Cert(c) => c.execute(),
+            Self::Backup(BackupCmd::Create { api }) => {
+                let record: serde_json::Value = api
+                    .client()?
+                    .post("/api/v1/backups", &serde_json::json!({}))
+                    .await?;
+                println!("{}", serde_json::to_string_pretty(&record)?);
+                Ok(())
+            }
+            Self::Backup(BackupCmd::List { api }) => {
+                let list: serde_json::Value = api.client()?.get("/api/v1/backups").await?;
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                Ok(())
+            }
             Self::Demo { dir } => crate::demo::run(&dir).await,
             Self::Api {
                 method,
@@ -236,6 +279,31 @@ impl ClusterCmd {
             Self::Status { api } => {
                 let status: serde_json::Value = api.client()?.get("/api/v1/cluster/status").await?;
                 println!("{}", serde_json::to_string_pretty(&status)?);
+                Ok(())
+            }
+            Self::Restore {
+                config,
+                from,
+                passphrase,
+            } => {
+                let cfg = NodeConfig::load(&config)?;
+                let r = crate::backup::restore::restore(&cfg, &from, &passphrase).await?;
+                println!(
+                    "cluster {} restored onto node {} from {} (written by pbx {} on node {}, state as of log index {})",
+                    r.cluster_id,
+                    cfg.node_id,
+                    from.display(),
+                    r.header.pbx_version,
+                    r.header.node_id,
+                    r.header.log_index
+                );
+                println!(
+                    "{} rows restored ({} extensions), {} audio files; left out: {} rows of the old cluster's running state, {} audio entries without their file",
+                    r.rows, r.extensions, r.audio_files, r.skipped_rows, r.dropped_audio
+                );
+                println!(
+                    "start it with `pbx run`, then add the other new nodes with `pbx cluster join`; accounts and passwords are the backup's"
+                );
                 Ok(())
             }
         }

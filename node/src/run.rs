@@ -68,6 +68,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     // Every node keeps a copy of every audio file; expired ones leave the index hourly.
     let audio = crate::audio::AudioStore::new(cluster.clone(), Arc::clone(&events));
     tokio::spawn(crate::audio::run_sync(Arc::clone(&audio)));
+    crate::apps::speak_prompts();
     tokio::spawn(crate::events::prune_every_hour(
         cluster.clone(),
         Duration::ZERO,
@@ -128,6 +129,14 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API on {}", cfg.api.listen))?;
+    let backups = crate::backup::Backups::new(
+        cluster.clone(),
+        Arc::clone(&audio),
+        Arc::clone(&events),
+        &cfg.data_dir,
+    )
+    .context("opening the backups directory")?;
+    tokio::spawn(crate::backup::run_schedule(Arc::clone(&backups)));
     let router = api::router(AppState {
         cluster: cluster.clone(),
         prometheus,
@@ -136,6 +145,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         vip: fence,
         audio,
         capture,
+        backups,
+        sip: crate::provisioning::SipListeners::of(&cfg.sip),
     });
     let api_task = tokio::spawn(api::serve_https(listener, tls, router, stop_rx, security));
     tracing::info!(node = cfg.node_id, api = %format!("https://{}", cfg.api_advertise()), raft = %cfg.raft_advertise(), "node running");

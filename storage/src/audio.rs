@@ -30,15 +30,19 @@ pub enum AudioKind {
     Voicemail,
     /// A mailbox's greeting.
     Greeting,
+    /// A desk phone's firmware image (not audio: the store's replication serves it too), named by
+    /// an entry of [`crate::provisioning::Firmware`]. Appended last: earlier kinds encode as before.
+    Firmware,
 }
 
 impl AudioKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Prompt,
         Self::MusicOnHold,
         Self::Recording,
         Self::Voicemail,
         Self::Greeting,
+        Self::Firmware,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl AudioKind {
             Self::Recording => "recording",
             Self::Voicemail => "voicemail",
             Self::Greeting => "greeting",
+            Self::Firmware => "firmware",
         }
     }
 
@@ -308,6 +313,7 @@ pub(crate) fn delete_audio_file(txn: &mut dyn Txn, id: &str) -> Result<Response,
             txn.delete(Table::VoicemailMessages, &message);
         }
         AudioKind::Greeting => crate::voicemail::forget_greeting(txn, &file.owner, id)?,
+        AudioKind::Firmware => crate::provisioning::forget_firmware_file(txn, id)?,
         AudioKind::Prompt | AudioKind::MusicOnHold | AudioKind::Recording => {}
     }
     Ok(delete(txn, Table::AudioFiles, id, true))

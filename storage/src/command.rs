@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 use crate::audio::{self, AudioFile, AudioQuotas, QuotaScope};
+use crate::backup::{BackupRecord, BackupSettings};
 use crate::capture::{self, CaptureTarget};
 use crate::codec::{self, CodecError};
 use crate::conference::{self, ConferenceRoom, Participant};
@@ -21,6 +22,7 @@ use crate::model::{
     ClusterRecord, Event, Extension, FirewallRule, MemberRecord, Recipient, Setting, UnixMillis,
     UserAccount, VipConfig,
 };
+use crate::provisioning::{self, DevicePut, Fetch, FetchKind, Firmware, ProvisioningSettings};
 use crate::recording::{self, RecordingPolicy};
 use crate::recording_routes::{self, RouteRecordingPolicy};
 use crate::routing::{
@@ -349,6 +351,57 @@ pub enum Command {
     DeleteContact {
         key: String,
     },
+    // Mailbox name greetings: appended.
+    /// Set (`Some`) or clear (`None`) a mailbox's name greeting: `NotFound` without the mailbox or
+    /// the file, `Invalid` when the file is not a greeting of the extension.
+    SetMailboxName {
+        extension: String,
+        greeting: Option<String>,
+    },
+    // Backups: appended.
+    /// Load rows of an exported state into `table` (its tag) as they are, for `pbx cluster
+    /// restore` into a fresh cluster (see [`crate::backup`]); only restorable rows of known tables,
+    /// else `Invalid` and nothing written. Never proposed by the API.
+    RestoreRows {
+        table: u8,
+        rows: Vec<(String, Vec<u8>)>,
+    },
+    /// Enter or update a backup's record; with `create`, `Conflict` when one has its id (how a
+    /// scheduled slot is claimed by one node).
+    PutBackup {
+        record: Box<BackupRecord>,
+        create: bool,
+    },
+    /// Forget a backup (its node deletes the file); `NotFound` without it.
+    DeleteBackup {
+        id: String,
+    },
+    PutBackupSettings(BackupSettings),
+    // Provisioning: appended.
+    /// Create or replace devices (at most 500), all or nothing, with their index entries and what
+    /// each does to its extension's SIP secret ([`provisioning::SecretChange`]). `Invalid` naming
+    /// the field, `NotFound` without the extension (or the device, replacing), `Conflict` when a
+    /// created MAC exists.
+    PutDevices(Vec<DevicePut>),
+    /// Delete a device; `NotFound` without it.
+    DeleteDevice {
+        mac: String,
+    },
+    /// A device downloaded its configuration or firmware; `NotFound` when it is gone.
+    RecordDeviceFetch {
+        mac: String,
+        kind: FetchKind,
+        fetch: Fetch,
+    },
+    /// Replace the provisioning policy; `Invalid` when malformed.
+    PutProvisioningSettings(ProvisioningSettings),
+    /// Set a brand's model's firmware: `NotFound` without its audio-store file; the firmware it
+    /// replaces keeps its file (the proposer deletes it in the same batch).
+    PutFirmware(Firmware),
+    /// Delete a model's firmware entry (`{brand}/{model}`); `NotFound` without it.
+    DeleteFirmware {
+        key: String,
+    },
 }
 
 /// One change to the registration table.
@@ -469,6 +522,7 @@ impl Command {
                         extension: number.clone(),
                     };
                     contacts::delete_book(txn, &book)?;
+                    provisioning::forget_extension(txn, number)?;
                     recording::forget_extension(txn, number);
                     if txn.get(Table::Mailboxes, number).is_some() {
                         voicemail::delete_mailbox(txn, number)?;
@@ -645,6 +699,29 @@ impl Command {
             Self::DeleteCaptureTarget { key } => Ok(delete(txn, Table::CaptureTargets, key, false)),
             Self::PutContacts(list) => contacts::put_contacts(txn, list),
             Self::DeleteContact { key } => contacts::delete_contact(txn, key),
+            Self::SetMailboxName {
+                extension,
+                greeting,
+            } => voicemail::set_name(txn, extension, greeting.as_deref()),
+            Self::RestoreRows { table, rows } => Ok(crate::backup::restore_rows(txn, *table, rows)),
+            Self::PutBackup {
+                record,
+                create: true,
+            } => create(txn, record.as_ref()),
+            Self::PutBackup {
+                record,
+                create: false,
+            } => put(txn, record.as_ref()),
+            Self::DeleteBackup { id } => Ok(delete(txn, Table::Backups, id, true)),
+            Self::PutBackupSettings(s) => put(txn, s),
+            Self::PutDevices(puts) => provisioning::put_devices(txn, puts),
+            Self::DeleteDevice { mac } => provisioning::delete_device(txn, mac),
+            Self::RecordDeviceFetch { mac, kind, fetch } => {
+                provisioning::record_fetch(txn, mac, *kind, fetch)
+            }
+            Self::PutProvisioningSettings(s) => provisioning::put_settings(txn, s),
+            Self::PutFirmware(f) => provisioning::put_firmware(txn, f),
+            Self::DeleteFirmware { key } => Ok(delete(txn, Table::Firmware, key, true)),
             Self::UpdateBindings(ops) => {
                 for op in ops {
                     apply_binding(txn, op)?;
@@ -662,7 +739,8 @@ impl Command {
             | Self::DeleteRouting { .. }
             | Self::PutSetting(_)
             | Self::DeleteSetting { .. }
-            | Self::SetRealm { .. } => true,
+            | Self::SetRealm { .. }
+            | Self::RestoreRows { .. } => true,
             Self::Batch(cmds) => cmds.iter().any(Self::changes_routing),
             Self::Audited { change, .. } => change.changes_routing(),
             _ => false,
@@ -679,7 +757,8 @@ impl Command {
             | Self::DeleteMailbox { .. }
             | Self::DeleteVoicemailMessage { .. }
             | Self::DeleteExtension { .. }
-            | Self::RemoveMember { .. } => true,
+            | Self::RemoveMember { .. }
+            | Self::RestoreRows { .. } => true,
             Self::Batch(cmds) => cmds.iter().any(Self::changes_audio),
             Self::Audited { change, .. } => change.changes_audio(),
             _ => false,
@@ -772,6 +851,17 @@ impl Command {
             Self::DeleteCaptureTarget { .. } => "delete_capture_target",
             Self::PutContacts(_) => "put_contacts",
             Self::DeleteContact { .. } => "delete_contact",
+            Self::PutDevices(_) => "put_devices",
+            Self::DeleteDevice { .. } => "delete_device",
+            Self::RecordDeviceFetch { .. } => "record_device_fetch",
+            Self::PutProvisioningSettings(_) => "put_provisioning_settings",
+            Self::PutFirmware(_) => "put_firmware",
+            Self::DeleteFirmware { .. } => "delete_firmware",
+            Self::SetMailboxName { .. } => "set_mailbox_name",
+            Self::RestoreRows { .. } => "restore_rows",
+            Self::PutBackup { .. } => "put_backup",
+            Self::DeleteBackup { .. } => "delete_backup",
+            Self::PutBackupSettings(_) => "put_backup_settings",
         }
     }
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audio;
+pub mod backup;
 pub mod capture;
 pub mod codec;
 pub mod command;
@@ -21,6 +22,7 @@ mod features_apply;
 pub mod ivr;
 mod log_store;
 pub mod model;
+pub mod provisioning;
 mod reader;
 pub mod recording;
 pub mod recording_routes;

@@ -44,6 +44,10 @@ impl StateReader {
         }
     }
 
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
     /// Called by the state machine once a change is durable in the database.
     pub(crate) fn publish(&self, last_applied: Option<LogId<NodeId>>) {
         // `last` first, so that whoever wakes on the index sees the matching log id.

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Seek, SeekFrom};
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -492,6 +492,32 @@ impl Drop for TempGuard {
 /// Streams every table, as of one RocksDB snapshot, into a synced temporary file.
 fn write_snapshot(db: &DB, dir: &Path) -> Result<(Meta, PathBuf), StorageError> {
     let view = db.snapshot();
+    let meta = view_meta(db, &view)?;
+    let temp = dir.join(temp_name(&meta.snapshot_id));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)?;
+    let guard = TempGuard(Some(temp.clone()));
+    let (out, rows) = write_view(db, &view, &meta, BufWriter::new(file))?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    guard.keep();
+    tracing::info!(snapshot = %meta.snapshot_id, rows, "snapshot built");
+    Ok((meta, temp))
+}
+
+/// Writes every table, as of one RocksDB snapshot, in the snapshot file format to `out` (a
+/// backup's copy of the state); returns the snapshot's meta and its row count.
+pub(crate) fn export<W: Write>(db: &DB, out: W) -> Result<(Meta, u64, W), StorageError> {
+    let view = db.snapshot();
+    let meta = view_meta(db, &view)?;
+    let (out, rows) = write_view(db, &view, &meta, out)?;
+    Ok((meta, rows, out))
+}
+
+/// The meta of a snapshot of `view`: its last applied log id and membership.
+fn view_meta(db: &DB, view: &rocksdb::Snapshot<'_>) -> Result<Meta, StorageError> {
     let sm_meta = cf(db, CF_SM_META)?;
     let raw_meta =
         |key: &[u8]| -> Result<Option<Vec<u8>>, StorageError> { Ok(view.get_cf(sm_meta, key)?) };
@@ -504,19 +530,20 @@ fn write_snapshot(db: &DB, dir: &Path) -> Result<(Meta, PathBuf), StorageError> 
         .transpose()?
         .unwrap_or_default();
     let (term, index) = last_log_id.map_or((0, 0), |id| (id.leader_id.term, id.index));
-    let meta = Meta {
+    Ok(Meta {
         last_log_id,
         last_membership,
         snapshot_id: format!("{term}-{index}-{}", unix_millis()),
-    };
+    })
+}
 
-    let temp = dir.join(temp_name(&meta.snapshot_id));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)?;
-    let guard = TempGuard(Some(temp.clone()));
-    let mut writer = SnapshotWriter::new(BufWriter::new(file), &meta)?;
+fn write_view<W: Write>(
+    db: &DB,
+    view: &rocksdb::Snapshot<'_>,
+    meta: &Meta,
+    out: W,
+) -> Result<(W, u64), StorageError> {
+    let mut writer = SnapshotWriter::new(out, meta)?;
     let mut rows = 0u64;
     for table in Table::ALL {
         for item in view.iterator_cf(cf(db, table.cf_name())?, IteratorMode::Start) {
@@ -525,11 +552,7 @@ fn write_snapshot(db: &DB, dir: &Path) -> Result<(Meta, PathBuf), StorageError> 
             rows += 1;
         }
     }
-    let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    guard.keep();
-    tracing::info!(snapshot = %meta.snapshot_id, rows, "snapshot built");
-    Ok((meta, temp))
+    Ok((writer.finish()?, rows))
 }
 
 /// Makes a built snapshot the current one, unless a newer one was installed while it was being built,

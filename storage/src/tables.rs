@@ -75,11 +75,24 @@ pub enum Table {
     Contacts,
     /// Contacts by normalised number (`{number}/{contact key}`), with the contact's name.
     ContactsByNumber,
+    /// Provisioned desk phones, by MAC address.
+    Devices,
+    /// Devices by extension (`{extension}/{mac}`), written with each device.
+    DevicesByExtension,
+    /// The provisioning policy (transport, NTP, allowed networks): one record.
+    ProvisioningSettings,
+    /// Firmware images per brand and model (`{brand}/{model}`), each an audio-store file.
+    Firmware,
+    /// Mailboxes' name greetings, by extension (beside [`Table::Mailboxes`]: a stored mailbox's
+    /// encoding stays as it was).
+    MailboxNames,
+    /// The cluster's backup archives, by id (each file is on the node that made it).
+    Backups,
 }
 
 impl Table {
     /// Every table, in a fixed order (snapshots are written in this order).
-    pub const ALL: [Self; 43] = [
+    pub const ALL: [Self; 49] = [
         Self::Extensions,
         Self::Users,
         Self::Settings,
@@ -123,6 +136,12 @@ impl Table {
         Self::CaptureTargets,
         Self::Contacts,
         Self::ContactsByNumber,
+        Self::Devices,
+        Self::DevicesByExtension,
+        Self::ProvisioningSettings,
+        Self::Firmware,
+        Self::MailboxNames,
+        Self::Backups,
     ];
 
     /// Column family holding the table.
@@ -171,6 +190,12 @@ impl Table {
             Self::CaptureTargets => "t_capture_targets",
             Self::Contacts => "t_contacts",
             Self::ContactsByNumber => "t_contacts_by_number",
+            Self::Devices => "t_devices",
+            Self::DevicesByExtension => "t_devices_by_extension",
+            Self::ProvisioningSettings => "t_provisioning_settings",
+            Self::Firmware => "t_firmware",
+            Self::MailboxNames => "t_mailbox_names",
+            Self::Backups => "t_backups",
         }
     }
 
@@ -220,6 +245,12 @@ impl Table {
             Self::CaptureTargets => 41,
             Self::Contacts => 42,
             Self::ContactsByNumber => 43,
+            Self::Devices => 44,
+            Self::DevicesByExtension => 45,
+            Self::ProvisioningSettings => 46,
+            Self::Firmware => 47,
+            Self::MailboxNames => 48,
+            Self::Backups => 50,
         }
     }
 

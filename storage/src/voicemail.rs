@@ -109,6 +109,24 @@ impl Record for Mailbox {
     }
 }
 
+/// A mailbox's name greeting: the owner saying their name, which the mailbox's default greeting
+/// plays in place of the extension's number. Kept beside the mailbox, in a table of its own,
+/// because a field added to [`Mailbox`] would change the encoding of the mailboxes already stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxName {
+    /// The mailbox's extension, and the key.
+    pub extension: String,
+    /// An audio file of kind `greeting` owned by the extension.
+    pub greeting: String,
+}
+
+impl Record for MailboxName {
+    const TABLE: Table = Table::MailboxNames;
+    fn key(&self) -> String {
+        self.extension.clone()
+    }
+}
+
 /// Why the caller reached the mailbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,12 +241,47 @@ pub(crate) fn put_mailbox(txn: &mut dyn Txn, mailbox: &Mailbox) -> Result<Respon
     put(txn, mailbox)
 }
 
-/// Greeting `id` of `extension` is gone: its mailbox plays the beep instead.
+/// Sets (`Some`) or clears (`None`) the name greeting of `extension`'s mailbox: `NotFound`
+/// without the mailbox or the file, `Invalid` when the file is not a greeting of the extension or
+/// the id is malformed. Clearing a name that is not set is `Ok`.
+pub(crate) fn set_name(
+    txn: &mut dyn Txn,
+    extension: &str,
+    greeting: Option<&str>,
+) -> Result<Response, CodecError> {
+    if get::<Mailbox>(txn, extension)?.is_none() {
+        return Ok(not_found(Table::Mailboxes, extension));
+    }
+    let Some(id) = greeting else {
+        txn.delete(Table::MailboxNames, extension);
+        return Ok(Response::Ok);
+    };
+    if !AudioFile::valid_id(id) {
+        let reason = "greeting_name: an audio file's id, 32 lowercase hex digits";
+        return Ok(invalid(Table::MailboxNames, extension, reason.to_owned()));
+    }
+    if let Some(refused) = greeting_problem(txn, extension, "greeting_name", Some(id))? {
+        return Ok(refused);
+    }
+    put(
+        txn,
+        &MailboxName {
+            extension: extension.to_owned(),
+            greeting: id.to_owned(),
+        },
+    )
+}
+
+/// Greeting `id` of `extension` is gone: its mailbox plays the beep instead (or, for its name,
+/// says the extension's number).
 pub(crate) fn forget_greeting(
     txn: &mut dyn Txn,
     extension: &str,
     id: &str,
 ) -> Result<(), CodecError> {
+    if get::<MailboxName>(txn, extension)?.is_some_and(|n| n.greeting == id) {
+        txn.delete(Table::MailboxNames, extension);
+    }
     let Some(mut m) = get::<Mailbox>(txn, extension)? else {
         return Ok(());
     };
@@ -249,7 +302,8 @@ pub(crate) fn delete_mailbox(txn: &mut dyn Txn, extension: &str) -> Result<Respo
     let Some(mailbox) = get::<Mailbox>(txn, extension)? else {
         return Ok(not_found(Table::Mailboxes, extension));
     };
-    for id in [&mailbox.greeting_unavailable, &mailbox.greeting_busy]
+    let name = get::<MailboxName>(txn, extension)?.map(|n| n.greeting);
+    for id in [&mailbox.greeting_unavailable, &mailbox.greeting_busy, &name]
         .into_iter()
         .flatten()
     {
@@ -257,6 +311,7 @@ pub(crate) fn delete_mailbox(txn: &mut dyn Txn, extension: &str) -> Result<Respo
             audio::delete_audio_file(txn, id)?;
         }
     }
+    txn.delete(Table::MailboxNames, extension);
     for key in txn.keys_with_prefix(
         Table::VoicemailMessages,
         &VoicemailMessage::prefix(extension),

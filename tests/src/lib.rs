@@ -11,6 +11,8 @@ pub mod dtmf;
 pub mod netns;
 pub mod process;
 pub mod sipp;
+pub mod sshd;
+pub mod wav;
 
 pub use pbx_chaos::lab::*;
 pub use pbx_chaos::phone;

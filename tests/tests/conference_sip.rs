@@ -124,7 +124,8 @@ async fn join(server: SocketAddr, ip: IpAddr, user: &str) -> Member {
         .await
         .unwrap()
         .expect("the room answers");
-    // The two beeps asking for the PIN, then the PIN.
+    // The PIN is asked for (in words, or two beeps on a host without espeak-ng); it is typed over
+    // the prompt, which need not be heard out.
     listen(&sock, Duration::from_millis(700)).await;
     press(&sock, dialog.media, &format!("{PIN}#"))
         .await

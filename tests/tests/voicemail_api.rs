@@ -3,7 +3,9 @@
 //! times are refused naming the field and the rule; an unknown extension is a 404. An extension's
 //! own user reads and changes their mailbox (not its limits), uploads a greeting and points the
 //! mailbox at it, and hears it; another user can do none of it. An empty mailbox lists no
-//! messages, and an unknown message is a 404.
+//! messages, and an unknown message is a 404. A name greeting is set, kept by a PUT that leaves it
+//! out, refused when it is not the extension's greeting, removed with `null`, and goes with the
+//! mailbox.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use reqwest::{Method, StatusCode};
@@ -559,4 +561,135 @@ async fn voicemail_through_the_api() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_greeting_is_set_kept_and_removed_beside_the_mailbox() {
+    let lab = Lab::start(1).await.unwrap();
+    for n in ["1001", "1002"] {
+        create(
+            &lab,
+            "/api/v1/extensions",
+            json!({"number": n, "display_name": format!("Ext {n}")}),
+        )
+        .await;
+    }
+    let upload_greeting = |owner: &'static str| {
+        let lab = &lab;
+        async move {
+            let (s, file) = upload(
+                lab,
+                None,
+                &format!("kind=greeting&owner={owner}&name=name"),
+                wav(1),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{file}");
+            file["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let name = upload_greeting("1001").await;
+    let others = upload_greeting("1002").await;
+
+    // Created with a name; the answer and a read show it.
+    let created = send(
+        &lab,
+        Method::PUT,
+        PATH,
+        json!({"pin": "402913", "greeting_name": name}),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["greeting_name"], name.as_str(), "{created}");
+    let (_, got) = call(&lab, Method::GET, PATH, None).await;
+    assert_eq!(got["greeting_name"], name.as_str(), "{got}");
+
+    // A PUT without the field (a form written before names existed) keeps it.
+    let (s, got) = call(&lab, Method::PUT, PATH, Some(json!({"ring_secs": 40}))).await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(
+        (&got["greeting_name"], &got["ring_secs"]),
+        (&json!(name), &json!(40))
+    );
+
+    // Another extension's greeting, a file that does not exist, a malformed id: 400 naming the
+    // field, and nothing of the mailbox changed.
+    for (bad, why) in [
+        (json!(others), "not a greeting of extension 1001"),
+        (json!("e".repeat(32)), "does not exist"),
+        (json!("name.wav"), "32 lowercase hex digits"),
+    ] {
+        expect_error(
+            &call(
+                &lab,
+                Method::PUT,
+                PATH,
+                Some(json!({"ring_secs": 60, "greeting_name": bad})),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            &["greeting_name: ", why],
+        );
+    }
+    let (_, got) = call(&lab, Method::GET, PATH, None).await;
+    assert_eq!(
+        (&got["greeting_name"], &got["ring_secs"]),
+        (&json!(name), &json!(40)),
+        "refused changes changed nothing"
+    );
+
+    // While the mailbox plays it, it cannot be deleted.
+    expect_error(
+        &call(&lab, Method::DELETE, &format!("/api/v1/audio/{name}"), None).await,
+        StatusCode::CONFLICT,
+        &["greeting_name", "1001"],
+    );
+
+    // `null` removes it; then the file may go.
+    let (s, got) = call(
+        &lab,
+        Method::PUT,
+        PATH,
+        Some(json!({"ring_secs": 40, "greeting_name": null})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["greeting_name"], Value::Null);
+    let (s, got) = call(&lab, Method::DELETE, &format!("/api/v1/audio/{name}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{got}");
+
+    // The extension's own user sets a new one; it is audited.
+    let again = upload_greeting("1001").await;
+    create(
+        &lab,
+        "/api/v1/accounts",
+        json!({"username": "una", "role": "user", "extension": "1001",
+               "password": PASSWORD, "must_change_password": false}),
+    )
+    .await;
+    let (s, got) = as_user(
+        &lab,
+        "una",
+        Method::PUT,
+        PATH,
+        Some(json!({"ring_secs": 40, "greeting_name": again})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["greeting_name"], again.as_str());
+    let (_, audit) = call(&lab, Method::GET, "/api/v1/audit?limit=1000", None).await;
+    assert!(
+        audit
+            .to_string()
+            .contains(&format!("name greeting of mailbox 1001 set to {again}")),
+        "{audit}"
+    );
+
+    // The mailbox deleted: its name and the name's file go with it; a new mailbox has none.
+    let (s, _) = call(&lab, Method::DELETE, PATH, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = call(&lab, Method::GET, &format!("/api/v1/audio/{again}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let created = send(&lab, Method::PUT, PATH, json!({}), StatusCode::CREATED).await;
+    assert_eq!(created["greeting_name"], Value::Null, "{created}");
 }

@@ -1,11 +1,17 @@
 //! Voicemail with real `pbx` processes, a scripted phone sending a real tone, and a real SMTP
 //! server (aiosmtpd): 1001 calls 1002, whose phone is not registered, reaches 1002's mailbox, hears
-//! the beep, speaks 440 Hz for 4 s and hangs up. The message is in the mailbox, unheard; its WAV
-//! holds the tone for about the time spoken; a majority of the nodes hold the same bytes; the
-//! mailbox's owner gets it by e-mail with the WAV attached, and 1002's phone, subscribed to its
-//! mailbox's `message-summary`, is told a message waits. Then 1002 dials `*97`: a wrong PIN gets
-//! the three rising tones, the right one a beep for the new message, then the message itself (the
+//! the spoken default greeting ("The person at extension 1 0 0 2 is not available…") and the beep,
+//! speaks 440 Hz for 4 s and hangs up. The message is in the mailbox, unheard; its WAV holds the
+//! tone for about the time spoken; a majority of the nodes hold the same bytes; the mailbox's owner
+//! gets it by e-mail with the WAV attached, and 1002's phone, subscribed to its mailbox's
+//! `message-summary`, is told a message waits. Then 1002 dials `*97`: the menu asks for the PIN in
+//! words, a wrong PIN is told so, the right one hears the count, then the message itself (the
 //! 440 Hz tone); `7` deletes it, the menu says goodbye and hangs up, and the mailbox is empty.
+//! 1002 dials `*97` again and records its name (`5`, `3`, after the beep 660 Hz for 2 s, `#`): the
+//! mailbox's default greeting then plays the name (660 Hz) in place of the number.
+//!
+//! On a host without espeak-ng the PBX speaks in tones (two beeps for the PIN, the three rising
+//! tones for a wrong one, a beep per new message); the test expects whichever the host gives.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
@@ -30,12 +36,55 @@ use pbx_tests::sipp::{self, Sipp};
 use pbx_tests::{Lab, LabOptions, free_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
-/// What the phones may hear: the message's tone, the menu's beeps, the invalid-choice tones.
-const CANDIDATES: [f32; 8] = [440.0, 600.0, 800.0, 950.0, 1000.0, 1400.0, 1800.0, 900.0];
+/// What the phones may hear: the message's tone, the name's, the menu's beeps, the invalid-choice
+/// tones.
+const CANDIDATES: [f32; 9] = [
+    440.0, 600.0, 660.0, 800.0, 950.0, 1000.0, 1400.0, 1800.0, 900.0,
+];
+
+/// A 20 ms frame as heard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Frame {
+    Quiet,
+    /// Mostly one of [`CANDIDATES`].
+    Tone(f32),
+    /// Loud, and no one tone: speech.
+    Other,
+}
 
 /// Frames of `freq` in `heard`.
-fn frames_of(heard: &[Option<f32>], freq: f32) -> usize {
-    heard.iter().filter(|f| **f == Some(freq)).count()
+fn frames_of(heard: &[Frame], freq: f32) -> usize {
+    heard.iter().filter(|f| **f == Frame::Tone(freq)).count()
+}
+
+/// Loud frames that are no tone (words) in `heard`.
+fn spoken(heard: &[Frame]) -> usize {
+    heard.iter().filter(|f| **f == Frame::Other).count()
+}
+
+/// The frames before `freq` first sounds for 100 ms (a word may have a frame or two that looks
+/// like a tone).
+fn before(heard: &[Frame], freq: f32) -> &[Frame] {
+    let first = heard
+        .windows(5)
+        .position(|w| w.iter().all(|f| *f == Frame::Tone(freq)))
+        .unwrap_or(heard.len());
+    &heard[..first]
+}
+
+/// Whether `freq` sounded for at least `frames` frames and has stopped.
+fn sounded(heard: &[Frame], freq: f32, frames: usize) -> bool {
+    frames_of(heard, freq) >= frames && heard.iter().rev().take(3).all(|f| *f != Frame::Tone(freq))
+}
+
+/// Whether this host can speak (espeak-ng installed): the PBX then speaks its prompts.
+fn speaks() -> bool {
+    Command::new("espeak-ng")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A plain SMTP server (aiosmtpd) that keeps every message in the maildir `maildir`.
@@ -88,8 +137,17 @@ async fn talk(sock: &UdpSocket, to: SocketAddr, freq: f32, secs: u32) {
     }
 }
 
-/// Listens on `sock` for `within`: the frequencies of the 20 ms frames heard.
-async fn listen(sock: &UdpSocket, within: Duration) -> Vec<Option<f32>> {
+/// Listens on `sock` for `within`: the 20 ms frames heard.
+async fn listen(sock: &UdpSocket, within: Duration) -> Vec<Frame> {
+    listen_until(sock, within, |_| false).await
+}
+
+/// Listens on `sock` until `done` says so of what was heard, or for `within` at most.
+async fn listen_until(
+    sock: &UdpSocket,
+    within: Duration,
+    done: impl Fn(&[Frame]) -> bool,
+) -> Vec<Frame> {
     let mut heard = Vec::new();
     let mut buf = [0u8; 1500];
     let end = Instant::now() + within;
@@ -104,8 +162,15 @@ async fn listen(sock: &UdpSocket, within: Duration) -> Vec<Option<f32>> {
         };
         let mut pcm = Vec::new();
         Law::Ulaw.decode_into(p.payload, &mut pcm);
-        let loud = pcm.iter().any(|s| s.unsigned_abs() > 500);
-        heard.push(loud.then(|| dominant(&pcm, 8000, &CANDIDATES)).flatten());
+        let frame = if !pcm.iter().any(|s| s.unsigned_abs() > 500) {
+            Frame::Quiet
+        } else {
+            dominant(&pcm, 8000, &CANDIDATES).map_or(Frame::Other, Frame::Tone)
+        };
+        heard.push(frame);
+        if done(&heard) {
+            break;
+        }
     }
     heard
 }
@@ -179,10 +244,25 @@ async fn a_caller_leaves_a_message_that_is_stored_replicated_and_mailed() {
         .await
         .unwrap()
         .expect("the mailbox answers");
-    // No greeting set: the beep (1 kHz) comes at once.
-    let heard = listen(&alice_media, Duration::from_secs(1)).await;
-    let beeps = frames_of(&heard, 1000.0);
-    assert!(beeps >= 10, "the beep, 400 ms: {heard:?}");
+    // No greeting set: the default one, spoken (or nothing without espeak-ng), then the beep.
+    let speaking = speaks();
+    let heard = listen_until(&alice_media, Duration::from_secs(15), |h| {
+        sounded(h, 1000.0, 10)
+    })
+    .await;
+    assert!(
+        frames_of(&heard, 1000.0) >= 10,
+        "the beep, 400 ms: {heard:?}"
+    );
+    let greeting = before(&heard, 1000.0);
+    if speaking {
+        assert!(
+            spoken(greeting) >= 150,
+            "\"The person at extension 1 0 0 2 is not available…\": {greeting:?}"
+        );
+    } else {
+        assert!(greeting.len() <= 10, "the beep at once: {heard:?}");
+    }
     talk(&alice_media, dialog.media, 440.0, 4).await;
     assert_eq!(alice.hang_up(&mut dialog).await.unwrap(), 200);
 
@@ -261,26 +341,51 @@ async fn a_caller_leaves_a_message_that_is_stored_replicated_and_mailed() {
         .await
         .unwrap()
         .expect("the voicemail menu answers");
+    // The PIN is asked for (digits typed over the prompt count).
     let asked = listen(&bob_media, Duration::from_millis(800)).await;
-    assert!(
-        frames_of(&asked, 800.0) >= 8,
-        "two beeps ask for the PIN: {asked:?}"
-    );
+    if speaking {
+        assert!(
+            spoken(&asked) >= 15,
+            "\"Please enter your pin…\": {asked:?}"
+        );
+    } else {
+        assert!(
+            frames_of(&asked, 800.0) >= 8,
+            "two beeps ask for the PIN: {asked:?}"
+        );
+    }
     press(&bob_media, menu.media, "111111#").await.unwrap();
     let wrong = listen(&bob_media, Duration::from_millis(1800)).await;
-    assert!(
-        frames_of(&wrong, 950.0) >= 8 && frames_of(&wrong, 1800.0) >= 8,
-        "a wrong PIN: the three rising tones: {wrong:?}"
-    );
+    if speaking {
+        assert!(spoken(&wrong) >= 25, "\"Incorrect pin.\": {wrong:?}");
+    } else {
+        assert!(
+            frames_of(&wrong, 950.0) >= 8 && frames_of(&wrong, 1800.0) >= 8,
+            "a wrong PIN: the three rising tones: {wrong:?}"
+        );
+    }
     press(&bob_media, menu.media, "739154#").await.unwrap();
-    let heard = listen(&bob_media, Duration::from_secs(6)).await;
-    assert!(
-        frames_of(&heard, 600.0) >= 5,
-        "one beep: one new message: {heard:?}"
-    );
+    // The count, then the message, to its end.
+    let heard = listen_until(&bob_media, Duration::from_secs(12), |h| {
+        sounded(h, 440.0, 150)
+    })
+    .await;
+    let intro = before(&heard, 440.0);
+    if speaking {
+        assert!(
+            spoken(intro) >= 40,
+            "\"You have one new message.\": {intro:?}"
+        );
+    } else {
+        assert!(
+            frames_of(intro, 600.0) >= 5,
+            "one beep: one new message: {heard:?}"
+        );
+    }
     let message = frames_of(&heard, 440.0) as f64 * 0.02;
     assert!(message >= 3.0, "the message plays: 440 Hz for {message} s");
-    // 7: deleted; no more messages: goodbye, and the PBX hangs up.
+    // 7 (over the options said after the message): deleted; no more messages: goodbye, and the
+    // PBX hangs up.
     press(&bob_media, menu.media, "7").await.unwrap();
     let bye = bob.expect_request("BYE", Duration::from_secs(5)).await;
     assert!(bye.is_ok(), "the menu hangs up after the last message");
@@ -291,4 +396,80 @@ async fn a_caller_leaves_a_message_that_is_stored_replicated_and_mailed() {
     .await;
     assert_eq!(after["new"], 0, "{after}");
     assert!(lab.log_tail(0).contains("voicemail menu: wrong PIN"));
+
+    // 1002 records its name from the phone: `5` (greetings), `3` (the name), after the beep
+    // 660 Hz for 2 s, then `#`.
+    let (bob_media, offer) = media().await;
+    let out = bob.dial("*97", Some(&offer)).await.unwrap();
+    let menu = bob
+        .outcome(&out, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the voicemail menu answers");
+    press(&bob_media, menu.media, "739154#").await.unwrap();
+    // "You have no messages. To change your greetings, press 5." (or, in tones, a pause for it).
+    listen(&bob_media, Duration::from_millis(1500)).await;
+    press(&bob_media, menu.media, "5").await.unwrap();
+    listen(&bob_media, Duration::from_millis(500)).await;
+    press(&bob_media, menu.media, "3").await.unwrap();
+    let heard = listen_until(&bob_media, Duration::from_secs(10), |h| {
+        sounded(h, 1000.0, 15)
+    })
+    .await;
+    if speaking {
+        let announced = before(&heard, 1000.0);
+        assert!(
+            spoken(announced) >= 40,
+            "\"Record after the tone…\": {announced:?}"
+        );
+    }
+    assert!(
+        frames_of(&heard, 1000.0) >= 15,
+        "the record beep: {heard:?}"
+    );
+    talk(&bob_media, menu.media, 660.0, 2).await;
+    press(&bob_media, menu.media, "#").await.unwrap();
+    let bye = bob.expect_request("BYE", Duration::from_secs(15)).await;
+    assert!(bye.is_ok(), "saved, goodbye, and the menu hangs up");
+    let named = wait_json(&client, "/api/v1/extensions/1002/voicemail", |v| {
+        v["greeting_name"].is_string()
+    })
+    .await;
+    let name_id = named["greeting_name"].as_str().unwrap().to_owned();
+    let wav = client
+        .req(0, Method::GET, &format!("/api/v1/audio/{name_id}/content"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let said = seconds_of(&wav, 660.0);
+    assert!(said >= 1.5, "the name: 660 Hz for {said} s");
+
+    // The default greeting now plays the name in place of the number.
+    let (alice_media, offer) = media().await;
+    let out = alice.dial("1002", Some(&offer)).await.unwrap();
+    let mut dialog = alice
+        .outcome(&out, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the mailbox answers");
+    let heard = listen_until(&alice_media, Duration::from_secs(20), |h| {
+        sounded(h, 1000.0, 10)
+    })
+    .await;
+    let greeting = before(&heard, 1000.0);
+    let name = frames_of(greeting, 660.0) as f64 * 0.02;
+    assert!(
+        name >= 1.5,
+        "the name (660 Hz) before the beep, {name} s: {greeting:?}"
+    );
+    if speaking {
+        assert!(
+            spoken(greeting) >= 100,
+            "the words around the name: {greeting:?}"
+        );
+    }
+    assert_eq!(alice.hang_up(&mut dialog).await.unwrap(), 200);
 }

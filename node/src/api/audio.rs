@@ -192,18 +192,7 @@ pub(crate) async fn content(
         };
         state.cluster.propose(Command::Audit(entry)).await?;
     }
-    let stream = futures::stream::unfold(Some(data), |state| async move {
-        let mut data = state?;
-        let mut buf = vec![0u8; 64 * 1024];
-        match data.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(data)))
-            }
-            Err(e) => Some((Err::<Bytes, _>(e), None)),
-        }
-    });
+    let stream = read_stream(data);
     Ok((
         [
             (header::CONTENT_TYPE, "audio/wav".to_owned()),
@@ -266,6 +255,10 @@ async fn upload_owner(
         AudioKind::Recording | AudioKind::Voicemail => Err(ApiError::invalid(
             "kind",
             "only prompt, music_on_hold and greeting files are uploaded; the PBX makes the others",
+        )),
+        AudioKind::Firmware => Err(ApiError::invalid(
+            "kind",
+            "phone firmware is uploaded with PUT /api/v1/firmware/{brand}/{model}",
         )),
     }
 }
@@ -367,9 +360,15 @@ pub(crate) async fn delete(
     if file.kind == AudioKind::Greeting
         && let Some(mailbox) = state.cluster.reader().get::<Mailbox>(&file.owner)?
     {
+        let name = state
+            .cluster
+            .reader()
+            .get::<storage::voicemail::MailboxName>(&file.owner)?
+            .map(|n| n.greeting);
         for (field, greeting) in [
             ("greeting_unavailable", &mailbox.greeting_unavailable),
             ("greeting_busy", &mailbox.greeting_busy),
+            ("greeting_name", &name),
         ] {
             if greeting.as_deref() == Some(file.id.as_str()) {
                 return Err(ApiError::Conflict(format!(
@@ -446,6 +445,25 @@ pub(crate) async fn put_quotas(
         .propose_checked(Command::PutAudioQuotas(quotas))
         .await?;
     Ok(Json(quotas))
+}
+
+/// What `data` reads, as a stream of chunks (a download without holding the file in memory).
+pub(crate) fn read_stream<R>(data: R) -> impl futures::Stream<Item = std::io::Result<Bytes>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    futures::stream::unfold(Some(data), |state| async move {
+        let mut data = state?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match data.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(data)))
+            }
+            Err(e) => Some((Err::<Bytes, _>(e), None)),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use storage::contacts::Contact;
 use storage::features::{CallHandling, FeatureCodes, PickupCodes, PickupGroup, RingGroup};
 use storage::ivr::Ivr;
 use storage::model::{AuditEntry, Ban, Extension, FirewallRule, MemberRecord, Recipient, Setting};
+use storage::provisioning::{Device, ProvisioningSettings, SecretChange};
 use storage::recording::RecordingPolicy;
 use storage::recording_routes::RouteRecordingPolicy;
 use storage::time_condition::TimeCondition;
@@ -30,13 +31,15 @@ const MAX_ACTION: usize = 2048;
 /// Longest value shown for one field.
 const MAX_VALUE: usize = 120;
 /// Fields whose values never appear in the log, only that they changed.
-const SECRET_FIELDS: [&str; 6] = [
+const SECRET_FIELDS: [&str; 8] = [
     "credentials",
     "password_hash",
     "pin_hash",
     "secret",
     "ha1_md5",
     "ha1_sha256",
+    "sip_secret",
+    "token_sha256",
 ];
 /// Fields that change with every write and say nothing.
 const NOISE_FIELDS: [&str; 2] = ["updated_at", "created_at"];
@@ -219,11 +222,37 @@ fn describe(cmd: &Command, reader: &StateReader) -> String {
         Command::DeleteVoicemailMessage { mailbox, audio_id } => {
             format!("voicemail message {audio_id} of mailbox {mailbox} deleted")
         }
+        Command::SetMailboxName {
+            extension,
+            greeting,
+        } => match greeting {
+            Some(id) => format!("name greeting of mailbox {extension} set to {id}"),
+            None => format!("name greeting of mailbox {extension} removed"),
+        },
         Command::PutContacts(list) => match list.as_slice() {
             [one] => changes(old::<Contact>(reader, &one.key()).as_ref(), Some(one)),
             many => format!("{} contacts imported", many.len()),
         },
         Command::DeleteContact { key } => changes::<Contact>(old(reader, key).as_ref(), None),
+        Command::PutDevices(list) => match list.as_slice() {
+            [one] => {
+                let d = &one.device;
+                let text = changes(old::<Device>(reader, &d.mac).as_ref(), Some(d));
+                match one.secret {
+                    SecretChange::Rotate(_) => {
+                        format!("{text}; SIP secret of extension {} replaced", d.extension)
+                    }
+                    _ => text,
+                }
+            }
+            many => format!("{} devices imported", many.len()),
+        },
+        Command::DeleteDevice { mac } => changes::<Device>(old(reader, mac).as_ref(), None),
+        Command::PutProvisioningSettings(s) => {
+            let before =
+                old::<ProvisioningSettings>(reader, ProvisioningSettings::KEY).unwrap_or_default();
+            changes(Some(&before), Some(s))
+        }
         other => other.kind().to_owned(),
     }
 }

@@ -5,6 +5,7 @@ mod accounts;
 mod audio;
 mod audit;
 mod auth;
+mod backups;
 mod calls;
 mod capture;
 mod cdrs;
@@ -12,16 +13,19 @@ mod cluster;
 mod conferences;
 mod contacts;
 mod crud;
+mod devices;
 mod error;
 mod events;
 mod extensions;
 mod features;
+mod firmware;
 mod groups;
 mod guard;
 mod ivrs;
 mod json;
 mod live;
 mod paging;
+mod provision;
 mod recording;
 mod registrations;
 mod route_recording;
@@ -105,6 +109,10 @@ pub struct AppState {
     pub audio: std::sync::Arc<crate::audio::AudioStore>,
     /// This node's SIP capture (the targets follow the replicated table).
     pub capture: std::sync::Arc<crate::capture::Capture>,
+    /// This node's SIP listeners: the ports provisioning files give phones.
+    pub sip: crate::provisioning::SipListeners,
+    /// This node's backups (the table lists every node's).
+    pub backups: std::sync::Arc<crate::backup::Backups>,
 }
 
 impl AppState {
@@ -349,6 +357,13 @@ pub fn router(state: AppState) -> Router {
             "/audio-quotas",
             get(audio::get_quotas).put(audio::put_quotas),
         )
+        .route("/backups", get(backups::list).post(backups::create))
+        .route(
+            "/backups/settings",
+            axum::routing::put(backups::put_settings),
+        )
+        .route("/backups/{id}", get(backups::get).delete(backups::delete))
+        .route("/backups/{id}/download", get(backups::download))
         .route("/capture", get(capture::list))
         .route("/capture.pcap", get(capture::download))
         .route("/capture/targets", get(capture::list_targets))
@@ -360,6 +375,29 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/toll-fraud/suspensions/{extension}",
             axum::routing::delete(groups::clear_suspension),
+        )
+        .route("/devices", get(devices::list).post(devices::create))
+        .route(
+            "/devices/import",
+            post(devices::import).layer(DefaultBodyLimit::max(devices::MAX_IMPORT_BYTES)),
+        )
+        .route(
+            "/devices/{mac}",
+            get(devices::get)
+                .patch(devices::update)
+                .delete(devices::delete),
+        )
+        .route("/devices/{mac}/reprovision", post(devices::reprovision))
+        .route("/firmware", get(firmware::list))
+        .route(
+            "/firmware/{brand}/{model}",
+            axum::routing::put(firmware::put)
+                .delete(firmware::delete)
+                .layer(DefaultBodyLimit::max(firmware::MAX_FIRMWARE_BYTES)),
+        )
+        .route(
+            "/provisioning/settings",
+            get(devices::get_settings).put(devices::put_settings),
         )
         .route("/contacts", get(contacts::list).post(contacts::create))
         .route(
@@ -396,6 +434,16 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .route("/metrics", get(metrics_text))
         .route("/phonebook/{file}", get(contacts::phonebook))
+        .route("/provision/{file}", get(provision::with_basic))
+        .route("/provision/{token}/{file}", get(provision::with_token))
+        .route(
+            "/provision/firmware/{mac}/{name}",
+            get(provision::firmware_with_basic),
+        )
+        .route(
+            "/provision/{token}/firmware/{mac}/{name}",
+            get(provision::firmware_with_token),
+        )
         .merge(crate::portal::router())
         .fallback(crate::portal::fallback(not_found))
         .layer(middleware::from_fn_with_state(

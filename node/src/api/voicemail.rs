@@ -12,9 +12,11 @@
 //! Anyone else gets a 403, as for an extension's call handling. The PIN is stored only as an argon2id
 //! hash (the web passwords' function) and never shown: answers say `has_pin`. A message's audio is
 //! the audio store's file (`GET /audio/{audio_id}/content`); a greeting is uploaded there too
-//! (`POST /audio?kind=greeting&owner={number}`). The state machine checks, in log order, that the
-//! extension and the greeting files exist and are the extension's; the handlers check the shape of
-//! a request and word the refusals.
+//! (`POST /audio?kind=greeting&owner={number}`). The name greeting (`greeting_name`: the owner
+//! saying their name, which the default greeting plays) is kept beside the mailbox
+//! ([`MailboxName`]) and written after it; an omitted `greeting_name` keeps it, `null` removes it.
+//! The state machine checks, in log order, that the extension and the greeting files exist and are
+//! the extension's; the handlers check the shape of a request and word the refusals.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -23,10 +25,10 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use storage::Command;
-use storage::audio::AudioFile;
+use storage::audio::{AudioFile, AudioKind};
 use storage::model::UnixMillis;
 use storage::voicemail::{
-    LeftBecause, MAILBOX_MESSAGE_SECS, MAILBOX_MESSAGES, MAILBOX_RING_SECS, Mailbox,
+    LeftBecause, MAILBOX_MESSAGE_SECS, MAILBOX_MESSAGES, MAILBOX_RING_SECS, Mailbox, MailboxName,
     VoicemailMessage, counts,
 };
 use storage::web::Scope;
@@ -114,6 +116,10 @@ pub(crate) struct MailboxView {
     pub ring_secs: u16,
     pub greeting_unavailable: Option<String>,
     pub greeting_busy: Option<String>,
+    /// The owner saying their name (a greeting of the extension), which the default greeting
+    /// plays in place of the extension's number.
+    #[serde(default)]
+    pub greeting_name: Option<String>,
     pub max_message_secs: u16,
     pub max_messages: u16,
     pub messages_total: usize,
@@ -123,7 +129,7 @@ pub(crate) struct MailboxView {
 }
 
 impl MailboxView {
-    fn of(m: Mailbox, messages: &[VoicemailMessage]) -> Self {
+    fn of(m: Mailbox, name: Option<String>, messages: &[VoicemailMessage]) -> Self {
         let (total, new) = counts(messages);
         Self {
             extension: m.extension,
@@ -133,6 +139,7 @@ impl MailboxView {
             ring_secs: m.ring_secs,
             greeting_unavailable: m.greeting_unavailable,
             greeting_busy: m.greeting_busy,
+            greeting_name: name,
             max_message_secs: m.max_message_secs,
             max_messages: m.max_messages,
             messages_total: total,
@@ -156,7 +163,8 @@ pub(super) mod double_option {
 
 /// A mailbox as `PUT` takes it. Every field is replaced: an omitted one takes the default of a new
 /// mailbox (enabled, no e-mail, 20 s of ringing, no greetings, 180 s messages, 100 of them) —
-/// except `pin`, which an omitted field keeps and `null` removes. The read-only fields of a GET
+/// except `pin` and `greeting_name`, which an omitted field keeps and `null` removes (the name
+/// lives beside the mailbox, and forms written before it existed leave it out). The read-only fields of a GET
 /// answer are accepted and ignored, so an answer read, edited and written back is a valid body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +184,8 @@ pub(crate) struct MailboxBody {
     greeting_unavailable: Option<String>,
     #[serde(default)]
     greeting_busy: Option<String>,
+    #[serde(default, with = "double_option")]
+    greeting_name: Option<Option<String>>,
     #[serde(default)]
     max_message_secs: Option<u64>,
     #[serde(default)]
@@ -199,6 +209,48 @@ pub(crate) enum PinChange {
     Remove,
     /// A new PIN, checked against the policy, to hash.
     Set(String),
+}
+
+/// What to do with the stored name greeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NameChange {
+    Keep,
+    /// Set it (`Some`) or remove it (`None`).
+    Set(Option<String>),
+}
+
+/// The body's `greeting_name`: absent keeps, `null` or empty removes, otherwise an audio id.
+fn name_change(v: Option<Option<String>>) -> Result<NameChange, ApiError> {
+    match v {
+        None => Ok(NameChange::Keep),
+        Some(v) => Ok(NameChange::Set(greeting("greeting_name", v)?)),
+    }
+}
+
+/// Why greeting `id` cannot be extension `number`'s name (a 400 naming `greeting_name`), checked
+/// before anything is written so that a refused name changes nothing; the state machine checks
+/// again in log order.
+fn name_problem(state: &AppState, number: &str, id: &str) -> Result<(), ApiError> {
+    match state.cluster.reader().get::<AudioFile>(id)? {
+        None => Err(ApiError::invalid(
+            "greeting_name",
+            format!("audio file {id} does not exist"),
+        )),
+        Some(f) if f.kind != AudioKind::Greeting || f.owner != number => Err(ApiError::invalid(
+            "greeting_name",
+            format!("{id} is not a greeting of extension {number}"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Extension `number`'s name greeting.
+fn name_of(state: &AppState, number: &str) -> Result<Option<String>, ApiError> {
+    Ok(state
+        .cluster
+        .reader()
+        .get::<MailboxName>(number)?
+        .map(|n| n.greeting))
 }
 
 /// `value` as a `u16` within `range`, or a 400 naming `field`.
@@ -377,7 +429,8 @@ pub(crate) async fn get(
     validate_number(&number)?;
     existing_extension(&state, &number).await?;
     let (mailbox, messages) = read_mailbox(&state, &number)?.ok_or_else(|| no_mailbox(&number))?;
-    Ok(Json(MailboxView::of(mailbox, &messages)))
+    let name = name_of(&state, &number)?;
+    Ok(Json(MailboxView::of(mailbox, name, &messages)))
 }
 
 /// `PUT /extensions/{number}/voicemail`: creates (201, the `extensions` grant) or replaces (200).
@@ -385,7 +438,7 @@ pub(crate) async fn put(
     State(state): State<AppState>,
     who: Principal,
     Path(number): Path<String>,
-    JsonBody(body): JsonBody<MailboxBody>,
+    JsonBody(mut body): JsonBody<MailboxBody>,
 ) -> Result<(StatusCode, Json<MailboxView>), ApiError> {
     who.require(may_configure(&who, &number))?;
     validate_number(&number)?;
@@ -393,6 +446,7 @@ pub(crate) async fn put(
     let stored = read_mailbox(&state, &number)?;
     // Whether an extension has voicemail is the administrator's choice; its user changes it.
     who.require(stored.is_some() || who.grants.extensions)?;
+    let name = name_change(body.greeting_name.take())?;
     let (mut mailbox, pin) = mailbox_from_body(
         &number,
         body,
@@ -400,6 +454,9 @@ pub(crate) async fn put(
         who.grants.extensions,
         now_millis(),
     )?;
+    if let NameChange::Set(Some(id)) = &name {
+        name_problem(&state, &number, id)?;
+    }
     if let PinChange::Set(p) = &pin {
         mailbox.pin_hash = Some(super::accounts::hash(p.clone()).await?);
     }
@@ -407,6 +464,27 @@ pub(crate) async fn put(
         storage::Response::Ok => {}
         refused => return Err(mailbox_refused(refused, &mailbox)),
     }
+    let stored_name = name_of(&state, &number)?;
+    let name = match name {
+        NameChange::Set(to) if to != stored_name => {
+            let cmd = Command::SetMailboxName {
+                extension: number.clone(),
+                greeting: to.clone(),
+            };
+            match propose_answer(&state, cmd).await? {
+                storage::Response::Ok => to,
+                // The file went, or changed hands, since it was checked.
+                storage::Response::NotFound { table, key } if table == "audio_files" => {
+                    return Err(ApiError::invalid(
+                        "greeting_name",
+                        format!("audio file {key} does not exist"),
+                    ));
+                }
+                other => return Err(other.into()),
+            }
+        }
+        NameChange::Set(_) | NameChange::Keep => stored_name,
+    };
     tracing::info!(
         extension = %number,
         by = %who.username,
@@ -419,7 +497,7 @@ pub(crate) async fn put(
         Some((_, messages)) => (StatusCode::OK, messages),
         None => (StatusCode::CREATED, Vec::new()),
     };
-    Ok((status, Json(MailboxView::of(mailbox, &messages))))
+    Ok((status, Json(MailboxView::of(mailbox, name, &messages))))
 }
 
 /// What a change did to the PIN, for the log (never the PIN).
@@ -708,7 +786,7 @@ mod tests {
         let (m, pin) = put(json!({"pin": null}));
         assert_eq!((pin, m.pin_hash), (PinChange::Remove, None));
         // A GET answer written back is a valid body and changes nothing but the time.
-        let view = MailboxView::of(stored.clone(), &[]);
+        let view = MailboxView::of(stored.clone(), Some(GREETING.into()), &[]);
         let (m, pin) = put(serde_json::to_value(&view).unwrap());
         assert_eq!(pin, PinChange::Keep);
         assert_eq!(
@@ -784,6 +862,33 @@ mod tests {
     }
 
     #[test]
+    fn an_omitted_name_greeting_is_kept_and_null_or_empty_removes_it() {
+        let name = |v: serde_json::Value| name_change(body(v).greeting_name);
+        assert_eq!(name(json!({})).unwrap(), NameChange::Keep);
+        assert_eq!(
+            name(json!({"greeting_name": null})).unwrap(),
+            NameChange::Set(None)
+        );
+        assert_eq!(
+            name(json!({"greeting_name": ""})).unwrap(),
+            NameChange::Set(None)
+        );
+        assert_eq!(
+            name(json!({"greeting_name": GREETING})).unwrap(),
+            NameChange::Set(Some(GREETING.into()))
+        );
+        let err = name(json!({"greeting_name": "me.wav"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("greeting_name: "), "{err}");
+        // The mailbox itself is what it was without the field.
+        let mut b = body(json!({"ring_secs": 30, "greeting_name": GREETING}));
+        b.greeting_name = None;
+        let (m, _) = mailbox_from_body("1001", b, None, true, 5).unwrap();
+        assert_eq!(m.ring_secs, 30);
+    }
+
+    #[test]
     fn the_answer_shows_whether_there_is_a_pin_never_its_hash() {
         let mut m = Mailbox::new("1001", 1);
         m.pin_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
@@ -799,12 +904,12 @@ mod tests {
             heard,
         };
         let messages = [message("a", 1, true), message("b", 2, false)];
-        let v = serde_json::to_value(MailboxView::of(m, &messages)).unwrap();
+        let v = serde_json::to_value(MailboxView::of(m, None, &messages)).unwrap();
         assert_eq!(
             v,
             json!({"extension": "1001", "enabled": true, "has_pin": true, "email": null,
                    "ring_secs": 20, "greeting_unavailable": null, "greeting_busy": null,
-                   "max_message_secs": 180, "max_messages": 100, "messages_total": 2,
+                   "greeting_name": null, "max_message_secs": 180, "max_messages": 100, "messages_total": 2,
                    "messages_new": 1, "created_at": 1, "updated_at": 1})
         );
         assert!(!v.to_string().contains("argon2"));

@@ -1,6 +1,8 @@
 //! The sounds the PBX makes itself when no recording is set: a chime for a menu without a
-//! recorded greeting, and the three rising tones of an invalid choice (the special information
-//! tone callers know from "number not in service"). Synthesised once, at 8 kHz.
+//! recorded greeting, the three rising tones of an invalid choice (the special information tone
+//! callers know from "number not in service"), the beeps that ask to record, and the tones that
+//! stand in for the spoken prompts on a node that cannot speak ([`super::prompts`]). Synthesised
+//! once, at 8 kHz.
 
 use std::sync::{Arc, OnceLock};
 
@@ -42,6 +44,45 @@ pub(crate) fn invalid() -> Arc<[i16]> {
             &[(950.0, 330), (1400.0, 330), (1800.0, 330), (0.0, 500)],
         )
     }))
+}
+
+/// A cell of a clip synthesised on first use.
+fn once(cell: &'static OnceLock<Arc<[i16]>>, parts: &[(f32, usize)]) -> Arc<[i16]> {
+    Arc::clone(cell.get_or_init(|| tones(LEVEL, parts)))
+}
+
+/// Two short beeps: enter digits (a PIN, a choice).
+pub(crate) fn ask() -> Arc<[i16]> {
+    static ASK: OnceLock<Arc<[i16]>> = OnceLock::new();
+    once(&ASK, &[(800.0, 150), (0.0, 100), (800.0, 150), (0.0, 200)])
+}
+
+/// One short beep per new message, up to nine.
+pub(crate) fn count(n: usize) -> Arc<[i16]> {
+    let mut parts = vec![(0.0, 300)];
+    parts.extend(std::iter::repeat_n([(600.0, 150), (0.0, 150)], n.min(9)).flatten());
+    tones(LEVEL, &parts)
+}
+
+/// A long beep: recording starts.
+pub(crate) fn record_beep() -> Arc<[i16]> {
+    static RECORD: OnceLock<Arc<[i16]>> = OnceLock::new();
+    once(&RECORD, &[(1000.0, 600), (0.0, 100)])
+}
+
+/// Two rising notes: kept.
+pub(crate) fn saved() -> Arc<[i16]> {
+    static SAVED: OnceLock<Arc<[i16]>> = OnceLock::new();
+    once(&SAVED, &[(600.0, 150), (900.0, 250), (0.0, 300)])
+}
+
+/// Three falling notes: the call ends.
+pub(crate) fn goodbye() -> Arc<[i16]> {
+    static BYE: OnceLock<Arc<[i16]>> = OnceLock::new();
+    once(
+        &BYE,
+        &[(900.0, 200), (700.0, 200), (500.0, 300), (0.0, 200)],
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Conference rooms: callers to a room's number enter its PIN (when it has one) and are mixed
-//! together, each hearing everyone but themselves, with a rising tone when someone joins and a
-//! falling one when someone leaves.
+//! Conference rooms: callers to a room's number enter its PIN (when it has one: "Please enter
+//! your pin, then press pound", the digits typed over it count) and are mixed together, each
+//! hearing everyone but themselves, with a rising tone when someone joins and a falling one when
+//! someone leaves.
 //!
 //! One task per running room ([`run_room`]) owns the mix: every 20 ms it takes a frame from each
 //! member's jitter buffer, mixes ([`pbx_media::mixer::Mixer`]) and sends each member its own mix
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 use super::clips::tones;
 use super::listen::{PIN_ATTEMPTS, PIN_WAIT};
 use super::media::{Agreed, CallMedia, Heard};
+use super::prompts::Prompt;
 use super::{AppCommand, Context, SessionEvent};
 
 /// Queued packets and changes per room before a member's packets are dropped.
@@ -273,7 +275,8 @@ impl Session {
             .await;
         if !matches!(entered, Ok(storage::Response::Ok)) {
             tracing::info!(call = %call, room = %room.number, outcome = ?entered, "conference: not entered (full?)");
-            play_once(&mut media, &mut events, super::clips::invalid()).await;
+            let full = ctx.prompts.clip(&Prompt::ConferenceFull).await;
+            play_once(&mut media, &mut events, full).await;
             return hang_up().await;
         }
         // From here the room sends this caller's audio.
@@ -383,8 +386,9 @@ async fn play_once(
     }
 }
 
-/// Asks for the room's PIN (two beeps; digits then `#`), up to [`PIN_ATTEMPTS`] times; a wrong one
-/// plays the three rising tones and counts against the caller's address.
+/// Asks for the room's PIN (digits then `#`, or a pause of [`PIN_WAIT`] after the prompt), up to
+/// [`PIN_ATTEMPTS`] times; a wrong one is said so and counts against the caller's address. Keys
+/// typed while the prompt plays count: a caller who knows the PIN need not hear it out.
 async fn ask_pin(
     ctx: &Context,
     room: &ConferenceRoom,
@@ -393,12 +397,12 @@ async fn ask_pin(
     source: Option<std::net::IpAddr>,
 ) -> PinOutcome {
     for _ in 0..PIN_ATTEMPTS {
-        if !play_once(media, events, super::listen::ask_pin_sound()).await {
-            return PinOutcome::Gone;
-        }
+        media.playout.play(ctx.prompts.clip(&Prompt::AskPin).await);
         let mut pin = String::new();
-        let deadline = Instant::now() + PIN_WAIT;
+        // The wait starts once the prompt has ended.
+        let mut deadline: Option<Instant> = None;
         let entered = loop {
+            let wake = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let pressed = tokio::select! {
                 ev = events.recv() => match ev {
                     Some(SessionEvent::Key(k)) => vec![k],
@@ -407,9 +411,13 @@ async fn ask_pin(
                 },
                 heard = media.next() => match heard {
                     Heard::Packet { keys } => keys,
-                    Heard::Tick { .. } => Vec::new(),
+                    Heard::Tick { ended: true } => {
+                        deadline = Some(Instant::now() + PIN_WAIT);
+                        Vec::new()
+                    }
+                    Heard::Tick { ended: false } => Vec::new(),
                 },
-                () = tokio::time::sleep_until(deadline) => break pin,
+                () = tokio::time::sleep_until(wake) => break pin,
             };
             let mut done = false;
             for k in pressed {
@@ -442,7 +450,7 @@ async fn ask_pin(
                 storage::model::Transport::Udp,
             );
         }
-        if !play_once(media, events, super::clips::invalid()).await {
+        if !play_once(media, events, ctx.prompts.clip(&Prompt::WrongPin).await).await {
             return PinOutcome::Gone;
         }
     }

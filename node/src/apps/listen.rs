@@ -1,13 +1,18 @@
 //! Listening to one's voicemail from one's own phone (the voicemail feature code, `*97`): the PIN
-//! first, then each message, new ones first, with keys to act on it; and a new greeting recorded
-//! from the phone.
+//! first, then each message, new ones first, with keys to act on it; and the greetings (for no
+//! answer, for busy, and the owner's name) recorded from the phone.
 //!
-//! There are no spoken prompts (no text-to-speech here), so the menu speaks in tones: two short
-//! beeps ask for the PIN (digits, then `#`); the three rising tones say "wrong"; one short beep per
-//! new message (up to nine) greets the owner; each message then plays. During or after a message:
-//! `1` plays it again, `7` deletes it, `9` or `#` keeps it and goes on, `5` records a new greeting
-//! for no answer (after a long beep, until `#`). After the last message, three falling tones and
-//! the call ends.
+//! The menu speaks ([`super::prompts`]): "Please enter your pin, then press pound" (digits, then
+//! `#`); "Incorrect pin"; "You have three new messages and one saved message"; each message plays,
+//! then "Press 1 to play it again, 7 to delete it, 9 to save it and go on, or 5 to change your
+//! greetings". `5` asks which greeting: `1` for no answer, `2` for busy, `3` the name; after "Record
+//! after the tone" and a long beep the owner speaks until `#`; "Saved", and the menu goes on. An
+//! empty mailbox offers `5` for a few seconds. After the last message, "Goodbye" and the call ends.
+//! On a node that cannot speak, the same menu plays the tones of before (two beeps ask for the PIN
+//! or a choice, one beep per new message, the three rising tones for "wrong").
+//!
+//! A key the menu answers cuts the prompt playing (digits of the PIN do not: they are typed over
+//! it); a message cuts whatever plays.
 //!
 //! A wrong PIN counts against the phone's address like a failed SIP password (the automatic
 //! defence bans it); three wrong PINs end the call.
@@ -19,11 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use storage::audio::AudioKind;
-use storage::voicemail::{Mailbox, VoicemailMessage};
+use storage::voicemail::{Mailbox, MailboxName, VoicemailMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::media::{Agreed, CallMedia, Heard};
+use super::prompts::Prompt;
 use super::voicemail::Take;
 use super::{AppCommand, Context, SessionEvent};
 use crate::audio::NewAudio;
@@ -35,22 +41,45 @@ pub(crate) const PIN_ATTEMPTS: u8 = 3;
 /// Time to enter the PIN, and to press a key after a message before the next one plays.
 pub(crate) const PIN_WAIT: Duration = Duration::from_secs(15);
 pub(crate) const AFTER_MESSAGE: Duration = Duration::from_secs(5);
+/// Time to choose which greeting to record.
+pub(crate) const CHOICE_WAIT: Duration = Duration::from_secs(10);
+
+/// Which greeting the owner records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GreetingKind {
+    /// For no answer and no phone.
+    Unavailable,
+    Busy,
+    /// The owner's name, which the default greeting says.
+    Name,
+}
+
+impl GreetingKind {
+    /// The longest recording of this kind.
+    fn longest(self) -> Duration {
+        match self {
+            Self::Unavailable | Self::Busy => Duration::from_secs(60),
+            Self::Name => Duration::from_secs(10),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Busy => "busy",
+            Self::Name => "name",
+        }
+    }
+}
 
 /// What plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Sound {
-    /// Enter the PIN.
-    AskPin,
-    Wrong,
-    /// `n` beeps: new messages waiting.
-    Count(usize),
+    Say(Prompt),
     /// Message `i` of the list.
     Message(usize),
-    /// Record the greeting now.
+    /// Record now.
     RecordBeep,
-    /// The greeting was kept.
-    Saved,
-    Goodbye,
 }
 
 /// What the driver does.
@@ -62,23 +91,47 @@ pub(crate) enum Step {
     /// Message `i` was heard (mark it so).
     Heard(usize),
     Delete(usize),
-    /// Start recording the greeting (the caller's audio from now on).
-    StartGreeting,
-    /// Stop recording and keep what was recorded as the greeting.
+    /// Start recording this greeting (the caller's audio from now on).
+    StartGreeting(GreetingKind),
+    /// Stop recording and keep what was recorded.
     KeepGreeting,
     Hangup,
+}
+
+fn say(p: Prompt) -> Step {
+    Step::Play(Sound::Say(p))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Pin,
     Checking,
+    /// The counts play (and an empty mailbox's key).
     Intro,
+    /// An empty mailbox waits for `5` until the deadline.
+    Empty,
     /// Message `i` plays.
     Playing(usize),
+    /// Message `i` played; its keys are said.
+    Options(usize),
     /// Message `i` played; waiting for a key.
     After(usize),
-    Recording,
+    /// Which greeting? Then on from message `resume`.
+    Choosing {
+        resume: usize,
+    },
+    /// "Record after the tone" plays.
+    Announcing {
+        kind: GreetingKind,
+        resume: usize,
+    },
+    Recording {
+        resume: usize,
+    },
+    /// "Saved" plays.
+    Saving {
+        resume: usize,
+    },
     Closing,
     Done,
 }
@@ -91,8 +144,6 @@ pub(crate) struct Menu {
     messages: usize,
     deleted: Vec<bool>,
     deadline: Option<Instant>,
-    /// Where to go on after the greeting is recorded.
-    resume: usize,
 }
 
 impl Menu {
@@ -105,9 +156,8 @@ impl Menu {
             messages: 0,
             deleted: Vec::new(),
             deadline: Some(now + PIN_WAIT),
-            resume: 0,
         };
-        (menu, vec![Step::Play(Sound::AskPin)])
+        (menu, vec![say(Prompt::AskPin)])
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -128,16 +178,35 @@ impl Menu {
                 self.deadline = Some(now + PIN_WAIT);
                 Vec::new()
             }
-            State::Playing(i) | State::After(i) => self.on_message_key(i, d, now),
-            State::Recording if d == '#' => {
-                self.state = State::Intro;
+            State::Playing(i) | State::Options(i) | State::After(i) => self.on_message_key(i, d),
+            State::Intro | State::Empty if d == '5' => self.choose(0),
+            State::Choosing { resume } => {
+                let kind = match d {
+                    '1' => GreetingKind::Unavailable,
+                    '2' => GreetingKind::Busy,
+                    '3' => GreetingKind::Name,
+                    _ => {
+                        self.deadline = None;
+                        return vec![say(Prompt::InvalidChoice), say(Prompt::GreetingChoice)];
+                    }
+                };
+                self.state = State::Announcing { kind, resume };
                 self.deadline = None;
-                vec![Step::KeepGreeting, Step::Play(Sound::Saved)]
+                vec![say(Prompt::RecordAfterTone)]
             }
-            State::Intro if d == '5' => self.record(0),
-            State::Checking | State::Intro | State::Recording | State::Closing | State::Done => {
-                Vec::new()
+            State::Recording { resume } if d == '#' => {
+                self.state = State::Saving { resume };
+                self.deadline = None;
+                vec![Step::KeepGreeting, say(Prompt::Saved)]
             }
+            State::Checking
+            | State::Intro
+            | State::Empty
+            | State::Announcing { .. }
+            | State::Recording { .. }
+            | State::Saving { .. }
+            | State::Closing
+            | State::Done => Vec::new(),
         }
     }
 
@@ -150,15 +219,20 @@ impl Menu {
             self.attempts += 1;
             if self.attempts >= PIN_ATTEMPTS {
                 self.state = State::Closing;
-                return vec![Step::Play(Sound::Wrong)];
+                return vec![say(Prompt::WrongPin)];
             }
             self.state = State::Pin;
-            return vec![Step::Play(Sound::Wrong), Step::Play(Sound::AskPin)];
+            return vec![say(Prompt::WrongPin), say(Prompt::AskPin)];
         }
         self.messages = messages;
         self.deleted = vec![false; messages];
         self.state = State::Intro;
-        vec![Step::Play(Sound::Count(new.min(9)))]
+        let saved = messages.saturating_sub(new);
+        let mut steps = vec![say(Prompt::Messages { new, saved })];
+        if messages == 0 {
+            steps.push(say(Prompt::MailboxOptions));
+        }
+        steps
     }
 
     /// What was playing ended.
@@ -168,22 +242,39 @@ impl Menu {
                 self.deadline = Some(now + PIN_WAIT);
                 Vec::new()
             }
-            State::Intro => {
-                if self.resume >= self.messages && self.messages > 0 {
-                    return self.close();
-                }
-                self.next_from(self.resume)
+            State::Intro if self.messages == 0 => {
+                self.state = State::Empty;
+                self.deadline = Some(now + AFTER_MESSAGE);
+                Vec::new()
             }
+            State::Intro => self.next_from(0),
             State::Playing(i) => {
+                self.state = State::Options(i);
+                vec![Step::Heard(i), say(Prompt::MessageOptions)]
+            }
+            State::Options(i) => {
                 self.state = State::After(i);
                 self.deadline = Some(now + AFTER_MESSAGE);
-                vec![Step::Heard(i)]
+                Vec::new()
             }
+            State::Choosing { .. } => {
+                self.deadline = Some(now + CHOICE_WAIT);
+                Vec::new()
+            }
+            State::Announcing { kind, resume } => {
+                self.state = State::Recording { resume };
+                vec![Step::Play(Sound::RecordBeep), Step::StartGreeting(kind)]
+            }
+            State::Saving { resume } => self.next_from(resume),
             State::Closing => {
                 self.state = State::Done;
                 vec![Step::Hangup]
             }
-            State::Checking | State::After(_) | State::Recording | State::Done => Vec::new(),
+            State::Checking
+            | State::Empty
+            | State::After(_)
+            | State::Recording { .. }
+            | State::Done => Vec::new(),
         }
     }
 
@@ -198,19 +289,19 @@ impl Menu {
                 self.state = State::Checking;
                 vec![Step::CheckPin(std::mem::take(&mut self.pin))]
             }
-            State::Pin => {
-                self.state = State::Closing;
-                vec![Step::Play(Sound::Goodbye)]
-            }
+            State::Pin | State::Empty => self.close(),
             State::After(i) => self.next_from(i + 1),
+            // No choice: no greeting recorded, the menu goes on.
+            State::Choosing { resume } => self.next_from(resume),
             _ => Vec::new(),
         }
     }
 
-    fn on_message_key(&mut self, i: usize, d: char, _now: Instant) -> Vec<Step> {
+    fn on_message_key(&mut self, i: usize, d: char) -> Vec<Step> {
         match d {
             '1' => {
                 self.state = State::Playing(i);
+                self.deadline = None;
                 vec![Step::Play(Sound::Message(i))]
             }
             '7' => {
@@ -224,16 +315,16 @@ impl Menu {
                 steps.extend(self.next_from(i + 1));
                 steps
             }
-            '5' => self.record(i + 1),
+            '5' => self.choose(i + 1),
             _ => Vec::new(),
         }
     }
 
-    fn record(&mut self, resume: usize) -> Vec<Step> {
-        self.resume = resume;
-        self.state = State::Recording;
+    /// Asks which greeting to record; the menu goes on from message `resume` afterwards.
+    fn choose(&mut self, resume: usize) -> Vec<Step> {
+        self.state = State::Choosing { resume };
         self.deadline = None;
-        vec![Step::Play(Sound::RecordBeep), Step::StartGreeting]
+        vec![say(Prompt::GreetingChoice)]
     }
 
     /// The first message from `i` on that is still there, or goodbye.
@@ -251,50 +342,12 @@ impl Menu {
     fn close(&mut self) -> Vec<Step> {
         self.state = State::Closing;
         self.deadline = None;
-        vec![Step::Play(Sound::Goodbye)]
+        vec![say(Prompt::Goodbye)]
     }
 }
 
 /// The feature code an extension dials to reach its own mailbox.
 pub(crate) const LISTEN_CODE: &str = "*97";
-
-/// The longest greeting recorded from the phone.
-const MAX_GREETING: Duration = Duration::from_secs(60);
-
-/// The menu's tones, synthesised once.
-fn sound(s: Sound) -> Arc<[i16]> {
-    use std::sync::OnceLock;
-    let tones = |parts: &[(f32, usize)]| super::clips::tones(6000, parts);
-    static ASK: OnceLock<Arc<[i16]>> = OnceLock::new();
-    static RECORD: OnceLock<Arc<[i16]>> = OnceLock::new();
-    static SAVED: OnceLock<Arc<[i16]>> = OnceLock::new();
-    static BYE: OnceLock<Arc<[i16]>> = OnceLock::new();
-    let get = |cell: &'static OnceLock<Arc<[i16]>>, parts: &[(f32, usize)]| {
-        Arc::clone(cell.get_or_init(|| tones(parts)))
-    };
-    match s {
-        Sound::AskPin => get(&ASK, &[(800.0, 150), (0.0, 100), (800.0, 150), (0.0, 200)]),
-        Sound::Wrong => super::clips::invalid(),
-        Sound::Count(n) => {
-            let mut parts = vec![(0.0, 300)];
-            parts.extend(std::iter::repeat_n([(600.0, 150), (0.0, 150)], n).flatten());
-            tones(&parts)
-        }
-        Sound::RecordBeep => get(&RECORD, &[(1000.0, 600), (0.0, 100)]),
-        Sound::Saved => get(&SAVED, &[(600.0, 150), (900.0, 250), (0.0, 300)]),
-        Sound::Goodbye => get(
-            &BYE,
-            &[(900.0, 200), (700.0, 200), (500.0, 300), (0.0, 200)],
-        ),
-        // Messages come from the store.
-        Sound::Message(_) => tones(&[(0.0, 20)]),
-    }
-}
-
-/// Two short beeps: enter the PIN (the conference rooms ask the same way).
-pub(super) fn ask_pin_sound() -> Arc<[i16]> {
-    sound(Sound::AskPin)
-}
 
 /// The mailbox's messages in the order they are played: new first, each oldest first.
 fn in_order(mut all: Vec<VoicemailMessage>) -> Vec<VoicemailMessage> {
@@ -331,36 +384,38 @@ impl Session {
         tracing::info!(call = %call, extension = %ext, "voicemail menu answered");
         let mut media = CallMedia::new(&agreed, Arc::new(sock), peer);
         let mut messages: Vec<VoicemailMessage> = Vec::new();
-        let mut greeting: Option<Take> = None;
+        let mut greeting: Option<(Take, GreetingKind)> = None;
         let (mut menu, first) = Menu::start(Instant::now());
         let mut pending: std::collections::VecDeque<Step> = first.into();
         let mut queue: std::collections::VecDeque<Arc<[i16]>> = std::collections::VecDeque::new();
         let mut playing = false;
         let mut hung_up = false;
+        // A key the menu answered: the first sound of the answer cuts what plays.
+        let mut cut = false;
         loop {
             while let Some(step) = pending.pop_front() {
                 match step {
                     Step::Play(s) => {
-                        let clip = match s {
-                            Sound::Message(i) => match messages.get(i) {
+                        let clip = match &s {
+                            Sound::Message(i) => match messages.get(*i) {
                                 Some(m) => ctx.read(&m.audio_id).await.unwrap_or_else(|e| {
                                     tracing::warn!(audio = %m.audio_id, error = %e, "voicemail menu: message not readable");
-                                    sound(Sound::Wrong)
+                                    super::clips::invalid()
                                 }),
-                                None => sound(Sound::Wrong),
+                                None => super::clips::invalid(),
                             },
-                            other => sound(other),
+                            Sound::RecordBeep => super::clips::record_beep(),
+                            Sound::Say(p) => ctx.prompts.clip(p).await,
                         };
-                        // A message or a replay cuts what plays; tones queue behind each other.
-                        if matches!(s, Sound::Message(_)) {
+                        // A message, or the answer to a key, cuts what plays; the rest queue
+                        // behind each other.
+                        if matches!(s, Sound::Message(_)) || cut || !playing {
                             queue.clear();
                             media.playout.play(clip);
                             playing = true;
-                        } else if playing {
-                            queue.push_back(clip);
+                            cut = false;
                         } else {
-                            media.playout.play(clip);
-                            playing = true;
+                            queue.push_back(clip);
                         }
                     }
                     Step::CheckPin(pin) => {
@@ -406,12 +461,12 @@ impl Session {
                             let _ = ctx.cluster.propose(cmd).await;
                         }
                     }
-                    Step::StartGreeting => {
-                        greeting = Some(Take::new(agreed.law, agreed.pt, MAX_GREETING));
+                    Step::StartGreeting(kind) => {
+                        greeting = Some((Take::new(agreed.law, agreed.pt, kind.longest()), kind));
                     }
                     Step::KeepGreeting => {
-                        if let Some(take) = greeting.take() {
-                            keep_greeting(&ctx, &call, &ext, &take).await;
+                        if let Some((take, kind)) = greeting.take() {
+                            keep_greeting(&ctx, &call, &ext, kind, &take).await;
                         }
                     }
                     Step::Hangup => {
@@ -422,13 +477,18 @@ impl Session {
                     }
                 }
             }
+            cut = false;
             let deadline = menu
                 .deadline()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(SessionEvent::Key(k)) => pending.extend(menu.digit(k, Instant::now())),
+                    Some(SessionEvent::Key(k)) => {
+                        let steps = menu.digit(k, Instant::now());
+                        cut = !steps.is_empty();
+                        pending.extend(steps);
+                    }
                     Some(SessionEvent::Transferred(_)) => {}
                     Some(SessionEvent::Ended) | None => return,
                 },
@@ -443,7 +503,7 @@ impl Session {
                     }
                     Heard::Tick { ended: false } => {}
                     Heard::Packet { keys } => {
-                        if let Some(take) = greeting.as_mut() {
+                        if let Some((take, _)) = greeting.as_mut() {
                             take.packet(media.datagram());
                             if take.full() {
                                 // The longest greeting: kept as if `#` ended it.
@@ -451,7 +511,9 @@ impl Session {
                             }
                         }
                         for k in keys {
-                            pending.extend(menu.digit(k, Instant::now()));
+                            let steps = menu.digit(k, Instant::now());
+                            cut |= !steps.is_empty();
+                            pending.extend(steps);
                         }
                     }
                 },
@@ -482,10 +544,11 @@ async fn check_pin(ctx: &Context, ext: &str, pin: String) -> bool {
         .unwrap_or(false)
 }
 
-/// Saves a greeting recorded from the phone and makes it the mailbox's greeting for no answer.
-async fn keep_greeting(ctx: &Context, call: &str, ext: &str, take: &Take) {
+/// Saves a greeting recorded from the phone and makes it the mailbox's greeting of `kind`; the
+/// one it replaces is deleted.
+async fn keep_greeting(ctx: &Context, call: &str, ext: &str, kind: GreetingKind, take: &Take) {
     if take.length() < Duration::from_secs(1) {
-        tracing::info!(call = %call, extension = %ext, "voicemail menu: greeting too short; not kept");
+        tracing::info!(call = %call, extension = %ext, kind = kind.as_str(), "voicemail menu: greeting too short; not kept");
         return;
     }
     let Ok(bytes) = take.wav() else {
@@ -494,34 +557,62 @@ async fn keep_greeting(ctx: &Context, call: &str, ext: &str, take: &Take) {
     let new = NewAudio {
         kind: AudioKind::Greeting,
         owner: ext.to_owned(),
-        name: "greeting recorded from the phone".into(),
+        name: match kind {
+            GreetingKind::Name => "name recorded from the phone".into(),
+            GreetingKind::Unavailable | GreetingKind::Busy => {
+                format!("{} greeting recorded from the phone", kind.as_str())
+            }
+        },
         call_id: None,
         retain_until: None,
     };
     let file = match ctx.store.save(new, &bytes).await {
         Ok(f) => f,
         Err(e) => {
-            tracing::warn!(call = %call, extension = %ext, error = %e, "voicemail menu: greeting not saved");
+            tracing::warn!(call = %call, extension = %ext, kind = kind.as_str(), error = %e, "voicemail menu: greeting not saved");
             return;
         }
     };
-    let Some(mut mailbox) = ctx.cluster.reader().get::<Mailbox>(ext).ok().flatten() else {
-        return;
+    let reader = ctx.cluster.reader();
+    let (old, cmd) = match kind {
+        GreetingKind::Name => {
+            let old = reader
+                .get::<MailboxName>(ext)
+                .ok()
+                .flatten()
+                .map(|n| n.greeting);
+            let cmd = storage::Command::SetMailboxName {
+                extension: ext.to_owned(),
+                greeting: Some(file.id.clone()),
+            };
+            (old, cmd)
+        }
+        GreetingKind::Unavailable | GreetingKind::Busy => {
+            let Some(mut mailbox) = reader.get::<Mailbox>(ext).ok().flatten() else {
+                return;
+            };
+            let field = if kind == GreetingKind::Busy {
+                &mut mailbox.greeting_busy
+            } else {
+                &mut mailbox.greeting_unavailable
+            };
+            let old = field.replace(file.id.clone());
+            mailbox.updated_at = crate::time::now_millis();
+            (old, storage::Command::PutMailbox(mailbox))
+        }
     };
-    let old = mailbox.greeting_unavailable.replace(file.id.clone());
-    mailbox.updated_at = crate::time::now_millis();
-    let set = ctx
-        .cluster
-        .propose(storage::Command::PutMailbox(mailbox))
-        .await;
-    tracing::info!(call = %call, extension = %ext, audio = %file.id, outcome = ?set, "voicemail menu: new greeting");
-    if let Some(old) = old
-        && matches!(set, Ok(storage::Response::Ok))
-    {
-        // The greeting it replaces is not played any more.
+    let set = ctx.cluster.propose(cmd).await;
+    tracing::info!(call = %call, extension = %ext, kind = kind.as_str(), audio = %file.id, outcome = ?set, "voicemail menu: new greeting");
+    // The file that is not played (the one replaced, or the new one when refused) goes.
+    let unused = if matches!(set, Ok(storage::Response::Ok)) {
+        old.filter(|o| *o != file.id)
+    } else {
+        Some(file.id)
+    };
+    if let Some(id) = unused {
         let _ = ctx
             .cluster
-            .propose(storage::Command::DeleteAudioFile { id: old })
+            .propose(storage::Command::DeleteAudioFile { id })
             .await;
     }
 }
@@ -538,23 +629,38 @@ mod tests {
         out
     }
 
+    /// A menu past the PIN, with `messages` of which `new` are new (the counts said).
+    fn opened(messages: usize, new: usize, t: Instant) -> Menu {
+        let (mut m, _) = Menu::start(t);
+        pin(&mut m, "739154#", t);
+        m.pin_checked(true, messages, new);
+        m
+    }
+
+    fn message(i: usize) -> Step {
+        Step::Play(Sound::Message(i))
+    }
+
     #[test]
     fn the_pin_then_each_message_new_first_then_goodbye() {
         let t = Instant::now();
         let (mut m, first) = Menu::start(t);
-        assert_eq!(first, [Step::Play(Sound::AskPin)]);
+        assert_eq!(first, [say(Prompt::AskPin)]);
         assert_eq!(pin(&mut m, "739154#", t), [Step::CheckPin("739154".into())]);
-        assert_eq!(m.pin_checked(true, 2, 1), [Step::Play(Sound::Count(1))]);
-        assert_eq!(m.played(t), [Step::Play(Sound::Message(0))]);
-        assert_eq!(m.played(t), [Step::Heard(0)]);
+        assert_eq!(
+            m.pin_checked(true, 2, 1),
+            [say(Prompt::Messages { new: 1, saved: 1 })]
+        );
+        assert_eq!(m.played(t), [message(0)]);
+        // The message ended: heard, and its keys are said; then the menu waits.
+        assert_eq!(m.played(t), [Step::Heard(0), say(Prompt::MessageOptions)]);
+        assert!(m.tick(t + AFTER_MESSAGE).is_empty(), "no wait yet");
+        assert!(m.played(t).is_empty());
         // No key: the next message after the pause.
         assert!(m.tick(t + Duration::from_secs(1)).is_empty());
-        assert_eq!(m.tick(t + AFTER_MESSAGE), [Step::Play(Sound::Message(1))]);
+        assert_eq!(m.tick(t + AFTER_MESSAGE), [message(1)]);
         // 7 deletes it; that was the last: goodbye, then the call ends.
-        assert_eq!(
-            m.digit('7', t),
-            [Step::Delete(1), Step::Play(Sound::Goodbye)]
-        );
+        assert_eq!(m.digit('7', t), [Step::Delete(1), say(Prompt::Goodbye)]);
         assert_eq!(m.played(t), [Step::Hangup]);
     }
 
@@ -566,10 +672,10 @@ mod tests {
             assert_eq!(pin(&mut m, "000000#", t), [Step::CheckPin("000000".into())]);
             let steps = m.pin_checked(false, 0, 0);
             if round < PIN_ATTEMPTS {
-                assert_eq!(steps, [Step::Play(Sound::Wrong), Step::Play(Sound::AskPin)]);
+                assert_eq!(steps, [say(Prompt::WrongPin), say(Prompt::AskPin)]);
                 m.played(t);
             } else {
-                assert_eq!(steps, [Step::Play(Sound::Wrong)]);
+                assert_eq!(steps, [say(Prompt::WrongPin)]);
             }
         }
         assert_eq!(m.played(t), [Step::Hangup]);
@@ -587,46 +693,87 @@ mod tests {
             [Step::CheckPin("1".repeat(MAX_PIN + 1))]
         );
         let (mut m, _) = Menu::start(t);
-        assert_eq!(m.tick(t + PIN_WAIT), [Step::Play(Sound::Goodbye)]);
+        assert_eq!(m.tick(t + PIN_WAIT), [say(Prompt::Goodbye)]);
     }
 
     #[test]
     fn replay_keep_and_a_new_greeting_between_messages() {
         let t = Instant::now();
-        let (mut m, _) = Menu::start(t);
-        pin(&mut m, "739154#", t);
-        m.pin_checked(true, 2, 2);
-        assert_eq!(m.played(t), [Step::Play(Sound::Message(0))]);
+        let mut m = opened(2, 2, t);
+        assert_eq!(m.played(t), [message(0)]);
         // 1 during the message: from its start.
-        assert_eq!(m.digit('1', t), [Step::Play(Sound::Message(0))]);
+        assert_eq!(m.digit('1', t), [message(0)]);
         // 9 keeps it (heard) and goes on.
+        assert_eq!(m.digit('9', t), [Step::Heard(0), message(1)]);
+        // 5: which greeting? 3: the name, recorded after the tone until #; then the menu goes on
+        // after message 1.
+        assert_eq!(m.digit('5', t), [say(Prompt::GreetingChoice)]);
+        assert!(m.played(t).is_empty());
+        assert_eq!(m.digit('3', t), [say(Prompt::RecordAfterTone)]);
+        // Keys while it is said record nothing.
+        assert!(m.digit('#', t).is_empty());
         assert_eq!(
-            m.digit('9', t),
-            [Step::Heard(0), Step::Play(Sound::Message(1))]
+            m.played(t),
+            [
+                Step::Play(Sound::RecordBeep),
+                Step::StartGreeting(GreetingKind::Name)
+            ]
         );
-        // 5: a new greeting, recorded until #, then the menu goes on after message 1.
-        assert_eq!(
-            m.digit('5', t),
-            [Step::Play(Sound::RecordBeep), Step::StartGreeting]
-        );
-        assert_eq!(
-            m.digit('#', t),
-            [Step::KeepGreeting, Step::Play(Sound::Saved)]
-        );
-        assert_eq!(m.played(t), [Step::Play(Sound::Goodbye)]);
+        assert_eq!(m.digit('#', t), [Step::KeepGreeting, say(Prompt::Saved)]);
+        assert_eq!(m.played(t), [say(Prompt::Goodbye)]);
     }
 
     #[test]
-    fn an_empty_mailbox_says_goodbye_unless_the_owner_records_a_greeting() {
+    fn each_greeting_has_its_key_and_a_wrong_key_asks_again() {
+        let t = Instant::now();
+        for (key, kind) in [
+            ('1', GreetingKind::Unavailable),
+            ('2', GreetingKind::Busy),
+            ('3', GreetingKind::Name),
+        ] {
+            let mut m = opened(1, 1, t);
+            m.played(t);
+            m.played(t);
+            // 5 after the message: the choice, then the menu goes on past message 0.
+            assert_eq!(m.digit('5', t), [say(Prompt::GreetingChoice)]);
+            assert_eq!(
+                m.digit('8', t),
+                [say(Prompt::InvalidChoice), say(Prompt::GreetingChoice)]
+            );
+            m.played(t);
+            m.digit(key, t);
+            assert_eq!(m.played(t)[1], Step::StartGreeting(kind));
+        }
+        // No choice in time: nothing recorded, the next message plays.
+        let mut m = opened(2, 2, t);
+        m.played(t);
+        m.digit('5', t);
+        m.played(t);
+        assert!(m.tick(t + Duration::from_secs(1)).is_empty());
+        assert_eq!(m.tick(t + CHOICE_WAIT), [message(1)]);
+    }
+
+    #[test]
+    fn an_empty_mailbox_offers_the_greetings_then_says_goodbye() {
         let t = Instant::now();
         let (mut m, _) = Menu::start(t);
         pin(&mut m, "739154#", t);
-        assert_eq!(m.pin_checked(true, 0, 0), [Step::Play(Sound::Count(0))]);
         assert_eq!(
-            m.digit('5', t),
-            [Step::Play(Sound::RecordBeep), Step::StartGreeting]
+            m.pin_checked(true, 0, 0),
+            [
+                say(Prompt::Messages { new: 0, saved: 0 }),
+                say(Prompt::MailboxOptions)
+            ]
         );
-        m.digit('#', t);
-        assert_eq!(m.played(t), [Step::Play(Sound::Goodbye)]);
+        assert!(m.played(t).is_empty());
+        assert_eq!(m.tick(t + AFTER_MESSAGE), [say(Prompt::Goodbye)]);
+
+        let mut m = opened(0, 0, t);
+        assert_eq!(m.digit('5', t), [say(Prompt::GreetingChoice)]);
+        m.digit('1', t);
+        m.played(t);
+        assert_eq!(m.digit('#', t), [Step::KeepGreeting, say(Prompt::Saved)]);
+        assert_eq!(m.played(t), [say(Prompt::Goodbye)]);
+        assert_eq!(m.played(t), [Step::Hangup]);
     }
 }

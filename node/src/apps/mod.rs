@@ -22,6 +22,7 @@ mod conference;
 mod ivr;
 mod listen;
 mod media;
+mod prompts;
 mod session;
 mod ua;
 mod voicemail;
@@ -130,6 +131,12 @@ impl Service {
     }
 }
 
+/// Starts speaking this node's prompts in the background (every node, at start: a node that takes
+/// the VIP over has them ready).
+pub(crate) fn speak_prompts() {
+    prompts::Prompts::node().start();
+}
+
 /// Whether a call's callee leg (as its record has it) was answered by an application agent: its
 /// target is an agent's contact on loopback. Such a call cannot be carried on by another node or
 /// process (the agent's session died with its owner).
@@ -171,6 +178,8 @@ pub(crate) struct Context {
     store: Arc<AudioStore>,
     security: Arc<crate::security::Security>,
     greetings: Mutex<HashMap<String, Arc<[i16]>>>,
+    /// The PBX's own spoken prompts.
+    prompts: Arc<prompts::Prompts>,
     /// The rooms running on this agent.
     rooms: Mutex<HashMap<String, mpsc::Sender<conference::RoomInput>>>,
 }
@@ -229,14 +238,23 @@ impl Context {
         let Some(id) = id else {
             return clips::chime();
         };
+        match self.recording(id).await {
+            Some(pcm) => pcm,
+            None => clips::chime(),
+        }
+    }
+
+    /// A greeting's audio (fetched from a holder if this node has no copy yet, then kept in
+    /// memory); `None` when it cannot be read.
+    async fn recording(&self, id: &str) -> Option<Arc<[i16]>> {
         if let Some(pcm) = self.lock().get(id) {
-            return Arc::clone(pcm);
+            return Some(Arc::clone(pcm));
         }
         let pcm = match self.read(id).await {
             Ok(pcm) => pcm,
             Err(e) => {
-                tracing::warn!(audio = %id, error = %e, "auto attendant: greeting not readable; playing the chime");
-                return clips::chime();
+                tracing::warn!(audio = %id, error = %e, "greeting not readable");
+                return None;
             }
         };
         let mut cache = self.lock();
@@ -244,7 +262,7 @@ impl Context {
             cache.clear();
         }
         cache.insert(id.to_owned(), Arc::clone(&pcm));
-        pcm
+        Some(pcm)
     }
 
     async fn read(&self, id: &str) -> Result<Arc<[i16]>, String> {
@@ -304,11 +322,15 @@ impl Apps {
     ) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
         let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?;
         let addr = sock.local_addr()?;
+        let prompts = prompts::Prompts::node();
+        // Normally started with the node already; started here for an agent started otherwise.
+        prompts.start();
         let ctx = Arc::new(Context {
             cluster,
             store,
             security,
             greetings: Mutex::new(HashMap::new()),
+            prompts,
             rooms: Mutex::new(HashMap::new()),
         });
         let (adoptions, adopted) = mpsc::channel(SESSION_QUEUE);

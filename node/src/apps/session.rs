@@ -62,10 +62,14 @@ impl Session {
             peer,
         } = self;
         let greeting = ctx.greeting(ivr.greeting.as_deref()).await;
-        let invalid = super::clips::invalid();
-        let clip_of = |c: Clip| match c {
+        let clip_of = async |c: Clip| match c {
             Clip::Greeting => Arc::clone(&greeting),
-            Clip::Invalid => Arc::clone(&invalid),
+            // Spoken ("That choice is not valid."), or the three rising tones.
+            Clip::Invalid => {
+                ctx.prompts
+                    .clip(&super::prompts::Prompt::InvalidChoice)
+                    .await
+            }
         };
         let mut media = CallMedia::new(&agreed, Arc::new(sock), peer);
         let (mut menu, first) = Menu::start(menu);
@@ -79,7 +83,7 @@ impl Session {
         loop {
             for step in pending.drain(..) {
                 match step {
-                    Step::Play(c) => media.playout.play(clip_of(c)),
+                    Step::Play(c) => media.playout.play(clip_of(c).await),
                     Step::Silence => media.playout.stop(),
                     Step::Transfer(to) => {
                         media.playout.stop();

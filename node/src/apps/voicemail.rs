@@ -1,5 +1,7 @@
-//! Leaving a voicemail: the mailbox's greeting (for no answer or busy), a beep, then the caller's
-//! audio until they hang up, press `#`, or reach the mailbox's longest message. The message is
+//! Leaving a voicemail: the mailbox's greeting (for no answer or busy; without one, the spoken
+//! default: "The person at extension 1 0 0 2 (or the owner's recorded name) is not available.
+//! Please leave a message after the tone."), a beep, then the caller's audio until they hang up,
+//! press `#`, or reach the mailbox's longest message. The message is
 //! saved to the audio store (a majority of the nodes hold it before it counts), entered in the
 //! mailbox, and e-mailed with the WAV attached when the mailbox names an address.
 //!
@@ -14,12 +16,13 @@ use pbx_media::g711::Law;
 use pbx_media::rtp::RtpPacket;
 use pbx_media::wav::{Channels, WavWriter};
 use storage::audio::AudioKind;
-use storage::voicemail::{LeftBecause, Mailbox, VoicemailMessage};
+use storage::voicemail::{LeftBecause, Mailbox, MailboxName, VoicemailMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::media::{Agreed, CallMedia, Heard};
+use super::prompts::Prompt;
 use super::{AppCommand, Context, SessionEvent};
 use crate::audio::NewAudio;
 
@@ -121,7 +124,7 @@ pub(crate) fn caller_of(from: &str) -> (String, String) {
     (clean(user, 32), clean(name, 48))
 }
 
-/// A 1 kHz beep: record now.
+/// A 1 kHz beep: speak now.
 fn beep() -> Arc<[i16]> {
     static BEEP: std::sync::OnceLock<Arc<[i16]>> = std::sync::OnceLock::new();
     Arc::clone(BEEP.get_or_init(|| super::clips::tones(7000, &[(1000.0, 400)])))
@@ -169,23 +172,40 @@ impl Session {
             }
         };
         let greeting = match greeting_id {
-            Some(id) => Some(ctx.greeting(Some(id)).await),
-            None => None,
+            Some(id) => ctx.greeting(Some(id)).await,
+            None => {
+                // The owner's recorded name, when there is one, says whose mailbox it is.
+                let name_id = ctx
+                    .cluster
+                    .reader()
+                    .get::<MailboxName>(&ext)
+                    .ok()
+                    .flatten()
+                    .map(|n| n.greeting);
+                let name = match name_id {
+                    Some(id) => ctx.recording(&id).await,
+                    None => None,
+                };
+                let absent = Prompt::Absent {
+                    extension: ext.clone(),
+                    busy: because == LeftBecause::Busy,
+                    name,
+                };
+                ctx.prompts.clip(&absent).await
+            }
         };
         tracing::info!(call = %call, extension = %ext, because = because.as_str(), "voicemail answered");
         metrics::counter!("pbx_voicemail_calls_total").increment(1);
         let mut media = CallMedia::new(&agreed, Arc::new(sock), peer);
         let max = Duration::from_secs(u64::from(mailbox.max_message_secs));
         let mut take = Take::new(agreed.law, agreed.pt, max);
-        let mut phase = match greeting {
-            Some(g) => {
-                media.playout.play(g);
-                Phase::Greeting
-            }
-            None => {
-                media.playout.play(beep());
-                Phase::Beep
-            }
+        // Nothing to say (no greeting, and this node cannot speak): the beep at once.
+        let mut phase = if greeting.is_empty() {
+            media.playout.play(beep());
+            Phase::Beep
+        } else {
+            media.playout.play(greeting);
+            Phase::Greeting
         };
         let started = Instant::now();
         let mut hung_up = false;

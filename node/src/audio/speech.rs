@@ -64,6 +64,16 @@ pub(crate) fn check(text: &str, voice: &str) -> Result<(), SpeechError> {
 
 /// `text` spoken in `voice`, as an 8 kHz 16-bit mono WAV.
 pub(crate) async fn speak(text: &str, voice: &str) -> Result<Vec<u8>, SpeechError> {
+    let pcm = speak_pcm(text, voice).await?;
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    let mut writer = WavWriter::new(&mut cursor, Channels::Mono)?;
+    writer.write_mono(&pcm)?;
+    writer.finish()?;
+    Ok(cursor.into_inner())
+}
+
+/// `text` spoken in `voice`, as 8 kHz samples.
+pub(crate) async fn speak_pcm(text: &str, voice: &str) -> Result<Vec<i16>, SpeechError> {
     check(text, voice)?;
     let mut child = tokio::process::Command::new(ESPEAK)
         .args(["-v", voice, "-s", SPEED, "--stdout"])
@@ -106,12 +116,7 @@ pub(crate) async fn speak(text: &str, voice: &str) -> Result<Vec<u8>, SpeechErro
         return Err(SpeechError::Failed("too much speech".into()));
     }
     fix_streamed_sizes(&mut wav);
-    let pcm = pbx_media::wav::read_any_rate(&wav, OUTPUT_LIMITS)?;
-    let mut cursor = std::io::Cursor::new(Vec::new());
-    let mut writer = WavWriter::new(&mut cursor, Channels::Mono)?;
-    writer.write_mono(&pcm)?;
-    writer.finish()?;
-    Ok(cursor.into_inner())
+    Ok(pbx_media::wav::read_any_rate(&wav, OUTPUT_LIMITS)?)
 }
 
 /// A WAV written to a pipe cannot go back to fill its sizes in: espeak-ng leaves placeholders in

@@ -228,6 +228,7 @@ fn kind_label(k: AudioKind) -> &'static str {
         AudioKind::Recording => "recording",
         AudioKind::Voicemail => "voicemail",
         AudioKind::Greeting => "greeting",
+        AudioKind::Firmware => "phone firmware",
     }
 }
 
@@ -235,7 +236,7 @@ fn kind_badge(k: AudioKind) -> Markup {
     let style = match k {
         AudioKind::Prompt | AudioKind::MusicOnHold => "info",
         AudioKind::Recording => "warn",
-        AudioKind::Voicemail | AudioKind::Greeting => "muted",
+        AudioKind::Voicemail | AudioKind::Greeting | AudioKind::Firmware => "muted",
     };
     badge(style, kind_label(k))
 }

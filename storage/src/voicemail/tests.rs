@@ -216,3 +216,92 @@ fn a_deleted_greeting_leaves_the_mailbox_with_the_beep_and_a_deleted_mailbox_tak
             .is_none()
     );
 }
+
+fn name_of(txn: &MemTxn, extension: &str) -> Option<String> {
+    get::<MailboxName>(txn, extension)
+        .unwrap()
+        .map(|n| n.greeting)
+}
+
+#[test]
+fn a_name_greeting_is_the_extensions_own_and_goes_with_its_file_or_its_mailbox() {
+    let mut txn = office();
+    let set = |extension: &str, n: Option<u8>| Command::SetMailboxName {
+        extension: extension.into(),
+        greeting: n.map(|n| format!("{n:032x}")),
+    };
+    for (n, kind, owner) in [
+        (7, AudioKind::Greeting, "1001"),
+        (8, AudioKind::Greeting, "1002"),
+        (9, AudioKind::Greeting, "1002"),
+        (10, AudioKind::Prompt, "1002"),
+    ] {
+        assert_eq!(
+            apply(&mut txn, Command::PutAudioFile(file(n, kind, owner))),
+            Response::Ok
+        );
+    }
+    // No mailbox yet: nothing to name.
+    assert!(matches!(
+        apply(&mut txn, set("1002", Some(8))),
+        Response::NotFound { .. }
+    ));
+    apply(&mut txn, Command::PutMailbox(Mailbox::new("1002", 1)));
+    // Another extension's greeting, a prompt, a file that does not exist, a malformed id: refused.
+    for refused in [set("1002", Some(7)), set("1002", Some(10))] {
+        let Response::Invalid { reason, .. } = apply(&mut txn, refused) else {
+            panic!("not the mailbox's greeting");
+        };
+        assert!(reason.starts_with("greeting_name: "), "{reason}");
+    }
+    assert!(matches!(
+        apply(&mut txn, set("1002", Some(99))),
+        Response::NotFound { .. }
+    ));
+    let malformed = Command::SetMailboxName {
+        extension: "1002".into(),
+        greeting: Some("hello.wav".into()),
+    };
+    assert!(matches!(
+        apply(&mut txn, malformed),
+        Response::Invalid { .. }
+    ));
+    assert_eq!(name_of(&txn, "1002"), None);
+
+    assert_eq!(apply(&mut txn, set("1002", Some(8))), Response::Ok);
+    assert_eq!(name_of(&txn, "1002"), Some(format!("{:032x}", 8)));
+    // The mailbox itself is written as before: its name stays.
+    let mut m = Mailbox::new("1002", 1);
+    m.ring_secs = 30;
+    assert_eq!(apply(&mut txn, Command::PutMailbox(m)), Response::Ok);
+    assert_eq!(name_of(&txn, "1002"), Some(format!("{:032x}", 8)));
+    // Cleared, then set again.
+    assert_eq!(apply(&mut txn, set("1002", None)), Response::Ok);
+    assert_eq!(name_of(&txn, "1002"), None);
+    assert_eq!(apply(&mut txn, set("1002", None)), Response::Ok);
+    assert_eq!(apply(&mut txn, set("1002", Some(8))), Response::Ok);
+
+    // Its file deleted (API, retention): the name is forgotten, the rest of the mailbox stays.
+    let gone = Command::DeleteAudioFile {
+        id: format!("{:032x}", 8),
+    };
+    assert_eq!(apply(&mut txn, gone), Response::Ok);
+    assert_eq!(name_of(&txn, "1002"), None);
+    assert_eq!(get::<Mailbox>(&txn, "1002").unwrap().unwrap().ring_secs, 30);
+
+    // The mailbox deleted: its name and the name's file go with it.
+    assert_eq!(apply(&mut txn, set("1002", Some(9))), Response::Ok);
+    let delete = Command::DeleteMailbox {
+        extension: "1002".into(),
+    };
+    assert_eq!(apply(&mut txn, delete), Response::Ok);
+    assert_eq!(name_of(&txn, "1002"), None);
+    assert!(
+        get::<AudioFile>(&txn, &format!("{:032x}", 9))
+            .unwrap()
+            .is_none()
+    );
+    // A new mailbox starts without a name.
+    apply(&mut txn, Command::PutMailbox(Mailbox::new("1002", 2)));
+    assert_eq!(name_of(&txn, "1002"), None);
+}
