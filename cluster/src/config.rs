@@ -39,6 +39,9 @@ pub struct ClusterConfig {
     pub leader_wait_ms: u64,
     /// Disk space the audio store leaves free: a file that would leave less is refused.
     pub audio_reserve_bytes: u64,
+    /// The newest cluster protocol this node speaks and records (see [`crate::version`]):
+    /// [`crate::version::WIRE_VERSION`] unless an operator holds the node back.
+    pub max_wire_version: u32,
 }
 
 impl ClusterConfig {
@@ -64,6 +67,7 @@ impl ClusterConfig {
             join_timeout_ms: 60_000,
             leader_wait_ms: 3000,
             audio_reserve_bytes: 512 * 1024 * 1024,
+            max_wire_version: crate::version::WIRE_VERSION,
         }
     }
 
@@ -72,6 +76,16 @@ impl ClusterConfig {
             return Err(ClusterError::Config(
                 "snapshot_after_logs must be positive".into(),
             ));
+        }
+        if !(crate::version::MIN_WIRE_VERSION..=crate::version::WIRE_VERSION)
+            .contains(&self.max_wire_version)
+        {
+            return Err(ClusterError::Config(format!(
+                "max_protocol {} is not one this build speaks ({} to {})",
+                self.max_wire_version,
+                crate::version::MIN_WIRE_VERSION,
+                crate::version::WIRE_VERSION
+            )));
         }
         if self.rpc_timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err(ClusterError::Config("timeouts must be positive".into()));

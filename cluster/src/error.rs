@@ -55,6 +55,16 @@ pub enum ClusterError {
     /// A bug or an unexpected state.
     #[error("internal: {0}")]
     Internal(String),
+    /// The change needs a newer wire protocol than some member speaks: upgrade every node first.
+    /// (Appended last: earlier variants encode as before.)
+    #[error(
+        "this change needs every node to speak cluster protocol {needs}, and node {node} speaks {speaks}: finish upgrading the cluster first"
+    )]
+    VersionTooOld {
+        needs: u32,
+        node: NodeId,
+        speaks: u32,
+    },
 }
 
 impl ClusterError {
@@ -67,7 +77,9 @@ impl ClusterError {
             | Self::NotInitialized
             | Self::Network(_) => 503,
             Self::Timeout(_) => 504,
-            Self::AlreadyInitialized | Self::MembershipChangeInProgress => 409,
+            Self::AlreadyInitialized
+            | Self::MembershipChangeInProgress
+            | Self::VersionTooOld { .. } => 409,
             Self::InvalidMembership(_) => 400,
             Self::UnknownMember(_) => 404,
             Self::Refused(_) => 502,

@@ -98,8 +98,8 @@ impl Cluster {
         let id = config.node_id;
         config.tls.check_identity(id)?;
         let raft_config = Arc::new(config.raft_config()?);
-        let server_config = tls::quic_server_config(&config.tls)?;
-        let client_config = tls::quic_client_config(&config.tls)?;
+        let server_config = tls::quic_server_config(&config.tls, config.max_wire_version)?;
+        let client_config = tls::quic_client_config(&config.tls, config.max_wire_version)?;
         let blob_config = tls::quic_blob_client_config(&config.tls)?;
         let blobs = Arc::new(
             BlobDir::open(&data_dir.join("audio"), config.audio_reserve_bytes)
@@ -344,6 +344,11 @@ impl Cluster {
                 .map_err(wait_error)?;
         }
         Ok(())
+    }
+
+    /// The cluster protocol version this node speaks (see [`crate::version`]).
+    pub fn wire_version(&self) -> u32 {
+        self.inner.config.max_wire_version
     }
 
     /// The applied replicated state of this node.
@@ -701,7 +706,55 @@ impl Inner {
 
     /// Proposes on this node, which must lead.
     pub(crate) async fn write_local(&self, cmd: Command) -> Result<Response, ClusterError> {
+        let needs = cmd.wire_version();
+        if needs > crate::version::MIN_WIRE_VERSION
+            && let Some((node, speaks)) = self.oldest_member_below(needs)
+        {
+            tracing::warn!(
+                command = cmd.kind(),
+                needs,
+                node,
+                speaks,
+                "refusing a change an older member could not read"
+            );
+            metrics::counter!("pbx_raft_version_refusals_total").increment(1);
+            return Err(ClusterError::VersionTooOld {
+                needs,
+                node,
+                speaks,
+            });
+        }
         self.batcher.submit(cmd).await
+    }
+
+    /// A member (this node included) that speaks a wire version below `needs`, with its version:
+    /// see [`crate::version::cluster_version`].
+    fn oldest_member_below(&self, needs: u32) -> Option<(NodeId, u32)> {
+        if self.config.max_wire_version < needs {
+            return Some((self.id, self.config.max_wire_version));
+        }
+        let members: Vec<NodeId> = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .filter(|id| *id != self.id)
+                .collect()
+        };
+        members.into_iter().find_map(|id| {
+            let live = self.transport.peer_wire_version(id);
+            let recorded = self
+                .reader
+                .get::<storage::model::Setting>(&crate::version::wire_key(id))
+                .ok()
+                .flatten()
+                .and_then(|s| s.value.parse().ok());
+            let speaks = crate::version::cluster_version([(live, recorded)]);
+            (speaks < needs).then_some((id, speaks))
+        })
     }
 
     /// Adds a member on this node, which must lead.

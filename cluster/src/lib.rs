@@ -25,6 +25,7 @@ mod status;
 mod succession;
 mod telemetry;
 pub mod tls;
+pub mod version;
 
 pub use blob_dir::{BlobDir, BlobError, StoredBlob};
 pub use blobs::TransferError;

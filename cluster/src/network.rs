@@ -256,6 +256,18 @@ impl Transport {
         .shared()
     }
 
+    /// The wire version negotiated on the live connection to `target`, if there is one.
+    pub(crate) fn peer_wire_version(&self, target: NodeId) -> Option<u32> {
+        let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = pool.get(&target)?;
+        match entry.attempt.peek()? {
+            Ok(conn) if conn.close_reason().is_none() => {
+                crate::version::of_alpn(&crate::tls::negotiated_alpn(conn)?)
+            }
+            _ => None,
+        }
+    }
+
     /// Drops the cached connection to `target` if it is `conn`, so the next call reconnects.
     fn forget(&self, target: NodeId, conn: &quinn::Connection) {
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);

@@ -28,8 +28,6 @@ use storage::NodeId;
 
 use crate::ClusterError;
 
-/// ALPN protocol of the Raft transport.
-pub const RAFT_ALPN: &[u8] = b"pbx-raft/1";
 /// ALPN protocol of audio file transfers between nodes ([`crate::blobs`]).
 pub const BLOB_ALPN: &[u8] = b"pbx-blob/1";
 /// ALPN protocol of the HTTPS admin API.
@@ -267,7 +265,10 @@ pub fn write_node_cert(dir: &Path, cert: &NodeCert) -> Result<(), ClusterError> 
 
 /// The QUIC server side of the Raft transport: presents the node certificate and demands a client
 /// certificate issued by the cluster CA.
-pub fn quic_server_config(files: &NodeTlsFiles) -> Result<quinn::ServerConfig, ClusterError> {
+pub fn quic_server_config(
+    files: &NodeTlsFiles,
+    max_wire_version: u32,
+) -> Result<quinn::ServerConfig, ClusterError> {
     let provider = provider();
     let roots = Arc::new(root_store(&files.ca_pem)?);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
@@ -279,7 +280,9 @@ pub fn quic_server_config(files: &NodeTlsFiles) -> Result<quinn::ServerConfig, C
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs(&files.cert_pem)?, private_key(&files.key_pem)?)
         .map_err(|e| tls_err("node certificate", e))?;
-    tls.alpn_protocols = vec![RAFT_ALPN.to_vec(), BLOB_ALPN.to_vec()];
+    // Raft's versions newest first, then the blob protocol: see `crate::version`.
+    tls.alpn_protocols = crate::version::raft_alpns(max_wire_version);
+    tls.alpn_protocols.push(BLOB_ALPN.to_vec());
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| tls_err("QUIC server", e))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -287,15 +290,19 @@ pub fn quic_server_config(files: &NodeTlsFiles) -> Result<quinn::ServerConfig, C
     Ok(config)
 }
 
-/// The QUIC client side of the Raft transport: trusts only the cluster CA and presents the node
-/// certificate. Callers dial with the server name [`node_server_name`] of the target.
-pub fn quic_client_config(files: &NodeTlsFiles) -> Result<quinn::ClientConfig, ClusterError> {
-    quic_client_config_for(files, RAFT_ALPN)
+/// The QUIC client side of the Raft transport: trusts only the cluster CA, presents the node
+/// certificate, offers every Raft wire version this build speaks. Callers dial with the server
+/// name [`node_server_name`] of the target.
+pub fn quic_client_config(
+    files: &NodeTlsFiles,
+    max_wire_version: u32,
+) -> Result<quinn::ClientConfig, ClusterError> {
+    quic_client_config_for(files, crate::version::raft_alpns(max_wire_version))
 }
 
 /// The same, for audio file transfers ([`BLOB_ALPN`]).
 pub fn quic_blob_client_config(files: &NodeTlsFiles) -> Result<quinn::ClientConfig, ClusterError> {
-    quic_client_config_for(files, BLOB_ALPN)
+    quic_client_config_for(files, vec![BLOB_ALPN.to_vec()])
 }
 
 /// The ALPN protocol a QUIC connection agreed on.
@@ -308,7 +315,7 @@ pub(crate) fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
 
 fn quic_client_config_for(
     files: &NodeTlsFiles,
-    alpn: &[u8],
+    alpns: Vec<Vec<u8>>,
 ) -> Result<quinn::ClientConfig, ClusterError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -316,7 +323,7 @@ fn quic_client_config_for(
         .with_root_certificates(root_store(&files.ca_pem)?)
         .with_client_auth_cert(certs(&files.cert_pem)?, private_key(&files.key_pem)?)
         .map_err(|e| tls_err("node certificate", e))?;
-    tls.alpn_protocols = vec![alpn.to_vec()];
+    tls.alpn_protocols = alpns;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| tls_err("QUIC client", e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -508,8 +515,8 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
-        quic_server_config(&loaded).unwrap();
-        quic_client_config(&loaded).unwrap();
+        quic_server_config(&loaded, crate::version::WIRE_VERSION).unwrap();
+        quic_client_config(&loaded, crate::version::WIRE_VERSION).unwrap();
         api_server_config(&loaded).unwrap();
     }
 
@@ -520,8 +527,8 @@ mod tests {
             cert_pem: "junk".into(),
             key_pem: "junk".into(),
         };
-        assert!(quic_server_config(&files).is_err());
-        assert!(quic_client_config(&files).is_err());
+        assert!(quic_server_config(&files, crate::version::WIRE_VERSION).is_err());
+        assert!(quic_client_config(&files, crate::version::WIRE_VERSION).is_err());
         assert!(files.check_identity(1).is_err());
         let ca = CaBundle {
             cert_pem: "junk".into(),

@@ -81,6 +81,11 @@ pub struct ClusterSection {
     /// refused.
     #[serde(default = "default_audio_reserve_mib")]
     pub audio_reserve_mib: u64,
+    /// Speak at most this cluster protocol (`cluster status` shows each node's): holds an upgraded
+    /// node back so the changes only it could read are not made yet. Unset: the newest this build
+    /// speaks.
+    #[serde(default)]
+    pub max_protocol: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

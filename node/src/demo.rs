@@ -38,6 +38,7 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
             snapshot_after_logs: 5000,
             keep_logs_after_snapshot: 1000,
             audio_reserve_mib: 512,
+            max_protocol: None,
         },
         api: ApiSection {
             listen: ([127, 0, 0, 1], API_PORT_BASE + id16).into(),

@@ -50,6 +50,9 @@ pub fn cluster_config(cfg: &NodeConfig) -> anyhow::Result<ClusterConfig> {
     c.snapshot_after_logs = cfg.cluster.snapshot_after_logs;
     c.keep_logs_after_snapshot = cfg.cluster.keep_logs_after_snapshot;
     c.audio_reserve_bytes = cfg.cluster.audio_reserve_mib.saturating_mul(1024 * 1024);
+    if let Some(max) = cfg.cluster.max_protocol {
+        c.max_wire_version = max;
+    }
     Ok(c)
 }
 
@@ -117,6 +120,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         }
     };
     tokio::spawn(api::record_version(cluster.clone()));
+    tokio::spawn(api::watch_versions(cluster.clone(), Arc::clone(&events)));
     // Expired web sessions are dropped by the leader; until then they are refused at each use.
     tokio::spawn(crate::events::prune_every_hour(
         cluster.clone(),

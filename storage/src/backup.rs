@@ -156,8 +156,10 @@ pub fn restorable(table: Table, key: &str) -> bool {
         | Table::ConferenceParticipants
         // The old cluster's archives are files on its nodes.
         | Table::Backups => false,
-        // `node.{id}.version`: what each old node reported running.
-        Table::Settings => !(key.starts_with("node.") && key.ends_with(".version")),
+        // `node.{id}.version` and `.wire`: what each old node reported running.
+        Table::Settings => {
+            !(key.starts_with("node.") && (key.ends_with(".version") || key.ends_with(".wire")))
+        }
         _ => true,
     }
 }

@@ -747,6 +747,31 @@ impl Command {
         }
     }
 
+    /// The oldest Raft wire protocol version whose nodes decode this command (the `cluster`
+    /// crate's ALPN `pbx-raft/N`): 1 for every command of the first protocol, 2 for the ones
+    /// appended since (and an audio file of a kind appended since). The leader proposes a command
+    /// only once every member speaks its version, so an older node is never sent one it cannot
+    /// read.
+    pub fn wire_version(&self) -> u32 {
+        match self {
+            Self::SetMailboxName { .. }
+            | Self::RestoreRows { .. }
+            | Self::PutBackup { .. }
+            | Self::DeleteBackup { .. }
+            | Self::PutBackupSettings(_)
+            | Self::PutDevices(_)
+            | Self::DeleteDevice { .. }
+            | Self::RecordDeviceFetch { .. }
+            | Self::PutProvisioningSettings(_)
+            | Self::PutFirmware(_)
+            | Self::DeleteFirmware { .. } => 2,
+            Self::PutAudioFile(file) if file.kind == audio::AudioKind::Firmware => 2,
+            Self::Batch(cmds) => cmds.iter().map(Self::wire_version).max().unwrap_or(1),
+            Self::Audited { change, .. } => change.wire_version(),
+            _ => 1,
+        }
+    }
+
     /// Whether applying it may change the audio index (files, their holders).
     pub fn changes_audio(&self) -> bool {
         match self {

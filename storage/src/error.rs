@@ -17,6 +17,11 @@ pub enum StorageError {
     MissingColumnFamily(&'static str),
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The data directory was written by a newer build.
+    #[error(
+        "this data was written by a newer pbx (storage schema {found}; this build reads up to {supported}): run that version or newer, or restore a backup into a fresh node"
+    )]
+    NewerSchema { found: u32, supported: u32 },
 }
 
 impl StorageError {

@@ -63,8 +63,11 @@ openraft::declare_raft_types!(
 );
 
 /// Opens (or creates) the store in `dir` and returns its three faces, all backed by one database.
+/// Data written by a newer build is refused ([`StorageError::NewerSchema`]); older data is brought
+/// to [`tables::SCHEMA_VERSION`] first.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore, StateReader), StorageError> {
     let db = Arc::new(tables::open_db(dir)?);
+    tables::check_schema(&db)?;
     let reader = StateReader::new(Arc::clone(&db));
     let sm = StateMachineStore::open(Arc::clone(&db), dir.join("snapshots"), reader.clone())?;
     let log = LogStore::open(db)?;

@@ -273,6 +273,50 @@ pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_SM_META: &str = "sm_meta";
 
 /// Opens (or creates) the database with every column family the store uses.
+/// The layout of the stored tables this build reads and writes, kept in `sm_meta`. 1: every store
+/// before it was recorded. 2: the tables of backups, devices, firmware and mailbox names (new column
+/// families: nothing to convert).
+pub const SCHEMA_VERSION: u32 = 2;
+const KEY_SCHEMA: &[u8] = b"schema_version";
+
+/// Refuses a store of a newer schema; brings an older one to [`SCHEMA_VERSION`] (running the
+/// migrations between, of which there are none yet) and records it.
+pub(crate) fn check_schema(db: &DB) -> Result<(), StorageError> {
+    let meta = cf(db, CF_SM_META)?;
+    let found = match db.get_cf(meta, KEY_SCHEMA)? {
+        Some(bytes) => crate::codec::decode::<u32>(&bytes)?,
+        None => 1,
+    };
+    if found > SCHEMA_VERSION {
+        return Err(StorageError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < SCHEMA_VERSION || db.get_cf(meta, KEY_SCHEMA)?.is_none() {
+        db.put_cf_opt(
+            meta,
+            KEY_SCHEMA,
+            crate::codec::encode(&SCHEMA_VERSION)?,
+            &synced(),
+        )?;
+        tracing::info!(from = found, to = SCHEMA_VERSION, "storage schema recorded");
+    }
+    Ok(())
+}
+
+/// Records `version` as the store's schema, for tests of [`check_schema`].
+#[cfg(test)]
+pub(crate) fn set_schema(db: &DB, version: u32) -> Result<(), StorageError> {
+    db.put_cf_opt(
+        cf(db, CF_SM_META)?,
+        KEY_SCHEMA,
+        crate::codec::encode(&version)?,
+        &synced(),
+    )?;
+    Ok(())
+}
+
 pub fn open_db(dir: &Path) -> Result<DB, StorageError> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("db");
@@ -324,4 +368,39 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(StorageError::join)?
+}
+
+#[cfg(test)]
+mod schema_tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+    use super::*;
+
+    fn recorded(db: &DB) -> Option<u32> {
+        db.get_cf(cf(db, CF_SM_META).unwrap(), KEY_SCHEMA)
+            .unwrap()
+            .map(|b| crate::codec::decode(&b).unwrap())
+    }
+
+    #[test]
+    fn a_store_is_brought_to_this_schema_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path()).unwrap();
+        // A store from before the schema was recorded counts as 1 and is brought up.
+        assert_eq!(recorded(&db), None);
+        check_schema(&db).unwrap();
+        assert_eq!(recorded(&db), Some(SCHEMA_VERSION));
+        set_schema(&db, 1).unwrap();
+        check_schema(&db).unwrap();
+        assert_eq!(recorded(&db), Some(SCHEMA_VERSION));
+        set_schema(&db, SCHEMA_VERSION + 1).unwrap();
+        let err = check_schema(&db).unwrap_err();
+        assert!(
+            matches!(err, StorageError::NewerSchema { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer pbx"), "{err}");
+        // Nothing was changed by the refusal.
+        assert_eq!(recorded(&db), Some(SCHEMA_VERSION + 1));
+    }
 }

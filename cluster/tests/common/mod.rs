@@ -156,9 +156,20 @@ pub async fn raw_connect(
     target_id: NodeId,
     target: SocketAddr,
 ) -> Result<quinn::Connection, String> {
+    raw_connect_speaking(tls, target_id, target, pbx_cluster::version::WIRE_VERSION).await
+}
+
+/// [`raw_connect`] offering the cluster protocols up to `max_wire_version` only.
+pub async fn raw_connect_speaking(
+    tls: &NodeTlsFiles,
+    target_id: NodeId,
+    target: SocketAddr,
+    max_wire_version: u32,
+) -> Result<quinn::Connection, String> {
     let mut endpoint =
         quinn::Endpoint::client(LOCALHOST.parse().unwrap()).map_err(|e| e.to_string())?;
-    endpoint.set_default_client_config(tls::quic_client_config(tls).map_err(|e| e.to_string())?);
+    let config = tls::quic_client_config(tls, max_wire_version).map_err(|e| e.to_string())?;
+    endpoint.set_default_client_config(config);
     let connecting = endpoint
         .connect(target, &tls::node_server_name(target_id))
         .map_err(|e| e.to_string())?;

@@ -34,12 +34,25 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
+/// The cluster's status with the version and cluster protocol each node recorded.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatusView {
+    #[serde(flatten)]
+    status: cluster::ClusterStatus,
+    /// `0.1.0 (protocol 2)` by node id (see `live::node_versions`).
+    versions: std::collections::BTreeMap<u64, String>,
+}
+
 pub(crate) async fn status(
     State(state): State<AppState>,
     who: Principal,
-) -> Result<Json<cluster::ClusterStatus>, ApiError> {
+) -> Result<Json<StatusView>, ApiError> {
     who.require(who.grants.monitor)?;
-    Ok(Json(state.cluster.status().await))
+    let versions = super::live::node_versions(state.cluster.reader())?;
+    Ok(Json(StatusView {
+        status: state.cluster.status().await,
+        versions,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -200,25 +200,88 @@ pub(crate) fn version_key(id: u64) -> String {
     format!("node.{id}.version")
 }
 
-/// Every node's recorded version, by node id.
+/// Every node's recorded version and the cluster protocol it speaks (`0.1.0 (protocol 2)`), by
+/// node id; a node that recorded no protocol predates versioning and speaks protocol 1.
 pub(crate) fn node_versions(
     reader: &storage::StateReader,
 ) -> Result<std::collections::BTreeMap<u64, String>, ApiError> {
-    Ok(reader
-        .scan_prefix::<storage::model::Setting>("node.")?
-        .into_iter()
+    let settings = reader.scan_prefix::<storage::model::Setting>("node.")?;
+    let wire = |id: u64| {
+        let key = ::cluster::version::wire_key(id);
+        settings
+            .iter()
+            .find(|s| s.key == key)
+            .map_or("1", |s| s.value.as_str())
+            .to_owned()
+    };
+    Ok(settings
+        .iter()
         .filter_map(|s| {
-            let id = s.key.strip_prefix("node.")?.strip_suffix(".version")?;
-            Some((id.parse().ok()?, s.value))
+            let id: u64 = s
+                .key
+                .strip_prefix("node.")?
+                .strip_suffix(".version")?
+                .parse()
+                .ok()?;
+            Some((id, format!("{} (protocol {})", s.value, wire(id))))
         })
         .collect())
 }
 
-/// Records this node's version in the replicated settings (when it differs), so every node's
-/// monitor shows what each member runs; retried until the cluster takes it.
+/// On the leader, every 10 s: members running different versions or protocols (a rolling upgrade
+/// under way, or one left half done) raise a `versions_mixed` event, once per distinct mix.
+pub(crate) async fn watch_versions(
+    cluster: ::cluster::Cluster,
+    events: Arc<crate::events::Events>,
+) {
+    let mut reported: Option<String> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        if cluster.current_leader() != Some(cluster.node_id()) {
+            continue;
+        }
+        let Ok(versions) = node_versions(cluster.reader()) else {
+            continue;
+        };
+        let members: Vec<u64> = cluster.members().into_iter().map(|(id, _, _)| id).collect();
+        let mix: Vec<String> = versions
+            .iter()
+            .filter(|(id, _)| members.contains(id))
+            .map(|(id, v)| format!("node {id}: {v}"))
+            .collect();
+        let distinct: std::collections::BTreeSet<&str> = versions
+            .iter()
+            .filter(|(id, _)| members.contains(id))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if distinct.len() < 2 {
+            reported = None;
+            continue;
+        }
+        let text = mix.join(", ");
+        if reported.as_deref() != Some(text.as_str()) {
+            events.raise(
+                "versions_mixed",
+                storage::model::Severity::Warning,
+                None,
+                format!("the cluster's nodes run different versions ({text}); finish the upgrade"),
+            );
+            reported = Some(text);
+        }
+    }
+}
+
+/// Records this node's version and the cluster protocol it speaks in the replicated settings (when
+/// they differ), so every node's monitor shows what each member runs and the leader knows what a
+/// member that is down can read; retried until the cluster takes them.
 pub(crate) async fn record_version(cluster: ::cluster::Cluster) {
-    let key = version_key(cluster.node_id());
-    let version = env!("CARGO_PKG_VERSION");
+    let id = cluster.node_id();
+    let wire = cluster.wire_version().to_string();
+    record_setting(&cluster, ::cluster::version::wire_key(id), &wire).await;
+    record_setting(&cluster, version_key(id), env!("CARGO_PKG_VERSION")).await;
+}
+
+async fn record_setting(cluster: &::cluster::Cluster, key: String, version: &str) {
     let mut delay = Duration::from_secs(1);
     loop {
         let current = cluster

@@ -90,7 +90,7 @@ pub use guard::ClientAddr;
 /// The IVRs as the list answer shows them, for the portal's tests.
 #[cfg(test)]
 pub(crate) use ivrs::list_views as ivr_views;
-pub(crate) use live::record_version;
+pub(crate) use live::{record_version, watch_versions};
 pub use routes::{RoutingSettings, read_routing_settings};
 pub use serve::{ServeError, serve_https};
 /// The time conditions as the list answer shows them at a given instant, for the portal's tests.

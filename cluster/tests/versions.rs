@@ -1,0 +1,45 @@
+//! The cluster protocol is negotiated per connection: the newest version both sides speak, whichever
+//! side is held back.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use common::{cluster_of, node_tls, raw_connect_speaking};
+use pbx_cluster::tls;
+use pbx_cluster::version::WIRE_VERSION;
+
+fn alpn(conn: &quinn::Connection) -> String {
+    let data = conn
+        .handshake_data()
+        .unwrap()
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .unwrap();
+    String::from_utf8(data.protocol.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_speak_the_newest_version_they_share() {
+    let ca = tls::generate_ca("versions").unwrap();
+    let current = cluster_of(&ca, 1, |_| {}).await;
+    let held_back = cluster_of(&ca, 1, |c| c.max_wire_version = 1).await;
+    let client = node_tls(&ca, 9);
+    let at = |n: &common::TestNode| n.cluster.local_raft_addr().unwrap();
+
+    let conn = raw_connect_speaking(&client, 1, at(&current[0]), WIRE_VERSION)
+        .await
+        .unwrap();
+    assert_eq!(alpn(&conn), format!("pbx-raft/{WIRE_VERSION}"));
+    // An older client gets its own version from a newer server …
+    let conn = raw_connect_speaking(&client, 1, at(&current[0]), 1)
+        .await
+        .unwrap();
+    assert_eq!(alpn(&conn), "pbx-raft/1");
+    // … and a newer client gets the older server's.
+    let conn = raw_connect_speaking(&client, 1, at(&held_back[0]), WIRE_VERSION)
+        .await
+        .unwrap();
+    assert_eq!(alpn(&conn), "pbx-raft/1");
+}
