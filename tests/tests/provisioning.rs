@@ -2,18 +2,23 @@
 //! fetched as the phone would (its User-Agent, the token in the path or HTTP Basic) from another
 //! node, the SIP secret in it registering the extension; wrong and missing credentials, unknown
 //! MACs and other devices' files all the same `404`; a MAC-guessing loop banned; the device list
-//! showing each download; reprovisioning; bulk import with per-row errors.
+//! showing each download; reprovisioning; bulk import with per-row errors; two baresip phones
+//! configured only from their Yealink files registering and calling each other.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use pbx_tests::api::{call, create, expect_error, lab_without_pings};
+use pbx_tests::api::{
+    call, calls_reach, create, expect_error, lab_without_pings, wait_first_cdr, wait_registered,
+};
+use pbx_tests::baresip::{Baresip, loud_samples};
 use pbx_tests::phone::Phone;
-use pbx_tests::{Lab, LabClient};
+use pbx_tests::{Lab, LabClient, free_sip_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
 
@@ -842,5 +847,165 @@ async fn a_thousand_phones_booting_at_once_are_each_served_their_file() {
         "BENCH provisioning: {PHONES} phones' files served (64 at once, two nodes, each download recorded through Raft) in {} ms: {:.0} requests/s",
         elapsed.as_millis(),
         PHONES as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// A Yealink file's `key = value` lines (the version header and comments left out), each key once.
+fn yealink_keys(doc: &str) -> BTreeMap<&str, &str> {
+    let mut keys = BTreeMap::new();
+    for line in doc.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (key, value) = line
+            .split_once(" = ")
+            .unwrap_or_else(|| panic!("not a key line: {line:?}"));
+        assert!(keys.insert(key, value).is_none(), "{key} twice");
+    }
+    keys
+}
+
+/// The baresip account line for a Yealink file's first account, from the file's values alone: user
+/// name, auth name, password, SIP server, port and transport.
+fn baresip_account(keys: &BTreeMap<&str, &str>) -> String {
+    let key = |k: &str| *keys.get(k).unwrap_or_else(|| panic!("{k} not in {keys:?}"));
+    assert_eq!(key("account.1.enable"), "1");
+    // Yealink's codes: 0 UDP, 1 TCP, 2 TLS (3 DNS-NAPTR is never written).
+    let transport = match key("account.1.sip_server.1.transport_type") {
+        "0" => "udp",
+        "1" => "tcp",
+        "2" => "tls",
+        other => panic!("transport type {other}"),
+    };
+    // SDES-SRTP comes with TLS only; the lab's policy is UDP, so these phones need no srtp module.
+    assert_eq!(key("account.1.srtp_encryption"), "0");
+    format!(
+        "<sip:{}@{}:{};transport={transport}>;auth_user={};auth_pass={}",
+        key("account.1.user_name"),
+        key("account.1.sip_server.1.address"),
+        key("account.1.sip_server.1.port"),
+        key("account.1.auth_name"),
+        key("account.1.password"),
+    )
+}
+
+/// A baresip on a free port of `ip` with the one account line `account`.
+fn baresip_at(ip: &str, account: &str, hz: u32, quit_after: u32, commands: &[&str]) -> Baresip {
+    let listen = format!("{ip}:{}", free_sip_port());
+    Baresip::start(&listen, "", account, hz, quit_after, commands)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baresip_phone_set_up_from_its_provisioning_file_registers_and_calls() {
+    let (lab, client) = lab_without_pings(1, &["2001", "2002"], SECRET).await;
+    let phone_net = from(&lab, "127.0.0.1");
+
+    // Two Yealinks; each fetches its file as it would at boot: its token URL, its User-Agent. The
+    // devices gave their extensions new generated secrets, which only the files carry.
+    let mut files = Vec::new();
+    for (mac, ext) in [("001565ccdd01", "2001"), ("001565ccdd02", "2002")] {
+        let body = json!({"mac": mac, "brand": "yealink", "model": "T54W", "extension": ext});
+        let d = create(&client, "/api/v1/devices", body).await;
+        let url = d["urls"]["with_token"].as_str().unwrap();
+        assert!(url.ends_with(&format!("/{mac}.cfg")), "{url}");
+        let (status, _, doc) = fetch(
+            phone_net
+                .get(url)
+                .header("user-agent", format!("Yealink SIP-T54W 96.86.0.70 {mac}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        assert!(doc.starts_with("#!version:1.0.0.1\n"), "{doc}");
+        assert!(!doc.contains(SECRET), "the extension's old secret: {doc}");
+        files.push(doc);
+    }
+    let keys: Vec<_> = files.iter().map(|f| yealink_keys(f)).collect();
+    let accounts: Vec<String> = keys.iter().map(baresip_account).collect();
+    assert_eq!(keys[0]["account.1.user_name"], "2001");
+    assert_eq!(keys[1]["account.1.user_name"], "2002");
+
+    // The control: 2001's line with its password changed in one character does not register. It
+    // runs from another address: baresip answers each fresh challenge again, and the failed
+    // digests soon get its source banned.
+    let mut wrong = keys[0].clone();
+    let mut pass = wrong["account.1.password"].to_owned();
+    let last = pass.pop().unwrap();
+    pass.push(if last == 'x' { 'y' } else { 'x' });
+    wrong.insert("account.1.password", &pass);
+    let mut impostor = baresip_at("127.0.0.3", &baresip_account(&wrong), 440, 20, &[]);
+    // Refused after answering the challenge: a second 401, never a 200.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while impostor.log().matches("SIP/2.0 401 Unauthorized").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "not refused:\n{}",
+            impostor.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !impostor.log().contains("SIP/2.0 200 OK"),
+        "{}",
+        impostor.log()
+    );
+    let regs = client
+        .get_json(0, "/api/v1/extensions/2001/registrations")
+        .await
+        .unwrap();
+    assert_eq!(regs["registrations"], json!([]), "{regs}");
+    impostor.stop();
+
+    // 2002 answers by itself (a local setting, as a user picking up); 2001 dials 2002 at start
+    // and hangs up as it quits after 8 s.
+    let mut callee = baresip_at(
+        "127.0.0.1",
+        &format!("{};answermode=auto", accounts[1]),
+        440,
+        30,
+        &[],
+    );
+    wait_registered(&client, "2002").await;
+    let mut caller = baresip_at("127.0.0.1", &accounts[0], 880, 8, &["/dial 2002"]);
+    wait_registered(&client, "2001").await;
+    for ext in ["2001", "2002"] {
+        let regs = client
+            .get_json(0, &format!("/api/v1/extensions/{ext}/registrations"))
+            .await
+            .unwrap();
+        let reg = &regs["registrations"][0];
+        assert!(
+            reg["user_agent"].as_str().unwrap().contains("baresip"),
+            "{regs}"
+        );
+        assert_eq!(reg["transport"], json!("udp"), "{regs}");
+    }
+
+    // The call comes up and audio flows.
+    assert!(
+        calls_reach(&client, 1, Duration::from_secs(15)).await,
+        "no call came up:\n{}\n{}\n{}",
+        caller.log(),
+        callee.log(),
+        lab.log_tail(0)
+    );
+    assert!(
+        caller.quits_within(Duration::from_secs(15)).await,
+        "the caller did not quit"
+    );
+    let cdr = wait_first_cdr(&client, 0).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(
+        (&cdr["caller"], &cdr["callee"]),
+        (&json!("2001"), &json!("2002")),
+        "{cdr}"
+    );
+    assert_eq!(cdr["hangup_side"], "caller", "{cdr}");
+    callee.stop();
+    let heard = |b: &Baresip| -> usize { b.recordings().iter().map(|p| loud_samples(p)).sum() };
+    let (by_caller, by_callee) = (heard(&caller), heard(&callee));
+    assert!(
+        by_caller > 8000,
+        "the caller heard {by_caller} loud samples"
+    );
+    assert!(
+        by_callee > 8000,
+        "the callee heard {by_callee} loud samples"
     );
 }
