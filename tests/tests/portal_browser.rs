@@ -4,7 +4,8 @@
 //! call without a reload, hanging the call up from the page, its CDR and CSV export; displayed input
 //! that stays text, the API's validation message beside its field, each role's pages and the API's
 //! refusals (grants, CSRF), the session cookie's attributes and signing out; and a session that works
-//! through every node and through the VIP after its owner is killed.
+//! through every node and through the VIP after its owner is killed. The same admin adds a desk
+//! phone (its token shown once) and makes a backup from their pages.
 //!
 //! Every page visited is saved as `target/screenshots/portal-<page>.png`.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
@@ -685,6 +686,84 @@ async fn admin_first_sign_in_setup_extensions_monitor_and_hang_up() -> anyhow::R
         "{rows:?}"
     );
     shot(&b, "cdrs-filtered-refused").await?;
+
+    // A desk phone added on /devices: its token and URLs are shown once, work, and are not in the
+    // list after.
+    b.click("#nav-devices").await?;
+    wait_url(&b, WAIT, |u| path_of(u) == "/devices").await?;
+    b.fill("#device-mac", "00:15:65:AA:BB:01").await?;
+    b.fill("#device-model", "T54W").await?;
+    b.fill("#device-extension", "1003").await?;
+    b.click("#device-submit").await?;
+    wait_shown(&b, "#shown-once").await?;
+    assert!(b.text("#shown-once-label").await?.contains("001565aabb01"));
+    let token = b.text("#shown-once-value").await?;
+    assert_eq!(token.len(), 43, "a provisioning token: {token:?}");
+    let urls = b.text("#shown-once-extra").await?;
+    let file = format!("/provision/{token}/001565aabb01.cfg");
+    assert!(urls.contains(&file), "{urls}");
+    shot(&b, "devices-token-shown-once").await?;
+    b.click("#shown-once-done").await?;
+    let rows = wait_texts(&b, "#devices-table tbody tr[data-device]", WAIT, |r| {
+        r.len() == 1
+    })
+    .await?;
+    assert!(
+        rows[0].contains("00:15:65:aa:bb:01") && rows[0].contains("1003"),
+        "{rows:?}"
+    );
+    let page = js(&b, "return document.documentElement.outerHTML", Vec::new()).await?;
+    assert!(
+        !page.to_string().contains(&token),
+        "the token is on the page again"
+    );
+    let cfg = lab.anon(web, Method::GET, &file).send().await?;
+    assert_eq!(
+        cfg.status(),
+        200,
+        "the token shown fetches the phone's file"
+    );
+    shot(&b, "devices").await?;
+
+    // A backup made on /backups: the passphrase set in its form, "Back up now", and it is listed.
+    b.click("#nav-backups").await?;
+    wait_url(&b, WAIT, |u| path_of(u) == "/backups").await?;
+    b.wait_for_css("#backup-no-passphrase", WAIT).await?;
+    let passphrase = "Amber-Keystone-Meadow-58";
+    b.fill("#backup-passphrase", passphrase).await?;
+    b.fill("#backup-passphrase-repeat", passphrase).await?;
+    b.click("#backup-settings-submit").await?;
+    wait_texts(&b, "#backup-passphrase-state", WAIT, |t| {
+        t == ["Passphrase: set"]
+    })
+    .await?;
+    b.click("#backup-create").await?;
+    let rows = wait_texts(&b, "#backups-table tbody tr[data-backup]", 6 * WAIT, |r| {
+        r.len() == 1
+    })
+    .await?;
+    let serving = lab.nodes[web].id.to_string();
+    assert!(
+        rows[0].contains("manual")
+            && rows[0].contains("ok")
+            && !rows[0].contains("failed")
+            && rows[0].contains(&serving),
+        "{rows:?}"
+    );
+    let download = b
+        .client()
+        .find(Locator::Css("#backups-table .backup-download"))
+        .await?
+        .attr("href")
+        .await?
+        .context("the download link")?;
+    assert!(download.ends_with("/download"), "{download}");
+    let page = js(&b, "return document.documentElement.outerHTML", Vec::new()).await?;
+    assert!(
+        !page.to_string().contains(passphrase),
+        "the passphrase is on the page"
+    );
+    shot(&b, "backups").await?;
 
     eprintln!("browser part took {:?}", started.elapsed());
     b.close().await?;

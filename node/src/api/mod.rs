@@ -52,16 +52,19 @@ pub(crate) use self::{
     accounts::{
         get_policy as web_policy, list as list_accounts, list_roles as roles_list, me as my_account,
     },
+    backups::list as backups_list,
     cdrs::{RawCdrQuery, list as list_cdrs},
     conferences::{
         DEFAULT_MAX_PARTICIPANTS, list as conferences_list, participants as conference_participants,
     },
+    devices::{DeviceQuery, get_settings as provisioning_settings, list as devices_list},
     events::{EventQuery, list as list_events, list_recipients as recipients_list},
     features::{
         get_feature_codes as feature_codes, get_handling as call_handling,
         get_pickup_codes as pickup_codes, list_pickup_groups as pickup_groups_list,
         list_ring_groups as ring_groups_list,
     },
+    firmware::list as firmware_list,
     ivrs::list as ivrs_list,
     live::{LiveQuery, Window as LiveWindow, snapshot as live_snapshot},
     paging::ListQuery,
@@ -75,6 +78,9 @@ pub(crate) use self::{
     trunks::list as list_trunks,
     voicemail::{MailboxView, MessageList, get as mailbox, list_messages as voicemail_messages},
 };
+/// Adding a device as the API does (its answer carries the token once), for the portal's tests.
+#[cfg(test)]
+pub(crate) use self::{devices::create as device_create, json::JsonBody};
 /// The conference rooms as the list answer shows them, for the portal's tests.
 #[cfg(test)]
 pub(crate) use conferences::list_views as conference_views;

@@ -15,7 +15,7 @@ use storage::features::CallHandling;
 use storage::model::Extension;
 use storage::recording::{RecordingMode, RecordingPolicy};
 use storage::routing::PermissionGroup;
-use storage::voicemail::Mailbox;
+use storage::voicemail::{Mailbox, MailboxName};
 use storage::{StateReader, StorageError};
 
 use super::features::{handling_badges, handling_form};
@@ -43,6 +43,8 @@ pub(super) struct RowSettings {
     pub recording: HashMap<String, RecordingMode>,
     /// The mailboxes of the extensions that have one.
     pub mailboxes: HashMap<String, Mailbox>,
+    /// The name greetings (audio ids) of the mailboxes that have one.
+    pub names: HashMap<String, String>,
 }
 
 impl RowSettings {
@@ -182,6 +184,7 @@ pub(super) fn load(
     }
     settings.recording = recording_policies(reader, &found.items)?;
     settings.mailboxes = mailboxes(reader, &found.items)?;
+    settings.names = names(reader, &found.items)?;
     let total = reader.count::<Extension>()?;
     let groups: Vec<String> = reader
         .list::<PermissionGroup>()?
@@ -236,6 +239,25 @@ fn mailboxes(
     Ok(found
         .into_iter()
         .map(|m| (m.extension.clone(), m))
+        .collect())
+}
+
+/// The name greetings of `rows`' mailboxes, read like [`mailboxes`].
+fn names(
+    reader: &StateReader,
+    rows: &[Extension],
+) -> Result<HashMap<String, String>, StorageError> {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(HashMap::new());
+    };
+    let on_page: HashSet<&str> = rows.iter().map(|e| e.number.as_str()).collect();
+    let to = format!("{}\u{0}", last.number);
+    let (found, _) = reader.scan_range::<MailboxName>(&first.number, &to, usize::MAX, |n| {
+        on_page.contains(n.extension.as_str())
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|n| (n.extension, n.greeting))
         .collect())
 }
 
@@ -475,7 +497,13 @@ fn row_actions(e: &Extension, settings: &RowSettings) -> Markup {
         }
         details.row-edit {
             summary.btn.btn-small.ext-voicemail-open { "Voicemail" }
-            div.popover { (voicemail::admin_form(&e.number, settings.mailboxes.get(&e.number))) }
+            div.popover {
+                (voicemail::admin_form(
+                    &e.number,
+                    settings.mailboxes.get(&e.number),
+                    settings.names.get(&e.number).map(String::as_str),
+                ))
+            }
         }
         details.row-edit {
             summary.btn.btn-small.ext-welcome-open { "Send login" }

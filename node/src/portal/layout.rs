@@ -17,6 +17,7 @@ pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) enum Nav {
     Dashboard,
     Extensions,
+    Devices,
     RingGroups,
     Trunks,
     Routes,
@@ -29,14 +30,16 @@ pub(crate) enum Nav {
     Cluster,
     Accounts,
     WebPolicy,
+    Backups,
     Setup,
     Me,
 }
 
 impl Nav {
-    pub(crate) const ALL: [Self; 16] = [
+    pub(crate) const ALL: [Self; 18] = [
         Self::Dashboard,
         Self::Extensions,
+        Self::Devices,
         Self::RingGroups,
         Self::Trunks,
         Self::Routes,
@@ -49,6 +52,7 @@ impl Nav {
         Self::Cluster,
         Self::Accounts,
         Self::WebPolicy,
+        Self::Backups,
         Self::Setup,
         Self::Me,
     ];
@@ -57,6 +61,7 @@ impl Nav {
         match self {
             Self::Dashboard => "/",
             Self::Extensions => "/extensions",
+            Self::Devices => "/devices",
             Self::RingGroups => "/ring-groups",
             Self::Trunks => "/trunks",
             Self::Routes => "/routes",
@@ -69,6 +74,7 @@ impl Nav {
             Self::Cluster => "/cluster",
             Self::Accounts => "/accounts",
             Self::WebPolicy => "/settings/web",
+            Self::Backups => "/backups",
             Self::Setup => "/setup",
             Self::Me => "/me",
         }
@@ -78,6 +84,7 @@ impl Nav {
         match self {
             Self::Dashboard => "Dashboard",
             Self::Extensions => "Extensions",
+            Self::Devices => "Devices",
             Self::RingGroups => "Ring groups",
             Self::Trunks => "Trunks",
             Self::Routes => "Routes",
@@ -90,6 +97,7 @@ impl Nav {
             Self::Cluster => "Cluster",
             Self::Accounts => "Web accounts",
             Self::WebPolicy => "Portal policy",
+            Self::Backups => "Backups",
             Self::Setup => "Setup",
             Self::Me => "My account",
         }
@@ -100,6 +108,7 @@ impl Nav {
         match self {
             Self::Dashboard => "nav-dashboard",
             Self::Extensions => "nav-extensions",
+            Self::Devices => "nav-devices",
             Self::RingGroups => "nav-ring-groups",
             Self::Trunks => "nav-trunks",
             Self::Routes => "nav-routes",
@@ -112,6 +121,7 @@ impl Nav {
             Self::Cluster => "nav-cluster",
             Self::Accounts => "nav-accounts",
             Self::WebPolicy => "nav-policy",
+            Self::Backups => "nav-backups",
             Self::Setup => "nav-setup",
             Self::Me => "nav-me",
         }
@@ -121,6 +131,7 @@ impl Nav {
         match self {
             Self::Dashboard
             | Self::Extensions
+            | Self::Devices
             | Self::RingGroups
             | Self::Trunks
             | Self::Routes
@@ -128,7 +139,9 @@ impl Nav {
             | Self::Audio
             | Self::Contacts => "PBX",
             Self::Events | Self::Security | Self::Audit => "Security",
-            Self::Cluster | Self::Accounts | Self::WebPolicy | Self::Setup => "System",
+            Self::Cluster | Self::Accounts | Self::WebPolicy | Self::Backups | Self::Setup => {
+                "System"
+            }
             Self::Me => "Account",
         }
     }
@@ -147,7 +160,10 @@ impl Nav {
             Self::Events => g.monitor || g.security,
             Self::Security | Self::Audit => g.security,
             Self::Cluster => g.monitor || who.is_admin(),
-            Self::Accounts | Self::WebPolicy | Self::Setup => who.is_admin(),
+            Self::Accounts | Self::WebPolicy | Self::Backups | Self::Setup => who.is_admin(),
+            // Provisioning hands out tokens and SIP secrets: the page is the admin's (the API also
+            // takes the extensions grant, for scripts).
+            Self::Devices => who.is_admin(),
             // Every account reads the company phonebook; admins change it.
             Self::Contacts | Self::Me => true,
         }

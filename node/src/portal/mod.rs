@@ -30,8 +30,10 @@ mod account;
 mod admin;
 mod api;
 mod audio;
+mod backups;
 mod cdrs;
 mod contacts;
+mod devices;
 mod extensions;
 mod features;
 mod layout;
@@ -68,6 +70,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/", get(monitor::dashboard))
         .route("/cluster", get(monitor::cluster))
         .route("/extensions", get(extensions::page))
+        .route("/devices", get(devices::page))
         .route("/ring-groups", get(features::page))
         .route("/cdrs", get(cdrs::page))
         .route("/audio", get(audio::page))
@@ -78,6 +81,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/routes", get(routing::routes))
         .route("/accounts", get(admin::accounts))
         .route("/settings/web", get(admin::web_settings))
+        .route("/backups", get(backups::page))
         .route("/setup", get(setup::page))
 }
 

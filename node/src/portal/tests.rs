@@ -162,6 +162,8 @@ fn the_navigation_follows_the_grants() {
     let everything_but_admin = principal("superuser", Grants::ADMIN);
     let seen = ids(&everything_but_admin);
     assert!(!seen.contains(&"nav-accounts") && !seen.contains(&"nav-policy"));
+    assert!(!seen.contains(&"nav-devices") && !seen.contains(&"nav-backups"));
+    assert!(ids(&admin()).starts_with(&["nav-dashboard", "nav-extensions", "nav-devices"]));
     // The rendered page carries exactly those links.
     let html = layout::page(
         &principal("user", Grants::USER),
@@ -1600,4 +1602,466 @@ async fn the_trunks_and_routes_pages_show_and_set_each_ones_recording() {
     }
 
     node.shutdown().await.unwrap();
+}
+
+// ---- Devices, backups and the name greeting ---------------------------------------------------
+
+/// What the API's handlers reach, over the one-node cluster `node` (no SIP, no VIP).
+fn app_state(node: &cluster::Cluster, dir: &std::path::Path) -> crate::api::AppState {
+    use std::sync::Arc;
+
+    let events =
+        crate::events::Events::start(&crate::config::EventsSection::default(), node.clone())
+            .unwrap();
+    let audio = crate::audio::AudioStore::new(node.clone(), Arc::clone(&events));
+    let security = crate::security::Security::start(
+        &crate::config::SecuritySection::default(),
+        node.clone(),
+        Arc::clone(&events),
+    );
+    let backups =
+        crate::backup::Backups::new(node.clone(), Arc::clone(&audio), Arc::clone(&events), dir)
+            .unwrap();
+    crate::api::AppState {
+        cluster: node.clone(),
+        prometheus: metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle(),
+        security,
+        events,
+        vip: None,
+        audio,
+        capture: Arc::new(crate::capture::Capture::new(
+            1,
+            crate::capture::CaptureConfig::default(),
+        )),
+        sip: crate::provisioning::SipListeners::of(&crate::config::SipSection::default()),
+        backups,
+    }
+}
+
+fn init_cluster() -> storage::Command {
+    storage::Command::InitCluster(storage::model::ClusterRecord {
+        cluster_id: "test".into(),
+        realm: "pbx.test".into(),
+        secret: vec![7; 32],
+        created_at: 1,
+    })
+}
+
+/// The 403 page a page handler answers `who` with, or a panic.
+fn refused<T: std::fmt::Debug>(answer: Result<T, super::Problem>) -> super::Problem {
+    let p = answer.expect_err("the page was shown");
+    assert_eq!(p.status, axum::http::StatusCode::FORBIDDEN, "{p:?}");
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devices_page_lists_devices_but_never_a_token_or_secret() {
+    use axum::Json;
+    use axum::extract::State;
+    use serde_json::json;
+    use storage::provisioning::{Fetch, FetchKind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    seed(&node, init_cluster()).await;
+    for (n, name) in [("1001", "Alice"), ("1002", "Bob")] {
+        seed(&node, storage::Command::CreateExtension(extension(n, name))).await;
+    }
+    let state = app_state(&node, dir.path());
+    let who = admin();
+
+    // Added as the page adds it: the answer carries the token and the URLs, once.
+    let body = json!({"mac": "00:15:65:AA:BB:01", "brand": "yealink", "model": "T54W",
+                      "extension": "1001", "label": HOSTILE, "line_keys": ["1002"]});
+    let (_, Json(made)) = crate::api::device_create(
+        State(state.clone()),
+        who.clone(),
+        axum::http::HeaderMap::new(),
+        crate::api::JsonBody(serde_json::from_value(body).unwrap()),
+    )
+    .await
+    .unwrap();
+    let token = made.token.clone();
+    assert_eq!(token.len(), 43);
+    assert!(made.urls.with_token.contains(&token));
+    let stored = node
+        .reader()
+        .get::<storage::provisioning::Device>("001565aabb01")
+        .unwrap()
+        .unwrap();
+    seed(
+        &node,
+        storage::Command::RecordDeviceFetch {
+            mac: stored.mac.clone(),
+            kind: FetchKind::Config,
+            fetch: Fetch {
+                file: "001565aabb01.cfg".into(),
+                at: 1_764_324_000_000,
+                from: "192.0.2.44".into(),
+            },
+        },
+    )
+    .await;
+    seed(
+        &node,
+        storage::Command::PutProvisioningSettings(storage::provisioning::ProvisioningSettings {
+            transport: storage::provisioning::SipTransport::Tls,
+            ntp_server: Some("ntp.example.com".into()),
+            allowed_networks: vec!["192.0.2.0/24".into(), "198.51.100.0/24".into()],
+            updated_at: 1,
+        }),
+    )
+    .await;
+    let image = audio_file(9, storage::audio::AudioKind::Firmware, "", "yealink T54W");
+    seed(&node, storage::Command::PutAudioFile(image.clone())).await;
+    seed(
+        &node,
+        storage::Command::PutFirmware(storage::provisioning::Firmware {
+            brand: storage::provisioning::Brand::Yealink,
+            model: "t54w".into(),
+            file_name: "T54W-96.86.0.70.rom".into(),
+            audio_id: image.id.clone(),
+            size: 3 * 1024 * 1024,
+            sha256: "ab".repeat(32),
+            uploaded_at: 1_764_324_000_000,
+        }),
+    )
+    .await;
+
+    let loaded = super::devices::load(&state, &who, None).await.unwrap();
+    let html = layout::page(
+        &who,
+        Nav::Devices,
+        "Devices",
+        super::devices::render(&loaded, true),
+    )
+    .into_string();
+    // Never the token, its hash or the SIP secret the phone is given.
+    assert!(!html.contains(&token), "the token is in the page");
+    assert!(!html.contains(&stored.token_sha256) && !html.contains(&stored.sip_secret));
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    let row = row_of(&html, "<tr id=\"device-001565aabb01\"");
+    for needle in [
+        "<td class=\"mono\">00:15:65:aa:bb:01</td>",
+        "yealink T54W",
+        "<td><span class=\"mono\">1001</span><br>&lt;script&gt;alert(1)&lt;/script&gt;</td>",
+        "<td class=\"mono\">1002</td>",
+        "<span class=\"muted\">configuration: </span><time datetime=\"2025-11-28T10:00:00Z\"",
+        "<span class=\"mono\">001565aabb01.cfg</span> from <span class=\"mono\">192.0.2.44</span>",
+        "<span class=\"muted\">firmware: </span><span class=\"muted\">never</span>",
+        ">current</span>",
+        "data-api=\"POST /api/v1/devices/001565aabb01/reprovision\"",
+        "data-then=\"show-provisioned\"",
+        "data-api=\"DELETE /api/v1/devices/001565aabb01\"",
+    ] {
+        assert!(row.contains(needle), "the row lacks {needle}: {row}");
+    }
+    for needle in [
+        "id=\"device-create\" data-api=\"POST /api/v1/devices\" data-then=\"show-provisioned\"",
+        "<option value=\"polycom\">polycom</option>",
+        "id=\"devices-import\" data-import=\"/api/v1/devices/import\"",
+        "data-api=\"PUT /api/v1/provisioning/settings\"",
+        "<option value=\"tls\" selected>TLS (and SRTP)</option>",
+        "value=\"ntp.example.com\"",
+        "data-type=\"list\" placeholder=\"192.0.2.0/24\">192.0.2.0/24\n198.51.100.0/24</textarea>",
+        "data-firmware=\"yealink/t54w\"",
+        "<span class=\"mono\">T54W-96.86.0.70.rom</span>",
+        "<td class=\"num\">3.0 MiB</td>",
+        "data-api=\"DELETE /api/v1/firmware/yealink/t54w\"",
+        "data-put-file=\"/api/v1/firmware/{brand}/{model}\"",
+        "class=\"nav-link active\" id=\"nav-devices\" href=\"/devices\"",
+        // The shown-once panel the token goes to.
+        "id=\"shown-once\" hidden",
+    ] {
+        assert!(html.contains(needle), "/devices lacks {needle}");
+    }
+    assert!(!html.contains("style=") && !html.contains(" onclick"));
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "only the portal's script"
+    );
+
+    // The extension's secret was set by hand since: the device says so.
+    let mut ext = extension("1001", "Alice");
+    ext.credentials.ha1_md5 = "0".repeat(32);
+    seed(&node, storage::Command::UpdateExtension(ext)).await;
+    let loaded = super::devices::load(&state, &who, None).await.unwrap();
+    let html = super::devices::render(&loaded, true).into_string();
+    assert!(
+        html.contains(">changed since: reprovision</span>"),
+        "{html}"
+    );
+
+    // A user, or a role with every grant but not the admin role, gets the 403 page.
+    for other in [
+        principal("user", Grants::USER),
+        principal("superuser", Grants::ADMIN),
+    ] {
+        refused(
+            super::devices::page(
+                State(state.clone()),
+                super::Ctx { who: other },
+                super::Params(Default::default()),
+            )
+            .await,
+        );
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[test]
+fn macs_show_in_pairs() {
+    assert_eq!(
+        super::devices::mac_text("001565aabb01"),
+        "00:15:65:aa:bb:01"
+    );
+    assert_eq!(super::devices::mac_text("short"), "short");
+}
+
+const PASSPHRASE: &str = "Backup-Passphrase-Never-Shown-91";
+const PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAnotreal\n-----END OPENSSH PRIVATE KEY-----";
+
+fn backup_record(
+    id: &str,
+    node_id: u64,
+    status: storage::backup::BackupStatus,
+) -> storage::backup::BackupRecord {
+    storage::backup::BackupRecord {
+        id: id.into(),
+        node_id,
+        trigger: "manual".into(),
+        status,
+        started_at: 1_764_324_000_000,
+        finished_at: Some(1_764_324_002_000),
+        log_index: 42,
+        size: 5 * 1024 * 1024,
+        sha256: "cd".repeat(32),
+        audio_files: 3,
+        error: None,
+        remote: None,
+        remote_error: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backups_page_lists_backups_and_never_shows_the_passphrase_or_key() {
+    use axum::extract::State;
+    use storage::backup::{BackupSchedule, BackupSettings, BackupStatus, SftpTarget};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    let state = app_state(&node, dir.path());
+    let who = admin();
+
+    // No settings and no backups yet.
+    let page = super::backups::page(State(state.clone()), super::Ctx { who: who.clone() })
+        .await
+        .unwrap()
+        .into_string();
+    assert!(page.contains("id=\"backup-no-passphrase\""), "{page}");
+    assert!(page.contains("No backups yet."));
+    assert!(page.contains("id=\"backup-sftp-none\""));
+    assert!(
+        page.contains(
+            "name=\"passphrase\" maxlength=\"1024\" autocomplete=\"new-password\" required"
+        )
+    );
+    assert!(page.contains(
+        "id=\"backup-scheduled\" type=\"checkbox\" data-skip data-null-unless=\"schedule\">"
+    ));
+
+    seed(
+        &node,
+        storage::Command::PutBackupSettings(BackupSettings {
+            passphrase: PASSPHRASE.into(),
+            keep: 9,
+            schedule: Some(BackupSchedule {
+                weekday: Some(2),
+                hour: 3,
+                minute: 30,
+            }),
+            sftp: Some(SftpTarget {
+                host: "backup.example.com".into(),
+                port: 2222,
+                user: "pbx".into(),
+                path: "/srv/pbx".into(),
+                private_key: PRIVATE_KEY.into(),
+                host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIhost".into(),
+            }),
+            updated_at: 1,
+        }),
+    )
+    .await;
+    let ok = backup_record("20251128T100000Z-1", 1, BackupStatus::Ok);
+    let mut failed = backup_record("20251128T110000Z-2", 2, BackupStatus::Failed);
+    failed.started_at += 3_600_000;
+    failed.error = Some(HOSTILE.into());
+    failed.size = 0;
+    let mut remote = backup_record("scheduled-1764300000000", 1, BackupStatus::Ok);
+    remote.trigger = "scheduled".into();
+    remote.started_at -= 3_600_000;
+    remote.remote_error = Some("connection refused".into());
+    for r in [&ok, &failed, &remote] {
+        seed(
+            &node,
+            storage::Command::PutBackup {
+                record: Box::new(r.clone()),
+                create: true,
+            },
+        )
+        .await;
+    }
+
+    let html = super::backups::page(State(state.clone()), super::Ctx { who: who.clone() })
+        .await
+        .unwrap()
+        .into_string();
+    assert!(!html.contains(PASSPHRASE) && !html.contains("Backup-Passphrase"));
+    assert!(!html.contains("PRIVATE KEY-----\n") && !html.contains("notreal"));
+    assert!(!html.contains(HOSTILE), "raw script in the page");
+    // The secret inputs are never filled in.
+    for input in ["name=\"passphrase\"", "name=\"repeat_passphrase\""] {
+        let tag = &html[html.find(input).unwrap()..];
+        let tag = &tag[..tag.find('>').unwrap()];
+        assert!(!tag.contains("value="), "{tag}");
+    }
+    assert!(html.contains("name=\"sftp.private_key\" required autocomplete=\"off\" spellcheck=\"false\" placeholder=\"-----BEGIN OPENSSH PRIVATE KEY-----\"></textarea>"));
+    // Newest first.
+    let rows: Vec<&str> = html
+        .split("<tr id=\"backup-")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .collect();
+    assert_eq!(rows, [&failed.id, &ok.id, &remote.id]);
+    let row = row_of(&html, &format!("<tr id=\"backup-{}\"", ok.id));
+    for needle in [
+        "manual · node 1 (this one)",
+        ">ok</span>",
+        "<td class=\"num\">5.0 MiB</td>",
+        "<td class=\"num\">42</td>",
+        "<td class=\"num\">3</td>",
+        "datetime=\"2025-11-28T10:00:02Z\"",
+        "href=\"/api/v1/backups/20251128T100000Z-1/download\" download",
+        "data-api=\"DELETE /api/v1/backups/20251128T100000Z-1\"",
+    ] {
+        assert!(row.contains(needle), "the row lacks {needle}: {row}");
+    }
+    let row = row_of(&html, &format!("<tr id=\"backup-{}\"", failed.id));
+    assert!(
+        row.contains(">failed</span>") && row.contains("&lt;script&gt;"),
+        "{row}"
+    );
+    assert!(
+        row.contains("manual · node 2<") && !row.contains("/download"),
+        "{row}"
+    );
+    let row = row_of(&html, &format!("<tr id=\"backup-{}\"", remote.id));
+    assert!(
+        row.contains("connection refused") && row.contains("scheduled"),
+        "{row}"
+    );
+    for needle in [
+        "id=\"backup-create\" type=\"button\" data-api=\"POST /api/v1/backups\"",
+        ">set</span>",
+        "New passphrase (empty: unchanged)",
+        "name=\"keep\" data-type=\"number\" min=\"1\" max=\"100\" value=\"9\"",
+        "data-null-unless=\"schedule\" checked>",
+        "name=\"schedule.time\" value=\"03:30\"",
+        "<option value=\"wednesday\" selected>every wednesday</option>",
+        "pbx@backup.example.com:2222",
+        "value=\"backup.example.com\"",
+        "name=\"sftp.port\" data-type=\"number\" min=\"1\" max=\"65535\" required value=\"2222\"",
+        "value=\"/srv/pbx\"",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIhost",
+        "data-body=\"{&quot;sftp&quot;:null}\"",
+        "class=\"nav-link active\" id=\"nav-backups\" href=\"/backups\"",
+    ] {
+        assert!(html.contains(needle), "/backups lacks {needle}");
+    }
+    assert!(!html.contains("id=\"backup-no-passphrase\""));
+    // The settings form never carries the remote destination (left out: kept).
+    let form = &html[html.find("id=\"backup-settings\"").unwrap()..];
+    let form = &form[..form.find("</form>").unwrap()];
+    assert!(!form.contains("sftp"), "{form}");
+    assert!(!html.contains("style=") && !html.contains(" onclick"));
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "only the portal's script"
+    );
+
+    for other in [
+        principal("user", Grants::USER),
+        principal("operator", Grants::OPERATOR),
+    ] {
+        refused(super::backups::page(State(state.clone()), super::Ctx { who: other }).await);
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_name_greeting_is_shown_set_by_upload_removed_alone_and_never_wiped() {
+    use crate::api::{MailboxView, MessageList};
+    use serde_json::json;
+
+    let name_id = "d".repeat(32);
+    let busy_id = "e".repeat(32);
+    let view: MailboxView = serde_json::from_value(json!({
+        "extension": "1001", "enabled": true, "has_pin": true, "email": null,
+        "ring_secs": 20, "greeting_unavailable": null, "greeting_busy": busy_id,
+        "greeting_name": name_id, "max_message_secs": 180, "max_messages": 100,
+        "messages_total": 0, "messages_new": 0, "created_at": 1, "updated_at": 2
+    }))
+    .unwrap();
+    let list: MessageList =
+        serde_json::from_value(json!({"messages": [], "total": 0, "new": 0})).unwrap();
+    let html = super::voicemail::mine_card("1001", &Ok(Some((view, list)))).into_string();
+    let at = html
+        .find("<dd class=\"voicemail-greeting_name\" id=\"voicemail-greeting_name\"")
+        .unwrap_or_else(|| panic!("no name greeting: {html}"));
+    let dd = &html[at..at + html[at..].find("</dd>").unwrap()];
+    assert!(
+        dd.contains(&format!("src=\"/api/v1/audio/{name_id}/content\"")),
+        "{dd}"
+    );
+    // Its button removes the name alone: the other greetings as they are.
+    assert!(dd.contains("&quot;greeting_name&quot;:null"), "{dd}");
+    assert!(dd.contains(&format!("&quot;greeting_busy&quot;:&quot;{busy_id}&quot;")));
+    assert!(html.contains(
+        "<option value=\"greeting_name\">as your name, in the default greeting</option>"
+    ));
+    // Every other PUT the card sends leaves it out, which keeps it.
+    let without_name = html.replace("&quot;greeting_name&quot;:null", "");
+    assert!(!without_name.contains("greeting_name&quot;"), "{html}");
+    assert!(
+        !html.contains("name=\"greeting_name\""),
+        "a form carries the name"
+    );
+    assert!(!html.contains(&format!("value=\"{name_id}\"")));
+
+    // The admin's form: the same, for the extension's mailbox, without ids.
+    let mailbox = storage::voicemail::Mailbox::new("1001", 1);
+    let html = super::voicemail::admin_form("1001", Some(&mailbox), Some(&name_id)).into_string();
+    assert!(
+        html.contains(&format!("src=\"/api/v1/audio/{name_id}/content\"")),
+        "{html}"
+    );
+    assert!(html.contains("&quot;greeting_name&quot;:null"));
+    assert!(html.contains(
+        "<option value=\"greeting_name\">as the user's name, in the default greeting</option>"
+    ));
+    assert!(html.contains("data-upload=\"/api/v1/audio?owner=1001\" data-then=\"greeting\""));
+    assert!(
+        !html.contains(" id="),
+        "ids would repeat on every row: {html}"
+    );
+    let without_name = html.replace("&quot;greeting_name&quot;:null", "");
+    assert!(!without_name.contains("greeting_name&quot;"), "{html}");
+    // Without one: the number is said.
+    let html = super::voicemail::admin_form("1001", Some(&mailbox), None).into_string();
+    assert!(html.contains("the default greeting says the extension's number"));
+    assert!(!html.contains("&quot;greeting_name&quot;:null"));
 }

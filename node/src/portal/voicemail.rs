@@ -1,11 +1,15 @@
 //! Voicemail in the portal: the user's own mailbox on `/me` (the messages with a player, mark heard
 //! or new, delete; the settings, the PIN and the greetings), and an extension's mailbox on the
-//! admin's `/extensions` page (enable, ring time, limits, e-mail, PIN; create and delete).
+//! admin's `/extensions` page (enable, ring time, limits, e-mail, PIN, greetings; create and
+//! delete).
 //!
 //! Every change is a `PUT` of the whole mailbox (`/api/v1/extensions/{n}/voicemail`), so a form
 //! that edits some fields carries the others, as they were read, in hidden fields; the PIN is
 //! sent only when one is typed (an omitted PIN is kept). A greeting is uploaded to the audio store
-//! (`POST /api/v1/audio?kind=greeting&owner={n}`), then the mailbox is pointed at it.
+//! (`POST /api/v1/audio?kind=greeting&owner={n}`), then the mailbox is pointed at it. The name
+//! greeting (`greeting_name`: the owner saying their name, which the default greeting plays in
+//! place of the number) is never carried: an omitted one is kept, so no form wipes it; it is set
+//! by the upload and removed by its own button (`null`).
 
 use axum::extract::{Path, State};
 use maud::{Markup, html};
@@ -28,6 +32,8 @@ pub(super) struct Settings {
     pub ring_secs: u16,
     pub greeting_unavailable: Option<String>,
     pub greeting_busy: Option<String>,
+    /// Shown, never sent back (see the module's notes).
+    pub greeting_name: Option<String>,
     pub max_message_secs: u16,
     pub max_messages: u16,
 }
@@ -41,12 +47,13 @@ impl Settings {
             ring_secs: m.ring_secs,
             greeting_unavailable: m.greeting_unavailable.clone(),
             greeting_busy: m.greeting_busy.clone(),
+            greeting_name: m.greeting_name.clone(),
             max_message_secs: m.max_message_secs,
             max_messages: m.max_messages,
         }
     }
 
-    fn of_mailbox(m: &Mailbox) -> Self {
+    fn of_mailbox(m: &Mailbox, name: Option<&str>) -> Self {
         Self {
             extension: m.extension.clone(),
             enabled: m.enabled,
@@ -54,6 +61,7 @@ impl Settings {
             ring_secs: m.ring_secs,
             greeting_unavailable: m.greeting_unavailable.clone(),
             greeting_busy: m.greeting_busy.clone(),
+            greeting_name: name.map(str::to_owned),
             max_message_secs: m.max_message_secs,
             max_messages: m.max_messages,
         }
@@ -63,7 +71,8 @@ impl Settings {
         format!("/api/v1/extensions/{}/voicemail", enc(&self.extension))
     }
 
-    /// The `PUT` body that keeps everything as it is (the PIN too: it is left out).
+    /// The `PUT` body that keeps everything as it is (the PIN and the name greeting too: they are
+    /// left out, which keeps them).
     fn body(&self) -> Map<String, Value> {
         let mut body = Map::new();
         body.insert("enabled".into(), json!(self.enabled));
@@ -194,8 +203,8 @@ fn mailbox_section(m: &MailboxView, list: &MessageList) -> Markup {
             }
         }
         h3 { "Greetings" }
-        (greetings(&s))
-        (greeting_upload(&s))
+        (greetings(&s, true))
+        (greeting_upload(&s, true))
     }
 }
 
@@ -325,17 +334,37 @@ fn pin_form(s: &Settings) -> Markup {
     }
 }
 
-/// The two greetings, each with its player and a button that goes back to a beep.
-fn greetings(s: &Settings) -> Markup {
+/// The greetings of a mailbox: the field, and its label on the user's own page and on the admin's.
+const GREETINGS: [(&str, &str, &str); 3] = [
+    (
+        "greeting_unavailable",
+        "When you do not answer or have no phone",
+        "No answer or no phone",
+    ),
+    ("greeting_busy", "When you are busy", "Busy"),
+    (
+        "greeting_name",
+        "Your name, which the default greeting says in place of your number",
+        "Name, said by the default greeting",
+    ),
+];
+
+/// The greetings, each with its player and a button that goes back to the default: on the user's
+/// own page (`mine`, with ids: `#voicemail-greetings`, `#voicemail-{field}`) or in an admin's form.
+fn greetings(s: &Settings, mine: bool) -> Markup {
+    let ids = |id: String| mine.then_some(id);
     html! {
-        dl.kv #voicemail-greetings {
-            @for (name, label, id) in [
-                ("greeting_unavailable", "When you do not answer or have no phone", &s.greeting_unavailable),
-                ("greeting_busy", "When you are busy", &s.greeting_busy),
-            ] {
-                dt { (label) }
-                dd id={ "voicemail-" (name) } {
-                    @if let Some(id) = id {
+        dl.kv.voicemail-greetings id=[ids("voicemail-greetings".into())] {
+            @for (name, label, admin_label) in GREETINGS {
+                @let set = match name {
+                    "greeting_unavailable" => &s.greeting_unavailable,
+                    "greeting_busy" => &s.greeting_busy,
+                    _ => &s.greeting_name,
+                };
+                @let is_name = name == "greeting_name";
+                dt { @if mine { (label) } @else { (admin_label) } }
+                dd class={ "voicemail-" (name) } id=[ids(format!("voicemail-{name}"))] {
+                    @if let Some(id) = set {
                         @let content = format!("/api/v1/audio/{}/content", enc(id));
                         audio.player controls preload="none" src=(content) {
                             a href=(content) { "Download" }
@@ -343,9 +372,13 @@ fn greetings(s: &Settings) -> Markup {
                         " "
                         button.btn.btn-small.voicemail-greeting-remove type="button"
                             data-api={ "PUT " (s.url()) } data-body=(s.body_with(name, Value::Null))
-                            data-then="reload" { "Use a beep" }
+                            data-then="reload" {
+                            @if is_name { "Say the number" } @else { "Use the default greeting" }
+                        }
+                    } @else if is_name {
+                        span.muted { "none: the default greeting says the extension's number" }
                     } @else {
-                        span.muted { "a beep" }
+                        span.muted { "the default greeting" }
                     }
                 }
             }
@@ -353,48 +386,58 @@ fn greetings(s: &Settings) -> Markup {
     }
 }
 
-/// `#voicemail-greeting-upload`: a WAV file saved as a greeting of the extension, then played when
-/// the chosen case happens (`portal.js` points the mailbox at it).
-fn greeting_upload(s: &Settings) -> Markup {
+/// A WAV file saved as a greeting of the extension, then played when the chosen case happens
+/// (`portal.js` points the mailbox at it): `#voicemail-greeting-upload` on the user's own page
+/// (`mine`), a form of class `ext-voicemail-greeting` in an admin's.
+fn greeting_upload(s: &Settings, mine: bool) -> Markup {
     let upload = format!("/api/v1/audio?owner={}", enc(&s.extension));
+    let ids = |id: &str| mine.then(|| format!("voicemail-greeting-{id}"));
+    let (you, your) = if mine {
+        ("you", "your")
+    } else {
+        ("the user", "the user's")
+    };
     html! {
-        form.form #voicemail-greeting-upload data-upload=(upload) data-then="greeting"
+        form.form.voicemail-greeting-form id=[ids("upload")] data-upload=(upload) data-then="greeting"
             data-mailbox-api={ "PUT " (s.url()) } data-mailbox=(Value::Object(s.body()).to_string()) {
             (form_error())
             input type="hidden" name="kind" value="greeting";
             (field("Play it", "use", html! {
-                select #voicemail-greeting-use name="use" {
-                    option value="greeting_unavailable" { "when you do not answer or have no phone" }
-                    option value="greeting_busy" { "when you are busy" }
+                select id=[ids("use")] name="use" {
+                    option value="greeting_unavailable" { "when " (you) " do not answer or have no phone" }
+                    option value="greeting_busy" { "when " (you) " are busy" }
+                    option value="greeting_name" { "as " (your) " name, in the default greeting" }
                 }
             }))
             (field("Name", "name", html! {
-                input #voicemail-greeting-name type="text" name="name" maxlength=(MAX_AUDIO_NAME)
+                input id=[ids("name")] type="text" name="name" maxlength=(MAX_AUDIO_NAME)
                     placeholder="Empty: the file's name";
             }))
             div.wide {
                 (field("WAV file", "body", html! {
-                    input #voicemail-greeting-file type="file" name="file"
+                    input id=[ids("file")] type="file" name="file"
                         accept=".wav,audio/wav,audio/x-wav" required;
                 }))
             }
             p.hint.wide {
-                "16-bit PCM, mono, 8 or 16 kHz, at most ten minutes. It counts against your "
-                "extension's storage; a greeting replaced stays on the Audio page until deleted."
+                "16-bit PCM, mono, 8 or 16 kHz, at most ten minutes. It counts against "
+                @if mine { "your extension's" } @else { "the extension's" }
+                " storage; a greeting replaced stays on the Audio page until deleted."
             }
             div.form-actions {
-                button.btn.btn-primary #voicemail-greeting-submit type="submit" { "Upload greeting" }
+                button.btn.btn-primary id=[ids("submit")] type="submit" { "Upload greeting" }
             }
         }
     }
 }
 
 /// An extension's mailbox on the admin's extensions page: its settings (a new one's defaults when
-/// it has none yet, saved as a new mailbox), a new PIN, and removing the PIN or the mailbox.
-pub(super) fn admin_form(number: &str, mailbox: Option<&Mailbox>) -> Markup {
+/// it has none yet, saved as a new mailbox), a new PIN, removing the PIN or the mailbox, and its
+/// greetings (the name greeting `name` among them) with an upload.
+pub(super) fn admin_form(number: &str, mailbox: Option<&Mailbox>, name: Option<&str>) -> Markup {
     let s = mailbox.map_or_else(
-        || Settings::of_mailbox(&Mailbox::new(number, 0)),
-        Settings::of_mailbox,
+        || Settings::of_mailbox(&Mailbox::new(number, 0), None),
+        |m| Settings::of_mailbox(m, name),
     );
     let number_field =
         |label: &str, name: &str, value: u16, range: &std::ops::RangeInclusive<u16>| {
@@ -449,6 +492,11 @@ pub(super) fn admin_form(number: &str, mailbox: Option<&Mailbox>) -> Markup {
                 } @else {
                     (badge("warn", "not set"))
                 }
+            }
+            details.ext-voicemail-greetings {
+                summary.btn.btn-small { "Greetings" }
+                (greetings(&s, false))
+                (greeting_upload(&s, false))
             }
             button.btn.btn-small.btn-danger.ext-voicemail-delete type="button"
                 data-api={ "DELETE " (s.url()) }

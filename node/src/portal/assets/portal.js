@@ -6,15 +6,18 @@
 //       "YYYY-MM-DD[..YYYY-MM-DD] name" → [{from, to, name}]); empty fields are left out, or sent as null
 //       with data-empty="null"; dotted names nest: grants.monitor, and a number makes a list:
 //       hours.0.from; the fields inside a [data-optional] element (one item of a list: a row) are
-//       left out while its [data-row-key] field is empty, and the list closes up), then does
-//       data-then:
-//       reload | redirect:/path | show-secret | notice | totp. `{field}` in the URL is that
-//       field's value, as one path segment (required).
+//       left out while its [data-row-key] field is empty, and the list closes up; an unchecked
+//       checkbox with data-null-unless="name" sends that field as null), then does data-then:
+//       reload | redirect:/path | show-secret | show-provisioned (a device's token and URLs) |
+//       notice | totp. `{field}` in the URL is that field's value, as one path segment (required).
 //   button[data-api]                     the same for one click (data-confirm asks first,
 //       data-body is the JSON body).
 //   form[data-login]                     the sign-in form (asks for the second factor when needed).
 //   form[data-import]                    uploads a CSV file and shows the per-row report
-//       (data-columns names its three columns, data-shown the button that reloads).
+//       (data-columns names its three columns, data-shown the button that reloads) and the
+//       secrets or tokens it made, once.
+//   form[data-put-file="/url/{field}"]   PUTs its file input's file to the URL (`{field}` filled
+//       in as for data-api) with ?name= its `name` field or the file's name, then does data-then.
 //   form[data-upload]                    uploads its file input's WAV file as the body of a POST to
 //       data-upload?kind=…&name=… (the name defaults to the file's), then does data-then; with
 //       data-then="greeting", then sends data-mailbox (JSON) with its field named by the form's
@@ -238,20 +241,32 @@
       const v = fieldValue(el);
       if (v !== undefined) setPath(body, el.name, v);
     }
+    // A part of the body that a checkbox turns off: sent as null.
+    for (const box of $$('input[type="checkbox"][data-null-unless]', form)) {
+      if (!box.checked) setPath(body, box.dataset.nullUnless, null);
+    }
     return closeUp(body);
   }
 
   // ---- What happens after a change succeeded ------------------------------------------------
 
-  function showOnce(label, value) {
+  // `extra`: [label, text] lines shown under the value (a device's URLs).
+  function showOnce(label, value, extra = []) {
     const panel = $('#shown-once');
     if (!panel) {
-      window.alert(`${label}: ${value}`);
+      window.alert([`${label}: ${value}`, ...extra.map(([k, v]) => `${k}: ${v}`)].join('\n'));
       location.reload();
       return;
     }
     $('#shown-once-label').textContent = label;
     $('#shown-once-value').textContent = value;
+    const more = $('#shown-once-extra');
+    if (more) {
+      more.replaceChildren(...extra.flatMap(([k, v], i) => [
+        i > 0 ? h('br') : null, h('span', { class: 'muted' }, `${k}: `), h('code', { class: 'shown-once-url' }, v),
+      ].filter(Boolean)));
+      more.hidden = extra.length === 0;
+    }
     panel.hidden = false;
     $('#shown-once-copy')?.focus();
   }
@@ -265,6 +280,17 @@
     $('#totp-code')?.focus();
   }
 
+  // The URLs a device answer gives, as lines for the shown-once panel.
+  function provisionedUrls(d) {
+    const u = d.urls ?? {};
+    return [
+      ['URL with the token', u.with_token],
+      ['URL for HTTP Basic', u.basic],
+      ['Basic user', u.basic_user],
+      ['Directory (phones that add their file name)', u.directory],
+    ].filter(([, v]) => v);
+  }
+
   function after(el, res) {
     const then = el.dataset.then || 'reload';
     const d = res.data ?? {};
@@ -273,6 +299,9 @@
     } else if (then === 'show-secret') {
       const secret = d.generated_secret ?? d.secret ?? d.password;
       if (secret) showOnce(fill(el.dataset.secretLabel || 'Generated secret', d), secret);
+      else location.reload();
+    } else if (then === 'show-provisioned') {
+      if (d.token) showOnce(fill(el.dataset.secretLabel || 'Provisioning token', d), d.token, provisionedUrls(d));
       else location.reload();
     } else if (then === 'notice') {
       flash(fill(el.dataset.notice || 'Done.', d), 'ok');
@@ -386,6 +415,8 @@
     const rows = errors.map((e) => h('tr', {}, h('td', { class: 'num' }, e.line ?? e.row ?? ''), h('td', {}, e.number ?? e.field ?? ''), h('td', {}, e.message ?? '')));
     const [c1, c2, c3] = (form.dataset.columns || 'Line,Number,Problem').split(',');
     const secrets = (Array.isArray(d.extensions) ? d.extensions : []).filter((x) => x.generated_secret);
+    // Devices report the token and URLs of each one added.
+    const tokens = (Array.isArray(d.devices) ? d.devices : []).filter((x) => x.token);
     report.replaceChildren(
       h('p', { class: 'import-summary', id: 'import-summary' },
         `Created ${d.created ?? 0}; ${errors.length} row${errors.length === 1 ? '' : 's'} refused.`),
@@ -400,6 +431,13 @@
           h('table', { class: 'data', id: 'import-secrets' },
             h('thead', {}, h('tr', {}, h('th', {}, 'Number'), h('th', {}, 'SIP secret'))),
             h('tbody', {}, ...secrets.map((x) => h('tr', {}, h('td', {}, x.number), h('td', {}, h('code', {}, x.generated_secret)))))))
+        : null,
+      tokens.length
+        ? h('div', {},
+          h('p', { class: 'hint' }, 'Provisioning tokens, shown once: copy them now.'),
+          h('table', { class: 'data', id: 'import-tokens' },
+            h('thead', {}, h('tr', {}, h('th', {}, 'MAC'), h('th', {}, 'Token'), h('th', {}, 'URL with the token'))),
+            h('tbody', {}, ...tokens.map((x) => h('tr', {}, h('td', { class: 'mono' }, x.mac), h('td', {}, h('code', {}, x.token)), h('td', {}, h('code', {}, x.urls?.with_token ?? '')))))))
         : null,
       (d.created ?? 0) > 0 ? h('button', { type: 'button', class: 'btn', dataset: { reload: '' } }, form.dataset.shown || 'Show the new extensions') : null,
     );
@@ -446,6 +484,35 @@
     const res = await call(method, url, body);
     busy(form, false);
     if (res.ok) location.reload();
+    else showError(form, messageOf(res));
+  }
+
+  // ---- File upload by PUT (firmware) ---------------------------------------------------------
+
+  async function putFile(form) {
+    clearErrors(form);
+    const input = $('input[type="file"]', form);
+    const file = input?.files?.[0];
+    if (!file) {
+      showError(form, 'body: choose a file');
+      return;
+    }
+    let missing = null;
+    const url = form.dataset.putFile.replace(/\{(\w+)\}/g, (_, k) => {
+      const v = form.elements.namedItem(k)?.value?.trim() ?? '';
+      if (!v && !missing) missing = k;
+      return encodeURIComponent(v);
+    });
+    if (missing) {
+      showError(form, `${missing}: required`);
+      return;
+    }
+    const name = form.elements.namedItem('name')?.value.trim() || file.name;
+    busy(form, true);
+    const res = await call('PUT', `${url}?name=${encodeURIComponent(name)}`, file, 'application/octet-stream');
+    busy(form, false);
+    if (res.ok) after(form, res);
+    else if (res.status === 413) showError(form, 'The file is larger than the server accepts.');
     else showError(form, messageOf(res));
   }
 
@@ -626,6 +693,9 @@
     } else if (form.dataset.upload) {
       ev.preventDefault();
       uploadAudio(form);
+    } else if (form.dataset.putFile) {
+      ev.preventDefault();
+      putFile(form);
     } else if (form.dataset.api) {
       ev.preventDefault();
       submitApi(form);
