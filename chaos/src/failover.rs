@@ -46,6 +46,9 @@ pub enum Fault {
     RestartOwner,
     /// Restart every node in turn, followers first, waiting for each to rejoin.
     RollingRestart,
+    /// Form the lab with an older build (`--from-binary`), then restart every node in turn onto
+    /// this build, followers first, waiting for each to rejoin.
+    RollingUpgrade,
 }
 
 impl Fault {
@@ -57,6 +60,7 @@ impl Fault {
             Self::KillFollower => "kill-follower",
             Self::RestartOwner => "restart-owner",
             Self::RollingRestart => "rolling-restart",
+            Self::RollingUpgrade => "rolling-upgrade",
         }
     }
 }
@@ -102,13 +106,23 @@ struct Call {
     dropped: bool,
 }
 
-/// Runs `rounds` of `fault` against a fresh 3-node namespace lab with `calls` calls up.
-pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<FailoverReport> {
+/// Runs `rounds` of `fault` against a fresh 3-node namespace lab with `calls` calls up; the lab
+/// runs `from_binary` until a rolling upgrade replaces it.
+pub async fn run(
+    fault: Fault,
+    rounds: usize,
+    calls: usize,
+    from_binary: Option<std::path::PathBuf>,
+) -> anyhow::Result<FailoverReport> {
+    if fault == Fault::RollingUpgrade && from_binary.is_none() {
+        bail!("rolling-upgrade needs --from-binary: the older pbx build to upgrade from");
+    }
     let options = LabOptions {
         netns: true,
         media_ports_per_node: u16::try_from(calls * 4 + 64)
             .context("too many calls")?
             .max(400),
+        binary: from_binary,
         ..LabOptions::default()
     };
     // Two phones per call, and two more for the new call at the end.
@@ -150,26 +164,35 @@ pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<Fa
             Fault::PartitionOwner => lab.partition(owner)?,
             Fault::KillFollower => lab.kill((owner + 1) % lab.nodes.len()),
             Fault::RestartOwner => lab.stop(owner)?,
-            Fault::RollingRestart => {}
+            Fault::RollingRestart | Fault::RollingUpgrade => {}
         }
-        if fault == Fault::RollingRestart {
+        if matches!(fault, Fault::RollingRestart | Fault::RollingUpgrade) {
             // Followers first, the owner last: one VIP move per pass, as an upgrade would do it.
             let order: Vec<usize> = (1..=lab.nodes.len())
                 .map(|k| (owner + k) % lab.nodes.len())
                 .collect();
             for i in order {
                 lab.stop(i)?;
+                // An upgrade: the node comes back on this build, with its data as it was.
+                if fault == Fault::RollingUpgrade {
+                    lab.nodes[i].binary = None;
+                }
                 lab.restart(i).await?;
                 wait_caught_up(&lab, &client, i).await?;
             }
         }
         // Recovered: the VIP is owned (by another node when it had to move) and every phone hears
         // its peer again.
-        let moved = !matches!(fault, Fault::KillFollower | Fault::RollingRestart);
+        let moved = !matches!(
+            fault,
+            Fault::KillFollower | Fault::RollingRestart | Fault::RollingUpgrade
+        );
         let deadline = Instant::now() + RECOVERY_LIMIT;
         let new_owner_at = loop {
             let claim = match fault {
-                Fault::RollingRestart => owners.current().map(|_| ms_since(epoch)),
+                Fault::RollingRestart | Fault::RollingUpgrade => {
+                    owners.current().map(|_| ms_since(epoch))
+                }
                 Fault::KillFollower => owners.first_claim_since(fault_at, |i| i == owner),
                 _ => owners.first_claim_since(fault_at, |i| i != owner),
             };
@@ -241,7 +264,7 @@ pub async fn run(fault: Fault, rounds: usize, calls: usize) -> anyhow::Result<Fa
                     .push(owners.released_after(owner, fault_at).unwrap_or(u64::MAX));
                 lab.heal(owner)?;
             }
-            Fault::RollingRestart => {}
+            Fault::RollingRestart | Fault::RollingUpgrade => {}
         }
         for i in 0..lab.nodes.len() {
             wait_caught_up(&lab, &client, i).await?;

@@ -103,6 +103,9 @@ pub struct LabOptions {
     /// Run each node in its own network namespace of the lab topology (`deploy/lab-netns.sh up`),
     /// with the VIP on the node subnet and the Linux driver; the caller runs inside a phone namespace.
     pub netns: bool,
+    /// Another `pbx` build to form the lab with (an older release, for upgrade runs); each node
+    /// runs it until [`LabNode::binary`] is cleared and the node restarted.
+    pub binary: Option<PathBuf>,
 }
 
 /// The lab topology of `deploy/lab-netns.sh`: node `id` is `198.18.0.(10+id)` in namespace
@@ -140,6 +143,7 @@ impl Default for LabOptions {
             security_extra: String::new(),
             events_extra: String::new(),
             netns: false,
+            binary: None,
         }
     }
 }
@@ -160,6 +164,8 @@ pub struct LabNode {
     pub sip_tls_port: u16,
     pub log: PathBuf,
     child: Option<Child>,
+    /// The build this node runs when not the current one (see [`LabOptions::binary`]).
+    pub binary: Option<PathBuf>,
 }
 
 impl LabNode {
@@ -199,7 +205,8 @@ impl Lab {
     pub async fn start_with(n: u64, options: LabOptions) -> anyhow::Result<Self> {
         let mut lab = Self::prepared(n, options)?;
         // `init` opens the node's store and binds its Raft address: in the node's own namespace.
-        let out = run_pbx_in(
+        let out = run_bin_in(
+            lab.nodes[0].binary.clone().unwrap_or_else(pbx_bin),
             lab.nodes[0].netns.as_deref(),
             &[
                 "cluster",
@@ -384,6 +391,7 @@ impl Lab {
             sip_tls_port,
             log,
             child: None,
+            binary: self.options.binary.clone(),
         });
         Ok(self.nodes.len() - 1)
     }
@@ -396,13 +404,14 @@ impl Lab {
             .append(true)
             .open(&node.log)?;
         // `ip netns exec` execs the node in place: the child's pid is the node's.
+        let bin = node.binary.clone().unwrap_or_else(pbx_bin);
         let mut cmd = match &node.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns.as_str()]).arg(pbx_bin());
+                c.args(["netns", "exec", ns.as_str()]).arg(&bin);
                 c
             }
-            None => Command::new(pbx_bin()),
+            None => Command::new(&bin),
         };
         let child = cmd
             .args(["run", "--config", &path_str(&node.config)])
@@ -879,13 +888,18 @@ pub fn run_pbx(args: &[&str]) -> anyhow::Result<String> {
 
 /// `pbx` with `args`, inside network namespace `ns` when given.
 pub fn run_pbx_in(ns: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
+    run_bin_in(pbx_bin(), ns, args)
+}
+
+/// Build `bin` with `args`, inside network namespace `ns` when given.
+fn run_bin_in(bin: PathBuf, ns: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
     let mut cmd = match ns {
         Some(ns) => {
             let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(pbx_bin());
+            c.args(["netns", "exec", ns]).arg(&bin);
             c
         }
-        None => Command::new(pbx_bin()),
+        None => Command::new(&bin),
     };
     let out = cmd
         .args(args)

@@ -44,6 +44,9 @@ enum Scenario {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         report: Option<std::path::PathBuf>,
+        /// For `rolling-upgrade`: the older `pbx` build the lab starts on.
+        #[arg(long)]
+        from_binary: Option<std::path::PathBuf>,
     },
     /// Concurrent calls with RTP both ways through a fresh lab: loss, latency, CPU per packet.
     CallLoad {
@@ -159,8 +162,9 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             calls,
             report: report_file,
+            from_binary,
         } => {
-            let report = pbx_chaos::failover::run(fault, rounds, calls).await?;
+            let report = pbx_chaos::failover::run(fault, rounds, calls, from_binary).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if let Some(path) = report_file {
                 std::fs::write(&path, serde_json::to_vec(&report)?)?;
