@@ -65,6 +65,16 @@ pub enum ClusterError {
         node: NodeId,
         speaks: u32,
     },
+    /// A node asked to join speaks an older protocol than the members: it could not read what they
+    /// may have written. (Appended last.)
+    #[error(
+        "node {node} speaks cluster protocol {speaks} and the members speak {members}: install this pbx version on it before it joins"
+    )]
+    JoinTooOld {
+        node: NodeId,
+        speaks: u32,
+        members: u32,
+    },
 }
 
 impl ClusterError {
@@ -79,7 +89,8 @@ impl ClusterError {
             Self::Timeout(_) => 504,
             Self::AlreadyInitialized
             | Self::MembershipChangeInProgress
-            | Self::VersionTooOld { .. } => 409,
+            | Self::VersionTooOld { .. }
+            | Self::JoinTooOld { .. } => 409,
             Self::InvalidMembership(_) => 400,
             Self::UnknownMember(_) => 404,
             Self::Refused(_) => 502,

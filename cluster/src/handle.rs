@@ -727,6 +727,71 @@ impl Inner {
         self.batcher.submit(cmd).await
     }
 
+    /// Once replication to new learner `id` has connected: when it speaks an older protocol than
+    /// every member does, it is removed again and the join refused (it could not decode what the
+    /// members may have written). A learner that does not connect within a few seconds is left to
+    /// the catch-up wait.
+    async fn refuse_older_joiner(&self, id: NodeId) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let speaks = loop {
+            if let Some(v) = self.transport.peer_wire_version(id) {
+                break v;
+            }
+            if Instant::now() > deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let others: Vec<NodeId> = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|v| *v != self.id && *v != id)
+                .collect()
+        };
+        let members = others
+            .into_iter()
+            .map(|other| self.member_wire_version(other))
+            .fold(self.config.max_wire_version, u32::min);
+        if speaks >= members {
+            return Ok(());
+        }
+        tracing::warn!(
+            node = self.id,
+            new_member = id,
+            speaks,
+            members,
+            "refusing a member of an older protocol"
+        );
+        if let Err(e) = self
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+        {
+            tracing::warn!(new_member = id, error = %e, "could not remove the refused learner");
+        }
+        Err(ClusterError::JoinTooOld {
+            node: id,
+            speaks,
+            members,
+        })
+    }
+
+    /// The protocol member `id` speaks: its live connection's, else what it recorded, else 1.
+    fn member_wire_version(&self, id: NodeId) -> u32 {
+        let live = self.transport.peer_wire_version(id);
+        let recorded = self
+            .reader
+            .get::<storage::model::Setting>(&crate::version::wire_key(id))
+            .ok()
+            .flatten()
+            .and_then(|s| s.value.parse().ok());
+        crate::version::cluster_version([(live, recorded)])
+    }
+
     /// A member (this node included) that speaks a wire version below `needs`, with its version:
     /// see [`crate::version::cluster_version`].
     fn oldest_member_below(&self, needs: u32) -> Option<(NodeId, u32)> {
@@ -745,14 +810,7 @@ impl Inner {
                 .collect()
         };
         members.into_iter().find_map(|id| {
-            let live = self.transport.peer_wire_version(id);
-            let recorded = self
-                .reader
-                .get::<storage::model::Setting>(&crate::version::wire_key(id))
-                .ok()
-                .flatten()
-                .and_then(|s| s.value.parse().ok());
-            let speaks = crate::version::cluster_version([(live, recorded)]);
+            let speaks = self.member_wire_version(id);
             (speaks < needs).then_some((id, speaks))
         })
     }
@@ -783,6 +841,7 @@ impl Inner {
             .map_err(client_write_error)?;
         let membership_index = resp.log_id.index;
         tracing::info!(node = self.id, new_member = id, %addr, "added learner; waiting for it to catch up");
+        self.refuse_older_joiner(id).await?;
 
         let caught_up = self
             .raft

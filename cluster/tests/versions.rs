@@ -43,3 +43,32 @@ async fn both_sides_speak_the_newest_version_they_share() {
         .unwrap();
     assert_eq!(alpn(&conn), "pbx-raft/1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_an_older_protocol_is_refused_at_join_and_removed() {
+    let ca = tls::generate_ca("join").unwrap();
+    let nodes = cluster_of(&ca, 1, |_| {}).await;
+    let leader = &nodes[0].cluster;
+    let old = common::start_node_with(&ca, 2, |c| c.max_wire_version = 1).await;
+    let err = leader.add_member(2, old.addr()).await.unwrap_err();
+    assert_eq!(
+        err,
+        pbx_cluster::ClusterError::JoinTooOld {
+            node: 2,
+            speaks: 1,
+            members: WIRE_VERSION
+        },
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("install this pbx version"),
+        "{err}"
+    );
+    assert!(
+        leader.members().iter().all(|(id, _, _)| *id != 2),
+        "the refused learner is removed again"
+    );
+    // A node of this protocol joins.
+    let current = common::start_node_with(&ca, 3, |_| {}).await;
+    leader.add_member(3, current.addr()).await.unwrap();
+}
