@@ -34,6 +34,22 @@ fn set_max_protocol(lab: &Lab, i: usize, max: Option<u32>) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Waits until restarted node `i` has caught up far enough to know the admin's password (a node
+/// restarted right after the lab formed may not have applied its change yet).
+async fn wait_caught_up(client: &pbx_tests::LabClient, i: usize) {
+    for _ in 0..200 {
+        let resp = client
+            .req(i, Method::GET, "/api/v1/extensions?limit=1")
+            .send()
+            .await;
+        if resp.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("node {i} never served the admin after its restart");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_the_older_protocol_holds_back_the_changes_it_could_not_read() {
     let mut lab = Lab::start_with(3, LabOptions::default()).await.unwrap();
@@ -58,6 +74,7 @@ async fn a_node_on_the_older_protocol_holds_back_the_changes_it_could_not_read()
     lab.stop(2).unwrap();
     set_max_protocol(&lab, 2, Some(1));
     lab.restart(2).await.unwrap();
+    wait_caught_up(&client, 2).await;
     let status = poll(
         &client,
         "/api/v1/cluster/status",
@@ -106,6 +123,7 @@ async fn a_node_on_the_older_protocol_holds_back_the_changes_it_could_not_read()
     lab.stop(2).unwrap();
     set_max_protocol(&lab, 2, None);
     lab.restart(2).await.unwrap();
+    wait_caught_up(&client, 2).await;
     let status = poll(
         &client,
         "/api/v1/cluster/status",
