@@ -223,7 +223,33 @@ impl Lab {
             .to_owned();
         lab.form().await?;
         lab.change_bootstrap_password().await?;
+        lab.wait_password_everywhere().await?;
         Ok(lab)
+    }
+
+    /// Waits until every node accepts the admin's current password: a node that applies entries
+    /// a little behind the others (it just joined, or became leader before applying the change)
+    /// would otherwise answer a test's first request with `401`.
+    async fn wait_password_everywhere(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for i in 0..self.nodes.len() {
+            loop {
+                let resp = self
+                    .req(i, reqwest::Method::GET, "/api/v1/extensions?limit=1")
+                    .send()
+                    .await;
+                if resp.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "node {} does not accept the admin's new password",
+                    self.nodes[i].id
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 
     /// A lab of `n` nodes with certificates and configs, none started (a restore test restores
