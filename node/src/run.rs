@@ -351,24 +351,8 @@ async fn init_on(cluster: &Cluster, cfg: &NodeConfig) -> anyhow::Result<Bootstra
             }),
             mode: storage::routing::PutMode::Create,
         },
-        Command::PutMember(MemberRecord {
-            node_id: cfg.node_id,
-            name: cfg.display_name(),
-            addr: NodeAddr {
-                raft_addr: cfg.raft_advertise(),
-                api_addr: cfg.api_advertise(),
-            },
-            joined_at: now,
-        }),
     ];
-    if let Some(vip) = &cfg.vip {
-        commands.push(Command::SetVip(VipConfig {
-            address: vip.address.clone(),
-            interface: vip.interface.clone(),
-            driver: vip.driver.clone(),
-            updated_at: now,
-        }));
-    }
+    commands.extend(first_member(cfg, now));
     for cmd in commands {
         let kind = cmd.kind();
         let resp = cluster
@@ -382,6 +366,28 @@ async fn init_on(cluster: &Cluster, cfg: &NodeConfig) -> anyhow::Result<Bootstra
         password,
         cluster_id,
     })
+}
+
+/// This node as the first member of a new (or restored) cluster, and the VIP of its config.
+pub(crate) fn first_member(cfg: &NodeConfig, now: u64) -> Vec<Command> {
+    let mut commands = vec![Command::PutMember(MemberRecord {
+        node_id: cfg.node_id,
+        name: cfg.display_name(),
+        addr: NodeAddr {
+            raft_addr: cfg.raft_advertise(),
+            api_addr: cfg.api_advertise(),
+        },
+        joined_at: now,
+    })];
+    if let Some(vip) = &cfg.vip {
+        commands.push(Command::SetVip(VipConfig {
+            address: vip.address.clone(),
+            interface: vip.interface.clone(),
+            driver: vip.driver.clone(),
+            updated_at: now,
+        }));
+    }
+    commands
 }
 
 /// A node that becomes the Raft leader says so in the event center (a failover, when it was not the

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use cluster::Cluster;
 use storage::audio::AudioFile;
 use storage::backup::{StateImport, restorable};
-use storage::model::{ClusterRecord, MemberRecord, NodeAddr, VipConfig};
+use storage::model::ClusterRecord;
 use storage::{Command, Response, Table};
 
 use super::archive::{ArchiveHeader, ArchiveReader, EntryKind, read_header};
@@ -230,24 +230,7 @@ async fn load(
     );
 
     // This node as the first member; the VIP of this node's config, when it has one, as `init`.
-    let now = now_millis();
-    let mut commands = vec![Command::PutMember(MemberRecord {
-        node_id: me,
-        name: cfg.display_name(),
-        addr: NodeAddr {
-            raft_addr: cfg.raft_advertise(),
-            api_addr: cfg.api_advertise(),
-        },
-        joined_at: now,
-    })];
-    if let Some(vip) = &cfg.vip {
-        commands.push(Command::SetVip(VipConfig {
-            address: vip.address.clone(),
-            interface: vip.interface.clone(),
-            driver: vip.driver.clone(),
-            updated_at: now,
-        }));
-    }
+    let commands = crate::run::first_member(cfg, now_millis());
     for cmd in commands {
         let kind = cmd.kind();
         let resp = cluster
