@@ -134,11 +134,15 @@ pub struct SipSection {
     /// SHA-256 sets `["SHA-256"]` (refusing MD5), or `["SHA-256", "MD5"]` for RFC 8760's order.
     #[serde(default = "default_digest_algorithms")]
     pub digest_algorithms: Vec<String>,
-    /// Live SIP transactions at most; beyond it new requests get `503`. A finished UDP transaction
-    /// stays 32 s (RFC 3261 Timer J) to absorb retransmissions, so this bounds the sustainable request
-    /// rate at about `max_transactions / 32` per second, and memory at about 1 KiB per transaction.
+    /// SIP transactions in progress at most (about 1 KiB each); beyond it new requests get `503`.
+    /// INVITE transactions count until their timers end (up to 32 s after the final response).
     #[serde(default = "default_max_transactions")]
     pub max_transactions: usize,
+    /// Finished non-INVITE transactions over UDP kept to answer retransmissions for 32 s (RFC 3261
+    /// Timer J), about 0.6 KB each. Past it the oldest is forgotten early: a late retransmission of
+    /// it is handled as a new request. At N requests per second, 32·N keeps all of them.
+    #[serde(default = "default_max_finished_transactions")]
+    pub max_finished_transactions: usize,
     /// Seconds between OPTIONS pings to registered contacts; 0 turns qualifying off.
     #[serde(default = "default_qualify_interval_secs")]
     pub qualify_interval_secs: u64,
@@ -157,6 +161,7 @@ impl Default for SipSection {
             digest_algorithms: default_digest_algorithms(),
             qualify_interval_secs: default_qualify_interval_secs(),
             max_transactions: default_max_transactions(),
+            max_finished_transactions: default_max_finished_transactions(),
         }
     }
 }
@@ -178,7 +183,8 @@ pub struct MediaSection {
     /// A call whose media stops in both directions for this long is torn down; 0 disables.
     #[serde(default = "default_media_timeout_secs")]
     pub media_timeout_secs: u64,
-    /// Latching: a side's RTP source may be learned only within this many seconds of its first packet.
+    /// Latching: a side's RTP source may be learned only within this many seconds of its media
+    /// being negotiated, or of the other side's answer.
     #[serde(default = "default_latch_window_secs")]
     pub latch_window_secs: u64,
 }
@@ -621,6 +627,9 @@ fn default_max_contacts() -> usize {
     10
 }
 fn default_max_transactions() -> usize {
+    200_000
+}
+fn default_max_finished_transactions() -> usize {
     200_000
 }
 fn default_qualify_interval_secs() -> u64 {

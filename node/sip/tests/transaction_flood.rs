@@ -78,10 +78,15 @@ fn a_flood_beyond_the_bound_gets_503_and_drains_to_zero() {
 }
 
 #[test]
-fn answered_transactions_count_until_their_wait_timers_end() {
-    let mut h = Single::new(small());
+fn answered_non_invites_leave_the_bound_and_the_oldest_finished_are_forgotten_first() {
+    let mut h = Single::new(config_with(|c| {
+        c.max_transactions = 100;
+        c.max_finished = 500;
+    }));
     let mut admitted = 0;
-    // 20 requests per virtual second for 100 s, each answered at once; Timer J keeps each one 32 s.
+    // 20 requests per virtual second for 100 s, each answered at once. Timer J would keep each one
+    // 32 s (640 at this rate): they no longer hold the in-progress bound, and the finished table
+    // keeps the newest 500.
     for i in 0..2_000_u64 {
         h.run_until(ms(i * 50));
         let req = request("OPTIONS", &format!("z9hG4bKq{i}"), &format!("q{i}"), 1);
@@ -90,13 +95,30 @@ fn answered_transactions_count_until_their_wait_timers_end() {
             if let TxEvent::Request { tx, .. } = e {
                 admitted += 1;
                 h.layer
-                    .respond(h.now, tx, response(&req, 200, Some("x")))
+                    .respond(h.now, tx, response(&req, 200, Some(&format!("t{i}"))))
                     .unwrap();
             }
         }
-        assert!(h.layer.len() <= 100, "len {} at {i}", h.layer.len());
+        assert_eq!(h.layer.live(), 0);
+        assert!(h.layer.finished() <= 500, "{} at {i}", h.layer.finished());
     }
-    assert!(admitted > 100 && admitted < 2_000, "admitted {admitted}");
+    assert_eq!(admitted, 2_000);
+    assert_eq!(h.layer.finished(), 500);
+    assert_eq!(h.layer.finished_forgotten_early(), 1_500);
+    h.drain();
+    h.take_sent();
+
+    // The newest ones still answer a retransmission with their own response, not as a new request.
+    let newest = request("OPTIONS", "z9hG4bKq1999", "q1999", 1);
+    h.request(newest, uac_peer(UDP));
+    assert_eq!(requests_seen(&mut h), 0);
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert!(header(&sent[0].2, "To").unwrap().ends_with(";tag=t1999"));
+    // A forgotten one is a new request again (the TU answers it again).
+    h.request(request("OPTIONS", "z9hG4bKq0", "q0", 1), uac_peer(UDP));
+    assert_eq!(requests_seen(&mut h), 1);
+
     h.run_to_idle();
     assert_eq!(h.layer.len(), 0);
 }

@@ -15,6 +15,9 @@ use super::call::{CallInput, LegEvent};
 use super::handler::Handler;
 use super::transport::{Inbound, Outbound};
 
+/// Inbound messages handled per wake-up at most, beyond the one that woke the endpoint.
+const BATCH: usize = 32;
+
 /// Commands from the PBX logic to the endpoint.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -148,6 +151,10 @@ impl Endpoint {
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
     ) {
+        let live = metrics::gauge!("pbx_sip_transactions", "state" => "live");
+        let finished = metrics::gauge!("pbx_sip_transactions", "state" => "finished");
+        let forgotten = metrics::counter!("pbx_sip_finished_transactions_forgotten_total");
+        let mut forgotten_seen = 0;
         loop {
             let wake = self
                 .layer
@@ -166,7 +173,20 @@ impl Endpoint {
             }
             self.drain();
             self.raw_uri = None;
-            metrics::gauge!("pbx_sip_transactions").set(self.layer.len() as f64);
+            // Under load more is queued: take a batch before the next wake-up and gauge update.
+            for _ in 0..BATCH {
+                match inbound.try_recv() {
+                    Ok(msg) => self.handle_inbound(Instant::now(), msg),
+                    Err(_) => break,
+                }
+                self.drain();
+                self.raw_uri = None;
+            }
+            live.set(self.layer.live() as f64);
+            finished.set(self.layer.finished() as f64);
+            let now_forgotten = self.layer.finished_forgotten_early();
+            forgotten.increment(now_forgotten - forgotten_seen);
+            forgotten_seen = now_forgotten;
         }
     }
 

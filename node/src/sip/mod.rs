@@ -219,6 +219,7 @@ impl SipService {
         let (qualify_endpoint, qualify_out) = (endpoint_handle, out.clone());
         let tx_config = TransactionConfig {
             max_transactions: cfg.max_transactions,
+            max_finished: cfg.max_finished_transactions,
             ..TransactionConfig::default()
         };
         let endpoint = endpoint::Endpoint::new(tx_config, out.clone(), handler);

@@ -61,6 +61,7 @@
 //! ACK and BYE). A response with more than one Via is dropped (§18.1.2).
 
 mod client;
+mod finished;
 mod key;
 mod message;
 mod server;
@@ -74,12 +75,13 @@ use rsip::{Method, Request, Response, SipMessage};
 use tracing::debug;
 
 use self::client::ClientTx;
+use self::finished::Finished;
 use self::key::{
     AckKey, ClientKey, MethodCode, ServerKey, TopVia, call_id, cseq, from_value, tag_param,
     to_value, top_via, via_count,
 };
 use self::message::{TagGen, build_response, encode_response, reason, response_skeleton};
-use self::server::ServerTx;
+use self::server::{ServerTx, Step};
 pub use self::timer::Timer;
 use self::timer::TimerQueue;
 
@@ -262,8 +264,14 @@ pub enum OverloadAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionConfig {
     pub timers: TimerConfig,
-    /// Bound on live transactions (client + server). Default 100 000.
+    /// Bound on live transactions (client + server). Default 100 000. Finished non-INVITE server
+    /// transactions over UDP (waiting out Timer J only to answer retransmissions) are not live: they
+    /// are bounded by `max_finished`.
     pub max_transactions: usize,
+    /// Bound on finished non-INVITE server transactions kept for retransmissions (about 0.6 KB each:
+    /// a key digest, the peer and the encoded final response). Past it the oldest is forgotten before
+    /// its Timer J; a retransmission of it is then a new request. Default 200 000.
+    pub max_finished: usize,
     pub overload: OverloadAction,
     /// Retransmit the 2xx to an INVITE until its ACK (§13.3.1.4) on behalf of the TU. Default true.
     pub retransmit_2xx: bool,
@@ -274,6 +282,7 @@ impl Default for TransactionConfig {
         Self {
             timers: TimerConfig::default(),
             max_transactions: 100_000,
+            max_finished: 200_000,
             overload: OverloadAction::Reject,
             retransmit_2xx: true,
         }
@@ -349,6 +358,7 @@ pub struct TransactionLayer {
     server_keys: HashMap<ServerKey, ServerTxId>,
     acks: HashMap<AckKey, ServerTxId>,
     by_peer: HashMap<Peer, HashSet<TxId>>,
+    finished: Finished,
     io: Io,
 }
 
@@ -359,6 +369,7 @@ impl TransactionLayer {
         timers.t1 = timers.t1.max(Duration::from_millis(1));
         timers.t2 = timers.t2.max(timers.t1);
         Self {
+            finished: Finished::new(config.max_finished),
             config,
             next_id: 0,
             clients: HashMap::new(),
@@ -380,9 +391,24 @@ impl TransactionLayer {
         &self.config
     }
 
-    /// Live transactions, client and server.
+    /// Transactions, client and server, including finished ones waiting out Timer J.
     pub fn len(&self) -> usize {
+        self.live() + self.finished.len()
+    }
+
+    /// Transactions in progress: what `max_transactions` bounds.
+    pub fn live(&self) -> usize {
         self.clients.len() + self.servers.len()
+    }
+
+    /// Finished non-INVITE server transactions kept to answer retransmissions.
+    pub fn finished(&self) -> usize {
+        self.finished.len()
+    }
+
+    /// Finished transactions forgotten before their Timer J because `max_finished` were kept.
+    pub fn finished_forgotten_early(&self) -> u64 {
+        self.finished.forgotten_early()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -404,7 +430,13 @@ impl TransactionLayer {
     /// When to call [`Self::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.io.timers.next_deadline()
+        match (
+            self.io.timers.next_deadline(),
+            self.finished.next_deadline(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn next_id(&mut self) -> u64 {
@@ -462,7 +494,12 @@ impl TransactionLayer {
                     }
                     return;
                 }
-                if self.len() >= self.config.max_transactions {
+                if let Some((to, response)) = key.as_ref().and_then(|k| self.finished.lookup(k)) {
+                    let bytes = response.to_vec();
+                    self.io.transmit(to, bytes);
+                    return;
+                }
+                if self.live() >= self.config.max_transactions {
                     debug!(method = %req.method, "transaction table full");
                     if self.config.overload == OverloadAction::Reject {
                         self.stateless_reply(&req, peer, 503, reason(503));
@@ -621,7 +658,7 @@ impl TransactionLayer {
             .servers
             .get_mut(&tx)
             .ok_or(TxError::UnknownTransaction)?;
-        let terminate = server.respond(now, &resp, &self.config, &mut self.io)?;
+        let step = server.respond(now, &resp, &self.config, &mut self.io)?;
         let code = resp.status_code.code();
         if server.is_invite()
             && (200..300).contains(&code)
@@ -638,10 +675,40 @@ impl TransactionLayer {
             server.ack_key = Some(key.clone());
             self.acks.insert(key, tx);
         }
-        if terminate {
-            self.remove_server(tx);
+        match step {
+            Step::Open => {}
+            Step::Over => self.remove_server(tx),
+            Step::Finished => self.finish_server(now, tx),
         }
         Ok(())
+    }
+
+    /// Moves a non-INVITE server transaction that sent its final over UDP to the finished table for
+    /// Timer J. One without an RFC 3261 branch cannot be matched again, so it ends at once.
+    fn finish_server(&mut self, now: Instant, id: ServerTxId) {
+        let Some(mut tx) = self.servers.remove(&id) else {
+            return;
+        };
+        tx.clear_timers(&mut self.io);
+        let peer = tx.peer;
+        if let Some(key) = &tx.key
+            && self.server_keys.get(key) == Some(&id)
+        {
+            self.server_keys.remove(key);
+        }
+        self.forget_peer(peer, TxId::Server(id));
+        let until = after(now, self.config.timers.t64());
+        let gone = match (tx.into_finished(), until) {
+            ((Some(key), Some(response)), Some(until)) => {
+                self.finished.insert(&key, id, peer, response, until)
+            }
+            _ => Some(id),
+        };
+        if let Some(gone) = gone {
+            self.io.events.push_back(TxEvent::Terminated {
+                tx: TxId::Server(gone),
+            });
+        }
     }
 
     /// Starts a client transaction and sends `req` to `peer`. The TU builds the request, including a
@@ -703,6 +770,12 @@ impl TransactionLayer {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(id) = self.finished.pop_due(now) {
+            // Timer J.
+            self.io.events.push_back(TxEvent::Terminated {
+                tx: TxId::Server(id),
+            });
+        }
         while let Some((owner, timer)) = self.io.timers.pop_due(now) {
             match owner {
                 TxId::Client(id) => {

@@ -39,6 +39,16 @@ enum Machine {
     NonInvite(NonInviteState),
 }
 
+/// What a response left of a server transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Open,
+    /// Over at once (a final on a reliable transport).
+    Over,
+    /// A non-INVITE's final over UDP: only retransmissions are left to answer (Timer J).
+    Finished,
+}
+
 #[derive(Debug)]
 pub(crate) struct ServerTx {
     pub(crate) id: ServerTxId,
@@ -224,14 +234,14 @@ impl ServerTx {
         false
     }
 
-    /// The TU's response. Returns true when the transaction is over.
+    /// The TU's response, and what becomes of the transaction.
     pub(crate) fn respond(
         &mut self,
         now: Instant,
         resp: &Response,
         config: &TransactionConfig,
         io: &mut Io,
-    ) -> Result<bool, TxError> {
+    ) -> Result<Step, TxError> {
         let code = resp.status_code.code();
         if !(100..=699).contains(&code) {
             return Err(TxError::InvalidStatus(code));
@@ -272,7 +282,9 @@ impl ServerTx {
                     self.arm(io, Timer::G, now, timers.t1);
                 }
             }
-            (Machine::Invite(_), _) => return Ok(self.complete_invite(now, bytes, config, io)),
+            (Machine::Invite(_), _) => {
+                self.complete_invite(now, bytes, config, io);
+            }
             (Machine::NonInvite(_), 100..=199) => {
                 self.machine = Machine::NonInvite(NonInviteState::Proceeding);
                 self.send(io, bytes);
@@ -281,13 +293,16 @@ impl ServerTx {
                 self.machine = Machine::NonInvite(NonInviteState::Completed);
                 self.send(io, bytes);
                 self.stop(io, &[Timer::F]);
-                if reliable {
-                    return Ok(true);
-                }
-                self.arm(io, Timer::J, now, timers.t64());
+                // Timer J (64·T1 on UDP, zero on reliable transports) is the finished table's.
+                return Ok(if reliable { Step::Over } else { Step::Finished });
             }
         }
-        Ok(false)
+        Ok(Step::Open)
+    }
+
+    /// What a finished non-INVITE leaves for the finished table: its key and its final response.
+    pub(crate) fn into_finished(self) -> (Option<ServerKey>, Option<Vec<u8>>) {
+        (self.key, self.last_response)
     }
 
     /// Sends a non-2xx final on an INVITE and enters Completed (§17.2.1).
@@ -297,7 +312,7 @@ impl ServerTx {
         bytes: Vec<u8>,
         config: &TransactionConfig,
         io: &mut Io,
-    ) -> bool {
+    ) {
         self.send(io, bytes);
         self.machine = Machine::Invite(InviteState::Completed);
         self.stop(io, &[Timer::C]);
@@ -306,7 +321,6 @@ impl ServerTx {
             self.arm(io, Timer::G, now, config.timers.t1);
         }
         self.arm(io, Timer::H, now, config.timers.t64());
-        false
     }
 
     /// A timer fired. Returns true when the transaction is over.
@@ -339,7 +353,7 @@ impl ServerTx {
                 };
                 let resp = build_response(&self.skeleton, 408, reason(408), Some(&tag));
                 self.to_tag = Some(tag);
-                return self.complete_invite(now, encode_response(&resp), config, io);
+                self.complete_invite(now, encode_response(&resp), config, io);
             }
             (
                 Machine::Invite(InviteState::Completed | InviteState::Accepted { acked: false }),
@@ -360,8 +374,7 @@ impl ServerTx {
                 }
                 return true;
             }
-            (Machine::Invite(InviteState::Confirmed), Timer::I)
-            | (Machine::NonInvite(NonInviteState::Completed), Timer::J) => return true,
+            (Machine::Invite(InviteState::Confirmed), Timer::I) => return true,
             (Machine::NonInvite(NonInviteState::Trying | NonInviteState::Proceeding), Timer::F) => {
                 self.emit(io, timeout);
                 return true;
