@@ -4,11 +4,12 @@
 //! openraft 0.9 makes a follower wait the leader's lease (`election_max`) *plus* a random election
 //! timeout before it campaigns, and a candidate that finds a longer log elsewhere backs off another
 //! `2 × election_max`: 0.7 to 2.3 s with the default timings. Here each follower notes when the leader
-//! last reached it; once it has heard nothing for `election_max + heartbeat`, it asks the other voters
+//! last reached it; once it has heard nothing for `election_max`, it asks the other voters
 //! (except the silent leader) how far their logs go and how long they have not heard the leader. When
 //! every one of them is also past its lease (so it will grant a vote) and none has a longer log (ties
-//! go to the lowest id), it calls the election itself: one candidate, which wins at once. Anything
-//! unusual (a peer still hears the leader, too few answers) leaves the decision to openraft's timers.
+//! go to the lowest id), it calls the election itself: one candidate, which wins at once. While no
+//! leader emerges it tries again every few heartbeats, each time at a higher term. Anything unusual (a
+//! peer still hears a leader, too few answers) leaves the decision to openraft's timers.
 
 use std::sync::{Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -145,6 +146,9 @@ pub(crate) fn should_campaign(me: NodeId, mine: Option<u64>, peers: &[(NodeId, L
         .all(|(id, s)| mine > s.last_log_index || (mine == s.last_log_index && me < *id))
 }
 
+/// Heartbeats between two tries of the same node.
+const RETRY_HEARTBEATS: u32 = 4;
+
 /// Runs while the node does.
 pub(crate) async fn watch(inner: Weak<Inner>) {
     let Some(first) = inner.upgrade() else {
@@ -161,8 +165,12 @@ pub(crate) async fn watch(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        if inner.leader_contact.silent_for() < lease + heartbeat
-            || last_try.is_some_and(|t| t.elapsed() < lease * 2)
+        // Asking before every peer is past its lease only costs an RPC: their answers decide. A
+        // try that did not make a leader is repeated after a few heartbeats, not left to openraft's
+        // timers: a node that campaigned on its own timer meanwhile (typically one just restarted)
+        // has taken the next term and refuses it, and only a later term gets its vote.
+        if inner.leader_contact.silent_for() < lease
+            || last_try.is_some_and(|t| t.elapsed() < heartbeat * RETRY_HEARTBEATS)
         {
             continue;
         }
@@ -180,7 +188,8 @@ pub(crate) async fn watch(inner: Weak<Inner>) {
                 .collect();
             (m.state, m.current_leader, m.last_log_index, voters)
         };
-        if state != ServerState::Follower || !voters.iter().any(|(id, _)| *id == inner.id) {
+        let stuck = matches!(state, ServerState::Follower | ServerState::Candidate);
+        if !stuck || !voters.iter().any(|(id, _)| *id == inner.id) {
             continue;
         }
         let quorum = voters.len() / 2 + 1;
