@@ -160,15 +160,47 @@ fn responding_twice_with_a_final_is_refused() {
         panic!("expected a request, got {events:?}");
     };
     let tx = *tx;
-    h.layer
-        .respond(h.now, tx, response(&req, 200, Some("a")))
-        .unwrap();
-    assert!(matches!(
-        h.layer.respond(h.now, tx, response(&req, 500, Some("a"))),
-        Err(TxError::InvalidState { .. })
-    ));
     assert_eq!(
         h.layer.respond(h.now, tx, response(&req, 99, None)),
         Err(TxError::InvalidStatus(99))
     );
+    h.layer
+        .respond(h.now, tx, response(&req, 200, Some("a")))
+        .unwrap();
+    // Finished: only the retransmission memory is left, the TU cannot answer again.
+    assert_eq!(
+        h.layer.respond(h.now, tx, response(&req, 500, Some("a"))),
+        Err(TxError::UnknownTransaction)
+    );
+    h.drain();
+    assert_eq!(h.take_sent().len(), 1);
+}
+
+#[test]
+fn a_challenge_is_not_kept_so_a_retransmission_is_challenged_again() {
+    let mut h = Single::new(config());
+    let req = request("REGISTER", "z9hG4bKc1", "reg-call", 1);
+    let tx = new_request(&mut h, Transport::Udp, "z9hG4bKc1");
+    h.layer
+        .respond(h.now, tx, response(&req, 401, Some("c1")))
+        .unwrap();
+    h.drain();
+    assert_eq!(h.layer.len(), 0);
+    assert_eq!(
+        h.take_events(),
+        [(
+            ms(0),
+            TxEvent::Terminated {
+                tx: TxId::Server(tx)
+            }
+        )]
+    );
+    assert_eq!(h.take_sent().len(), 1);
+    // The phone did not get the 401 and retransmits: the TU sees it as a new request and answers
+    // it (a fresh challenge), where a kept transaction would have re-sent the old one.
+    h.request(req, uac_peer(Transport::Udp));
+    assert!(matches!(
+        h.take_events().as_slice(),
+        [(_, TxEvent::Request { tx: again, .. })] if *again != tx
+    ));
 }

@@ -45,7 +45,8 @@ pub(crate) enum Step {
     Open,
     /// Over at once (a final on a reliable transport).
     Over,
-    /// A non-INVITE's final over UDP: only retransmissions are left to answer (Timer J).
+    /// A non-INVITE's final (not a challenge) over UDP: only retransmissions are left to answer
+    /// (Timer J).
     Finished,
 }
 
@@ -293,8 +294,16 @@ impl ServerTx {
                 self.machine = Machine::NonInvite(NonInviteState::Completed);
                 self.send(io, bytes);
                 self.stop(io, &[Timer::F]);
-                // Timer J (64·T1 on UDP, zero on reliable transports) is the finished table's.
-                return Ok(if reliable { Step::Over } else { Step::Finished });
+                // Timer J (64·T1 on UDP, zero on reliable transports) is the finished table's. A
+                // challenge is not kept at all: it is the bulk of a registration storm's
+                // transactions, and a retransmitted request is simply challenged again (with a
+                // fresh nonce), as a stateless registrar does.
+                let stateless = reliable || matches!(code, 401 | 407);
+                return Ok(if stateless {
+                    Step::Over
+                } else {
+                    Step::Finished
+                });
             }
         }
         Ok(Step::Open)
