@@ -605,7 +605,11 @@ pub(crate) async fn bind(
     tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
 ) -> std::io::Result<Transports> {
     let udp = match udp {
-        Some(a) => Some(Arc::new(UdpSocket::bind(a).await?)),
+        Some(a) => {
+            let sock = UdpSocket::bind(a).await?;
+            widen_receive_buffer(&sock);
+            Some(Arc::new(sock))
+        }
         None => None,
     };
     let tcp = match tcp {
@@ -617,4 +621,30 @@ pub(crate) async fn bind(
         None => None,
     };
     Ok(Transports { udp, tcp, tls })
+}
+
+/// Receive buffer asked for the SIP UDP socket. A burst (every phone re-registering after an outage,
+/// a call storm) arrives faster than one task reads; the kernel's default (about 200 KiB, some 500
+/// requests) overflows and the lost requests wait for their senders' retransmission timers (500 ms
+/// and up), which is how a loaded proxy collapses. The kernel caps it at `net.core.rmem_max`.
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
+fn widen_receive_buffer(sock: &UdpSocket) {
+    let sock = socket2::SockRef::from(sock);
+    if let Err(e) = sock.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+        tracing::warn!(error = %e, "could not set the SIP socket's receive buffer");
+        return;
+    }
+    // Linux reports twice what it grants (the other half is its bookkeeping).
+    let granted = sock.recv_buffer_size().unwrap_or(0) / 2;
+    metrics::gauge!("pbx_sip_udp_receive_buffer_bytes").set(granted as f64);
+    if granted < UDP_RECEIVE_BUFFER {
+        tracing::warn!(
+            granted,
+            wanted = UDP_RECEIVE_BUFFER,
+            "SIP UDP receive buffer capped by net.core.rmem_max: raise it (sysctl) to absorb bursts"
+        );
+    } else {
+        tracing::debug!(granted, "SIP UDP receive buffer");
+    }
 }
