@@ -107,12 +107,14 @@ struct Call {
 }
 
 /// Runs `rounds` of `fault` against a fresh 3-node namespace lab with `calls` calls up; the lab
-/// runs `from_binary` until a rolling upgrade replaces it.
+/// runs `from_binary` until a rolling upgrade replaces it, with `cluster_extra` in every node's
+/// `[cluster]` section.
 pub async fn run(
     fault: Fault,
     rounds: usize,
     calls: usize,
     from_binary: Option<std::path::PathBuf>,
+    cluster_extra: String,
 ) -> anyhow::Result<FailoverReport> {
     if fault == Fault::RollingUpgrade && from_binary.is_none() {
         bail!("rolling-upgrade needs --from-binary: the older pbx build to upgrade from");
@@ -123,6 +125,7 @@ pub async fn run(
             .context("too many calls")?
             .max(400),
         binary: from_binary,
+        cluster_extra,
         ..LabOptions::default()
     };
     // Two phones per call, and two more for the new call at the end.

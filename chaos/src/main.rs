@@ -47,6 +47,10 @@ enum Scenario {
         /// For `rolling-upgrade`: the older `pbx` build the lab starts on.
         #[arg(long)]
         from_binary: Option<std::path::PathBuf>,
+        /// Extra lines for every node's `[cluster]` section, e.g. other Raft timings:
+        /// 'heartbeat_ms = 40' (newline-separated).
+        #[arg(long, default_value = "")]
+        cluster_extra: String,
     },
     /// Concurrent calls with RTP both ways through a fresh lab: loss, latency, CPU per packet.
     CallLoad {
@@ -163,8 +167,10 @@ async fn main() -> anyhow::Result<()> {
             calls,
             report: report_file,
             from_binary,
+            cluster_extra,
         } => {
-            let report = pbx_chaos::failover::run(fault, rounds, calls, from_binary).await?;
+            let report =
+                pbx_chaos::failover::run(fault, rounds, calls, from_binary, cluster_extra).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if let Some(path) = report_file {
                 std::fs::write(&path, serde_json::to_vec(&report)?)?;
