@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::free_sip_port;
 use crate::process::KillOnDrop;
@@ -92,6 +94,18 @@ impl Baresip {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
+    /// Whether its log holds `needle` within `within`.
+    pub async fn logged(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(needle) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+
     /// The decoded-audio recordings it wrote.
     pub fn recordings(&self) -> Vec<PathBuf> {
         recordings(self.dir.path())
@@ -106,6 +120,36 @@ impl Baresip {
     pub fn stop(&mut self) {
         self.process.stop();
     }
+}
+
+/// Sends baresip's TCP control interface (ctrl_tcp, listening on `port`) command `command` with
+/// `params`; its answer.
+pub async fn control(port: u16, command: &str, params: &str) -> String {
+    let body = serde_json::json!({"command": command, "params": params, "token": "t1"}).to_string();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("baresip's ctrl_tcp listens");
+    stream
+        .write_all(format!("{}:{body},", body.len()).as_bytes())
+        .await
+        .expect("the command is sent");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&answer).contains("\"response\"") {
+                    break;
+                }
+            }
+            Ok(Err(_)) => break,
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// The decoded-audio recordings sndfile wrote in `dir`.

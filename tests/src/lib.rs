@@ -11,6 +11,7 @@ pub mod dtmf;
 pub mod netns;
 pub mod process;
 pub mod sipp;
+pub mod smtp;
 pub mod sshd;
 pub mod wav;
 

@@ -40,11 +40,10 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use pbx_tests::api::{poll, poll_node, send, wait_registered};
-use pbx_tests::baresip::{Baresip, loud_samples};
+use pbx_tests::baresip::{Baresip, control, loud_samples};
 use pbx_tests::sipp::{self, Sipp, TraceMsg as Msg, logs, messages, subdir, trace};
 use pbx_tests::{Lab, LabClient, LabOptions, free_port, free_sip_port};
 
@@ -793,35 +792,6 @@ async fn sipp_failed_transfers(site: &Site) {
     .await;
     assert_eq!(off["dnd"], false, "{off}");
     site.idle().await;
-}
-
-/// Sends baresip's TCP control interface (ctrl_tcp) command `command` with `params`; its answer.
-async fn control(port: u16, command: &str, params: &str) -> String {
-    let body = json!({"command": command, "params": params, "token": "t1"}).to_string();
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream
-        .write_all(format!("{}:{body},", body.len()).as_bytes())
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => {
-                answer.extend_from_slice(&buf[..n]);
-                if String::from_utf8_lossy(&answer).contains("\"response\"") {
-                    break;
-                }
-            }
-            Ok(Err(_)) => break,
-            Err(_) => {}
-        }
-    }
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// `phone` once extension `number`'s registration from it is known, waiting up to 15 s.

@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use pbx_tests::smtp::mailbox_smtp;
 use pbx_tests::{Lab, LabOptions, free_port};
 
 struct KillOnDrop(Child);
@@ -95,20 +96,6 @@ fn make_certs(dir: &Path) {
             "ext.cnf",
         ],
     );
-}
-
-/// A plain SMTP server (aiosmtpd) that keeps every message in the maildir `maildir`.
-fn mailbox_smtp(port: u16, maildir: &Path) -> KillOnDrop {
-    KillOnDrop(
-        Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
-    )
 }
 
 async fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

@@ -15,7 +15,6 @@
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,8 +30,8 @@ use pbx_media::tone::{ToneGenerator, dominant};
 use pbx_tests::api::{send, wait_json};
 use pbx_tests::dtmf::press;
 use pbx_tests::phone::Phone;
-use pbx_tests::process::KillOnDrop;
 use pbx_tests::sipp::{self, Sipp};
+use pbx_tests::smtp::mailbox_smtp;
 use pbx_tests::{Lab, LabOptions, free_port};
 
 const SECRET: &str = "Tr7!kq-Vw9zP";
@@ -85,20 +84,6 @@ fn speaks() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// A plain SMTP server (aiosmtpd) that keeps every message in the maildir `maildir`.
-fn mailbox_smtp(port: u16, maildir: &Path) -> KillOnDrop {
-    KillOnDrop(
-        Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd is installed (Debian python3-aiosmtpd)"),
-    )
 }
 
 /// A media socket of the test's own (the scripted phone's RTP socket has a reader of its own) and

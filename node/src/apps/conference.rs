@@ -279,17 +279,25 @@ impl Session {
             play_once(&mut media, &mut events, full).await;
             return hang_up().await;
         }
-        // From here the room sends this caller's audio.
-        let CallMedia { sock, mut peer, .. } = media;
+        // From here the room sends this caller's audio, going on with the stream the caller heard
+        // the PIN prompt in: a phone may drop a new SSRC's packets as late when its sequence
+        // numbers start lower (baresip 1.0 does, and the caller hears nothing).
+        let CallMedia {
+            sock,
+            mut peer,
+            playout,
+            ..
+        } = media;
+        let (ssrc, seq, timestamp) = playout.next_position();
         let member = Member {
             sock: Arc::clone(&sock),
             peer,
             law: agreed.law,
             pt: agreed.pt,
             jitter: JitterBuffer::new(JitterConfig::default()),
-            seq: rand::random(),
-            timestamp: rand::random(),
-            ssrc: rand::random(),
+            seq,
+            timestamp,
+            ssrc,
             tone: (!carried_on).then(|| (join_tone(), 0)),
         };
         let join = RoomInput::Join {

@@ -164,6 +164,12 @@ impl Playout {
         self.clip = None;
     }
 
+    /// The stream's SSRC, and the sequence number and timestamp of its next packet: whoever sends
+    /// on the call after this playout goes on from there, so the phone hears one stream.
+    pub(crate) fn next_position(&self) -> (u32, u16, u32) {
+        (self.ssrc, self.seq, self.timestamp)
+    }
+
     /// The next 20 ms packet, and whether the clip ended with it.
     pub(crate) fn next_packet(&mut self, out: &mut Vec<u8>) -> bool {
         let mut pcm = [0i16; FRAME];
@@ -284,6 +290,17 @@ mod tests {
         assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
         let silence = RtpPacket::parse(&out).unwrap().payload[0];
         assert_eq!(Law::Ulaw.decode(silence), 0);
+    }
+
+    #[test]
+    fn the_next_position_is_the_next_packets() {
+        let mut p = Playout::new(Law::Ulaw, 0, 0x1234_5678);
+        let mut out = Vec::new();
+        p.next_packet(&mut out);
+        let (ssrc, seq, timestamp) = p.next_position();
+        p.next_packet(&mut out);
+        let h = RtpPacket::parse(&out).unwrap().header;
+        assert_eq!((h.ssrc, h.sequence, h.timestamp), (ssrc, seq, timestamp));
     }
 
     fn event(ts: u32, digit: u8, end: bool, duration: u16) -> Vec<u8> {

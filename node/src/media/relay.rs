@@ -3,7 +3,8 @@
 //!
 //! Latching (symmetric RTP through NAT): a side's real source is learned from its first packet, but only
 //! from an address the signalling vouches for (the SDP's connection address or the address the phone's
-//! SIP comes from) and only within a short window after the side's media was (re)negotiated. Once
+//! SIP comes from) and only within a short window after the side's media was (re)negotiated or the
+//! other side's became known (the call was answered: a phone may send nothing before). Once
 //! latched, packets from anywhere else are dropped, so nobody can take the stream over (RTP bleed).
 
 use std::net::{IpAddr, SocketAddr};
@@ -317,13 +318,24 @@ impl MediaSession {
     }
 
     /// New signalling for one side of stream `i`. A changed address opens a new latching window.
+    /// Once the side's media is known (it answered), the other side's flows that have not latched
+    /// get a new window too: a phone may send nothing until its call is answered, which can be
+    /// long after its offer opened its window.
     pub(crate) fn set_peer(&self, i: usize, side: Side, peer: PeerMedia) {
         let Some(stream) = self.streams.get(i) else {
             return;
         };
         let mut state = lock(&stream.state);
-        let s = &mut state[side.index()];
         let until = Instant::now() + self.latch_window;
+        if peer.known {
+            let other = &mut state[1 - side.index()];
+            for flow in [&mut other.rtp, &mut other.rtcp] {
+                if flow.latched.is_none() && flow.latch_until.is_some() {
+                    flow.latch_until = Some(until);
+                }
+            }
+        }
+        let s = &mut state[side.index()];
         if s.rtp.signalled != peer.rtp || s.peer.trusted != peer.trusted {
             s.rtp = Flow {
                 signalled: peer.rtp,
@@ -826,6 +838,28 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
         late.send_to(b"too late", caller_side).await.unwrap();
         assert!(recv(&callee).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_caller_silent_until_answered_latches_after_its_offers_window() {
+        let range = PortRange::new([127, 0, 0, 1].into(), 42_600, 42_699);
+        let session = MediaSession::allocate(&range, 1, Duration::from_millis(50), open()).unwrap();
+        let (caller, callee) = (phone().await, phone().await);
+        // The caller's SDP names a port it does not send from (NAT rewrote it); the callee rings
+        // longer than the window, and the caller sends nothing until it answers.
+        let mut signalled = peer_of(&caller);
+        signalled.rtp = Some("127.0.0.1:9".parse().unwrap());
+        session.set_peer(0, Side::Caller, signalled);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        session.set_peer(0, Side::Callee, peer_of(&callee));
+        let caller_side =
+            SocketAddr::from(([127, 0, 0, 1], session.port(0, Side::Caller).unwrap()));
+        caller.send_to(b"hello", caller_side).await.unwrap();
+        assert_eq!(recv(&callee).await.unwrap().0, b"hello");
+        assert_eq!(
+            session.latched(0)[0].rtp,
+            Some(caller.local_addr().unwrap())
+        );
     }
 
     #[tokio::test]
