@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ban_gate;
+pub mod bindings;
 pub mod call_load;
 pub mod conference_load;
 pub mod failover;

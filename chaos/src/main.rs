@@ -96,6 +96,33 @@ enum Scenario {
         #[arg(long)]
         report: Option<std::path::PathBuf>,
     },
+    /// Registered phones held by a 3-node lab: memory and disk per binding (RSS and data directory
+    /// before and after PHONES registrations through sipp), and a follower that was down while they
+    /// registered catching up (bindings per second, log replay or snapshot).
+    Bindings {
+        #[arg(long, default_value_t = 100_000)]
+        phones: u32,
+        /// The first extension number (PHONES consecutive numbers from it).
+        #[arg(long, default_value_t = 100_000)]
+        first: u32,
+        /// sipp's outstanding registrations at most.
+        #[arg(long, default_value_t = 200)]
+        concurrency: u32,
+        #[arg(long, default_value = "../shared/bench/register-auth.xml")]
+        sipp_scenario: std::path::PathBuf,
+        /// The lab's `snapshot_after_logs`.
+        #[arg(long, default_value_t = 5000)]
+        snapshot_after_logs: u64,
+        /// Seconds after the last REGISTER before the settled sample (SIP transactions live 32 s).
+        #[arg(long, default_value_t = 40)]
+        settle_secs: u64,
+        /// The whole run gives up after this many seconds.
+        #[arg(long, default_value_t = 1800)]
+        max_secs: u64,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
     Lab {
         #[arg(long, default_value_t = 3)]
         nodes: u64,
@@ -149,6 +176,65 @@ async fn main() -> anyhow::Result<()> {
                 report.violations.is_empty(),
                 "invariant broken: {:?}",
                 report.violations
+            );
+            return Ok(());
+        }
+        Scenario::Bindings {
+            phones,
+            first,
+            concurrency,
+            sipp_scenario,
+            snapshot_after_logs,
+            settle_secs,
+            max_secs,
+            report: file,
+        } => {
+            let cfg = pbx_chaos::bindings::BindingsConfig {
+                phones,
+                first,
+                concurrency,
+                sipp_scenario,
+                snapshot_after_logs,
+                settle_secs,
+            };
+            let report =
+                tokio::time::timeout(Duration::from_secs(max_secs), pbx_chaos::bindings::run(cfg))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the run took longer than {max_secs} s"))??;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(path) = file {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+            }
+            for p in report
+                .per_binding
+                .iter()
+                .chain(std::iter::once(&report.mean_per_binding))
+            {
+                println!(
+                    "node {} (0: mean): RSS/binding after={:.0} B settled={:.0} B flushed={:.0} B; disk/binding after={:.0} B settled={:.0} B flushed={:.0} B",
+                    p.node_id,
+                    p.rss_after,
+                    p.rss_settled,
+                    p.rss_flushed,
+                    p.disk_after,
+                    p.disk_settled,
+                    p.disk_flushed
+                );
+            }
+            println!(
+                "bindings: {} phones registered at {:.0}/s ({} failed); node {} rejoined in {} ms: {:.0} bindings/s, {} snapshot(s) installed",
+                report.phones,
+                report.registration.per_sec,
+                report.registration.failed,
+                report.rejoin.node_id,
+                report.rejoin.caught_up_ms,
+                report.rejoin.bindings_per_sec,
+                report.rejoin.snapshots_installed
+            );
+            anyhow::ensure!(
+                report.violations.is_empty(),
+                "invariants broken: {}",
+                report.violations.join("; ")
             );
             return Ok(());
         }
