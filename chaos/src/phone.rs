@@ -120,6 +120,15 @@ impl RtpStats {
         self.packets.load(Ordering::Relaxed)
     }
 
+    /// Packets that carried a phone's send-time stamp ([`send_rtp_from`]): another phone's audio,
+    /// not the PBX's own (music on hold, prompts).
+    pub fn stamped(&self) -> usize {
+        self.delays_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// The longest silence between consecutive packets, in milliseconds.
     pub fn max_gap_ms(&self) -> u64 {
         let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,6 +3,7 @@
 pub(crate) mod music;
 mod ports;
 mod relay;
+mod socket;
 
 use std::net::SocketAddr;
 

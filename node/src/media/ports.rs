@@ -5,15 +5,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::net::UdpSocket;
-
 use super::MediaError;
+use super::socket::RelaySocket;
 
 /// An RTP/RTCP socket pair. Dropping it frees both ports.
 #[derive(Debug)]
 pub(crate) struct PortPair {
-    pub(crate) rtp: Arc<UdpSocket>,
-    pub(crate) rtcp: Arc<UdpSocket>,
+    pub(crate) rtp: Arc<RelaySocket>,
+    pub(crate) rtcp: Arc<RelaySocket>,
     pub(crate) port: u16,
     _lease: Lease,
 }
@@ -106,11 +105,8 @@ impl PortRange {
     }
 }
 
-fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, MediaError> {
-    let std = std::net::UdpSocket::bind(addr).map_err(|e| MediaError::Bind { addr, source: e })?;
-    std.set_nonblocking(true)
-        .map_err(|e| MediaError::Bind { addr, source: e })?;
-    UdpSocket::from_std(std).map_err(|e| MediaError::Bind { addr, source: e })
+fn bind_udp(addr: SocketAddr) -> Result<RelaySocket, MediaError> {
+    RelaySocket::bind(addr).map_err(|e| MediaError::Bind { addr, source: e })
 }
 
 #[cfg(test)]
