@@ -97,7 +97,10 @@ impl Cluster {
     pub async fn start(config: ClusterConfig, data_dir: &Path) -> Result<Self, ClusterError> {
         let id = config.node_id;
         config.tls.check_identity(id)?;
-        let raft_config = Arc::new(config.raft_config()?);
+        let mut raft_config = config.raft_config()?;
+        // Turned on by `succession::hold_elections_after_start`.
+        raft_config.enable_elect = false;
+        let raft_config = Arc::new(raft_config);
         let server_config = tls::quic_server_config(&config.tls, config.max_wire_version)?;
         let client_config = tls::quic_client_config(&config.tls, config.max_wire_version)?;
         let blob_config = tls::quic_blob_client_config(&config.tls)?;
@@ -179,11 +182,18 @@ impl Cluster {
         let server = tokio::spawn(server::serve(endpoint, Arc::downgrade(&inner)));
         let watcher = tokio::spawn(telemetry::watch_raft(inner.raft.metrics(), leadership_tx));
         let succession = tokio::spawn(crate::succession::watch(Arc::downgrade(&inner)));
+        let grace = Duration::from_millis(
+            2 * inner.config.election_max_ms + inner.config.connect_timeout_ms,
+        );
+        let hold = tokio::spawn(crate::succession::hold_elections_after_start(
+            Arc::downgrade(&inner),
+            grace,
+        ));
         inner
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend([server, watcher, succession]);
+            .extend([server, watcher, succession, hold]);
         tracing::info!(node = id, listen = %local, advertise = %inner.advertise, "cluster layer started");
         Ok(Self { inner })
     }

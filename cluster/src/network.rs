@@ -1,9 +1,9 @@
 //! The client side of the Raft transport: one cached QUIC connection per peer, one stream per call, and
 //! the `RaftNetwork` openraft drives replication and elections through.
 //!
-//! Error mapping for openraft: a peer we cannot connect to, or that does not answer in time, is
-//! `Unreachable` (openraft backs off); a stream or codec failure is a `NetworkError` (openraft retries);
-//! an error raised by the peer's Raft is a `RemoteError`.
+//! Error mapping for openraft: a peer we cannot connect to, or that has stopped answering, is
+//! `Unreachable` (openraft backs off); a slow answer from a live peer, or a stream or codec failure, is
+//! a `NetworkError` (openraft retries); an error raised by the peer's Raft is a `RemoteError`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -360,13 +360,25 @@ impl PeerClient {
     }
 }
 
-fn call_error<E: std::error::Error>(e: CallError) -> RaftRpcError<E> {
-    match e {
-        CallError::Connect { .. } | CallError::Timeout { .. } => {
-            RPCError::Unreachable(Unreachable::new(&e))
-        }
-        CallError::Stream { .. } | CallError::Codec { .. } => {
-            RPCError::Network(NetworkError::new(&e))
+impl PeerClient {
+    /// `Unreachable` makes openraft back off before the next try, so it is kept for a peer that is
+    /// not there: no connection, or a timeout from a peer that has not answered anything for a
+    /// while. A timeout from a peer that answered recently is a slow call (a loaded machine, a big
+    /// batch), and the next heartbeat tries again at once.
+    fn call_error<E: std::error::Error>(&self, e: CallError) -> RaftRpcError<E> {
+        let answering = || {
+            self.transport
+                .last_ok(self.target)
+                .is_some_and(|t| t.elapsed() < SILENT_CONNECTION)
+        };
+        match e {
+            CallError::Timeout { .. } if answering() => RPCError::Network(NetworkError::new(&e)),
+            CallError::Connect { .. } | CallError::Timeout { .. } => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            CallError::Stream { .. } | CallError::Codec { .. } => {
+                RPCError::Network(NetworkError::new(&e))
+            }
         }
     }
 }
@@ -385,7 +397,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Err(CallError::Codec { .. }) if entries > 1 => Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint(entries / 2),
             )),
-            Err(e) => Err(call_error(e)),
+            Err(e) => Err(self.call_error(e)),
         }
     }
 
@@ -397,7 +409,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         match self.call(RpcBody::InstallSnapshot(rpc), &option).await {
             Ok(RpcResponse::InstallSnapshot(res)) => res.map_err(|e| self.remote(e)),
             Ok(other) => Err(self.unexpected(&other)),
-            Err(e) => Err(call_error(e)),
+            Err(e) => Err(self.call_error(e)),
         }
     }
 
@@ -409,16 +421,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         match self.call(RpcBody::Vote(rpc), &option).await {
             Ok(RpcResponse::Vote(res)) => res.map_err(|e| self.remote(e)),
             Ok(other) => Err(self.unexpected(&other)),
-            Err(e) => Err(call_error(e)),
+            Err(e) => Err(self.call_error(e)),
         }
     }
 
     fn backoff(&self) -> Backoff {
-        // 100 ms doubling to 1 s: a restarted peer is found again quickly, a dead one costs little.
-        Backoff::new(
-            (0..).map(|n: u32| {
-                Duration::from_millis(100u64 << n.min(3)).min(Duration::from_secs(1))
-            }),
-        )
+        // 100, 200, then every 400 ms: a restarted peer is found again well inside its election
+        // hold-off (`succession::hold_elections_after_start`), and a dead one costs a connect
+        // attempt a few times a second.
+        Backoff::new((0..).map(|n: u32| Duration::from_millis(100u64 << n.min(2))))
     }
 }

@@ -41,6 +41,11 @@ impl LeaderContact {
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
+    /// Whether a leader reached this node after `t`.
+    pub(crate) fn heard_since(&self, t: Instant) -> bool {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) > t
+    }
+
     pub(crate) fn silent_for(&self) -> Duration {
         self.last
             .lock()
@@ -61,14 +66,27 @@ pub struct LogState {
 
 impl Inner {
     pub(crate) fn log_state(&self) -> LogState {
-        let (last_log_index, leader, term) = {
+        let (last_log_index, leader, term, leading) = {
             let m = self.raft.metrics();
             let m = m.borrow();
-            (m.last_log_index, m.current_leader, m.current_term)
+            (
+                m.last_log_index,
+                m.current_leader,
+                m.current_term,
+                m.state == ServerState::Leader,
+            )
+        };
+        // A leader hears its leader all the time. Its contact clock only moves on appends from
+        // another leader, so it would otherwise look silent to a restarted voter asking whether
+        // every lease is out, and that voter would campaign against a healthy leader.
+        let silent_ms = if leading {
+            0
+        } else {
+            self.leader_contact.silent_for().as_millis() as u64
         };
         LogState {
             last_log_index,
-            silent_ms: self.leader_contact.silent_for().as_millis() as u64,
+            silent_ms,
             leader,
             term,
         }
@@ -227,6 +245,47 @@ pub(crate) async fn watch(inner: Weak<Inner>) {
         metrics::counter!("pbx_raft_fast_elections_total").increment(1);
         if let Err(e) = inner.raft.trigger().elect().await {
             tracing::warn!(node = inner.id, error = %e, "could not start an election");
+        }
+    }
+}
+
+/// openraft's own election timer stays off after a start (the node is created with elections
+/// disabled) until a leader reaches this node, this node leads, it is the only voter, or `grace`
+/// has passed. A restarted voter does not hear the leader at once: the leader's replication to it
+/// sits in a backoff and a connect attempt. Campaigning on its own timer meanwhile (openraft 0.9
+/// has no pre-vote) it would take a higher term and depose a healthy leader when the leader's next
+/// append sees it: a rejoin then cost 1 to 228 elections. Fast succession still runs, so a leader
+/// that is really gone (every voter past its lease) is replaced as quickly as before.
+pub(crate) async fn hold_elections_after_start(inner: Weak<Inner>, grace: Duration) {
+    let started = Instant::now();
+    let Some(first) = inner.upgrade() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(first.config.heartbeat_ms / 2 + 1));
+    drop(first);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let (leading, voters) = {
+            let m = inner.raft.metrics();
+            let m = m.borrow();
+            (
+                m.state == ServerState::Leader,
+                m.membership_config.membership().voter_ids().count(),
+            )
+        };
+        let heard = inner.leader_contact.heard_since(started);
+        if leading || heard || voters <= 1 || started.elapsed() >= grace {
+            tracing::debug!(
+                node = inner.id,
+                heard,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "openraft's election timer on"
+            );
+            inner.raft.runtime_config().elect(true);
+            return;
         }
     }
 }

@@ -52,6 +52,8 @@ const BACKDATE: time::Duration = time::Duration::hours(1);
 
 /// QUIC keep-alive interval; must stay well below the idle timeout.
 pub const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// First estimate of a peer's round trip, before any sample (see `transport_config`).
+const INITIAL_RTT: Duration = Duration::from_millis(20);
 /// A QUIC connection that hears nothing for this long is dead.
 pub const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -381,6 +383,11 @@ fn transport_config() -> Result<Arc<quinn::TransportConfig>, ClusterError> {
         .keep_alive_interval(Some(QUIC_KEEP_ALIVE));
     // Raft uses bidirectional streams only.
     transport.max_concurrent_uni_streams(0u32.into());
+    // Nodes share a LAN (the VIP needs one). quinn's default first guess of the round trip, 333 ms,
+    // sets when a lost handshake packet is sent again: a restarted peer whose port was closed when
+    // the first Initial came was then reached only by the next attempt, hundreds of milliseconds
+    // later. The guess is replaced by the first real sample.
+    transport.initial_rtt(INITIAL_RTT);
     Ok(Arc::new(transport))
 }
 

@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 pub use command::{BindingOp, Command, Response};
 pub use error::StorageError;
-pub use log_store::LogStore;
+pub use log_store::{LogStore, REPLICATION_BATCH_BYTES};
 pub use model::NodeAddr;
 pub use reader::StateReader;
 pub use state_machine::StateMachineStore;

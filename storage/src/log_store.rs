@@ -25,6 +25,13 @@ const KEY_COMMITTED: &[u8] = b"committed";
 /// Sorts after every 8-byte index key: the exclusive end of "everything from here on".
 const PAST_LAST_KEY: [u8; 9] = [0xff; 9];
 
+/// How much of the log (as stored, encoded) one AppendEntries carries at most. openraft gives each
+/// AppendEntries the heartbeat interval (50 ms by default) to be answered, and otherwise up to 300
+/// entries: a follower catching up on an import's entries (~92 KB each, 500 extensions) was sent
+/// ~27 MB at a time, which it could never write and acknowledge in time, so the same batch timed out
+/// over and over. A quarter of a megabyte takes a few milliseconds on loopback or a LAN.
+pub const REPLICATION_BATCH_BYTES: usize = 256 * 1024;
+
 type RaftResult<T> = Result<T, RaftError>;
 
 /// The Raft log store. Cheap to clone: clones share the database.
@@ -81,21 +88,26 @@ impl LogStore {
         .await
     }
 
+    /// Entries from `start` up to `end` (exclusive), stopping before the entry that would take the
+    /// bytes read (as stored) past `budget`; always at least one entry when the range holds any.
     fn read_range(
         &self,
         start: u64,
         end: Option<u64>,
+        budget: usize,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
         let cf = cf(&self.db, CF_RAFT_LOG)?;
         let start_key = log_key(start);
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for item in self
             .db
             .iterator_cf(cf, IteratorMode::From(&start_key, Direction::Forward))
         {
             let (key, value) = item?;
             let index = parse_log_key(&key)?;
-            if end.is_some_and(|end| index >= end) {
+            bytes = bytes.saturating_add(value.len());
+            if end.is_some_and(|end| index >= end) || (bytes > budget && !out.is_empty()) {
                 break;
             }
             let entry: Entry<TypeConfig> = codec::decode(&value)?;
@@ -141,7 +153,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Some(e),
             Bound::Unbounded => None,
         };
-        self.read_range(start, end).map_err(raft::read_logs)
+        self.read_range(start, end, usize::MAX)
+            .map_err(raft::read_logs)
+    }
+
+    /// What replication sends: at most [`REPLICATION_BATCH_BYTES`] (and at least one entry).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> RaftResult<Vec<Entry<TypeConfig>>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.read_range(start, Some(end), REPLICATION_BATCH_BYTES)
+            .map_err(raft::read_logs)
     }
 }
 

@@ -112,6 +112,20 @@ impl StateReader {
         self.scan(None, usize::MAX)
     }
 
+    /// Calls `f` with every record of type `R`, in key order, one decoded at a time: a periodic pass
+    /// over a big table (100,000 bindings) without holding all of it in memory at once.
+    pub fn visit<R: Record>(&self, mut f: impl FnMut(R)) -> Result<(), StorageError> {
+        let cf = cf(&self.db, R::TABLE.cf_name())?;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item?;
+            let record: R = codec::decode(&value)?;
+            if record.key().as_bytes() == &*key {
+                f(record);
+            }
+        }
+        Ok(())
+    }
+
     /// Up to `limit` records of type `R` with keys after `after` (from the start when `None`), in key
     /// order. Pass the last key of one page as `after` to get the next.
     pub fn list_page<R: Record>(

@@ -124,6 +124,20 @@ async fn audio_is_saved_on_a_majority_copied_everywhere_and_caught_up_by_a_retur
     let music_id = saved["id"].as_str().unwrap().to_owned();
     assert_eq!(holders(&saved).len(), 2, "{saved}");
     assert!(!copy_path(&lab, 2, &music_id).exists());
+    // The save goes on pushing the third copy after answering; restart node 3 only once that push
+    // has given up, so that the copy must come from node 3's own catch-up.
+    let given_up = async {
+        loop {
+            let log = std::fs::read_to_string(&lab.nodes[0].log).unwrap_or_default();
+            if log.contains("that node fetches it later") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), given_up)
+        .await
+        .expect("the push to the stopped node gives up");
     lab.restart(2).await.unwrap();
     assert!(
         wait_copy(&lab, 2, &music_id, &music_sha, Duration::from_secs(30)).await,

@@ -20,28 +20,27 @@ pub(crate) async fn run(cluster: Cluster, writer: BindingWriter) {
     loop {
         tick.tick().await;
         let now = now_millis();
-        let all = match cluster.reader().list::<Binding>() {
-            Ok(all) => all,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading bindings for the expiry sweep failed");
-                continue;
+        let sweeping = cluster.current_leader() == Some(cluster.node_id());
+        // One binding decoded at a time: with 100,000 phones, collecting them all every 2 s cost
+        // ~50 MB of heap on every node, which the allocator kept.
+        let mut live = 0usize;
+        let mut expired: Vec<BindingOp> = Vec::new();
+        let visited = cluster.reader().visit::<Binding>(|b| {
+            if b.expires_at > now {
+                live += 1;
+            } else if sweeping && expired.len() < MAX_PER_SWEEP {
+                expired.push(BindingOp::Expire {
+                    aor: b.aor,
+                    contact: b.contact,
+                    now,
+                });
             }
-        };
-        let live = all.iter().filter(|b| b.expires_at > now).count();
-        metrics::gauge!("pbx_registrations_active").set(live as f64);
-        if cluster.current_leader() != Some(cluster.node_id()) {
+        });
+        if let Err(e) = visited {
+            tracing::warn!(error = %e, "reading bindings for the expiry sweep failed");
             continue;
         }
-        let expired: Vec<BindingOp> = all
-            .into_iter()
-            .filter(|b| b.expires_at <= now)
-            .take(MAX_PER_SWEEP)
-            .map(|b| BindingOp::Expire {
-                aor: b.aor,
-                contact: b.contact,
-                now,
-            })
-            .collect();
+        metrics::gauge!("pbx_registrations_active").set(live as f64);
         if expired.is_empty() {
             continue;
         }
