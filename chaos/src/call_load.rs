@@ -25,7 +25,8 @@ pub struct CallLoadReport {
     pub relayed_per_second: f64,
     pub latency_p50_us: u32,
     pub latency_p99_us: u32,
-    /// CPU time of every PBX process over the media phase, per packet the relay forwarded.
+    /// CPU time of every relay process (the PBX's, or rtpengine's) over the media phase, per packet
+    /// the relay forwarded.
     pub cpu_us_per_packet: f64,
     pub setup_seconds: f64,
 }
@@ -223,21 +224,73 @@ pub async fn call_load(
             ]
         })
         .collect();
-    let started = Instant::now();
-    let packets_sent = stream_g711(&streams, seconds).await?;
-    // Let the last packets land.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let elapsed = started.elapsed().as_secs_f64() - 0.5;
+    let (packets_sent, elapsed) = run_media(&streams, seconds).await?;
     let cpu_after: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
     let relayed = client
         .metric(0, "pbx_media_packets_relayed_total{kind=\"rtp\"}")
         .await?
         - relayed_before;
 
-    let mut received = 0;
-    let mut delays = Vec::new();
-    for (caller, _, callee, _) in &pairs {
-        for p in [caller, callee] {
+    let calls_up = client.get_json(0, "/api/v1/calls").await?["count"]
+        .as_u64()
+        .unwrap_or(0) as usize;
+    let phase = MediaPhase {
+        packets_sent,
+        seconds: elapsed,
+        relayed,
+        cpu_seconds: cpu_after - cpu_before,
+    };
+    let report = CallLoadReport::from_phase(
+        calls,
+        calls_up,
+        setup_seconds,
+        &phase,
+        pairs
+            .iter()
+            .flat_map(|(caller, _, callee, _)| [caller, callee]),
+    )?;
+    for (caller, mut cd, _, _) in pairs {
+        let mut caller = caller;
+        let _ = caller.hang_up(&mut cd).await;
+    }
+    Ok(report)
+}
+
+/// Streams from every socket to its address for `seconds` ([`stream_g711`]), then lets the last
+/// packets land for 0.5 s: the packets sent and the seconds streamed.
+pub(crate) async fn run_media(
+    streams: &[(Arc<tokio::net::UdpSocket>, std::net::SocketAddr)],
+    seconds: u64,
+) -> anyhow::Result<(u64, f64)> {
+    let started = Instant::now();
+    let packets_sent = stream_g711(streams, seconds).await?;
+    // Let the last packets land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok((packets_sent, started.elapsed().as_secs_f64() - 0.5))
+}
+
+/// What a media phase measured of the relay, whichever relay it was.
+pub(crate) struct MediaPhase {
+    pub(crate) packets_sent: u64,
+    pub(crate) seconds: f64,
+    /// Packets the relay forwarded over the phase, by its own count.
+    pub(crate) relayed: f64,
+    /// CPU seconds (user + system) the relay's processes used over the phase.
+    pub(crate) cpu_seconds: f64,
+}
+
+impl CallLoadReport {
+    /// The report of a media phase, with what `phones` received (packets, and the stamps' delays).
+    pub(crate) fn from_phase<'a>(
+        calls: usize,
+        calls_up: usize,
+        setup_seconds: f64,
+        phase: &MediaPhase,
+        phones: impl IntoIterator<Item = &'a Phone>,
+    ) -> anyhow::Result<Self> {
+        let mut received = 0;
+        let mut delays = Vec::new();
+        for p in phones {
             received += p.rtp_stats.count();
             delays.extend(
                 p.rtp_stats
@@ -248,41 +301,35 @@ pub async fn call_load(
                     .copied(),
             );
         }
+        delays.sort_unstable();
+        let pct = |q: f64| -> u32 {
+            if delays.is_empty() {
+                return 0;
+            }
+            let i = ((delays.len() as f64 - 1.0) * q).round() as usize;
+            delays[i.min(delays.len() - 1)]
+        };
+        let packets_sent = phase.packets_sent;
+        Ok(Self {
+            calls,
+            calls_up,
+            seconds: phase.seconds,
+            packets_sent,
+            packets_received: received,
+            loss_percent: if packets_sent == 0 {
+                0.0
+            } else {
+                100.0 * (packets_sent.saturating_sub(received)) as f64 / packets_sent as f64
+            },
+            relayed_per_second: phase.relayed / phase.seconds,
+            latency_p50_us: pct(0.5),
+            latency_p99_us: pct(0.99),
+            cpu_us_per_packet: if phase.relayed > 0.0 {
+                phase.cpu_seconds * 1e6 / phase.relayed
+            } else {
+                0.0
+            },
+            setup_seconds,
+        })
     }
-    delays.sort_unstable();
-    let calls_up = client.get_json(0, "/api/v1/calls").await?["count"]
-        .as_u64()
-        .unwrap_or(0) as usize;
-    for (caller, mut cd, _, _) in pairs {
-        let mut caller = caller;
-        let _ = caller.hang_up(&mut cd).await;
-    }
-    let pct = |q: f64| -> u32 {
-        if delays.is_empty() {
-            return 0;
-        }
-        let i = ((delays.len() as f64 - 1.0) * q).round() as usize;
-        delays[i.min(delays.len() - 1)]
-    };
-    Ok(CallLoadReport {
-        calls,
-        calls_up,
-        seconds: elapsed,
-        packets_sent,
-        packets_received: received,
-        loss_percent: if packets_sent == 0 {
-            0.0
-        } else {
-            100.0 * (packets_sent.saturating_sub(received)) as f64 / packets_sent as f64
-        },
-        relayed_per_second: relayed / elapsed,
-        latency_p50_us: pct(0.5),
-        latency_p99_us: pct(0.99),
-        cpu_us_per_packet: if relayed > 0.0 {
-            (cpu_after - cpu_before) * 1e6 / relayed
-        } else {
-            0.0
-        },
-        setup_seconds,
-    })
 }

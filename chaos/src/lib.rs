@@ -10,6 +10,7 @@ pub mod fence_check;
 pub mod lab;
 pub mod phone;
 pub mod provider;
+pub mod rtpengine_load;
 pub mod scenarios;
 pub mod sip_probe;
 pub mod trunk_failover;

@@ -67,6 +67,18 @@ enum Scenario {
         #[arg(long)]
         record: bool,
     },
+    /// The media-relay anchor: rtpengine (userspace, `--table=-1`, Debian `rtpengine-daemon`, not
+    /// installed by this) relaying CALLS calls set up over its ng protocol, with call-load's phones
+    /// and media phase; the same report, with rtpengine's CPU per packet it relayed.
+    RtpengineLoad {
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Pin rtpengine (all its threads) to this CPU.
+        #[arg(long)]
+        cpu: Option<u32>,
+    },
     /// Conference rooms full of phones sending G.711 through a fresh lab: mixes lost, CPU per member.
     ConferenceLoad {
         #[arg(long, default_value_t = 10)]
@@ -298,6 +310,20 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let report =
                 pbx_chaos::call_load::call_load(calls, seconds, nodes, pbx_cpu, record).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.calls_up == calls,
+                "only {} of {calls} calls up",
+                report.calls_up
+            );
+            return Ok(());
+        }
+        Scenario::RtpengineLoad {
+            calls,
+            seconds,
+            cpu,
+        } => {
+            let report = pbx_chaos::rtpengine_load::rtpengine_load(calls, seconds, cpu).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::ensure!(
                 report.calls_up == calls,

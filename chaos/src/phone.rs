@@ -88,20 +88,24 @@ impl Msg {
 
     /// Where the SDP body asks for audio (`c=` and the first `m=` port).
     pub fn sdp_media(&self) -> Option<SocketAddr> {
-        let body = self.body();
-        let ip = body
-            .lines()
-            .find_map(|l| l.strip_prefix("c=IN IP4 "))?
-            .trim()
-            .to_owned();
-        let port = body
-            .lines()
-            .find_map(|l| l.strip_prefix("m=audio "))?
-            .split_whitespace()
-            .next()?
-            .to_owned();
-        format!("{ip}:{port}").parse().ok()
+        sdp_media(self.body())
     }
+}
+
+/// Where an SDP body asks for audio (`c=` and the first `m=` port).
+pub fn sdp_media(body: &str) -> Option<SocketAddr> {
+    let ip = body
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))?
+        .trim()
+        .to_owned();
+    let port = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))?
+        .split_whitespace()
+        .next()?
+        .to_owned();
+    format!("{ip}:{port}").parse().ok()
 }
 
 /// What arrived on a phone's RTP socket.
