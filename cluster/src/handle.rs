@@ -111,8 +111,18 @@ impl Cluster {
 
         let (log_store, state_machine, reader) = storage::open(data_dir)?;
 
-        let endpoint = quinn::Endpoint::server(server_config, config.listen)
-            .map_err(|e| ClusterError::Network(format!("binding {}: {e}", config.listen)))?;
+        let bind_err =
+            |e: std::io::Error| ClusterError::Network(format!("binding {}: {e}", config.listen));
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| ClusterError::Network("no async runtime for QUIC".into()))?;
+        let endpoint = quinn::Endpoint::new(
+            tls::quic_endpoint_config(&config.tls),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .map_err(bind_err)?;
         let local = endpoint
             .local_addr()
             .map_err(|e| ClusterError::Network(e.to_string()))?;

@@ -66,24 +66,28 @@ pub struct LogState {
 
 impl Inner {
     pub(crate) fn log_state(&self) -> LogState {
-        let (last_log_index, leader, term, leading) = {
+        let (last_log_index, leader, term, quorum_ack_ms) = {
             let m = self.raft.metrics();
             let m = m.borrow();
+            let quorum_ack_ms = if m.state == ServerState::Leader {
+                m.millis_since_quorum_ack
+            } else {
+                None
+            };
             (
                 m.last_log_index,
                 m.current_leader,
                 m.current_term,
-                m.state == ServerState::Leader,
+                quorum_ack_ms,
             )
         };
-        // A leader hears its leader all the time. Its contact clock only moves on appends from
-        // another leader, so it would otherwise look silent to a restarted voter asking whether
-        // every lease is out, and that voter would campaign against a healthy leader.
-        let silent_ms = if leading {
-            0
-        } else {
-            self.leader_contact.silent_for().as_millis() as u64
-        };
+        // A leader's contact clock only moves on appends from another leader, so it would look
+        // silent to a restarted voter asking whether every lease is out, and that voter would
+        // campaign against a healthy leader. A leader reports how long ago a quorum acknowledged
+        // it instead; one that never was (a node restarted as leader of a term long gone) keeps
+        // its contact clock, so it does not hold up the succession of the real leader.
+        let silent_ms =
+            quorum_ack_ms.unwrap_or_else(|| self.leader_contact.silent_for().as_millis() as u64);
         LogState {
             last_log_index,
             silent_ms,
@@ -125,14 +129,32 @@ impl Inner {
         if needed == 0 {
             return Some(start);
         }
+        let deadline = start + timeout;
         let mut asks: futures::stream::FuturesUnordered<_> = voters
             .iter()
             .map(|(id, addr)| {
                 let transport = std::sync::Arc::clone(&self.transport);
                 async move {
-                    match transport.call(*id, addr, RpcBody::LogState, timeout).await {
-                        Ok(RpcResponse::LogState(s)) => Some(s),
-                        _ => None,
+                    // A voter that does not follow this node yet (just elected: its first append is
+                    // on the way) is asked again shortly, not given up on: the answer of the other,
+                    // dead, voter would otherwise be awaited until the deadline, and the proof (and
+                    // the VIP with it) would come a whole attempt later.
+                    loop {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return None;
+                        }
+                        match transport.call(*id, addr, RpcBody::LogState, left).await {
+                            Ok(RpcResponse::LogState(s))
+                                if s.leader == Some(self.id) && s.term == term =>
+                            {
+                                return Some(s);
+                            }
+                            Ok(RpcResponse::LogState(s)) if s.term <= term => {
+                                tokio::time::sleep(PLEDGE_ASK_AGAIN).await;
+                            }
+                            _ => return None,
+                        }
                     }
                 }
             })
@@ -142,7 +164,7 @@ impl Inner {
         let mut weakest: Option<Instant> = None;
         let mut pledges = 0;
         while let Some(answer) = asks.next().await {
-            let Some(s) = answer.filter(|s| s.leader == Some(self.id) && s.term == term) else {
+            let Some(s) = answer else {
                 continue;
             };
             let pledge = start.checked_sub(Duration::from_millis(s.silent_ms))?;
@@ -155,6 +177,9 @@ impl Inner {
         None
     }
 }
+
+/// How soon a voter that does not follow this node yet is asked again for its pledge.
+const PLEDGE_ASK_AGAIN: Duration = Duration::from_millis(10);
 
 /// Whether this node should be the one to campaign: its log is at least as long as every peer's,
 /// and it has the lowest id among equals.

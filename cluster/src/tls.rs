@@ -370,6 +370,60 @@ pub(crate) fn cert_names_node(
         .map_err(|_| ClusterError::Tls(format!("certificate is not valid for {name}")))
 }
 
+/// The key this node's QUIC endpoint makes stateless-reset tokens with, derived from its private key
+/// so that it is the same after a restart and secret to anyone without that key.
+///
+/// A peer's cached connection to a node that restarted is unknown to the new process. With a key
+/// that changes at every start (quinn's default), the new process's reset does not match the token
+/// the peer holds and is ignored: the peer's next call waits out its whole deadline (2 s for a
+/// forwarded write) before the connection is given up. With the same key, the reset is accepted at
+/// once and the call fails fast and is retried on a new connection.
+///
+/// quinn only answers a packet whose connection ID its generator recognises, so the generator's
+/// key is derived the same way.
+pub(crate) fn quic_endpoint_config(tls: &NodeTlsFiles) -> quinn::EndpointConfig {
+    let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, tls.key_pem.as_bytes());
+    let derived = ring::hmac::sign(&secret, b"pbx cluster: QUIC stateless reset key v1");
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    config.cid_generator(|| Box::new(RandomCids(ring::rand::SystemRandom::new())));
+    config
+}
+
+/// Random connection IDs that are all taken as this endpoint's own: quinn's default generator
+/// signs its IDs with a key made at start and ignores a packet whose ID the new key did not sign, so
+/// a restarted node would never answer the previous process's connections with the reset above.
+/// (A packet for no connection draws at most one reset per 20 ms, smaller than the packet.)
+struct RandomCids(ring::rand::SystemRandom);
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        use ring::rand::SecureRandom as _;
+        let mut cid = [0u8; CID_LEN];
+        if self.0.fill(&mut cid).is_err() {
+            // The system's random source failing is not survivable in any useful way; a
+            // predictable ID only weakens the unlinkability of connection IDs, not the TLS.
+            tracing::error!("the system random source failed; connection ID from the clock");
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            cid = nanos.to_le_bytes();
+        }
+        quinn::ConnectionId::new(&cid)
+    }
+
+    fn cid_len(&self) -> usize {
+        CID_LEN
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Length of this node's QUIC connection IDs.
+const CID_LEN: usize = 8;
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -469,6 +523,80 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    /// A node restarted on the same address resets a peer's connection to its previous process at
+    /// once (the peer's next packet draws a stateless reset it accepts), instead of leaving the
+    /// peer's calls to wait out their deadline; a process with another key could not.
+    #[tokio::test]
+    async fn a_restarted_node_resets_connections_to_its_previous_process() {
+        let ca = generate_ca("reset").unwrap();
+        let files = |id| NodeTlsFiles::new(&ca.cert_pem, &issue_node_cert(&ca, id, &[]).unwrap());
+        let (server_files, client_files) = (files(1), files(2));
+        let runtime = quinn::default_runtime().unwrap();
+        let serve = |config: quinn::EndpointConfig, socket: std::net::UdpSocket| {
+            let server = quic_server_config(&server_files, crate::version::WIRE_VERSION).unwrap();
+            let endpoint =
+                quinn::Endpoint::new(config, Some(server), socket, runtime.clone()).unwrap();
+            let accepting = endpoint.clone();
+            tokio::spawn(async move {
+                while let Some(incoming) = accepting.accept().await {
+                    if let Ok(conn) = incoming.await {
+                        tokio::spawn(async move { conn.closed().await });
+                    }
+                }
+            });
+            endpoint
+        };
+        let client_config =
+            quic_client_config(&client_files, crate::version::WIRE_VERSION).unwrap();
+        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        client.set_default_client_config(client_config);
+
+        for (same_key, reset_expected) in [(true, true), (false, false)] {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let addr = socket.local_addr().unwrap();
+            // The first process is a runtime of its own, so that it can end without a word.
+            let process = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let first = {
+                let _in = process.enter();
+                serve(quic_endpoint_config(&server_files), socket)
+            };
+            let conn = client
+                .connect(addr, &node_server_name(1))
+                .unwrap()
+                .await
+                .unwrap();
+            // An established connection (its handshake long over, as a node's are).
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            send.write_all(b"ping").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop((send.finish(), recv.stop(0u32.into())));
+            // kill -9: nothing is closed politely; a new process binds the address.
+            drop(first);
+            process.shutdown_background();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let socket = std::net::UdpSocket::bind(addr).unwrap();
+            let config = if same_key {
+                quic_endpoint_config(&server_files)
+            } else {
+                quinn::EndpointConfig::default()
+            };
+            let second = serve(config, socket);
+            let (mut send, _recv) = conn.open_bi().await.unwrap();
+            send.write_all(&[0u8; 200]).await.unwrap();
+            let closed = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+            assert_eq!(
+                matches!(closed, Ok(quinn::ConnectionError::Reset)),
+                reset_expected,
+                "same key: {same_key}, closed: {closed:?}"
+            );
+            second.close(0u32.into(), b"");
+        }
+    }
 
     #[test]
     fn node_certificate_names_the_node_and_extra_sans() {
