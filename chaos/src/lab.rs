@@ -663,28 +663,30 @@ impl Lab {
     pub async fn wait_leader(&mut self, within: Duration) -> anyhow::Result<usize> {
         let deadline = Instant::now() + within;
         loop {
+            // A majority of the nodes that name a leader must name the same living one: a node
+            // restarted from a term it led comes back naming itself until the real leader reaches
+            // it. (Nodes that name none, such as joiners not yet in the cluster, do not count.)
+            let mut named: Vec<u64> = Vec::new();
             for i in 0..self.nodes.len() {
                 if !self.nodes[i].is_running() {
                     continue;
                 }
-                let Ok(h) = self.health(i).await else {
-                    continue;
-                };
-                let Some(leader) = h["leader"].as_u64() else {
-                    continue;
-                };
-                let Some(li) = self.nodes.iter().position(|n| n.id == leader) else {
-                    continue;
-                };
-                // The named leader must be alive and agree that it leads.
-                if self.nodes[li].is_running()
-                    && self
-                        .health(li)
-                        .await
-                        .is_ok_and(|lh| lh["leader"].as_u64() == Some(leader))
+                if let Ok(h) = self.health(i).await
+                    && let Some(leader) = h["leader"].as_u64()
                 {
-                    return Ok(li);
+                    named.push(leader);
                 }
+            }
+            let majority = named.len() / 2 + 1;
+            let agreed = named
+                .iter()
+                .copied()
+                .find(|l| named.iter().filter(|m| *m == l).count() >= majority);
+            if let Some(li) =
+                agreed.and_then(|leader| self.nodes.iter().position(|n| n.id == leader))
+                && self.nodes[li].is_running()
+            {
+                return Ok(li);
             }
             ensure!(Instant::now() < deadline, "no leader within {within:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;

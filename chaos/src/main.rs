@@ -223,8 +223,12 @@ async fn main() -> anyhow::Result<()> {
                 .chain(std::iter::once(&report.mean_per_binding))
             {
                 println!(
-                    "node {} (0: mean): RSS/binding after={:.0} B settled={:.0} B flushed={:.0} B; disk/binding after={:.0} B settled={:.0} B flushed={:.0} B",
-                    p.node_id,
+                    "{}: RSS/binding after={:.0} B settled={:.0} B flushed={:.0} B; disk/binding after={:.0} B settled={:.0} B flushed={:.0} B",
+                    if p.node_id == 0 {
+                        "mean of the nodes".to_owned()
+                    } else {
+                        format!("node {}", p.node_id)
+                    },
                     p.rss_after,
                     p.rss_settled,
                     p.rss_flushed,
