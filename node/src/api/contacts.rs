@@ -628,11 +628,17 @@ async fn import_into(
         tokio::task::spawn_blocking(move || parse_import(&body, &parse_book, now, new_id))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let held = state
-        .cluster
-        .reader()
-        .scan_prefix::<Contact>(&book.prefix())?
-        .len();
+    let counting = state.clone();
+    let prefix = book.prefix();
+    let held = tokio::task::spawn_blocking(move || {
+        counting
+            .cluster
+            .reader()
+            .scan_prefix::<Contact>(&prefix)
+            .map(|all| all.len())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     if held + rows.len() > book.capacity() {
         return Err(ApiError::BadRequest(format!(
             "the book holds at most {} contacts: it has {held}, the file adds {}",
@@ -715,8 +721,12 @@ pub(crate) fn to_csv(contacts: &[Contact]) -> Result<String, ApiError> {
 
 async fn export_from(state: AppState, who: Principal, book: Book) -> Result<Response, ApiError> {
     open(&state, &who, &book, false).await?;
-    let all = read_book(&state, &book)?;
-    let text = to_csv(&all)?;
+    // Ten thousand contacts decoded, sorted and written: kept off the async workers.
+    let reading = state.clone();
+    let read = book.clone();
+    let text = tokio::task::spawn_blocking(move || to_csv(&read_book(&reading, &read)?))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     let name = match &book {
         Book::Company => "contacts.csv".to_owned(),
         Book::Personal { extension } => format!("contacts-{extension}.csv"),

@@ -115,8 +115,14 @@ pub(crate) async fn speak_pcm(text: &str, voice: &str) -> Result<Vec<i16>, Speec
     if wav.len() > OUTPUT_LIMITS.max_bytes {
         return Err(SpeechError::Failed("too much speech".into()));
     }
-    fix_streamed_sizes(&mut wav);
-    Ok(pbx_media::wav::read_any_rate(&wav, OUTPUT_LIMITS)?)
+    // Resampling 22 kHz speech is a filter over every sample: seconds of CPU for a node's whole
+    // prompt set in a debug build, which must not hold an async worker (Raft heartbeats run there).
+    tokio::task::spawn_blocking(move || {
+        fix_streamed_sizes(&mut wav);
+        Ok(pbx_media::wav::read_any_rate(&wav, OUTPUT_LIMITS)?)
+    })
+    .await
+    .map_err(|e| SpeechError::Failed(e.to_string()))?
 }
 
 /// A WAV written to a pipe cannot go back to fill its sizes in: espeak-ng leaves placeholders in
