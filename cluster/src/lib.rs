@@ -19,6 +19,7 @@ mod config;
 mod error;
 mod handle;
 mod network;
+mod peer_failures;
 pub mod rpc;
 mod server;
 mod status;

@@ -24,6 +24,7 @@ use openraft::raft::{
 use storage::{NodeAddr, NodeId, TypeConfig};
 use tokio::time::Instant;
 
+use crate::peer_failures::{PeerFailures, Report};
 use crate::rpc::{self, FrameError, RpcBody, RpcRequest, RpcResponse};
 use crate::tls::node_server_name;
 
@@ -316,6 +317,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             transport: Arc::clone(&self.transport),
             target,
             node: node.clone(),
+            failures: PeerFailures::default(),
         }
     }
 }
@@ -325,6 +327,8 @@ pub(crate) struct PeerClient {
     transport: Arc<Transport>,
     target: NodeId,
     node: NodeAddr,
+    /// Replication failures to this peer, logged by run rather than one by one.
+    failures: PeerFailures,
 }
 
 type RaftRpcError<E = openraft::error::Infallible> =
@@ -383,8 +387,40 @@ impl PeerClient {
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
-    async fn append_entries(
+impl PeerClient {
+    /// Logs the start, the persistence (every few seconds) and the end of a run of failed
+    /// replication calls to this peer.
+    fn note<T, E: std::error::Error>(&mut self, res: &Result<T, RaftRpcError<E>>) {
+        let now = Instant::now();
+        let report = match res {
+            Ok(_) => self.failures.worked(now),
+            // Not a failure: openraft splits the batch and sends again at once.
+            Err(RPCError::PayloadTooLarge(_)) => None,
+            Err(_) => self.failures.failed(now),
+        };
+        let (node, peer) = (self.transport.node_id, self.target);
+        match (report, res) {
+            (None, _) => {}
+            (Some(Report::Failing), Err(e)) => {
+                tracing::warn!(node, peer, error = %e, "replication to a peer failing");
+            }
+            (Some(Report::StillFailing { failures, for_ms }), Err(e)) => {
+                tracing::warn!(node, peer, failures, for_ms, error = %e, "replication to a peer still failing");
+            }
+            (Some(Report::Recovered { failures, for_ms }), _) => {
+                tracing::info!(
+                    node,
+                    peer,
+                    failures,
+                    for_ms,
+                    "replication to a peer works again"
+                );
+            }
+            (Some(_), Ok(_)) => {}
+        }
+    }
+
+    async fn append_entries_once(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
@@ -401,7 +437,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
     }
 
-    async fn install_snapshot(
+    async fn install_snapshot_once(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
@@ -411,6 +447,28 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(other) => Err(self.unexpected(&other)),
             Err(e) => Err(self.call_error(e)),
         }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RaftRpcError> {
+        let res = self.append_entries_once(rpc, option).await;
+        self.note(&res);
+        res
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RaftRpcError<InstallSnapshotError>> {
+        let res = self.install_snapshot_once(rpc, option).await;
+        self.note(&res);
+        res
     }
 
     async fn vote(

@@ -4,9 +4,14 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr; `RUST_LOG` filters (default `info`).
+/// The log filter when `RUST_LOG` is not set. openraft's replication logs two to four lines per
+/// failed call to a down peer; `pbx_cluster` logs the runs of failures instead.
+pub const DEFAULT_LOG_FILTER: &str = "info,openraft=warn,openraft::replication=off,\
+                                      openraft::engine::handler::replication_handler=error";
+
 pub fn init_tracing(json: bool) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
