@@ -385,6 +385,16 @@ impl Cluster {
         self.inner.raft.metrics().borrow().current_leader
     }
 
+    /// The leader to show an operator: [`Self::current_leader`], except this node while no quorum
+    /// has acknowledged it within an election timeout. A node restarted from a term it led believes
+    /// it leads until the real leader reaches it, and a leader cut off from the others keeps
+    /// believing it; neither is the cluster's leader.
+    pub fn confirmed_leader(&self) -> Option<NodeId> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        self.inner.confirmed(&m)
+    }
+
     /// The address this node advertises (with the bound port filled in when it was left empty).
     pub fn advertise_addr(&self) -> &NodeAddr {
         &self.inner.advertise
@@ -965,6 +975,17 @@ impl Inner {
         }
     }
 
+    /// See [`Cluster::confirmed_leader`].
+    fn confirmed(&self, m: &openraft::RaftMetrics<NodeId, NodeAddr>) -> Option<NodeId> {
+        match m.current_leader {
+            Some(me) if me == self.id && m.state == ServerState::Leader => m
+                .millis_since_quorum_ack
+                .is_some_and(|ms| ms <= self.config.election_max_ms)
+                .then_some(me),
+            other => other,
+        }
+    }
+
     fn local_status(&self) -> ClusterStatus {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
@@ -1006,7 +1027,7 @@ impl Inner {
             node_id: self.id,
             state,
             term: m.current_term,
-            leader: m.current_leader,
+            leader: self.confirmed(&m),
             last_log_index,
             applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
             members,

@@ -165,3 +165,37 @@ async fn the_cluster_keeps_writing_after_its_leader_stops() {
         c.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_from_its_voters_is_not_shown_as_the_leader() {
+    let ca = tls::generate_ca("cut-off").unwrap();
+    let nodes = cluster_of(&ca, 3, |_| {}).await;
+    let clusters: Vec<&Cluster> = nodes.iter().map(|n| &n.cluster).collect();
+    let leader_id = agreed_leader(&clusters).await;
+    let leader = &nodes.iter().find(|n| n.id == leader_id).unwrap().cluster;
+    eventually(
+        Duration::from_secs(5),
+        "the leader confirmed by a quorum",
+        || async { leader.confirmed_leader() == Some(leader_id) },
+    )
+    .await;
+    assert_eq!(leader.status().await.leader, Some(leader_id));
+
+    for n in nodes.iter().filter(|n| n.id != leader_id) {
+        n.cluster.shutdown().await.unwrap();
+    }
+    // openraft keeps it leader of its term; an operator must not be told it leads the cluster.
+    eventually(
+        Duration::from_secs(5),
+        "the lone leader stops naming itself",
+        || async { leader.confirmed_leader().is_none() },
+    )
+    .await;
+    assert_eq!(leader.status().await.leader, None);
+    assert_eq!(
+        leader.current_leader(),
+        Some(leader_id),
+        "openraft's own view, which the status used to show"
+    );
+    leader.shutdown().await.unwrap();
+}

@@ -29,7 +29,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         node_id: state.cluster.node_id(),
         initialized: state.cluster.is_initialized(),
-        leader: state.cluster.current_leader(),
+        leader: state.cluster.confirmed_leader(),
         vip_owner: state.vip.as_ref().map(crate::vip::Fence::holds),
     })
 }

@@ -118,7 +118,7 @@ pub(crate) fn vip_owner(state: &AppState) -> Option<u64> {
     if state.vip.as_ref().is_some_and(crate::vip::Fence::holds) {
         return Some(state.cluster.node_id());
     }
-    state.cluster.current_leader()
+    state.cluster.confirmed_leader()
 }
 
 type Cache = Mutex<Option<(Instant, Arc<Shared>)>>;
