@@ -200,7 +200,9 @@ pub(crate) async fn watch(inner: Weak<Inner>) {
     let heartbeat = Duration::from_millis(first.config.heartbeat_ms);
     let lease = Duration::from_millis(first.config.election_max_ms);
     drop(first);
-    let mut tick = tokio::time::interval(heartbeat / 2);
+    // The check is a clock read until the leader has been silent past the lease; a fine tick
+    // starts the campaign within a few milliseconds of it (a takeover waits for this).
+    let mut tick = tokio::time::interval((heartbeat / 10).max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_try: Option<Instant> = None;
     loop {

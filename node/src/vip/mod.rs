@@ -108,9 +108,17 @@ fn confirm_leadership(cluster: Cluster, lease: Duration) -> watch::Receiver<Opti
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CONFIRM_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leadership = cluster.leadership();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                // A node that has just been elected asks at once, not at its next tick: the
+                // takeover waits for this proof (up to one tick, 25 ms on average, before).
+                changed = leadership.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
                 () = tx.closed() => return,
             }
             let proof = cluster.lease_start(lease).await;
