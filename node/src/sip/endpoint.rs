@@ -54,7 +54,11 @@ pub(crate) enum Command {
 pub(crate) enum ClientOutcome {
     Final(rsip::Response),
     Timeout,
+    /// Not sent, or the transport failed under it.
     Failed,
+    /// This node's SIP service stopped before the request ended (the VIP lease was lost, or the
+    /// node is shutting down): says nothing about the peer.
+    Abandoned,
 }
 
 /// A handle the PBX logic uses to answer and to send. Cheap to clone.
@@ -76,9 +80,9 @@ impl EndpointHandle {
             .await
             .is_err()
         {
-            return ClientOutcome::Failed;
+            return ClientOutcome::Abandoned;
         }
-        wait.await.unwrap_or(ClientOutcome::Failed)
+        wait.await.unwrap_or(ClientOutcome::Abandoned)
     }
 
     /// Starts an INVITE client transaction for branch `branch` of a call. `None` when it could not
@@ -357,5 +361,47 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+    use super::*;
+    use pbx_sip::transaction::Transport;
+
+    fn options() -> (rsip::Request, Peer) {
+        let raw = "OPTIONS sip:1001@198.18.0.21:5063 SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP 198.18.0.100:5060;branch=z9hG4bK-1\r\n\
+                   From: <sip:pbx@198.18.0.100>;tag=1\r\nTo: <sip:1001@198.18.0.21>\r\n\
+                   Call-ID: q-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: "198.18.0.21:5063".parse().unwrap(),
+        };
+        (rsip::Request::try_from(raw).unwrap(), peer)
+    }
+
+    #[tokio::test]
+    async fn a_request_outlived_by_its_endpoint_is_abandoned_not_failed() {
+        // The endpoint took the request, then stopped (the VIP lease ended mid-transaction).
+        let (tx, mut rx) = mpsc::channel(1);
+        let handle = EndpointHandle { tx };
+        let stopping = tokio::spawn(async move {
+            let taken = rx.recv().await;
+            drop(taken);
+        });
+        let (req, peer) = options();
+        assert!(matches!(
+            handle.request(req, peer).await,
+            ClientOutcome::Abandoned
+        ));
+        stopping.await.unwrap();
+        // Already stopped: nothing takes it.
+        let (req, peer) = options();
+        assert!(matches!(
+            handle.request(req, peer).await,
+            ClientOutcome::Abandoned
+        ));
     }
 }

@@ -56,7 +56,7 @@ impl Qualifier {
                 .map(|b| {
                     let this = Arc::clone(&this);
                     async move {
-                        let reachable = this.ping(&b).await;
+                        let reachable = this.ping(&b).await?;
                         (b.reachable != Some(reachable)).then(|| {
                             tracing::info!(extension = %b.aor, contact = %b.contact, reachable, "contact reachability changed");
                             BindingOp::SetReachable { aor: b.aor, contact: b.contact, reachable }
@@ -75,12 +75,15 @@ impl Qualifier {
         }
     }
 
-    /// True when the contact answered OPTIONS with any final response.
-    async fn ping(&self, b: &Binding) -> bool {
+    /// True when the contact answered OPTIONS with any final response; `None` when this node
+    /// stopped serving SIP before it could tell (no verdict on the phone).
+    async fn ping(&self, b: &Binding) -> Option<bool> {
         let Some(req) = self.options_for(b) else {
-            return false;
+            return Some(false);
         };
-        let Some(peer) = peer_of(b) else { return false };
+        let Some(peer) = peer_of(b) else {
+            return Some(false);
+        };
         let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(ANSWER_WITHIN, self.endpoint.request(req, peer)).await;
         let ok = match outcome {
@@ -89,6 +92,7 @@ impl Qualifier {
                 tracing::trace!(extension = %b.aor, status = resp.status_code.code(), "contact answered OPTIONS");
                 true
             }
+            Ok(ClientOutcome::Abandoned) => return None,
             _ => false,
         };
         if ok {
@@ -96,7 +100,7 @@ impl Qualifier {
                 .record(started.elapsed().as_secs_f64());
         }
         metrics::counter!("pbx_sip_qualify_total", "result" => if ok { "answered" } else { "silent" }).increment(1);
-        ok
+        Some(ok)
     }
 
     fn options_for(&self, b: &Binding) -> Option<rsip::Request> {

@@ -593,7 +593,8 @@ impl Presence {
     }
 
     /// The answer to a NOTIFY: the next may go. A watcher that no longer knows the subscription
-    /// (`481`), or is gone, loses it.
+    /// (`481`), or is gone, loses it. A NOTIFY abandoned because this node stopped serving (its VIP
+    /// lease ended mid-transaction) says nothing about the watcher: the next owner carries on.
     async fn after_notify(&self, sub: &Subscription, outcome: ClientOutcome) {
         let key = sub.key();
         if let Some(s) = self.sent().get_mut(&key) {
@@ -603,6 +604,7 @@ impl Presence {
         let gone = match &outcome {
             ClientOutcome::Final(resp) => matches!(resp.status_code.code(), 404 | 481 | 489),
             ClientOutcome::Timeout | ClientOutcome::Failed => true,
+            ClientOutcome::Abandoned => false,
         };
         if !gone {
             return;
