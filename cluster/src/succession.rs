@@ -267,6 +267,11 @@ pub(crate) async fn watch(inner: Weak<Inner>) {
         if !should_campaign(inner.id, mine, &peers) {
             continue;
         }
+        // The answers took a moment: a leader that reached this node meanwhile (one just
+        // elected) must not be deposed by a campaign decided before it spoke.
+        if inner.leader_contact.silent_for() < lease {
+            continue;
+        }
         last_try = Some(Instant::now());
         tracing::info!(node = inner.id, silent_leader = ?leader, silent_ms = inner.leader_contact.silent_for().as_millis() as u64, "leader silent past every lease; campaigning now");
         metrics::counter!("pbx_raft_fast_elections_total").increment(1);
