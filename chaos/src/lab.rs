@@ -441,7 +441,11 @@ impl Lab {
         };
         let child = cmd
             .args(["run", "--config", &path_str(&node.config)])
-            .env("RUST_LOG", "info,openraft=info")
+            // PBX_LAB_LOG overrides the nodes' filter for a post-mortem (with PBX_LAB_KEEP).
+            .env(
+                "RUST_LOG",
+                std::env::var("PBX_LAB_LOG").unwrap_or_else(|_| "info,openraft=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

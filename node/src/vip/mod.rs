@@ -121,7 +121,13 @@ fn confirm_leadership(cluster: Cluster, lease: Duration) -> watch::Receiver<Opti
                 }
                 () = tx.closed() => return,
             }
+            let asked = Instant::now();
             let proof = cluster.lease_start(lease).await;
+            tracing::debug!(
+                took_us = asked.elapsed().as_micros() as u64,
+                age_ms = proof.map(|p| asked.saturating_duration_since(p).as_millis() as u64),
+                "lease proof"
+            );
             // Keep the newest proof: a slow answer never moves the lease back, a failed one lets it run out.
             tx.send_if_modified(|current| match (proof, *current) {
                 (Some(p), Some(c)) if p <= c => false,
