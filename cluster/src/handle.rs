@@ -199,11 +199,12 @@ impl Cluster {
             Arc::downgrade(&inner),
             grace,
         ));
+        let greet = tokio::spawn(greet_members(Arc::downgrade(&inner)));
         inner
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend([server, watcher, succession, hold]);
+            .extend([server, watcher, succession, hold, greet]);
         tracing::info!(node = id, listen = %local, advertise = %inner.advertise, "cluster layer started");
         Ok(Self { inner })
     }
@@ -673,6 +674,36 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// Calls every other member once at start. A leader whose replication to this node is backing off
+/// (the node was down) learns from the call that it is up, and tries again within 10 ms instead of
+/// at its next backoff step (up to 400 ms): a restarted node is caught up that much sooner.
+async fn greet_members(inner: std::sync::Weak<Inner>) {
+    let Some(me) = inner.upgrade() else {
+        return;
+    };
+    let members: Vec<(NodeId, String)> = {
+        let m = me.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != me.id)
+            .map(|(id, addr)| (*id, addr.raft_addr.clone()))
+            .collect()
+    };
+    let (transport, timeout) = (Arc::clone(&me.transport), me.config.rpc_timeout());
+    drop(me);
+    let calls = members.iter().map(|(id, addr)| {
+        let transport = Arc::clone(&transport);
+        async move {
+            if let Err(e) = transport.call(*id, addr, RpcBody::LogState, timeout).await {
+                tracing::debug!(peer = *id, error = %e, "member not greeted");
+            }
+        }
+    });
+    futures::future::join_all(calls).await;
 }
 
 /// Resolves once this node knows a leader other than `old`.

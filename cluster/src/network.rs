@@ -48,6 +48,9 @@ pub(crate) enum CallError {
 /// A connection on which calls time out and nothing was answered for this long is treated as dead.
 const SILENT_CONNECTION: Duration = Duration::from_secs(1);
 
+/// A peer that called us this recently is up: replication to it backs off only briefly.
+const HEARD_RECENTLY: Duration = Duration::from_millis(500);
+
 type ConnectAttempt = Shared<BoxFuture<'static, Result<quinn::Connection, String>>>;
 
 struct PoolEntry {
@@ -65,6 +68,8 @@ pub(crate) struct Transport {
     rpc_timeout: Duration,
     pool: Mutex<HashMap<NodeId, PoolEntry>>,
     last_ok: Mutex<HashMap<NodeId, Instant>>,
+    /// When each peer last sent us a request (it is up, whatever our calls to it say).
+    heard: Mutex<HashMap<NodeId, Instant>>,
 }
 
 impl Transport {
@@ -83,11 +88,29 @@ impl Transport {
             rpc_timeout,
             pool: Mutex::new(HashMap::new()),
             last_ok: Mutex::new(HashMap::new()),
+            heard: Mutex::new(HashMap::new()),
         }
     }
 
     pub(crate) fn rpc_timeout(&self) -> Duration {
         self.rpc_timeout
+    }
+
+    /// `peer` sent us a request that passed the membership check.
+    pub(crate) fn heard_from(&self, peer: NodeId) {
+        self.heard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer, Instant::now());
+    }
+
+    /// Whether `peer` sent us a request within `within`.
+    pub(crate) fn heard_within(&self, peer: NodeId, within: Duration) -> bool {
+        self.heard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .is_some_and(|t| t.elapsed() < within)
     }
 
     /// When `target` last answered a call of ours.
@@ -486,7 +509,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> Backoff {
         // 100, 200, then every 400 ms: a restarted peer is found again well inside its election
         // hold-off (`succession::hold_elections_after_start`), and a dead one costs a connect
-        // attempt a few times a second.
-        Backoff::new((0..).map(|n: u32| Duration::from_millis(100u64 << n.min(2))))
+        // attempt a few times a second. A peer that has just called us (a restarted node says so
+        // at start, `Cluster::greet_members`) is up: the next try comes after 10 ms.
+        let (transport, target) = (Arc::clone(&self.transport), self.target);
+        Backoff::new((0..).map(move |n: u32| {
+            if transport.heard_within(target, HEARD_RECENTLY) {
+                Duration::from_millis(10)
+            } else {
+                Duration::from_millis(100u64 << n.min(2))
+            }
+        }))
     }
 }

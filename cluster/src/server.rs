@@ -117,7 +117,10 @@ async fn serve_stream(
                 refused(reason.label());
                 RpcResponse::Refused(reason.message())
             }
-            Ok(()) => dispatch(&inner, request.body).await,
+            Ok(()) => {
+                inner.transport.heard_from(request.from);
+                dispatch(&inner, request.body).await
+            }
         },
     };
     if let Err(e) = rpc::write_frame(&mut send, &response).await {
