@@ -19,7 +19,7 @@
 //! logged and counted (`pbx_provisioning_requests_total{result}`).
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -30,6 +30,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use subtle::ConstantTimeEq as _;
 
+use cluster::ClusterError;
 use storage::Command;
 use storage::model::{Extension, Service, Transport, VipConfig};
 use storage::provisioning::{
@@ -258,11 +259,33 @@ async fn record(state: &AppState, d: &Device, kind: FetchKind, file: &str, ip: I
             from: ip.to_string(),
         },
     };
-    // The file is served even when the record cannot be made: provisioning should not wait on it.
-    if let Err(e) = state.cluster.propose(cmd).await {
-        tracing::warn!(mac = %d.mac, error = %e, "provisioning: download not recorded");
+    // The file is served even when the record cannot be made, but a leader election (a few hundred
+    // milliseconds) is waited out: recording a fetch again is harmless, so an outcome left unknown
+    // by a change of leader is simply tried once more, within a bound.
+    let deadline = Instant::now() + RECORD_WITHIN;
+    loop {
+        match state.cluster.propose(cmd.clone()).await {
+            Ok(_) => return,
+            Err(
+                e @ (ClusterError::NoLeader
+                | ClusterError::NotLeader { .. }
+                | ClusterError::Unavailable(_)
+                | ClusterError::Timeout(_)
+                | ClusterError::Network(_)),
+            ) if Instant::now() < deadline => {
+                tracing::debug!(mac = %d.mac, error = %e, "provisioning: recording the download again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                tracing::warn!(mac = %d.mac, error = %e, "provisioning: download not recorded");
+                return;
+            }
+        }
     }
 }
+
+/// How long a download's record is retried through a change of leader.
+const RECORD_WITHIN: Duration = Duration::from_secs(3);
 
 async fn serve(
     state: AppState,
