@@ -767,6 +767,18 @@ impl Inner {
 
     /// Proposes on this node, which must lead.
     pub(crate) async fn write_local(&self, cmd: Command) -> Result<Response, ClusterError> {
+        // Only the leader judges which protocol the members speak: it has a live connection to
+        // each. A follower knows only what they recorded, and a member that has just joined has
+        // not recorded anything yet (it read as protocol 1, and a follower refused every newer
+        // change until it had). A follower sends the write on to the leader, which checks.
+        let (leads, leader) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.state == ServerState::Leader, m.current_leader)
+        };
+        if !leads {
+            return Err(ClusterError::NotLeader { leader });
+        }
         let needs = cmd.wire_version();
         if needs > crate::version::MIN_WIRE_VERSION
             && let Some((node, speaks)) = self.oldest_member_below(needs)
