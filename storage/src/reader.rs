@@ -10,7 +10,7 @@ use openraft::LogId;
 use rocksdb::{DB, Direction, IteratorMode};
 use tokio::sync::watch;
 
-use crate::tables::{Record, cf};
+use crate::tables::{Record, cf, prefix_bounds};
 use crate::{NodeId, StorageError, codec};
 
 /// A cheap, cloneable view of the applied tables.
@@ -141,7 +141,8 @@ impl StateReader {
         let cf = cf(&self.db, R::TABLE.cf_name())?;
         let mode = IteratorMode::From(prefix.as_bytes(), Direction::Forward);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, mode) {
+        let bounds = prefix_bounds(prefix.as_bytes());
+        for item in self.db.iterator_cf_opt(cf, bounds, mode) {
             let (key, value) = item?;
             if !key.starts_with(prefix.as_bytes()) {
                 break;

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::Txn;
 use crate::error::{RaftError, raft};
 use crate::snapshot_file::{Meta, SnapshotReader, SnapshotWriter, TeeReader};
-use crate::tables::{CF_SM_META, Table, blocking, cf, synced};
+use crate::tables::{CF_SM_META, Table, blocking, cf, prefix_bounds, synced};
 use crate::{NodeAddr, NodeId, Response, StateReader, StorageError, TypeConfig, codec};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
@@ -171,7 +171,8 @@ impl Txn for BatchTxn<'_> {
         match cf(self.db, table.cf_name()) {
             Ok(handle) => {
                 let mode = IteratorMode::From(prefix.as_bytes(), Direction::Forward);
-                for item in self.db.iterator_cf(handle, mode) {
+                let bounds = prefix_bounds(prefix.as_bytes());
+                for item in self.db.iterator_cf_opt(handle, bounds, mode) {
                     match item {
                         Ok((key, _)) if key.starts_with(prefix.as_bytes()) => {
                             keys.insert(String::from_utf8_lossy(&key).into_owned());

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteOptions};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions, WriteOptions,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -354,6 +356,30 @@ pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a ColumnFamily,
         .ok_or(StorageError::MissingColumnFamily(name))
 }
 
+/// Read options for a scan of the keys that start with `prefix`: the iterator stops at the first key
+/// past them instead of stepping into the next record's versions to find out. A key that is rewritten
+/// often (a binding on every refresh) keeps each version in the memtable until it is flushed.
+pub(crate) fn prefix_bounds(prefix: &[u8]) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    if let Some(end) = prefix_end(prefix) {
+        opts.set_iterate_upper_bound(end);
+    }
+    opts
+}
+
+/// The smallest key greater than every key that starts with `prefix`; none when there is no such
+/// key (an empty prefix, or one of only `0xff` bytes).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// Write options that wait for the fsync: what openraft's durability contract needs.
 pub(crate) fn synced() -> WriteOptions {
     let mut opts = WriteOptions::default();
@@ -375,6 +401,33 @@ mod schema_tests {
     #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
     use super::*;
+
+    #[test]
+    fn a_prefix_ends_before_the_first_key_past_it() {
+        assert_eq!(prefix_end(b"ext/1001/"), Some(b"ext/10010".to_vec()));
+        assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn a_bounded_scan_sees_every_key_of_its_prefix_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path()).unwrap();
+        let table = cf(&db, Table::Bindings.cf_name()).unwrap();
+        for key in ["100", "1001", "1001\u{ff}x", "1002", "101"] {
+            db.put_cf(table, key, b"v").unwrap();
+        }
+        let keys: Vec<String> = db
+            .iterator_cf_opt(
+                table,
+                prefix_bounds(b"1001"),
+                rocksdb::IteratorMode::From(b"1001", rocksdb::Direction::Forward),
+            )
+            .map(|item| String::from_utf8(item.unwrap().0.to_vec()).unwrap())
+            .collect();
+        assert_eq!(keys, ["1001", "1001\u{ff}x"]);
+    }
 
     fn recorded(db: &DB) -> Option<u32> {
         db.get_cf(cf(db, CF_SM_META).unwrap(), KEY_SCHEMA)

@@ -204,3 +204,29 @@ fn a_challenge_is_not_kept_so_a_retransmission_is_challenged_again() {
         [(_, TxEvent::Request { tx: again, .. })] if *again != tx
     ));
 }
+
+#[test]
+fn a_final_response_goes_out_as_the_codec_writes_it() {
+    let mut h = Single::new(config());
+    let req = request("REGISTER", "z9hG4bKw1", "reg-call", 1);
+    let tx = new_request(&mut h, Transport::Udp, "z9hG4bKw1");
+    let mut busy = response(&req, 486, Some("t1"));
+    // Two stale lengths, and a value that tries to smuggle in a header line of its own.
+    busy.headers.push(rsip::Header::ContentLength(
+        rsip::headers::ContentLength::from(99),
+    ));
+    busy.headers.push(rsip::Header::Other(
+        "X-Note".into(),
+        "a\r\nContact: <sip:evil@198.18.0.66>".into(),
+    ));
+    busy.body = b"v=0\r\n".to_vec();
+    h.layer.respond(h.now, tx, busy).unwrap();
+    let sent = h.layer.poll_transmit().expect("the 486 was sent");
+    let text = String::from_utf8(sent.bytes).unwrap();
+    // rsip's Display would write `486 BusyHere`, both lengths, and the injected line.
+    assert!(text.starts_with("SIP/2.0 486 Busy Here\r\n"), "{text}");
+    assert_eq!(text.matches("Content-Length:").count(), 1, "{text}");
+    assert!(text.contains("Content-Length: 5\r\n"), "{text}");
+    assert!(!text.contains("\r\nContact:"), "{text}");
+    assert!(text.ends_with("\r\n\r\nv=0\r\n"), "{text}");
+}

@@ -26,7 +26,7 @@ mod uri;
 pub use framer::{Frame, MAX_STREAM_BUFFER, StreamFramer};
 pub use message::{Message, normalize, parse};
 pub use reply::{bad_request, can_answer, error_response, reject};
-pub use serialize::serialize;
+pub use serialize::{serialize, serialize_request, serialize_response};
 
 /// The largest message accepted: a UDP datagram's bound, and the bound for one message on a stream.
 pub const MAX_MESSAGE_LEN: usize = 65_535;

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use rsip::{Header, Host, Scheme, SipMessage, StatusCode, Uri};
+use rsip::{Header, Headers, Host, Request, Response, Scheme, SipMessage, StatusCode, Uri};
 
 use super::headers::parts;
 
@@ -163,24 +163,35 @@ pub(crate) fn write_uri(out: &mut String, uri: &Uri) {
 /// Writes a message for the wire. See the module documentation for what differs from rsip's
 /// `Display`.
 pub fn serialize(msg: &SipMessage) -> Vec<u8> {
+    match msg {
+        SipMessage::Request(request) => serialize_request(request),
+        SipMessage::Response(response) => serialize_response(response),
+    }
+}
+
+/// [`serialize`] for a request, without wrapping it in a [`SipMessage`].
+pub fn serialize_request(request: &Request) -> Vec<u8> {
     let mut head = String::with_capacity(512);
-    let (headers, body) = match msg {
-        SipMessage::Request(request) => {
-            let _ = write!(head, "{} ", request.method);
-            write_uri(&mut head, &request.uri);
-            head.push_str(" SIP/2.0\r\n");
-            (&request.headers, &request.body)
-        }
-        SipMessage::Response(response) => {
-            let _ = write!(
-                head,
-                "SIP/2.0 {} {}\r\n",
-                response.status_code.code(),
-                reason_phrase(&response.status_code)
-            );
-            (&response.headers, &response.body)
-        }
-    };
+    let _ = write!(head, "{} ", request.method);
+    write_uri(&mut head, &request.uri);
+    head.push_str(" SIP/2.0\r\n");
+    finish(head, &request.headers, &request.body)
+}
+
+/// [`serialize`] for a response, without wrapping it in a [`SipMessage`].
+pub fn serialize_response(response: &Response) -> Vec<u8> {
+    let mut head = String::with_capacity(512);
+    let _ = write!(
+        head,
+        "SIP/2.0 {} {}\r\n",
+        response.status_code.code(),
+        reason_phrase(&response.status_code)
+    );
+    finish(head, &response.headers, &response.body)
+}
+
+/// The header lines, one correct Content-Length, the blank line and the body.
+fn finish(mut head: String, headers: &Headers, body: &[u8]) -> Vec<u8> {
     let mut wrote_length = false;
     for header in headers.iter() {
         if matches!(header, Header::ContentLength(_)) {

@@ -10,12 +10,14 @@ use rsip::{Header, Headers, Method, Request, Response, StatusCode};
 
 use super::key::{is_via, tag_param};
 
+/// The wire form, through the codec's writer: RFC reason phrases, one correct Content-Length, the
+/// body byte for byte, and no header injection (rsip's `Display` gets each of these wrong).
 pub(crate) fn encode_request(req: &Request) -> Vec<u8> {
-    req.to_string().into_bytes()
+    crate::codec::serialize_request(req)
 }
 
 pub(crate) fn encode_response(resp: &Response) -> Vec<u8> {
-    resp.to_string().into_bytes()
+    crate::codec::serialize_response(resp)
 }
 
 /// Unique To tags for the responses the layer builds. Seeded from std's per-process random hasher keys,

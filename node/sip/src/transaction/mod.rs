@@ -765,7 +765,7 @@ impl TransactionLayer {
 
     /// Sends a message outside any transaction (the ACK for a 2xx, a stateless response).
     pub fn send_stateless(&mut self, peer: Peer, msg: SipMessage) {
-        self.io.transmit(peer, msg.to_string().into_bytes());
+        self.io.transmit(peer, crate::codec::serialize(&msg));
     }
 
     /// Fires every timer due at `now`.
