@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
+/// The nodes' log filter in a lab: openraft's elections and membership changes at info (what a
+/// failed test's post-mortem needs), but not its replication lines, which log every failed call to a
+/// killed peer and would fill the log's tail (`pbx_cluster` logs those runs of failures instead).
+const LAB_LOG_FILTER: &str = "info,openraft=info,openraft::replication=off,\
+                              openraft::engine::handler::replication_handler=error";
+
 /// The `pbx` binary: `$PBX_BIN`, or the one cargo built beside this executable (`target/<profile>/pbx`,
 /// found from a test binary in `deps/` or from the `chaos` binary itself).
 pub fn pbx_bin() -> PathBuf {
@@ -444,7 +450,7 @@ impl Lab {
             // PBX_LAB_LOG overrides the nodes' filter for a post-mortem (with PBX_LAB_KEEP).
             .env(
                 "RUST_LOG",
-                std::env::var("PBX_LAB_LOG").unwrap_or_else(|_| "info,openraft=info".into()),
+                std::env::var("PBX_LAB_LOG").unwrap_or_else(|_| LAB_LOG_FILTER.into()),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
