@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Relay cost: CALLS concurrent G.711 calls with RTP both ways, relayed by the PBX (3-node cluster, the
 # VIP owner relays) and by rtpengine in userspace (`--table=-1`), alternating, ROUNDS times. The relay
-# under test is pinned to CPU 0 and the generator (chaos's phones) to CPU 1, so "CPU per packet" is
-# the relay's own core time divided by the packets it relayed.
+# under test (every PBX process, or rtpengine) is pinned to CPU 0 and the generator (chaos's phones)
+# to CPU 1. "CPU per packet" is the CPU time of those relay processes over the media phase divided by
+# the packets relayed.
 # Usage: deploy/bench/relay.sh [CALLS=1000] [SECONDS=20] [ROUNDS=2]
 # PBX_BIN and CHAOS_BIN name prebuilt binaries (the release build is skipped).
 set -euo pipefail
