@@ -179,7 +179,7 @@ fn challenge_shape() {
 #[test]
 fn round_trip_both_algorithms() {
     for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
-        let mut v = verifier();
+        let v = verifier();
         let creds = answer(&v, T0, algorithm, "1001", "correct horse", 1);
         let ok = v.verify(T0 + 5_000, &request(), &creds, store).unwrap();
         assert_eq!(ok.username, "1001");
@@ -196,7 +196,7 @@ fn round_trip_both_algorithms() {
 #[test]
 fn a_request_captured_before_a_failover_cannot_be_replayed_to_the_new_owner() {
     // The old owner challenged and accepted the phone's request.
-    let mut old_owner = verifier_of(1);
+    let old_owner = verifier_of(1);
     let creds = answer(
         &old_owner,
         T0,
@@ -212,7 +212,7 @@ fn a_request_captured_before_a_failover_cannot_be_replayed_to_the_new_owner() {
     );
     // The new owner's memory is empty, but the nonce is of another epoch: stale, so the phone is
     // challenged again (never counted as a failure) and the captured copy gets nowhere.
-    let mut new_owner = verifier_of(2);
+    let new_owner = verifier_of(2);
     let replayed = new_owner.verify(T0 + 1_000, &request(), &creds, store);
     assert_eq!(replayed, Err(AuthFailure::StaleNonce));
     assert!(replayed.unwrap_err().is_stale());
@@ -241,7 +241,7 @@ fn a_request_captured_before_a_failover_cannot_be_replayed_to_the_new_owner() {
 #[test]
 fn another_cluster_secret_is_refused() {
     let issuer = verifier();
-    let mut stranger = Verifier::new(
+    let stranger = Verifier::new(
         NonceKey::new(b"another cluster"),
         DigestConfig::default(),
         EPOCH,
@@ -259,7 +259,7 @@ fn another_cluster_secret_is_refused() {
 #[test]
 fn wrong_password_and_unknown_user_look_the_same() {
     for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
-        let mut v = verifier();
+        let v = verifier();
         let wrong = answer(&v, T0, algorithm, "1001", "wrong", 1);
         let wrong = v.verify(T0, &request(), &wrong, store).unwrap_err();
         let ghost = answer(&v, T0, algorithm, "9999", "correct horse", 1);
@@ -278,14 +278,14 @@ fn wrong_password_and_unknown_user_look_the_same() {
 
 #[test]
 fn stale_only_for_a_correct_response() {
-    let mut v = verifier();
+    let v = verifier();
     let creds = answer(&v, T0, Algorithm::Md5, "1001", "correct horse", 1);
     let late = T0 + DigestConfig::default().nonce_lifetime_ms + 1;
     let failure = v.verify(late, &request(), &creds, store).unwrap_err();
     assert_eq!(failure, AuthFailure::StaleNonce);
     assert!(failure.is_stale());
     // Exactly at the lifetime it is still fresh.
-    let mut v2 = verifier();
+    let v2 = verifier();
     assert!(v2.verify(late - 1, &request(), &creds, store).is_ok());
     // A wrong password on a stale nonce is a plain failure.
     let wrong = answer(&v, T0, Algorithm::Md5, "1001", "nope", 1);
@@ -294,7 +294,7 @@ fn stale_only_for_a_correct_response() {
         Err(AuthFailure::BadResponse)
     );
     // A nonce from too far in the future (a skewed clock) is stale too.
-    let mut v3 = verifier();
+    let v3 = verifier();
     let future = answer(&v3, T0 + 60_000, Algorithm::Md5, "1001", "correct horse", 1);
     assert_eq!(
         v3.verify(T0, &request(), &future, store),
@@ -306,7 +306,7 @@ fn stale_only_for_a_correct_response() {
 
 #[test]
 fn a_clock_stepping_back_does_not_revive_a_nonce() {
-    let mut v = verifier();
+    let v = verifier();
     let late = T0 + DigestConfig::default().nonce_lifetime_ms + 1;
     let fresh = answer(&v, late, Algorithm::Md5, "1001", "correct horse", 1);
     assert!(v.verify(late, &request(), &fresh, store).is_ok());
@@ -319,7 +319,7 @@ fn a_clock_stepping_back_does_not_revive_a_nonce() {
 
 #[test]
 fn forged_and_garbled_nonces() {
-    let mut v = verifier();
+    let v = verifier();
     let mut creds = answer(&v, T0, Algorithm::Sha256, "1001", "correct horse", 1);
     let genuine = creds.nonce.clone();
     for nonce in [
@@ -355,7 +355,7 @@ fn forged_and_garbled_nonces() {
 
 #[test]
 fn tampered_response_realm_uri_opaque() {
-    let mut v = verifier();
+    let v = verifier();
     let good = answer(&v, T0, Algorithm::Sha256, "1001", "correct horse", 1);
 
     let mut c = good.clone();
@@ -423,7 +423,7 @@ fn tampered_response_realm_uri_opaque() {
 
 #[test]
 fn replayed_and_backwards_nc() {
-    let mut v = verifier();
+    let v = verifier();
     let one = answer(&v, T0, Algorithm::Md5, "1001", "correct horse", 1);
     assert!(v.verify(T0, &request(), &one, store).is_ok());
     let replay = v.verify(T0 + 1, &request(), &one, store).unwrap_err();
@@ -449,12 +449,37 @@ fn replayed_and_backwards_nc() {
 }
 
 #[test]
+fn one_request_sent_many_times_at_once_is_accepted_once() {
+    // Tasks on several threads share one verifier: copies of a request (a retransmission, or an
+    // attacker's replay) racing each other must not all find the nonce count fresh.
+    let v = verifier();
+    let creds = answer(&v, T0, Algorithm::Md5, "1001", "correct horse", 1);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| v.verify(T0 + 1, &request(), &creds, store)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| *e == AuthFailure::Replay)
+    );
+}
+
+#[test]
 fn replay_memory_is_bounded_and_stays_safe() {
     let config = DigestConfig {
         nonce_counter_capacity: 4,
         ..DigestConfig::default()
     };
-    let mut v = Verifier::new(NonceKey::new(b"secret"), config, EPOCH);
+    let v = Verifier::new(NonceKey::new(b"secret"), config, EPOCH);
     let mut used = Vec::new();
     for i in 0..10u64 {
         let challenge = v.challenge(T0 + i, [i as u8; 8], REALM, false, false);
@@ -499,7 +524,7 @@ fn refused_forms() {
         );
     }
 
-    let mut v = verifier();
+    let v = verifier();
     let strip = |name: &str| -> Credentials {
         let params: Vec<&str> = good
             .trim_start_matches("Digest ")
@@ -592,7 +617,7 @@ fn garbage_never_panics() {
         state
     };
     let special = b"\",=\\ \t\r\n\0\x7fDigest";
-    let mut v = verifier();
+    let v = verifier();
     for _ in 0..5000 {
         let mut bytes = good.clone().into_bytes();
         for _ in 0..=(next() % 4) {

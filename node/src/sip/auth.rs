@@ -30,7 +30,8 @@ pub(crate) enum AuthOutcome {
 
 struct Keyed {
     realm: String,
-    verifier: Verifier,
+    /// Shared by every realm this service has had: its replay memory outlives a realm change.
+    verifier: Arc<Verifier>,
     /// The configuration version the realm was read at: the setup wizard may change the realm
     /// (before any extension exists).
     version: u64,
@@ -41,7 +42,9 @@ pub(crate) struct SipAuth {
     security: Arc<Security>,
     /// Algorithms offered, in the order offered.
     algorithms: Vec<Algorithm>,
-    state: Mutex<Option<Keyed>>,
+    /// Held only to read or replace the `Arc`: verification, with its credential read from the
+    /// store, runs with no lock held (the verifier locks its replay memory itself, briefly).
+    state: Mutex<Option<Arc<Keyed>>>,
 }
 
 impl SipAuth {
@@ -59,6 +62,55 @@ impl SipAuth {
         }
     }
 
+    /// The verifier and realm to use now, set up on first use and re-read when configuration changed.
+    fn keyed(&self) -> Option<Arc<Keyed>> {
+        let mut guard = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The cluster record is written at `cluster init` and its realm changes only before extensions
+        // exist: read it from the store when configuration changed, not on every SIP request.
+        let version = self.cluster.reader().routing_version();
+        if let Some(keyed) = guard.as_ref()
+            && keyed.version == version
+        {
+            return Some(Arc::clone(keyed));
+        }
+        let record = self
+            .cluster
+            .reader()
+            .get::<ClusterRecord>(ClusterRecord::KEY)
+            .ok()
+            .flatten();
+        let next = match (guard.take(), record) {
+            (Some(keyed), Some(record)) => Keyed {
+                realm: record.realm,
+                verifier: Arc::clone(&keyed.verifier),
+                version,
+            },
+            // Unreadable for now: keep what we had, and look again next time.
+            (Some(keyed), None) => {
+                *guard = Some(Arc::clone(&keyed));
+                return Some(keyed);
+            }
+            (None, Some(record)) => Keyed {
+                // A new epoch per verifier: this one serves from now on (one per SIP service, so
+                // one per VIP ownership), and its replay memory starts empty.
+                verifier: Arc::new(Verifier::new(
+                    NonceKey::new(&record.secret),
+                    DigestConfig::default(),
+                    rand::random(),
+                )),
+                realm: record.realm,
+                version,
+            },
+            (None, None) => return None,
+        };
+        let next = Arc::new(next);
+        *guard = Some(Arc::clone(&next));
+        Some(next)
+    }
+
     /// Authenticates `req` (`proxy`: INVITE-style 407 with Proxy-Authorization).
     pub(crate) fn check(
         &self,
@@ -68,46 +120,7 @@ impl SipAuth {
         proxy: bool,
         source: Peer,
     ) -> AuthOutcome {
-        let mut guard = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The cluster record is written at `cluster init` and its realm changes only before extensions
-        // exist: read it from the store when configuration changed, not on every SIP request.
-        let version = self.cluster.reader().routing_version();
-        if let Some(keyed) = guard.as_mut()
-            && keyed.version != version
-        {
-            if let Ok(Some(record)) = self
-                .cluster
-                .reader()
-                .get::<ClusterRecord>(ClusterRecord::KEY)
-            {
-                keyed.realm = record.realm;
-            }
-            keyed.version = version;
-        }
-        if guard.is_none() {
-            let Ok(Some(record)) = self
-                .cluster
-                .reader()
-                .get::<ClusterRecord>(ClusterRecord::KEY)
-            else {
-                return AuthOutcome::Unavailable;
-            };
-            *guard = Some(Keyed {
-                // A new epoch per verifier: this one serves from now on (one per SIP service, so
-                // one per VIP ownership), and its replay memory starts empty.
-                verifier: Verifier::new(
-                    NonceKey::new(&record.secret),
-                    DigestConfig::default(),
-                    rand::random(),
-                ),
-                realm: record.realm,
-                version,
-            });
-        }
-        let Some(keyed) = guard.as_mut() else {
+        let Some(keyed) = self.keyed() else {
             return AuthOutcome::Unavailable;
         };
         let header = if proxy {

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = DigestChallenge::parse(text);
     if let Ok(credentials) = Credentials::parse(text) {
-        let mut verifier = Verifier::new(NonceKey::new(b"fuzz"), DigestConfig::default(), 1);
+        let verifier = Verifier::new(NonceKey::new(b"fuzz"), DigestConfig::default(), 1);
         let request = AuthRequest {
             realm: &credentials.realm,
             method: "REGISTER",

@@ -21,6 +21,9 @@
 mod nonce;
 mod params;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -441,9 +444,10 @@ pub struct Verified {
     pub nonce_issued_at_ms: u64,
 }
 
-/// The verifier: issues challenges and checks credentials. One per node; it holds the replay
-/// memory, so it is `&mut` to verify. Time comes in as wall-clock milliseconds (`now_ms`), the same
-/// clock on every node.
+/// The verifier: issues challenges and checks credentials. One per node, shared by every task that
+/// authenticates: the hashing runs without a lock, and only the replay memory's check-and-record at
+/// the end takes one. Time comes in as wall-clock milliseconds (`now_ms`), the same clock on every
+/// node.
 ///
 /// The replay memory knows only the nonces this verifier saw, so every nonce it issues carries its
 /// `epoch` (a random value per verifier, made afresh whenever a node starts serving the VIP), and a
@@ -455,22 +459,46 @@ pub struct Verifier {
     key: NonceKey,
     config: DigestConfig,
     epoch: [u8; 4],
-    counter: NonceCounter,
+    counter: Mutex<NonceCounter>,
     /// The latest `now_ms` seen: a clock stepping back must not revive an expired nonce.
-    latest_now_ms: u64,
+    latest_now_ms: AtomicU64,
+    /// The opaque value of the first realm challenged (a node serves one realm): an HMAC that
+    /// would otherwise be computed on every challenge and every verification.
+    opaque: OnceLock<(String, String)>,
 }
 
 impl Verifier {
     /// A verifier with the key derived from the cluster secret; `epoch` must be unpredictable and
     /// differ from every other verifier's (the core has no RNG).
     pub fn new(key: NonceKey, config: DigestConfig, epoch: u32) -> Self {
-        let counter = NonceCounter::new(config.nonce_counter_capacity);
+        let counter = Mutex::new(NonceCounter::new(config.nonce_counter_capacity));
         Self {
             key,
             config,
             epoch: epoch.to_be_bytes(),
             counter,
-            latest_now_ms: 0,
+            latest_now_ms: AtomicU64::new(0),
+            opaque: OnceLock::new(),
+        }
+    }
+
+    /// The replay memory. A panic elsewhere while it was held leaves it consistent (every update
+    /// is a single insert or removal), so a poisoned lock is still used.
+    fn counter(&self) -> std::sync::MutexGuard<'_, NonceCounter> {
+        self.counter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The opaque value for `realm`, from the cache when it is the realm cached.
+    fn opaque_for(&self, realm: &str) -> std::borrow::Cow<'_, str> {
+        let (cached_realm, opaque) = self
+            .opaque
+            .get_or_init(|| (realm.to_owned(), self.key.opaque(realm)));
+        if cached_realm == realm {
+            std::borrow::Cow::Borrowed(opaque)
+        } else {
+            std::borrow::Cow::Owned(self.key.opaque(realm))
         }
     }
 
@@ -481,7 +509,7 @@ impl Verifier {
 
     /// How many nonces the replay memory holds.
     pub fn tracked_nonces(&self) -> usize {
-        self.counter.len()
+        self.counter().len()
     }
 
     /// Parses credentials with the configured length bound.
@@ -505,7 +533,7 @@ impl Verifier {
         let mut rand = rand;
         rand[..4].copy_from_slice(&self.epoch);
         let nonce = self.key.issue(now_ms, rand, realm);
-        let opaque = self.key.opaque(realm);
+        let opaque = self.opaque_for(realm);
         let values = Algorithm::ALL
             .iter()
             .map(|algorithm| {
@@ -546,7 +574,7 @@ impl Verifier {
     /// ([`AuthFailure::StaleNonce`]) and replay ([`AuthFailure::Replay`]), as RFC 2617 §3.2.1
     /// wants `stale` only for a client that knows the password.
     pub fn verify<F>(
-        &mut self,
+        &self,
         now_ms: u64,
         request: &AuthRequest<'_>,
         credentials: &Credentials,
@@ -555,8 +583,10 @@ impl Verifier {
     where
         F: FnOnce(&str, Algorithm) -> Option<String>,
     {
-        self.latest_now_ms = self.latest_now_ms.max(now_ms);
-        let now_ms = self.latest_now_ms;
+        let now_ms = self
+            .latest_now_ms
+            .fetch_max(now_ms, Ordering::Relaxed)
+            .max(now_ms);
         let algorithm = credentials.algorithm;
 
         // Checks that depend on nothing secret and on no user.
@@ -584,7 +614,7 @@ impl Verifier {
             && !bool::from(
                 opaque
                     .as_bytes()
-                    .ct_eq(self.key.opaque(request.realm).as_bytes()),
+                    .ct_eq(self.opaque_for(request.realm).as_bytes()),
             )
         {
             return Err(AuthFailure::OpaqueMismatch);
@@ -640,14 +670,17 @@ impl Verifier {
         if too_old || from_future || foreign {
             return Err(AuthFailure::StaleNonce);
         }
-        match self.counter.check(&nonce_raw, issued_at_ms, nc) {
+        // Check and record under one lock: two copies of one request verified at once must not
+        // both find the count fresh.
+        let mut counter = self.counter();
+        match counter.check(&nonce_raw, issued_at_ms, nc) {
             NcCheck::Replay => return Err(AuthFailure::Replay),
             NcCheck::Forgotten => return Err(AuthFailure::StaleNonce),
             NcCheck::Fresh => {}
         }
         let expired_before = now_ms.saturating_sub(self.config.nonce_lifetime_ms);
-        self.counter
-            .record(nonce_raw, issued_at_ms, nc, expired_before);
+        counter.record(nonce_raw, issued_at_ms, nc, expired_before);
+        drop(counter);
         Ok(Verified {
             username: credentials.username.clone(),
             algorithm,

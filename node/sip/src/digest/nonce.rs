@@ -22,11 +22,14 @@ const NONCE_CHARS: usize = 43;
 ///
 /// Three independent keys are derived (HMAC-SHA256 of the secret over a label) so a nonce MAC,
 /// an opaque value and a decoy HA1 can never be confused with one another.
+///
+/// Each key is kept as an HMAC already keyed (its inner and outer pads hashed), so every MAC costs
+/// only the hashing of its message.
 #[derive(Clone)]
 pub struct NonceKey {
-    nonce: [u8; 32],
-    opaque: [u8; 32],
-    decoy: [u8; 32],
+    nonce: HmacSha256,
+    opaque: HmacSha256,
+    decoy: HmacSha256,
 }
 
 impl std::fmt::Debug for NonceKey {
@@ -35,13 +38,18 @@ impl std::fmt::Debug for NonceKey {
     }
 }
 
-pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// An HMAC-SHA256 keyed with `key`.
+fn keyed(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail; were it ever to, the
+    // empty key still gives a working (if weak) MAC rather than a panic.
+    HmacSha256::new_from_slice(key).unwrap_or_else(|_| HmacSha256::new(&Default::default()))
+}
+
+/// `HMAC(keyed's key, parts…)`.
+fn hmac(keyed: &HmacSha256, parts: &[&[u8]]) -> [u8; 32] {
     #[cfg(test)]
     super::count_hash();
-    // HMAC accepts keys of any length: `new_from_slice` cannot fail for it.
-    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
-        return [0; 32];
-    };
+    let mut mac = keyed.clone();
     for part in parts {
         mac.update(part);
     }
@@ -51,10 +59,12 @@ pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 impl NonceKey {
     /// Derives the keys from the cluster secret (use at least 32 random bytes).
     pub fn new(secret: &[u8]) -> Self {
+        let master = keyed(secret);
+        let derive = |label: &[u8]| keyed(&hmac(&master, &[label]));
         Self {
-            nonce: hmac(secret, &[b"pbx digest nonce v1"]),
-            opaque: hmac(secret, &[b"pbx digest opaque v1"]),
-            decoy: hmac(secret, &[b"pbx digest decoy v1"]),
+            nonce: derive(b"pbx digest nonce v1"),
+            opaque: derive(b"pbx digest opaque v1"),
+            decoy: derive(b"pbx digest decoy v1"),
         }
     }
 

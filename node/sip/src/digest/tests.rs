@@ -36,7 +36,7 @@ const REQUEST: AuthRequest<'static> = AuthRequest {
 #[test]
 fn unknown_user_costs_the_same_hashing_as_a_wrong_password() {
     for algorithm in Algorithm::ALL {
-        let mut v = verifier();
+        let v = verifier();
         let wrong = creds(&v, 1_000, algorithm, "wrong");
         let stored = ha1(algorithm, "1001", REALM, "right");
         let mut known = None;
