@@ -31,12 +31,31 @@ pbx_sip=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readli
 kamailio -f "$anchor/kamailio-registrar.cfg" -P "$work/kam.pid" -m 256 -DD -E 2>/dev/null &
 sleep 2
 
+# CPU time (user + system, clock ticks) of every process named $1, summed.
+cpu_ticks() {
+  local t=0 pid
+  for pid in $(pgrep -x "$1"); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+# Microseconds of CPU per registration from a tick difference and the run's "ok=" count.
+per_reg() { awk -v d="$1" -v hz="$(getconf CLK_TCK)" -v out="$2" \
+  'BEGIN{ match(out, /ok=[0-9]+/); ok=substr(out, RSTART+3, RLENGTH-3); if (ok>0) printf "%.0f", d*1e6/hz/ok; else print "-" }'; }
+
 echo "machine: $(nproc) cores, $(uname -r); N=$n concurrency=$conc"
 for r in $(seq 1 "$rounds"); do
+  c0=$(cpu_ticks kamailio)
   k=$(USERS="$work/kam-users.csv" "$anchor/reg-bench.sh" 127.0.0.1:15060 "$n" "$conc")
+  c1=$(cpu_ticks kamailio); p0=$(cpu_ticks pbx); declare -A before=()
+  for pid in $(pgrep -x pbx); do before[$pid]=$(awk '{print $14 + $15}' "/proc/$pid/stat"); done
   p=$(USERS="$work/pbx-users.csv" "$anchor/reg-bench.sh" "$pbx_sip" "$n" "$conc")
-  echo "round $r kamailio: $k"
-  echo "round $r pbx:      $p"
+  p1=$(cpu_ticks pbx); nodes=""
+  for pid in "${!before[@]}"; do
+    nodes+="$(per_reg $(( $(awk '{print $14 + $15}' "/proc/$pid/stat") - before[$pid] )) "$p") "
+  done
+  echo "round $r kamailio: $k cpu_us_per_reg=$(per_reg $((c1 - c0)) "$k")"
+  echo "round $r pbx:      $p cpu_us_per_reg=$(per_reg $((p1 - p0)) "$p") (per node: $nodes)"
   echo "round $r pbx node RSS (KiB): $(ps -o rss= -C pbx | tr '\n' ' ')"
 done
 echo "pbx node RSS (KiB): $(ps -o rss= -C pbx | tr '\n' ' ')"
