@@ -440,7 +440,7 @@ fn replayed_and_backwards_nc() {
     let six = answer(&v, T0, Algorithm::Md5, "1001", "correct horse", 6);
     assert!(v.verify(T0 + 4, &request(), &six, store).is_ok());
     // A replayed nc with a wrong response is a plain failure, not stale.
-    let mut forged = six.clone();
+    let mut forged = six;
     forged.response = "0".repeat(32);
     assert_eq!(
         v.verify(T0 + 5, &request(), &forged, store),
