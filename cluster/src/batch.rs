@@ -18,10 +18,10 @@ use crate::handle::client_write_error;
 /// Commands per entry at most (bounds the entry's size and the apply batch).
 const MAX_BATCH: usize = 512;
 /// Entries in flight at once: one being committed while the next one fills. Two in flight made the
-/// entries a third smaller under load (19 commands each instead of 29 at 9,000 REGISTER/s), and
-/// every entry costs each node a fixed share (an AppendEntries over QUIC, a log write and fsync, an
-/// apply): a follower spent 29–30 µs of CPU per registration instead of 22–24. An idle cluster
-/// commits a lone write at once either way.
+/// entries a third smaller under REGISTER load (19 commands each instead of 29 at 8,000–9,000/s),
+/// and every entry costs each node a fixed share (an AppendEntries over QUIC, a log write and fsync,
+/// an apply): a follower spent 29–33 µs of CPU per registration instead of 22–27 (BENCHMARKS.md,
+/// issue 18 fifth pass). An idle cluster commits a lone write at once either way.
 const IN_FLIGHT: usize = 1;
 /// Proposals waiting beyond this are refused as overload rather than queued without bound.
 const QUEUE: usize = 16 * 1024;

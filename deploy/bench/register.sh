@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # REGISTER+digest throughput: the PBX (3-node cluster, every binding replicated) against Kamailio's
 # registrar (../shared/bench anchor) on the same machine in the same run, alternating, ROUNDS times.
+# Each round also prints the CPU time (user + system) spent per registration: Kamailio's processes
+# summed, and every process named pbx (summed, then each node), so run it with nothing else of ours.
 # Usage: deploy/bench/register.sh [N=60000] [CONCURRENCY=200] [ROUNDS=3]
 # PBX_BIN and CHAOS_BIN name prebuilt binaries (the release build is skipped).
 set -euo pipefail
