@@ -21,6 +21,7 @@ pub mod features;
 mod features_apply;
 pub mod ivr;
 mod log_store;
+mod log_tail;
 pub mod model;
 pub mod provisioning;
 mod reader;

@@ -1,12 +1,12 @@
 //! The Raft log and vote, in the `raft_log` and `raft_meta` column families.
 //!
-//! openraft drives this store from one task and awaits each call, so writes are already serialised;
-//! the store keeps no state of its own beyond the database, which makes clones (the log readers used by
-//! replication) trivially consistent.
+//! openraft drives this store from one task and awaits each call, so writes are already serialised.
+//! Besides the database the store keeps only [`LogTail`], a copy of the newest entries that clones
+//! (the log readers used by replication) share; see that module for how it stays behind the disk.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, Vote};
@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{RaftError, raft};
+use crate::log_tail::{LogTail, TAIL_BYTES};
 use crate::tables::{CF_RAFT_LOG, CF_RAFT_META, blocking, cf, synced};
 use crate::{NodeId, StorageError, TypeConfig, codec};
 
@@ -34,10 +35,11 @@ pub const REPLICATION_BATCH_BYTES: usize = 256 * 1024;
 
 type RaftResult<T> = Result<T, RaftError>;
 
-/// The Raft log store. Cheap to clone: clones share the database.
+/// The Raft log store. Cheap to clone: clones share the database and the tail.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    tail: Arc<Mutex<LogTail>>,
 }
 
 fn log_key(index: u64) -> [u8; 8] {
@@ -56,7 +58,16 @@ impl LogStore {
         // Fail at startup, not at the first Raft call, if the database lacks our column families.
         cf(&db, CF_RAFT_LOG)?;
         cf(&db, CF_RAFT_META)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            tail: Arc::new(Mutex::new(LogTail::new(TAIL_BYTES))),
+        })
+    }
+
+    /// The tail, under its lock. Nothing panics while holding it, and every change leaves it
+    /// consistent, so a poisoned lock still holds a usable tail.
+    fn tail(&self) -> std::sync::MutexGuard<'_, LogTail> {
+        self.tail.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -96,6 +107,11 @@ impl LogStore {
         end: Option<u64>,
         budget: usize,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        if let Some(entries) = end.and_then(|end| self.tail().read(start, end, budget)) {
+            metrics::counter!("pbx_raft_log_reads_total", "from" => "memory").increment(1);
+            return Ok(entries);
+        }
+        metrics::counter!("pbx_raft_log_reads_total", "from" => "disk").increment(1);
         let cf = cf(&self.db, CF_RAFT_LOG)?;
         let start_key = log_key(start);
         let mut out = Vec::new();
@@ -223,9 +239,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
+        let mut kept = Vec::new();
         for entry in entries {
             let bytes = codec::encode(&entry).map_err(raft::write_logs)?;
+            let size = bytes.len();
             encoded.push((log_key(entry.log_id.index), bytes));
+            kept.push((entry, size));
         }
         if encoded.is_empty() {
             callback.log_io_completed(Ok(()));
@@ -245,6 +264,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await;
         match written {
             Ok(()) => {
+                // On disk now, so readers may have them from memory.
+                self.tail().appended(kept);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -258,6 +279,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> RaftResult<()> {
         tracing::debug!(%log_id, "truncating raft log");
+        // Out of memory before off the disk: a reader never gets from the tail what the disk lost.
+        self.tail().truncate_from(log_id.index);
         let db = Arc::clone(&self.db);
         blocking(move || {
             let mut batch = WriteBatch::default();
@@ -276,6 +299,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> RaftResult<()> {
         tracing::debug!(%log_id, "purging raft log");
         let last_purged = codec::encode(&log_id).map_err(raft::write_logs)?;
+        self.tail().purge_through(log_id.index);
         let db = Arc::clone(&self.db);
         blocking(move || {
             // The purge mark and the deletion in one batch: `get_log_state` never sees one without the other.
