@@ -16,9 +16,11 @@ use openraft::Entry;
 
 use crate::TypeConfig;
 
-/// How much (as stored, encoded) the tail keeps: a few hundred entries of a busy registrar, far more
-/// than replication to followers that keep up ever reads back.
-pub(crate) const TAIL_BYTES: usize = 4 * 1024 * 1024;
+/// How much (as stored, encoded) the tail keeps: about a hundred entries of a busy registrar (~10 KB
+/// each), more than replication to followers that keep up and the apply ever read back. Decoded, the
+/// entries take more room than this, and an idle node keeps its last tail, which counts against the
+/// memory per phone.
+pub(crate) const TAIL_BYTES: usize = 1024 * 1024;
 
 /// Consecutive entries, oldest first, each with its stored size.
 #[derive(Debug)]
