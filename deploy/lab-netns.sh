@@ -5,7 +5,8 @@
 #   pbx-sw            the switch: bridge br0
 #   pbx-n1 .. pbx-nN  node hosts, eth0 = 198.18.0.(10+i)/24; the VIP 198.18.0.100/24 moves between them
 #   pbx-ph1           phone host: 198.18.0.21 and .22 (the chaos phones and the admin client)
-#   pbx-ph2           second phone host: 198.18.0.31 (probes ARP for the VIP from outside)
+#   pbx-ph2           second phone host: 198.18.0.31 (probes ARP for the VIP from outside; chaos adds
+#                     .32 and up, one source address per ARP prober)
 #
 # Usage (as root):
 #   deploy/lab-netns.sh up [N]         build the topology (N nodes, default 3)

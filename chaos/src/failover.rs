@@ -727,6 +727,11 @@ impl OwnerWatch {
 
 /// ARP requests for the VIP from the second phone host, several probers staggered: a probe answered
 /// by two MAC addresses means two hosts answer for the VIP.
+///
+/// Each prober asks from its own address of that host. arping reads every ARP reply on the interface
+/// and keeps those sent to its source address, so with one shared address a prober also counted the
+/// answers to the others' requests, up to a second apart: the old owner's answer before a takeover and
+/// the new owner's after it looked like two owners at once.
 struct ArpWatch {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<(usize, usize)>>,
@@ -739,14 +744,28 @@ impl ArpWatch {
             .map(|k| {
                 let stop = Arc::clone(&stop);
                 tokio::spawn(async move {
+                    let source = topology::observer_ip(k).to_string();
+                    let added = tokio::process::Command::new("ip")
+                        .args(["-n", topology::OBSERVER_NS, "addr", "replace"])
+                        .arg(format!("{source}/24"))
+                        .args(["dev", "eth0"])
+                        .output()
+                        .await;
+                    if !added.is_ok_and(|out| out.status.success()) {
+                        eprintln!(
+                            "ARP prober {k}: could not add {source} to the observer; not probing"
+                        );
+                        return (0, 0);
+                    }
                     tokio::time::sleep(Duration::from_millis(200 * k as u64)).await;
                     let (mut duplicates, mut probes) = (0, 0);
                     while !stop.load(Ordering::Relaxed) {
                         let vip = topology::VIP.to_string();
-                        // One probe; it waits up to 1 s for a second answer.
+                        // One probe; it waits up to 1 s for a second answer to its own requests.
                         let out = tokio::process::Command::new("ip")
                             .args(["netns", "exec", topology::OBSERVER_NS, "arping"])
-                            .args(["-c", "2", "-w", "1", "-I", "eth0", vip.as_str()])
+                            .args(["-c", "2", "-w", "1", "-I", "eth0", "-s", source.as_str()])
+                            .arg(vip.as_str())
                             .output()
                             .await;
                         let Ok(out) = out else {

@@ -133,6 +133,11 @@ pub mod topology {
     pub fn node_ns(id: u64) -> String {
         format!("pbx-n{id}")
     }
+
+    /// The `k`th address of the second phone host (`OBSERVER_NS`): 198.18.0.31 and up.
+    pub fn observer_ip(k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 0, 31 + (k.min(8) as u8))
+    }
 }
 
 impl Default for LabOptions {
