@@ -1,8 +1,9 @@
-//! The newest Raft log entries, kept decoded in memory so that replication does not read back and
-//! decode from RocksDB what was appended a moment ago.
+//! The newest Raft log entries, kept decoded in memory so that replication and the apply do not read
+//! back and decode from RocksDB what was appended a moment ago.
 //!
-//! A leader sends every entry it appends to each follower right after appending it: reading them from
-//! the database (a new iterator, then a bincode decode per entry, once per follower) was 4 % of a
+//! A leader sends every entry it appends to each follower right after appending it, and openraft's
+//! state-machine worker on every node reads each committed entry back from the log to apply it:
+//! reading them from the database (a new iterator, then a bincode decode per entry) was 4 % of a
 //! leader's CPU under a REGISTER load. The tail is only a copy of what is on disk, local to this node's
 //! log: it starts empty, and a read it cannot answer whole goes to the database as before.
 //!
@@ -16,8 +17,8 @@ use openraft::Entry;
 
 use crate::TypeConfig;
 
-/// How much (as stored, encoded) the tail keeps: about a hundred entries of a busy registrar (~10 KB
-/// each), more than replication to followers that keep up and the apply ever read back. Decoded, the
+/// How much (as stored, encoded) the tail keeps: many entries of a busy registrar (about 30 bindings
+/// each under load), more than replication to followers that keep up and the apply ever read back. Decoded, the
 /// entries take more room than this, and an idle node keeps its last tail, which counts against the
 /// memory per phone.
 pub(crate) const TAIL_BYTES: usize = 1024 * 1024;
