@@ -59,7 +59,7 @@ impl ClusterConfig {
             tls,
             heartbeat_ms: 50,
             election_min_ms: 250,
-            election_max_ms: 450,
+            election_max_ms: 400,
             snapshot_after_logs: 5000,
             keep_logs_after_snapshot: 1000,
             connect_timeout_ms: 500,
