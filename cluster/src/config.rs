@@ -129,7 +129,7 @@ mod tests {
         let c = config();
         assert_eq!(
             (c.heartbeat_ms, c.election_min_ms, c.election_max_ms),
-            (50, 250, 450)
+            (50, 250, 400)
         );
         assert_eq!(
             (c.snapshot_after_logs, c.keep_logs_after_snapshot),
