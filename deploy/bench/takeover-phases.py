@@ -47,9 +47,9 @@ def takeovers(ev):
         contact = t - silent
         row = {"campaign": float(silent)}
         for t2, n2, m2 in ev[i + 1 :]:
-            if t2 - t > 2000 or n2 != node:
-                if t2 - t > 2000:
-                    break
+            if t2 - t > 2000:
+                break
+            if n2 != node:
                 continue
             if "elected" not in row and "raft leader changed" in m2 and f"leader={node}" in m2:
                 row["elected"] = t2 - contact

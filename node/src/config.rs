@@ -599,8 +599,8 @@ fn default_command_timeout_secs() -> u64 {
 }
 
 // The survivors' vote lease (election_max) bounds a takeover: fast succession campaigns as soon as it
-// has run out everywhere, and the new owner served the VIP 44 ms (p50) after that (BENCHMARKS, issue
-// 18, seventh pass). 400 ms is eight heartbeats. When fast succession cannot act, openraft's own
+// has run out everywhere, and the new owner served the VIP 18–32 ms (p50) after that (BENCHMARKS,
+// issue 18, seventh pass). 400 ms is eight heartbeats. When fast succession cannot act, openraft's own
 // timer adds a random 250..400 ms.
 fn default_heartbeat_ms() -> u64 {
     50
