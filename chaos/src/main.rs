@@ -150,6 +150,9 @@ enum Scenario {
         /// Extra lines for each node's `[calls]` section.
         #[arg(long, default_value = "")]
         calls_extra: String,
+        /// Extra lines for every node's `[cluster]` section, e.g. 'commit_linger_ms = 0'.
+        #[arg(long, default_value = "")]
+        cluster_extra: String,
         /// RTP ports per node.
         #[arg(long, default_value_t = 400)]
         media_ports: u16,
@@ -363,6 +366,7 @@ async fn main() -> anyhow::Result<()> {
             secret,
             sip_extra,
             calls_extra,
+            cluster_extra,
             media_ports,
             seconds,
             netns,
@@ -370,6 +374,7 @@ async fn main() -> anyhow::Result<()> {
             let options = LabOptions {
                 sip_extra,
                 calls_extra,
+                cluster_extra,
                 media_ports_per_node: media_ports,
                 netns,
                 ..LabOptions::default()

@@ -4,8 +4,13 @@
 //! tops out near 2,000 writes/s however many clients wait. The batcher queues proposals while earlier
 //! batches are in flight and submits everything queued as one [`Command::Batch`]; each caller still
 //! gets its own response, and only after the entry is committed and applied.
+//!
+//! Under sustained load the next entry may also wait a little after the previous one committed (the
+//! linger, [`crate::ClusterConfig::commit_linger_ms`]), so that it carries more commands: every entry
+//! costs each node a fixed share however many commands it holds.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::Raft;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -25,6 +30,10 @@ const MAX_BATCH: usize = 512;
 const IN_FLIGHT: usize = 1;
 /// Proposals waiting beyond this are refused as overload rather than queued without bound.
 const QUEUE: usize = 16 * 1024;
+/// The linger applies only after an entry of at least this many commands: writes are arriving faster
+/// than one commit, so waiting fills the next entry. A lone write (an idle cluster, an admin's
+/// change) is never held back.
+const LINGER_FROM: usize = 8;
 
 type Reply = oneshot::Sender<Result<Response, ClusterError>>;
 
@@ -34,9 +43,9 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    pub(crate) fn start(raft: Raft<TypeConfig>) -> Self {
+    pub(crate) fn start(raft: Raft<TypeConfig>, linger: Duration) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, rx, linger));
         Self { tx }
     }
 
@@ -51,25 +60,56 @@ impl Batcher {
     }
 }
 
-async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<(Command, Reply)>) {
+async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<(Command, Reply)>, linger: Duration) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut previous = 0;
     while let Some(first) = rx.recv().await {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        // Take whatever queued while we waited for a slot.
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+        let batch = gather(&mut rx, first, previous, linger).await;
+        previous = batch.len();
         let raft = raft.clone();
         tokio::spawn(async move {
             commit(&raft, batch).await;
             drop(permit);
         });
+    }
+}
+
+/// The next entry's commands: `first`, whatever queued while the previous entry committed, and, when
+/// that entry held [`LINGER_FROM`] commands or more, what arrives within `linger` after that.
+async fn gather<T>(
+    rx: &mut mpsc::Receiver<T>,
+    first: T,
+    previous: usize,
+    linger: Duration,
+) -> Vec<T> {
+    let mut batch = vec![first];
+    take_queued(rx, &mut batch);
+    if previous < LINGER_FROM || linger.is_zero() {
+        return batch;
+    }
+    let until = tokio::time::Instant::now() + linger;
+    while batch.len() < MAX_BATCH {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(item)) => {
+                batch.push(item);
+                take_queued(rx, &mut batch);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Moves what is queued now into `batch`, up to [`MAX_BATCH`] in all.
+fn take_queued<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
     }
 }
 
@@ -108,5 +148,73 @@ async fn commit(raft: &Raft<TypeConfig>, mut batch: Vec<(Command, Reply)>) {
                 let _ = reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+    use super::*;
+
+    /// Fails instead of hanging when `gather` waits where it must not.
+    async fn bounded<F: Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn after_a_small_entry_the_next_takes_what_is_queued_and_does_not_wait() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for i in 1..=3 {
+            tx.send(i).await.unwrap();
+        }
+        // A linger far longer than the bound: waiting would fail the test.
+        let batch = bounded(gather(&mut rx, 0, LINGER_FROM - 1, Duration::from_secs(60))).await;
+        assert_eq!(batch, vec![0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn after_a_full_entry_the_next_waits_for_writes_still_arriving() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.send(1).await.unwrap();
+        let late = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            tx.send(2).await.unwrap();
+            tx.send(3).await.unwrap();
+            // Dropping the sender ends the wait early, as a shutdown does.
+        });
+        let batch = bounded(gather(&mut rx, 0, LINGER_FROM, Duration::from_secs(60))).await;
+        late.await.unwrap();
+        assert_eq!(batch, vec![0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_linger_ends_when_its_time_is_up_and_later_writes_wait_for_the_next_entry() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let batch = bounded(gather(&mut rx, 0, LINGER_FROM, Duration::from_millis(20))).await;
+        assert_eq!(batch, vec![0]);
+        tx.send(1).await.unwrap();
+        assert_eq!(rx.recv().await, Some(1));
+    }
+
+    #[tokio::test]
+    async fn no_entry_holds_more_than_the_cap_and_a_full_one_does_not_wait() {
+        let (tx, mut rx) = mpsc::channel(MAX_BATCH + 10);
+        for i in 1..MAX_BATCH + 10 {
+            tx.send(i).await.unwrap();
+        }
+        let batch = bounded(gather(&mut rx, 0, LINGER_FROM, Duration::from_secs(60))).await;
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(batch.last(), Some(&(MAX_BATCH - 1)));
+        assert_eq!(rx.recv().await, Some(MAX_BATCH));
+    }
+
+    #[tokio::test]
+    async fn no_linger_configured_means_no_wait() {
+        let (_tx, mut rx) = mpsc::channel::<usize>(4);
+        let batch = bounded(gather(&mut rx, 0, 100, Duration::ZERO)).await;
+        assert_eq!(batch, vec![0]);
     }
 }

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 use storage::NodeId;
 use tokio::io::AsyncWriteExt;
@@ -283,7 +282,7 @@ fn count(direction: &'static str, result: &Result<(), TransferError>) {
 /// Serves one blob stream of an authenticated peer connection.
 pub(crate) async fn serve_stream(
     inner: Arc<Inner>,
-    cert: CertificateDer<'static>,
+    cert: Arc<crate::server::PeerCert>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {

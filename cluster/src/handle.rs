@@ -170,7 +170,7 @@ impl Cluster {
             blob_config,
             Duration::from_millis(config.connect_timeout_ms),
         );
-        let batcher = Batcher::start(raft.clone());
+        let batcher = Batcher::start(raft.clone(), Duration::from_millis(config.commit_linger_ms));
         let (leadership_tx, leadership) = tokio::sync::watch::channel(Default::default());
         let inner = Arc::new(Inner {
             id,

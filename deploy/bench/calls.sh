@@ -5,6 +5,7 @@
 # (no auth, no media, nothing replicated) from ../shared/bench.
 # Usage: deploy/bench/calls.sh [N=20000] [CONCURRENCY=200] [ROUNDS=3]
 # PBX_BIN and CHAOS_BIN name prebuilt binaries (the release build is skipped).
+# CLUSTER_EXTRA: extra lines for every node's [cluster] section, e.g. 'commit_linger_ms = 0'.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-20000}; conc=${2:-200}; rounds=${3:-3}
@@ -23,7 +24,7 @@ pids=()
 trap 'kill $(cat "$work/kam.pid" 2>/dev/null) "${pids[@]}" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 PBX_BIN=$PBX_BIN "$CHAOS_BIN" lab --nodes 3 --first 1000 --last 2000 \
-  --secret "$secret" --sip-extra "$sip_extra" --calls-extra "$calls_extra" --media-ports 8000 \
+  --secret "$secret" --sip-extra "$sip_extra" --calls-extra "$calls_extra" --cluster-extra "${CLUSTER_EXTRA:-}" --media-ports 8000 \
   --seconds 3600 > "$work/lab.json" &
 pids+=($!)
 for _ in $(seq 1 600); do grep -q ready "$work/lab.json" 2>/dev/null && break; sleep 0.5; done

@@ -5,6 +5,7 @@
 # summed, and every process named pbx (summed, then each node), so run it with nothing else of ours.
 # Usage: deploy/bench/register.sh [N=60000] [CONCURRENCY=200] [ROUNDS=3]
 # PBX_BIN and CHAOS_BIN name prebuilt binaries (the release build is skipped).
+# CLUSTER_EXTRA: extra lines for every node's [cluster] section, e.g. 'commit_linger_ms = 0'.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-60000}; conc=${2:-200}; rounds=${3:-3}
@@ -26,7 +27,7 @@ trap 'kill $(cat "$work/kam.pid" 2>/dev/null) $lab_pid 2>/dev/null || true; rm -
 "$anchor/make-users.sh" 1000 5999 "$secret" > "$work/pbx-users.csv"
 
 PBX_BIN=$PBX_BIN "$CHAOS_BIN" lab --nodes 3 --first 1000 --last 5999 \
-  --secret "$secret" --sip-extra "$sip_extra" --seconds 3600 > "$work/lab.json" &
+  --secret "$secret" --sip-extra "$sip_extra" --cluster-extra "${CLUSTER_EXTRA:-}" --seconds 3600 > "$work/lab.json" &
 lab_pid=$!
 for _ in $(seq 1 600); do grep -q ready "$work/lab.json" 2>/dev/null && break; sleep 0.5; done
 pbx_sip=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["sip"][0])' "$work/lab.json")

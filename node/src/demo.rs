@@ -35,6 +35,7 @@ fn node_config(dir: &Path, id: u64) -> NodeConfig {
             heartbeat_ms: 50,
             election_min_ms: 250,
             election_max_ms: 400,
+            commit_linger_ms: 1,
             snapshot_after_logs: 5000,
             keep_logs_after_snapshot: 1000,
             audio_reserve_mib: 512,

@@ -47,6 +47,7 @@ pub fn cluster_config(cfg: &NodeConfig) -> anyhow::Result<ClusterConfig> {
     c.heartbeat_ms = cfg.cluster.heartbeat_ms;
     c.election_min_ms = cfg.cluster.election_min_ms;
     c.election_max_ms = cfg.cluster.election_max_ms;
+    c.commit_linger_ms = cfg.cluster.commit_linger_ms;
     c.snapshot_after_logs = cfg.cluster.snapshot_after_logs;
     c.keep_logs_after_snapshot = cfg.cluster.keep_logs_after_snapshot;
     c.audio_reserve_bytes = cfg.cluster.audio_reserve_mib.saturating_mul(1024 * 1024);
