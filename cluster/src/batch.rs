@@ -7,13 +7,14 @@
 //!
 //! Under sustained load the next entry may also wait a little after the previous one committed (the
 //! linger, [`crate::ClusterConfig::commit_linger_ms`]), so that it carries more commands: every entry
-//! costs each node a fixed share however many commands it holds.
+//! costs each node a fixed share however many commands it holds. It waits only after a full entry
+//! (8 commands or more) and only when writes kept arriving while that entry was in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::Raft;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 
 use storage::{Command, Response, TypeConfig};
 
@@ -64,16 +65,22 @@ async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<(Command, Reply)>, l
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut previous = 0;
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
+        // A write that came while an entry was in flight shows writes arriving whatever the commits
+        // do (many phones): worth waiting for more. One that finds the slot free may be a client
+        // answering the last commit, with every other writer already queued: waiting would only
+        // delay them (a few writers, each waiting for its previous write).
+        let (permit, linger) = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => (permit, Duration::ZERO),
+            Err(TryAcquireError::Closed) => return,
+            Err(TryAcquireError::NoPermits) => match Arc::clone(&slots).acquire_owned().await {
+                Ok(permit) => (permit, linger),
+                Err(_) => return,
+            },
         };
         let batch = gather(&mut rx, first, previous, linger).await;
         previous = batch.len();
         let raft = raft.clone();
-        tokio::spawn(async move {
-            commit(&raft, batch).await;
-            drop(permit);
-        });
+        tokio::spawn(commit(raft, batch, permit));
     }
 }
 
@@ -113,7 +120,13 @@ fn take_queued<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
     }
 }
 
-async fn commit(raft: &Raft<TypeConfig>, mut batch: Vec<(Command, Reply)>) {
+/// Commits `batch` as one entry and answers each caller. The slot is freed before the answers go
+/// out, so a caller that writes again at once finds it free (see the linger in [`run`]).
+async fn commit(
+    raft: Raft<TypeConfig>,
+    mut batch: Vec<(Command, Reply)>,
+    slot: OwnedSemaphorePermit,
+) {
     metrics::histogram!("pbx_raft_batch_commands").record(batch.len() as f64);
     if batch.len() == 1 {
         let Some((cmd, reply)) = batch.pop() else {
@@ -124,11 +137,14 @@ async fn commit(raft: &Raft<TypeConfig>, mut batch: Vec<(Command, Reply)>) {
             .await
             .map(|r| r.data)
             .map_err(client_write_error);
+        drop(slot);
         let _ = reply.send(result);
         return;
     }
     let (cmds, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
-    match raft.client_write(Command::Batch(cmds)).await {
+    let result = raft.client_write(Command::Batch(cmds)).await;
+    drop(slot);
+    match result {
         Ok(resp) => match resp.data {
             Response::Batch(each) if each.len() == replies.len() => {
                 for (reply, r) in replies.into_iter().zip(each) {

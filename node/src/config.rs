@@ -72,7 +72,8 @@ pub struct ClusterSection {
     #[serde(default = "default_election_max_ms")]
     pub election_max_ms: u64,
     /// Under load, how long the leader waits after an entry commits before it cuts the next one, so
-    /// that each entry carries more writes (0: never waits; at most 20). A lone write never waits.
+    /// that each entry carries more writes (0: never waits; at most 20). Only while writes keep
+    /// arriving during commits: a lone write never waits.
     #[serde(default = "default_commit_linger_ms")]
     pub commit_linger_ms: u64,
     /// Build a snapshot after this many applied entries.
