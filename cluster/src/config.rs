@@ -39,8 +39,8 @@ pub struct ClusterConfig {
     pub leader_wait_ms: u64,
     /// Under load, how long the leader waits after an entry commits before it cuts the next one, so
     /// that the next carries more commands (0: never waits). Only after an entry of 8 commands or
-    /// more, and only when writes kept arriving while it was in flight: a lone write, or a few
-    /// writers each waiting for their previous write, are never held back.
+    /// more, and only when the next write arrived while that entry was in flight: a write that
+    /// finds no entry in flight is sent at once.
     pub commit_linger_ms: u64,
     /// Disk space the audio store leaves free: a file that would leave less is refused.
     pub audio_reserve_bytes: u64,
