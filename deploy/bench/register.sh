@@ -6,6 +6,8 @@
 # Usage: deploy/bench/register.sh [N=60000] [CONCURRENCY=200] [ROUNDS=3]
 # PBX_BIN and CHAOS_BIN name prebuilt binaries (the release build is skipped).
 # CLUSTER_EXTRA: extra lines for every node's [cluster] section, e.g. 'commit_linger_ms = 0'.
+# NODES (default 3): NODES=1 runs the same build with nothing replicated (a one-node cluster still
+# writes and syncs its Raft log), which shows what the replication itself costs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-60000}; conc=${2:-200}; rounds=${3:-3}
@@ -26,7 +28,7 @@ trap 'kill $(cat "$work/kam.pid" 2>/dev/null) $lab_pid 2>/dev/null || true; rm -
 "$anchor/make-users.sh" 1000 5999 > "$work/kam-users.csv"
 "$anchor/make-users.sh" 1000 5999 "$secret" > "$work/pbx-users.csv"
 
-PBX_BIN=$PBX_BIN "$CHAOS_BIN" lab --nodes 3 --first 1000 --last 5999 \
+PBX_BIN=$PBX_BIN "$CHAOS_BIN" lab --nodes "${NODES:-3}" --first 1000 --last 5999 \
   --secret "$secret" --sip-extra "$sip_extra" --cluster-extra "${CLUSTER_EXTRA:-}" --seconds 3600 > "$work/lab.json" &
 lab_pid=$!
 for _ in $(seq 1 600); do grep -q ready "$work/lab.json" 2>/dev/null && break; sleep 0.5; done
@@ -46,7 +48,7 @@ cpu_ticks() {
 per_reg() { awk -v d="$1" -v hz="$(getconf CLK_TCK)" -v out="$2" \
   'BEGIN{ match(out, /ok=[0-9]+/); ok=substr(out, RSTART+3, RLENGTH-3); if (ok>0) printf "%.0f", d*1e6/hz/ok; else print "-" }'; }
 
-echo "machine: $(nproc) cores, $(uname -r); N=$n concurrency=$conc"
+echo "machine: $(nproc) cores, $(uname -r); N=$n concurrency=$conc pbx nodes=${NODES:-3}"
 for r in $(seq 1 "$rounds"); do
   c0=$(cpu_ticks kamailio)
   k=$(USERS="$work/kam-users.csv" "$anchor/reg-bench.sh" 127.0.0.1:15060 "$n" "$conc")
