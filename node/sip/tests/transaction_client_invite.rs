@@ -363,3 +363,36 @@ fn cancel_of_a_non_invite_or_unknown_is_refused() {
     h.run_until(ms(40_000));
     assert_eq!(h.layer.cancel(h.now, id), Err(TxError::UnknownTransaction));
 }
+
+/// After its final response an INVITE client transaction lives on (Timer M, 32 s; Timer D) without
+/// the request: there is nothing left to retransmit or cancel. A Completed one keeps its ACK only.
+#[test]
+fn a_finished_invite_keeps_only_its_ack() {
+    let mut h = Single::new(config());
+    let invite = request("INVITE", "z9hG4bKk1", "ck1", 1);
+    h.layer
+        .send_request(h.now, invite.clone(), uas_peer(UDP))
+        .unwrap();
+    let calling = h.layer.held_bytes();
+    assert!(calling > invite.to_string().len(), "encoded and parsed");
+    h.response(response(&invite, 200, Some("k1")), uas_peer(UDP));
+    assert_eq!(h.layer.live(), 1);
+    assert_eq!(h.layer.held_bytes(), 0);
+    h.response(response(&invite, 200, Some("k1")), uas_peer(UDP));
+    assert_eq!(h.take_events().len(), 2, "both 2xx reach the TU");
+
+    let busy = request("INVITE", "z9hG4bKk2", "ck2", 1);
+    h.layer
+        .send_request(h.now, busy.clone(), uas_peer(UDP))
+        .unwrap();
+    h.response(response(&busy, 486, Some("k2")), uas_peer(UDP));
+    let held = h.layer.held_bytes();
+    assert!(
+        held > 0 && held < busy.to_string().len(),
+        "the ACK only: {held}"
+    );
+    h.take_sent();
+    h.response(response(&busy, 486, Some("k2")), uas_peer(UDP));
+    let again = h.take_sent();
+    assert_eq!(method(&again[0].2), Some(Method::Ack));
+}

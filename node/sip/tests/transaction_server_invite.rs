@@ -414,3 +414,43 @@ fn silent_tu_gets_408_from_timer_c() {
             .contains(";tag=")
     );
 }
+
+/// An INVITE transaction lives 32 s after its 2xx (Timer L), and a busy PBX holds tens of thousands
+/// of them: once nothing can ask for its response again, it keeps neither that response nor the
+/// request's headers, and it still behaves the same.
+#[test]
+fn a_finished_invite_keeps_only_what_it_may_still_send() {
+    let mut h = Single::new(config());
+    let (req, tx) = invite(&mut h, "z9hG4bKh1");
+    let proceeding = h.layer.held_bytes();
+    assert!(proceeding > 0, "the headers for its own 100 and 408");
+    let ok = response(&req, 200, Some("h1"));
+    h.layer.respond(h.now, tx, ok.clone()).unwrap();
+    let accepted = h.layer.held_bytes();
+    assert!(accepted > 0, "the 2xx, re-sent until the ACK");
+    h.run_until(ms(600));
+    assert_eq!(h.sent_times(), [0, 500]);
+    h.request(ack_for_2xx(&req, &ok, "z9hG4bKhack"), uac_peer(UDP));
+    assert_eq!(h.layer.live(), 1, "still absorbing retransmitted INVITEs");
+    assert_eq!(h.layer.held_bytes(), 0);
+    h.request(req, uac_peer(UDP));
+    assert!(h.take_sent().is_empty());
+    // A TU that re-sends its 2xx after the ACK still gets it out.
+    h.layer.respond(h.now, tx, ok).unwrap();
+    h.run_until(ms(700));
+    assert_eq!(h.take_sent().len(), 1);
+    assert_eq!(h.layer.held_bytes(), 0);
+    h.take_events();
+
+    let (req, tx) = invite(&mut h, "z9hG4bKh2");
+    h.layer
+        .respond(h.now, tx, response(&req, 486, Some("h2")))
+        .unwrap();
+    assert!(h.layer.held_bytes() > 0, "the 486, re-sent until the ACK");
+    h.request(
+        request("ACK", "z9hG4bKh2", "call-z9hG4bKh2", 1),
+        uac_peer(UDP),
+    );
+    assert_eq!(h.layer.live(), 2, "Confirmed absorbs ACKs for Timer I");
+    assert_eq!(h.layer.held_bytes(), 0);
+}

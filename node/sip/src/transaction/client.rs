@@ -44,8 +44,9 @@ enum CancelState {
 enum Machine {
     Invite {
         state: InviteState,
-        /// Kept to build the ACK and the CANCEL.
-        request: Box<Request>,
+        /// Kept to build the ACK and the CANCEL; dropped with the final response, after which
+        /// neither can be needed (a Completed transaction keeps its encoded ACK).
+        request: Option<Box<Request>>,
         top_via: String,
         seq: u32,
         cancel: CancelState,
@@ -78,7 +79,8 @@ pub(crate) struct ClientTx {
     /// Transactions the layer started for itself (CANCEL) report nothing to the TU.
     pub(crate) silent: bool,
     machine: Machine,
-    /// The serialised request, kept for retransmission over unreliable transports.
+    /// The serialised request, kept for retransmission over unreliable transports until a final
+    /// response stops the retransmissions (then emptied: an INVITE's Accepted lasts 32 s).
     bytes: Vec<u8>,
     interval: Duration,
     timers: TimerTable,
@@ -106,7 +108,7 @@ impl ClientTx {
         let machine = if request.method == rsip::Method::Invite {
             Machine::Invite {
                 state: InviteState::Calling,
-                request: Box::new(request),
+                request: Some(Box::new(request)),
                 top_via,
                 seq,
                 cancel: CancelState::None,
@@ -137,6 +139,22 @@ impl ClientTx {
         tx
     }
 
+    /// Bytes of messages this transaction keeps: the request (encoded, and parsed for an INVITE's
+    /// ACK and CANCEL) and a Completed INVITE's ACK.
+    pub(crate) fn held_bytes(&self) -> usize {
+        let kept = match &self.machine {
+            Machine::Invite { request, state, .. } => {
+                let ack = match state {
+                    InviteState::Completed { ack } => ack.len(),
+                    _ => 0,
+                };
+                ack + request.as_ref().map_or(0, |r| r.to_string().len())
+            }
+            Machine::NonInvite { .. } => 0,
+        };
+        kept + self.bytes.len()
+    }
+
     /// Stops every timer; the layer is removing the transaction.
     pub(crate) fn clear_timers(&mut self, io: &mut Io) {
         self.timers.clear(&mut io.timers);
@@ -157,10 +175,15 @@ impl ClientTx {
             peer,
             silent,
             machine,
+            bytes,
             timers,
             ..
         } = self;
         let (id, peer, silent) = (*id, *peer, *silent);
+        if code >= 200 {
+            // No retransmission of the request after a final response.
+            *bytes = Vec::new();
+        }
         let mut step = ClientStep::default();
         match machine {
             Machine::Invite {
@@ -192,13 +215,22 @@ impl ClientTx {
                     }
                     200..=299 => {
                         *state = InviteState::Accepted;
+                        *request = None;
                         stop(timers, io, &[Timer::A, Timer::B, Timer::C]);
                         arm(timers, io, Timer::M, now, config.t64());
                         emit(silent, io, TxEvent::Response { tx: id, resp });
                     }
                     _ => {
-                        let ack = encode_request(&build_ack(request, top_via, *seq, &resp));
-                        io.transmit(peer, ack.clone());
+                        // `request` is there until a final response, and this is the first.
+                        let ack = request
+                            .take()
+                            .map(|request| {
+                                encode_request(&build_ack(&request, top_via, *seq, &resp))
+                            })
+                            .unwrap_or_default();
+                        if !ack.is_empty() {
+                            io.transmit(peer, ack.clone());
+                        }
                         *state = InviteState::Completed { ack };
                         stop(timers, io, &[Timer::A, Timer::B, Timer::C]);
                         emit(silent, io, TxEvent::Response { tx: id, resp });
@@ -209,7 +241,7 @@ impl ClientTx {
                     }
                 },
                 InviteState::Completed { ack } => {
-                    if code >= 300 {
+                    if code >= 300 && !ack.is_empty() {
                         // A retransmitted final: our ACK was lost (§17.1.1.2).
                         io.transmit(peer, ack.clone());
                     }
@@ -352,7 +384,9 @@ impl ClientTx {
                 top_via,
                 seq,
                 ..
-            } => Some(build_cancel(request, top_via, *seq)),
+            } => request
+                .as_deref()
+                .map(|request| build_cancel(request, top_via, *seq)),
             Machine::NonInvite { .. } => None,
         }
     }

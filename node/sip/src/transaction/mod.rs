@@ -401,6 +401,14 @@ impl TransactionLayer {
         self.clients.len() + self.servers.len()
     }
 
+    /// Bytes of messages the live transactions keep (requests, responses, ACKs), counted by
+    /// encoding them: O(live transactions), for tests and diagnostics, not for every message.
+    pub fn held_bytes(&self) -> usize {
+        let clients: usize = self.clients.values().map(ClientTx::held_bytes).sum();
+        let servers: usize = self.servers.values().map(ServerTx::held_bytes).sum();
+        clients + servers
+    }
+
     /// Finished non-INVITE server transactions kept to answer retransmissions.
     pub fn finished(&self) -> usize {
         self.finished.len()

@@ -59,9 +59,11 @@ pub(crate) struct ServerTx {
     /// Set once a 2xx was sent, so the ACK for it (its own branch) finds this transaction.
     pub(crate) ack_key: Option<AckKey>,
     machine: Machine,
-    /// Request headers for the responses the layer builds itself (INVITE only: 100, 408, CANCEL's 200).
+    /// Request headers for the responses the layer builds itself (INVITE only: 100 and 408, both
+    /// before the final response; emptied with it).
     skeleton: Vec<Header>,
-    /// The last response sent, serialised, for retransmission.
+    /// The last response sent, serialised, for retransmission; dropped once nothing can ask for it
+    /// again (an INVITE's final was ACKed), since an INVITE transaction lives on 32 s after its 2xx.
     last_response: Option<Vec<u8>>,
     /// The To tag of the first tagged response the TU sent (or the layer's own 408).
     to_tag: Option<String>,
@@ -118,6 +120,13 @@ impl ServerTx {
             tx.arm(io, Timer::F, now, config.timers.t64());
         }
         tx
+    }
+
+    /// Bytes of messages this transaction keeps: its final response and the request headers it
+    /// builds responses from.
+    pub(crate) fn held_bytes(&self) -> usize {
+        let skeleton: usize = self.skeleton.iter().map(|h| h.to_string().len() + 2).sum();
+        skeleton + self.last_response.as_ref().map_or(0, Vec::len)
     }
 
     pub(crate) fn is_invite(&self) -> bool {
@@ -211,6 +220,7 @@ impl ServerTx {
         match self.machine {
             Machine::Invite(InviteState::Completed) => {
                 self.machine = Machine::Invite(InviteState::Confirmed);
+                self.last_response = None;
                 self.stop(io, &[Timer::G, Timer::H]);
                 if self.peer.transport.is_reliable() {
                     return true;
@@ -219,6 +229,7 @@ impl ServerTx {
             }
             Machine::Invite(InviteState::Accepted { .. }) => {
                 self.machine = Machine::Invite(InviteState::Accepted { acked: true });
+                self.last_response = None;
                 self.stop(io, &[Timer::G]);
                 self.emit(
                     io,
@@ -271,9 +282,14 @@ impl ServerTx {
         let timers = &config.timers;
         match (self.machine, code) {
             (Machine::Invite(InviteState::Proceeding), 100..=199)
-            | (Machine::Invite(InviteState::Accepted { .. }), _) => self.send(io, bytes),
+            | (Machine::Invite(InviteState::Accepted { acked: false }), _) => self.send(io, bytes),
+            // The TU re-sends its 2xx after the ACK: sent, not kept (Timer G is over).
+            (Machine::Invite(InviteState::Accepted { acked: true }), _) => {
+                io.transmit(self.peer, bytes);
+            }
             (Machine::Invite(_), 200..=299) => {
                 self.send(io, bytes);
+                self.skeleton = Vec::new();
                 self.machine = Machine::Invite(InviteState::Accepted { acked: false });
                 self.stop(io, &[Timer::C]);
                 self.arm(io, Timer::L, now, timers.t64());
@@ -323,6 +339,7 @@ impl ServerTx {
         io: &mut Io,
     ) {
         self.send(io, bytes);
+        self.skeleton = Vec::new();
         self.machine = Machine::Invite(InviteState::Completed);
         self.stop(io, &[Timer::C]);
         if !self.peer.transport.is_reliable() {
