@@ -6,8 +6,8 @@
 # Usage: deploy/bench/register.sh [N=60000] [CONCURRENCY=200] [ROUNDS=3]
 # PBX_BIN and CHAOS_BIN name prebuilt binaries (the release build is skipped).
 # CLUSTER_EXTRA: extra lines for every node's [cluster] section, e.g. 'commit_linger_ms = 0'.
-# NODES (default 3): NODES=1 runs the same build with nothing replicated (a one-node cluster still
-# writes and syncs its Raft log), which shows what the replication itself costs.
+# NODES (default 3): NODES=1 runs the same build without followers. Not the cost of replication
+# alone: a one-node cluster still writes and syncs its Raft log, and commits smaller entries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-60000}; conc=${2:-200}; rounds=${3:-3}
